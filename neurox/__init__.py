@@ -1,0 +1,1 @@
+"""NeuroX: a living neural network of supervised OS processes."""

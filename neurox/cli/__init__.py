@@ -1,0 +1,25 @@
+"""The ``neurox`` command: one subcommand per module, each registering its own arguments."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "run": "neurox.cli._run",
+    "ask": "neurox.cli._ask",
+    "bench": "neurox.cli._bench",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="neurox", description="A living neural network of supervised OS processes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module_name in SUBCOMMANDS.items():
+        importlib.import_module(module_name).register(sub)
+    args = parser.parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

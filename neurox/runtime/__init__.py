@@ -1,0 +1,16 @@
+"""Processes, sockets and the wire: the layer everything else in NeuroX stands on."""
+from ._control import (CONTROL_MAX_BYTES as CONTROL_MAX_BYTES, ControlClient as ControlClient,
+                       ControlError as ControlError, Reply as Reply, call as call,
+                       handle_request as handle_request, serve_one as serve_one)
+from ._events import EventPublisher as EventPublisher, run_event_bus as run_event_bus
+from ._exit import (EXIT_SHUTDOWN as EXIT_SHUTDOWN, EXIT_START_FAILED as EXIT_START_FAILED,
+                    ExitReason as ExitReason, reason_from_status as reason_from_status,
+                    reason_from_wait_status as reason_from_wait_status)
+from ._launcher import (notify_ready as notify_ready, set_parent_death_signal as set_parent_death_signal,
+                        set_process_name as set_process_name)
+from ._launcher_client import (LauncherClient as LauncherClient, LauncherError as LauncherError,
+                               start_launcher as start_launcher)
+from ._sockets import ipc_endpoint as ipc_endpoint, make_socket as make_socket
+from ._wire import (MAX_FRAME_BYTES as MAX_FRAME_BYTES, FrameError as FrameError, pack as pack,
+                    unpack as unpack, unpack_map as unpack_map, vector_bytes as vector_bytes,
+                    vector_from as vector_from)

@@ -1,0 +1,99 @@
+"""Starting the launcher, and the client side of its protocol (see ``_launcher``)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+
+from ._launcher import PACKET_MAX
+from ._wire import pack, unpack_map
+
+
+LAUNCHER_MAIN = "import sys; from neurox.runtime._launcher import main; main(sys.argv[1:])"
+
+
+class LauncherError(RuntimeError):
+    """The launcher refused a request or could not be reached."""
+
+
+class LauncherClient:
+    """One connection to the launcher. Children spawned through it die when it closes.
+
+    ``fileno()`` can be registered in a ``zmq.Poller``; :meth:`events` then returns the
+    ``ready`` and ``exit`` notices that have arrived, in order.
+    """
+
+    def __init__(self, socket_path: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.connect(socket_path)
+        self._pending: deque[dict] = deque()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def spawn(self, target: str, args: dict, env: dict) -> int:
+        """Fork a child running ``target(args, env)``; returns its pid once it exists."""
+        self.sock.send(pack({"op": "spawn", "target": target, "args": args, "env": env}))
+        while True:
+            message = self._receive()
+            if message["ev"] == "spawned":
+                return message["pid"]
+            if message["ev"] in ("spawn_failed", "error"):
+                raise LauncherError(message.get("detail", "spawn failed"))
+            self._pending.append(message)
+
+    def signal(self, pid: int, sig: int) -> None:
+        """Send ``sig`` to a child of this connection if it has not been reaped yet."""
+        self.sock.send(pack({"op": "signal", "pid": pid, "sig": int(sig)}))
+
+    def events(self, timeout: float | None = 0.0) -> list[dict]:
+        """Notices received so far; waits up to ``timeout`` seconds for the first one."""
+        out = list(self._pending)
+        self._pending.clear()
+        if out:
+            timeout = 0.0
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                message = self._receive()
+                out.append(message)
+                self.sock.settimeout(0.0)
+        except (BlockingIOError, socket.timeout, TimeoutError):
+            pass
+        finally:
+            self.sock.settimeout(None)
+        return out
+
+    def _receive(self) -> dict:
+        packet = self.sock.recv(PACKET_MAX)
+        if not packet:
+            raise LauncherError("the launcher closed the connection")
+        return unpack_map(packet, PACKET_MAX)
+
+
+def start_launcher(socket_path: str, preload: tuple[str, ...] = (),
+                   timeout: float = 60.0) -> subprocess.Popen:
+    """Exec the launcher (once per host or network) and wait until it accepts connections."""
+    os.makedirs(os.path.dirname(socket_path), mode=0o700, exist_ok=True)
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER_MAIN, socket_path, *preload])
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise LauncherError(f"launcher exited with code {proc.returncode} while starting")
+        try:
+            LauncherClient(socket_path).close()
+            return proc
+        except (FileNotFoundError, ConnectionRefusedError):
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise LauncherError(f"launcher did not listen on {socket_path} within {timeout} s") from None
+            time.sleep(0.01)

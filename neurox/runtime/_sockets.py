@@ -1,0 +1,53 @@
+"""ZeroMQ sockets with their options set on purpose, and the endpoints NeuroX uses.
+
+Every socket gets an explicit LINGER (so closing never hangs a stopping process and never
+silently waits forever on a dead peer), explicit high-water marks (so a slow or dead consumer
+makes the sender block, drop or report "busy" instead of growing without bound), and a short
+reconnect interval (so a replaced neuron is reached again within milliseconds).
+"""
+from __future__ import annotations
+
+import os
+
+import zmq
+
+LINGER_MS = 200
+"""How long a closing socket may keep trying to deliver what it queued."""
+LINK_HWM = 1000
+"""Messages queued per link before PUSH blocks (the bounded window keeps far fewer in flight)."""
+CONTROL_HWM = 100
+"""Control requests queued per peer; an admin client never needs more."""
+EVENT_HWM = 10000
+"""Events buffered per subscriber before the slowest one starts losing events (PUB semantics)."""
+RECONNECT_IVL_MS = 5
+RECONNECT_IVL_MAX_MS = 200
+
+
+def make_socket(ctx: zmq.Context, kind: int, *, bind: str | None = None,
+                connect: str | None = None, hwm: int = LINK_HWM,
+                linger_ms: int = LINGER_MS) -> zmq.Socket:
+    """A socket of ``kind`` with NeuroX's options, bound or connected as asked."""
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, linger_ms)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+    if kind == zmq.ROUTER:
+        # An unroutable reply (the client went away) raises instead of vanishing silently.
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    if bind:
+        if bind.startswith("ipc://"):
+            os.makedirs(os.path.dirname(bind[len("ipc://"):]), mode=0o700, exist_ok=True)
+        sock.bind(bind)
+    if connect:
+        sock.connect(connect)
+    return sock
+
+
+def ipc_endpoint(run_dir: str, name: str) -> str:
+    """The ipc:// endpoint of ``name`` inside a network's private run directory."""
+    endpoint = f"ipc://{os.path.join(run_dir, name)}"
+    if len(endpoint) - len("ipc://") > 107:
+        raise ValueError(f"ipc path too long for a unix socket ({len(endpoint)} chars): {endpoint}")
+    return endpoint

@@ -1,0 +1,134 @@
+"""A whole supervision tree on one host, as one handle: launcher, event bus and root supervisor.
+
+``Tree`` is what a program (``neurox run``, ``neurox node``, a test) holds. It starts the launcher,
+then the event bus and the root supervisor through it, and stops them in reverse. If the program
+holding it dies, even by SIGKILL, the launcher's parent-death signal takes the launcher and with
+it every process of the tree.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from ..runtime import ExitReason, LauncherClient, ipc_endpoint, start_launcher
+from ._naming import control_endpoint
+from ._supervisor import SUPERVISOR_TARGET
+
+EVENT_BUS_TARGET = "neurox.runtime._events:run_event_bus"
+
+
+class TreeError(RuntimeError):
+    """The tree could not start (the message says which part and why)."""
+
+
+class Tree:
+    """Start with :meth:`start` (or ``with Tree(...) as tree``); stop with :meth:`stop`."""
+
+    def __init__(self, root: dict, run_dir: str | None = None, preload: tuple[str, ...] = (),
+                 control: str | None = None, events_publish: str | None = None):
+        self.root_args = root
+        self.own_run_dir = run_dir is None
+        self.run_dir = run_dir or tempfile.mkdtemp(prefix="nx-", dir="/tmp")
+        os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
+        self.preload = preload
+        self.launcher_path = os.path.join(self.run_dir, "launcher.sock")
+        self.events_sink = ipc_endpoint(self.run_dir, "events.sink")
+        self.events = events_publish or ipc_endpoint(self.run_dir, "events.pub")
+        self.events_control = ipc_endpoint(self.run_dir, "events.ctl")
+        self.control = control or control_endpoint(self.run_dir, "root")
+        self.launcher_proc = None
+        self.client: LauncherClient | None = None
+        self.bus_pid: int | None = None
+        self.root_pid: int | None = None
+        self.root_exit: ExitReason | None = None
+
+    def __enter__(self) -> "Tree":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 60.0) -> "Tree":
+        self.launcher_proc = start_launcher(self.launcher_path, self.preload)
+        self.client = LauncherClient(self.launcher_path)
+        base_env = {"run_dir": self.run_dir, "launcher": self.launcher_path, "events": self.events_sink}
+        try:
+            self.bus_pid = self._spawn_and_wait(
+                EVENT_BUS_TARGET, {"sink": self.events_sink, "publish": self.events, "control": self.events_control},
+                {**base_env, "name": "nx:events", "path": "events"}, timeout)
+            self.root_pid = self._spawn_and_wait(
+                SUPERVISOR_TARGET, self.root_args,
+                {**base_env, "name": "nx:root", "path": "root", "control": self.control}, timeout)
+        except TreeError:
+            self.stop()
+            raise
+        return self
+
+    def _spawn_and_wait(self, target: str, args: dict, env: dict, timeout: float) -> int:
+        pid = self.client.spawn(target, args, env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for notice in self.client.events(deadline - time.monotonic()):
+                if notice.get("pid") != pid:
+                    continue
+                if notice["ev"] == "ready":
+                    return pid
+                if notice["ev"] == "exit":
+                    raise TreeError(f"{env['path']} exited while starting: "
+                                    f"{ExitReason.from_wire(notice['reason']).describe()}")
+        raise TreeError(f"{env['path']} did not become ready within {timeout} s")
+
+    def wait(self, timeout: float | None = None) -> ExitReason | None:
+        """Wait until the root supervisor exits (it gave up, or was stopped); None on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.root_exit is None:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            self._note_exits(self.client.events(remaining))
+        return self.root_exit
+
+    def _note_exits(self, notices: list[dict]) -> None:
+        for notice in notices:
+            if notice["ev"] == "exit" and notice["pid"] == self.root_pid:
+                self.root_exit = ExitReason.from_wire(notice["reason"])
+            elif notice["ev"] == "exit" and notice["pid"] == self.bus_pid:
+                self.bus_pid = None
+
+    @property
+    def alive(self) -> bool:
+        if self.client is None or self.root_pid is None:
+            return False
+        self._note_exits(self.client.events(0.0))
+        return self.root_exit is None
+
+    def stop(self, timeout: float = 60.0) -> ExitReason | None:
+        """Stop the root politely (its children go in reverse order), then the bus and the launcher."""
+        if self.client is not None:
+            if self.root_pid is not None and self.alive:
+                self.client.signal(self.root_pid, signal.SIGTERM)
+                if self.wait(timeout) is None:
+                    self.client.signal(self.root_pid, signal.SIGKILL)
+                    self.wait(10.0)
+            if self.bus_pid is not None:
+                self.client.signal(self.bus_pid, signal.SIGTERM)
+                deadline = time.monotonic() + 5.0
+                while self.bus_pid is not None and time.monotonic() < deadline:
+                    self._note_exits(self.client.events(0.1))
+            self.client.close()
+            self.client = None
+        if self.launcher_proc is not None:
+            self.launcher_proc.send_signal(signal.SIGTERM)
+            try:
+                self.launcher_proc.wait(10.0)
+            except subprocess.TimeoutExpired:
+                self.launcher_proc.kill()
+                self.launcher_proc.wait()
+            self.launcher_proc = None
+        if self.own_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+        return self.root_exit

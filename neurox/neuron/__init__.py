@@ -1,0 +1,10 @@
+"""Neurons that learn: the neuron process, its state, the topology, and the network they form."""
+from ._endpoints import (inbox_endpoint as inbox_endpoint, messenger_in_endpoint as messenger_in_endpoint,
+                         neuron_control as neuron_control, topology_path as topology_path)
+from ._frames import (FORWARD as FORWARD, GRADIENT as GRADIENT, OUTPUT as OUTPUT_FRAME,
+                      encode_forward as encode_forward)
+from ._activations import ACTIVATIONS as ACTIVATIONS
+from ._network import Network as Network, layer_spec as layer_spec, neuron_spec as neuron_spec
+from ._state import NeuronStore as NeuronStore
+from ._topology import (INPUT as INPUT, OUTPUT as OUTPUT, Topology as Topology, TopologyError as TopologyError,
+                        load_topology as load_topology, parse_topology as parse_topology)

@@ -1,0 +1,68 @@
+"""``neurox ask``: send one request to a running network's MessengerIn and print the reply."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+from ..ext import AskError, MessengerClient, digits
+from ._run import DEFAULT_DATA_DIR, RUN_FILE
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("ask", help="send one request to MessengerIn and print the reply as JSON")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="the running network's data dir (to find it)")
+    parser.add_argument("--endpoint", help="MessengerIn's endpoint (instead of --data-dir)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--vector", help="comma-separated numbers")
+    what.add_argument("--text", help="text, encoded by MessengerIn")
+    what.add_argument("--random", action="store_true", help="a random sample of the bundled digits (shows its true label)")
+    parser.add_argument("--encoding", default="utf8", help="text encoding (default: %(default)s)")
+    parser.add_argument("--target", type=int, help="learn from this request too (the class index)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default: %(default)s)")
+    parser.set_defaults(handler=ask)
+
+
+def endpoint_of(args: argparse.Namespace) -> str | None:
+    if args.endpoint:
+        return args.endpoint
+    try:
+        with open(os.path.join(args.data_dir, RUN_FILE)) as f:
+            return json.load(f)["messenger_in"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def ask(args: argparse.Namespace) -> int:
+    endpoint = endpoint_of(args)
+    if endpoint is None:
+        print(f"neurox ask: no running network found in {args.data_dir} (give --endpoint, or start `neurox run`)")
+        return 2
+    request: dict = {}
+    if args.vector:
+        try:
+            request["vector"] = [float(v) for v in args.vector.split(",")]
+        except ValueError:
+            print("neurox ask: --vector takes comma-separated numbers")
+            return 2
+    elif args.text is not None:
+        request.update(text=args.text, encoding=args.encoding)
+    else:
+        data = digits()
+        index = int(np.random.default_rng().integers(len(data.targets)))
+        request["vector"] = data.features[index].tolist()
+        print(f"sample {index} of the digits, true label {data.targets[index]}")
+    if args.target is not None:
+        request["target"] = args.target
+    client = MessengerClient(endpoint)
+    try:
+        reply = client.ask(timeout=args.timeout, **request)
+    except AskError as exc:
+        print(f"neurox ask: {exc}")
+        return 1
+    finally:
+        client.close()
+    print(json.dumps(reply))
+    return 0 if reply.get("ok") else 1

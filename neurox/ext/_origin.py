@@ -1,0 +1,56 @@
+"""An origin: anything that feeds packets into the start of a network and gets results back.
+
+MessengerIn and the stream extension are origins. Each has a return endpoint of its own (a PULL that
+MessengerOut pushes results to), PUSHes forward frames to every neuron of the first layer, and numbers
+its packets in its own range so that packets of different origins never share an id.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+
+import numpy as np
+import zmq
+
+from ..neuron import INPUT, Topology, encode_forward, inbox_endpoint
+from ..runtime import ipc_endpoint, make_socket, pack, unpack_map
+
+ORIGIN_BITS = 40
+"""Packet ids are ``origin_number << 40 | sequence``."""
+
+
+class Origin:
+    def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, name: str, hwm: int = 10000):
+        self.ctx = ctx
+        self.return_endpoint = ipc_endpoint(run_dir, f"{name}.{os.getpid()}.ret")
+        self.returns = make_socket(ctx, zmq.PULL, bind=self.return_endpoint, hwm=hwm)
+        self.starts = [make_socket(ctx, zmq.PUSH, connect=inbox_endpoint(run_dir, n), hwm=hwm)
+                       for n in topology.layers[0].neurons]
+        number = int.from_bytes(os.urandom(2), "big") | 1
+        self._ids = itertools.count(number << ORIGIN_BITS)
+
+    def send(self, rows: np.ndarray, targets=None, learn: bool = False, block: bool = True) -> int:
+        """Push one packet of rows (with targets when learning); returns its packet id.
+
+        With ``block=False`` a full queue towards the first layer raises ``zmq.Again`` instead of waiting.
+        """
+        packet = next(self._ids)
+        meta = {"origin": self.return_endpoint}
+        if learn and targets is not None:
+            meta["targets"] = targets
+        frame = encode_forward(packet, INPUT, np.ascontiguousarray(rows, dtype="<f4"), learn, pack(meta))
+        for sock in self.starts:
+            sock.send(frame, 0 if block else zmq.NOBLOCK)
+        return packet
+
+    def receive(self) -> dict:
+        """One result map from MessengerOut (blocks; poll ``returns`` first)."""
+        return unpack_map(self.returns.recv())
+
+    def receive_nowait(self) -> dict:
+        """One result map if one is waiting; raises ``zmq.Again`` otherwise."""
+        return unpack_map(self.returns.recv(zmq.NOBLOCK))
+
+    def close(self) -> None:
+        for sock in (self.returns, *self.starts):
+            sock.close(linger=0)

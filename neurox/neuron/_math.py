@@ -1,0 +1,86 @@
+"""What a neuron computes: activations, its forward pass, its share of backpropagation, seeding.
+
+A neuron hosts ``units`` artificial units over the concatenation ``x`` of its inputs (rows are
+samples): ``y = act(x @ W + b)``. Learning keeps ``x`` and ``y`` of a sample until the gradient of
+the loss with respect to ``y`` comes back from downstream; then it updates ``W`` and ``b`` and sends
+upstream the gradient with respect to ``x``, computed with the weights *before* the update, which
+is exactly what single-process backpropagation does.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._activations import ACTIVATIONS
+from ._kernels import dense_backward, dense_forward
+
+SEED_NOISE = 0.01
+"""Standard deviation of the noise added to a seeded neuron's weights so siblings do not stay identical."""
+
+
+def forward(x: np.ndarray, weights: np.ndarray, bias: np.ndarray, activation: str) -> np.ndarray:
+    """The neuron's outputs for rows of inputs ``x``."""
+    return dense_forward(x, weights, bias, ACTIVATIONS.index(activation))
+
+
+def output_gradient(y: np.ndarray, targets, activation: str) -> tuple[np.ndarray, float]:
+    """At the end of the network: dLoss/dz and the mean loss for a batch of targets.
+
+    softmax outputs are trained with cross-entropy against class indices; any other activation with
+    squared error against target vectors (both give the simple ``y - t`` form for the gradient).
+    """
+    rows = y.shape[0]
+    if activation == "softmax":
+        labels = np.asarray(targets, dtype=np.int64).reshape(rows)
+        if labels.min() < 0 or labels.max() >= y.shape[1]:
+            raise ValueError(f"class index out of range 0..{y.shape[1] - 1}")
+        grad = y.copy()
+        grad[np.arange(rows), labels] -= 1.0
+        loss = float(-np.log(np.maximum(y[np.arange(rows), labels], 1e-12)).mean())
+    else:
+        t = np.asarray(targets, dtype=np.float32).reshape(rows, y.shape[1])
+        grad = (y - t).astype(np.float32)
+        loss = float(0.5 * (grad ** 2).sum(axis=1).mean())
+        if activation != "linear":
+            grad = grad * derivative_from_output(y, activation)
+    return grad.astype(np.float32) / rows, loss
+
+
+def derivative_from_output(y: np.ndarray, activation: str) -> np.ndarray:
+    """d act / d z expressed with the output ``y`` (what the neuron kept of the forward pass)."""
+    if activation == "tanh":
+        return 1.0 - y * y
+    if activation == "sigmoid":
+        return y * (1.0 - y)
+    if activation == "relu":
+        return (y > 0).astype(np.float32)
+    return np.ones_like(y)
+
+
+def backward(x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, weights: np.ndarray, bias: np.ndarray,
+             activation: str, lr: float, grad_is_dz: bool = False) -> np.ndarray:
+    """Update ``weights`` and ``bias`` in place from one batch; return dLoss/dx for upstream."""
+    dz = grad_y if grad_is_dz else grad_y * derivative_from_output(y, activation)
+    return dense_backward(x, np.ascontiguousarray(dz, dtype=np.float32), weights, bias, np.float32(lr))
+
+
+def initial_weights(fan_in: int, units: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh weights, N(0, 1/sqrt(fan_in)) as in the reference MLP, and zero bias."""
+    weights = rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), (fan_in, units)).astype(np.float32)
+    return weights, np.zeros(units, dtype=np.float32)
+
+
+def seed_from_siblings(siblings: list[tuple[np.ndarray, np.ndarray]], fan_in: int, units: int,
+                       rng: np.random.Generator, noise: float = SEED_NOISE
+                       ) -> tuple[np.ndarray, np.ndarray, int]:
+    """A newcomer's weights from its same-layer siblings: their mean plus a little noise.
+
+    Siblings whose shapes differ from the newcomer's are ignored. Returns the weights, the bias and
+    how many siblings contributed; with none, falls back to :func:`initial_weights` (count 0).
+    """
+    usable = [(w, b) for w, b in siblings if w.shape == (fan_in, units) and b.shape == (units,)]
+    if not usable:
+        weights, bias = initial_weights(fan_in, units, rng)
+        return weights, bias, 0
+    weights = np.mean([w for w, _ in usable], axis=0) + rng.normal(0.0, noise, (fan_in, units))
+    bias = np.mean([b for _, b in usable], axis=0) + rng.normal(0.0, noise, units)
+    return weights.astype(np.float32), bias.astype(np.float32), len(usable)

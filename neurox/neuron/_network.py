@@ -1,0 +1,78 @@
+"""A network of neurons as one supervised tree: a supervisor per layer under the network's root.
+
+``Network`` writes the live topology into its data directory, builds the tree (root -> one
+``one_for_one`` supervisor per layer -> one worker per neuron, then any extension processes such
+as MessengerIn/Out after the layers) and starts it through a :class:`~neurox.supervisor_tree.Tree`.
+"""
+from __future__ import annotations
+
+import os
+
+from ..supervisor_tree import ChildSpec, Tree, root_args, supervisor_spec
+from ._endpoints import messenger_in_endpoint, topology_path
+from ._topology import Topology
+
+NEURON_TARGET = "neurox.neuron._process:run_neuron"
+NEURON_SHUTDOWN_MS = 5000
+PRELOAD = ("neurox.neuron._process", "neurox.supervisor_tree._supervisor", "neurox.runtime._events")
+
+
+def neuron_spec(neuron_id: str, data_dir: str, seed_from_siblings: bool = False) -> ChildSpec:
+    args = {"neuron": neuron_id, "data_dir": data_dir}
+    if seed_from_siblings:
+        args["seed_from_siblings"] = True
+    return ChildSpec(neuron_id, NEURON_TARGET, args, "permanent", NEURON_SHUTDOWN_MS, "worker",
+                     ("neurox.neuron._process",))
+
+
+def layer_spec(topology: Topology, layer_name: str, data_dir: str) -> ChildSpec:
+    """A layer's supervisor: one_for_one over its neurons (a neuron's death concerns only itself)."""
+    layer = topology.layer_named(layer_name)
+    return supervisor_spec(layer.name, [neuron_spec(n, data_dir) for n in layer.neurons], "one_for_one",
+                           int(topology.supervision["intensity"]), float(topology.supervision["period_s"]))
+
+
+class Network:
+    """A running network on this host. ``resume=True`` keeps the shape already in ``data_dir``."""
+
+    def __init__(self, topology: Topology, data_dir: str, extensions: list[ChildSpec] = (),
+                 run_dir: str | None = None, resume: bool = False, preload: tuple[str, ...] = ()):
+        self.data_dir = os.path.abspath(data_dir)
+        os.makedirs(self.data_dir, exist_ok=True)
+        live = topology_path(self.data_dir)
+        if resume and os.path.exists(live):
+            topology = Topology.load(live)
+        else:
+            topology.save(live)
+        self.topology = topology
+        children = [layer_spec(topology, layer.name, self.data_dir) for layer in topology.layers]
+        self.tree = Tree(root_args([*children, *extensions]), run_dir=run_dir, preload=(*PRELOAD, *preload))
+
+    def start(self) -> "Network":
+        self.tree.start()
+        return self
+
+    def stop(self):
+        return self.tree.stop()
+
+    def __enter__(self) -> "Network":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def run_dir(self) -> str:
+        return self.tree.run_dir
+
+    @property
+    def control(self) -> str:
+        return self.tree.control
+
+    @property
+    def events(self) -> str:
+        return self.tree.events
+
+    @property
+    def messenger_in(self) -> str:
+        return messenger_in_endpoint(self.run_dir)

@@ -1,0 +1,552 @@
+"""The neuron process: a PULL inbox, a PUSH per link, a control socket, and its own LevelDB.
+
+Forward parts of a packet are joined by packet id; when every input has arrived -- or the join
+deadline passes, in which case missing inputs count as zeros and the miss is counted -- the neuron
+computes its outputs and pushes them downstream. If the packet is for learning it keeps its input
+and output until the gradients come back from downstream (joined the same way), updates its weights
+and pushes the input gradients upstream. The end neuron turns outputs and targets into the first
+gradient itself and hands its outputs to MessengerOut. Data-plane frames are in ``_frames``.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import OrderedDict
+
+import numpy as np
+import plyvel
+import zmq
+
+from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, FrameError, Reply, make_socket,
+                       notify_ready, serve_one, unpack_map)
+from . import _frames as frames
+from ._endpoints import inbox_endpoint, neuron_control, topology_path
+from ._activations import check_activation
+from ._math import backward, forward, initial_weights, output_gradient, seed_from_siblings
+from ._state import NeuronStore
+from ._topology import INPUT, OUTPUT, Topology
+
+MAX_PENDING = 4096
+"""Joins and kept forward passes per neuron; beyond this the oldest is dropped (and counted)."""
+KEPT_TTL_S = 10.0
+"""A forward pass kept for learning is dropped if its gradient has not come back by then."""
+RECENT_DONE = 8192
+"""Completed packet ids remembered so that a late part is recognised and dropped, not re-joined."""
+DRAIN_BATCH = 512
+SEED_TIMEOUT_S = 0.3
+
+
+class Join:
+    """The parts of one packet received so far, in a fixed slot order."""
+
+    __slots__ = ("parts", "count", "started", "learn", "meta")
+
+    def __init__(self, slots: int, started: float, learn: bool = False, meta: bytes = b""):
+        self.parts: list = [None] * slots
+        self.count = 0
+        self.started = started
+        self.learn = learn
+        self.meta = meta
+
+
+class Neuron:
+    def __init__(self, args: dict, env: dict):
+        self.id = args["neuron"]
+        self.data_dir = args["data_dir"]
+        self.run_dir = env["run_dir"]
+        self.started_t = time.time()
+        topology = Topology.load(topology_path(self.data_dir))
+        settings = topology.settings_of(self.id)
+        self.layer = settings["layer"]
+        self.units = int(settings["units"])
+        self.policy = settings["policy"]
+        self.settings = {k: settings[k] for k in ("activation", "learning_rate", "flush_interval_s", "join_timeout_ms")}
+        self.learning = True
+        self.counters = {"forwards": 0, "samples": 0, "backwards": 0, "updates": 0, "missed_inputs": 0,
+                         "missed_gradients": 0, "late": 0, "expired": 0, "dropped_sends": 0,
+                         "flush_errors": 0, "bad_frames": 0}
+        self.bad_kinds: dict[str, int] = {}
+        self.rng = np.random.default_rng()
+        self.ctx = zmq.Context()
+        self.inputs: list[str] = []
+        self.widths: dict[str, int] = {}
+        self.input_slot: dict[str, int] = {}
+        self.out_socks: dict[str, zmq.Socket] = {}
+        self.back_socks: dict[str, zmq.Socket] = {}
+        self.output_slot: dict[str, int] = {}
+        self._set_inputs(topology.inputs_of(self.id), {n: topology.width_of(n) for n in topology.inputs_of(self.id)})
+        for dst in topology.outputs_of(self.id):
+            self._connect_output(dst)
+        self.is_end = OUTPUT in self.out_socks
+        self.store_path = os.path.join(self.data_dir, "neurons", self.id)
+        self.store, self.weights, self.bias, self.origin = self._open_state(topology, args)
+        self.dirty = False
+        self.joins: OrderedDict[int, Join] = OrderedDict()
+        self.grads: OrderedDict[int, Join] = OrderedDict()
+        self.kept: OrderedDict[int, tuple] = OrderedDict()
+        self.done: OrderedDict[int, None] = OrderedDict()
+        self.inbox = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.run_dir, self.id))
+        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
+        self.stop_requested = False
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        self.next_flush = time.monotonic() + self.settings["flush_interval_s"]
+        self.handlers = {
+            "ping": lambda r: "pong", "status": lambda r: self.status(), "metrics": lambda r: self.metrics(),
+            "get_params": lambda r: self.get_params(), "set_params": self.set_params,
+            "add_link": self.add_link, "remove_link": self.remove_link, "snapshot": lambda r: self.snapshot(),
+        }
+
+    def _on_term(self, *_):
+        self.stop_requested = True
+
+    # -- state: open, restore, seed ------------------------------------------------------------
+    def _open_state(self, topology: Topology, args: dict):
+        """Open the neuron's DB and decide where its weights come from (see docs/neuron.md)."""
+        existed = os.path.exists(self.store_path)
+        store = NeuronStore(self.store_path)
+        died = existed and not store.was_clean
+        if died and self.policy == "replace":
+            store.close(clean=False)
+            NeuronStore.discard(self.store_path)
+            store = NeuronStore(self.store_path)
+        saved = store.load()
+        fan_in = sum(self.widths.values())
+        if saved is not None and not (died and self.policy == "replace"):
+            self.settings.update(saved.settings.get("overrides", {}))
+            weights = self._rows_for_inputs(saved.weights, saved.settings.get("inputs", self.inputs),
+                                            saved.settings.get("widths", self.widths))
+            origin = {"restored": {"flushes": saved.flushes, "after": "crash" if died else "polite stop"}}
+            self.counters.update({k: v for k, v in saved.counters.items() if k in self.counters})
+            return store, weights, saved.bias.astype(np.float32), origin
+        if died or args.get("seed_from_siblings"):
+            siblings = self._fetch_sibling_params(topology)
+            weights, bias, used = seed_from_siblings([s[1:] for s in siblings], fan_in, self.units, self.rng)
+            method = "siblings_mean" if used else "fresh"
+            origin = {"seeding": {"method": method, "siblings": [s[0] for s in siblings][:used] if used else [],
+                                  "policy": self.policy, "reason": "replacement" if died else "new neuron"}}
+            return store, weights, bias, origin
+        rng = np.random.default_rng([topology.seed, *self.id.encode()])
+        weights, bias = initial_weights(fan_in, self.units, rng)
+        return store, weights, bias, {"fresh": True}
+
+    def _fetch_sibling_params(self, topology: Topology) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Ask every same-layer sibling for its weights at once; the dead or slow are skipped."""
+        siblings = topology.siblings_of(self.id)
+        clients = {s: ControlClient(self.ctx, neuron_control(self.run_dir, self.layer, s), SEED_TIMEOUT_S)
+                   for s in siblings}
+        answers = []
+        try:
+            for sibling, client in clients.items():
+                try:
+                    params = client.call("get_params")
+                except ControlError:
+                    continue
+                answers.append((sibling, _array(params["weights"]), _array(params["bias"])))
+        finally:
+            for client in clients.values():
+                client.close()
+        return answers
+
+    def _rows_for_inputs(self, weights: np.ndarray, old_inputs: list[str], old_widths: dict) -> np.ndarray:
+        """Weights re-laid for the current inputs: rows of links kept, fresh rows for new links."""
+        if list(old_inputs) == self.inputs and weights.shape[0] == sum(self.widths.values()):
+            return weights.astype(np.float32)
+        offsets, at = {}, 0
+        for src in old_inputs:
+            offsets[src] = at
+            at += int(old_widths[src])
+        blocks = []
+        for src in self.inputs:
+            width = self.widths[src]
+            if src in offsets and int(old_widths[src]) == width and offsets[src] + width <= weights.shape[0]:
+                blocks.append(weights[offsets[src]:offsets[src] + width])
+            else:
+                blocks.append(initial_weights(width, self.units, self.rng)[0])
+        return np.concatenate(blocks).astype(np.float32)
+
+    # -- links -----------------------------------------------------------------------------------
+    def _set_inputs(self, inputs: list[str], widths: dict[str, int]) -> None:
+        self.inputs = list(inputs)
+        self.widths = {src: int(widths[src]) for src in self.inputs}
+        self.input_slot = {src: i for i, src in enumerate(self.inputs)}
+        for src in self.inputs:
+            if src != INPUT and src not in self.back_socks:
+                self.back_socks[src] = make_socket(self.ctx, zmq.PUSH, connect=inbox_endpoint(self.run_dir, src))
+        for src in [s for s in self.back_socks if s not in self.input_slot]:
+            self.back_socks.pop(src).close()
+
+    def _connect_output(self, dst: str) -> None:
+        self.out_socks[dst] = make_socket(self.ctx, zmq.PUSH, connect=inbox_endpoint(self.run_dir, dst))
+        self.output_slot = {d: i for i, d in enumerate(self.out_socks)}
+
+    # -- the loop --------------------------------------------------------------------------------
+    def serve(self) -> None:
+        notify_ready({"neuron": self.id, "layer": self.layer, **self.origin})
+        poller = zmq.Poller()
+        poller.register(self.inbox, zmq.POLLIN)
+        poller.register(self.control, zmq.POLLIN)
+        poller.register(self.wake_r, zmq.POLLIN)
+        while not self.stop_requested:
+            ready = dict(poller.poll(self._poll_timeout_ms()))
+            if self.inbox in ready:
+                self._drain_inbox()
+            if self.control in ready:
+                serve_one(self.control, self.handlers)
+            if self.wake_r in ready:
+                os.read(self.wake_r, 512)
+            now = time.monotonic()
+            self._expire(now)
+            if now >= self.next_flush:
+                self._flush(sync=False)
+        self._stop()
+
+    def _poll_timeout_ms(self) -> int:
+        deadlines = [self.next_flush]
+        timeout_s = self.settings["join_timeout_ms"] / 1000.0
+        for pending in (self.joins, self.grads):
+            if pending:
+                deadlines.append(next(iter(pending.values())).started + timeout_s)
+        return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+
+    def _drain_inbox(self) -> None:
+        for _ in range(DRAIN_BATCH):
+            try:
+                frame = self.inbox.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                message = frames.decode(frame)
+                if message[0] == frames.FORWARD:
+                    self._on_forward(*message[1:])
+                else:
+                    self._on_gradient(*message[1:])
+            except FrameError as exc:
+                self._bad_frame(exc)
+
+    def _bad_frame(self, exc: FrameError) -> None:
+        """Count a bad frame; log the first one of each kind so a flood does not flood the log."""
+        self.counters["bad_frames"] += 1
+        seen = self.bad_kinds.get(exc.kind, 0)
+        self.bad_kinds[exc.kind] = seen + 1
+        if not seen:
+            print(f"neuron {self.id}: dropped a bad frame ({exc}); further ones of this kind are only counted",
+                  file=sys.stderr, flush=True)
+
+    def _on_forward(self, packet: int, src: str, data: bytes, learn: bool, meta: bytes) -> None:
+        slot = self.input_slot.get(src)
+        if slot is None:
+            raise FrameError("unknown_source", f"{src!r} is not an input of {self.id}")
+        part = frames.rows_of(data, self.widths[src])
+        if len(self.inputs) == 1:
+            self._compute(packet, [part], learn, meta)
+            return
+        join = self.joins.get(packet)
+        if join is None:
+            if packet in self.done:
+                self.counters["late"] += 1
+                return
+            join = self.joins[packet] = Join(len(self.inputs), time.monotonic(), learn, meta)
+            if len(self.joins) > MAX_PENDING:
+                self._complete_forward(*self.joins.popitem(last=False))
+        if join.parts[slot] is None:
+            join.count += 1
+        join.parts[slot] = part
+        if join.count == len(self.inputs):
+            del self.joins[packet]
+            self._complete_forward(packet, join)
+
+    def _complete_forward(self, packet: int, join: Join) -> None:
+        rows = next(p.shape[0] for p in join.parts if p is not None)
+        parts = []
+        for src, part in zip(self.inputs, join.parts):
+            if part is None or part.shape[0] != rows:
+                self.counters["missed_inputs"] += 1
+                part = np.zeros((rows, self.widths[src]), dtype=np.float32)
+            parts.append(part)
+        self._remember_done(packet)
+        self._compute(packet, parts, join.learn, join.meta)
+
+    def _compute(self, packet: int, parts: list[np.ndarray], learn: bool, meta: bytes) -> None:
+        x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        activation = self.settings["activation"]
+        y = forward(x, self.weights, self.bias, activation)
+        self.counters["forwards"] += 1
+        self.counters["samples"] += y.shape[0]
+        learn = learn and self.learning
+        if self.is_end:
+            loss = None
+            if learn:
+                targets = unpack_map(meta).get("targets")
+                if targets is not None:
+                    try:
+                        dz, loss = output_gradient(y, targets, activation)
+                    except ValueError as exc:
+                        raise FrameError("bad_target", str(exc)) from None
+                    self._learn(packet, x, y, dz, grad_is_dz=True)
+            self._send(self.out_socks[OUTPUT], frames.encode_output(packet, self.id, y, meta, loss))
+            return
+        if learn:
+            self.kept[packet] = (x, y, time.monotonic())
+            if len(self.kept) > MAX_PENDING:
+                self.kept.popitem(last=False)
+                self.counters["expired"] += 1
+        frame = frames.encode_forward(packet, self.id, y, learn, meta)
+        for sock in self.out_socks.values():
+            self._send(sock, frame)
+
+    def _on_gradient(self, packet: int, src: str, data: bytes) -> None:
+        slot = self.output_slot.get(src)
+        if slot is None:
+            raise FrameError("unknown_source", f"{src!r} is not an output of {self.id}")
+        grad = frames.rows_of(data, self.units)
+        if len(self.out_socks) == 1:
+            self._complete_gradient(packet, grad)
+            return
+        join = self.grads.get(packet)
+        if join is None:
+            join = self.grads[packet] = Join(len(self.out_socks), time.monotonic())
+        if join.parts[slot] is None:
+            join.count += 1
+        join.parts[slot] = grad
+        if join.count == len(self.out_socks):
+            del self.grads[packet]
+            self._complete_gradient(packet, _sum_parts(join.parts))
+
+    def _complete_gradient(self, packet: int, grad: np.ndarray) -> None:
+        kept = self.kept.pop(packet, None)
+        if kept is None:
+            self.counters["late"] += 1
+            return
+        x, y, _ = kept
+        if grad.shape != y.shape:
+            raise FrameError("wrong_shape", f"gradient of shape {grad.shape} for outputs of shape {y.shape}")
+        self.counters["backwards"] += 1
+        self._learn(packet, x, y, grad, grad_is_dz=False)
+
+    def _learn(self, packet: int, x: np.ndarray, y: np.ndarray, grad: np.ndarray, grad_is_dz: bool) -> None:
+        dx = backward(x, y, grad, self.weights, self.bias, self.settings["activation"],
+                      self.settings["learning_rate"], grad_is_dz)
+        self.counters["updates"] += 1
+        self.dirty = True
+        at = 0
+        for src in self.inputs:
+            width = self.widths[src]
+            if src != INPUT:
+                self._send(self.back_socks[src], frames.encode_gradient(packet, self.id, dx[:, at:at + width]))
+            at += width
+
+    def _send(self, sock: zmq.Socket, frame: bytes) -> None:
+        try:
+            sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters["dropped_sends"] += 1
+
+    def _remember_done(self, packet: int) -> None:
+        self.done[packet] = None
+        if len(self.done) > RECENT_DONE:
+            self.done.popitem(last=False)
+
+    def _expire(self, now: float) -> None:
+        """Joins past their deadline go on without what is missing; stale kept passes are dropped."""
+        timeout_s = self.settings["join_timeout_ms"] / 1000.0
+        while self.joins:
+            packet, join = next(iter(self.joins.items()))
+            if now - join.started < timeout_s:
+                break
+            del self.joins[packet]
+            self._complete_forward(packet, join)
+        while self.grads:
+            packet, join = next(iter(self.grads.items()))
+            if now - join.started < timeout_s:
+                break
+            del self.grads[packet]
+            self.counters["missed_gradients"] += len(join.parts) - join.count
+            self._complete_gradient(packet, _sum_parts(join.parts))
+        while self.kept:
+            packet, (_, _, kept_at) = next(iter(self.kept.items()))
+            if now - kept_at < KEPT_TTL_S:
+                break
+            del self.kept[packet]
+            self.counters["expired"] += 1
+
+    # -- persistence -----------------------------------------------------------------------------
+    def _persisted_settings(self) -> dict:
+        return {"inputs": self.inputs, "widths": self.widths, "units": self.units, "overrides": self.settings}
+
+    def _flush(self, sync: bool) -> None:
+        self.next_flush = time.monotonic() + self.settings["flush_interval_s"]
+        if not (self.dirty or sync):
+            return
+        try:
+            self.store.flush(self.weights, self.bias, self._persisted_settings(), self.counters, sync=sync)
+            self.dirty = False
+        except plyvel.Error as exc:  # e.g. a full disk: keep serving, keep the state dirty, retry next time
+            self.counters["flush_errors"] += 1
+            if self.counters["flush_errors"] == 1:
+                print(f"neuron {self.id}: flush failed ({exc}); will retry", file=sys.stderr, flush=True)
+
+    def _stop(self) -> None:
+        """Polite stop: flush everything synchronously, mark the DB clean, exit with ``shutdown``."""
+        self._flush(sync=True)
+        self.store.close(clean=not self.dirty)
+        for sock in (self.inbox, self.control, *self.out_socks.values(), *self.back_socks.values()):
+            sock.close()
+        self.ctx.term()
+        raise SystemExit(EXIT_SHUTDOWN)
+
+    # -- control API -----------------------------------------------------------------------------
+    def status(self) -> dict:
+        return {"id": self.id, "layer": self.layer, "pid": os.getpid(), "units": self.units,
+                "inputs": self.inputs, "outputs": list(self.out_socks), "policy": self.policy,
+                "learning": self.learning, "uptime_s": time.time() - self.started_t,
+                "started": self.origin, **self.settings,
+                "last_flush_t": self.store.last_flush_t, "last_flush_ms": self.store.last_flush_ms,
+                "flushes": self.store.flushes}
+
+    def metrics(self) -> dict:
+        w = self.weights
+        hist, edges = np.histogram(w, bins=10)
+        return {**self.counters, "bad_frames_by_kind": dict(self.bad_kinds), "pending_joins": len(self.joins),
+                "pending_gradients": len(self.grads), "kept": len(self.kept), "rss_bytes": _rss_bytes(),
+                "weights": {"mean": float(w.mean()), "std": float(w.std()), "min": float(w.min()),
+                            "max": float(w.max()), "histogram": hist.tolist(),
+                            "edges": [float(e) for e in edges]}}
+
+    def get_params(self) -> dict:
+        return {"weights": _wire_array(self.weights), "bias": _wire_array(self.bias), "inputs": self.inputs,
+                "widths": self.widths, "learning_rate": self.settings["learning_rate"]}
+
+    def set_params(self, request: dict) -> dict:
+        changes = {k: request[k] for k in ("weights", "bias", "activation", "learning_rate", "flush_interval_s",
+                                           "join_timeout_ms", "learning") if k in request}
+        if not changes:
+            raise Reply("bad_request", "nothing to set; give weights, bias, activation, learning_rate, "
+                                       "flush_interval_s, join_timeout_ms or learning")
+        new = {}
+        for key in ("weights", "bias"):
+            if key in changes:
+                array = _array(changes[key])
+                current = getattr(self, key)
+                if array.shape != current.shape:
+                    raise Reply("wrong_shape", f"{key} must have shape {list(current.shape)}, got {list(array.shape)}")
+                new[key] = array
+        if "activation" in changes:
+            try:
+                check_activation(changes["activation"])
+            except ValueError as exc:
+                raise Reply("bad_request", str(exc)) from None
+        for key in ("learning_rate", "flush_interval_s", "join_timeout_ms"):
+            if key in changes and (not isinstance(changes[key], (int, float)) or changes[key] <= 0):
+                raise Reply("bad_request", f"{key} must be a positive number")
+        for key, value in new.items():
+            setattr(self, key, value)
+        for key in ("activation", "learning_rate", "flush_interval_s", "join_timeout_ms"):
+            if key in changes:
+                self.settings[key] = changes[key]
+        if "learning" in changes:
+            self.learning = bool(changes["learning"])
+        if "flush_interval_s" in changes:
+            self.next_flush = min(self.next_flush, time.monotonic() + self.settings["flush_interval_s"])
+        self.dirty = True
+        return self.status()
+
+    def add_link(self, request: dict) -> dict:
+        direction, peer = request.get("direction"), request.get("peer")
+        if direction not in ("in", "out") or not isinstance(peer, str):
+            raise Reply("bad_request", "add_link needs direction 'in' or 'out' and a peer id")
+        if direction == "out":
+            if peer in self.out_socks:
+                raise Reply("already_linked", f"{self.id} -> {peer} exists")
+            self._connect_output(peer)
+        else:
+            width = request.get("width")
+            if peer in self.input_slot:
+                raise Reply("already_linked", f"{peer} -> {self.id} exists")
+            if not isinstance(width, int) or width <= 0:
+                raise Reply("bad_request", "an input link needs the peer's width")
+            self._settle_pending(inputs_change=True)
+            old_inputs, old_widths = self.inputs, self.widths
+            self._set_inputs([*self.inputs, peer], {**self.widths, peer: width})
+            self.weights = self._rows_for_inputs(self.weights, old_inputs, old_widths)
+        self.dirty = True
+        return {"inputs": self.inputs, "outputs": list(self.out_socks)}
+
+    def remove_link(self, request: dict) -> dict:
+        direction, peer = request.get("direction"), request.get("peer")
+        if direction == "out":
+            if peer not in self.out_socks:
+                raise Reply("not_found", f"no link {self.id} -> {peer}")
+            if len(self.out_socks) == 1:
+                raise Reply("last_link", f"{self.id} would have no output left")
+            self._settle_pending(inputs_change=False)
+            self.out_socks.pop(peer).close()
+            self.output_slot = {d: i for i, d in enumerate(self.out_socks)}
+        elif direction == "in":
+            if peer not in self.input_slot:
+                raise Reply("not_found", f"no link {peer} -> {self.id}")
+            if len(self.inputs) == 1:
+                raise Reply("last_link", f"{self.id} would have no input left")
+            self._settle_pending(inputs_change=True)
+            old_inputs, old_widths = self.inputs, self.widths
+            self._set_inputs([s for s in self.inputs if s != peer], self.widths)
+            self.weights = self._rows_for_inputs(self.weights, old_inputs, old_widths)
+        else:
+            raise Reply("bad_request", "remove_link needs direction 'in' or 'out' and a peer id")
+        self.dirty = True
+        return {"inputs": self.inputs, "outputs": list(self.out_socks)}
+
+    def _settle_pending(self, inputs_change: bool) -> None:
+        """Before a link changes, joins in progress go on at once with what they have.
+
+        Forward passes kept for learning no longer fit the weights once the inputs change, so
+        they are dropped (counted as expired): those packets are answered, only not learned from.
+        """
+        while self.joins:
+            self._complete_forward(*self.joins.popitem(last=False))
+        while self.grads:
+            packet, join = self.grads.popitem(last=False)
+            self._complete_gradient(packet, _sum_parts(join.parts))
+        if inputs_change:
+            self.counters["expired"] += len(self.kept)
+            self.kept.clear()
+
+    def snapshot(self) -> dict:
+        self._flush(sync=True)
+        return {"flushes": self.store.flushes, "last_flush_t": self.store.last_flush_t}
+
+
+def _sum_parts(parts: list) -> np.ndarray:
+    present = [p for p in parts if p is not None]
+    total = present[0].copy()
+    for p in present[1:]:
+        if p.shape == total.shape:
+            total += p
+    return total
+
+
+def _wire_array(array: np.ndarray) -> dict:
+    return {"shape": list(array.shape), "data": np.ascontiguousarray(array, "<f4").tobytes()}
+
+
+def _array(value) -> np.ndarray:
+    try:
+        return np.frombuffer(value["data"], dtype="<f4").reshape(value["shape"]).astype(np.float32)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Reply("bad_request", f"an array is {{'shape': [..], 'data': <float32 bytes>}} ({exc})") from None
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_neuron(args: dict, env: dict) -> None:
+    """Process entry point of a neuron (``neurox.neuron._network.NEURON_TARGET``)."""
+    Neuron(args, env).serve()

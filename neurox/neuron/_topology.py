@@ -1,0 +1,234 @@
+"""The shape of a network: layers of neurons, the links between them, and their settings.
+
+Written by people as TOML (see ``docs/topology.md`` and ``neurox/neuron/diamond.toml``), kept while
+the network runs as ``topology.json`` in its data directory -- the one source of truth every neuron
+reads its links from when it starts, and that live reshaping rewrites (atomically) before it tells
+the neurons concerned. Without explicit ``[[link]]`` tables, adjacent layers are fully connected.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+
+from ._activations import check_activation
+
+INPUT = "input"
+"""Link source name of the outside world feeding the first layer."""
+OUTPUT = "output"
+"""Link destination name of MessengerOut after the last layer."""
+POLICIES = ("replace", "restore")
+LAYER_SETTINGS = ("units", "activation", "learning_rate", "policy", "flush_interval_s", "join_timeout_ms")
+DEFAULTS = {"units": 16, "activation": "tanh", "learning_rate": 0.05, "policy": "replace",
+            "flush_interval_s": 1.0, "join_timeout_ms": 200}
+DEFAULT_SUPERVISION = {"intensity": 50, "period_s": 5.0}
+"""Per layer supervisor. Higher than Elixir's 3 in 5 s: a layer of many neurons under chaos
+testing legitimately sees several deaths a second, and each is repaired in milliseconds."""
+DIAMOND_TOML = os.path.join(os.path.dirname(__file__), "diamond.toml")
+
+
+class TopologyError(ValueError):
+    """A topology that cannot be run; the message names the offending part."""
+
+
+@dataclass
+class Layer:
+    name: str
+    neurons: list[str]
+    settings: dict = field(default_factory=dict)
+    next_index: int = 0
+
+
+@dataclass
+class Topology:
+    name: str
+    input_width: int
+    layers: list[Layer]
+    links: list[tuple[str, str]]
+    defaults: dict
+    supervision: dict
+    output: dict
+    seed: int = 0
+    explicit_links: bool = False
+
+    # -- questions neurons and supervisors ask --------------------------------------------------
+    def layer_of(self, neuron_id: str) -> Layer:
+        for layer in self.layers:
+            if neuron_id in layer.neurons:
+                return layer
+        raise TopologyError(f"unknown neuron {neuron_id!r}")
+
+    def layer_named(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise TopologyError(f"unknown layer {name!r}; layers are {[l.name for l in self.layers]}")
+
+    def settings_of(self, neuron_id: str) -> dict:
+        """The layer's settings over the network's defaults (with the layer name added)."""
+        layer = self.layer_of(neuron_id)
+        return {**self.defaults, **layer.settings, "layer": layer.name}
+
+    def width_of(self, node: str) -> int:
+        return self.input_width if node == INPUT else int(self.settings_of(node)["units"])
+
+    def inputs_of(self, neuron_id: str) -> list[str]:
+        """Sources feeding ``neuron_id``, in network order (this fixes the row order of its weights)."""
+        if neuron_id in self.layers[0].neurons:
+            return [INPUT]
+        return [src for src in self.neurons() if (src, neuron_id) in self._link_set()]
+
+    def outputs_of(self, neuron_id: str) -> list[str]:
+        if neuron_id in self.layers[-1].neurons:
+            return [OUTPUT]
+        return [dst for dst in self.neurons() if (neuron_id, dst) in self._link_set()]
+
+    def neurons(self) -> list[str]:
+        return [n for layer in self.layers for n in layer.neurons]
+
+    def siblings_of(self, neuron_id: str) -> list[str]:
+        return [n for n in self.layer_of(neuron_id).neurons if n != neuron_id]
+
+    def _link_set(self) -> set[tuple[str, str]]:
+        return set(self.links)
+
+    # -- changing the shape -------------------------------------------------------------------
+    def new_neuron_id(self, layer: Layer) -> str:
+        neuron_id = f"{layer.name}.n{layer.next_index}"
+        layer.next_index += 1
+        return neuron_id
+
+    def full_links(self) -> list[tuple[str, str]]:
+        """Every neuron linked to every neuron of the next layer."""
+        return [(a, b) for upper, lower in zip(self.layers, self.layers[1:])
+                for a in upper.neurons for b in lower.neurons]
+
+    def fit_to_data(self, input_width: int, outputs: int, classification: bool) -> "Topology":
+        """This topology resized to a dataset: its input width, and an output layer to match."""
+        out = self.layers[-1]
+        settings = {**out.settings, "units": outputs, "activation": "softmax" if classification else "linear"}
+        layers = [*self.layers[:-1], replace(out, settings=settings)]
+        output = dict(self.output) if classification else {"decode": "vector"}
+        if classification and len(output.get("labels", [])) != outputs:
+            output.pop("labels", None)
+        return replace(self, input_width=input_width, layers=layers, output=output).validate()
+
+    def validate(self) -> "Topology":
+        if self.input_width <= 0:
+            raise TopologyError("input_width must be positive")
+        if not self.layers:
+            raise TopologyError("a topology needs at least one layer")
+        names = [layer.name for layer in self.layers]
+        if len(set(names)) != len(names):
+            raise TopologyError(f"duplicate layer names in {names}")
+        for layer in self.layers:
+            if not layer.neurons:
+                raise TopologyError(f"layer {layer.name!r} has no neurons")
+            if "/" in layer.name or "." in layer.name:
+                raise TopologyError(f"layer name {layer.name!r} may not contain '/' or '.'")
+            settings = {**self.defaults, **layer.settings}
+            unknown = set(layer.settings) - set(LAYER_SETTINGS)
+            if unknown:
+                raise TopologyError(f"layer {layer.name!r}: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
+            check_activation(settings["activation"])
+            if settings["activation"] == "softmax" and layer is not self.layers[-1]:
+                raise TopologyError(f"layer {layer.name!r}: softmax is only allowed in the output layer")
+            if settings["policy"] not in POLICIES:
+                raise TopologyError(f"layer {layer.name!r}: policy must be one of {POLICIES}")
+            if int(settings["units"]) <= 0:
+                raise TopologyError(f"layer {layer.name!r}: units must be positive")
+        if len(self.layers[-1].neurons) != 1:
+            raise TopologyError("the output layer must have exactly one neuron (the end node)")
+        order = {n: i for i, layer in enumerate(self.layers) for n in layer.neurons}
+        for src, dst in self.links:
+            if src not in order or dst not in order:
+                raise TopologyError(f"link {src} -> {dst} names an unknown neuron")
+            if order[src] >= order[dst]:
+                raise TopologyError(f"link {src} -> {dst} must go forward, to a later layer")
+        for neuron_id in self.neurons():
+            if not self.inputs_of(neuron_id):
+                raise TopologyError(f"neuron {neuron_id} has no input link")
+            if not self.outputs_of(neuron_id):
+                raise TopologyError(f"neuron {neuron_id} has no output link")
+        return self
+
+    # -- reading and writing ---------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"name": self.name, "input_width": self.input_width, "seed": self.seed,
+                "defaults": self.defaults, "supervision": self.supervision, "output": self.output,
+                "explicit_links": self.explicit_links,
+                "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
+                            "next_index": l.next_index} for l in self.layers],
+                "links": [list(link) for link in self.links]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Topology":
+        layers = [Layer(l["name"], list(l["neurons"]), dict(l.get("settings", {})), l.get("next_index", 0))
+                  for l in data["layers"]]
+        return cls(data["name"], int(data["input_width"]), layers, [tuple(x) for x in data["links"]],
+                   dict(data["defaults"]), dict(data["supervision"]), dict(data["output"]),
+                   int(data.get("seed", 0)), bool(data.get("explicit_links", False))).validate()
+
+    def save(self, path: str) -> None:
+        """Write the live topology atomically (readers never see half a file)."""
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.to_dict(), f, indent=1)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> "Topology":
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+    def to_toml_dict(self) -> dict:
+        """The TOML document that recreates this topology (``neurox topology export``)."""
+        doc = {"name": self.name, "input_width": self.input_width, "seed": self.seed,
+               "defaults": self.defaults, "supervision": self.supervision, "output": self.output,
+               "layer": [{"name": l.name, "neurons": len(l.neurons), **l.settings} for l in self.layers]}
+        if self.explicit_links or self.links != self.full_links():
+            doc["link"] = [{"from": a, "to": b} for a, b in self.links]
+        return doc
+
+
+def parse_topology(doc: dict) -> Topology:
+    """A Topology from a parsed TOML document."""
+    known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link"}
+    unknown = set(doc) - known
+    if unknown:
+        raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
+    layer_docs = doc.get("layer")
+    if not isinstance(layer_docs, list) or not layer_docs:
+        raise TopologyError("a topology needs [[layer]] tables")
+    defaults = {**DEFAULTS, **doc.get("defaults", {})}
+    unknown = set(defaults) - set(LAYER_SETTINGS)
+    if unknown:
+        raise TopologyError(f"[defaults]: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
+    layers = []
+    for i, layer_doc in enumerate(layer_docs):
+        layer_doc = dict(layer_doc)
+        name = str(layer_doc.pop("name", f"L{i}"))
+        count = layer_doc.pop("neurons", 1)
+        if not isinstance(count, int) or count < 1:
+            raise TopologyError(f"layer {name!r}: neurons must be a positive integer")
+        layers.append(Layer(name, [f"{name}.n{k}" for k in range(count)], layer_doc, count))
+    topology = Topology(str(doc.get("name", "network")), int(doc.get("input_width", 0)), layers, [],
+                        defaults, {**DEFAULT_SUPERVISION, **doc.get("supervision", {})},
+                        dict(doc.get("output", {"decode": "label"})), int(doc.get("seed", 0)))
+    if "link" in doc:
+        topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]
+        topology.explicit_links = True
+    else:
+        topology.links = topology.full_links()
+    return topology.validate()
+
+
+def load_topology(path: str | None = None) -> Topology:
+    """Read a TOML topology file; the 1-2-3-2-1 diamond when ``path`` is None."""
+    with open(path or DIAMOND_TOML, "rb") as f:
+        try:
+            doc = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise TopologyError(f"{path}: {exc}") from None
+    return parse_topology(doc)

@@ -83,7 +83,9 @@ def start_launcher(socket_path: str, preload: tuple[str, ...] = (),
     os.makedirs(os.path.dirname(socket_path), mode=0o700, exist_ok=True)
     if os.path.exists(socket_path):
         os.unlink(socket_path)
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER_MAIN, socket_path, *preload])
+    # A session of its own: a Ctrl-C at the terminal reaches only the program holding the tree,
+    # which then stops the tree politely, instead of every process at once.
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER_MAIN, socket_path, *preload], start_new_session=True)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:

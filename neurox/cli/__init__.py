@@ -8,6 +8,7 @@ import sys
 SUBCOMMANDS = {
     "run": "neurox.cli._run",
     "ask": "neurox.cli._ask",
+    "reshape": "neurox.cli._reshape",
     "bench": "neurox.cli._bench",
 }
 

@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import numpy as np
 
 from ..ext import AskError, MessengerClient, digits
-from ._run import DEFAULT_DATA_DIR, RUN_FILE
+from ._discovery import add_target_arguments, find_network
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("ask", help="send one request to MessengerIn and print the reply as JSON")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR, help="the running network's data dir (to find it)")
-    parser.add_argument("--endpoint", help="MessengerIn's endpoint (instead of --data-dir)")
+    add_target_arguments(parser)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--vector", help="comma-separated numbers")
     what.add_argument("--text", help="text, encoded by MessengerIn")
@@ -25,18 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=ask)
 
 
-def endpoint_of(args: argparse.Namespace) -> str | None:
-    if args.endpoint:
-        return args.endpoint
-    try:
-        with open(os.path.join(args.data_dir, RUN_FILE)) as f:
-            return json.load(f)["messenger_in"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def ask(args: argparse.Namespace) -> int:
-    endpoint = endpoint_of(args)
+    endpoint = args.endpoint or find_network(args.data_dir).get("messenger_in")
     if endpoint is None:
         print(f"neurox ask: no running network found in {args.data_dir} (give --endpoint, or start `neurox run`)")
         return 2

@@ -20,9 +20,8 @@ import zmq
 from ..ext import PRELOAD, DatasetError, Stream, load_dataset, messenger_children
 from ..neuron import Network, TopologyError, load_topology, neuron_control
 from ..runtime import ControlError, call, unpack_map
+from ._discovery import DEFAULT_DATA_DIR, RUN_FILE
 
-DEFAULT_DATA_DIR = "neurox-data"
-RUN_FILE = "run.json"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
     network.start()
     run_file = os.path.join(network.data_dir, RUN_FILE)
     with open(run_file, "w") as f:
-        json.dump({"run_dir": network.run_dir, "messenger_in": network.messenger_in,
-                   "control": network.control, "events": network.events, "pid": os.getpid()}, f)
+        json.dump({"run_dir": network.run_dir, "messenger_in": network.messenger_in, "control": network.control,
+                   "events": network.events, "events_control": network.tree.events_control,
+                   "reshaper": network.reshaper, "pid": os.getpid()}, f)
     print(f"up in {time.monotonic() - started:.1f} s. MessengerIn: {network.messenger_in}\n"
           f"  try: neurox ask --data-dir {args.data_dir} --random    (Ctrl-C stops, state is flushed)", flush=True)
     ctx = zmq.Context.instance()

@@ -8,3 +8,4 @@ from ._network import Network as Network, layer_spec as layer_spec, neuron_spec 
 from ._state import NeuronStore as NeuronStore
 from ._topology import (INPUT as INPUT, OUTPUT as OUTPUT, Topology as Topology, TopologyError as TopologyError,
                         load_topology as load_topology, parse_topology as parse_topology)
+from ._reshaping import Reshaping as Reshaping

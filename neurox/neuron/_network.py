@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 
-from ..supervisor_tree import ChildSpec, Tree, root_args, supervisor_spec
+from ..supervisor_tree import ChildSpec, Tree, control_endpoint, root_args, supervisor_spec
 from ._endpoints import messenger_in_endpoint, topology_path
 from ._topology import Topology
 
 NEURON_TARGET = "neurox.neuron._process:run_neuron"
+RESHAPER_TARGET = "neurox.neuron._reshaper:run_reshaper"
 NEURON_SHUTDOWN_MS = 5000
-PRELOAD = ("neurox.neuron._process", "neurox.supervisor_tree._supervisor", "neurox.runtime._events")
+PRELOAD = ("neurox.neuron._process", "neurox.neuron._reshaper", "neurox.supervisor_tree._supervisor",
+           "neurox.runtime._events")
 
 
 def neuron_spec(neuron_id: str, data_dir: str, seed_from_siblings: bool = False) -> ChildSpec:
@@ -46,6 +48,8 @@ class Network:
             topology.save(live)
         self.topology = topology
         children = [layer_spec(topology, layer.name, self.data_dir) for layer in topology.layers]
+        children.append(ChildSpec("reshaper", RESHAPER_TARGET, {"data_dir": self.data_dir}, "permanent", 5000,
+                                  "worker", ("neurox.neuron._reshaper",)))
         self.tree = Tree(root_args([*children, *extensions]), run_dir=run_dir, preload=(*PRELOAD, *preload))
 
     def start(self) -> "Network":
@@ -72,6 +76,11 @@ class Network:
     @property
     def events(self) -> str:
         return self.tree.events
+
+    @property
+    def reshaper(self) -> str:
+        """Control endpoint of the reshaper (see ``Reshaping``)."""
+        return control_endpoint(self.run_dir, "root/reshaper")
 
     @property
     def messenger_in(self) -> str:

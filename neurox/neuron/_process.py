@@ -19,8 +19,8 @@ import numpy as np
 import plyvel
 import zmq
 
-from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, FrameError, Reply, make_socket,
-                       notify_ready, serve_one, unpack_map)
+from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, FrameError, Reply, ipc_endpoint,
+                       make_socket, notify_ready, pack, serve_one, unpack_map)
 from . import _frames as frames
 from ._endpoints import inbox_endpoint, neuron_control, topology_path
 from ._activations import check_activation
@@ -100,7 +100,10 @@ class Neuron:
             "ping": lambda r: "pong", "status": lambda r: self.status(), "metrics": lambda r: self.metrics(),
             "get_params": lambda r: self.get_params(), "set_params": self.set_params,
             "add_link": self.add_link, "remove_link": self.remove_link, "snapshot": lambda r: self.snapshot(),
+            "tap": self.set_tap, "inject": self.inject,
         }
+        self.tap: zmq.Socket | None = None
+        self.injected = 0
 
     def _on_term(self, *_):
         self.stop_requested = True
@@ -275,11 +278,14 @@ class Neuron:
     def _compute(self, packet: int, parts: list[np.ndarray], learn: bool, meta: bytes) -> None:
         x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
         x = np.ascontiguousarray(x, dtype=np.float32)
-        activation = self.settings["activation"]
-        y = forward(x, self.weights, self.bias, activation)
+        y = forward(x, self.weights, self.bias, self.settings["activation"])
         self.counters["forwards"] += 1
         self.counters["samples"] += y.shape[0]
-        learn = learn and self.learning
+        self._emit_forward(packet, x, y, learn and self.learning, meta)
+
+    def _emit_forward(self, packet: int, x: np.ndarray, y: np.ndarray, learn: bool, meta: bytes) -> None:
+        """Send outputs on: downstream (keeping the pass if learning), or, at the end, to MessengerOut."""
+        activation = self.settings["activation"]
         if self.is_end:
             loss = None
             if learn:
@@ -347,6 +353,11 @@ class Neuron:
             sock.send(frame, zmq.NOBLOCK)
         except zmq.Again:
             self.counters["dropped_sends"] += 1
+        if self.tap is not None:
+            try:  # a mirror never slows the neuron down: a slow tap loses frames, not the neuron
+                self.tap.send_multipart([self.tap_topics.get(sock, b"new-link"), frame], zmq.NOBLOCK)
+            except zmq.Again:
+                pass
 
     def _remember_done(self, packet: int) -> None:
         self.done[packet] = None
@@ -398,6 +409,8 @@ class Neuron:
         self.store.close(clean=not self.dirty)
         for sock in (self.inbox, self.control, *self.out_socks.values(), *self.back_socks.values()):
             sock.close()
+        if self.tap is not None:
+            self.tap.close()
         self.ctx.term()
         raise SystemExit(EXIT_SHUTDOWN)
 
@@ -516,6 +529,41 @@ class Neuron:
         if inputs_change:
             self.counters["expired"] += len(self.kept)
             self.kept.clear()
+
+    def set_tap(self, request: dict) -> dict:
+        """Mirror every frame this neuron sends on a PUB socket, topic ``<dst>`` (``neurox probe tap``)."""
+        endpoint = ipc_endpoint(self.run_dir, f"{self.id}.tap")
+        if request.get("on", True):
+            if self.tap is None:
+                self.tap = make_socket(self.ctx, zmq.PUB, bind=endpoint, hwm=1000, linger_ms=0)
+            self.tap_topics = {**{s: d.encode() for d, s in self.out_socks.items()},
+                               **{s: f"grad>{d}".encode() for d, s in self.back_socks.items()}}
+            return {"endpoint": endpoint}
+        if self.tap is not None:
+            self.tap.close()
+            self.tap = None
+        return {"endpoint": None}
+
+    def inject(self, request: dict) -> dict:
+        """Compute on a given input vector and send the result on, as if it came from upstream.
+
+        The packet is inference only; its answer reaches ``origin`` (if given) through MessengerOut.
+        """
+        vector = request.get("vector")
+        fan_in = sum(self.widths.values())
+        if not isinstance(vector, list) or len(vector) != fan_in:
+            raise Reply("wrong_shape", f"{self.id} takes {fan_in} input values")
+        try:
+            x = np.asarray(vector, dtype=np.float32).reshape(1, fan_in)
+        except (TypeError, ValueError):
+            raise Reply("bad_request", "'vector' must hold numbers") from None
+        self.injected += 1
+        packet = (0xFFFF << 40) | (os.getpid() << 16 & 0xFFFFFF0000) | (self.injected & 0xFFFF)
+        origin = request.get("origin")
+        meta = pack({"origin": origin}) if isinstance(origin, str) else pack({})
+        y = forward(x, self.weights, self.bias, self.settings["activation"])
+        self._emit_forward(packet, x, y, False, meta)
+        return {"packet": packet, "output": y[0].tolist()}
 
     def snapshot(self) -> dict:
         self._flush(sync=True)

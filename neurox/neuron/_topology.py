@@ -187,7 +187,7 @@ class Topology:
         doc = {"name": self.name, "input_width": self.input_width, "seed": self.seed,
                "defaults": self.defaults, "supervision": self.supervision, "output": self.output,
                "layer": [{"name": l.name, "neurons": len(l.neurons), **l.settings} for l in self.layers]}
-        if self.explicit_links or self.links != self.full_links():
+        if set(self.links) != set(self.full_links()):
             doc["link"] = [{"from": a, "to": b} for a, b in self.links]
         return doc
 

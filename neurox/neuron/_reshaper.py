@@ -1,0 +1,291 @@
+"""The reshaper: changes the shape of a running network, and is the only writer of its topology.
+
+It runs as a worker under the network's root and answers reshaping requests on its control socket
+(``root/reshaper``). Each change follows the same order so that no packet is lost on the way:
+first write the new topology (a neuron started now reads its links from it), then start new
+neurons (seeded from their siblings, like replacements), then tell the receiving side of each new
+link to expect it, then tell the sending side to use it; removal runs the other way round and
+drains a neuron (waits until it holds no join and no kept pass) before it is stopped. Packets
+caught between two steps are never dropped: a join waits at most its deadline for a part that will
+not come and goes on without it. Every change is appended to ``reshape.log`` in the data directory
+and published as a ``reshaped`` event. The first and last layer each hold one neuron: the start
+node and the end node, where MessengerIn and MessengerOut attach.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import tomli_w
+import zmq
+
+from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, EventPublisher, Reply, make_socket,
+                       notify_ready, serve_one)
+from ..supervisor_tree import SupervisorClient, control_endpoint
+from ._activations import check_activation
+from ._endpoints import neuron_control, topology_path
+from ._network import layer_spec, neuron_spec
+from ._topology import Layer, Topology, TopologyError
+
+DRAIN_TIMEOUT_S = 5.0
+CALL_TIMEOUT_S = 30.0
+LIVE_SETTINGS = ("activation", "learning_rate", "flush_interval_s", "join_timeout_ms")
+
+
+class Reshaper:
+    def __init__(self, args: dict, env: dict):
+        self.data_dir = args["data_dir"]
+        self.run_dir = env["run_dir"]
+        self.topology = Topology.load(topology_path(self.data_dir))
+        self.ctx = zmq.Context()
+        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
+        self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
+        self.stop_requested = False
+        signal.signal(signal.SIGTERM, self._on_term)
+        handlers = {
+            "ping": lambda r: "pong",
+            "topology": lambda r: self.topology.to_dict(),
+            "export": lambda r: tomli_w.dumps(self.topology.to_toml_dict()),
+            "add_neuron": self.add_neuron, "remove_neuron": self.remove_neuron,
+            "add_link": self.add_link, "remove_link": self.remove_link,
+            "add_layer": self.add_layer, "remove_layer": self.remove_layer,
+            "set_settings": self.set_settings, "set_learning": self.set_learning,
+        }
+        self.handlers = {op: self._guarded(op, handler) for op, handler in handlers.items()}
+
+    def _on_term(self, *_):
+        self.stop_requested = True
+
+    def serve(self) -> None:
+        notify_ready({"neurons": len(self.topology.neurons())})
+        while not self.stop_requested:
+            if self.control.poll(200):
+                serve_one(self.control, self.handlers)
+        self.control.close()
+        self.events.close()
+        self.ctx.term()
+        raise SystemExit(EXIT_SHUTDOWN)
+
+    def _guarded(self, op: str, handler):
+        """The handler with topology errors turned into error replies and its successes recorded."""
+        def run(request: dict):
+            try:
+                result = handler(request)
+            except TopologyError as exc:
+                raise Reply("bad_topology", str(exc)) from None
+            except ControlError as exc:
+                raise Reply("failed", f"a process did not go along: {exc}") from None
+            if op not in ("ping", "topology", "export"):
+                self._record(op, request, result)
+            return result
+        return run
+
+    def _record(self, op: str, request: dict, result) -> None:
+        entry = {"t": time.time(), "op": op, **{k: v for k, v in request.items() if k not in ("op", "rid")}}
+        with open(os.path.join(self.data_dir, "reshape.log"), "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        self.events.emit("reshaped", op=op, request=entry, result=result,
+                         shape=[len(layer.neurons) for layer in self.topology.layers])
+
+    # -- talking to the processes ----------------------------------------------------------------
+    def _neuron(self, neuron_id: str, op: str, **args):
+        layer = self.topology.layer_of(neuron_id).name
+        client = ControlClient(self.ctx, neuron_control(self.run_dir, layer, neuron_id), CALL_TIMEOUT_S)
+        try:
+            return client.call(op, **args)
+        finally:
+            client.close()
+
+    def _supervisor(self, path: str) -> SupervisorClient:
+        return SupervisorClient(control_endpoint(self.run_dir, path), self.ctx, CALL_TIMEOUT_S)
+
+    def _save(self, topology: Topology) -> None:
+        topology.validate()
+        topology.save(topology_path(self.data_dir))
+        self.topology = topology
+
+    def _connect(self, links: list[tuple[str, str]], started: tuple[str, ...] = ()) -> None:
+        """Receivers first (they will wait for the new part), then senders.
+
+        Neurons in ``started`` were just started and read these links from the topology already.
+        """
+        for src, dst in links:
+            if dst not in started:
+                self._neuron(dst, "add_link", direction="in", peer=src, width=self.topology.width_of(src))
+        for src, dst in links:
+            if src not in started:
+                self._neuron(src, "add_link", direction="out", peer=dst)
+
+    def _disconnect(self, links: list[tuple[str, str]]) -> None:
+        """Senders first (nothing new goes out), then receivers (they stop waiting for it)."""
+        for src, dst in links:
+            self._neuron(src, "remove_link", direction="out", peer=dst)
+        for src, dst in links:
+            self._neuron(dst, "remove_link", direction="in", peer=src)
+
+    def _drain(self, neuron_id: str) -> None:
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while time.monotonic() < deadline:
+            metrics = self._neuron(neuron_id, "metrics")
+            if not (metrics["pending_joins"] or metrics["pending_gradients"] or metrics["kept"]):
+                return
+            time.sleep(0.01)
+
+    def _layer_arg(self, request: dict, key: str = "layer") -> Layer:
+        name = request.get(key)
+        if not isinstance(name, str):
+            raise Reply("bad_request", f"'{key}' must be a layer name")
+        return self.topology.layer_named(name)
+
+    def _inner_layer(self, layer: Layer) -> None:
+        if layer is self.topology.layers[0] or layer is self.topology.layers[-1]:
+            raise Reply("fixed_layer", f"{layer.name} holds the start or end node; its neuron count is fixed")
+
+    # -- operations ------------------------------------------------------------------------------
+    def add_neuron(self, request: dict) -> dict:
+        layer = self._layer_arg(request)
+        self._inner_layer(layer)
+        topology = Topology.from_dict(self.topology.to_dict())
+        new_layer = topology.layer_named(layer.name)
+        index = topology.layers.index(new_layer)
+        neuron_id = topology.new_neuron_id(new_layer)
+        new_layer.neurons.append(neuron_id)
+        links = [(src, neuron_id) for src in topology.layers[index - 1].neurons]
+        links += [(neuron_id, dst) for dst in topology.layers[index + 1].neurons]
+        topology.links.extend(links)
+        self._save(topology)
+        started = self._supervisor(f"root/{layer.name}").start_child(
+            neuron_spec(neuron_id, self.data_dir, seed_from_siblings=True))
+        self._connect(links, started=(neuron_id,))
+        return {"id": neuron_id, "pid": started["pid"], "layer": layer.name}
+
+    def remove_neuron(self, request: dict) -> dict:
+        neuron_id = request.get("id")
+        if not isinstance(neuron_id, str):
+            raise Reply("bad_request", "'id' must be a neuron id")
+        layer = self.topology.layer_of(neuron_id)
+        self._inner_layer(layer)
+        if len(layer.neurons) == 1:
+            raise Reply("last_neuron", f"{neuron_id} is the last neuron of {layer.name}; remove the layer instead")
+        inbound = [(s, d) for s, d in self.topology.links if d == neuron_id]
+        outbound = [(s, d) for s, d in self.topology.links if s == neuron_id]
+        for src, _ in inbound:
+            if len(self.topology.outputs_of(src)) == 1:
+                raise Reply("would_orphan", f"{src} would have no output left")
+        for _, dst in outbound:
+            if len(self.topology.inputs_of(dst)) == 1:
+                raise Reply("would_orphan", f"{dst} would have no input left")
+        for src, dst in inbound:
+            self._neuron(src, "remove_link", direction="out", peer=dst)
+        self._drain(neuron_id)
+        for src, dst in outbound:
+            self._neuron(dst, "remove_link", direction="in", peer=src)
+        supervisor = self._supervisor(f"root/{layer.name}")
+        supervisor.terminate_child(neuron_id)
+        supervisor.delete_child(neuron_id)
+        topology = Topology.from_dict(self.topology.to_dict())
+        topology.layer_named(layer.name).neurons.remove(neuron_id)
+        topology.links = [link for link in topology.links if neuron_id not in link]
+        self._save(topology)
+        return {"id": neuron_id, "layer": layer.name}
+
+    def add_link(self, request: dict) -> dict:
+        src, dst = request.get("from"), request.get("to")
+        topology = Topology.from_dict(self.topology.to_dict())
+        if (src, dst) in topology.links:
+            raise Reply("already_linked", f"{src} -> {dst} exists")
+        topology.links.append((src, dst))
+        topology.explicit_links = True
+        self._save(topology)
+        self._connect([(src, dst)])
+        return {"from": src, "to": dst}
+
+    def remove_link(self, request: dict) -> dict:
+        src, dst = request.get("from"), request.get("to")
+        if (src, dst) not in self.topology.links:
+            raise Reply("not_found", f"no link {src} -> {dst}")
+        topology = Topology.from_dict(self.topology.to_dict())
+        topology.links.remove((src, dst))
+        topology.explicit_links = True
+        topology.validate()
+        self._disconnect([(src, dst)])
+        self._save(topology)
+        return {"from": src, "to": dst}
+
+    def add_layer(self, request: dict) -> dict:
+        after = self._layer_arg(request, "after")
+        if after is self.topology.layers[-1]:
+            raise Reply("fixed_layer", "a layer cannot follow the end node's layer")
+        name, count = request.get("name"), request.get("neurons", 1)
+        if not isinstance(name, str) or not isinstance(count, int) or count < 1:
+            raise Reply("bad_request", "add_layer needs a 'name' and a positive 'neurons' count")
+        settings = request.get("settings", {})
+        topology = Topology.from_dict(self.topology.to_dict())
+        index = topology.layers.index(topology.layer_named(after.name)) + 1
+        layer = Layer(name, [f"{name}.n{k}" for k in range(count)], dict(settings), count)
+        before, following = topology.layers[index - 1], topology.layers[index]
+        topology.layers.insert(index, layer)
+        old = [(s, d) for s, d in topology.links if s in before.neurons and d in following.neurons]
+        new = [(s, n) for s in before.neurons for n in layer.neurons] + \
+              [(n, d) for n in layer.neurons for d in following.neurons]
+        topology.links = [link for link in topology.links if link not in old] + new
+        self._save(topology)
+        self._supervisor("root").start_child(layer_spec(topology, name, self.data_dir))
+        self._connect(new, started=tuple(layer.neurons))
+        self._disconnect(old)
+        return {"layer": name, "neurons": layer.neurons}
+
+    def remove_layer(self, request: dict) -> dict:
+        layer = self._layer_arg(request, "name")
+        self._inner_layer(layer)
+        index = self.topology.layers.index(layer)
+        before, following = self.topology.layers[index - 1], self.topology.layers[index + 1]
+        bridge = [(s, d) for s in before.neurons for d in following.neurons]
+        self._connect(bridge)
+        inbound = [(s, d) for s, d in self.topology.links if d in layer.neurons]
+        outbound = [(s, d) for s, d in self.topology.links if s in layer.neurons]
+        for src, dst in inbound:
+            self._neuron(src, "remove_link", direction="out", peer=dst)
+        for neuron_id in layer.neurons:
+            self._drain(neuron_id)
+        for src, dst in outbound:
+            self._neuron(dst, "remove_link", direction="in", peer=src)
+        root = self._supervisor("root")
+        root.terminate_child(layer.name)
+        root.delete_child(layer.name)
+        topology = Topology.from_dict(self.topology.to_dict())
+        topology.layers = [l for l in topology.layers if l.name != layer.name]
+        topology.links = [l for l in topology.links if l[0] not in layer.neurons and l[1] not in layer.neurons] + bridge
+        self._save(topology)
+        return {"layer": layer.name}
+
+    def set_settings(self, request: dict) -> dict:
+        settings = request.get("settings")
+        if not isinstance(settings, dict) or not settings or set(settings) - set(LIVE_SETTINGS):
+            raise Reply("bad_request", f"'settings' must set some of {LIVE_SETTINGS} (units cannot change live)")
+        if "activation" in settings:
+            check_activation(settings["activation"])
+        topology = Topology.from_dict(self.topology.to_dict())
+        if "neuron" in request:
+            topology.layer_of(request["neuron"])  # an unknown id is an error reply
+            targets = [request["neuron"]]
+        else:
+            layer = topology.layer_named(self._layer_arg(request).name)
+            layer.settings.update(settings)
+            targets = list(layer.neurons)
+            self._save(topology)
+        for neuron_id in targets:
+            self._neuron(neuron_id, "set_params", **settings)
+        return {"neurons": targets, "settings": settings}
+
+    def set_learning(self, request: dict) -> dict:
+        learning = bool(request.get("learning", True))
+        for neuron_id in self.topology.neurons():
+            self._neuron(neuron_id, "set_params", learning=learning)
+        return {"learning": learning}
+
+
+def run_reshaper(args: dict, env: dict) -> None:
+    Reshaper(args, env).serve()

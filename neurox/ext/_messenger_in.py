@@ -132,7 +132,8 @@ class MessengerIn:
                 elif sock is self.control:
                     serve_one(self.control, handlers)
                 else:
-                    self._on_result(self.origin.receive())
+                    for result in self.origin.receive():
+                        self._on_result(result)
             self._expire(time.monotonic())
         self._stop()
 

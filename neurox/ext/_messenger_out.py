@@ -12,13 +12,11 @@ import signal
 import sys
 from collections import OrderedDict
 
-import msgpack
 import numpy as np
 import zmq
 
-from ..neuron import OUTPUT, OUTPUT_FRAME, Topology, inbox_endpoint, topology_path
-from ..runtime import (EXIT_SHUTDOWN, FrameError, make_socket, notify_ready, pack, serve_one, unpack_map,
-                       vector_from)
+from ..neuron import OUTPUT, OUTPUT_FRAME, Topology, decode_frame, inbox_endpoint, split_rows, topology_path
+from ..runtime import EXIT_SHUTDOWN, FrameError, make_socket, notify_ready, pack, serve_one, unpack_map
 
 MAX_ORIGINS = 64
 """Return sockets kept open at once; the least recently used beyond this are closed."""
@@ -78,24 +76,22 @@ class MessengerOut:
         raise SystemExit(EXIT_SHUTDOWN)
 
     def _on_output(self, frame: bytes) -> None:
-        try:
-            kind, packet, _src, data, meta, loss = msgpack.unpackb(frame, raw=False)
-        except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise FrameError("malformed", f"not an output frame ({type(exc).__name__})") from None
-        if kind != OUTPUT_FRAME or not isinstance(packet, int):
-            raise FrameError("wrong_type", "expected [2, packet, src, outputs, meta, loss]")
-        outputs = vector_from(data, self.width)
-        origin = unpack_map(meta).get("origin")
-        if not isinstance(origin, str):
-            raise FrameError("bad_meta", "meta has no origin endpoint")
-        self.counters["outputs"] += 1
-        result = {"packet": packet, "rows": outputs.shape[0], "output": data, "width": self.width,
-                  "loss": loss, **decode_outputs(outputs, self.output_config)}
-        try:
-            self._origin(origin).send(pack(result), zmq.NOBLOCK)
-            self.counters["returned"] += 1
-        except zmq.Again:
-            self.counters["dropped_returns"] += 1
+        _, _src, packets, rows, data, metas, losses = decode_frame(frame, (OUTPUT_FRAME,))
+        by_origin: dict[str, list[dict]] = {}
+        for packet, outputs, meta, loss in zip(packets, split_rows(data, rows, self.width), metas, losses):
+            origin = unpack_map(meta).get("origin") if isinstance(meta, bytes) else None
+            if not isinstance(origin, str):
+                raise FrameError("bad_meta", "meta has no origin endpoint")
+            self.counters["outputs"] += 1
+            by_origin.setdefault(origin, []).append(
+                {"packet": packet, "rows": outputs.shape[0], "output": outputs.tobytes(), "width": self.width,
+                 "loss": loss, **decode_outputs(outputs, self.output_config)})
+        for origin, results in by_origin.items():
+            try:
+                self._origin(origin).send(pack(results), zmq.NOBLOCK)
+                self.counters["returned"] += len(results)
+            except zmq.Again:
+                self.counters["dropped_returns"] += len(results)
 
     def _origin(self, endpoint: str) -> zmq.Socket:
         sock = self.origins.pop(endpoint, None)

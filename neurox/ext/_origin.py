@@ -13,7 +13,7 @@ import numpy as np
 import zmq
 
 from ..neuron import INPUT, Topology, encode_forward, inbox_endpoint
-from ..runtime import ipc_endpoint, make_socket, pack, unpack_map
+from ..runtime import FrameError, ipc_endpoint, make_socket, pack, unpack
 
 ORIGIN_BITS = 40
 """Packet ids are ``origin_number << 40 | sequence``."""
@@ -38,18 +38,17 @@ class Origin:
         meta = {"origin": self.return_endpoint}
         if learn and targets is not None:
             meta["targets"] = targets
-        frame = encode_forward(packet, INPUT, np.ascontiguousarray(rows, dtype="<f4"), learn, pack(meta))
+        frame = encode_forward(INPUT, [packet], [np.ascontiguousarray(rows, dtype="<f4")], [learn], [pack(meta)])
         for sock in self.starts:
             sock.send(frame, 0 if block else zmq.NOBLOCK)
         return packet
 
-    def receive(self) -> dict:
-        """One result map from MessengerOut (blocks; poll ``returns`` first)."""
-        return unpack_map(self.returns.recv())
-
-    def receive_nowait(self) -> dict:
-        """One result map if one is waiting; raises ``zmq.Again`` otherwise."""
-        return unpack_map(self.returns.recv(zmq.NOBLOCK))
+    def receive(self, flags: int = 0) -> list[dict]:
+        """The result maps of one return message from MessengerOut (``zmq.NOBLOCK`` raises zmq.Again if none)."""
+        results = unpack(self.returns.recv(flags))
+        if not isinstance(results, list):
+            raise FrameError("wrong_type", "a return message is a list of result maps")
+        return [r for r in results if isinstance(r, dict)]
 
     def close(self) -> None:
         for sock in (self.returns, *self.starts):

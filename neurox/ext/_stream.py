@@ -75,9 +75,11 @@ class Stream:
             if self.origin.returns.poll(wait_ms):
                 while True:
                     try:
-                        self._on_result(self.origin.receive_nowait())
+                        results = self.origin.receive(zmq.NOBLOCK)
                     except zmq.Again:
                         break
+                    for result in results:
+                        self._on_result(result)
             self._expire(time.perf_counter())
             if on_progress and time.perf_counter() >= next_report:
                 on_progress(self.progress())

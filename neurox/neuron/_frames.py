@@ -1,51 +1,74 @@
 """Data-plane frames between neurons (one msgpack array per ZeroMQ message; see docs/protocol.md).
 
-* forward  ``[0, packet, src, data, learn, meta]`` -- outputs of ``src`` for packet ``packet``
-* gradient ``[1, packet, src, data]`` -- dLoss/d(outputs of the receiver), from downstream ``src``
-* output   ``[2, packet, src, data, meta, loss]`` -- the end neuron's outputs, to MessengerOut
+Every frame carries a bundle of one or more packets, so that a busy neuron sends one message per
+link for everything it computed in one go, while a quiet one sends a bundle of one:
 
-``data`` is rows of float32 (little-endian) bytes; the receiver knows each link's width. ``meta``
-is the origin's msgpack map, passed through untouched until the end of the network.
+* forward  ``[0, src, packets, rows, data, learn, metas]`` -- outputs of ``src``
+* gradient ``[1, src, packets, rows, data]`` -- dLoss/d(outputs of the receiver), from downstream ``src``
+* output   ``[2, src, packets, rows, data, metas, losses]`` -- the end neuron's outputs, to MessengerOut
+
+``packets`` (ints), ``rows`` (ints), ``learn`` (bools), ``metas`` (bins) and ``losses`` (floats or nil)
+are parallel lists, one entry per packet; ``data`` is all their rows of float32 (little-endian),
+packet after packet. The receiver knows each link's width. A ``meta`` is the origin's msgpack map,
+passed through untouched until the end of the network.
 """
 from __future__ import annotations
 
 import msgpack
 import numpy as np
 
-from ..runtime import FrameError, MAX_FRAME_BYTES, vector_from
+from ..runtime import MAX_FRAME_BYTES, FrameError, vector_from
 
 FORWARD, GRADIENT, OUTPUT = 0, 1, 2
-_SHAPES = {FORWARD: (int, str, bytes, bool, bytes), GRADIENT: (int, str, bytes)}
+_FIELDS = {FORWARD: (str, list, list, bytes, list, list), GRADIENT: (str, list, list, bytes),
+           OUTPUT: (str, list, list, bytes, list, list)}
 
 
-def decode(frame: bytes) -> list:
-    """A forward or gradient frame as a list, or FrameError saying what is wrong with it."""
+def decode(frame: bytes, kinds: tuple[int, ...] = (FORWARD, GRADIENT)) -> list:
+    """A frame of one of ``kinds`` as a list, or FrameError saying what is wrong with it."""
     if len(frame) > MAX_FRAME_BYTES:
         raise FrameError("oversized", f"{len(frame)} bytes")
     try:
         message = msgpack.unpackb(frame, raw=False)
     except Exception as exc:  # msgpack raises several unrelated types for garbage
-        raise FrameError("malformed", f"{type(exc).__name__}") from None
-    if not isinstance(message, list) or not message or message[0] not in _SHAPES:
-        raise FrameError("wrong_type", "expected [kind, ...] with kind 0 (forward) or 1 (gradient)")
-    types = _SHAPES[message[0]]
+        raise FrameError("malformed", type(exc).__name__) from None
+    if type(message) is not list or not message or message[0] not in kinds:
+        raise FrameError("wrong_type", f"expected [kind, ...] with kind in {kinds}")
+    types = _FIELDS[message[0]]
     if len(message) != len(types) + 1 or not all(isinstance(v, t) for v, t in zip(message[1:], types)):
-        raise FrameError("wrong_type", f"fields of a kind-{message[0]} frame must be {[t.__name__ for t in types]}")
+        raise FrameError("wrong_type", f"a kind-{message[0]} frame is {[t.__name__ for t in types]}")
+    count = len(message[2])
+    if len(message[3]) != count or any(len(lst) != count for lst in message[5:]):
+        raise FrameError("wrong_shape", "the per-packet lists differ in length")
     return message
 
 
-def rows_of(data: bytes, width: int) -> np.ndarray:
-    """A writable array of rows (the compiled kernels take writable arrays only)."""
-    return vector_from(data, width).copy()
+def split_rows(data: bytes, rows: list, width: int) -> list[np.ndarray]:
+    """The packets' row blocks (writable: the compiled kernels take writable arrays only)."""
+    block = vector_from(data, width)
+    if sum(rows) != block.shape[0] or any(type(r) is not int or r <= 0 for r in rows):
+        raise FrameError("wrong_shape", f"rows {rows[:8]} do not add up to {block.shape[0]} rows of {width}")
+    block = block.copy()
+    if len(rows) == 1:
+        return [block]
+    return np.split(block, np.cumsum(rows)[:-1])
 
 
-def encode_forward(packet: int, src: str, y: np.ndarray, learn: bool, meta: bytes) -> bytes:
-    return msgpack.packb([FORWARD, packet, src, y.tobytes(), learn, meta], use_bin_type=True)
+def encode_forward(src: str, packets: list, ys: list[np.ndarray], learn: list, metas: list) -> bytes:
+    return msgpack.packb([FORWARD, src, packets, [y.shape[0] for y in ys], _join(ys), learn, metas],
+                         use_bin_type=True)
 
 
-def encode_gradient(packet: int, src: str, grad: np.ndarray) -> bytes:
-    return msgpack.packb([GRADIENT, packet, src, np.ascontiguousarray(grad).tobytes()], use_bin_type=True)
+def encode_gradient(src: str, packets: list, grads: list[np.ndarray]) -> bytes:
+    return msgpack.packb([GRADIENT, src, packets, [g.shape[0] for g in grads], _join(grads)], use_bin_type=True)
 
 
-def encode_output(packet: int, src: str, y: np.ndarray, meta: bytes, loss: float | None) -> bytes:
-    return msgpack.packb([OUTPUT, packet, src, y.tobytes(), meta, loss], use_bin_type=True)
+def encode_output(src: str, packets: list, ys: list[np.ndarray], metas: list, losses: list) -> bytes:
+    return msgpack.packb([OUTPUT, src, packets, [y.shape[0] for y in ys], _join(ys), metas, losses],
+                         use_bin_type=True)
+
+
+def _join(arrays: list[np.ndarray]) -> bytes:
+    if len(arrays) == 1:
+        return np.ascontiguousarray(arrays[0], dtype="<f4").tobytes()
+    return np.concatenate(arrays).astype("<f4", copy=False).tobytes()

@@ -103,6 +103,7 @@ class Neuron:
             "tap": self.set_tap, "inject": self.inject,
         }
         self.tap: zmq.Socket | None = None
+        self.outgoing_gradients: list[tuple[int, np.ndarray]] = []
         self.injected = 0
 
     def _on_term(self, *_):
@@ -218,19 +219,30 @@ class Neuron:
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
 
     def _drain_inbox(self) -> None:
+        """Take everything waiting (up to a bound), then compute and send it in one go per link.
+
+        A quiet neuron thus answers each packet at once, and a busy one sends one bundle per link
+        for all it has, which is what keeps a learning network fast (see docs/neuron.md).
+        """
+        joined: list[tuple] = []
+        returned: list[tuple] = []
+        inbox = self.inbox
         for _ in range(DRAIN_BATCH):
-            try:
-                frame = self.inbox.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+            if not inbox.get(zmq.EVENTS) & zmq.POLLIN:
+                break
+            frame = inbox.recv(copy=True)
             try:
                 message = frames.decode(frame)
                 if message[0] == frames.FORWARD:
-                    self._on_forward(*message[1:])
+                    self._on_forward(message, joined)
                 else:
-                    self._on_gradient(*message[1:])
+                    self._on_gradient(message, returned)
             except FrameError as exc:
                 self._bad_frame(exc)
+        if joined:
+            self._compute(joined)
+        if returned:
+            self._learn_from(returned)
 
     def _bad_frame(self, exc: FrameError) -> None:
         """Count a bad frame; log the first one of each kind so a flood does not flood the log."""
@@ -241,30 +253,34 @@ class Neuron:
             print(f"neuron {self.id}: dropped a bad frame ({exc}); further ones of this kind are only counted",
                   file=sys.stderr, flush=True)
 
-    def _on_forward(self, packet: int, src: str, data: bytes, learn: bool, meta: bytes) -> None:
+    def _on_forward(self, message: list, joined: list) -> None:
+        _, src, packets, rows, data, learn, metas = message
         slot = self.input_slot.get(src)
         if slot is None:
             raise FrameError("unknown_source", f"{src!r} is not an input of {self.id}")
-        part = frames.rows_of(data, self.widths[src])
+        blocks = frames.split_rows(data, rows, self.widths[src])
         if len(self.inputs) == 1:
-            self._compute(packet, [part], learn, meta)
+            joined.extend(([block], packet, bool(lrn), meta)
+                          for block, packet, lrn, meta in zip(blocks, packets, learn, metas))
             return
-        join = self.joins.get(packet)
-        if join is None:
-            if packet in self.done:
-                self.counters["late"] += 1
-                return
-            join = self.joins[packet] = Join(len(self.inputs), time.monotonic(), learn, meta)
-            if len(self.joins) > MAX_PENDING:
-                self._complete_forward(*self.joins.popitem(last=False))
-        if join.parts[slot] is None:
-            join.count += 1
-        join.parts[slot] = part
-        if join.count == len(self.inputs):
-            del self.joins[packet]
-            self._complete_forward(packet, join)
+        for block, packet, lrn, meta in zip(blocks, packets, learn, metas):
+            join = self.joins.get(packet)
+            if join is None:
+                if packet in self.done:
+                    self.counters["late"] += 1
+                    continue
+                join = self.joins[packet] = Join(len(self.inputs), time.monotonic(), bool(lrn), meta)
+                if len(self.joins) > MAX_PENDING:
+                    joined.append(self._complete_join(*self.joins.popitem(last=False)))
+            if join.parts[slot] is None:
+                join.count += 1
+            join.parts[slot] = block
+            if join.count == len(self.inputs):
+                del self.joins[packet]
+                joined.append(self._complete_join(packet, join))
 
-    def _complete_forward(self, packet: int, join: Join) -> None:
+    def _complete_join(self, packet: int, join: Join) -> tuple:
+        """(parts, packet, learn, meta) with zeros for the inputs that did not come (counted)."""
         rows = next(p.shape[0] for p in join.parts if p is not None)
         parts = []
         for src, part in zip(self.inputs, join.parts):
@@ -273,80 +289,107 @@ class Neuron:
                 part = np.zeros((rows, self.widths[src]), dtype=np.float32)
             parts.append(part)
         self._remember_done(packet)
-        self._compute(packet, parts, join.learn, join.meta)
+        return parts, packet, join.learn, join.meta
 
-    def _compute(self, packet: int, parts: list[np.ndarray], learn: bool, meta: bytes) -> None:
-        x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        y = forward(x, self.weights, self.bias, self.settings["activation"])
-        self.counters["forwards"] += 1
-        self.counters["samples"] += y.shape[0]
-        self._emit_forward(packet, x, y, learn and self.learning, meta)
+    def _compute(self, joined: list[tuple]) -> None:
+        """One forward pass over every joined packet, then one bundle per outgoing link."""
+        xs = [parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1) for parts, *_ in joined]
+        x_all = xs[0] if len(xs) == 1 else np.concatenate(xs)
+        y_all = forward(np.ascontiguousarray(x_all, dtype=np.float32), self.weights, self.bias,
+                        self.settings["activation"])
+        ys = [y_all] if len(xs) == 1 else np.split(y_all, np.cumsum([x.shape[0] for x in xs])[:-1])
+        self.counters["forwards"] += len(xs)
+        self.counters["samples"] += y_all.shape[0]
+        self._emit(xs, ys, [j[1] for j in joined], [j[2] and self.learning for j in joined], [j[3] for j in joined])
 
-    def _emit_forward(self, packet: int, x: np.ndarray, y: np.ndarray, learn: bool, meta: bytes) -> None:
-        """Send outputs on: downstream (keeping the pass if learning), or, at the end, to MessengerOut."""
-        activation = self.settings["activation"]
+    def _emit(self, xs: list, ys: list, packets: list, learn: list, metas: list) -> None:
+        """Send outputs on: downstream (keeping the passes learnt from), or, at the end, to MessengerOut."""
         if self.is_end:
-            loss = None
-            if learn:
-                targets = unpack_map(meta).get("targets")
-                if targets is not None:
-                    try:
-                        dz, loss = output_gradient(y, targets, activation)
-                    except ValueError as exc:
-                        raise FrameError("bad_target", str(exc)) from None
-                    self._learn(packet, x, y, dz, grad_is_dz=True)
-            self._send(self.out_socks[OUTPUT], frames.encode_output(packet, self.id, y, meta, loss))
+            losses = [self._learn_at_end(p, x, y, lrn, meta) for p, x, y, lrn, meta in zip(packets, xs, ys, learn, metas)]
+            self._flush_gradients()
+            self._send(self.out_socks[OUTPUT], frames.encode_output(self.id, packets, ys, metas, losses))
             return
-        if learn:
-            self.kept[packet] = (x, y, time.monotonic())
-            if len(self.kept) > MAX_PENDING:
-                self.kept.popitem(last=False)
-                self.counters["expired"] += 1
-        frame = frames.encode_forward(packet, self.id, y, learn, meta)
+        now = time.monotonic()
+        for packet, x, y, lrn in zip(packets, xs, ys, learn):
+            if lrn:
+                self.kept[packet] = (x, y, now)
+        while len(self.kept) > MAX_PENDING:
+            self.kept.popitem(last=False)
+            self.counters["expired"] += 1
+        frame = frames.encode_forward(self.id, packets, ys, learn, metas)
         for sock in self.out_socks.values():
             self._send(sock, frame)
 
-    def _on_gradient(self, packet: int, src: str, data: bytes) -> None:
+    def _learn_at_end(self, packet: int, x: np.ndarray, y: np.ndarray, learn: bool, meta: bytes) -> float | None:
+        """At the end node the loss gives the first gradient; returns the loss (None if not learning)."""
+        if not learn:
+            return None
+        try:
+            targets = unpack_map(meta).get("targets")
+            if targets is None:
+                return None
+            dz, loss = output_gradient(y, targets, self.settings["activation"])
+        except (FrameError, ValueError, TypeError) as exc:
+            self._bad_frame(FrameError("bad_target", str(exc)))
+            return None
+        self._learn(packet, x, y, dz, grad_is_dz=True)
+        return loss
+
+    def _on_gradient(self, message: list, returned: list) -> None:
+        _, src, packets, rows, data = message
         slot = self.output_slot.get(src)
         if slot is None:
             raise FrameError("unknown_source", f"{src!r} is not an output of {self.id}")
-        grad = frames.rows_of(data, self.units)
+        blocks = frames.split_rows(data, rows, self.units)
         if len(self.out_socks) == 1:
-            self._complete_gradient(packet, grad)
+            returned.extend(zip(packets, blocks))
             return
-        join = self.grads.get(packet)
-        if join is None:
-            join = self.grads[packet] = Join(len(self.out_socks), time.monotonic())
-        if join.parts[slot] is None:
-            join.count += 1
-        join.parts[slot] = grad
-        if join.count == len(self.out_socks):
-            del self.grads[packet]
-            self._complete_gradient(packet, _sum_parts(join.parts))
+        for packet, grad in zip(packets, blocks):
+            join = self.grads.get(packet)
+            if join is None:
+                join = self.grads[packet] = Join(len(self.out_socks), time.monotonic())
+            if join.parts[slot] is None:
+                join.count += 1
+            join.parts[slot] = grad
+            if join.count == len(self.out_socks):
+                del self.grads[packet]
+                returned.append((packet, _sum_parts(join.parts)))
 
-    def _complete_gradient(self, packet: int, grad: np.ndarray) -> None:
-        kept = self.kept.pop(packet, None)
-        if kept is None:
-            self.counters["late"] += 1
-            return
-        x, y, _ = kept
-        if grad.shape != y.shape:
-            raise FrameError("wrong_shape", f"gradient of shape {grad.shape} for outputs of shape {y.shape}")
-        self.counters["backwards"] += 1
-        self._learn(packet, x, y, grad, grad_is_dz=False)
+    def _learn_from(self, returned: list[tuple]) -> None:
+        """Update from each packet's gradient in arrival order, then one bundle per upstream link."""
+        for packet, grad in returned:
+            kept = self.kept.pop(packet, None)
+            if kept is None:
+                self.counters["late"] += 1
+                continue
+            x, y, _ = kept
+            if grad.shape != y.shape:
+                self._bad_frame(FrameError("wrong_shape", f"gradient {grad.shape} for outputs {y.shape}"))
+                continue
+            self.counters["backwards"] += 1
+            self._learn(packet, x, y, grad, grad_is_dz=False)
+        self._flush_gradients()
 
     def _learn(self, packet: int, x: np.ndarray, y: np.ndarray, grad: np.ndarray, grad_is_dz: bool) -> None:
         dx = backward(x, y, grad, self.weights, self.bias, self.settings["activation"],
                       self.settings["learning_rate"], grad_is_dz)
         self.counters["updates"] += 1
         self.dirty = True
+        self.outgoing_gradients.append((packet, dx))
+
+    def _flush_gradients(self) -> None:
+        """Send the input gradients computed so far, one bundle per upstream neuron."""
+        if not self.outgoing_gradients:
+            return
+        packets = [p for p, _ in self.outgoing_gradients]
         at = 0
         for src in self.inputs:
             width = self.widths[src]
             if src != INPUT:
-                self._send(self.back_socks[src], frames.encode_gradient(packet, self.id, dx[:, at:at + width]))
+                grads = [dx[:, at:at + width] for _, dx in self.outgoing_gradients]
+                self._send(self.back_socks[src], frames.encode_gradient(self.id, packets, grads))
             at += width
+        self.outgoing_gradients.clear()
 
     def _send(self, sock: zmq.Socket, frame: bytes) -> None:
         try:
@@ -367,19 +410,25 @@ class Neuron:
     def _expire(self, now: float) -> None:
         """Joins past their deadline go on without what is missing; stale kept passes are dropped."""
         timeout_s = self.settings["join_timeout_ms"] / 1000.0
+        joined = []
         while self.joins:
             packet, join = next(iter(self.joins.items()))
             if now - join.started < timeout_s:
                 break
             del self.joins[packet]
-            self._complete_forward(packet, join)
+            joined.append(self._complete_join(packet, join))
+        if joined:
+            self._compute(joined)
+        returned = []
         while self.grads:
             packet, join = next(iter(self.grads.items()))
             if now - join.started < timeout_s:
                 break
             del self.grads[packet]
             self.counters["missed_gradients"] += len(join.parts) - join.count
-            self._complete_gradient(packet, _sum_parts(join.parts))
+            returned.append((packet, _sum_parts(join.parts)))
+        if returned:
+            self._learn_from(returned)
         while self.kept:
             packet, (_, _, kept_at) = next(iter(self.kept.items()))
             if now - kept_at < KEPT_TTL_S:
@@ -521,11 +570,11 @@ class Neuron:
         Forward passes kept for learning no longer fit the weights once the inputs change, so
         they are dropped (counted as expired): those packets are answered, only not learned from.
         """
-        while self.joins:
-            self._complete_forward(*self.joins.popitem(last=False))
-        while self.grads:
-            packet, join = self.grads.popitem(last=False)
-            self._complete_gradient(packet, _sum_parts(join.parts))
+        if self.joins:
+            self._compute([self._complete_join(*self.joins.popitem(last=False)) for _ in range(len(self.joins))])
+        if self.grads:
+            self._learn_from([(p, _sum_parts(j.parts)) for p, j in self.grads.items()])
+            self.grads.clear()
         if inputs_change:
             self.counters["expired"] += len(self.kept)
             self.kept.clear()
@@ -562,7 +611,7 @@ class Neuron:
         origin = request.get("origin")
         meta = pack({"origin": origin}) if isinstance(origin, str) else pack({})
         y = forward(x, self.weights, self.bias, self.settings["activation"])
-        self._emit_forward(packet, x, y, False, meta)
+        self._emit([x], [y], [packet], [False], [meta])
         return {"packet": packet, "output": y[0].tolist()}
 
     def snapshot(self) -> dict:

@@ -28,7 +28,11 @@ class LauncherClient:
 
     def __init__(self, socket_path: str):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.sock.connect(socket_path)
+        try:
+            self.sock.connect(socket_path)
+        except OSError:
+            self.sock.close()
+            raise
         self._pending: deque[dict] = deque()
 
     def fileno(self) -> int:

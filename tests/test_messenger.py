@@ -1,0 +1,132 @@
+"""MessengerIn/Out: every request gets exactly one reply, to its sender; bad input crashes nothing."""
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from _netutil import neuron_call, running_network
+from neurox.ext import MessengerClient, digits
+from neurox.neuron import inbox_endpoint, load_topology
+from neurox.runtime import pack, unpack_map
+
+
+def client_run(endpoint: str, requests: list[dict], replies: list, timeout: float = 30.0) -> None:
+    """Pipeline every request, then collect replies until each has one or the client gives up."""
+    client = MessengerClient(endpoint, zmq.Context.instance())
+    try:
+        sent = [client.send(**request) for request in requests]
+        deadline = time.monotonic() + timeout
+        while len(replies) < len(sent) and time.monotonic() < deadline:
+            try:
+                replies.append(client.receive(timeout=max(0.1, deadline - time.monotonic())))
+            except Exception:
+                break
+        # anything more would be a duplicate: give it a moment to show up
+        while client.sock.poll(300):
+            replies.append(unpack_map(client.sock.recv_multipart()[-1]))
+        replies.append(("sent", sent))
+    finally:
+        client.close()
+
+
+def run_clients(endpoint: str, clients: int, per_client: int, during=None) -> list[tuple[list, list]]:
+    data = digits()
+    results = []
+    threads = []
+    for c in range(clients):
+        requests = [{"message_hash_id": f"c{c}-{i}", "vector": data.features[(c * per_client + i) % 1797].tolist(),
+                     **({"target": int(data.targets[i % 1797])} if i % 2 else {})} for i in range(per_client)]
+        replies: list = []
+        results.append(replies)
+        threads.append(threading.Thread(target=client_run, args=(endpoint, requests, replies)))
+    for t in threads:
+        t.start()
+    if during:
+        during()
+    for t in threads:
+        t.join(90)
+    out = []
+    for replies in results:
+        sent = replies.pop()[1]
+        out.append((sent, replies))
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_a_thousand_requests_from_several_clients_each_get_one_reply(tmp_path):
+    with running_network(load_topology(), tmp_path) as network:
+        results = run_clients(network.messenger_in, clients=4, per_client=250)
+    total = 0
+    for sent, replies in results:
+        ids = [r["message_hash_id"] for r in replies]
+        assert sorted(ids) == sorted(sent), "each sender gets exactly its own replies, once"
+        assert all(r["ok"] and 0 <= r["label"] <= 9 for r in replies)
+        total += len(replies)
+    assert total == 1000
+
+
+@pytest.mark.timeout(120)
+def test_a_neuron_killed_mid_stream_costs_no_request_its_reply(tmp_path):
+    with running_network(load_topology(), tmp_path, timeout_ms=2000) as network:
+        def kill_two():
+            time.sleep(0.05)
+            for neuron in ("L2.n1", "L0.n0"):
+                os.kill(neuron_call(network, neuron, "status")["pid"], signal.SIGKILL)
+                time.sleep(0.05)
+        results = run_clients(network.messenger_in, clients=4, per_client=250, during=kill_two)
+    errors = 0
+    for sent, replies in results:
+        ids = [r["message_hash_id"] for r in replies]
+        assert sorted(ids) == sorted(sent), "exactly one reply (answer or explicit error) per request"
+        for reply in replies:
+            assert reply["ok"] or reply["error"] in ("timeout", "busy"), reply
+            errors += not reply["ok"]
+    assert errors < 1000
+
+
+@pytest.mark.timeout(60)
+def test_bad_requests_get_clear_errors_and_nothing_crashes(tmp_path):
+    with running_network(load_topology(), tmp_path) as network:
+        pids = {n: neuron_call(network, n, "status")["pid"] for n in ("L0.n0", "L2.n1")}
+        client = MessengerClient(network.messenger_in)
+        cases = [
+            ({"vector": [1.0, 2.0]}, "bad_input", "expected 64 values"),
+            ({"text": "hello", "encoding": "ebcdic"}, "bad_input", "unknown text encoding"),
+            ({"vector": ["x"] * 64}, "bad_input", "list of numbers"),
+            ({"vector": [0.0] * 64, "target": 99}, "bad_input", "class index"),
+            ({"vector": [float("nan")] * 64}, "bad_input", "NaN"),
+            ({}, "bad_input", "'vector' or 'text'"),
+        ]
+        for request, error, detail in cases:
+            reply = client.ask(**request)
+            assert not reply["ok"] and reply["error"] == error and detail in reply["detail"], reply
+        raw = client.sock
+        raw.send_multipart([b"", b"\xc1\xff not msgpack"])
+        assert unpack_map(raw.recv_multipart()[-1])["error"] == "malformed"
+        raw.send_multipart([b"", pack({"message_hash_id": "big", "vector": [0.0] * 100_000})])
+        assert unpack_map(raw.recv_multipart()[-1])["error"] == "oversized"
+        raw.send_multipart([b"", pack(["not", "a", "map"])])
+        assert unpack_map(raw.recv_multipart()[-1])["error"] == "malformed"
+        # garbage, wrong shapes and unknown sources straight into neuron inboxes: counted drops
+        push = zmq.Context.instance().socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 2000)
+        push.connect(inbox_endpoint(network.run_dir, "L2.n1"))
+        for frame in (b"\x00garbage", pack([0, "L1.n0", [1], [1], b"\x00" * 12, [False], [b""]]),
+                      pack([0, "nobody", [1], [1], b"\x00" * 64, [False], [b""]]), pack({"kind": 0}),
+                      b"\x92" * 10_000):
+            push.send(frame)
+        push.close()
+        deadline = time.monotonic() + 5
+        while neuron_call(network, "L2.n1", "metrics")["bad_frames"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        metrics = neuron_call(network, "L2.n1", "metrics")
+        assert metrics["bad_frames"] == 5, metrics["bad_frames_by_kind"]
+        assert set(metrics["bad_frames_by_kind"]) >= {"malformed", "wrong_shape", "unknown_source", "wrong_type"}
+        reply = client.ask(vector=digits().features[0].tolist())
+        assert reply["ok"], "the network still answers"
+        assert {n: neuron_call(network, n, "status")["pid"] for n in pids} == pids, "no process died"
+        client.close()

@@ -12,6 +12,10 @@ from ._launcher import PACKET_MAX
 from ._wire import pack, unpack_map
 
 
+SINGLE_THREADED_MATH = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                        "NUMBA_NUM_THREADS": "1"}
+"""Every process of a tree computes on one thread: a host runs many neurons, and a BLAS pool per
+neuron would only make them fight over the cores."""
 LAUNCHER_MAIN = "import sys; from neurox.runtime._launcher import main; main(sys.argv[1:])"
 
 
@@ -89,7 +93,8 @@ def start_launcher(socket_path: str, preload: tuple[str, ...] = (),
         os.unlink(socket_path)
     # A session of its own: a Ctrl-C at the terminal reaches only the program holding the tree,
     # which then stops the tree politely, instead of every process at once.
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER_MAIN, socket_path, *preload], start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER_MAIN, socket_path, *preload], start_new_session=True,
+                            env={**os.environ, **SINGLE_THREADED_MATH})
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:

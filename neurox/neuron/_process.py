@@ -455,13 +455,18 @@ class Neuron:
     def _stop(self) -> None:
         """Polite stop: flush everything synchronously, mark the DB clean, exit with ``shutdown``."""
         self._flush(sync=True)
-        self.store.close(clean=not self.dirty)
+        self.close(clean=not self.dirty)
+        raise SystemExit(EXIT_SHUTDOWN)
+
+    def close(self, clean: bool) -> None:
+        """Close the DB (clean: mark that this run stopped politely) and every socket."""
+        if not self.store.db.closed:
+            self.store.close(clean=clean)
         for sock in (self.inbox, self.control, *self.out_socks.values(), *self.back_socks.values()):
-            sock.close()
+            sock.close(linger=0 if not clean else None)
         if self.tap is not None:
             self.tap.close()
         self.ctx.term()
-        raise SystemExit(EXIT_SHUTDOWN)
 
     # -- control API -----------------------------------------------------------------------------
     def status(self) -> dict:

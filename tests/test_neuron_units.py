@@ -1,0 +1,177 @@
+"""A neuron's parts on their own: kernels, learning math, state store, topology, datasets."""
+import os
+
+import numpy as np
+import pytest
+
+from neurox.ext import DatasetError, load_dataset
+from neurox.neuron import NeuronStore, TopologyError, load_topology, parse_topology, topology_path
+from neurox.neuron import _frames as frames
+from neurox.neuron._kernels import dense_backward, dense_forward
+from neurox.neuron._math import ACTIVATIONS, backward, forward, output_gradient, seed_from_siblings
+from neurox.neuron._process import Neuron
+from neurox.runtime import FrameError, pack
+
+pytestmark = pytest.mark.timeout(60)
+RNG = np.random.default_rng(7)
+
+
+def reference_forward(x, w, b, activation):
+    z = x @ w + b
+    if activation == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return {"tanh": np.tanh, "relu": lambda v: np.maximum(v, 0), "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+            "linear": lambda v: v}[activation](z)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("rows", [1, 3, 8])
+def test_forward_matches_numpy_for_every_activation_and_batch(activation, rows):
+    x, w, b = (RNG.random((rows, 20), dtype=np.float32), RNG.random((20, 7), dtype=np.float32) - 0.5,
+               RNG.random(7, dtype=np.float32))
+    assert np.allclose(forward(x, w, b, activation), reference_forward(x, w, b, activation), atol=1e-5)
+
+
+def test_compiled_backward_matches_numpy():
+    x, dz = RNG.random((2, 12), dtype=np.float32), RNG.random((2, 5), dtype=np.float32)
+    w, b = RNG.random((12, 5), dtype=np.float32), RNG.random(5, dtype=np.float32)
+    w2, b2 = w.copy(), b.copy()
+    dx = dense_backward(x, dz, w2, b2, np.float32(0.1))
+    assert np.allclose(dx, dz @ w.T, atol=1e-5)
+    assert np.allclose(w2, w - 0.1 * x.T @ dz, atol=1e-5) and np.allclose(b2, b - 0.1 * dz.sum(0), atol=1e-5)
+    assert np.allclose(dense_forward(x, w, b, 0), np.tanh(x @ w + b), atol=1e-5)
+
+
+def test_output_gradient_is_y_minus_target_and_checks_classes():
+    y = np.array([[0.7, 0.2, 0.1]], dtype=np.float32)
+    dz, loss = output_gradient(y, [0], "softmax")
+    assert np.allclose(dz, [[-0.3, 0.2, 0.1]]) and loss == pytest.approx(-np.log(0.7), rel=1e-5)
+    with pytest.raises(ValueError):
+        output_gradient(y, [3], "softmax")
+    dz, loss = output_gradient(y, [[1.0, 0.0, 0.0]], "linear")
+    assert np.allclose(dz, [[-0.3, 0.2, 0.1]]) and loss == pytest.approx(0.5 * (0.09 + 0.04 + 0.01), rel=1e-5)
+
+
+def test_backward_updates_in_place_with_weights_before_the_update():
+    x, g = RNG.random((1, 6), dtype=np.float32), RNG.random((1, 4), dtype=np.float32)
+    w, b = RNG.random((6, 4), dtype=np.float32), np.zeros(4, dtype=np.float32)
+    y = np.tanh(x @ w)
+    before = w.copy()
+    dx = backward(x, y, g, w, b, "tanh", 0.05)
+    dz = g * (1 - y * y)
+    assert np.allclose(dx, dz @ before.T, atol=1e-6)
+    assert np.allclose(w, before - 0.05 * x.T @ dz, atol=1e-6)
+
+
+def test_seeding_takes_the_siblings_mean_plus_a_little_noise_or_falls_back():
+    siblings = [(np.full((3, 2), v, np.float32), np.full(2, v, np.float32)) for v in (1.0, 3.0)]
+    w, b, used = seed_from_siblings(siblings + [(np.zeros((5, 2), np.float32), np.zeros(2, np.float32))], 3, 2, RNG)
+    assert used == 2 and np.abs(w - 2.0).max() < 0.06 and np.abs(b - 2.0).max() < 0.06 and w.std() > 0
+    w, b, used = seed_from_siblings([], 3, 2, RNG)
+    assert used == 0 and w.shape == (3, 2) and not b.any()
+
+
+def make_neuron(tmp_path, neuron_id="L2.n1"):
+    data_dir, run_dir = tmp_path / "data", tmp_path / "run"
+    data_dir.mkdir()
+    run_dir.mkdir()
+    load_topology().save(topology_path(str(data_dir)))
+    return Neuron({"neuron": neuron_id, "data_dir": str(data_dir)},
+                  {"run_dir": str(run_dir), "control": f"ipc://{run_dir}/ctl"})
+
+
+def test_a_bundle_learns_exactly_what_single_packets_learn(tmp_path):
+    """Eight packets bundled or sent one by one end with the same weights, and match hand-written backprop."""
+    k, meta = 8, pack({})
+    a, b = [RNG.random((1, 16), dtype=np.float32) for _ in range(k)], [RNG.random((1, 16), dtype=np.float32) for _ in range(k)]
+    g0, g1 = [RNG.random((1, 16), dtype=np.float32) for _ in range(k)], [RNG.random((1, 16), dtype=np.float32) for _ in range(k)]
+    results = []
+    for bundled, sub in ((True, "a"), (False, "b")):
+        (tmp_path / sub).mkdir()
+        n = make_neuron(tmp_path / sub)
+        w0 = n.weights.copy()
+        groups = [list(range(k))] if bundled else [[i] for i in range(k)]
+        for group in groups:
+            joined = []
+            n._on_forward(frames.decode(frames.encode_forward("L1.n0", group, [a[i] for i in group], [True] * len(group), [meta] * len(group))), joined)
+            n._on_forward(frames.decode(frames.encode_forward("L1.n1", group, [b[i] for i in group], [True] * len(group), [meta] * len(group))), joined)
+            n._compute(joined)
+        for group in groups:
+            returned = []
+            n._on_gradient(frames.decode(frames.encode_gradient("L3.n0", group, [g0[i] for i in group])), returned)
+            n._on_gradient(frames.decode(frames.encode_gradient("L3.n1", group, [g1[i] for i in group])), returned)
+            n._learn_from(returned)
+        results.append((w0, n.weights.copy()))
+        n.close(clean=True)
+    (w0, bundled), (_, single) = results
+    assert np.allclose(bundled, single, atol=1e-6)
+    w = w0.copy()
+    ys = [np.tanh(np.concatenate([a[i], b[i]], 1) @ w0) for i in range(k)]
+    for i in range(k):
+        x = np.concatenate([a[i], b[i]], 1)
+        w -= 0.05 * x.T @ ((g0[i] + g1[i]) * (1 - ys[i] ** 2))
+    assert np.allclose(w, bundled, atol=1e-5)
+
+
+def test_bad_frames_are_refused_with_their_kind():
+    for frame, kind in ((b"\xc1", "malformed"), (pack({"a": 1}), "wrong_type"), (pack([7, "x"]), "wrong_type"),
+                        (pack([0, "x", [1, 2], [1], b"", [True], [b""]]), "wrong_shape")):
+        with pytest.raises(FrameError) as info:
+            frames.decode(frame)
+        assert info.value.kind == kind
+    with pytest.raises(FrameError):
+        frames.split_rows(b"\x00" * 12, [1], 4)
+
+
+def test_store_gives_back_exactly_what_was_flushed_and_knows_a_clean_stop(tmp_path):
+    path = str(tmp_path / "db")
+    store = NeuronStore(path)
+    assert not store.was_clean and store.load() is None
+    w, b = RNG.random((4, 3), dtype=np.float32), RNG.random(3, dtype=np.float32)
+    store.flush(w, b, {"inputs": ["a"]}, {"updates": 5})
+    store.flush(w * 2, b, {"inputs": ["a"]}, {"updates": 6})
+    store.close(clean=False)
+    store = NeuronStore(path)
+    saved = store.load()
+    assert not store.was_clean and np.array_equal(saved.weights, w * 2) and saved.counters == {"updates": 6}
+    assert saved.flushes == 2
+    store.close(clean=True)
+    assert NeuronStore(path).was_clean
+
+
+def test_topology_defaults_links_and_errors(tmp_path):
+    t = load_topology()
+    assert [len(layer.neurons) for layer in t.layers] == [1, 2, 3, 2, 1]
+    assert t.inputs_of("L2.n0") == ["L1.n0", "L1.n1"] and t.outputs_of("L4.n0") == ["output"]
+    assert len(t.links) == 2 + 6 + 6 + 2
+    bad = [({"layer": []}, r"\[\[layer\]\]"),
+           ({"input_width": 2, "layer": [{"neurons": 2}]}, "exactly one neuron"),
+           ({"input_width": 2, "layer": [{"activation": "swish"}]}, "unknown activation"),
+           ({"input_width": 2, "layer": [{"name": "a"}, {"name": "b"}], "link": [{"from": "b.n0", "to": "a.n0"}]}, "forward"),
+           ({"input_width": 2, "layer": [{"name": "a", "activation": "softmax"}, {"name": "b"}]}, "softmax"),
+           ({"input_width": 2, "bogus": 1, "layer": [{}]}, "unknown top-level")]
+    for doc, message in bad:
+        with pytest.raises(TopologyError, match=message):
+            parse_topology(doc)
+    path = tmp_path / "t.json"
+    t.save(str(path))
+    assert type(t).load(str(path)).to_dict() == t.to_dict()
+
+
+def test_datasets_from_csv_and_npz_with_clear_errors(tmp_path):
+    csv = tmp_path / "d.csv"
+    csv.write_text("a,b,label\n0,10,cat\n1,20,dog\n2,30,cat\n")
+    data = load_dataset(str(csv), "label")
+    assert data.classes == ["cat", "dog"] and data.features.max() == 1.0 and list(data.targets) == [0, 1, 0]
+    (tmp_path / "r.csv").write_text("x,y\n0,0.5\n1,1.5\n")
+    assert load_dataset(str(tmp_path / "r.csv")).classes is None
+    np.savez(tmp_path / "d.npz", X=np.arange(6).reshape(3, 2), y=np.array([0, 1, 2]))
+    assert load_dataset(str(tmp_path / "d.npz")).outputs == 3
+    with pytest.raises(DatasetError, match="no target column"):
+        load_dataset(str(csv), "nope")
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3\n")
+    with pytest.raises(DatasetError, match="columns"):
+        load_dataset(str(tmp_path / "bad.csv"))
+    with pytest.raises(DatasetError, match="no such file"):
+        load_dataset(os.path.join(tmp_path, "missing.csv"))

@@ -131,7 +131,10 @@ class Topology:
             unknown = set(layer.settings) - set(LAYER_SETTINGS)
             if unknown:
                 raise TopologyError(f"layer {layer.name!r}: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
-            check_activation(settings["activation"])
+            try:
+                check_activation(settings["activation"])
+            except ValueError as exc:
+                raise TopologyError(f"layer {layer.name!r}: {exc}") from None
             if settings["activation"] == "softmax" and layer is not self.layers[-1]:
                 raise TopologyError(f"layer {layer.name!r}: softmax is only allowed in the output layer")
             if settings["policy"] not in POLICIES:

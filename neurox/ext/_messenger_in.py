@@ -8,10 +8,10 @@ gets an explicit ``timeout`` error and a late answer is dropped. See docs/protoc
 """
 from __future__ import annotations
 
+import heapq
 import os
 import signal
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,7 +107,8 @@ class MessengerIn:
             self.front.bind(extra)
         self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
         self.origin = Origin(self.ctx, env["run_dir"], self.topology, "messenger_in")
-        self.waiting: OrderedDict[int, Waiting] = OrderedDict()
+        self.waiting: dict[int, Waiting] = {}
+        self.deadlines: list[tuple[float, int]] = []
         self.counters = {"requests": 0, "replied": 0, "errors": 0, "timeouts": 0, "busy": 0, "late": 0,
                          "unroutable": 0}
         self.stop_requested = False
@@ -124,9 +125,8 @@ class MessengerIn:
             poller.register(sock, zmq.POLLIN)
         notify_ready({"endpoint": self.endpoint})
         while not self.stop_requested:
-            timeout = 200 if not self.waiting else max(0, int((next(iter(self.waiting.values())).deadline
-                                                                - time.monotonic()) * 1000) + 1)
-            for sock, _ in poller.poll(min(timeout, 200)):
+            timeout = 200 if not self.deadlines else int((self.deadlines[0][0] - time.monotonic()) * 1000) + 1
+            for sock, _ in poller.poll(max(0, min(timeout, 200))):
                 if sock is self.front:
                     self._on_request(self.front.recv_multipart())
                 elif sock is self.control:
@@ -167,7 +167,9 @@ class MessengerIn:
             self._reply(envelope, {"message_hash_id": message_id, "ok": False, "error": exc.error,
                                    "detail": exc.detail})
             return
-        self.waiting[packet] = Waiting(envelope, message_id, time.monotonic() + timeout_ms / 1000.0)
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        self.waiting[packet] = Waiting(envelope, message_id, deadline)
+        heapq.heappush(self.deadlines, (deadline, packet))
 
     def _on_result(self, result: dict) -> None:
         waiting = self.waiting.pop(result.get("packet"), None)
@@ -183,10 +185,12 @@ class MessengerIn:
         self._reply(waiting.envelope, reply)
 
     def _expire(self, now: float) -> None:
-        """Requests past their deadline get an explicit timeout error (deadlines are in send order
-        only when timeouts are equal, so every entry is checked)."""
-        for packet in [p for p, w in self.waiting.items() if w.deadline <= now]:
-            waiting = self.waiting.pop(packet)
+        """Requests past their deadline get an explicit timeout error."""
+        while self.deadlines and self.deadlines[0][0] <= now:
+            _, packet = heapq.heappop(self.deadlines)
+            waiting = self.waiting.pop(packet, None)
+            if waiting is None:
+                continue  # answered in time
             self.counters["timeouts"] += 1
             self._reply(waiting.envelope, {"message_hash_id": waiting.message_hash_id, "ok": False,
                                            "error": "timeout", "detail": "no answer in time; a neuron may "
@@ -204,6 +208,7 @@ class MessengerIn:
             self._reply(waiting.envelope, {"message_hash_id": waiting.message_hash_id, "ok": False,
                                            "error": "shutdown", "detail": "the network is stopping"})
         self.waiting.clear()
+        self.deadlines.clear()
         for sock in (self.front, self.control):
             sock.close()
         self.origin.close()

@@ -14,9 +14,10 @@ from ..neuron import Network, load_topology
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--window", type=int, default=4, help="packets in flight (default: %(default)s)")
-    parser.add_argument("--batch", type=int, default=1, help="samples per packet (default: %(default)s)")
-    parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument("--window", type=int, default=1, help="packets in flight (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=8, help="samples per packet (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, default=0.2,
+                        help="per packet, on the mean gradient of its rows (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
 
 

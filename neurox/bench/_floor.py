@@ -7,6 +7,7 @@ The benchmarks run it beside the real network in the same run, so their ratio is
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 
@@ -108,3 +109,4 @@ class FloorDiamond:
         self.inp.close(linger=0)
         self.out.close(linger=0)
         self.ctx.term()
+        shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -17,8 +17,8 @@ import time
 
 import zmq
 
-from ..ext import PRELOAD, DatasetError, Stream, load_dataset, messenger_children
-from ..neuron import Network, TopologyError, load_topology, neuron_control
+from ..ext import PRELOAD, DatasetError, Stream, load_dataset, network_children
+from ..neuron import Network, TopologyError, live_topology, load_topology, neuron_control
 from ..runtime import ControlError, call, unpack_map
 from ._discovery import DEFAULT_DATA_DIR, RUN_FILE
 
@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
         topology.output = {"decode": "label", "labels": list(dataset.classes)}
     if args.fresh and os.path.isdir(args.data_dir):
         shutil.rmtree(args.data_dir)
-    network = Network(topology, args.data_dir, extensions=messenger_children(os.path.abspath(args.data_dir)),
-                      resume=not args.fresh, preload=PRELOAD)
+    data_dir = os.path.abspath(args.data_dir)
+    topology = live_topology(topology, data_dir, resume=not args.fresh)
+    network = Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -9,17 +9,15 @@ gets an explicit ``timeout`` error and a late answer is dropped. See docs/protoc
 from __future__ import annotations
 
 import heapq
-import os
-import signal
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import zmq
 
-from ..neuron import Topology, messenger_in_endpoint, topology_path
-from ..runtime import (EXIT_SHUTDOWN, FrameError, make_socket, notify_ready, pack, serve_one, unpack_map)
-from ._origin import Origin
+from ..neuron import messenger_in_endpoint
+from ..runtime import FrameError, make_socket, pack, unpack_map
+from ._api import InputExtension
 
 REQUEST_MAX_BYTES = 256 * 1024
 DEFAULT_TIMEOUT_MS = 5000
@@ -90,61 +88,39 @@ def parse_request(request: dict, width: int, classes: int | None, outputs: int) 
     return message_id, row.reshape(1, width), ([target] if target is not None else None), learn
 
 
-class MessengerIn:
-    def __init__(self, args: dict, env: dict):
-        self.topology = Topology.load(topology_path(args["data_dir"]))
+class MessengerIn(InputExtension):
+    def __init__(self, settings: dict, env: dict):
+        super().__init__(settings, env)
         end = self.topology.layers[-1].neurons[0]
-        settings = self.topology.settings_of(end)
-        self.classes = int(settings["units"]) if settings["activation"] == "softmax" else None
-        self.outputs = int(settings["units"])
-        self.width = self.topology.input_width
-        self.timeout_s = args.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 1000.0
-        self.max_in_flight = int(args.get("max_in_flight", DEFAULT_MAX_IN_FLIGHT))
-        self.ctx = zmq.Context()
-        self.endpoint = messenger_in_endpoint(env["run_dir"])
+        end_settings = self.topology.settings_of(end)
+        self.classes = int(end_settings["units"]) if end_settings["activation"] == "softmax" else None
+        self.outputs = int(end_settings["units"])
+        self.timeout_s = settings.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 1000.0
+        self.max_in_flight = int(settings.get("max_in_flight", DEFAULT_MAX_IN_FLIGHT))
+        self.endpoint = messenger_in_endpoint(self.run_dir)
         self.front = make_socket(self.ctx, zmq.ROUTER, bind=self.endpoint)
-        for extra in args.get("bind", []):
+        for extra in settings.get("bind", []):
             self.front.bind(extra)
-        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
-        self.origin = Origin(self.ctx, env["run_dir"], self.topology, "messenger_in")
+        self.watch(self.front, lambda: self._on_request(self.front.recv_multipart()))
         self.waiting: dict[int, Waiting] = {}
         self.deadlines: list[tuple[float, int]] = []
-        self.counters = {"requests": 0, "replied": 0, "errors": 0, "timeouts": 0, "busy": 0, "late": 0,
-                         "unroutable": 0}
-        self.stop_requested = False
-        signal.signal(signal.SIGTERM, self._on_term)
+        self.counters.update(requests=0, replied=0, errors=0, timeouts=0, busy=0, late=0, unroutable=0)
 
-    def _on_term(self, *_):
-        self.stop_requested = True
-
-    def serve(self) -> None:
-        handlers = {"ping": lambda r: "pong", "metrics": lambda r: self.metrics(),
-                    "status": lambda r: {"pid": os.getpid(), "width": self.width, **self.metrics()}}
-        poller = zmq.Poller()
-        for sock in (self.front, self.origin.returns, self.control):
-            poller.register(sock, zmq.POLLIN)
-        notify_ready({"endpoint": self.endpoint})
-        while not self.stop_requested:
-            timeout = 200 if not self.deadlines else int((self.deadlines[0][0] - time.monotonic()) * 1000) + 1
-            for sock, _ in poller.poll(max(0, min(timeout, 200))):
-                if sock is self.front:
-                    self._on_request(self.front.recv_multipart())
-                elif sock is self.control:
-                    serve_one(self.control, handlers)
-                else:
-                    for result in self.origin.receive():
-                        self._on_result(result)
-            self._expire(time.monotonic())
-        self._stop()
+    def ready_info(self) -> dict:
+        return {"kind": self.kind, "endpoint": self.endpoint}
 
     def metrics(self) -> dict:
         return {**self.counters, "in_flight": len(self.waiting)}
+
+    def tick(self) -> float | None:
+        self._expire(time.monotonic())
+        return self.deadlines[0][0] - time.monotonic() if self.deadlines else None
 
     def _on_request(self, frames: list[bytes]) -> None:
         if len(frames) < 2:
             return
         envelope, body = frames[:-1], frames[-1]
-        self.counters["requests"] += 1
+        self.count("requests")
         message_id = None
         try:
             try:
@@ -159,11 +135,11 @@ class MessengerIn:
             if len(self.waiting) >= self.max_in_flight:
                 raise BadRequest("busy", f"{len(self.waiting)} requests in flight; try again shortly")
             try:
-                packet = self.origin.send(row, targets, learn, block=False)
+                packet = self.origin.send(row, targets, learn, block=False, tag=message_id)
             except zmq.Again:
                 raise BadRequest("busy", "the start of the network is not taking requests right now") from None
         except BadRequest as exc:
-            self.counters["busy" if exc.error == "busy" else "errors"] += 1
+            self.count("busy" if exc.error == "busy" else "errors")
             self._reply(envelope, {"message_hash_id": message_id, "ok": False, "error": exc.error,
                                    "detail": exc.detail})
             return
@@ -171,17 +147,17 @@ class MessengerIn:
         self.waiting[packet] = Waiting(envelope, message_id, deadline)
         heapq.heappush(self.deadlines, (deadline, packet))
 
-    def _on_result(self, result: dict) -> None:
+    def on_result(self, result: dict) -> None:
         waiting = self.waiting.pop(result.get("packet"), None)
         if waiting is None:
-            self.counters["late"] += 1
+            self.count("late")
             return
         reply = {"message_hash_id": waiting.message_hash_id, "ok": True,
                  "output": np.frombuffer(result["output"], dtype="<f4").tolist(), "loss": result.get("loss")}
         for key in ("label", "text"):
             if key in result:
                 reply[key] = result[key][0]
-        self.counters["replied"] += 1
+        self.count("replied")
         self._reply(waiting.envelope, reply)
 
     def _expire(self, now: float) -> None:
@@ -191,7 +167,7 @@ class MessengerIn:
             waiting = self.waiting.pop(packet, None)
             if waiting is None:
                 continue  # answered in time
-            self.counters["timeouts"] += 1
+            self.count("timeouts")
             self._reply(waiting.envelope, {"message_hash_id": waiting.message_hash_id, "ok": False,
                                            "error": "timeout", "detail": "no answer in time; a neuron may "
                                            "have died with the request in flight"})
@@ -200,20 +176,16 @@ class MessengerIn:
         try:
             self.front.send_multipart([*envelope, pack(reply)], zmq.NOBLOCK)
         except zmq.ZMQError:
-            self.counters["unroutable"] += 1
+            self.count("unroutable")
 
-    def _stop(self) -> None:
+    def close(self) -> None:
         """Polite stop: whoever still waits gets an explicit error before the door closes."""
         for waiting in self.waiting.values():
             self._reply(waiting.envelope, {"message_hash_id": waiting.message_hash_id, "ok": False,
                                            "error": "shutdown", "detail": "the network is stopping"})
         self.waiting.clear()
-        self.deadlines.clear()
-        for sock in (self.front, self.control):
-            sock.close()
-        self.origin.close()
-        self.ctx.term()
-        raise SystemExit(EXIT_SHUTDOWN)
+        self.front.close()
+        super().close()
 
 
 def run_messenger_in(args: dict, env: dict) -> None:

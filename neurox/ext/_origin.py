@@ -29,15 +29,18 @@ class Origin:
         number = int.from_bytes(os.urandom(2), "big") | 1
         self._ids = itertools.count(number << ORIGIN_BITS)
 
-    def send(self, rows: np.ndarray, targets=None, learn: bool = False, block: bool = True) -> int:
+    def send(self, rows: np.ndarray, targets=None, learn: bool = False, block: bool = True, tag=None) -> int:
         """Push one packet of rows (with targets when learning); returns its packet id.
 
         With ``block=False`` a full queue towards the first layer raises ``zmq.Again`` instead of waiting.
+        ``tag`` (e.g. a request's message_hash_id) travels with the packet to the output extensions.
         """
         packet = next(self._ids)
         meta = {"origin": self.return_endpoint}
         if learn and targets is not None:
             meta["targets"] = targets
+        if tag is not None:
+            meta["tag"] = tag
         frame = encode_forward(INPUT, [packet], [np.ascontiguousarray(rows, dtype="<f4")], [learn], [pack(meta)])
         for sock in self.starts:
             sock.send(frame, 0 if block else zmq.NOBLOCK)

@@ -4,7 +4,7 @@ from ._endpoints import (inbox_endpoint as inbox_endpoint, messenger_in_endpoint
 from ._frames import (FORWARD as FORWARD, GRADIENT as GRADIENT, OUTPUT as OUTPUT_FRAME, decode as decode_frame,
                       encode_forward as encode_forward, split_rows as split_rows)
 from ._activations import ACTIVATIONS as ACTIVATIONS
-from ._network import Network as Network, layer_spec as layer_spec, neuron_spec as neuron_spec
+from ._network import Network as Network, live_topology as live_topology, layer_spec as layer_spec, neuron_spec as neuron_spec
 from ._state import NeuronStore as NeuronStore
 from ._topology import (INPUT as INPUT, OUTPUT as OUTPUT, Topology as Topology, TopologyError as TopologyError,
                         load_topology as load_topology, parse_topology as parse_topology)

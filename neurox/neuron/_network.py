@@ -34,18 +34,21 @@ def layer_spec(topology: Topology, layer_name: str, data_dir: str) -> ChildSpec:
                            int(topology.supervision["intensity"]), float(topology.supervision["period_s"]))
 
 
+def live_topology(topology: Topology, data_dir: str, resume: bool) -> Topology:
+    """The shape a network in ``data_dir`` starts with: the one it had (``resume``), else ``topology``."""
+    os.makedirs(data_dir, exist_ok=True)
+    live = topology_path(data_dir)
+    return Topology.load(live) if resume and os.path.exists(live) else topology
+
+
 class Network:
     """A running network on this host. ``resume=True`` keeps the shape already in ``data_dir``."""
 
     def __init__(self, topology: Topology, data_dir: str, extensions: list[ChildSpec] = (),
                  run_dir: str | None = None, resume: bool = False, preload: tuple[str, ...] = ()):
         self.data_dir = os.path.abspath(data_dir)
-        os.makedirs(self.data_dir, exist_ok=True)
-        live = topology_path(self.data_dir)
-        if resume and os.path.exists(live):
-            topology = Topology.load(live)
-        else:
-            topology.save(live)
+        topology = live_topology(topology, self.data_dir, resume)
+        topology.save(topology_path(self.data_dir))
         self.topology = topology
         children = [layer_spec(topology, layer.name, self.data_dir) for layer in topology.layers]
         children.append(ChildSpec("reshaper", RESHAPER_TARGET, {"data_dir": self.data_dir}, "permanent", 5000,

@@ -51,6 +51,8 @@ class Topology:
     output: dict
     seed: int = 0
     explicit_links: bool = False
+    extensions: list[dict] = field(default_factory=list)
+    """``[[extension]]`` tables: name, module, and settings (see neurox/ext/_api.py)."""
 
     # -- questions neurons and supervisors ask --------------------------------------------------
     def layer_of(self, neuron_id: str) -> Layer:
@@ -149,6 +151,15 @@ class Topology:
                 raise TopologyError(f"link {src} -> {dst} names an unknown neuron")
             if order[src] >= order[dst]:
                 raise TopologyError(f"link {src} -> {dst} must go forward, to a later layer")
+        taken = set(names) | {"reshaper", "messenger_in", "messenger_out"}
+        for extension in self.extensions:
+            name, module = extension.get("name"), extension.get("module")
+            if not isinstance(name, str) or not name or "/" in name or name in taken:
+                raise TopologyError(f"extension name {name!r} must be a unique id without '/' "
+                                    f"(not a layer name, reshaper, messenger_in or messenger_out)")
+            if not isinstance(module, str) or not module:
+                raise TopologyError(f"extension {name!r} needs a 'module'")
+            taken.add(name)
         for neuron_id in self.neurons():
             if not self.inputs_of(neuron_id):
                 raise TopologyError(f"neuron {neuron_id} has no input link")
@@ -160,7 +171,7 @@ class Topology:
     def to_dict(self) -> dict:
         return {"name": self.name, "input_width": self.input_width, "seed": self.seed,
                 "defaults": self.defaults, "supervision": self.supervision, "output": self.output,
-                "explicit_links": self.explicit_links,
+                "explicit_links": self.explicit_links, "extensions": self.extensions,
                 "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
                             "next_index": l.next_index} for l in self.layers],
                 "links": [list(link) for link in self.links]}
@@ -171,7 +182,8 @@ class Topology:
                   for l in data["layers"]]
         return cls(data["name"], int(data["input_width"]), layers, [tuple(x) for x in data["links"]],
                    dict(data["defaults"]), dict(data["supervision"]), dict(data["output"]),
-                   int(data.get("seed", 0)), bool(data.get("explicit_links", False))).validate()
+                   int(data.get("seed", 0)), bool(data.get("explicit_links", False)),
+                   list(data.get("extensions", []))).validate()
 
     def save(self, path: str) -> None:
         """Write the live topology atomically (readers never see half a file)."""
@@ -192,12 +204,14 @@ class Topology:
                "layer": [{"name": l.name, "neurons": len(l.neurons), **l.settings} for l in self.layers]}
         if set(self.links) != set(self.full_links()):
             doc["link"] = [{"from": a, "to": b} for a, b in self.links]
+        if self.extensions:
+            doc["extension"] = self.extensions
         return doc
 
 
 def parse_topology(doc: dict) -> Topology:
     """A Topology from a parsed TOML document."""
-    known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link"}
+    known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension"}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -219,6 +233,7 @@ def parse_topology(doc: dict) -> Topology:
     topology = Topology(str(doc.get("name", "network")), int(doc.get("input_width", 0)), layers, [],
                         defaults, {**DEFAULT_SUPERVISION, **doc.get("supervision", {})},
                         dict(doc.get("output", {"decode": "label"})), int(doc.get("seed", 0)))
+    topology.extensions = [dict(e) for e in doc.get("extension", [])]
     if "link" in doc:
         topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]
         topology.explicit_links = True

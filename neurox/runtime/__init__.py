@@ -10,7 +10,7 @@ from ._launcher import (notify_ready as notify_ready, set_parent_death_signal as
                         set_process_name as set_process_name)
 from ._launcher_client import (LauncherClient as LauncherClient, LauncherError as LauncherError,
                                start_launcher as start_launcher)
-from ._sockets import ipc_endpoint as ipc_endpoint, make_socket as make_socket
+from ._sockets import EVENT_HWM as EVENT_HWM, ipc_endpoint as ipc_endpoint, make_socket as make_socket
 from ._wire import (MAX_FRAME_BYTES as MAX_FRAME_BYTES, FrameError as FrameError, pack as pack,
                     unpack as unpack, unpack_map as unpack_map, vector_bytes as vector_bytes,
                     vector_from as vector_from)

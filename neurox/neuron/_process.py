@@ -19,13 +19,13 @@ import numpy as np
 import plyvel
 import zmq
 
-from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, FrameError, Reply, ipc_endpoint,
+from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, EventPublisher, FrameError, Reply, ipc_endpoint,
                        make_socket, notify_ready, pack, serve_one, unpack_map)
 from . import _frames as frames
 from ._endpoints import inbox_endpoint, neuron_control, topology_path
 from ._activations import check_activation
 from ._math import backward, forward, initial_weights, output_gradient, seed_from_siblings
-from ._state import NeuronStore
+from ._state import NeuronStore, TornState, params_checksum
 from ._topology import INPUT, OUTPUT, Topology
 
 MAX_PENDING = 4096
@@ -70,6 +70,7 @@ class Neuron:
         self.bad_kinds: dict[str, int] = {}
         self.rng = np.random.default_rng()
         self.ctx = zmq.Context()
+        self.events = EventPublisher(self.ctx, env.get("events"), env.get("path", self.id))
         self.inputs: list[str] = []
         self.widths: dict[str, int] = {}
         self.input_slot: dict[str, int] = {}
@@ -83,6 +84,7 @@ class Neuron:
         self.store_path = os.path.join(self.data_dir, "neurons", self.id)
         self.store, self.weights, self.bias, self.origin = self._open_state(topology, args)
         self.dirty = False
+        self.flush_failing = False
         self.joins: OrderedDict[int, Join] = OrderedDict()
         self.grads: OrderedDict[int, Join] = OrderedDict()
         self.kept: OrderedDict[int, tuple] = OrderedDict()
@@ -115,13 +117,17 @@ class Neuron:
         existed = os.path.exists(self.store_path)
         store = NeuronStore(self.store_path)
         died = existed and not store.was_clean
-        if died and self.policy == "replace":
+        try:
+            saved = None if died and self.policy == "replace" else store.load()
+        except TornState as exc:  # never use a torn state: behave as after a death, with policy replace
+            print(f"neuron {self.id}: {exc}; starting as a replacement", file=sys.stderr, flush=True)
+            died, saved = True, None
+        if died and saved is None:
             store.close(clean=False)
             NeuronStore.discard(self.store_path)
             store = NeuronStore(self.store_path)
-        saved = store.load()
         fan_in = sum(self.widths.values())
-        if saved is not None and not (died and self.policy == "replace"):
+        if saved is not None:
             self.settings.update(saved.settings.get("overrides", {}))
             weights = self._rows_for_inputs(saved.weights, saved.settings.get("inputs", self.inputs),
                                             saved.settings.get("widths", self.widths))
@@ -446,15 +452,27 @@ class Neuron:
             return
         try:
             self.store.flush(self.weights, self.bias, self._persisted_settings(), self.counters, sync=sync)
-            self.dirty = False
         except plyvel.Error as exc:  # e.g. a full disk: keep serving, keep the state dirty, retry next time
             self.counters["flush_errors"] += 1
-            if self.counters["flush_errors"] == 1:
+            if not self.flush_failing:
                 print(f"neuron {self.id}: flush failed ({exc}); will retry", file=sys.stderr, flush=True)
+                self.events.emit("flush_failed", id=self.id, detail=str(exc))
+            self.flush_failing = True
+            return
+        self.dirty = False
+        if self.flush_failing:
+            self.flush_failing = False
+            self.events.emit("flush_recovered", id=self.id, flushes=self.store.flushes)
 
     def _stop(self) -> None:
-        """Polite stop: flush everything synchronously, mark the DB clean, exit with ``shutdown``."""
+        """Polite stop: flush everything synchronously, mark the DB clean, exit with ``shutdown``.
+
+        The ``neuron_stopped`` event carries the checksum of the weights held in memory at the end,
+        so anyone can check that what the DB gives back on the next start is exactly that.
+        """
         self._flush(sync=True)
+        self.events.emit("neuron_stopped", id=self.id, checksum=params_checksum(self.weights, self.bias),
+                         flushed=not self.dirty, flushes=self.store.flushes)
         self.close(clean=not self.dirty)
         raise SystemExit(EXIT_SHUTDOWN)
 
@@ -466,6 +484,7 @@ class Neuron:
             sock.close(linger=0 if not clean else None)
         if self.tap is not None:
             self.tap.close()
+        self.events.close()
         self.ctx.term()
 
     # -- control API -----------------------------------------------------------------------------

@@ -6,13 +6,15 @@ previous flush or this one, never a mix. A polite stop flushes with ``sync=True`
 ``clean`` key; its absence on the next open tells that the last run did not stop politely.
 
 Keys: ``weights`` and ``bias`` (msgpack ``{"shape": [...], "data": <float32 bytes>}``),
-``settings`` and ``counters`` (msgpack maps), ``flushes`` (msgpack int), ``clean`` (``b"1"``).
+``settings`` and ``counters`` (msgpack maps), ``flushes`` (msgpack int), ``checksum`` (CRC-32 of the
+weights and bias bytes, checked on load: a torn state would be refused, never used), ``clean`` (``b"1"``).
 """
 from __future__ import annotations
 
 import os
 import shutil
 import time
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,19 +45,33 @@ def _array_from(value: bytes) -> np.ndarray:
     return np.frombuffer(data["data"], dtype="<f4").reshape(data["shape"]).copy()
 
 
+class TornState(RuntimeError):
+    """The weights and bias on disk do not match their checksum."""
+
+
+def params_checksum(weights: np.ndarray, bias: np.ndarray) -> int:
+    """CRC-32 of the weights' and bias' float32 bytes: what a flush writes and a load checks."""
+    crc = zlib.crc32(np.ascontiguousarray(weights, "<f4").tobytes())
+    return zlib.crc32(np.ascontiguousarray(bias, "<f4").tobytes(), crc)
+
+
 class NeuronStore:
     """One neuron's LevelDB. ``was_clean`` tells whether the previous run stopped politely."""
 
     def __init__(self, path: str):
         self.path = path
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.db = plyvel.DB(path, create_if_missing=True, write_buffer_size=WRITE_BUFFER_BYTES,
-                            lru_cache_size=BLOCK_CACHE_BYTES)
+        self.db = self._open()
+        self.failed = False
         self.was_clean = self.db.get(b"clean") == b"1"
         self.db.delete(b"clean", sync=True)
         self.flushes = unpack(self.db.get(b"flushes", pack(0)))
         self.last_flush_t: float | None = None
         self.last_flush_ms: float | None = None
+
+    def _open(self) -> plyvel.DB:
+        return plyvel.DB(self.path, create_if_missing=True, write_buffer_size=WRITE_BUFFER_BYTES,
+                         lru_cache_size=BLOCK_CACHE_BYTES)
 
     @staticmethod
     def discard(path: str) -> None:
@@ -67,23 +83,43 @@ class NeuronStore:
         weights, bias = self.db.get(b"weights"), self.db.get(b"bias")
         if weights is None or bias is None:
             return None
-        return SavedState(_array_from(weights), _array_from(bias),
+        weights, bias = _array_from(weights), _array_from(bias)
+        stored = self.db.get(b"checksum")
+        if stored is not None and unpack(stored) != params_checksum(weights, bias):
+            raise TornState(f"{self.path}: weights and bias do not match their checksum")
+        return SavedState(weights, bias,
                           unpack(self.db.get(b"settings", pack({}))),
                           unpack(self.db.get(b"counters", pack({}))), self.flushes)
 
     def flush(self, weights: np.ndarray, bias: np.ndarray, settings: dict, counters: dict,
               sync: bool = False) -> None:
-        """Write the whole state in one atomic batch. Raises plyvel.IOError (e.g. disk full)."""
+        """Write the whole state in one atomic batch. Raises plyvel.Error (e.g. disk full).
+
+        After a failed write the database is reopened before the next one: LevelDB may keep a
+        write error sticky, and reopening replays its log up to the last whole batch.
+        """
         started = time.perf_counter()
+        if self.failed:
+            self.db.close()
+            self.db = self._open()
+            self.failed = False
+        try:
+            self._write(weights, bias, settings, counters, sync)
+        except plyvel.Error:
+            self.failed = True
+            raise
+        self.flushes += 1
+        self.last_flush_t = time.time()
+        self.last_flush_ms = (time.perf_counter() - started) * 1000.0
+
+    def _write(self, weights: np.ndarray, bias: np.ndarray, settings: dict, counters: dict, sync: bool) -> None:
         with self.db.write_batch(transaction=True, sync=sync) as batch:
             batch.put(b"weights", _array_value(weights))
             batch.put(b"bias", _array_value(bias))
             batch.put(b"settings", pack(settings))
             batch.put(b"counters", pack(counters))
             batch.put(b"flushes", pack(self.flushes + 1))
-        self.flushes += 1
-        self.last_flush_t = time.time()
-        self.last_flush_ms = (time.perf_counter() - started) * 1000.0
+            batch.put(b"checksum", pack(params_checksum(weights, bias)))
 
     def close(self, clean: bool) -> None:
         if clean:

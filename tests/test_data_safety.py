@@ -1,0 +1,117 @@
+"""Data safety: a polite stop during heavy learning loses nothing; a SIGKILL mid-flush never tears the
+state; a full disk gives clear errors while the network keeps answering, and state resumes after."""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from _netutil import EventWatcher, neuron_call, params, running_network
+from neurox.ext import MessengerClient, Stream, digits
+from neurox.neuron import Network, load_topology
+from neurox.neuron._state import params_checksum
+
+
+def stream_in_background(network: Network, stop: threading.Event) -> threading.Thread:
+    def feed():
+        stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, digits(), window=8,
+                        packet_timeout_s=1.0)
+        try:
+            stream.run(100, should_stop=stop.is_set)
+        finally:
+            stream.close()
+    thread = threading.Thread(target=feed)
+    thread.start()
+    return thread
+
+
+@pytest.mark.timeout(120)
+def test_polite_stop_during_heavy_learning_keeps_the_last_in_memory_weights(tmp_path):
+    stop = threading.Event()
+    with running_network(load_topology(), tmp_path) as network:
+        watcher = EventWatcher(network)
+        feeder = stream_in_background(network, stop)
+        time.sleep(3)
+        assert neuron_call(network, "L2.n1", "metrics")["updates"] > 100, "it is learning hard"
+        network.stop()  # SIGTERM to the root while packets are in flight; idempotent on exit
+        stopped = {}
+        while len(stopped) < len(network.topology.neurons()):
+            event = watcher.wait_for(lambda e: e["event"] == "neuron_stopped", timeout=30)
+            stopped[event["id"]] = event
+        watcher.close()
+    stop.set()
+    feeder.join(30)
+    assert all(e["flushed"] for e in stopped.values())
+    with running_network(load_topology(), tmp_path, resume=True) as network:
+        for neuron_id, event in stopped.items():
+            w, b = params(network, neuron_id)
+            assert params_checksum(w, b) == event["checksum"], f"{neuron_id} lost updates"
+
+
+@pytest.mark.timeout(120)
+def test_sigkill_during_flushes_never_leaves_a_torn_state(tmp_path):
+    topology = load_topology()
+    topology.defaults.update(policy="restore", flush_interval_s=0.005)
+    stop = threading.Event()
+    with running_network(topology, tmp_path) as network:
+        feeder = stream_in_background(network, stop)
+        watcher = EventWatcher(network)
+        flushes_seen = 0
+        try:
+            for _ in range(12):
+                time.sleep(0.15)
+                status = neuron_call(network, "L2.n1", "status")
+                flushes_seen = status["flushes"]
+                os.kill(status["pid"], signal.SIGKILL)
+                event = watcher.wait_for(lambda e: e["event"] == "child_restarted" and e["id"] == "L2.n1")
+                restored = event["info"].get("restored")
+                assert restored is not None, f"the state was not reopened cleanly: {event['info']}"
+                assert restored["flushes"] >= flushes_seen, "at most the flushes after the last status are lost"
+        finally:
+            stop.set()
+            feeder.join(30)
+            watcher.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_full_disk_gives_clear_errors_and_state_resumes_when_space_returns(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True)
+    stop = threading.Event()
+    try:
+        topology = load_topology()
+        topology.defaults["flush_interval_s"] = 0.05
+        with running_network(topology, disk / "data") as network:
+            watcher = EventWatcher(network)
+            feeder = stream_in_background(network, stop)
+            time.sleep(1)
+            filler = disk / "filler"
+            with open(filler, "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+                except OSError:
+                    pass  # the disk is full
+            failed = watcher.wait_for(lambda e: e["event"] == "flush_failed", timeout=20)
+            assert failed["detail"], "the error says what went wrong"
+            client = MessengerClient(network.messenger_in)
+            reply = client.ask(vector=digits().features[0].tolist())
+            client.close()
+            assert reply["ok"], "the network keeps answering on a full disk"
+            assert neuron_call(network, failed["id"], "metrics")["flush_errors"] > 0
+            filler.unlink()
+            recovered = watcher.wait_for(lambda e: e["event"] == "flush_recovered" and e["id"] == failed["id"],
+                                         timeout=20)
+            assert recovered["flushes"] > 0
+            watcher.close()
+            stop.set()
+            feeder.join(30)
+    finally:
+        stop.set()
+        subprocess.run(["umount", "-l", str(disk)], check=False)

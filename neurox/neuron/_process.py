@@ -118,24 +118,25 @@ class Neuron:
         store = NeuronStore(self.store_path)
         died = existed and not store.was_clean
         try:
-            saved = None if died and self.policy == "replace" else store.load()
-        except TornState as exc:  # never use a torn state: behave as after a death, with policy replace
+            saved = store.load()
+        except TornState as exc:  # never use a torn state: behave as after a death, with nothing saved
             print(f"neuron {self.id}: {exc}; starting as a replacement", file=sys.stderr, flush=True)
             died, saved = True, None
-        if died and saved is None:
+        fan_in = sum(self.widths.values())
+        if saved is not None and not (died and self.policy == "replace"):
+            return store, *self._restored(saved, "crash" if died else "polite stop")
+        if died:
             store.close(clean=False)
             NeuronStore.discard(self.store_path)
             store = NeuronStore(self.store_path)
-        fan_in = sum(self.widths.values())
-        if saved is not None:
-            self.settings.update(saved.settings.get("overrides", {}))
-            weights = self._rows_for_inputs(saved.weights, saved.settings.get("inputs", self.inputs),
-                                            saved.settings.get("widths", self.widths))
-            origin = {"restored": {"flushes": saved.flushes, "after": "crash" if died else "polite stop"}}
-            self.counters.update({k: v for k, v in saved.counters.items() if k in self.counters})
-            return store, weights, saved.bias.astype(np.float32), origin
         if died or args.get("seed_from_siblings"):
             siblings = self._fetch_sibling_params(topology)
+            if not siblings and saved is not None:
+                # the whole layer went at once: its own last flush beats random weights
+                weights, bias, _ = self._restored(saved, "crash")
+                origin = {"seeding": {"method": "own_last_flush", "siblings": [], "policy": self.policy,
+                                      "reason": "replacement"}}
+                return store, weights, bias, origin
             weights, bias, used = seed_from_siblings([s[1:] for s in siblings], fan_in, self.units, self.rng)
             method = "siblings_mean" if used else "fresh"
             origin = {"seeding": {"method": method, "siblings": [s[0] for s in siblings][:used] if used else [],
@@ -144,6 +145,14 @@ class Neuron:
         rng = np.random.default_rng([topology.seed, *self.id.encode()])
         weights, bias = initial_weights(fan_in, self.units, rng)
         return store, weights, bias, {"fresh": True}
+
+    def _restored(self, saved, after: str) -> tuple:
+        """Weights, bias and origin note from a saved state (re-laid for the current inputs)."""
+        self.settings.update(saved.settings.get("overrides", {}))
+        self.counters.update({k: v for k, v in saved.counters.items() if k in self.counters})
+        weights = self._rows_for_inputs(saved.weights, saved.settings.get("inputs", self.inputs),
+                                        saved.settings.get("widths", self.widths))
+        return weights, saved.bias.astype(np.float32), {"restored": {"flushes": saved.flushes, "after": after}}
 
     def _fetch_sibling_params(self, topology: Topology) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Ask every same-layer sibling for its weights at once; the dead or slow are skipped."""

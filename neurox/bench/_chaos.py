@@ -1,0 +1,192 @@
+"""SIGKILL neurons (then supervisors too) while clients send requests and the network learns"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+from collections import Counter
+
+import psutil
+import zmq
+
+from ..ext import PRELOAD, MessengerClient, Origin, Stream, digits, messenger_children
+from ..neuron import Network, load_topology
+from ..runtime import ControlError
+from ..supervisor_tree import SupervisorClient, control_endpoint
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the chaos (default: %(default)s)")
+    parser.add_argument("--requests", type=int, default=10000, help="MessengerIn requests (default: %(default)s)")
+    parser.add_argument("--kill-every", type=float, default=0.25, help="seconds between neuron kills")
+    parser.add_argument("--supervisor-every", type=float, default=2.0, help="seconds between supervisor kills (2nd half)")
+    parser.add_argument("--recovery", type=float, default=60.0, help="seconds of learning after the chaos")
+    parser.add_argument("--clients", type=int, default=4)
+
+
+def evaluate(network: Network, data) -> float:
+    """Inference-only accuracy over the whole set (no learning), through the real network."""
+    origin = Origin(zmq.Context.instance(), network.run_dir, network.topology, "eval")
+    try:
+        waiting = {}
+        correct = answered = 0
+        rows = iter(range(len(data.targets)))
+        pending = next(rows, None)
+        deadline = time.monotonic() + 120
+        while (pending is not None or waiting) and time.monotonic() < deadline:
+            while pending is not None and len(waiting) < 16:
+                waiting[origin.send(data.features[pending:pending + 1])] = int(data.targets[pending])
+                pending = next(rows, None)
+            if origin.returns.poll(2000):
+                for result in origin.receive():
+                    target = waiting.pop(result["packet"], None)
+                    if target is not None:
+                        answered += 1
+                        correct += result["label"][0] == target
+            else:
+                waiting.clear()  # lost to a death; evaluation goes on with the rest
+        return correct / max(answered, 1)
+    finally:
+        origin.close()
+
+
+def tree_pids(network: Network) -> set[int]:
+    """Every pid the supervision tree knows of: supervisors, workers, the event bus."""
+    pids = {network.tree.root_pid, network.tree.bus_pid}
+    stack = [network.control]
+    while stack:
+        client = SupervisorClient(stack.pop(), timeout=5.0)
+        try:
+            for child in client.which_children():
+                if isinstance(child["pid"], int):
+                    pids.add(child["pid"])
+                    if child["type"] == "supervisor":
+                        stack.append(child["control"])
+        except ControlError:
+            pass
+        finally:
+            client.close()
+    return pids
+
+
+class Clients:
+    """Pipelining MessengerIn clients that record every reply per message id."""
+
+    def __init__(self, endpoint: str, requests: int, clients: int, data):
+        self.replies: Counter = Counter()
+        self.outcomes: Counter = Counter()
+        self.sent = 0
+        self.lock = threading.Lock()
+        per_client = requests // clients
+        self.threads = [threading.Thread(target=self._run, args=(endpoint, c, per_client, data)) for c in range(clients)]
+
+    def start(self, pace_s: float) -> None:
+        self.pace_s = pace_s
+        for thread in self.threads:
+            thread.start()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join()
+
+    def _run(self, endpoint: str, client_no: int, count: int, data) -> None:
+        client = MessengerClient(endpoint, zmq.Context.instance())
+        outstanding = 0
+        started = time.monotonic()
+        try:
+            for i in range(count):
+                while time.monotonic() - started < i * self.pace_s or outstanding >= 16:
+                    if client.sock.poll(5):
+                        self._note(client.receive())
+                        outstanding -= 1
+                    elif outstanding >= 16 and time.monotonic() - started > i * self.pace_s + 30:
+                        break
+                row = (client_no * count + i) % len(data.targets)
+                client.send(f"{client_no}-{i}", vector=data.features[row].tolist(), target=int(data.targets[row]),
+                            timeout_ms=2000)
+                with self.lock:
+                    self.sent += 1
+                outstanding += 1
+            quiet_since = time.monotonic()
+            while time.monotonic() - quiet_since < 3.0:  # collect the rest, and any duplicate
+                if client.sock.poll(100):
+                    self._note(client.receive())
+                    quiet_since = time.monotonic()
+        finally:
+            client.close()
+
+    def _note(self, reply: dict) -> None:
+        with self.lock:
+            self.replies[reply.get("message_hash_id")] += 1
+            self.outcomes["replied" if reply.get("ok") else "errors"] += 1
+
+
+def run(args: argparse.Namespace) -> dict:
+    data = digits()
+    with tempfile.TemporaryDirectory() as data_dir:
+        network = Network(load_topology(), data_dir, extensions=messenger_children(data_dir, timeout_ms=2000),
+                          preload=PRELOAD)
+        with network:
+            stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2)
+            stream.run(3)
+            stream.close()
+            accuracy_before = evaluate(network, data)
+            print(f"accuracy before: {accuracy_before:.3f}", flush=True)
+            clients = Clients(network.messenger_in, args.requests, args.clients, data)
+            clients.start(pace_s=args.seconds * args.clients / args.requests)
+            kills = Counter()
+            chaos_end = time.monotonic() + args.seconds
+            next_supervisor = time.monotonic() + args.seconds / 2
+            rng = random.Random(0)
+            while time.monotonic() < chaos_end:
+                time.sleep(args.kill_every)
+                neuron = rng.choice(network.topology.neurons())
+                layer = network.topology.layer_of(neuron).name
+                if _kill_child(network, f"root/{layer}", neuron):
+                    kills["neurons"] += 1
+                if time.monotonic() >= next_supervisor:
+                    next_supervisor += args.supervisor_every
+                    if _kill_child(network, "root", rng.choice([l.name for l in network.topology.layers])):
+                        kills["supervisors"] += 1
+            clients.join()
+            print(f"chaos over: {dict(kills)} kills; learning for {args.recovery:.0f} s more", flush=True)
+            stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2)
+            stream.run(10 ** 6, should_stop=_after(args.recovery))
+            stream.close()
+            accuracy_after = evaluate(network, data)
+            time.sleep(0.5)
+            launcher_children = {p.pid for p in psutil.Process(network.tree.launcher_proc.pid).children()}
+            orphans = len(launcher_children - tree_pids(network))
+    duplicates = sum(n - 1 for n in clients.replies.values() if n > 1)
+    replied_ids = len(clients.replies)
+    return {"requests": clients.sent, "replied": clients.outcomes["replied"], "errors": clients.outcomes["errors"],
+            "duplicates": duplicates, "lost": clients.sent - replied_ids, "orphans": orphans,
+            "accuracy_before": round(accuracy_before, 4), "accuracy_after": round(accuracy_after, 4),
+            "neuron_kills": kills["neurons"], "supervisor_kills": kills["supervisors"], "seconds": args.seconds}
+
+
+def _after(seconds: float):
+    deadline = time.monotonic() + seconds
+    return lambda: time.monotonic() > deadline
+
+
+def _kill_child(network: Network, supervisor_path: str, child_id: str) -> bool:
+    """SIGKILL a running child of a supervisor; False if it is not running right now."""
+    client = SupervisorClient(control_endpoint(network.run_dir, supervisor_path), timeout=2.0)
+    try:
+        pid = next((c["pid"] for c in client.which_children() if c["id"] == child_id), None)
+    except ControlError:
+        return False
+    finally:
+        client.close()
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True

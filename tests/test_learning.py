@@ -35,6 +35,15 @@ def test_learns_xor_which_no_linear_model_can(tmp_path):
 
 
 @pytest.mark.timeout(120)
+def test_xor_with_the_compiled_kernels_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROX_KERNELS", "numba")  # the launcher (and so every neuron) inherits it
+    data = xor_dataset(1500, seed=1)
+    with running_network(xor_topology(), tmp_path) as network:
+        progress = learn(network, data, epochs=2, window=1)
+    assert progress.rolling_accuracy >= 0.95, progress
+
+
+@pytest.mark.timeout(120)
 def test_digits_stream_beats_chance_clearly(tmp_path):
     with running_network(load_topology(), tmp_path) as network:
         progress = learn(network, digits(), epochs=1, window=4)

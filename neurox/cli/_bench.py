@@ -15,6 +15,7 @@ BENCHMARKS = {
     "throughput": ("neurox.bench._throughput", "diamond learning samples/s beside the forward-only floor"),
     "learn": ("neurox.bench._learn", "prequential accuracy on the digits beside a one-process numpy MLP"),
     "latency": ("neurox.bench._latency", "MessengerIn -> MessengerOut round trips on an idle network"),
+    "scale": ("neurox.bench._scale", "a thousand neuron processes on one host: start, PSS, learning, stop"),
     "chaos": ("neurox.bench._chaos", "SIGKILL neurons and supervisors under load: lost, duplicated, orphaned"),
 }
 

@@ -10,14 +10,28 @@ from __future__ import annotations
 
 import numpy as np
 
+import os
+
 from ._activations import ACTIVATIONS
-from ._kernels import dense_backward, dense_forward
+
+KERNELS = os.environ.get("NEUROX_KERNELS", "numpy")
+"""``numpy`` (default) or ``numba``: whether one-row steps use the fused compiled kernels.
+
+The compiled kernels save about 2 us per one-row step (3.4 against 5.7 us for 48x16), but loading
+numba and LLVM into the launcher triples the cost of every fork (3 -> 10 ms here) and adds about
+120 MiB to the launcher: that costs more in restart latency and start-up of large networks than it
+saves in arithmetic, whose time is dominated by per-message work. See docs/neuron.md.
+"""
+if KERNELS == "numba":
+    from ._kernels import dense_backward, dense_forward
+elif KERNELS != "numpy":
+    raise ImportError(f"NEUROX_KERNELS must be 'numpy' or 'numba', not {KERNELS!r}")
 
 SEED_NOISE = 0.01
 """Standard deviation of the noise added to a seeded neuron's weights so siblings do not stay identical."""
 
 
-BLAS_ROWS = 4
+BLAS_ROWS = 4 if KERNELS == "numba" else 0
 """From this many rows on, numpy's BLAS matrix product beats the fused compiled loops."""
 
 

@@ -79,21 +79,20 @@ class Topology:
         """Sources feeding ``neuron_id``, in network order (this fixes the row order of its weights)."""
         if neuron_id in self.layers[0].neurons:
             return [INPUT]
-        return [src for src in self.neurons() if (src, neuron_id) in self._link_set()]
+        sources = {src for src, dst in self.links if dst == neuron_id}
+        return [n for n in self.neurons() if n in sources]
 
     def outputs_of(self, neuron_id: str) -> list[str]:
         if neuron_id in self.layers[-1].neurons:
             return [OUTPUT]
-        return [dst for dst in self.neurons() if (neuron_id, dst) in self._link_set()]
+        targets = {dst for src, dst in self.links if src == neuron_id}
+        return [n for n in self.neurons() if n in targets]
 
     def neurons(self) -> list[str]:
         return [n for layer in self.layers for n in layer.neurons]
 
     def siblings_of(self, neuron_id: str) -> list[str]:
         return [n for n in self.layer_of(neuron_id).neurons if n != neuron_id]
-
-    def _link_set(self) -> set[tuple[str, str]]:
-        return set(self.links)
 
     # -- changing the shape -------------------------------------------------------------------
     def new_neuron_id(self, layer: Layer) -> str:
@@ -160,10 +159,12 @@ class Topology:
             if not isinstance(module, str) or not module:
                 raise TopologyError(f"extension {name!r} needs a 'module'")
             taken.add(name)
+        fed = {dst for _, dst in self.links} | set(self.layers[0].neurons)
+        feeding = {src for src, _ in self.links} | set(self.layers[-1].neurons)
         for neuron_id in self.neurons():
-            if not self.inputs_of(neuron_id):
+            if neuron_id not in fed:
                 raise TopologyError(f"neuron {neuron_id} has no input link")
-            if not self.outputs_of(neuron_id):
+            if neuron_id not in feeding:
                 raise TopologyError(f"neuron {neuron_id} has no output link")
         return self
 

@@ -1,0 +1,117 @@
+"""a thousand neuron processes on one host: start time, PSS per neuron, learning rate, stop time"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import plyvel
+import psutil
+import zmq
+
+from ..ext import PRELOAD, Dataset, Stream, messenger_children
+from ..neuron import Network, parse_topology
+from ..runtime import LauncherClient, ipc_endpoint, make_socket, notify_ready, start_launcher
+
+BARE_TARGET = "neurox.bench._scale:run_bare_child"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--neurons", type=int, default=1000, help="total neurons (default: %(default)s)")
+    parser.add_argument("--layers", type=int, default=10, help="inner layers (default: %(default)s)")
+    parser.add_argument("--fan-out", type=int, default=3, help="links from each neuron to the next layer")
+    parser.add_argument("--units", type=int, default=4, help="units per neuron (default: %(default)s)")
+    parser.add_argument("--learn-seconds", type=float, default=20.0)
+
+
+def sparse_topology(neurons: int, layers: int, fan_out: int, units: int, width: int = 16, classes: int = 4):
+    """1 start neuron, ``layers`` inner layers sharing the rest, 1 end neuron; each neuron linked to
+    ``fan_out`` neighbours of the next layer (and every neuron fed by at least one)."""
+    inner = neurons - 2
+    sizes = [inner // layers + (1 if i < inner % layers else 0) for i in range(layers)]
+    layer_docs = [{"name": "L0", "neurons": 1}] + [{"name": f"L{i + 1}", "neurons": n} for i, n in enumerate(sizes)]
+    layer_docs.append({"name": f"L{layers + 1}", "neurons": 1, "units": classes, "activation": "softmax"})
+    links = [("L0.n0", f"L1.n{j}") for j in range(sizes[0])]
+    for i in range(1, layers):
+        upper, lower = sizes[i - 1], sizes[i]
+        pairs = {(a, (a + k) % lower) for a in range(upper) for k in range(fan_out)}
+        pairs |= {(b % upper, b) for b in range(lower)}
+        links += [(f"L{i}.n{a}", f"L{i + 1}.n{b}") for a, b in sorted(pairs)]
+    links += [(f"L{layers}.n{j}", f"L{layers + 1}.n0") for j in range(sizes[-1])]
+    return parse_topology({"name": "scale", "input_width": width,
+                           "defaults": {"units": units, "join_timeout_ms": 500},
+                           "supervision": {"intensity": 50, "period_s": 5.0},
+                           "output": {"decode": "label"}, "layer": layer_docs,
+                           "link": [{"from": a, "to": b} for a, b in links]})
+
+
+def run_bare_child(args: dict, env: dict) -> None:
+    """The baseline: a forked child holding a zmq context, a bound PULL and an open LevelDB, idle."""
+    ctx = zmq.Context()
+    sock = make_socket(ctx, zmq.PULL, bind=args["endpoint"])
+    db = plyvel.DB(args["db"], create_if_missing=True)
+    notify_ready({})
+    sock.recv()  # forever, until killed
+    db.close()
+
+
+def _pss_mib(pids) -> list[float]:
+    out = []
+    for pid in pids:
+        try:
+            out.append(psutil.Process(pid).memory_full_info().pss / 2 ** 20)
+        except psutil.Error:
+            pass
+    return out
+
+
+def baseline_pss(count: int = 50) -> float:
+    run_dir = tempfile.mkdtemp(prefix="nx-bare-", dir="/tmp")
+    launcher = start_launcher(os.path.join(run_dir, "launcher.sock"), ("neurox.bench._scale",))
+    client = LauncherClient(os.path.join(run_dir, "launcher.sock"))
+    try:
+        pids = [client.spawn(BARE_TARGET, {"endpoint": ipc_endpoint(run_dir, f"b{i}"), "db": f"{run_dir}/db{i}"},
+                             {"name": "nx:bare"}) for i in range(count)]
+        ready = 0
+        while ready < count:
+            ready += sum(1 for n in client.events(10.0) if n["ev"] == "ready")
+        return float(np.mean(_pss_mib(pids)))
+    finally:
+        client.close()
+        launcher.terminate()
+        launcher.wait(10)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> dict:
+    bare = baseline_pss()
+    print(f"baseline: a bare forked child with zmq + PULL + LevelDB has {bare:.2f} MiB PSS", flush=True)
+    topology = sparse_topology(args.neurons, args.layers, args.fan_out, args.units)
+    rng = np.random.default_rng(0)
+    data = Dataset(rng.random((2048, 16), dtype=np.float32), rng.integers(0, 4, 2048), [str(i) for i in range(4)])
+    with tempfile.TemporaryDirectory() as data_dir:
+        network = Network(topology, data_dir, extensions=messenger_children(data_dir), preload=PRELOAD)
+        started = time.perf_counter()
+        network.start()
+        start_s = time.perf_counter() - started
+        print(f"{args.neurons} neurons up in {start_s:.1f} s", flush=True)
+        try:
+            children = psutil.Process(network.tree.launcher_proc.pid).children()
+            neuron_pids = [p.pid for p in children if p.name().startswith("nx:L")]
+            pss = _pss_mib(neuron_pids)
+            stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=16, batch=1)
+            deadline = time.monotonic() + args.learn_seconds
+            progress = stream.run(10 ** 6, should_stop=lambda: time.monotonic() > deadline)
+            stream.close()
+        finally:
+            stopped = time.perf_counter()
+            network.stop()
+            stop_s = time.perf_counter() - stopped
+        left = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    return {"neurons": len(neuron_pids), "start_s": round(start_s, 2), "pss_mib_per_neuron": round(float(np.mean(pss)), 2),
+            "baseline_pss_mib": round(bare, 2), "pss_ratio": round(float(np.mean(pss)) / bare, 3),
+            "samples_per_s": round(progress.samples_per_s, 1), "lost": progress.lost, "stop_s": round(stop_s, 2),
+            "left_running": len(left)}

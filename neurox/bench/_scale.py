@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"{args.neurons} neurons up in {start_s:.1f} s", flush=True)
         try:
             children = psutil.Process(network.tree.launcher_proc.pid).children()
-            neuron_pids = [p.pid for p in children if p.name().startswith("nx:L")]
+            neuron_pids = [p.pid for p in children if p.name().startswith("nx:L") and "." in p.name()]
             pss = _pss_mib(neuron_pids)
             stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=16, batch=1)
             deadline = time.monotonic() + args.learn_seconds

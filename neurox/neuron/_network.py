@@ -31,7 +31,8 @@ def layer_spec(topology: Topology, layer_name: str, data_dir: str) -> ChildSpec:
     """A layer's supervisor: one_for_one over its neurons (a neuron's death concerns only itself)."""
     layer = topology.layer_named(layer_name)
     return supervisor_spec(layer.name, [neuron_spec(n, data_dir) for n in layer.neurons], "one_for_one",
-                           int(topology.supervision["intensity"]), float(topology.supervision["period_s"]))
+                           int(topology.supervision["intensity"]), float(topology.supervision["period_s"]),
+                           start_concurrently=True)
 
 
 def live_topology(topology: Topology, data_dir: str, resume: bool) -> Topology:
@@ -53,7 +54,10 @@ class Network:
         children = [layer_spec(topology, layer.name, self.data_dir) for layer in topology.layers]
         children.append(ChildSpec("reshaper", RESHAPER_TARGET, {"data_dir": self.data_dir}, "permanent", 5000,
                                   "worker", ("neurox.neuron._reshaper",)))
-        self.tree = Tree(root_args([*children, *extensions]), run_dir=run_dir, preload=(*PRELOAD, *preload))
+        # The layers, the reshaper and the extensions do not depend on one another to start (links are
+        # connected lazily), so they are all started at once; they still stop in reverse order.
+        self.tree = Tree(root_args([*children, *extensions], start_concurrently=True), run_dir=run_dir,
+                         preload=(*PRELOAD, *preload))
 
     def start(self) -> "Network":
         self.tree.start()

@@ -677,6 +677,12 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def before_fork() -> None:
+    """Called once in the launcher: numpy's random generators load lazily (about 25 ms the first
+    time), which every forked neuron would otherwise pay for itself."""
+    np.random.default_rng().normal(size=4)
+
+
 def run_neuron(args: dict, env: dict) -> None:
     """Process entry point of a neuron (``neurox.neuron._network.NEURON_TARGET``)."""
     Neuron(args, env).serve()

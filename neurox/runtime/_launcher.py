@@ -212,7 +212,6 @@ class Launcher:
             _ready_fd = ready_w
             env = request.get("env") or {}
             set_process_name(env.get("name", "neurox"))
-            gc.unfreeze()
             func(request.get("args") or {}, env)
             code = 0
         except SystemExit as exc:
@@ -228,6 +227,8 @@ class Launcher:
                 os._exit(code)
 
     def _on_ready_data(self, child: _Child) -> None:
+        if child.ready_fd is None:
+            return  # announced already in this round (its exit was reaped first)
         if self._read_ready(child):
             self._announce_ready(child)
 
@@ -293,12 +294,18 @@ def _kill_quietly(pid: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Launcher entry point; arguments: SOCKET_PATH [MODULE_TO_PRELOAD ...]."""
+    """Launcher entry point; arguments: SOCKET_PATH [MODULE_TO_PRELOAD ...].
+
+    A preloaded module may define ``before_fork()``: work done once here (loading lazily-loaded
+    parts of libraries, filling caches) instead of in every child after each fork.
+    """
     argv = sys.argv[1:] if argv is None else argv
     set_parent_death_signal(signal.SIGKILL)
     set_process_name("nx-launcher")
     for name in (*PRELOAD, *argv[1:]):
-        importlib.import_module(name)
+        warm_up = getattr(importlib.import_module(name), "before_fork", None)
+        if callable(warm_up):
+            warm_up()
     gc.collect()
     gc.freeze()  # keep the imported objects out of the collector so forks share their pages
     Launcher(argv[0]).serve()

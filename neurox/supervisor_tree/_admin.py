@@ -57,6 +57,6 @@ def supervisor_spec(child_id: str, children: list, strategy: str = "one_for_one"
 
 
 def root_args(children: list, strategy: str = "one_for_one", intensity: int = 3, period: float = 5.0,
-              template=None) -> dict:
+              template=None, **extra) -> dict:
     """The arguments of a root supervisor, for ``Tree(root_args(...))``."""
-    return supervisor_spec("root", children, strategy, intensity, period, template=template).args
+    return supervisor_spec("root", children, strategy, intensity, period, template=template, **extra).args

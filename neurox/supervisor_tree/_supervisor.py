@@ -56,6 +56,7 @@ class Supervisor:
         self.period = args.get("period", DEFAULT_PERIOD_S)
         validate_flags(self.strategy, self.intensity, self.period)
         self.start_timeout = float(args.get("start_timeout_s", DEFAULT_START_TIMEOUT_S))
+        self.start_concurrently = bool(args.get("start_concurrently", False))
         self.template = normalize_child_spec(args["template"]) if self.strategy == "simple_one_for_one" else None
         specs = [normalize_child_spec(s) for s in args.get("children", [])]
         if self.template is not None and specs:
@@ -134,13 +135,40 @@ class Supervisor:
         self.launcher.close()
 
     def start_all(self) -> None:
-        """Start children in order; on a failure stop those started (reverse order) and fail."""
+        """Start children in order; on a failure stop those started (reverse order) and fail.
+
+        With ``start_concurrently`` (a NeuroX flag, for children that do not depend on each other,
+        like the neurons of a layer) all are forked first and then awaited in order: the same
+        outcome, without paying each child's initialisation one after the other.
+        """
+        if not self.start_concurrently:
+            for child_id in self.order:
+                try:
+                    self._start(self.children[child_id], restart=False)
+                except StartFailed:
+                    self.stop_all()
+                    raise
+            return
+        spawned: list[tuple[Child, int]] = []
+        failure: StartFailed | None = None
         for child_id in self.order:
             try:
-                self._start(self.children[child_id], restart=False)
-            except StartFailed:
-                self.stop_all()
-                raise
+                spawned.append((self.children[child_id], self._spawn(self.children[child_id])))
+            except StartFailed as exc:
+                failure = exc
+                break
+        for child, pid in spawned:
+            if failure is None:
+                try:
+                    self._await_start(child, pid, restart=False)
+                except StartFailed as exc:
+                    failure = exc
+            else:  # forked but no longer wanted: the start is being rolled back
+                self.launcher.signal(pid, signal.SIGKILL)
+                self._wait_for(pid, ("exit",), KILL_WAIT_S)
+        if failure is not None:
+            self.stop_all()
+            raise failure
 
     def stop_all(self) -> None:
         running = [self.children[c] for c in reversed(self.order) if self.children[c].running]
@@ -152,13 +180,18 @@ class Supervisor:
 
     # -- starting and stopping one child -------------------------------------------------------
     def _start(self, child: Child, restart: bool) -> int:
+        return self._await_start(child, self._spawn(child), restart)
+
+    def _spawn(self, child: Child) -> int:
         spec = child.spec
-        env = child_env(self.env, spec.id)
         try:
-            pid = self.launcher.spawn(spec.target, spec.args, env)
+            return self.launcher.spawn(spec.target, spec.args, child_env(self.env, spec.id))
         except LauncherError as exc:
             self.events.emit("start_failed", id=spec.id, detail=str(exc))
             raise StartFailed(f"{spec.id}: {exc}") from None
+
+    def _await_start(self, child: Child, pid: int, restart: bool) -> int:
+        spec = child.spec
         outcome = self._wait_for(pid, ("ready", "exit"), self.start_timeout)
         if outcome is None:
             self.launcher.signal(pid, signal.SIGKILL)
@@ -222,10 +255,14 @@ class Supervisor:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
+            found = None
             for notice in self.launcher.events(remaining):
-                if notice.get("pid") == pid and notice["ev"] in kinds:
-                    return notice
-                self.deferred.append(notice)
+                if found is None and notice.get("pid") == pid and notice["ev"] in kinds:
+                    found = notice
+                else:
+                    self.deferred.append(notice)  # kept, in order, for whoever waits for it next
+            if found is not None:
+                return found
 
     # -- exits and restarts --------------------------------------------------------------------
     def _handle_launcher_events(self, notices: list[dict]) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 import zmq
 
 from ..neuron import Topology, topology_path
-from ..runtime import (EXIT_SHUTDOWN, EventPublisher, ipc_endpoint, make_socket, notify_ready, serve_one,
+from ..runtime import (EXIT_SHUTDOWN, BadFrames, EventPublisher, ipc_endpoint, make_socket, notify_ready, serve_one,
                        unpack_map)
 from ._origin import Origin
 
@@ -54,13 +54,14 @@ class Extension:
         self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
         self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
         self.counters: dict[str, int] = {}
+        self.bad = BadFrames(self.name)
         self.started_t = time.time()
         self.stop_requested = False
         self.handlers: dict[str, Callable[[dict], object]] = {
             "ping": lambda r: "pong", "metrics": lambda r: self.metrics(), "status": lambda r: self.status()}
         self._poller = zmq.Poller()
         self._callbacks: dict = {}
-        self.watch(self.control, lambda: serve_one(self.control, self.handlers))
+        self.watch(self.control, lambda: serve_one(self.control, self.handlers, self.bad))
         self._wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
         signal.set_wakeup_fd(wake_w)
@@ -87,7 +88,7 @@ class Extension:
         return None
 
     def metrics(self) -> dict:
-        return dict(self.counters)
+        return {**self.counters, "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}
 
     def status(self) -> dict:
         return {"name": self.name, "kind": self.kind, "pid": os.getpid(), "uptime_s": time.time() - self.started_t,

@@ -140,6 +140,8 @@ class MessengerIn(InputExtension):
                 raise BadRequest("busy", "the start of the network is not taking requests right now") from None
         except BadRequest as exc:
             self.count("busy" if exc.error == "busy" else "errors")
+            if exc.error in ("malformed", "oversized"):
+                self.bad.note(exc.error, exc.detail)
             self._reply(envelope, {"message_hash_id": message_id, "ok": False, "error": exc.error,
                                    "detail": exc.detail})
             return

@@ -8,7 +8,6 @@ output extensions. It never answers clients itself: each origin keeps the books 
 """
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -44,7 +43,7 @@ class MessengerOut(Extension):
         self.inbox = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.run_dir, OUTPUT))
         self.publish = make_socket(self.ctx, zmq.PUB, bind=outputs_endpoint(self.run_dir), hwm=EVENT_HWM)
         self.origins: OrderedDict[str, zmq.Socket] = OrderedDict()
-        self.counters.update(outputs=0, returned=0, bad_frames=0, dropped_returns=0)
+        self.counters.update(outputs=0, returned=0, dropped_returns=0)
         self.watch(self.inbox, self._on_frame)
 
     def ready_info(self) -> dict:
@@ -54,9 +53,7 @@ class MessengerOut(Extension):
         try:
             self._on_output(self.inbox.recv())
         except FrameError as exc:
-            self.count("bad_frames")
-            if self.counters["bad_frames"] == 1:
-                print(f"messenger_out: dropped a bad frame ({exc})", file=sys.stderr, flush=True)
+            self.bad.note(exc.kind, exc.detail)
 
     def _on_output(self, frame: bytes) -> None:
         _, _src, packets, rows, data, metas, losses = decode_frame(frame, (OUTPUT_FRAME,))

@@ -19,7 +19,7 @@ import numpy as np
 import plyvel
 import zmq
 
-from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, EventPublisher, FrameError, Reply, ipc_endpoint,
+from ..runtime import (EXIT_SHUTDOWN, BadFrames, ControlClient, ControlError, EventPublisher, FrameError, Reply, ipc_endpoint,
                        make_socket, notify_ready, pack, serve_one, unpack_map)
 from . import _frames as frames
 from ._endpoints import inbox_endpoint, neuron_control, topology_path
@@ -66,8 +66,8 @@ class Neuron:
         self.learning = True
         self.counters = {"forwards": 0, "samples": 0, "backwards": 0, "updates": 0, "missed_inputs": 0,
                          "missed_gradients": 0, "late": 0, "expired": 0, "dropped_sends": 0,
-                         "flush_errors": 0, "bad_frames": 0}
-        self.bad_kinds: dict[str, int] = {}
+                         "flush_errors": 0}
+        self.bad = BadFrames(f"neuron {self.id}")
         self.rng = np.random.default_rng()
         self.ctx = zmq.Context()
         self.events = EventPublisher(self.ctx, env.get("events"), env.get("path", self.id))
@@ -216,7 +216,7 @@ class Neuron:
             if self.inbox in ready:
                 self._drain_inbox()
             if self.control in ready:
-                serve_one(self.control, self.handlers)
+                serve_one(self.control, self.handlers, self.bad)
             if self.wake_r in ready:
                 os.read(self.wake_r, 512)
             now = time.monotonic()
@@ -260,13 +260,7 @@ class Neuron:
             self._learn_from(returned)
 
     def _bad_frame(self, exc: FrameError) -> None:
-        """Count a bad frame; log the first one of each kind so a flood does not flood the log."""
-        self.counters["bad_frames"] += 1
-        seen = self.bad_kinds.get(exc.kind, 0)
-        self.bad_kinds[exc.kind] = seen + 1
-        if not seen:
-            print(f"neuron {self.id}: dropped a bad frame ({exc}); further ones of this kind are only counted",
-                  file=sys.stderr, flush=True)
+        self.bad.note(exc.kind, exc.detail)
 
     def _on_forward(self, message: list, joined: list) -> None:
         _, src, packets, rows, data, learn, metas = message
@@ -508,7 +502,8 @@ class Neuron:
     def metrics(self) -> dict:
         w = self.weights
         hist, edges = np.histogram(w, bins=10)
-        return {**self.counters, "bad_frames_by_kind": dict(self.bad_kinds), "pending_joins": len(self.joins),
+        return {**self.counters, "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind),
+                "pending_joins": len(self.joins),
                 "pending_gradients": len(self.grads), "kept": len(self.kept), "rss_bytes": _rss_bytes(),
                 "weights": {"mean": float(w.mean()), "std": float(w.std()), "min": float(w.min()),
                             "max": float(w.max()), "histogram": hist.tolist(),

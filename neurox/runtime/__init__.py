@@ -1,7 +1,8 @@
 """Processes, sockets and the wire: the layer everything else in NeuroX stands on."""
+from ._bad_frames import BadFrames as BadFrames
 from ._control import (CONTROL_MAX_BYTES as CONTROL_MAX_BYTES, ControlClient as ControlClient,
                        ControlError as ControlError, Reply as Reply, call as call,
-                       handle_request as handle_request, serve_one as serve_one)
+                       answer as answer, handle_request as handle_request, serve_one as serve_one)
 from ._events import EventPublisher as EventPublisher, run_event_bus as run_event_bus
 from ._exit import (EXIT_SHUTDOWN as EXIT_SHUTDOWN, EXIT_START_FAILED as EXIT_START_FAILED,
                     ExitReason as ExitReason, reason_from_status as reason_from_status,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import zmq
 
+from ._bad_frames import BadFrames
 from ._sockets import CONTROL_HWM, make_socket
 from ._wire import FrameError, pack, unpack_map
 
@@ -36,11 +37,12 @@ class Reply(Exception):
         self.detail = detail
 
 
-def handle_request(frames: list[bytes], handlers: dict[str, Callable[[dict], object]]) -> list[bytes]:
-    """Turn one ROUTER message into its reply frames; never raises for a bad request."""
-    if len(frames) < 2:
-        return []  # not even an envelope: nothing to answer to
-    envelope, body = frames[:-1], frames[-1]
+REJECTED = ("malformed", "oversized", "wrong_type", "bad_request", "unknown_op")
+"""Error atoms that mean the request itself was bad (counted as bad frames by ``serve_one``)."""
+
+
+def answer(body: bytes, handlers: dict[str, Callable[[dict], object]]) -> dict:
+    """The reply map for one request body; never raises for a bad request."""
     request: dict = {}
     try:
         request = unpack_map(body, CONTROL_MAX_BYTES)
@@ -59,18 +61,34 @@ def handle_request(frames: list[bytes], handlers: dict[str, Callable[[dict], obj
         reply = {"ok": False, "error": "bad_request", "detail": f"{type(exc).__name__}: {exc}"}
     if "rid" in request:
         reply["rid"] = request["rid"]
-    return [*envelope, pack(reply)]
+    return reply
 
 
-def serve_one(sock: zmq.Socket, handlers: dict[str, Callable[[dict], object]]) -> None:
-    """Answer one waiting request on a ROUTER socket (call when it is readable)."""
+def handle_request(frames: list[bytes], handlers: dict[str, Callable[[dict], object]]) -> list[bytes]:
+    """Turn one ROUTER message into its reply frames (none if it has no envelope to answer to)."""
+    if len(frames) < 2:
+        return []
+    return [*frames[:-1], pack(answer(frames[-1], handlers))]
+
+
+def serve_one(sock: zmq.Socket, handlers: dict[str, Callable[[dict], object]],
+              bad: BadFrames | None = None) -> None:
+    """Answer one waiting request on a ROUTER socket (call when it is readable).
+
+    Rejected requests are counted in ``bad`` (kinds prefixed ``control:``) when it is given.
+    """
     frames = sock.recv_multipart()
-    reply = handle_request(frames, handlers)
-    if reply:
-        try:
-            sock.send_multipart(reply, zmq.NOBLOCK)
-        except (zmq.Again, zmq.ZMQError):
-            pass  # the client is gone or not reading; the request has been handled
+    if len(frames) < 2:
+        if bad is not None:
+            bad.note("control:no_envelope", "a message without an envelope")
+        return
+    reply = answer(frames[-1], handlers)
+    if bad is not None and not reply["ok"] and reply["error"] in REJECTED:
+        bad.note(f"control:{reply['error']}", reply["detail"])
+    try:
+        sock.send_multipart([*frames[:-1], pack(reply)], zmq.NOBLOCK)
+    except (zmq.Again, zmq.ZMQError):
+        pass  # the client is gone or not reading; the request has been handled
 
 
 _request_ids = itertools.count(1)

@@ -13,6 +13,7 @@ import time
 
 import zmq
 
+from ._bad_frames import BadFrames
 from ._control import Reply, serve_one
 from ._exit import EXIT_SHUTDOWN
 from ._launcher import notify_ready
@@ -50,7 +51,7 @@ def run_event_bus(args: dict, env: dict) -> None:
     pub = make_socket(ctx, zmq.PUB, bind=args["publish"], hwm=EVENT_HWM)
     control = make_socket(ctx, zmq.ROUTER, bind=args["control"])
     history: collections.deque[dict] = collections.deque(maxlen=int(args.get("history", HISTORY)))
-    bad_frames = 0
+    bad = BadFrames("event bus")
     stop = False
 
     def on_term(*_):
@@ -68,7 +69,8 @@ def run_event_bus(args: dict, env: dict) -> None:
         return matching[-limit:] if limit else []
 
     handlers = {"ping": lambda r: "pong", "recent_events": recent,
-                "status": lambda r: {"events": len(history), "bad_frames": bad_frames}}
+                "status": lambda r: {"events": len(history), "bad_frames": bad.total,
+                                     "bad_frames_by_kind": dict(bad.by_kind)}}
     poller = zmq.Poller()
     poller.register(sink, zmq.POLLIN)
     poller.register(control, zmq.POLLIN)
@@ -76,14 +78,17 @@ def run_event_bus(args: dict, env: dict) -> None:
     while not stop:
         for sock, _ in poller.poll(200):
             if sock is control:
-                serve_one(control, handlers)
+                serve_one(control, handlers, bad)
                 continue
             frame = sink.recv()
             try:
                 event = unpack_map(frame, EVENT_MAX_BYTES)
                 name = str(event["event"])
-            except (FrameError, KeyError):
-                bad_frames += 1
+            except FrameError as exc:
+                bad.note(exc.kind, exc.detail)
+                continue
+            except KeyError:
+                bad.note("wrong_type", "an event needs an 'event' name")
                 continue
             history.append(event)
             pub.send_multipart([name.encode(), frame])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from ..runtime import (EXIT_SHUTDOWN, EXIT_START_FAILED, EventPublisher, ExitReason, LauncherClient,
+from ..runtime import (EXIT_SHUTDOWN, BadFrames, EXIT_START_FAILED, EventPublisher, ExitReason, LauncherClient,
                        LauncherError, Reply, make_socket, notify_ready, serve_one)
 from ._child_spec import BRUTAL_KILL, INFINITY, ChildSpec, ChildSpecError, normalize_child_spec
 from ._naming import child_env, control_endpoint
@@ -75,6 +75,7 @@ class Supervisor:
         self.ctx = zmq.Context()
         self.control_endpoint = env.get("control") or control_endpoint(env["run_dir"], self.path)
         self.control = make_socket(self.ctx, zmq.ROUTER, bind=self.control_endpoint)
+        self.bad = BadFrames(f"supervisor {self.path}")
         self.events = EventPublisher(self.ctx, env.get("events"), self.path)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
@@ -116,7 +117,7 @@ class Supervisor:
                 continue  # let the next iteration serve requests and exits before the next retry
             for sock, _ in poller.poll(None if not self.deferred else 0):
                 if sock is self.control:
-                    serve_one(self.control, self.handlers)
+                    serve_one(self.control, self.handlers, self.bad)
                 elif sock == self.wake_r:
                     os.read(self.wake_r, 512)
         self.shutdown("shutdown")
@@ -431,6 +432,7 @@ class Supervisor:
         return {"path": self.path, "pid": os.getpid(), "strategy": self.strategy,
                 "intensity": self.intensity, "period": self.period,
                 "restarts_in_period": sum(1 for t in self.restarts if t > now - self.period),
+                "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind),
                 "children": self.which_children()}
 
 

@@ -110,7 +110,7 @@ class MessengerIn(InputExtension):
         return {"kind": self.kind, "endpoint": self.endpoint}
 
     def metrics(self) -> dict:
-        return {**self.counters, "in_flight": len(self.waiting)}
+        return {**super().metrics(), "in_flight": len(self.waiting)}
 
     def tick(self) -> float | None:
         self._expire(time.monotonic())

@@ -1,0 +1,95 @@
+"""Fuzzing, short: malformed, truncated, oversized and wrong-typed frames to every socket kind.
+No process dies, memory stays bounded, every bad frame is counted."""
+import random
+import time
+
+import msgpack
+import psutil
+import pytest
+import zmq
+
+from _netutil import neuron_call, running_network
+from neurox.ext import MessengerClient, digits
+from neurox.neuron import encode_forward, inbox_endpoint, load_topology, neuron_control
+from neurox.runtime import ControlClient, ipc_endpoint, pack
+from neurox.supervisor_tree import SupervisorClient
+
+FRAMES_PER_SOCKET = 4000
+
+
+def bad_frames(rng: random.Random, valid: bytes):
+    """A mix of the kinds of bad frame a careless or hostile peer sends."""
+    for i in range(FRAMES_PER_SOCKET):
+        kind = i % 6
+        if kind == 0:
+            yield rng.randbytes(rng.randint(0, 64))                       # garbage
+        elif kind == 1:
+            yield valid[:rng.randint(0, len(valid) - 1)]                  # truncated
+        elif kind == 2:
+            yield pack([rng.choice([None, 1.5, "x", [], {}]) for _ in range(rng.randint(0, 8))])  # wrong types
+        elif kind == 3:
+            yield pack({"op": rng.choice([1, None, "nope", "ping" * 50]), "id": rng.random()})  # bad requests
+        elif kind == 4:
+            yield msgpack.packb([0, "L1.n0", [1, 2], [1], b"\x00" * 64, [True], [b""]])  # inconsistent shapes
+        else:
+            yield b"\x00" * (5 * 1024 * 1024) if i % 600 == 5 else pack(rng.random())  # oversized, or a scalar
+
+
+@pytest.mark.timeout(180)
+def test_fuzzing_every_socket_kind_kills_nothing_and_is_counted(tmp_path):
+    ctx = zmq.Context.instance()
+    rng = random.Random(1)
+    with running_network(load_topology(), tmp_path) as network:
+        pids = {n: neuron_call(network, n, "status")["pid"] for n in network.topology.neurons()}
+        processes = [psutil.Process(p.pid) for p in psutil.Process(network.tree.launcher_proc.pid).children()]
+        rss_before = sum(p.memory_info().rss for p in processes)
+        valid = encode_forward("L1.n0", [1], [digits().features[:1, :16]], [False], [pack({})])
+        targets = [
+            (zmq.PUSH, inbox_endpoint(network.run_dir, "L2.n1")),          # a neuron inbox
+            (zmq.DEALER, network.control),                                 # a supervisor's control socket
+            (zmq.DEALER, neuron_control(network.run_dir, "L2", "L2.n1")),  # a neuron's control socket
+            (zmq.DEALER, network.messenger_in),                           # MessengerIn
+            (zmq.PUSH, ipc_endpoint(network.run_dir, "events.sink")),      # the event bus
+        ]
+        def fuzz_round() -> None:
+            for kind, endpoint in targets:
+                sock = ctx.socket(kind)
+                sock.setsockopt(zmq.LINGER, 5000)
+                sock.setsockopt(zmq.SNDHWM, 100000)
+                sock.connect(endpoint)
+                for frame in bad_frames(rng, valid):
+                    sock.send_multipart([b"", frame] if kind == zmq.DEALER else [frame])
+                    if kind == zmq.DEALER:
+                        while sock.poll(0):
+                            sock.recv_multipart()  # read the error replies so nothing piles up here
+                sock.close()
+            time.sleep(2)
+
+        fuzz_round()
+        rss_after_one = sum(p.memory_info().rss for p in processes)
+        fuzz_round()  # bounded memory: a second round of the same abuse must not grow it further
+        client = MessengerClient(network.messenger_in)
+        reply = client.ask(vector=digits().features[0].tolist(), timeout=30)
+        client.close()
+        assert reply["ok"], "the network still answers"
+        assert {n: neuron_call(network, n, "status")["pid"] for n in pids} == pids, "no neuron died"
+        assert all(p.is_running() for p in processes), "no process of the tree died"
+        growth = sum(p.memory_info().rss for p in processes) - rss_after_one
+        assert growth < 20 * 2 ** 20, f"memory grew by {growth / 2 ** 20:.0f} MiB in the second round " \
+                                      f"(first round: {(rss_after_one - rss_before) / 2 ** 20:.0f} MiB)"
+        deadline = time.monotonic() + 30  # the inbox is drained at its own pace
+        while neuron_call(network, "L2.n1", "metrics")["bad_frames"] < 4 * FRAMES_PER_SOCKET * 0.9:
+            assert time.monotonic() < deadline, neuron_call(network, "L2.n1", "metrics")["bad_frames_by_kind"]
+            time.sleep(0.1)
+        neuron = neuron_call(network, "L2.n1", "metrics")
+        assert any(k.startswith("control:") for k in neuron["bad_frames_by_kind"])
+        root = SupervisorClient(network.control)
+        assert root.status()["bad_frames"] >= FRAMES_PER_SOCKET * 0.5
+        root.close()
+        messenger = ControlClient(ctx, network.control.replace("root.ctl", "root.messenger_in.ctl"))
+        metrics = messenger.call("metrics")
+        messenger.close()
+        assert metrics["errors"] >= FRAMES_PER_SOCKET * 0.9 and metrics["bad_frames"] > 0
+        bus = ControlClient(ctx, network.tree.events_control)
+        assert bus.call("status")["bad_frames"] >= FRAMES_PER_SOCKET * 0.9
+        bus.close()

@@ -15,6 +15,11 @@ from neurox.runtime import EXIT_SHUTDOWN, notify_ready, pack, unpack_map
 def serve(args: dict, env: dict) -> None:
     if args.get("fail_start"):
         raise SystemExit(2)
+    once = args.get("fail_after_first_start")
+    if once:
+        if os.path.exists(once):
+            raise SystemExit(2)
+        open(once, "w").close()
     if args.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:

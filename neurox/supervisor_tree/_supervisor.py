@@ -112,14 +112,15 @@ class Supervisor:
         poller.register(self.wake_r, zmq.POLLIN)
         while not self.stop_requested:
             self._handle_launcher_events(self.launcher.events(0.0))
-            if self.retries:
-                self._try_again(self.retries.popleft())
-                continue  # let the next iteration serve requests and exits before the next retry
-            for sock, _ in poller.poll(None if not self.deferred else 0):
+            busy = bool(self.retries or self.deferred)
+            for sock, _ in poller.poll(0 if busy else None):
                 if sock is self.control:
                     serve_one(self.control, self.handlers, self.bad)
                 elif sock == self.wake_r:
                     os.read(self.wake_r, 512)
+            if self.retries and not self.stop_requested:
+                # one queued restart per round, so that requests and exits get in between (as in OTP)
+                self._try_again(self.retries.popleft())
         self.shutdown("shutdown")
 
     def shutdown(self, reason: str) -> None:

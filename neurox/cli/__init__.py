@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
 SUBCOMMANDS = {
     "run": "neurox.cli._run",
@@ -21,6 +20,3 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     return int(args.handler(args) or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,10 +12,16 @@ from ._launcher import PACKET_MAX
 from ._wire import pack, unpack_map
 
 
-SINGLE_THREADED_MATH = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                        "NUMBA_NUM_THREADS": "1"}
-"""Every process of a tree computes on one thread: a host runs many neurons, and a BLAS pool per
-neuron would only make them fight over the cores."""
+LAUNCHER_ENVIRONMENT = {
+    # one thread for the arithmetic: a host runs many neurons, and a BLAS pool per neuron would only
+    # make them fight over the cores
+    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
+    # glibc's malloc: large buffers (a big frame) always come from mmap and go back to the system at
+    # once, instead of the threshold creeping up and the heap keeping them; two arenas are plenty for
+    # a process whose Python code runs on one thread
+    "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_ARENA_MAX": "2",
+}
+"""The environment every process of a tree inherits from the launcher."""
 LAUNCHER_MAIN = "import sys; from neurox.runtime._launcher import main; main(sys.argv[1:])"
 
 
@@ -94,7 +100,7 @@ def start_launcher(socket_path: str, preload: tuple[str, ...] = (),
     # A session of its own: a Ctrl-C at the terminal reaches only the program holding the tree,
     # which then stops the tree politely, instead of every process at once.
     proc = subprocess.Popen([sys.executable, "-c", LAUNCHER_MAIN, socket_path, *preload], start_new_session=True,
-                            env={**os.environ, **SINGLE_THREADED_MATH})
+                            env={**os.environ, **LAUNCHER_ENVIRONMENT})
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:

@@ -51,6 +51,19 @@ def test_fuzzing_every_socket_kind_kills_nothing_and_is_counted(tmp_path):
             (zmq.DEALER, network.messenger_in),                           # MessengerIn
             (zmq.PUSH, ipc_endpoint(network.run_dir, "events.sink")),      # the event bus
         ]
+        root = SupervisorClient(network.control)
+
+        def settle() -> None:
+            """Wait until every queue is drained: the bad-frame counts stop moving."""
+            previous = None
+            while True:
+                time.sleep(0.5)
+                now = (neuron_call(network, "L2.n1", "metrics")["bad_frames"],
+                       root.status()["bad_frames"])
+                if now == previous:
+                    return
+                previous = now
+
         def fuzz_round() -> None:
             for kind, endpoint in targets:
                 sock = ctx.socket(kind)
@@ -63,10 +76,11 @@ def test_fuzzing_every_socket_kind_kills_nothing_and_is_counted(tmp_path):
                         while sock.poll(0):
                             sock.recv_multipart()  # read the error replies so nothing piles up here
                 sock.close()
-            time.sleep(2)
+            settle()
 
         fuzz_round()
         rss_after_one = sum(p.memory_info().rss for p in processes)
+
         fuzz_round()  # bounded memory: a second round of the same abuse must not grow it further
         client = MessengerClient(network.messenger_in)
         reply = client.ask(vector=digits().features[0].tolist(), timeout=30)
@@ -75,6 +89,7 @@ def test_fuzzing_every_socket_kind_kills_nothing_and_is_counted(tmp_path):
         assert {n: neuron_call(network, n, "status")["pid"] for n in pids} == pids, "no neuron died"
         assert all(p.is_running() for p in processes), "no process of the tree died"
         growth = sum(p.memory_info().rss for p in processes) - rss_after_one
+
         assert growth < 20 * 2 ** 20, f"memory grew by {growth / 2 ** 20:.0f} MiB in the second round " \
                                       f"(first round: {(rss_after_one - rss_before) / 2 ** 20:.0f} MiB)"
         deadline = time.monotonic() + 30  # the inbox is drained at its own pace
@@ -83,7 +98,6 @@ def test_fuzzing_every_socket_kind_kills_nothing_and_is_counted(tmp_path):
             time.sleep(0.1)
         neuron = neuron_call(network, "L2.n1", "metrics")
         assert any(k.startswith("control:") for k in neuron["bad_frames_by_kind"])
-        root = SupervisorClient(network.control)
         assert root.status()["bad_frames"] >= FRAMES_PER_SOCKET * 0.5
         root.close()
         messenger = ControlClient(ctx, network.control.replace("root.ctl", "root.messenger_in.ctl"))

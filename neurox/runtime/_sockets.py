@@ -19,6 +19,9 @@ CONTROL_HWM = 100
 """Control requests queued per peer; an admin client never needs more."""
 EVENT_HWM = 10000
 """Events buffered per subscriber before the slowest one starts losing events (PUB semantics)."""
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Transport-level cap on one message: a peer sending more is disconnected before it is buffered.
+Below it, each receiver applies its own, smaller limit and answers or counts an ``oversized`` frame."""
 RECONNECT_IVL_MS = 5
 RECONNECT_IVL_MAX_MS = 200
 
@@ -33,6 +36,7 @@ def make_socket(ctx: zmq.Context, kind: int, *, bind: str | None = None,
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
     if kind == zmq.ROUTER:
         # An unroutable reply (the client went away) raises instead of vanishing silently.
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 
-from ..runtime import MAX_FRAME_BYTES, FrameError, vector_from
+from ..runtime import MAX_FRAME_BYTES, FrameError, pack, vector_from
 
 FORWARD, GRADIENT, OUTPUT = 0, 1, 2
 _FIELDS = {FORWARD: (str, list, list, bytes, list, list), GRADIENT: (str, list, list, bytes),
@@ -55,17 +55,15 @@ def split_rows(data: bytes, rows: list, width: int) -> list[np.ndarray]:
 
 
 def encode_forward(src: str, packets: list, ys: list[np.ndarray], learn: list, metas: list) -> bytes:
-    return msgpack.packb([FORWARD, src, packets, [y.shape[0] for y in ys], _join(ys), learn, metas],
-                         use_bin_type=True)
+    return pack([FORWARD, src, packets, [y.shape[0] for y in ys], _join(ys), learn, metas])
 
 
 def encode_gradient(src: str, packets: list, grads: list[np.ndarray]) -> bytes:
-    return msgpack.packb([GRADIENT, src, packets, [g.shape[0] for g in grads], _join(grads)], use_bin_type=True)
+    return pack([GRADIENT, src, packets, [g.shape[0] for g in grads], _join(grads)])
 
 
 def encode_output(src: str, packets: list, ys: list[np.ndarray], metas: list, losses: list) -> bytes:
-    return msgpack.packb([OUTPUT, src, packets, [y.shape[0] for y in ys], _join(ys), metas, losses],
-                         use_bin_type=True)
+    return pack([OUTPUT, src, packets, [y.shape[0] for y in ys], _join(ys), metas, losses])
 
 
 def _join(arrays: list[np.ndarray]) -> bytes:

@@ -241,11 +241,12 @@ class Neuron:
         """
         joined: list[tuple] = []
         returned: list[tuple] = []
-        inbox = self.inbox
+        recv = self.inbox.recv
         for _ in range(DRAIN_BATCH):
-            if not inbox.get(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                frame = recv(zmq.NOBLOCK)
+            except zmq.Again:
                 break
-            frame = inbox.recv(copy=True)
             try:
                 message = frames.decode(frame)
                 if message[0] == frames.FORWARD:

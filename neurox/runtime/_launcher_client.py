@@ -16,10 +16,9 @@ LAUNCHER_ENVIRONMENT = {
     # one thread for the arithmetic: a host runs many neurons, and a BLAS pool per neuron would only
     # make them fight over the cores
     "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
-    # glibc's malloc: large buffers (a big frame) always come from mmap and go back to the system at
-    # once, instead of the threshold creeping up and the heap keeping them; two arenas are plenty for
-    # a process whose Python code runs on one thread
-    "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_ARENA_MAX": "2",
+    # glibc's malloc: two arenas are plenty for a process whose Python code runs on one thread (a fixed
+    # low mmap threshold was tried and measured: it made every small frame cost a 1 MiB mmap somewhere)
+    "MALLOC_ARENA_MAX": "2",
 }
 """The environment every process of a tree inherits from the launcher."""
 LAUNCHER_MAIN = "import sys; from neurox.runtime._launcher import main; main(sys.argv[1:])"

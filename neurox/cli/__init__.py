@@ -8,6 +8,7 @@ SUBCOMMANDS = {
     "run": "neurox.cli._run",
     "ask": "neurox.cli._ask",
     "reshape": "neurox.cli._reshape",
+    "probe": "neurox.cli._probe",
     "bench": "neurox.cli._bench",
 }
 
@@ -18,5 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, module_name in SUBCOMMANDS.items():
         importlib.import_module(module_name).register(sub)
     args = parser.parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except BrokenPipeError:  # the reader went away (`neurox probe status | head`): not an error
+        return 0
 

@@ -7,7 +7,6 @@ it for learning with prequential scoring, prints progress every second, keeps Me
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -20,7 +19,7 @@ import zmq
 from ..ext import PRELOAD, DatasetError, Stream, load_dataset, network_children
 from ..neuron import Network, TopologyError, live_topology, load_topology, neuron_control
 from ..runtime import ControlError, call, unpack_map
-from ._discovery import DEFAULT_DATA_DIR, RUN_FILE
+from ._discovery import DEFAULT_DATA_DIR, write_run_file
 
 
 
@@ -60,11 +59,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     print(f"starting {len(network.topology.neurons())} neurons ({_shape(network.topology)}) ...", flush=True)
     network.start()
-    run_file = os.path.join(network.data_dir, RUN_FILE)
-    with open(run_file, "w") as f:
-        json.dump({"run_dir": network.run_dir, "messenger_in": network.messenger_in, "control": network.control,
-                   "events": network.events, "events_control": network.tree.events_control,
-                   "reshaper": network.reshaper, "pid": os.getpid()}, f)
+    run_file = write_run_file(network)
     print(f"up in {time.monotonic() - started:.1f} s. MessengerIn: {network.messenger_in}\n"
           f"  try: neurox ask --data-dir {args.data_dir} --random    (Ctrl-C stops, state is flushed)", flush=True)
     ctx = zmq.Context.instance()

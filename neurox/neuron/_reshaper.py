@@ -43,9 +43,12 @@ class Reshaper:
         self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
         self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
         self.stop_requested = False
+        self.started_t = time.time()
         signal.signal(signal.SIGTERM, self._on_term)
         handlers = {
             "ping": lambda r: "pong",
+            "status": lambda r: {"pid": os.getpid(), "uptime_s": time.time() - self.started_t,
+                                 "shape": [len(layer.neurons) for layer in self.topology.layers]},
             "topology": lambda r: self.topology.to_dict(),
             "export": lambda r: tomli_w.dumps(self.topology.to_toml_dict()),
             "add_neuron": self.add_neuron, "remove_neuron": self.remove_neuron,
@@ -77,7 +80,7 @@ class Reshaper:
                 raise Reply("bad_topology", str(exc)) from None
             except ControlError as exc:
                 raise Reply("failed", f"a process did not go along: {exc}") from None
-            if op not in ("ping", "topology", "export"):
+            if op not in ("ping", "status", "topology", "export"):
                 self._record(op, request, result)
             return result
         return run

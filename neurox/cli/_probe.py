@@ -1,0 +1,251 @@
+"""``neurox probe ...``: small ZeroMQ tools for the shell, in the spirit of systemctl and circusctl.
+
+Every probe finds the network through ``--data-dir`` (its ``run.json``) or talks to ``--endpoint``,
+waits at most ``--timeout`` seconds for an answer, and exits with 0 (answered), 1 (the target
+answered with an error) or 3 (no answer in time, or nothing running there) with a one-line reason.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import zmq
+
+from ..neuron import Topology, neuron_control, topology_path
+from ..runtime import ControlClient, ControlError, ipc_endpoint, make_socket, unpack, unpack_map
+from ..supervisor_tree import control_endpoint
+from ._discovery import add_target_arguments, find_network
+
+NO_ANSWER = 3
+
+
+class ProbeError(Exception):
+    """A probe cannot go on; ``code`` is its exit status."""
+
+    def __init__(self, message: str, code: int = NO_ANSWER):
+        super().__init__(message)
+        self.code = code
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("probe", help="ping, inspect, follow and poke a running network")
+    probes = parser.add_subparsers(dest="probe", required=True)
+
+    def probe(name: str, text: str, handler):
+        p = probes.add_parser(name, help=text)
+        add_target_arguments(p)
+        p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for an answer (default: %(default)s)")
+        p.set_defaults(handler=lambda args: _run(handler, args))
+        return p
+
+    p = probe("ping", "ping a neuron (by id), a supervisor (by path, e.g. root/L2) or --endpoint", ping)
+    p.add_argument("target", nargs="?", default="root")
+    p = probe("status", "every supervisor and neuron: state, pid, uptime, restarts, memory", status)
+    p.add_argument("--json", action="store_true")
+    probe("tree", "the supervision tree", tree)
+    p = probe("events", "follow lifecycle events", events)
+    p.add_argument("--filter", default="", help="only events whose name starts with this")
+    p.add_argument("--count", type=int, help="stop after this many events")
+    p.add_argument("--recent", type=int, default=0, help="first print this many past events")
+    p = probe("tap", "mirror the frames a neuron sends, without disturbing it", tap)
+    p.add_argument("neuron")
+    p.add_argument("--count", type=int, default=10)
+    p = probe("inject", "send a vector into any neuron (inference only)", inject)
+    p.add_argument("neuron")
+    p.add_argument("--vector", help="comma-separated numbers (default: random, of the neuron's fan-in)")
+    p = probe("metrics", "a neuron's (or any process's) metrics as JSON", metrics)
+    p.add_argument("target")
+
+
+def _run(handler, args: argparse.Namespace) -> int:
+    try:
+        return handler(args, zmq.Context.instance()) or 0
+    except ProbeError as exc:
+        print(f"neurox probe {args.probe}: {exc}")
+        return exc.code
+
+
+def _network(args: argparse.Namespace) -> dict:
+    found = find_network(args.data_dir)
+    if not found:
+        raise ProbeError(f"no running network found in {args.data_dir} (give --data-dir or --endpoint)")
+    return found
+
+
+def _call(ctx: zmq.Context, endpoint: str, op: str, timeout: float, **request):
+    client = ControlClient(ctx, endpoint, timeout)
+    try:
+        return client.call(op, **request)
+    except ControlError as exc:
+        if exc.error == "timeout":
+            raise ProbeError(f"{endpoint} did not answer within {timeout} s") from None
+        raise ProbeError(f"{exc.error}: {exc.detail}", code=1) from None
+    finally:
+        client.close()
+
+
+def _resolve(args: argparse.Namespace, target: str) -> str:
+    """An endpoint for a neuron id, a tree path, or the given --endpoint."""
+    if args.endpoint:
+        return args.endpoint
+    run_dir = _network(args)["run_dir"]
+    if "/" in target or target == "root":
+        return control_endpoint(run_dir, target)
+    topology = _topology(args)
+    return neuron_control(run_dir, topology.layer_of(target).name, target)
+
+
+def _topology(args: argparse.Namespace) -> Topology:
+    network = _network(args)
+    data_dir = network.get("data_dir") or args.data_dir
+    try:
+        return Topology.load(topology_path(data_dir))
+    except (OSError, ValueError) as exc:
+        raise ProbeError(f"cannot read the topology in {data_dir}: {exc}") from None
+
+
+def ping(args, ctx) -> int:
+    endpoint = _resolve(args, args.target)
+    started = time.perf_counter()
+    _call(ctx, endpoint, "ping", args.timeout)
+    print(f"pong from {args.target} in {(time.perf_counter() - started) * 1000:.2f} ms")
+    return 0
+
+
+def walk(ctx: zmq.Context, root: str, timeout: float) -> list[dict]:
+    """Every process under ``root``, depth first: path, depth, type, pid, and what it says of itself."""
+    rows = [{"path": "root", "depth": 0, "type": "supervisor", "status": _call(ctx, root, "status", timeout)}]
+    rows[0]["pid"] = rows[0]["status"]["pid"]
+
+    def visit(status: dict, path: str, depth: int) -> None:
+        for child in status.get("children", []):
+            row = {"path": f"{path}/{child['id']}", "depth": depth, "type": child["type"], "pid": child["pid"]}
+            rows.append(row)
+            if isinstance(child["pid"], int):
+                try:
+                    row["status"] = _call(ctx, child["control"], "status", timeout)
+                except ProbeError as exc:
+                    row["status"] = {"error": str(exc)}
+                if child["type"] == "supervisor" and "children" in row["status"]:
+                    visit(row["status"], row["path"], depth + 1)
+
+    visit(rows[0]["status"], "root", 1)
+    return rows
+
+
+def _root(args: argparse.Namespace) -> str:
+    return args.endpoint or _network(args)["control"]
+
+
+def status(args, ctx) -> int:
+    rows = walk(ctx, _root(args), args.timeout)
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "status"} | {"status": _brief(r)} for r in rows]))
+        return 0
+    print(f"{'PATH':34} {'STATE':10} {'PID':>7} {'UPTIME':>9} {'RESTARTS':>8} {'RSS MiB':>8}")
+    for row in rows:
+        brief = _brief(row)
+        print(f"{row['path']:34} {brief['state']:10} {str(row['pid']):>7} {brief['uptime']:>9} "
+              f"{brief['restarts']:>8} {brief['rss']:>8}")
+    return 0
+
+
+def _brief(row: dict) -> dict:
+    st = row.get("status") or {}
+    pid = row["pid"]
+    state = "running" if isinstance(pid, int) and "error" not in st else (pid if isinstance(pid, str) else "silent")
+    uptime = f"{st['uptime_s']:.0f}s" if "uptime_s" in st else "-"
+    restarts = str(st.get("restarts_in_period", "-"))
+    rss = "-"
+    if isinstance(pid, int):
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                rss = f"{int(f.read().split()[1]) * 4096 / 2 ** 20:.1f}"
+        except OSError:
+            pass
+    return {"state": state, "uptime": uptime, "restarts": restarts, "rss": rss}
+
+
+def tree(args, ctx) -> int:
+    for row in walk(ctx, _root(args), args.timeout):
+        name = row["path"].rsplit("/", 1)[-1]
+        print(f"{'  ' * row['depth']}{name} [{row['type']}] pid {row['pid']}")
+    return 0
+
+
+def events(args, ctx) -> int:
+    network = {} if args.endpoint else _network(args)
+    endpoint = args.endpoint or network["events"]
+    if args.recent and network.get("events_control"):
+        for event in _call(ctx, network["events_control"], "recent_events", args.timeout,
+                           limit=args.recent, prefix=args.filter):
+            print(json.dumps(event, default=repr))
+    sub = make_socket(ctx, zmq.SUB, connect=endpoint, linger_ms=0)
+    sub.setsockopt(zmq.SUBSCRIBE, args.filter.encode())
+    seen = 0
+    try:
+        while args.count is None or seen < args.count:
+            if not sub.poll(int(args.timeout * 1000) if args.count else 1000):
+                if args.count:
+                    raise ProbeError(f"no event within {args.timeout} s")
+                continue
+            print(json.dumps(unpack_map(sub.recv_multipart()[1]), default=repr), flush=True)
+            seen += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sub.close()
+    return 0
+
+
+def tap(args, ctx) -> int:
+    endpoint = _resolve(args, args.neuron)
+    tapped = _call(ctx, endpoint, "tap", args.timeout, on=True)["endpoint"]
+    sub = make_socket(ctx, zmq.SUB, connect=tapped, linger_ms=0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    try:
+        for _ in range(args.count):
+            if not sub.poll(int(args.timeout * 1000)):
+                raise ProbeError(f"{args.neuron} sent nothing within {args.timeout} s")
+            topic, frame = sub.recv_multipart()
+            message = unpack(frame)
+            print(json.dumps({"to": topic.decode(), "kind": ["forward", "gradient", "output"][message[0]],
+                              "packets": message[2], "rows": message[3], "bytes": len(frame)}), flush=True)
+    finally:
+        sub.close()
+        _call(ctx, endpoint, "tap", args.timeout, on=False)
+    return 0
+
+
+def inject(args, ctx) -> int:
+    endpoint = _resolve(args, args.neuron)
+    fan_in = sum(_call(ctx, endpoint, "get_params", args.timeout)["widths"].values())
+    if args.vector:
+        try:
+            vector = [float(v) for v in args.vector.split(",")]
+        except ValueError:
+            raise ProbeError("--vector takes comma-separated numbers", code=2) from None
+    else:
+        vector = np.random.default_rng().random(fan_in).tolist()
+    ret = None
+    if not args.endpoint:
+        ret = make_socket(ctx, zmq.PULL, bind=ipc_endpoint(_network(args)["run_dir"], f"probe.{time.time_ns()}.ret"))
+    try:
+        origin = ret.getsockopt_string(zmq.LAST_ENDPOINT) if ret is not None else None
+        result = _call(ctx, endpoint, "inject", args.timeout, vector=vector, origin=origin)
+        print(json.dumps({"neuron": args.neuron, "output": result["output"]}))
+        if ret is not None and ret.poll(int(args.timeout * 1000)):
+            answer = unpack(ret.recv())[0]
+            final = np.frombuffer(answer["output"], dtype="<f4").tolist()
+            print(json.dumps({"end_of_network": final, **{k: answer[k] for k in ("label", "text") if k in answer}}))
+    finally:
+        if ret is not None:
+            ret.close()
+    return 0
+
+
+def metrics(args, ctx) -> int:
+    print(json.dumps(_call(ctx, _resolve(args, args.target), "metrics", args.timeout)))
+    return 0

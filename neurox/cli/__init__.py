@@ -9,6 +9,7 @@ SUBCOMMANDS = {
     "ask": "neurox.cli._ask",
     "reshape": "neurox.cli._reshape",
     "probe": "neurox.cli._probe",
+    "tui": "neurox.cli._tui",
     "bench": "neurox.cli._bench",
 }
 

@@ -1,0 +1,165 @@
+"""The NeuroX terminal UI: attach to a running network, watch it live, reshape it.
+
+One worker polls the tree (throttled to one snapshot a second, concurrently over every process) and
+one follows the event bus; both only post messages, so the UI thread never waits on the network.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from functools import partial
+
+from textual import work
+from textual.app import App
+from textual.command import Hit, Hits, Provider
+from textual.widgets import Input, Tree
+
+from ._observer import Endpoints, Observer, ObserverError, ProcessRow
+from .messages import NetworkEvent, ObserverTrouble, TreeSnapshot
+from .screens import ConfirmScreen, MainScreen
+from .widgets import EventLog, LayerGraph, NeuronDetail, SupervisionTree, Vitals
+
+REFRESH_S = 1.0
+
+
+class NetworkCommands(Provider):
+    """The actions, in the command palette."""
+
+    async def search(self, query: str) -> Hits:
+        app = self.app
+        matcher = self.matcher(query)
+        for name, action in (("Kill the selected neuron", app.action_kill), ("Add a neuron to the selected layer", app.action_add),
+                             ("Remove the selected neuron", app.action_remove), ("Pause / resume learning", app.action_pause),
+                             ("Export the topology", app.action_export)):
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), action)
+
+
+class NeuroxApp(App):
+    TITLE = "NeuroX"
+    CSS_PATH = "neurox.tcss"
+    COMMANDS = App.COMMANDS | {NetworkCommands}
+    BINDINGS = [("k", "kill", "kill neuron"), ("a", "add", "add neuron"), ("d", "remove", "remove neuron"),
+                ("p", "pause", "pause/resume"), ("x", "export", "export topology"), ("/", "filter", "filter"),
+                ("q", "quit", "quit")]
+
+    def __init__(self, endpoints: Endpoints, data_dir: str = "."):
+        super().__init__()
+        self.observer = Observer(endpoints)
+        self.data_dir = data_dir
+        self.rows: dict[str, ProcessRow] = {}
+        self.learning = True
+
+    def on_mount(self) -> None:
+        self.push_screen(MainScreen())
+        self.poll_tree()
+        self.follow_events()
+
+    def on_unmount(self) -> None:
+        self.observer.close()
+
+    # -- workers: network I/O, posting messages only ----------------------------------------------
+    @work(exclusive=True, group="tree")
+    async def poll_tree(self) -> None:
+        while True:
+            try:
+                self.post_message(TreeSnapshot(await self.observer.snapshot()))
+            except ObserverError as exc:
+                self.post_message(ObserverTrouble(str(exc)))
+            await asyncio.sleep(REFRESH_S)
+
+    @work(exclusive=True, group="events")
+    async def follow_events(self) -> None:
+        async for event in self.observer.events():
+            self.post_message(NetworkEvent(event))
+
+    # -- messages -> widgets ----------------------------------------------------------------------
+    def on_tree_snapshot(self, message: TreeSnapshot) -> None:
+        self.rows = {row.path: row for row in message.rows}
+        screen = self.screen
+        if not isinstance(screen, MainScreen):
+            return
+        screen.query_one(SupervisionTree).show(message.rows)
+        screen.query_one(LayerGraph).show(message.rows)
+        screen.query_one(Vitals).show(message.rows)
+        screen.query_one(NeuronDetail).show(self.selected())
+        self.sub_title = f"{sum(r.is_neuron for r in message.rows)} neurons"
+
+    def on_network_event(self, message: NetworkEvent) -> None:
+        if not isinstance(self.screen, MainScreen):
+            return
+        self.screen.query_one(EventLog).add(message.event)
+        self.screen.query_one(LayerGraph).note_event(message.event)
+        if message.event.get("event") == "child_restarted":
+            self.screen.query_one(Vitals).note_restart()
+
+    def on_observer_trouble(self, message: ObserverTrouble) -> None:
+        self.notify(message.text, severity="warning", timeout=3)
+
+    def on_tree_node_highlighted(self, message: Tree.NodeHighlighted) -> None:
+        self.screen.query_one(NeuronDetail).show(self.selected())
+
+    # -- actions ------------------------------------------------------------------------------------
+    def selected(self) -> ProcessRow | None:
+        if not isinstance(self.screen, MainScreen):
+            return None
+        node = self.screen.query_one(SupervisionTree).cursor_node
+        return self.rows.get(node.data) if node is not None and node.data else None
+
+    def _neuron_or_warn(self) -> ProcessRow | None:
+        row = self.selected()
+        if row is None or not row.is_neuron:
+            self.notify("select a neuron in the tree first", severity="warning")
+            return None
+        return row
+
+    def action_kill(self) -> None:
+        row = self._neuron_or_warn()
+        if row is not None and isinstance(row.pid, int):
+            self.push_screen(ConfirmScreen(f"SIGKILL {row.name} (pid {row.pid})? Its supervisor will replace it."),
+                             partial(self._kill, row))
+
+    def _kill(self, row: ProcessRow, yes: bool | None) -> None:
+        if yes:
+            self.observer.kill(row.pid)
+            self.notify(f"killed {row.name} (pid {row.pid})")
+
+    def action_add(self) -> None:
+        row = self.selected()
+        layer = row.path.split("/")[1] if row is not None and row.path.count("/") >= 1 else None
+        if layer is None:
+            self.notify("select a layer or a neuron first", severity="warning")
+            return
+        self.run_reshape("add_neuron", layer=layer)
+
+    def action_remove(self) -> None:
+        row = self._neuron_or_warn()
+        if row is not None:
+            self.push_screen(ConfirmScreen(f"Drain and remove {row.name}?"),
+                             lambda yes: yes and self.run_reshape("remove_neuron", id=row.name))
+
+    def action_pause(self) -> None:
+        self.learning = not self.learning
+        self.run_reshape("set_learning", learning=self.learning)
+
+    def action_export(self) -> None:
+        self.run_reshape("export")
+
+    def action_filter(self) -> None:
+        self.screen.query_one(Input).focus()
+
+    @work(group="reshape")
+    async def run_reshape(self, op: str, **args) -> None:
+        try:
+            result = await self.observer.reshape(op, **args)
+        except ObserverError as exc:
+            self.notify(f"{op}: {exc}", severity="error")
+            return
+        if op == "export":
+            path = os.path.join(self.data_dir, "exported-topology.toml")
+            with open(path, "w") as f:
+                f.write(result)
+            self.notify(f"topology written to {path}")
+        else:
+            self.notify(f"{op}: {result}")

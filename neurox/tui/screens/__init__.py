@@ -1,0 +1,3 @@
+"""The TUI's screens."""
+from .confirm import ConfirmScreen as ConfirmScreen
+from .main import MainScreen as MainScreen

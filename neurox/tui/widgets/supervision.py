@@ -1,0 +1,56 @@
+"""The supervision tree: supervisors and their children, state, pid, uptime, restarts, memory."""
+from __future__ import annotations
+
+from textual.widgets import Tree
+
+from .._observer import ProcessRow
+
+
+def rss_mib(pid) -> str:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return f"{int(f.read().split()[1]) * 4096 / 2 ** 20:.0f}MiB"
+    except (OSError, ValueError, IndexError):
+        return "-"
+
+
+def label(row: ProcessRow) -> str:
+    if not isinstance(row.pid, int):
+        return f"[red]✗ {row.name}[/] [dim]{row.pid}[/]"
+    if "error" in row.status:
+        return f"[yellow]? {row.name}[/] pid {row.pid} [dim]not answering[/]"
+    extra = ""
+    if row.kind == "supervisor":
+        extra = f" {row.status.get('strategy', '')} restarts {row.status.get('restarts_in_period', 0)}"
+    elif "uptime_s" in row.status:
+        extra = f" up {row.status['uptime_s']:.0f}s"
+    return f"[green]●[/] {row.name} [dim]pid {row.pid}{extra} {rss_mib(row.pid)}[/]"
+
+
+class SupervisionTree(Tree):
+    """Rebuilt from each snapshot; the node data is the process path, so selection survives."""
+
+    def __init__(self, **kwargs):
+        super().__init__("network", **kwargs)
+        self.show_root = False
+        self.labels: dict[str, str] = {}
+
+    def show(self, rows: list[ProcessRow]) -> None:
+        labels = {row.path: label(row) for row in rows}
+        if labels == self.labels:
+            return  # nothing changed: no repaint
+        self.labels = labels
+        selected = self.cursor_node.data if self.cursor_node is not None else None
+        self.clear()
+        nodes = {"": self.root}
+        for row in rows:
+            parent = nodes[row.path.rsplit("/", 1)[0] if "/" in row.path else ""]
+            if row.kind == "supervisor":
+                nodes[row.path] = parent.add(labels[row.path], data=row.path, expand=True)
+            else:
+                parent.add_leaf(labels[row.path], data=row.path)
+        if selected is not None:
+            for node in self._tree_nodes.values():
+                if node.data == selected:
+                    self.move_cursor(node)
+                    break

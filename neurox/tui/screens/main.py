@@ -10,6 +10,8 @@ from ..widgets import EventLog, LayerGraph, NeuronDetail, SupervisionTree, Vital
 
 
 class MainScreen(Screen):
+    AUTO_FOCUS = "#tree"
+
     def compose(self) -> ComposeResult:
         yield Header(show_clock=True)
         with Horizontal():

@@ -28,29 +28,32 @@ def label(row: ProcessRow) -> str:
 
 
 class SupervisionTree(Tree):
-    """Rebuilt from each snapshot; the node data is the process path, so selection survives."""
+    """Labels are updated in place; the tree is rebuilt only when its shape changes (the node data
+    is the process path, so the selection survives a rebuild)."""
 
     def __init__(self, **kwargs):
         super().__init__("network", **kwargs)
         self.show_root = False
         self.labels: dict[str, str] = {}
+        self.nodes: dict[str, object] = {}
 
     def show(self, rows: list[ProcessRow]) -> None:
         labels = {row.path: label(row) for row in rows}
-        if labels == self.labels:
-            return  # nothing changed: no repaint
+        if list(labels) == list(self.labels):
+            for path, text in labels.items():
+                if self.labels[path] != text:
+                    self.nodes[path].set_label(text)
+            self.labels = labels
+            return
         self.labels = labels
         selected = self.cursor_node.data if self.cursor_node is not None else None
         self.clear()
-        nodes = {"": self.root}
+        self.nodes = {"": self.root}
         for row in rows:
-            parent = nodes[row.path.rsplit("/", 1)[0] if "/" in row.path else ""]
+            parent = self.nodes[row.path.rsplit("/", 1)[0] if "/" in row.path else ""]
             if row.kind == "supervisor":
-                nodes[row.path] = parent.add(labels[row.path], data=row.path, expand=True)
+                self.nodes[row.path] = parent.add(labels[row.path], data=row.path, expand=True)
             else:
-                parent.add_leaf(labels[row.path], data=row.path)
-        if selected is not None:
-            for node in self._tree_nodes.values():
-                if node.data == selected:
-                    self.move_cursor(node)
-                    break
+                self.nodes[row.path] = parent.add_leaf(labels[row.path], data=row.path)
+        if selected in self.nodes:
+            self.move_cursor(self.nodes[selected])

@@ -420,21 +420,11 @@ class Neuron:
     def _expire(self, now: float) -> None:
         """Joins past their deadline go on without what is missing; stale kept passes are dropped."""
         timeout_s = self.settings["join_timeout_ms"] / 1000.0
-        joined = []
-        while self.joins:
-            packet, join = next(iter(self.joins.items()))
-            if now - join.started < timeout_s:
-                break
-            del self.joins[packet]
-            joined.append(self._complete_join(packet, join))
+        joined = [self._complete_join(packet, join) for packet, join in _overdue(self.joins, now, timeout_s)]
         if joined:
             self._compute(joined)
         returned = []
-        while self.grads:
-            packet, join = next(iter(self.grads.items()))
-            if now - join.started < timeout_s:
-                break
-            del self.grads[packet]
+        for packet, join in _overdue(self.grads, now, timeout_s):
             self.counters["missed_gradients"] += len(join.parts) - join.count
             returned.append((packet, _sum_parts(join.parts)))
         if returned:
@@ -646,6 +636,18 @@ class Neuron:
     def snapshot(self) -> dict:
         self._flush(sync=True)
         return {"flushes": self.store.flushes, "last_flush_t": self.store.last_flush_t}
+
+
+def _overdue(pending: OrderedDict, now: float, timeout_s: float) -> list[tuple[int, Join]]:
+    """Take out the joins (oldest first) whose deadline has passed."""
+    out = []
+    while pending:
+        packet, join = next(iter(pending.items()))
+        if now - join.started < timeout_s:
+            break
+        del pending[packet]
+        out.append((packet, join))
+    return out
 
 
 def _sum_parts(parts: list) -> np.ndarray:

@@ -386,25 +386,25 @@ class Supervisor:
             self._forget(child.spec.id)
         return "ok"
 
-    def _api_restart_child(self, request: dict) -> dict:
-        self._refuse_for_dynamic("restart_child")
+    def _stopped_child(self, request: dict, op: str) -> Child:
+        """The child a restart_child or delete_child names, if it may be restarted or deleted."""
+        self._refuse_for_dynamic(op)
         child = self._lookup(request)
         if child.running:
             raise Reply("running", f"{child.spec.id} is running as pid {child.pid}")
         if child.restarting:
             raise Reply("restarting", f"{child.spec.id} is waiting for a restart")
+        return child
+
+    def _api_restart_child(self, request: dict) -> dict:
+        child = self._stopped_child(request, "restart_child")
         try:
             return {"id": child.spec.id, "pid": self._start(child, restart=True)}
         except StartFailed as exc:
             raise Reply("start_failed", str(exc)) from None
 
     def _api_delete_child(self, request: dict) -> str:
-        self._refuse_for_dynamic("delete_child")
-        child = self._lookup(request)
-        if child.running:
-            raise Reply("running", f"{child.spec.id} is running; terminate it first")
-        if child.restarting:
-            raise Reply("restarting", f"{child.spec.id} is waiting for a restart")
+        child = self._stopped_child(request, "delete_child")
         self._forget(child.spec.id)
         return "ok"
 

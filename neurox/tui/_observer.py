@@ -65,14 +65,19 @@ class Observer:
         self.ctx = zmq.asyncio.Context()
 
     async def call(self, endpoint: str, op: str, **args):
-        sock = self.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(endpoint)
         try:
+            sock = self.ctx.socket(zmq.DEALER)
+        except zmq.ZMQError as exc:  # the observer is closing
+            raise ObserverError(str(exc)) from None
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.connect(endpoint)
             await sock.send_multipart([b"", pack({"op": op, "rid": next(_rids), **args})])
             if not await sock.poll(int(self.timeout * 1000)):
                 raise ObserverError(f"{endpoint} did not answer {op!r} within {self.timeout} s")
             reply = unpack_map((await sock.recv_multipart())[-1])
+        except zmq.ZMQError as exc:
+            raise ObserverError(str(exc)) from None
         finally:
             sock.close()
         if not reply.get("ok"):
@@ -117,6 +122,8 @@ class Observer:
             while True:
                 _, body = await sub.recv_multipart()
                 yield unpack_map(body)
+        except zmq.ZMQError:
+            return  # the observer was closed
         finally:
             sub.close()
 

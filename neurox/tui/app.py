@@ -57,6 +57,7 @@ class NeuroxApp(App):
         self.follow_events()
 
     def on_unmount(self) -> None:
+        self.workers.cancel_all()
         self.observer.close()
 
     # -- workers: network I/O, posting messages only ----------------------------------------------

@@ -91,11 +91,10 @@ def test_a_full_disk_gives_clear_errors_and_state_resumes_when_space_returns(tmp
             feeder = stream_in_background(network, stop)
             time.sleep(1)
             filler = disk / "filler"
-            with open(filler, "wb") as f:
+            with open(filler, "wb", buffering=0) as f:
                 try:
                     while True:
                         f.write(b"\0" * 65536)
-                        f.flush()
                 except OSError:
                     pass  # the disk is full
             failed = watcher.wait_for(lambda e: e["event"] == "flush_failed", timeout=20)

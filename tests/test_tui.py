@@ -56,6 +56,15 @@ async def test_the_tui_shows_kills_and_grows_a_live_network(tmp_path):
             await select(pilot, app, "root/L2/L2.n0")
             await pilot.press("a")
             await until(pilot, lambda: "root/L2/L2.n3" in tree_paths(app))
+            # change a layer's settings and add a link, through prompts
+            await pilot.press("s")
+            await until(pilot, lambda: app.screen.__class__.__name__ == "PromptScreen")
+            await pilot.press(*"learning_rate=0.02", "enter")
+            await until(pilot, lambda: app.rows["root/L2/L2.n1"].status.get("learning_rate") == 0.02)
+            await pilot.press("l")
+            await until(pilot, lambda: app.screen.__class__.__name__ == "PromptScreen")
+            await pilot.press(*"L1.n0 L3.n1", "enter")
+            await until(pilot, lambda: "L1.n0" in app.rows["root/L3/L3.n1"].status.get("inputs", []))
         done = subprocess.run([sys.executable, "-m", "neurox.cli", "probe", "status", "--json", "--data-dir",
                                str(tmp_path)], capture_output=True, text=True, timeout=30)
         assert "root/L2/L2.n3" in {row["path"] for row in json.loads(done.stdout)}

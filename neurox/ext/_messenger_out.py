@@ -8,7 +8,7 @@ output extensions. It never answers clients itself: each origin keeps the books 
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 import zmq
@@ -17,6 +17,8 @@ from ..neuron import OUTPUT, OUTPUT_FRAME, decode_frame, inbox_endpoint, split_r
 from ..runtime import EVENT_HWM, FrameError, make_socket, pack, unpack_map
 from ._api import Extension, outputs_endpoint
 
+RECENT_SCORES = 1000
+"""The answers over which MessengerOut's rolling accuracy is computed."""
 MAX_ORIGINS = 64
 """Return sockets kept open at once; the least recently used beyond this are closed."""
 MESSENGER_OUT_TARGET = "neurox.ext._messenger_out:run_messenger_out"
@@ -44,6 +46,7 @@ class MessengerOut(Extension):
         self.publish = make_socket(self.ctx, zmq.PUB, bind=outputs_endpoint(self.run_dir), hwm=EVENT_HWM)
         self.origins: OrderedDict[str, zmq.Socket] = OrderedDict()
         self.counters.update(outputs=0, returned=0, dropped_returns=0)
+        self.recent: deque[int] = deque(maxlen=RECENT_SCORES)
         self.watch(self.inbox, self._on_frame)
 
     def ready_info(self) -> dict:
@@ -64,6 +67,7 @@ class MessengerOut(Extension):
             result = {"packet": packet, "rows": outputs.shape[0], "output": outputs.tobytes(), "width": self.width,
                       "loss": loss, **decode_outputs(outputs, self.topology.output)}
             self.count("outputs")
+            self._score(result.get("label"), meta.get("targets"))
             self._publish(result, meta.get("tag"))
             if isinstance(origin, str):
                 by_origin.setdefault(origin, []).append(result)
@@ -75,6 +79,16 @@ class MessengerOut(Extension):
                 self.count("returned", len(results))
             except zmq.Again:
                 self.count("dropped_returns", len(results))
+
+    def _score(self, labels, targets) -> None:
+        """Prequential accuracy of everything learnt from: answered before the network learnt from it."""
+        if labels is None or not isinstance(targets, list) or len(targets) != len(labels):
+            return
+        self.recent.extend(int(label == target) for label, target in zip(labels, targets))
+
+    def metrics(self) -> dict:
+        accuracy = sum(self.recent) / len(self.recent) if self.recent else None
+        return {**super().metrics(), "recent_accuracy": accuracy, "scored": len(self.recent)}
 
     def _publish(self, result: dict, tag) -> None:
         answer = {**result, "output": np.frombuffer(result["output"], dtype="<f4").tolist()}

@@ -64,7 +64,10 @@ class NeuronStore:
         self.db = self._open()
         self.failed = False
         self.was_clean = self.db.get(b"clean") == b"1"
-        self.db.delete(b"clean", sync=True)
+        try:
+            self.db.delete(b"clean", sync=True)
+        except plyvel.Error:  # a full disk: run from memory; the next flush retries (and reopens)
+            self.failed = True
         self.flushes = unpack(self.db.get(b"flushes", pack(0)))
         self.last_flush_t: float | None = None
         self.last_flush_ms: float | None = None
@@ -122,6 +125,10 @@ class NeuronStore:
             batch.put(b"checksum", pack(params_checksum(weights, bias)))
 
     def close(self, clean: bool) -> None:
-        if clean:
-            self.db.put(b"clean", b"1", sync=True)
-        self.db.close()
+        try:
+            if clean:
+                self.db.put(b"clean", b"1", sync=True)
+        except plyvel.Error:
+            pass  # not marked clean: the next start treats the stop as a crash, which loses nothing flushed
+        finally:
+            self.db.close()

@@ -106,7 +106,7 @@ class Observer:
             return {}
         try:
             status = await self.call(child["control"], op)
-            if "layer" in status:  # a neuron: its counters too
+            if child["type"] == "worker" and child["id"] != "reshaper":  # neurons and extensions: counters too
                 status = {**status, "metrics": await self.call(child["control"], "metrics")}
             return status
         except ObserverError as exc:

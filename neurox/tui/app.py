@@ -16,7 +16,7 @@ from textual.widgets import Input, Tree
 
 from ._observer import Endpoints, Observer, ObserverError, ProcessRow
 from .messages import NetworkEvent, ObserverTrouble, TreeSnapshot
-from .screens import ConfirmScreen, MainScreen
+from .screens import ConfirmScreen, MainScreen, PromptScreen
 from .widgets import EventLog, LayerGraph, NeuronDetail, SupervisionTree, Vitals
 
 REFRESH_S = 1.0
@@ -29,8 +29,9 @@ class NetworkCommands(Provider):
         app = self.app
         matcher = self.matcher(query)
         for name, action in (("Kill the selected neuron", app.action_kill), ("Add a neuron to the selected layer", app.action_add),
-                             ("Remove the selected neuron", app.action_remove), ("Pause / resume learning", app.action_pause),
-                             ("Export the topology", app.action_export)):
+                             ("Remove the selected neuron", app.action_remove), ("Add a link", app.action_link),
+                             ("Remove a link", app.action_unlink), ("Change the selected layer's settings", app.action_settings),
+                             ("Pause / resume learning", app.action_pause), ("Export the topology", app.action_export)):
             score = matcher.match(name)
             if score > 0:
                 yield Hit(score, matcher.highlight(name), action)
@@ -41,6 +42,7 @@ class NeuroxApp(App):
     CSS_PATH = "neurox.tcss"
     COMMANDS = App.COMMANDS | {NetworkCommands}
     BINDINGS = [("k", "kill", "kill neuron"), ("a", "add", "add neuron"), ("d", "remove", "remove neuron"),
+                ("l", "link", "add link"), ("u", "unlink", "remove link"), ("s", "settings", "settings"),
                 ("p", "pause", "pause/resume"), ("x", "export", "export topology"), ("/", "filter", "filter"),
                 ("q", "quit", "quit")]
 
@@ -139,6 +141,41 @@ class NeuroxApp(App):
         if row is not None:
             self.push_screen(ConfirmScreen(f"Drain and remove {row.name}?"),
                              lambda yes: yes and self.run_reshape("remove_neuron", id=row.name))
+
+    def action_link(self) -> None:
+        self.push_screen(PromptScreen("Add a link (forward only): FROM TO", "L1.n0 L3.n1"),
+                         partial(self._link, "add_link"))
+
+    def action_unlink(self) -> None:
+        self.push_screen(PromptScreen("Remove a link: FROM TO", "L1.n0 L2.n1"), partial(self._link, "remove_link"))
+
+    def _link(self, op: str, text: str | None) -> None:
+        ends = (text or "").split()
+        if len(ends) == 2:
+            self.run_reshape(op, **{"from": ends[0], "to": ends[1]})
+        elif text:
+            self.notify("give two neuron ids: FROM TO", severity="warning")
+
+    def action_settings(self) -> None:
+        row = self.selected()
+        if row is None or row.path.count("/") < 1:
+            self.notify("select a layer or a neuron first", severity="warning")
+            return
+        layer = row.path.split("/")[1]
+        self.push_screen(PromptScreen(f"Settings for layer {layer}: KEY=VALUE ...",
+                                      "learning_rate=0.02 flush_interval_s=5"), partial(self._settings, layer))
+
+    def _settings(self, layer: str, text: str | None) -> None:
+        settings = {}
+        for pair in (text or "").split():
+            key, _, value = pair.partition("=")
+            try:
+                settings[key] = float(value) if key != "activation" else value
+            except ValueError:
+                self.notify(f"{pair}: expected KEY=NUMBER (or activation=NAME)", severity="warning")
+                return
+        if settings:
+            self.run_reshape("set_settings", layer=layer, settings=settings)
 
     def action_pause(self) -> None:
         self.learning = not self.learning

@@ -1,4 +1,4 @@
-"""Throughput and restart sparklines over the last minute or so."""
+"""Throughput, accuracy and restart sparklines over the last minute or so."""
 from __future__ import annotations
 
 import time
@@ -17,12 +17,15 @@ class Vitals(Horizontal):
         super().__init__(**kwargs)
         self.samples: list[float] = []
         self.restarts: list[float] = []
+        self.accuracy: list[float] = []
         self.previous: tuple[float, int] | None = None
         self.restarts_now = 0
 
     def compose(self) -> ComposeResult:
         yield Label("samples/s", id="vitals-rate")
         yield Sparkline([], id="vitals-throughput")
+        yield Label("accuracy", id="vitals-accuracy-label")
+        yield Sparkline([], id="vitals-accuracy")
         yield Label("restarts", id="vitals-restarts-label")
         yield Sparkline([], id="vitals-restarts")
 
@@ -41,4 +44,10 @@ class Vitals(Horizontal):
             self.query_one("#vitals-rate", Label).update(f"samples/s {rate:,.0f}")
             self.query_one("#vitals-throughput", Sparkline).data = self.samples
             self.query_one("#vitals-restarts", Sparkline).data = self.restarts
+            out = next((r for r in rows if r.name == "messenger_out"), None)
+            accuracy = (out.status.get("metrics", {}) if out else {}).get("recent_accuracy")
+            if accuracy is not None:
+                self.accuracy = (self.accuracy + [accuracy])[-HISTORY:]
+                self.query_one("#vitals-accuracy-label", Label).update(f"accuracy {accuracy:.2f}")
+                self.query_one("#vitals-accuracy", Sparkline).data = self.accuracy
         self.previous = (now, samples)

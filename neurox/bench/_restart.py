@@ -1,4 +1,13 @@
-"""SIGKILL -> a replacement answering: the launcher's fork beside an exec of a fresh interpreter"""
+"""SIGKILL -> replacement answering, launcher fork vs exec
+
+The worker (``neurox.runtime._bench_worker``) has imported numpy, pyzmq, msgpack and plyvel, holds an
+open LevelDB in a temporary directory and a bound ROUTER. A one_for_one supervisor restarts it through
+the launcher; each kill is timed from ``os.kill(SIGKILL)`` until a client's request is answered by the
+replacement. The same run then times the exec-style restart an exec-based supervisor pays (notice the
+death with ``waitpid``, start ``python -c`` with the same imports, the same database and the same
+socket) and reports the ratio. Kills are spaced by ``--interval-ms`` so that each restart starts from a
+settled host, as a crash in a running network does.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,128 +19,128 @@ import tempfile
 import time
 
 import numpy as np
-import plyvel
 import zmq
 
-from ..runtime import ipc_endpoint, make_socket, notify_ready
+from ..runtime import ipc_endpoint
+from ..runtime._bench_worker import EXEC_SOURCE, TARGET
 from ..supervisor_tree import SupervisorClient, Tree, root_args
 
-WORKER_TARGET = "neurox.bench._restart:run_worker"
-EXEC_WORKER = """
-import sys, numpy, zmq, msgpack, plyvel
-db = plyvel.DB(sys.argv[2], create_if_missing=True)
-ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])
-while True:
-    s.send_multipart(s.recv_multipart())
-"""
+RESEND_MS = 2
+"""A request sent in the instant the old connection is dying is lost; ask again after this long."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kills", type=int, default=200, help="kills of the supervised worker (default: %(default)s)")
-    parser.add_argument("--exec-kills", type=int, default=20, help="kills of the exec-style worker (default: %(default)s)")
-
-
-def run_worker(args: dict, env: dict) -> None:
-    """A neuron-like worker: the neuron stack imported (by the launcher), a LevelDB open, a socket bound."""
-    db = plyvel.DB(args["db"], create_if_missing=True)
-    ctx = zmq.Context()
-    sock = make_socket(ctx, zmq.ROUTER, bind=args["endpoint"])
-    notify_ready({})
-    try:
-        while True:
-            sock.send_multipart(sock.recv_multipart())
-    finally:
-        db.close()
+    parser.add_argument("--exec-kills", type=int, default=20,
+                        help="kills of the exec-style worker (default: %(default)s)")
+    parser.add_argument("--interval-ms", type=float, default=50.0,
+                        help="pause after each answered restart before the next kill (default: %(default)s)")
 
 
 class Pinger:
-    """A DEALER that keeps asking until someone answers: the moment a replacement serves."""
+    """A DEALER that asks until someone answers: the moment a replacement serves.
+
+    IMMEDIATE queues a request only on a live connection, a 1 ms reconnect interval without back-off
+    finds the replacement's socket at once, and each round's requests carry the round's number so that
+    a late answer to an earlier round is never taken for this one.
+    """
 
     def __init__(self, ctx: zmq.Context, endpoint: str):
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on live connections: no ping lost in a dead pipe
+        self.sock.setsockopt(zmq.IMMEDIATE, 1)
         self.sock.setsockopt(zmq.RECONNECT_IVL, 1)
-        self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)  # no back-off: retry every millisecond
+        self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
         self.sock.connect(endpoint)
-        self.serial = 0
+        self.round = 0
 
     def until_answered(self, timeout: float = 30.0) -> None:
+        self.round += 1
+        token = str(self.round).encode()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.serial += 1
-            token = str(self.serial).encode()
+        while (left_ms := int((deadline - time.monotonic()) * 1000)) > 0:
+            if not self.sock.poll(left_ms, zmq.POLLOUT):
+                continue  # no connection yet
             try:
                 self.sock.send(token, zmq.NOBLOCK)
             except zmq.Again:
-                time.sleep(0.0005)
-                continue
-            while self.sock.poll(1):
+                continue  # the connection went between the poll and the send
+            while self.sock.poll(RESEND_MS):
                 if self.sock.recv() == token:
                     return
-        raise TimeoutError("no answer")
+        raise TimeoutError(f"no answer within {timeout} s")
 
     def close(self) -> None:
         self.sock.close()
 
 
-def supervised_restarts(kills: int) -> np.ndarray:
+def _milliseconds(seconds: list[float]) -> np.ndarray:
+    return np.array(seconds) * 1000.0
+
+
+def supervised_restarts(kills: int, interval_s: float) -> np.ndarray:
+    """Kill the launcher-forked worker ``kills`` times; the kill -> answer times in ms."""
     ctx = zmq.Context.instance()
     with tempfile.TemporaryDirectory(prefix="nx-restart-", dir="/tmp") as work:
         endpoint = ipc_endpoint(work, "worker")
-        child = {"id": "worker", "start": [WORKER_TARGET, {"endpoint": endpoint, "db": os.path.join(work, "db")}],
+        child = {"id": "worker", "start": [TARGET, {"endpoint": endpoint, "db": os.path.join(work, "db")}],
                  "shutdown": "brutal_kill"}
-        with Tree(root_args([child], intensity=kills + 10, period=1.0), run_dir=os.path.join(work, "run"),
-                  preload=("neurox.bench._restart",)) as tree:
-            root = SupervisorClient(tree.control)
+        root = root_args([child], intensity=kills + 10, period=1.0)
+        with Tree(root, run_dir=os.path.join(work, "run"), preload=("neurox.runtime._bench_worker",)) as tree:
+            supervisor = SupervisorClient(tree.control)
             pinger = Pinger(ctx, endpoint)
-            pinger.until_answered()
-            times = []
-            for _ in range(kills):
-                pid = root.which_children()[0]["pid"]
-                started = time.perf_counter()
-                os.kill(pid, signal.SIGKILL)
+            try:
                 pinger.until_answered()
-                times.append(time.perf_counter() - started)
-                time.sleep(0.002)
-            pinger.close()
-            root.close()
-    return np.array(times) * 1000
+                times = []
+                for _ in range(kills):
+                    time.sleep(interval_s)
+                    pid = supervisor.which_children()[0]["pid"]
+                    started = time.perf_counter()
+                    os.kill(pid, signal.SIGKILL)
+                    pinger.until_answered()
+                    times.append(time.perf_counter() - started)
+            finally:
+                pinger.close()
+                supervisor.close()
+    return _milliseconds(times)
 
 
-def exec_restarts(kills: int) -> np.ndarray:
+def exec_restarts(kills: int, interval_s: float) -> np.ndarray:
+    """What an exec-based supervisor pays for the same worker; the kill -> answer times in ms."""
     ctx = zmq.Context.instance()
     with tempfile.TemporaryDirectory(prefix="nx-exec-", dir="/tmp") as work:
         endpoint = ipc_endpoint(work, "worker")
-        db = os.path.join(work, "db")
-        proc = subprocess.Popen([sys.executable, "-c", EXEC_WORKER, endpoint, db])
+        command = [sys.executable, "-c", EXEC_SOURCE, endpoint, os.path.join(work, "db")]
+        proc = subprocess.Popen(command)
         pinger = Pinger(ctx, endpoint)
         try:
             pinger.until_answered()
             times = []
             for _ in range(kills):
+                time.sleep(interval_s)
                 started = time.perf_counter()
                 proc.kill()
                 proc.wait()  # what an exec-style supervisor notices (SIGCHLD), then it execs a new one
-                proc = subprocess.Popen([sys.executable, "-c", EXEC_WORKER, endpoint, db])
+                proc = subprocess.Popen(command)
                 pinger.until_answered()
                 times.append(time.perf_counter() - started)
         finally:
             proc.kill()
             proc.wait()
             pinger.close()
-    return np.array(times) * 1000
+    return _milliseconds(times)
 
 
 def run(args: argparse.Namespace) -> dict:
-    forked = supervised_restarts(args.kills)
+    interval_s = args.interval_ms / 1000.0
+    forked = supervised_restarts(args.kills, interval_s)
     print(f"launcher fork: p50 {np.percentile(forked, 50):.1f} ms, p99 {np.percentile(forked, 99):.1f} ms "
           f"over {len(forked)} kills", flush=True)
-    execd = exec_restarts(args.exec_kills)
+    execd = exec_restarts(args.exec_kills, interval_s)
     print(f"exec of a fresh interpreter: p50 {np.percentile(execd, 50):.1f} ms over {len(execd)} kills", flush=True)
-    return {"restart_p50_ms": round(float(np.percentile(forked, 50)), 2),
-            "restart_p99_ms": round(float(np.percentile(forked, 99)), 2),
-            "restart_max_ms": round(float(forked.max()), 2),
-            "exec_restart_p50_ms": round(float(np.percentile(execd, 50)), 2),
-            "speedup_p50": round(float(np.percentile(execd, 50) / np.percentile(forked, 50)), 1),
-            "kills": len(forked), "exec_kills": len(execd)}
+    p50 = float(np.percentile(forked, 50))
+    exec_p50 = float(np.percentile(execd, 50))
+    return {"restart_p50_ms": round(p50, 2), "restart_p99_ms": round(float(np.percentile(forked, 99)), 2),
+            "restart_max_ms": round(float(forked.max()), 2), "exec_restart_p50_ms": round(exec_p50, 2),
+            "speedup_p50": round(exec_p50 / p50, 1), "kills": len(forked), "exec_kills": len(execd),
+            "interval_ms": args.interval_ms}

@@ -16,7 +16,7 @@ import zmq
 from ._bad_frames import BadFrames
 from ._control import Reply, serve_one
 from ._exit import EXIT_SHUTDOWN
-from ._launcher import notify_ready
+from ._fork import notify_ready
 from ._sockets import EVENT_HWM, make_socket
 from ._wire import FrameError, pack, unpack_map
 

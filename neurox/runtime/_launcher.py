@@ -12,6 +12,9 @@ Supervisors talk to it over a unix SOCK_SEQPACKET socket (one msgpack map per pa
   child calls :func:`notify_ready`, and ``{"ev": "exit", "pid": N, "reason": {...}}`` when it ends.
 * ``{"op": "signal", "pid": N, "sig": S}`` signals a live child of that connection (never a reaped pid).
 
+Each child is handed its job by a *spare* forked ahead of need when there is one (see ``_fork``),
+so the fork is not on the restart path; the next spare is forked when the launcher is idle.
+
 Link semantics: every child belongs to the connection that asked for it. When that connection
 closes -- the supervisor ended, even by SIGKILL, so the kernel closed its socket -- the launcher
 SIGKILLs all of that connection's children at once; supervisors among them lose their own
@@ -20,7 +23,6 @@ against the launcher itself, so nothing outlives the launcher either.
 """
 from __future__ import annotations
 
-import ctypes
 import gc
 import importlib
 import os
@@ -28,48 +30,18 @@ import selectors
 import signal
 import socket
 import sys
-import traceback
 from dataclasses import dataclass, field
 
-from ._exit import EXIT_START_FAILED, reason_from_wait_status
+from ._exit import reason_from_wait_status
+from ._fork import Spare, fork_child, fork_spare, resolve_target, set_parent_death_signal, set_process_name
 from ._wire import pack, unpack_map
 
-PR_SET_PDEATHSIG = 1
-PR_SET_NAME = 15
 PACKET_MAX = 256 * 1024
 PRELOAD = ("numpy", "zmq", "msgpack", "plyvel", "psutil")
 """Modules every NeuroX process needs; imported once here so each fork shares them."""
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_ready_fd: int | None = None
-
-
-def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
-    """Ask the kernel to send ``sig`` to this process when its parent thread ends."""
-    _libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-
-
-def set_process_name(name: str) -> None:
-    """Name the process as ``ps``/``top`` show it (the kernel keeps 15 bytes)."""
-    _libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-
-
-def notify_ready(info: dict | None = None) -> None:
-    """Tell the supervisor that started this process that it has finished initialising.
-
-    ``info`` (a msgpack-able map) travels with the notice; a supervisor publishes it in its
-    ``child_started`` event. Calling it twice, or in a process not started by a launcher, is a no-op.
-    """
-    global _ready_fd
-    if _ready_fd is None:
-        return
-    data = pack(info or {})
-    view = memoryview(data)
-    while view:
-        written = os.write(_ready_fd, view)
-        view = view[written:]
-    os.close(_ready_fd)
-    _ready_fd = None
+SPARE_IDLE_S = 0.01
+"""With no spare, fork one once the launcher has had nothing to do for this long: a fork right
+after a child became ready would compete for the CPU with that child's first answers."""
 
 
 @dataclass
@@ -99,6 +71,7 @@ class Launcher:
         os.set_blocking(self.wake_w, False)
         os.set_blocking(self.wake_r, False)
         self.stopping = False
+        self.spare: Spare | None = None
         self.selector.register(self.listener, selectors.EVENT_READ, "listen")
         self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
 
@@ -109,7 +82,8 @@ class Launcher:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         while not self.stopping:
-            for key, _ in self.selector.select():
+            ready = self.selector.select(None if self.spare else SPARE_IDLE_S)
+            for key, _ in ready:
                 tag = key.data
                 if tag == "listen":
                     self._accept()
@@ -120,6 +94,8 @@ class Launcher:
                     self._on_request(key.fileobj)
                 else:
                     self._on_ready_data(tag)
+            if not ready:
+                self._refill()
         self._kill_all()
 
     def _on_stop_signal(self, *_):
@@ -145,6 +121,7 @@ class Launcher:
         if not packet:
             self._drop_connection(conn)
             return
+        op = None
         try:
             request = unpack_map(packet, PACKET_MAX)
             op = request.get("op")
@@ -155,9 +132,10 @@ class Launcher:
                 if child is not None and child.conn is conn:
                     os.kill(child.pid, int(request.get("sig", signal.SIGTERM)))
             else:
-                self._send(conn, {"ev": "error", "detail": f"unknown op {op!r}"})
-        except Exception as exc:  # a bad request must never take the launcher down
-            self._send(conn, {"ev": "spawn_failed", "detail": f"{type(exc).__name__}: {exc}"})
+                raise ValueError(f"unknown op {op!r}")
+        except Exception as exc:  # whatever a request holds (a bad target, no fork), the launcher goes on
+            ev = "spawn_failed" if op == "spawn" else "error"
+            self._send(conn, {"ev": ev, "detail": f"{type(exc).__name__}: {exc}"})
 
     def _drop_connection(self, conn: socket.socket) -> None:
         """The owner is gone: its children die with it (link semantics)."""
@@ -178,17 +156,8 @@ class Launcher:
 
     # -- children ---------------------------------------------------------------------------
     def _spawn(self, conn: socket.socket, request: dict) -> None:
-        target = request["target"]
-        if not isinstance(target, str) or ":" not in target:
-            raise ValueError(f"target must be 'module:function', got {target!r}")
-        module_name, func_name = target.split(":", 1)
-        func = getattr(importlib.import_module(module_name), func_name)
-        ready_r, ready_w = os.pipe()
-        launcher_pid = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            self._become_child(launcher_pid, ready_w, func, request)
-        os.close(ready_w)
+        func = resolve_target(request["target"])  # a bad target is refused before anything is forked
+        pid, ready_r = self._start_child(func, request)
         os.set_blocking(ready_r, False)
         child = _Child(pid, conn, ready_r)
         self.children[pid] = child
@@ -196,35 +165,19 @@ class Launcher:
         self.selector.register(ready_r, selectors.EVENT_READ, child)
         self._send(conn, {"ev": "spawned", "pid": pid})
 
-    def _become_child(self, launcher_pid: int, ready_w: int, func, request: dict) -> None:
-        """Runs in the forked child: cut every tie to the launcher's state, then run the target."""
-        global _ready_fd
-        code = 1
-        try:
-            set_parent_death_signal(signal.SIGKILL)
-            if os.getppid() != launcher_pid:  # the launcher died before the signal was armed
-                os._exit(EXIT_START_FAILED)
-            signal.set_wakeup_fd(-1)
-            for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, signal.SIG_DFL)
-            os.closerange(3, ready_w)
-            os.closerange(ready_w + 1, 65536)
-            _ready_fd = ready_w
-            env = request.get("env") or {}
-            set_process_name(env.get("name", "neurox"))
-            func(request.get("args") or {}, env)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+    def _start_child(self, func, request: dict) -> tuple[int, int]:
+        """Give the job to the spare if it is current, else fork; returns the pid and readiness pipe."""
+        spare, self.spare = self.spare, None
+        if spare is not None:
+            if spare.modules != len(sys.modules):
+                spare.retire()  # forked before a module the target needs was imported here
+            elif spare.give(request):
+                return spare.pid, spare.ready_r
+        return fork_child(os.getpid(), func, request)
+
+    def _refill(self) -> None:
+        if self.spare is None and not self.stopping:
+            self.spare = fork_spare(os.getpid())
 
     def _on_ready_data(self, child: _Child) -> None:
         if child.ready_fd is None:
@@ -265,7 +218,10 @@ class Launcher:
                 return
             child = self.children.pop(pid, None)
             if child is None:
-                continue
+                if self.spare is not None and pid == self.spare.pid:  # killed from outside
+                    self.spare.retire()
+                    self.spare = None
+                continue  # else a retired spare
             if child.ready_fd is not None:
                 self._read_ready(child)
                 self._announce_ready(child)
@@ -273,9 +229,12 @@ class Launcher:
             self._send(child.conn, {"ev": "exit", "pid": pid, "reason": reason.to_wire()})
 
     def _kill_all(self) -> None:
-        for pid in list(self.children):
+        pids = list(self.children)
+        if self.spare is not None:
+            pids.append(self.spare.pid)
+        for pid in pids:
             _kill_quietly(pid)
-        for pid in list(self.children):
+        for pid in pids:
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:

@@ -57,7 +57,7 @@ class LauncherClient:
             message = self._receive()
             if message["ev"] == "spawned":
                 return message["pid"]
-            if message["ev"] in ("spawn_failed", "error"):
+            if message["ev"] == "spawn_failed":
                 raise LauncherError(message.get("detail", "spawn failed"))
             self._pending.append(message)
 

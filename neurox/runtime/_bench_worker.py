@@ -1,0 +1,43 @@
+"""The neuron-like worker that ``neurox bench restart`` kills: the neuron stack imported, a LevelDB
+open in its directory, a ROUTER bound, every request echoed.
+
+Two twins do the same steps in the same order: :func:`run_worker`, forked by the launcher (which
+has imported numpy, pyzmq, msgpack and plyvel already), and :data:`EXEC_SOURCE`, a fresh interpreter
+as an exec-style supervisor (systemd, supervisord, Circus) would start it. Both bind the socket
+before opening the database, so a client's reconnection and first request travel while LevelDB
+writes and syncs its new manifest; the first answer still comes only once the database is open.
+"""
+from __future__ import annotations
+
+import plyvel
+import zmq
+
+from ._fork import notify_ready
+from ._sockets import make_socket
+
+TARGET = "neurox.runtime._bench_worker:run_worker"
+EXEC_SOURCE = """
+import sys, numpy, zmq, msgpack, plyvel
+ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])
+db = plyvel.DB(sys.argv[2], create_if_missing=True)
+while True:
+    s.send_multipart(s.recv_multipart())
+"""
+"""The exec-style twin, run as ``python -c EXEC_SOURCE ENDPOINT DB_DIR``."""
+
+
+def run_worker(args: dict, env: dict) -> None:
+    """Launcher target: ``args`` has ``endpoint`` (to bind) and ``db`` (the LevelDB directory)."""
+    ctx = zmq.Context()
+    sock = make_socket(ctx, zmq.ROUTER, bind=args["endpoint"])
+    db = plyvel.DB(args["db"], create_if_missing=True)
+    notify_ready({})
+    try:
+        while True:
+            frames = sock.recv_multipart()
+            try:
+                sock.send_multipart(frames)
+            except zmq.ZMQError:
+                pass  # the asker went away (ROUTER_MANDATORY): nobody to answer
+    finally:
+        db.close()

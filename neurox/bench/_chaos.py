@@ -16,6 +16,7 @@ import zmq
 from ..ext import PRELOAD, MessengerClient, Origin, Stream, digits, messenger_children
 from ..neuron import Network, load_topology
 from ..runtime import ControlError
+from ..runtime._fork import SPARE_NAME
 from ..supervisor_tree import SupervisorClient, control_endpoint
 
 
@@ -159,7 +160,8 @@ def run(args: argparse.Namespace) -> dict:
             stream.close()
             accuracy_after = evaluate(network, data)
             time.sleep(0.5)
-            launcher_children = {p.pid for p in psutil.Process(network.tree.launcher_proc.pid).children()}
+            launcher_children = {p.pid for p in psutil.Process(network.tree.launcher_proc.pid).children()
+                                 if p.name() != SPARE_NAME}  # the launcher's own spare is nobody's child yet
             orphans = len(launcher_children - tree_pids(network))
     duplicates = sum(n - 1 for n in clients.replies.values() if n > 1)
     replied_ids = len(clients.replies)

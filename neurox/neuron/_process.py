@@ -36,6 +36,8 @@ RECENT_DONE = 8192
 """Completed packet ids remembered so that a late part is recognised and dropped, not re-joined."""
 DRAIN_BATCH = 512
 SEED_TIMEOUT_S = 0.3
+SEED_MIN_UPTIME_S = 1.0
+"""A sibling younger than this is a newcomer too and is not seeded from."""
 
 
 class Join:
@@ -166,6 +168,8 @@ class Neuron:
                     params = client.call("get_params")
                 except ControlError:
                     continue
+                if params.get("uptime_s", SEED_MIN_UPTIME_S) < SEED_MIN_UPTIME_S:
+                    continue  # a newcomer itself (its whole layer went at once): nothing to learn from it
                 answers.append((sibling, _array(params["weights"]), _array(params["bias"])))
         finally:
             for client in clients.values():
@@ -502,7 +506,8 @@ class Neuron:
 
     def get_params(self) -> dict:
         return {"weights": _wire_array(self.weights), "bias": _wire_array(self.bias), "inputs": self.inputs,
-                "widths": self.widths, "learning_rate": self.settings["learning_rate"]}
+                "widths": self.widths, "learning_rate": self.settings["learning_rate"],
+                "uptime_s": time.time() - self.started_t}
 
     def set_params(self, request: dict) -> dict:
         changes = {k: request[k] for k in ("weights", "bias", "activation", "learning_rate", "flush_interval_s",

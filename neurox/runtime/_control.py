@@ -12,7 +12,7 @@ from collections.abc import Callable
 import zmq
 
 from ._bad_frames import BadFrames
-from ._sockets import CONTROL_HWM, make_socket
+from ._sockets import CONTROL_HWM, MAX_MESSAGE_BYTES, make_socket
 from ._wire import FrameError, pack, unpack_map
 
 CONTROL_MAX_BYTES = 1024 * 1024
@@ -119,7 +119,7 @@ class ControlClient:
         wait_ms = int(1000 * (self.timeout if timeout is None else timeout))
         while self.sock.poll(wait_ms):
             frames = self.sock.recv_multipart()
-            reply = unpack_map(frames[-1], CONTROL_MAX_BYTES)
+            reply = unpack_map(frames[-1], MAX_MESSAGE_BYTES)  # a reply is as large as the answer is
             if reply.get("rid", request_id) != request_id:
                 continue  # a late answer to an earlier request that timed out
             if reply.get("ok"):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import zmq
 
 from ..runtime import ControlClient
-from ._child_spec import ChildSpec, normalize_child_spec
+from ._child_spec import ChildSpec, ChildSpecError, normalize_child_spec
+from ._strategy import validate_flags
 from ._supervisor import SUPERVISOR_TARGET
 
 
@@ -47,9 +48,23 @@ class SupervisorClient:
 
 def supervisor_spec(child_id: str, children: list, strategy: str = "one_for_one", intensity: int = 3,
                     period: float = 5.0, restart: str = "permanent", template=None, **extra) -> ChildSpec:
-    """The child spec of a supervisor with these flags and children (OTP's supervisor child)."""
+    """The child spec of a supervisor with these flags and children (OTP's supervisor child).
+
+    The flags and specs are checked here, so a mistake is reported where it was made rather than
+    as a supervisor process that fails to start.
+    """
+    validate_flags(strategy, intensity, period)
+    if (template is None) == (strategy == "simple_one_for_one"):
+        raise ChildSpecError(f"a template is given exactly when the strategy is simple_one_for_one "
+                             f"(strategy {strategy!r}, template {template!r})")
+    if template is not None and children:
+        raise ChildSpecError("a simple_one_for_one supervisor starts with no children, only a template")
+    specs = [normalize_child_spec(c) for c in children]
+    ids = [c.id for c in specs]
+    if len(set(ids)) != len(ids):
+        raise ChildSpecError(f"child ids must be unique within a supervisor, got {ids}")
     args = {"strategy": strategy, "intensity": intensity, "period": period,
-            "children": [normalize_child_spec(c).to_wire() for c in children], **extra}
+            "children": [c.to_wire() for c in specs], **extra}
     if template is not None:
         args["template"] = normalize_child_spec(template).to_wire()
     return normalize_child_spec({"id": child_id, "start": [SUPERVISOR_TARGET, args],

@@ -212,7 +212,7 @@ class Supervisor:
         self.events.emit("start_failed", id=spec.id, detail=detail)
         raise StartFailed(detail)
 
-    def _stop(self, child: Child) -> ExitReason:
+    def _stop(self, child: Child) -> None:
         """Stop one child by its shutdown rule: SIGKILL at once, or SIGTERM then SIGKILL on timeout."""
         pid = child.pid
         shutdown = child.spec.shutdown
@@ -227,10 +227,7 @@ class Supervisor:
                 self.events.emit("shutdown_timeout", id=child.spec.id, pid=pid, timeout_ms=shutdown)
                 self.launcher.signal(pid, signal.SIGKILL)
                 outcome = self._wait_for(pid, ("exit",), KILL_WAIT_S)
-        child.pid = None
-        reason = ExitReason.from_wire(outcome["reason"]) if outcome else ExitReason("crash")
-        self.events.emit("child_terminated", id=child.spec.id, pid=pid, reason=reason.to_wire())
-        return reason
+        self._terminated(child, outcome)
 
     def _stop_concurrently(self, children: list[Child]) -> None:
         """simple_one_for_one shutdown: all at once, in no set order, each by the template's rule."""
@@ -240,11 +237,18 @@ class Supervisor:
         deadline = None if shutdown in (INFINITY, BRUTAL_KILL) else time.monotonic() + shutdown / 1000.0
         for child in children:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if self._wait_for(child.pid, ("exit",), remaining) is None:
+            outcome = self._wait_for(child.pid, ("exit",), remaining)
+            if outcome is None:
+                self.events.emit("shutdown_timeout", id=child.spec.id, pid=child.pid, timeout_ms=shutdown)
                 self.launcher.signal(child.pid, signal.SIGKILL)
-                self._wait_for(child.pid, ("exit",), KILL_WAIT_S)
-            self.events.emit("child_terminated", id=child.spec.id, pid=child.pid)
-            child.pid = None
+                outcome = self._wait_for(child.pid, ("exit",), KILL_WAIT_S)
+            self._terminated(child, outcome)
+
+    def _terminated(self, child: Child, outcome: dict | None) -> None:
+        """A child stopped by its supervisor: forget its pid and say how it ended."""
+        reason = ExitReason.from_wire(outcome["reason"]) if outcome else ExitReason("crash")
+        self.events.emit("child_terminated", id=child.spec.id, pid=child.pid, reason=reason.to_wire())
+        child.pid = None
 
     def _wait_for(self, pid: int, kinds: tuple[str, ...], timeout: float | None) -> dict | None:
         """Wait for a launcher notice of ``kinds`` about ``pid``; other notices are kept for later."""
@@ -289,16 +293,11 @@ class Supervisor:
             if child.spec.restart == "temporary" or self.template is not None:
                 self._forget(child_id)
             return
-        self._restart((child_id,))
+        self._restart(child_id)
 
-    def _restart(self, ids: tuple[str, ...]) -> None:
-        """Count a restart against the intensity, then apply the strategy to the first id's death."""
-        self.restarts = record_restart(self.restarts, time.monotonic(), self.period)
-        if intensity_exceeded(self.restarts, self.intensity):
-            self.events.emit("intensity_exceeded", intensity=self.intensity, period=self.period,
-                             restarts=len(self.restarts))
-            self.shutdown("reached_max_restart_intensity")
-        dead = ids[0]
+    def _restart(self, dead: str) -> None:
+        """Count a restart against the intensity, then apply the strategy to ``dead``'s death."""
+        self._count_restart()
         running = {c for c in self.order if self.children[c].running}
         types = {c: self.children[c].spec.restart for c in self.order}
         plan = restart_plan(self.strategy, dead, self.order, types, running)
@@ -306,9 +305,15 @@ class Supervisor:
             self._stop(self.children[child_id])
         for child_id in plan.remove:
             self._forget(child_id)
-        to_start = [c for c in plan.start if c in self.children and not self.children[c].running]
-        to_start += [c for c in ids[1:] if c not in to_start and c in self.children]
-        self._start_in_turn(tuple(to_start))
+        self._start_in_turn(tuple(c for c in plan.start if not self.children[c].running))
+
+    def _count_restart(self) -> None:
+        """Record a restart; one more than the intensity allows in the period and the supervisor gives up."""
+        self.restarts = record_restart(self.restarts, time.monotonic(), self.period)
+        if intensity_exceeded(self.restarts, self.intensity):
+            self.events.emit("intensity_exceeded", intensity=self.intensity, period=self.period,
+                             restarts=len(self.restarts))
+            self.shutdown("reached_max_restart_intensity")
 
     def _start_in_turn(self, ids: tuple[str, ...]) -> None:
         """Start ``ids`` in order; if one fails, mark it and the rest restarting and queue a retry."""
@@ -324,14 +329,9 @@ class Supervisor:
     def _try_again(self, ids: tuple[str, ...]) -> None:
         """A queued restart (OTP's try_again_restart): it counts against the intensity too."""
         ids = tuple(c for c in ids if c in self.children and self.children[c].restarting)
-        if not ids:
-            return
-        self.restarts = record_restart(self.restarts, time.monotonic(), self.period)
-        if intensity_exceeded(self.restarts, self.intensity):
-            self.events.emit("intensity_exceeded", intensity=self.intensity, period=self.period,
-                             restarts=len(self.restarts))
-            self.shutdown("reached_max_restart_intensity")
-        self._start_in_turn(ids)
+        if ids:
+            self._count_restart()
+            self._start_in_turn(ids)
 
     def _forget(self, child_id: str) -> None:
         self.children.pop(child_id, None)

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 
-from ..runtime import ExitReason, LauncherClient, ipc_endpoint, start_launcher
+from ..runtime import ExitReason, LauncherClient, LauncherError, ipc_endpoint, start_launcher
 from ._naming import control_endpoint
 from ._supervisor import SUPERVISOR_TARGET
 
@@ -53,9 +53,18 @@ class Tree:
         self.stop()
 
     def start(self, timeout: float = 60.0) -> "Tree":
-        self.launcher_proc = start_launcher(self.launcher_path, self.preload)
-        self.client = LauncherClient(self.launcher_path)
+        """Start the launcher, the event bus and the root; TreeError (everything stopped) if one fails.
+
+        The launcher dies with the *thread* that calls this (PR_SET_PDEATHSIG), so call it from a
+        thread that lives as long as the tree: the main thread, as a rule.
+        """
         base_env = {"run_dir": self.run_dir, "launcher": self.launcher_path, "events": self.events_sink}
+        try:
+            self.launcher_proc = start_launcher(self.launcher_path, self.preload)
+            self.client = LauncherClient(self.launcher_path)
+        except (LauncherError, OSError) as exc:
+            self.stop()
+            raise TreeError(f"the launcher did not start: {exc}") from exc
         try:
             self.bus_pid = self._spawn_and_wait(
                 EVENT_BUS_TARGET, {"sink": self.events_sink, "publish": self.events, "control": self.events_control},
@@ -69,23 +78,29 @@ class Tree:
         return self
 
     def _spawn_and_wait(self, target: str, args: dict, env: dict, timeout: float) -> int:
-        pid = self.client.spawn(target, args, env)
+        try:
+            pid = self.client.spawn(target, args, env)
+        except LauncherError as exc:
+            raise TreeError(f"{env['path']} could not be forked: {exc}") from None
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for notice in self.client.events(deadline - time.monotonic()):
+        outcome = None
+        while outcome is None and (left := deadline - time.monotonic()) > 0:
+            for notice in self.client.events(left):
                 if notice.get("pid") != pid:
-                    continue
-                if notice["ev"] == "ready":
-                    return pid
-                if notice["ev"] == "exit":
-                    raise TreeError(f"{env['path']} exited while starting: "
-                                    f"{ExitReason.from_wire(notice['reason']).describe()}")
-        raise TreeError(f"{env['path']} did not become ready within {timeout} s")
+                    self._note_exits([notice])
+                elif outcome is None and notice["ev"] in ("ready", "exit"):
+                    outcome = notice
+        if outcome is None:
+            raise TreeError(f"{env['path']} did not become ready within {timeout} s")
+        if outcome["ev"] == "exit":
+            raise TreeError(f"{env['path']} exited while starting: "
+                            f"{ExitReason.from_wire(outcome['reason']).describe()}")
+        return pid
 
     def wait(self, timeout: float | None = None) -> ExitReason | None:
         """Wait until the root supervisor exits (it gave up, or was stopped); None on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.root_exit is None:
+        while self.root_exit is None and self.client is not None:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
@@ -117,8 +132,8 @@ class Tree:
             if self.bus_pid is not None:
                 self.client.signal(self.bus_pid, signal.SIGTERM)
                 deadline = time.monotonic() + 5.0
-                while self.bus_pid is not None and time.monotonic() < deadline:
-                    self._note_exits(self.client.events(0.1))
+                while self.bus_pid is not None and (left := deadline - time.monotonic()) > 0:
+                    self._note_exits(self.client.events(left))
             self.client.close()
             self.client = None
         if self.launcher_proc is not None:

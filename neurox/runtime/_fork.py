@@ -110,8 +110,6 @@ def fork_spare(launcher_pid: int) -> Spare:
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(job_w)
-        os.close(ready_r)
         _child(launcher_pid, ready_w, (job_r,), lambda: _await_job(job_r))
     os.close(job_r)
     os.close(ready_w)

@@ -177,7 +177,10 @@ class Launcher:
 
     def _refill(self) -> None:
         if self.spare is None and not self.stopping:
-            self.spare = fork_spare(os.getpid())
+            try:
+                self.spare = fork_spare(os.getpid())
+            except OSError:
+                pass  # no process or pipe to spare now (EAGAIN, EMFILE): spawns fork on demand meanwhile
 
     def _on_ready_data(self, child: _Child) -> None:
         if child.ready_fd is None:

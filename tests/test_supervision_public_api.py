@@ -1,0 +1,27 @@
+"""The public names of the runtime and the supervision tree are exactly the intended ones: a name
+added or lost is a decision, made here, not an accident of an import."""
+import pytest
+
+import neurox.runtime
+import neurox.supervisor_tree
+
+pytestmark = pytest.mark.timeout(10)
+
+RUNTIME = {
+    "BadFrames", "CONTROL_MAX_BYTES", "ControlClient", "ControlError", "EVENT_HWM", "EXIT_SHUTDOWN",
+    "EXIT_START_FAILED", "EventPublisher", "ExitReason", "FrameError", "LauncherClient", "LauncherError",
+    "MAX_FRAME_BYTES", "Reply", "SPARE_NAME", "answer", "call", "handle_request", "ipc_endpoint", "make_socket",
+    "notify_ready", "pack", "reason_from_status", "reason_from_wait_status", "run_event_bus", "serve_one",
+    "set_parent_death_signal", "set_process_name", "start_launcher", "unpack", "unpack_map", "vector_bytes",
+    "vector_from",
+}
+SUPERVISOR_TREE = {
+    "ChildSpec", "ChildSpecError", "RestartPlan", "SUPERVISOR_TARGET", "SupervisorClient", "Tree", "TreeError",
+    "child_env", "control_endpoint", "intensity_exceeded", "normalize_child_spec", "record_restart",
+    "restart_plan", "root_args", "should_restart", "supervisor_spec",
+}
+
+
+@pytest.mark.parametrize("package,names", [(neurox.runtime, RUNTIME), (neurox.supervisor_tree, SUPERVISOR_TREE)])
+def test_public_names(package, names):
+    assert {n for n in dir(package) if not n.startswith("_")} == names

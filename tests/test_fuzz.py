@@ -102,8 +102,8 @@ def check(network, processes, pids, fuzz_round, root, messenger, bus, rss_before
     growth = sum(p.memory_info().rss for p in processes) - rss_after_two
     assert growth < 40 * 2 ** 20, f"memory grew by {growth / 2 ** 20:.0f} MiB in the third round " \
                                   f"(first two: {(rss_after_two - rss_before) / 2 ** 20:.0f} MiB)"
-    deadline = time.monotonic() + 30  # the inbox is drained at its own pace
-    while neuron_call(network, "L2.n1", "metrics")["bad_frames"] < 6 * FRAMES_PER_SOCKET * 0.9:
+    deadline = time.monotonic() + 60  # the inbox is drained at its own pace
+    while neuron_call(network, "L2.n1", "metrics")["bad_frames"] < 6 * FRAMES_PER_SOCKET * 0.8:
         assert time.monotonic() < deadline, neuron_call(network, "L2.n1", "metrics")["bad_frames_by_kind"]
         time.sleep(0.1)
     neuron = neuron_call(network, "L2.n1", "metrics")

@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+from textual.widgets import Input
 
 from _netutil import running_network
 from neurox.cli._discovery import write_run_file
@@ -59,11 +60,13 @@ async def test_the_tui_shows_kills_and_grows_a_live_network(tmp_path):
             # change a layer's settings and add a link, through prompts
             await pilot.press("s")
             await until(pilot, lambda: app.screen.__class__.__name__ == "PromptScreen")
-            await pilot.press(*"learning_rate=0.02", "enter")
+            app.screen.query_one(Input).value = "learning_rate=0.02"
+            await pilot.press("enter")
             await until(pilot, lambda: app.rows["root/L2/L2.n1"].status.get("learning_rate") == 0.02)
             await pilot.press("l")
             await until(pilot, lambda: app.screen.__class__.__name__ == "PromptScreen")
-            await pilot.press(*"L1.n0 L3.n1", "enter")
+            app.screen.query_one(Input).value = "L1.n0 L3.n1"
+            await pilot.press("enter")
             await until(pilot, lambda: "L1.n0" in app.rows["root/L3/L3.n1"].status.get("inputs", []))
         done = subprocess.run([sys.executable, "-m", "neurox.cli", "probe", "status", "--json", "--data-dir",
                                str(tmp_path)], capture_output=True, text=True, timeout=30)

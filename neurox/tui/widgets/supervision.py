@@ -55,5 +55,5 @@ class SupervisionTree(Tree):
                 self.nodes[row.path] = parent.add(labels[row.path], data=row.path, expand=True)
             else:
                 self.nodes[row.path] = parent.add_leaf(labels[row.path], data=row.path)
-        if selected in self.nodes:
-            self.move_cursor(self.nodes[selected])
+        if selected in self.nodes:  # once the new lines exist, the cursor goes back where it was
+            self.call_after_refresh(self.move_cursor, self.nodes[selected])

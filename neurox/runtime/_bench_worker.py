@@ -3,11 +3,14 @@ open in its directory, a ROUTER bound, every request echoed.
 
 Two twins do the same steps in the same order: :func:`run_worker`, forked by the launcher (which
 has imported numpy, pyzmq, msgpack and plyvel already), and :data:`EXEC_SOURCE`, a fresh interpreter
-as an exec-style supervisor (systemd, supervisord, Circus) would start it. Both bind the socket
-before opening the database, so a client's reconnection and first request travel while LevelDB
-writes and syncs its new manifest; the first answer still comes only once the database is open.
+as an exec-style supervisor (systemd, supervisord, Circus) would start it. Both open the database
+in a thread while they set up the socket: LevelDB's open mostly waits for the disk (it writes and
+syncs a new manifest), and meanwhile the ZeroMQ context starts, the socket is bound, and a client's
+reconnection and first request arrive. The first answer still comes only once the database is open.
 """
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import plyvel
 import zmq
@@ -18,8 +21,11 @@ from ._sockets import make_socket
 TARGET = "neurox.runtime._bench_worker:run_worker"
 EXEC_SOURCE = """
 import sys, numpy, zmq, msgpack, plyvel
-ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])
-db = plyvel.DB(sys.argv[2], create_if_missing=True)
+from concurrent.futures import ThreadPoolExecutor
+with ThreadPoolExecutor(1) as pool:
+    opening = pool.submit(plyvel.DB, sys.argv[2], create_if_missing=True)
+    ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])
+    db = opening.result()
 while True:
     s.send_multipart(s.recv_multipart())
 """
@@ -28,9 +34,11 @@ while True:
 
 def run_worker(args: dict, env: dict) -> None:
     """Launcher target: ``args`` has ``endpoint`` (to bind) and ``db`` (the LevelDB directory)."""
-    ctx = zmq.Context()
-    sock = make_socket(ctx, zmq.ROUTER, bind=args["endpoint"])
-    db = plyvel.DB(args["db"], create_if_missing=True)
+    with ThreadPoolExecutor(1) as pool:
+        opening = pool.submit(plyvel.DB, args["db"], create_if_missing=True)
+        ctx = zmq.Context()
+        sock = make_socket(ctx, zmq.ROUTER, bind=args["endpoint"])
+        db = opening.result()
     notify_ready({})
     try:
         while True:

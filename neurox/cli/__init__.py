@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "probe": "neurox.cli._probe",
     "tui": "neurox.cli._tui",
     "bench": "neurox.cli._bench",
+    "node": "neurox.cli._node",
 }
 
 

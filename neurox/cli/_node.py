@@ -1,0 +1,228 @@
+"""``neurox node --config FILE``: the per-host agent, run by systemd (``systemd/neurox-node@.service``).
+
+It starts the host's network (layers, reshaper, MessengerIn/Out and the topology's extensions) as
+the host's root supervision tree and then only watches it: clients talk to the root supervisor's
+control socket and event bus as everywhere else (``run.json`` in the data directory points at them,
+so ``neurox ask``/``neurox probe --data-dir`` find the node). Towards systemd it speaks the notify
+protocol (:mod:`neurox.runtime._sd_notify`):
+
+- ``READY=1`` once the tree is up (``Type=notify``: systemd counts the unit as started only then);
+- ``STATUS=`` every tick: neurons alive per the layer supervisors' ``count_children``;
+- ``WATCHDOG=1`` every tick while the tree is healthy -- the root supervisor alive *and* answering
+  ``ping`` -- at half of ``$WATCHDOG_USEC``, so a hung root gets the service killed and restarted;
+- ``STOPPING=1`` on SIGTERM, then a polite stop (every neuron flushes its LevelDB) and exit 0.
+
+If the root supervisor exits on its own (its restart intensity was exceeded), the agent stops the
+rest and exits 1: the failure escalates to systemd, the supervisor above the host, whose
+``Restart=on-failure`` and start limits play OTP's intensity one level up.
+
+The config is TOML with these keys (relative paths are taken from the config file's directory)::
+
+    name = "diamond"                    # the network's name (the unit's instance name)
+    data_dir = "/var/lib/neurox/diamond"
+    topology = "topology.toml"          # optional; default: the bundled 1-2-3-2-1 diamond
+    run_dir = "/run/neurox/diamond"     # optional; default: a private directory under /tmp
+    status_interval_s = 5.0             # optional; STATUS= at least this often
+
+Which shape the network starts with: a topology file that changed since the last start (a reshape
+pushed by Ansible) wins; otherwise the live shape kept in the data directory, so a restart after a
+crash keeps what live reshaping did meanwhile.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import re
+import signal
+import threading
+import tomllib
+from dataclasses import dataclass
+
+import zmq
+
+from ..ext import PRELOAD, network_children
+from ..neuron import Network, Topology, TopologyError, live_topology, load_topology
+from ..runtime import ControlClient, ControlError
+from ..runtime._sd_notify import Notifier
+from ..supervisor_tree import TreeError
+from ._discovery import write_run_file
+
+PUSHED_TOPOLOGY_FILE = "node-topology.sha256"
+"""In the data directory: the digest of the topology file the node last started from."""
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+EXIT_CONFIG = 2
+EXIT_TREE_FAILED = 1
+
+
+class ConfigError(ValueError):
+    """A node config that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    data_dir: str
+    topology: str | None = None
+    run_dir: str | None = None
+    status_interval_s: float = 5.0
+
+    @classmethod
+    def load(cls, path: str) -> "NodeConfig":
+        """Read and check a node config (see the module's docstring for its keys)."""
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        known = {"name": str, "data_dir": str, "topology": str, "run_dir": str, "status_interval_s": (int, float)}
+        for key, value in doc.items():
+            if key not in known:
+                raise ConfigError(f"{path}: unknown key {key!r}; known: {', '.join(known)}")
+            if not isinstance(value, known[key]) or isinstance(value, bool):
+                raise ConfigError(f"{path}: {key} has the wrong type ({type(value).__name__}: {value!r})")
+        for key in ("name", "data_dir"):
+            if key not in doc:
+                raise ConfigError(f"{path}: {key} is required")
+        if not NAME_PATTERN.fullmatch(doc["name"]):
+            raise ConfigError(f"{path}: name must match {NAME_PATTERN.pattern}, got {doc['name']!r}")
+        if doc.get("status_interval_s", 1.0) <= 0:
+            raise ConfigError(f"{path}: status_interval_s must be positive, got {doc['status_interval_s']!r}")
+        base = os.path.dirname(os.path.abspath(path))
+        paths = {k: os.path.join(base, doc[k]) for k in ("data_dir", "topology", "run_dir") if k in doc}
+        return cls(**{**doc, **paths})
+
+
+def starting_topology(config: NodeConfig) -> Topology:
+    """The shape to start with: a newly pushed topology file, else the live one, else the file
+    (or the bundled diamond without one)."""
+    if config.topology is None:
+        return live_topology(load_topology(None), config.data_dir, resume=True)
+    with open(config.topology, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    topology = load_topology(config.topology)
+    marker = os.path.join(config.data_dir, PUSHED_TOPOLOGY_FILE)
+    try:
+        with open(marker) as f:
+            seen_before = f.read().strip() == digest
+    except FileNotFoundError:
+        seen_before = False
+    topology = live_topology(topology, config.data_dir, resume=seen_before)
+    with open(marker, "w") as f:
+        f.write(digest + "\n")
+    return topology
+
+
+class Health:
+    """The tree's health through its control API: the root answering ``ping``, and the neurons
+    alive as counted by each layer supervisor (the root's supervisor children)."""
+
+    def __init__(self, ctx: zmq.Context, network: Network, timeout: float):
+        self.ctx, self.network, self.timeout = ctx, network, timeout
+        self.root = ControlClient(ctx, network.control, timeout)
+        self.layers: dict[str, ControlClient] = {}
+
+    def root_answers(self) -> bool:
+        try:
+            return self.root.call("ping") == "pong"
+        except ControlError:
+            return False
+
+    def neurons(self) -> tuple[int, int]:
+        """(alive, total) over the layer supervisors; a layer that does not answer counts as dead."""
+        alive = total = 0
+        for row in self.root.call("which_children"):
+            if row["type"] != "supervisor":
+                continue
+            client = self.layers.get(row["control"])
+            if client is None:
+                client = self.layers[row["control"]] = ControlClient(self.ctx, row["control"], self.timeout)
+            try:
+                counts = client.call("count_children")
+            except ControlError:
+                continue
+            alive += counts["active"]
+            total += counts["specs"]
+        return alive, total
+
+    def close(self) -> None:
+        self.root.close()
+        for client in self.layers.values():
+            client.close()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("node", help="the per-host agent: run this host's network under systemd (Type=notify)")
+    parser.add_argument("--config", required=True, help="the node's TOML config (name, data_dir, topology, run_dir)")
+    parser.set_defaults(handler=node)
+
+
+def node(args: argparse.Namespace) -> int:
+    try:
+        config = NodeConfig.load(args.config)
+        os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+        topology = starting_topology(config)
+    except (ConfigError, TopologyError, OSError) as exc:
+        print(f"neurox node: {exc}", flush=True)
+        return EXIT_CONFIG
+    notifier = Notifier.from_environment()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    network = Network(topology, config.data_dir, extensions=network_children(topology, config.data_dir),
+                      run_dir=config.run_dir, preload=PRELOAD)
+    notifier.status(f"{config.name}: starting {len(topology.neurons())} neurons")
+    try:
+        network.start()
+    except TreeError as exc:
+        notifier.status(f"{config.name}: failed to start: {exc}")
+        print(f"neurox node: {exc}", flush=True)
+        return EXIT_TREE_FAILED
+    run_file = write_run_file(network)
+    print(f"neurox node {config.name}: up; control {network.control}, MessengerIn {network.messenger_in}", flush=True)
+    try:
+        code = watch(config, network, notifier, stop)
+    finally:
+        notifier.stopping(f"{config.name}: stopping, flushing every neuron's state")
+        reason = network.stop()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(run_file)
+        print(f"neurox node {config.name}: stopped ({reason.describe() if reason else 'shutdown'})", flush=True)
+        notifier.close()
+    return code
+
+
+def watch(config: NodeConfig, network: Network, notifier: Notifier, stop: threading.Event) -> int:
+    """Tell systemd READY=1, then STATUS= and (while healthy) WATCHDOG=1 every tick until SIGTERM
+    (0) or the root supervisor's exit (1).
+
+    The root's exit is noticed at the next tick rather than the moment it happens: the tick is
+    there for the watchdog anyway, and a SIGTERM still ends the wait at once.
+    """
+    tick = min(config.status_interval_s, notifier.watchdog or config.status_interval_s)
+    health = Health(zmq.Context.instance(), network, timeout=max(0.1, min(1.0, tick / 4)))
+    try:
+        notifier.ready(_status(config, health))
+        while not stop.wait(tick):
+            if not network.tree.alive:
+                reason = network.tree.root_exit
+                notifier.status(f"{config.name}: the root supervisor exited ({reason.describe()})")
+                print(f"neurox node {config.name}: the root supervisor exited ({reason.describe()})", flush=True)
+                return EXIT_TREE_FAILED
+            if health.root_answers():
+                notifier.watchdog_ping()
+                notifier.status(_status(config, health))
+            else:
+                notifier.status(f"{config.name}: the root supervisor does not answer")
+        return 0
+    finally:
+        health.close()
+
+
+def _status(config: NodeConfig, health: Health) -> str:
+    try:
+        alive, total = health.neurons()
+    except ControlError as exc:
+        return f"{config.name}: the root supervisor does not answer ({exc})"
+    return f"{config.name}: {alive}/{total} neurons alive"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Tools the deployment tests drive for real (tests/test_systemd*.py, tests/test_ansible*.py,
+# tests/test_node_nspawn.py): systemd-analyze, systemd-nspawn, mmdebstrap from Debian's packages;
+# ansible-core and ansible-lint from PyPI into the project's virtual environment.
+#
+# Idempotent and quiet: it installs only what is missing, so `make test` can call it every time.
+# Usage: tests/setup_tools.sh [VENV]   (default: .venv next to this script's parent)
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${1:-$here/.venv}"
+
+missing=()
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+command -v nsenter >/dev/null || missing+=(util-linux)
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup_tools.sh: need root to install ${missing[*]} with apt-get" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! "$venv/bin/python" -c 'import ansible, ansiblelint' 2>/dev/null \
+        || [[ ! -x "$venv/bin/ansible-playbook" || ! -x "$venv/bin/ansible-lint" ]]; then
+    "$venv/bin/pip" install --quiet 'ansible-core>=2.17,<2.19' 'ansible-lint>=24.7'
+fi

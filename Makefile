@@ -15,4 +15,5 @@ run: $(STAMP)
 	$(VENV)/bin/neurox run
 
 test: $(STAMP)
+	bash tests/setup_tools.sh $(VENV)
 	$(VENV)/bin/pytest -q

@@ -24,7 +24,7 @@ from ..runtime import (EXIT_SHUTDOWN, BadFrames, EventPublisher, FrameError, Rep
 from ..supervisor_tree import ChildSpec
 from ._endpoints import topology_path
 from ._neurotransmitters import (TRANSMITTERS, advance, drives, phasic, region_chemistry,
-                                 reward_prediction_error)
+                                 reward_prediction_error, unexpected_uncertainty)
 from ._states import DEFAULT_STATE, check_state
 from ._topology import Topology
 
@@ -65,7 +65,7 @@ class Modulator:
         self.rest = self.chemistry.resting_levels()
         self.levels = dict(self.rest)
         self.state = DEFAULT_STATE
-        self.expected_reward = 0.0
+        self.expected_reward = self.expected_surprise = 0.0
         self.rewards = 0
         self.pending_rpe, self.pending_rewards = 0.0, 0
         self.activity: dict[str, tuple[str, float, float]] = {}
@@ -140,11 +140,14 @@ class Modulator:
             raise FrameError("bad_report", f"unknown report kind {kind!r}; known: activity, reward")
 
     def _on_reward(self, reward: float) -> None:
-        """A dopamine burst (or dip) by the reward's prediction error, published right away."""
+        """A dopamine burst (or dip) by the reward's prediction error and a norepinephrine burst by its
+        unexpected uncertainty, published right away."""
         self._advance()
-        delta, self.expected_reward = reward_prediction_error(self.expected_reward, reward,
-                                                              self.chemistry.expected_reward_rate)
-        self.levels["dopamine"] = phasic(self.levels["dopamine"], self.chemistry.kinetics["dopamine"], delta)
+        rate, kinetics = self.chemistry.expected_reward_rate, self.chemistry.kinetics
+        delta, self.expected_reward = reward_prediction_error(self.expected_reward, reward, rate)
+        surprise, self.expected_surprise = unexpected_uncertainty(self.expected_surprise, delta, rate)
+        self.levels["dopamine"] = phasic(self.levels["dopamine"], kinetics["dopamine"], delta)
+        self.levels["norepinephrine"] = phasic(self.levels["norepinephrine"], kinetics["norepinephrine"], surprise)
         self.pending_rpe += delta
         self.pending_rewards += 1
         self.rewards += 1
@@ -164,7 +167,7 @@ class Modulator:
         message = {"region": self.region, "seq": self.publishes, "t": time.time(), "state": self.state,
                    "levels": self.levels, "rest": self.rest, "rpe": self.pending_rpe,
                    "rewards": self.pending_rewards, "rewards_total": self.rewards,
-                   "expected_reward": self.expected_reward}
+                   "expected_reward": self.expected_reward, "expected_surprise": self.expected_surprise}
         self.pub.send_multipart([LEVELS_TOPIC, pack(message)])
         self.pending_rpe, self.pending_rewards = 0.0, 0
         self.next_publish = time.monotonic() + self.chemistry.publish_interval_s
@@ -173,7 +176,8 @@ class Modulator:
     def status(self) -> dict:
         return {"region": self.region, "pid": os.getpid(), "uptime_s": time.time() - self.started_t,
                 "state": self.state, "levels": self.levels, "rest": self.rest,
-                "expected_reward": self.expected_reward, "rewards": self.rewards,
+                "expected_reward": self.expected_reward, "expected_surprise": self.expected_surprise,
+                "rewards": self.rewards,
                 "reporters": len(self.activity), "publishes": self.publishes,
                 "publish_interval_s": self.chemistry.publish_interval_s,
                 "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}

@@ -12,15 +12,18 @@ solution is ``C(t + dt) = C* + (C(t) - C*) exp(-k dt)`` with ``C* = R / k``, so 
 advances levels exactly whatever its publishing period. Reuptake (transporters: EAAT, GAT, DAT,
 SERT, NET) and degradation (MAO/COMT for the monoamines) are both first order: Michaelis-Menten
 reuptake ``Vmax C / (Km + C)`` is linear with ``k = Vmax / Km`` while ``C << Km``, which holds near
-resting levels. Dopamine also has a *phasic* part: a reward prediction error ``delta`` releases (or,
-negative, withholds) ``phasic_per_rpe * delta`` at once, never below zero.
+resting levels. Rewards add *phasic* release at once: a reward prediction error ``delta`` releases
+(or, negative, withholds) ``phasic_per_rpe * delta`` of dopamine, never below zero; and its
+*unexpected uncertainty* ``max(0, |delta| - E|delta|)`` releases ``phasic_per_rpe`` times that of
+norepinephrine (the locus coeruleus answering surprise).
 
 What the levels do (see docs/brain.md for why), relative to rest, ``rho = C / rest``:
 
 - gain on every neuron's summed input, ``y = act(gain * (x W + b))``:
-  ``gain = rho_glutamate^0.5 * rho_gaba^-0.5 * rho_norepinephrine^1``, kept in [0.25, 4];
-  with a softmax this is the inverse temperature, so norepinephrine also sets exploration;
-- learning-rate factor ``rho_serotonin^-1``;
+  ``gain = rho_glutamate^0.5 * rho_gaba^-0.5 * rho_serotonin^-0.5``, kept in [0.25, 4];
+- learning-rate factor ``rho_norepinephrine``, kept in [0.1, 10];
+- exploration (the temperature of a three-factor layer's choice, or the scale of its noise)
+  ``rho_norepinephrine``, kept in [0.25, 4];
 - dopamine's phasic RPE is the third factor of three-factor plasticity (``_plasticity``).
 
 At resting levels every effect is neutral (gain 1, factor 1).
@@ -33,10 +36,12 @@ from dataclasses import dataclass, fields, replace
 TRANSMITTERS = ("glutamate", "gaba", "dopamine", "serotonin", "norepinephrine")
 """What a neuron may release (its layer's ``transmitter``); the first two are fast, the rest modulators."""
 DEFAULT_TRANSMITTER = "glutamate"
-GAIN_EXPONENTS = {"glutamate": 0.5, "gaba": -0.5, "norepinephrine": 1.0}
-LEARNING_RATE_EXPONENTS = {"serotonin": -1.0}
+GAIN_EXPONENTS = {"glutamate": 0.5, "gaba": -0.5, "serotonin": -0.5}
+LEARNING_RATE_EXPONENTS = {"norepinephrine": 1.0}
+EXPLORATION_EXPONENTS = {"norepinephrine": 1.0}
 GAIN_BOUNDS = (0.25, 4.0)
 LEARNING_RATE_BOUNDS = (0.1, 10.0)
+EXPLORATION_BOUNDS = (0.25, 4.0)
 PUBLISH_INTERVAL_S = 0.2
 """How often a region's modulator advances and publishes its levels (and a neuron reports activity)."""
 EXPECTED_REWARD_RATE = 0.1
@@ -74,7 +79,8 @@ DEFAULT_KINETICS = {
     # monoamines: slower transporters plus enzymatic degradation
     "dopamine": Kinetics(release_per_activity=2.0, reuptake_per_s=4.0, degradation_per_s=1.0, phasic_per_rpe=1.0),
     "serotonin": Kinetics(release_per_activity=1.0, reuptake_per_s=0.5, degradation_per_s=0.2),
-    "norepinephrine": Kinetics(release_per_activity=2.0, reuptake_per_s=1.5, degradation_per_s=0.5),
+    "norepinephrine": Kinetics(release_per_activity=2.0, reuptake_per_s=1.5, degradation_per_s=0.5,
+                               phasic_per_rpe=0.02),
 }
 
 
@@ -96,6 +102,7 @@ class Modulation:
 
     gain: float = 1.0
     learning_rate_factor: float = 1.0
+    exploration: float = 1.0
 
 
 NEUTRAL = Modulation()
@@ -143,11 +150,18 @@ def reward_prediction_error(expected: float, reward: float, rate: float) -> tupl
     return delta, expected + rate * delta
 
 
+def unexpected_uncertainty(expected_surprise: float, delta: float, rate: float) -> tuple[float, float]:
+    """``(u, new expected |delta|)``: how much more surprising this outcome is than usual (>= 0)."""
+    surprise = abs(delta)
+    return max(0.0, surprise - expected_surprise), expected_surprise + rate * (surprise - expected_surprise)
+
+
 # -- effects on a neuron ------------------------------------------------------------------------
 def modulation(levels: dict[str, float], rest: dict[str, float]) -> Modulation:
-    """Gain and learning-rate factor from the levels relative to rest (neutral at rest)."""
+    """Gain, learning-rate factor and exploration from the levels relative to rest (neutral at rest)."""
     return Modulation(_bounded(_product(levels, rest, GAIN_EXPONENTS), GAIN_BOUNDS),
-                      _bounded(_product(levels, rest, LEARNING_RATE_EXPONENTS), LEARNING_RATE_BOUNDS))
+                      _bounded(_product(levels, rest, LEARNING_RATE_EXPONENTS), LEARNING_RATE_BOUNDS),
+                      _bounded(_product(levels, rest, EXPLORATION_EXPONENTS), EXPLORATION_BOUNDS))
 
 
 def _product(levels: dict, rest: dict, exponents: dict) -> float:

@@ -39,9 +39,20 @@ def oja_update(x: np.ndarray, weights: np.ndarray, lr: float) -> None:
     weights += np.float32(lr / rows) * (x.T @ z - weights @ np.triu(z.T @ z))
 
 
-def explore(y_mean: np.ndarray, activation: str, rng: np.random.Generator,
+def tempered(y: np.ndarray, activation: str, temperature: float) -> np.ndarray:
+    """The mean response at an exploration temperature: a softmax's ``pi^(1/T)``, renormalised
+    (flatter when T > 1); other activations are unchanged (their temperature scales the noise)."""
+    if activation != "softmax" or temperature == 1.0:
+        return y
+    logits = np.log(np.maximum(y, 1e-30)) / temperature
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def explore(y_mean: np.ndarray, activation: str, rng: np.random.Generator, temperature: float = 1.0,
             noise: float = EXPLORATION_NOISE) -> np.ndarray:
-    """What a three-factor layer sends while learning: one sampled action (softmax) or a noisy response."""
+    """What a three-factor layer sends while learning: one action sampled from the softmax ``y_mean``
+    (one-hot), or the response plus noise of standard deviation ``noise * temperature``."""
     if activation == "softmax":
         cumulative = np.cumsum(y_mean, axis=1)
         draws = rng.random((y_mean.shape[0], 1)) * cumulative[:, -1:]
@@ -49,7 +60,7 @@ def explore(y_mean: np.ndarray, activation: str, rng: np.random.Generator,
         y = np.zeros_like(y_mean)
         y[np.arange(y_mean.shape[0]), chosen] = 1.0
         return y
-    return (y_mean + rng.normal(0.0, noise, y_mean.shape)).astype(np.float32)
+    return (y_mean + rng.normal(0.0, noise * temperature, y_mean.shape)).astype(np.float32)
 
 
 def eligibility(x: np.ndarray, y: np.ndarray, y_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

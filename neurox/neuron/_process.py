@@ -27,7 +27,7 @@ from ._activations import check_activation
 from ._math import backward, forward, initial_weights, output_gradient, seed_from_siblings
 from ._modulator import ModulatorLink
 from ._neurotransmitters import DEFAULT_TRANSMITTER, NEUTRAL, modulation, region_chemistry
-from ._plasticity import (DEFAULT_PLASTICITY, EligibilityTrace, eligibility, explore, oja_update,
+from ._plasticity import (DEFAULT_PLASTICITY, EligibilityTrace, eligibility, explore, oja_update, tempered,
                           three_factor_update)
 from ._state import NeuronStore, TornState, params_checksum
 from ._states import DEFAULT_STATE, check_state, flush_interval
@@ -279,8 +279,9 @@ class Neuron:
         if self.plasticity == "oja":
             oja_update(x[learn_rows], self.weights, self._learning_rate())
         else:
-            y_mean = y[learn_rows]
-            y[learn_rows] = explore(y_mean, self.settings["activation"], self.rng)
+            activation, temperature = self.settings["activation"], self.modulation.exploration
+            y_mean = tempered(y[learn_rows], activation, temperature)
+            y[learn_rows] = explore(y_mean, activation, self.rng, temperature)
             if self.trace is None or self.trace.weights.shape != self.weights.shape:
                 self.trace = EligibilityTrace(*self.weights.shape)
             self.trace.add(eligibility(x[learn_rows], y[learn_rows], y_mean), time.monotonic())
@@ -616,7 +617,8 @@ class Neuron:
 
     def _chemistry(self) -> dict:
         return {"levels": self.levels, "rest": self.rest, "gain": self.modulation.gain,
-                "learning_rate_factor": self.modulation.learning_rate_factor, "rpe": self.rpe["last"],
+                "learning_rate_factor": self.modulation.learning_rate_factor,
+                "exploration": self.modulation.exploration, "rpe": self.rpe["last"],
                 "rewards": self.rpe["rewards"], "modulated": self.modulator is not None}
 
     def get_params(self) -> dict:

@@ -66,7 +66,7 @@ def epsilon_greedy(schedule: np.ndarray, rng: np.random.Generator, epsilon: floa
     return total
 
 
-def measure_reward_learning(pulls: int = 3000, arms: int = 10, moves: int = 1, learning_rate: float = 0.1,
+def measure_reward_learning(pulls: int = 3000, arms: int = 10, moves: int = 1, learning_rate: float = 0.2,
                             seed: int = 0) -> dict:
     """The dopamine-driven learner's mean reward over the best arm's, beside epsilon-greedy's."""
     rng = np.random.default_rng(seed)

@@ -11,8 +11,12 @@
   ``ELIGIBILITY_TAU_S``. When dopamine brings a reward prediction error ``delta``, the weights move by
   ``lr * delta * trace`` and the trace is consumed (each tag is credited by the first RPE after it,
   as in synaptic tagging and capture). With a softmax this is the policy gradient (REINFORCE with
-  the expected reward as baseline); with noise it is node perturbation. Without dopamine nothing
-  is learned.
+  the expected reward as baseline); with noise it is node perturbation. Each dopamine event also
+  shrinks the weights by ``lr * SYNAPTIC_DECAY`` (bounded synapses): otherwise a choice that has
+  saturated can never be unlearned when the world changes -- its tag ``1 - p`` is zero and its RPE
+  is zero once the expectation has followed its new, lower reward (on the moving bandit of
+  neurox/bench/_brain_plasticity.py: reward ratio 0.63 without, 0.89 with). Without dopamine
+  nothing is learned.
 
 Both rules are local: such a layer sends no gradients upstream, so only local layers may feed it
 (checked by the topology).
@@ -28,6 +32,8 @@ LOCAL_RULES = ("oja", "three_factor")
 DEFAULT_PLASTICITY = "backprop"
 ELIGIBILITY_TAU_S = 1.0
 """How long an eligibility tag waits for dopamine (it decays as exp(-t / tau))."""
+SYNAPTIC_DECAY = 0.01
+"""Per dopamine event, three-factor weights shrink by ``lr * SYNAPTIC_DECAY``."""
 EXPLORATION_NOISE = 0.1
 """Standard deviation of the perturbation of a non-softmax three-factor unit while learning."""
 
@@ -99,8 +105,10 @@ class EligibilityTrace:
 
 
 def three_factor_update(weights: np.ndarray, bias: np.ndarray, tags: tuple[np.ndarray, np.ndarray], rpe: float,
-                        lr: float) -> None:
-    """In place: ``W += lr * delta * tags`` (ascending the expected reward)."""
-    step = np.float32(lr * rpe)
+                        lr: float, decay: float = SYNAPTIC_DECAY) -> None:
+    """In place: ``W = (1 - lr decay) W + lr delta tags`` (ascending the expected reward, bounded)."""
+    keep, step = np.float32(1.0 - lr * decay), np.float32(lr * rpe)
+    weights *= keep
     weights += step * tags[0]
+    bias *= keep
     bias += step * tags[1]

@@ -267,14 +267,15 @@ class Neuron:
         return {"state": self.state, "state_source": self.state_source,
                 "effective_flush_interval_s": self._flush_interval()}
 
-    def _respond(self, x: np.ndarray, learn_rows: np.ndarray) -> np.ndarray:
-        """The outputs for rows ``x`` at the current gain; local rules learn here from the ``learn_rows``."""
+    def _respond(self, x: np.ndarray, learn_rows: np.ndarray | None) -> np.ndarray:
+        """The outputs for rows ``x`` at the current gain; a local rule learns here from ``learn_rows``
+        (a mask of the rows to learn from; None: none)."""
         gain = self.modulation.gain
         weights, bias = (self.weights, self.bias) if gain == 1.0 else (self.weights * gain, self.bias * gain)
         y = forward(x, weights, bias, self.settings["activation"])
         if self.modulator is not None:
             self.modulator.note_activity(float(np.abs(y).mean(axis=1).sum()), y.shape[0])
-        if self.plasticity == "backprop" or not learn_rows.any():
+        if learn_rows is None:
             return y
         if self.plasticity == "oja":
             oja_update(x[learn_rows], self.weights, self._learning_rate())
@@ -412,8 +413,9 @@ class Neuron:
         xs = [parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1) for parts, *_ in joined]
         x_all = xs[0] if len(xs) == 1 else np.concatenate(xs)
         learn = [j[2] and self.learning for j in joined]
+        local = self.plasticity != "backprop" and any(learn)
         y_all = self._respond(np.ascontiguousarray(x_all, dtype=np.float32),
-                              np.repeat(learn, [x.shape[0] for x in xs]))
+                              np.repeat(learn, [x.shape[0] for x in xs]) if local else None)
         ys = [y_all] if len(xs) == 1 else np.split(y_all, np.cumsum([x.shape[0] for x in xs])[:-1])
         self.counters["forwards"] += len(xs)
         self.counters["samples"] += y_all.shape[0]
@@ -751,7 +753,7 @@ class Neuron:
         packet = (0xFFFF << 40) | (os.getpid() << 16 & 0xFFFFFF0000) | (self.injected & 0xFFFF)
         origin = request.get("origin")
         meta = pack({"origin": origin}) if isinstance(origin, str) else pack({})
-        y = self._respond(x, np.zeros(1, dtype=bool))
+        y = self._respond(x, None)
         self._emit([x], [y], [packet], [False], [meta])
         return {"packet": packet, "output": y[0].tolist()}
 

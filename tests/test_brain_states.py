@@ -102,3 +102,20 @@ def test_the_regions_modulator_sets_the_state_of_all_its_neurons(tmp_path, watch
         events.wait_for("child_restarted", id="L1.n0")
         status = wait_until(lambda: neuron_call(network, "L1.n0", "status"), lambda s: s["state"] == "meditative")
         assert status["state_source"] == "region" and status["effective_flush_interval_s"] == pytest.approx(1.0)
+
+
+@pytest.mark.timeout(60)
+def test_a_regions_state_survives_its_modulators_death_and_a_polite_restart(tmp_path, watch, no_stray_processes):
+    topology = small_topology({"publish_interval_s": 0.05})
+    with running_modulated_network(topology, tmp_path) as network:
+        events = watch(network.tree)
+        modulator_call(network, "cortex", "set_state", state="maintenance")
+        events.wait_for("neuron_state", id="L2.n0", state="maintenance")
+        os.kill(modulator_call(network, "cortex", "status")["pid"], signal.SIGKILL)
+        events.wait_for("child_restarted", id="modulator.cortex")
+        assert modulator_call(network, "cortex", "status")["state"] == "maintenance"
+        assert not events.named("neuron_state", state="awake")
+    with running_modulated_network(topology, tmp_path, resume=True) as network:
+        assert modulator_call(network, "cortex", "status")["state"] == "maintenance"
+        status = wait_until(lambda: neuron_call(network, "L1.n0", "status"), lambda s: s["state"] == "maintenance")
+        assert status["state_source"] == "region"

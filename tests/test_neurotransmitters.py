@@ -9,6 +9,7 @@ import zmq
 
 from _brainutil import modulator_call, running_modulated_network, wait_until
 from _netutil import neuron_call
+from neurox.ext import Origin
 from neurox.neuron import ChemistryError, TopologyError, parse_topology, reports_endpoint
 from neurox.neuron._neurotransmitters import (DEFAULT_KINETICS, NEUTRAL, Kinetics, advance, drives, modulation,
                                               phasic, region_chemistry, release_rate, reward_prediction_error,
@@ -209,3 +210,31 @@ def test_the_modulator_refuses_bad_requests_and_reports(tmp_path, no_stray_proce
         wait_until(lambda: modulator_call(network, "chem", "status"),
                    lambda s: set(s["bad_frames_by_kind"]) >= {"malformed", "wrong_type", "bad_report"})
         assert modulator_call(network, "chem", "reward", reward=1.0) == {"rewards": 1, "expected_reward": 0.1}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("transmitter, direction", [("gaba", -1), ("glutamate", +1)])
+def test_active_neurons_release_their_transmitter_and_so_inhibit_or_excite_the_region(
+        tmp_path, transmitter, direction, no_stray_processes):
+    topology = parse_topology({
+        "name": "ei", "input_width": 3, "seed": 2,
+        "neurotransmitters": {"publish_interval_s": 0.05, transmitter: {"release_per_activity": 40.0}},
+        "layer": [{"name": "L0", "neurons": 1, "units": 8, "activation": "tanh", "transmitter": transmitter},
+                  {"name": "L1", "neurons": 1, "units": 2, "activation": "linear"}],
+        "output": {"decode": "vector"}})
+    rng = np.random.default_rng(0)
+    with running_modulated_network(topology, tmp_path) as network:
+        idle = neuron_call(network, "L1.n0", "status")["neuromodulators"]
+        assert idle["gain"] == pytest.approx(1.0, abs=0.02)
+        origin = Origin(zmq.Context.instance(), network.run_dir, network.topology, "test")
+        try:
+            deadline, busy = time.monotonic() + 10.0, idle
+            while time.monotonic() < deadline and (busy["gain"] - 1.0) * direction < 0.15:
+                for _ in range(20):
+                    origin.send(rng.uniform(-2, 2, (1, 3)).astype(np.float32))
+                time.sleep(0.01)
+                busy = neuron_call(network, "L1.n0", "status")["neuromodulators"]
+        finally:
+            origin.close()
+    assert busy["levels"][transmitter] > 1.5, busy
+    assert (busy["gain"] - 1.0) * direction >= 0.15, busy

@@ -6,7 +6,9 @@ reward into a reward prediction error and a dopamine burst, and PUBlishes ``[b"l
 ``publish_interval_s`` -- and at once after rewards, so dopamine reaches the synapses while their
 eligibility tags are fresh. The region's state (awake, meditative, maintenance) travels with the
 levels; ``set_state`` on the modulator's control socket changes it for every neuron of the region.
-Frames and ops are in docs/protocol.md.
+The state and the reward expectations are kept in ``DATA_DIR/modulators/<region>`` (written when the
+state changes and on a polite stop), so a replaced or restarted modulator goes on from them; levels
+start again at rest, where they relax within seconds anyway. Frames and ops are in docs/protocol.md.
 
 :class:`ModulatorLink` is the neuron's side: a SUB to its region's levels and a PUSH for its reports.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import time
 
 import zmq
@@ -57,6 +60,28 @@ def modulator_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
             for region in topology.modulated_regions()]
 
 
+def kept_path(data_dir: str, region: str) -> str:
+    """Where a region's modulator keeps its state and reward expectations between runs."""
+    return os.path.join(data_dir, "modulators", region)
+
+
+def read_kept(path: str) -> dict:
+    """The kept state and expectations, or the defaults if there is nothing usable (said on stderr)."""
+    kept = {"state": DEFAULT_STATE, "expected_reward": 0.0, "expected_surprise": 0.0}
+    try:
+        with open(path, "rb") as f:
+            saved = unpack_map(f.read())
+        check_state(saved.get("state"))
+        if not all(_number(saved.get(k)) for k in ("expected_reward", "expected_surprise")):
+            raise ValueError("expectations are not numbers")
+    except FileNotFoundError:
+        return kept
+    except (OSError, FrameError, ValueError) as exc:
+        print(f"modulator: ignoring {path} ({exc}); starting awake", file=sys.stderr, flush=True)
+        return kept
+    return {k: saved[k] for k in kept}
+
+
 class Modulator:
     def __init__(self, args: dict, env: dict):
         self.region = args["region"]
@@ -64,8 +89,10 @@ class Modulator:
         self.chemistry = region_chemistry(topology.neurotransmitters or {}, self.region)
         self.rest = self.chemistry.resting_levels()
         self.levels = dict(self.rest)
-        self.state = DEFAULT_STATE
-        self.expected_reward = self.expected_surprise = 0.0
+        self.kept_path = kept_path(args["data_dir"], self.region)
+        kept = read_kept(self.kept_path)
+        self.state = kept["state"]
+        self.expected_reward, self.expected_surprise = kept["expected_reward"], kept["expected_surprise"]
         self.rewards = 0
         self.pending_rpe, self.pending_rewards = 0.0, 0
         self.activity: dict[str, tuple[str, float, float]] = {}
@@ -107,6 +134,7 @@ class Modulator:
                 os.read(self.wake_r, 512)
             if self.pending_rewards or time.monotonic() >= self.next_publish:
                 self._publish()
+        self._keep()
         for sock in (self.control, self.inbox, self.pub):
             sock.close()
         self.events.close()
@@ -172,6 +200,18 @@ class Modulator:
         self.pending_rpe, self.pending_rewards = 0.0, 0
         self.next_publish = time.monotonic() + self.chemistry.publish_interval_s
 
+    def _keep(self) -> None:
+        """Write the state and expectations atomically (a failure is said, and the work goes on)."""
+        tmp = f"{self.kept_path}.tmp"
+        try:
+            os.makedirs(os.path.dirname(self.kept_path), exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(pack({"state": self.state, "expected_reward": self.expected_reward,
+                              "expected_surprise": self.expected_surprise}))
+            os.replace(tmp, self.kept_path)
+        except OSError as exc:
+            print(f"modulator {self.region}: could not keep its state ({exc})", file=sys.stderr, flush=True)
+
     # -- control ----------------------------------------------------------------------------------
     def status(self) -> dict:
         return {"region": self.region, "pid": os.getpid(), "uptime_s": time.time() - self.started_t,
@@ -189,6 +229,7 @@ class Modulator:
             raise Reply("bad_request", str(exc)) from None
         previous, self.state = self.state, state
         if state != previous:
+            self._keep()
             self.events.emit("region_state", region=self.region, state=state, previous=previous)
         self.next_publish = time.monotonic()  # tell the neurons now
         return {"region": self.region, "state": state, "previous": previous}

@@ -140,6 +140,19 @@ def test_store_gives_back_exactly_what_was_flushed_and_knows_a_clean_stop(tmp_pa
     assert NeuronStore(path).was_clean
 
 
+def test_a_new_store_is_created_by_its_first_flush_not_on_open(tmp_path):
+    path = tmp_path / "neurons" / "L1.n0"
+    store = NeuronStore(str(path))
+    assert not path.exists() and store.load() is None and store.closed
+    store.flush(np.ones((2, 2), np.float32), np.zeros(2, np.float32), {}, {})
+    assert path.exists() and not store.closed
+    store.close(clean=True)
+    unused = NeuronStore(str(tmp_path / "neurons" / "L1.n1"))
+    unused.close(clean=True)
+    assert not (tmp_path / "neurons" / "L1.n1").exists()
+    assert NeuronStore(str(path)).was_clean
+
+
 def test_topology_defaults_links_and_errors(tmp_path):
     t = load_topology()
     assert [len(layer.neurons) for layer in t.layers] == [1, 2, 3, 2, 1]

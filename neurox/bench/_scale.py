@@ -68,27 +68,32 @@ def _pss_mib(pids) -> list[float]:
     return out
 
 
-def baseline_pss(count: int = 50) -> float:
+def bare_baseline(count: int) -> tuple[float, float]:
+    """Start ``count`` bare children (see :func:`run_bare_child`) from a fresh launcher: the
+    seconds until all are ready -- the floor of starting that many processes on this machine --
+    and their mean PSS in MiB."""
     run_dir = tempfile.mkdtemp(prefix="nx-bare-", dir="/tmp")
     launcher = start_launcher(os.path.join(run_dir, "launcher.sock"), ("neurox.bench._scale",))
     client = LauncherClient(os.path.join(run_dir, "launcher.sock"))
     try:
+        started = time.perf_counter()
         pids = [client.spawn(BARE_TARGET, {"endpoint": ipc_endpoint(run_dir, f"b{i}"), "db": f"{run_dir}/db{i}"},
                              {"name": "nx:bare"}) for i in range(count)]
         ready = 0
         while ready < count:
             ready += sum(1 for n in client.events(10.0) if n["ev"] == "ready")
-        return float(np.mean(_pss_mib(pids)))
+        return time.perf_counter() - started, float(np.mean(_pss_mib(pids)))
     finally:
         client.close()
         launcher.terminate()
-        launcher.wait(10)
+        launcher.wait(30)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> dict:
-    bare = baseline_pss()
-    print(f"baseline: a bare forked child with zmq + PULL + LevelDB has {bare:.2f} MiB PSS", flush=True)
+    bare_start_s, bare = bare_baseline(args.neurons)
+    print(f"baseline: {args.neurons} bare forked children (zmq + PULL + LevelDB each) up in {bare_start_s:.1f} s, "
+          f"{bare:.2f} MiB PSS each", flush=True)
     topology = sparse_topology(args.neurons, args.layers, args.fan_out, args.units)
     rng = np.random.default_rng(0)
     data = Dataset(rng.random((2048, 16), dtype=np.float32), rng.integers(0, 4, 2048), [str(i) for i in range(4)])
@@ -111,7 +116,8 @@ def run(args: argparse.Namespace) -> dict:
             network.stop()
             stop_s = time.perf_counter() - stopped
         left = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    return {"neurons": len(neuron_pids), "start_s": round(start_s, 2), "pss_mib_per_neuron": round(float(np.mean(pss)), 2),
+    return {"neurons": len(neuron_pids), "start_s": round(start_s, 2), "baseline_start_s": round(bare_start_s, 2),
+            "start_ratio": round(start_s / bare_start_s, 3), "pss_mib_per_neuron": round(float(np.mean(pss)), 2),
             "baseline_pss_mib": round(bare, 2), "pss_ratio": round(float(np.mean(pss)) / bare, 3),
             "samples_per_s": round(progress.samples_per_s, 1), "lost": progress.lost, "stop_s": round(stop_s, 2),
             "left_running": len(left)}

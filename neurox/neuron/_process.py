@@ -64,7 +64,7 @@ class Neuron:
         self.data_dir = args["data_dir"]
         self.run_dir = env["run_dir"]
         self.started_t = time.time()
-        topology = Topology.load(topology_path(self.data_dir))
+        topology = Topology.load(topology_path(self.data_dir), validate=False)
         settings = topology.settings_of(self.id)
         self.layer = settings["layer"]
         self.units = int(settings["units"])
@@ -584,7 +584,7 @@ class Neuron:
 
     def close(self, clean: bool) -> None:
         """Close the DB (clean: mark that this run stopped politely) and every socket."""
-        if not self.store.db.closed:
+        if not self.store.closed:
             self.store.close(clean=clean)
         for sock in (self.inbox, self.control, *self.out_socks.values(), *self.back_socks.values()):
             sock.close(linger=0 if not clean else None)

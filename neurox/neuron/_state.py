@@ -60,19 +60,28 @@ class NeuronStore:
 
     def __init__(self, path: str):
         self.path = path
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.db = self._open()
         self.failed = False
-        self.was_clean = self.db.get(b"clean") == b"1"
-        try:
-            self.db.delete(b"clean", sync=True)
-        except plyvel.Error:  # a full disk: run from memory; the next flush retries (and reopens)
-            self.failed = True
-        self.flushes = unpack(self.db.get(b"flushes", pack(0)))
+        self.was_clean = False
+        self.flushes = 0
         self.last_flush_t: float | None = None
         self.last_flush_ms: float | None = None
+        self.db: plyvel.DB | None = None
+        if os.path.exists(path):  # a new database is created by the first flush, off the start path
+            self.db = self._open()
+            self.was_clean = self.db.get(b"clean") == b"1"
+            self.flushes = unpack(self.db.get(b"flushes", pack(0)))
+            if self.was_clean:
+                try:
+                    self.db.delete(b"clean", sync=True)
+                except plyvel.Error:  # a full disk: run from memory; the next flush retries (and reopens)
+                    self.failed = True
+
+    @property
+    def closed(self) -> bool:
+        return self.db is None or self.db.closed
 
     def _open(self) -> plyvel.DB:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         return plyvel.DB(self.path, create_if_missing=True, write_buffer_size=WRITE_BUFFER_BYTES,
                          lru_cache_size=BLOCK_CACHE_BYTES)
 
@@ -82,7 +91,9 @@ class NeuronStore:
         shutil.rmtree(path, ignore_errors=True)
 
     def load(self) -> SavedState | None:
-        """What the last flush wrote, or None for an empty database."""
+        """What the last flush wrote, or None for an empty (or not yet created) database."""
+        if self.db is None:
+            return None
         weights, bias = self.db.get(b"weights"), self.db.get(b"bias")
         if weights is None or bias is None:
             return None
@@ -102,8 +113,9 @@ class NeuronStore:
         write error sticky, and reopening replays its log up to the last whole batch.
         """
         started = time.perf_counter()
-        if self.failed:
-            self.db.close()
+        if self.failed or self.db is None:
+            if self.db is not None:
+                self.db.close()
             self.db = self._open()
             self.failed = False
         try:
@@ -125,6 +137,8 @@ class NeuronStore:
             batch.put(b"checksum", pack(params_checksum(weights, bias)))
 
     def close(self, clean: bool) -> None:
+        if self.db is None:
+            return  # never flushed: nothing was written, so there is nothing to mark or close
         try:
             if clean:
                 self.db.put(b"clean", b"1", sync=True)

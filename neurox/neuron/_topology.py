@@ -218,25 +218,29 @@ class Topology:
                 "links": [list(link) for link in self.links]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Topology":
+    def from_dict(cls, data: dict, validate: bool = True) -> "Topology":
         layers = [Layer(l["name"], list(l["neurons"]), dict(l.get("settings", {})), l.get("next_index", 0))
                   for l in data["layers"]]
-        return cls(data["name"], int(data["input_width"]), layers, [tuple(x) for x in data["links"]],
-                   dict(data["defaults"]), dict(data["supervision"]), dict(data["output"]),
-                   int(data.get("seed", 0)), bool(data.get("explicit_links", False)),
-                   list(data.get("extensions", [])), data.get("neurotransmitters")).validate()
+        topology = cls(data["name"], int(data["input_width"]), layers, [tuple(x) for x in data["links"]],
+                       dict(data["defaults"]), dict(data["supervision"]), dict(data["output"]),
+                       int(data.get("seed", 0)), bool(data.get("explicit_links", False)),
+                       list(data.get("extensions", [])), data.get("neurotransmitters"))
+        return topology.validate() if validate else topology
 
     def save(self, path: str) -> None:
-        """Write the live topology atomically (readers never see half a file)."""
+        """Check, then write the live topology atomically (readers never see half a file)."""
+        self.validate()
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
+            json.dump(self.to_dict(), f, separators=(",", ":"))
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str) -> "Topology":
+    def load(cls, path: str, validate: bool = True) -> "Topology":
+        """Read a live topology. Its writers validate it before they save it, so a reader that
+        starts a thousand times (every neuron) may skip checking it again (``validate=False``)."""
         with open(path) as f:
-            return cls.from_dict(json.load(f))
+            return cls.from_dict(json.load(f), validate)
 
     def to_toml_dict(self) -> dict:
         """The TOML document that recreates this topology (``neurox topology export``)."""

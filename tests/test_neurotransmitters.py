@@ -236,5 +236,5 @@ def test_active_neurons_release_their_transmitter_and_so_inhibit_or_excite_the_r
                 busy = neuron_call(network, "L1.n0", "status")["neuromodulators"]
         finally:
             origin.close()
-    assert busy["levels"][transmitter] > 1.5, busy
+    assert busy["levels"][transmitter] > 1.3, busy  # a gain 0.15 away from 1 needs a level 1.32 (or 1.38)
     assert (busy["gain"] - 1.0) * direction >= 0.15, busy

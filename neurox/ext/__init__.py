@@ -1,5 +1,5 @@
 """Extensions at the edges of a network: MessengerIn/Out, streams to learn from, datasets."""
-from ..neuron import Topology
+from ..neuron import Topology, modulator_children
 from ..supervisor_tree import ChildSpec
 from ._api import (EXTENSION_TARGET, Extension as Extension, InputExtension as InputExtension,
                    OutputExtension as OutputExtension, outputs_endpoint as outputs_endpoint)
@@ -34,5 +34,7 @@ def extension_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
 
 
 def network_children(topology: Topology, data_dir: str, **messenger_options) -> list[ChildSpec]:
-    """Everything at the edges of a network: MessengerOut, MessengerIn and the topology's extensions."""
-    return messenger_children(data_dir, **messenger_options) + extension_children(topology, data_dir)
+    """Everything beside the layers: MessengerOut, MessengerIn, the topology's extensions and its regions'
+    neuromodulators."""
+    return (messenger_children(data_dir, **messenger_options) + extension_children(topology, data_dir)
+            + modulator_children(topology, data_dir))

@@ -9,3 +9,8 @@ from ._state import NeuronStore as NeuronStore
 from ._topology import (INPUT as INPUT, OUTPUT as OUTPUT, Topology as Topology, TopologyError as TopologyError,
                         load_topology as load_topology, parse_topology as parse_topology)
 from ._reshaping import Reshaping as Reshaping
+from ._modulator import (modulator_children as modulator_children, modulator_id as modulator_id,
+                         levels_endpoint as levels_endpoint, reports_endpoint as reports_endpoint)
+from ._neurotransmitters import TRANSMITTERS as TRANSMITTERS, ChemistryError as ChemistryError
+from ._plasticity import PLASTICITY as PLASTICITY
+from ._states import STATES as STATES

@@ -25,7 +25,12 @@ from . import _frames as frames
 from ._endpoints import inbox_endpoint, neuron_control, topology_path
 from ._activations import check_activation
 from ._math import backward, forward, initial_weights, output_gradient, seed_from_siblings
+from ._modulator import ModulatorLink
+from ._neurotransmitters import DEFAULT_TRANSMITTER, NEUTRAL, modulation, region_chemistry
+from ._plasticity import (DEFAULT_PLASTICITY, EligibilityTrace, eligibility, explore, oja_update, tempered,
+                          three_factor_update)
 from ._state import NeuronStore, TornState, params_checksum
+from ._states import DEFAULT_STATE, check_state, flush_interval
 from ._topology import INPUT, OUTPUT, Topology
 
 MAX_PENDING = 4096
@@ -65,6 +70,8 @@ class Neuron:
         self.units = int(settings["units"])
         self.policy = settings["policy"]
         self.settings = {k: settings[k] for k in ("activation", "learning_rate", "flush_interval_s", "join_timeout_ms")}
+        self.transmitter = settings.get("transmitter", DEFAULT_TRANSMITTER)
+        self.plasticity = settings.get("plasticity", DEFAULT_PLASTICITY)
         self.learning = True
         self.counters = {"forwards": 0, "samples": 0, "backwards": 0, "updates": 0, "missed_inputs": 0,
                          "missed_gradients": 0, "late": 0, "expired": 0, "dropped_sends": 0,
@@ -99,12 +106,13 @@ class Neuron:
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
-        self.next_flush = time.monotonic() + self.settings["flush_interval_s"]
+        self._open_chemistry(topology)
+        self.next_flush = time.monotonic() + self._flush_interval()
         self.handlers = {
             "ping": lambda r: "pong", "status": lambda r: self.status(), "metrics": lambda r: self.metrics(),
             "get_params": lambda r: self.get_params(), "set_params": self.set_params,
             "add_link": self.add_link, "remove_link": self.remove_link, "snapshot": lambda r: self.snapshot(),
-            "tap": self.set_tap, "inject": self.inject,
+            "tap": self.set_tap, "inject": self.inject, "set_state": self.set_state,
         }
         self.tap: zmq.Socket | None = None
         self.outgoing_gradients: list[tuple[int, np.ndarray]] = []
@@ -193,6 +201,95 @@ class Neuron:
                 blocks.append(initial_weights(width, self.units, self.rng)[0])
         return np.concatenate(blocks).astype(np.float32)
 
+    # -- neuromodulation and state (docs/brain.md) ---------------------------------------------
+    def _open_chemistry(self, topology: Topology) -> None:
+        """Resting levels (neutral), and a link to the region's modulator if the region has one."""
+        region = topology.region_of_layer(topology.layer_of(self.id))
+        chemistry = region_chemistry(topology.neurotransmitters or {}, region)
+        self.region, self.levels, self.rest = region, chemistry.resting_levels(), chemistry.resting_levels()
+        self.modulation = NEUTRAL
+        self.rpe = {"last": 0.0, "rewards": 0}
+        self.state, self.state_source, self.region_state = DEFAULT_STATE, "default", None
+        self.trace: EligibilityTrace | None = None
+        self.modulator = None
+        if region in topology.modulated_regions():
+            self.modulator = ModulatorLink(self.ctx, self.run_dir, region, self.id, self.transmitter,
+                                           chemistry.publish_interval_s)
+
+    def _on_levels(self) -> None:
+        """Levels from the modulator: new gain and learning rate, dopamine's RPE, the region's state."""
+        for published in self.modulator.receive(self.bad):
+            try:
+                levels, rest = published["levels"], published["rest"]
+                self.levels, self.rest = {k: float(v) for k, v in levels.items()}, {k: float(v) for k, v in rest.items()}
+                rewards, rpe, state = int(published.get("rewards", 0)), float(published.get("rpe", 0.0)), published["state"]
+                check_state(state)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                self._bad_frame(FrameError("bad_levels", str(exc)))
+                continue
+            self.modulation = modulation(self.levels, self.rest)
+            if rewards:
+                self.rpe = {"last": rpe, "rewards": self.rpe["rewards"] + rewards}
+                self._reinforce(rpe)
+            if state != self.region_state:
+                self.region_state = state
+                self._set_state(state, "region")
+
+    def _reinforce(self, rpe: float) -> None:
+        """Dopamine's third factor: credit the eligibility tags with the RPE, consuming them."""
+        if self.trace is None or not self.learning:
+            return
+        tags = self.trace.take(time.monotonic())
+        three_factor_update(self.weights, self.bias, tags, rpe, self._learning_rate())
+        self.counters["updates"] += 1
+        self.dirty = True
+
+    def _learning_rate(self) -> float:
+        return self.settings["learning_rate"] * self.modulation.learning_rate_factor
+
+    def _flush_interval(self) -> float:
+        return flush_interval(self.state, self.settings["flush_interval_s"])
+
+    def _set_state(self, state: str, source: str) -> None:
+        changed = state != self.state
+        self.state, self.state_source = state, source
+        if changed:
+            self.next_flush = min(self.next_flush, time.monotonic() + self._flush_interval())
+            self.events.emit("neuron_state", id=self.id, state=state, source=source,
+                             flush_interval_s=self._flush_interval())
+
+    def set_state(self, request: dict) -> dict:
+        """By hand: this neuron's state until the next change (by hand, or of its region's state)."""
+        try:
+            self._set_state(check_state(request.get("state")), "manual")
+        except ValueError as exc:
+            raise Reply("bad_request", str(exc)) from None
+        return {"state": self.state, "state_source": self.state_source,
+                "effective_flush_interval_s": self._flush_interval()}
+
+    def _respond(self, x: np.ndarray, learn_rows: np.ndarray | None) -> np.ndarray:
+        """The outputs for rows ``x`` at the current gain; a local rule learns here from ``learn_rows``
+        (a mask of the rows to learn from; None: none)."""
+        gain = self.modulation.gain
+        weights, bias = (self.weights, self.bias) if gain == 1.0 else (self.weights * gain, self.bias * gain)
+        y = forward(x, weights, bias, self.settings["activation"])
+        if self.modulator is not None:
+            self.modulator.note_activity(float(np.abs(y).mean(axis=1).sum()), y.shape[0])
+        if learn_rows is None:
+            return y
+        if self.plasticity == "oja":
+            oja_update(x[learn_rows], self.weights, self._learning_rate())
+        else:
+            activation, temperature = self.settings["activation"], self.modulation.exploration
+            y_mean = tempered(y[learn_rows], activation, temperature)
+            y[learn_rows] = explore(y_mean, activation, self.rng, temperature)
+            if self.trace is None or self.trace.weights.shape != self.weights.shape:
+                self.trace = EligibilityTrace(*self.weights.shape)
+            self.trace.add(eligibility(x[learn_rows], y[learn_rows], y_mean), time.monotonic())
+        self.counters["updates"] += 1
+        self.dirty = True
+        return y
+
     # -- links -----------------------------------------------------------------------------------
     def _set_inputs(self, inputs: list[str], widths: dict[str, int]) -> None:
         self.inputs = list(inputs)
@@ -215,6 +312,8 @@ class Neuron:
         poller.register(self.inbox, zmq.POLLIN)
         poller.register(self.control, zmq.POLLIN)
         poller.register(self.wake_r, zmq.POLLIN)
+        if self.modulator is not None:
+            poller.register(self.modulator.levels, zmq.POLLIN)
         while not self.stop_requested:
             ready = dict(poller.poll(self._poll_timeout_ms()))
             if self.inbox in ready:
@@ -223,14 +322,18 @@ class Neuron:
                 serve_one(self.control, self.handlers, self.bad)
             if self.wake_r in ready:
                 os.read(self.wake_r, 512)
+            if self.modulator is not None and self.modulator.levels in ready:
+                self._on_levels()
             now = time.monotonic()
             self._expire(now)
             if now >= self.next_flush:
                 self._flush(sync=False)
+            if self.modulator is not None and now >= self.modulator.next_report:
+                self.modulator.report(now)
         self._stop()
 
     def _poll_timeout_ms(self) -> int:
-        deadlines = [self.next_flush]
+        deadlines = [self.next_flush] if self.modulator is None else [self.next_flush, self.modulator.next_report]
         timeout_s = self.settings["join_timeout_ms"] / 1000.0
         for pending in (self.joins, self.grads):
             if pending:
@@ -309,12 +412,14 @@ class Neuron:
         """One forward pass over every joined packet, then one bundle per outgoing link."""
         xs = [parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1) for parts, *_ in joined]
         x_all = xs[0] if len(xs) == 1 else np.concatenate(xs)
-        y_all = forward(np.ascontiguousarray(x_all, dtype=np.float32), self.weights, self.bias,
-                        self.settings["activation"])
+        learn = [j[2] and self.learning for j in joined]
+        local = self.plasticity != "backprop" and any(learn)
+        y_all = self._respond(np.ascontiguousarray(x_all, dtype=np.float32),
+                              np.repeat(learn, [x.shape[0] for x in xs]) if local else None)
         ys = [y_all] if len(xs) == 1 else np.split(y_all, np.cumsum([x.shape[0] for x in xs])[:-1])
         self.counters["forwards"] += len(xs)
         self.counters["samples"] += y_all.shape[0]
-        self._emit(xs, ys, [j[1] for j in joined], [j[2] and self.learning for j in joined], [j[3] for j in joined])
+        self._emit(xs, ys, [j[1] for j in joined], learn, [j[3] for j in joined])
 
     def _emit(self, xs: list, ys: list, packets: list, learn: list, metas: list) -> None:
         """Send outputs on: downstream (keeping the passes learnt from), or, at the end, to MessengerOut."""
@@ -325,7 +430,7 @@ class Neuron:
             return
         now = time.monotonic()
         for packet, x, y, lrn in zip(packets, xs, ys, learn):
-            if lrn:
+            if lrn and self.plasticity == "backprop":
                 self.kept[packet] = (x, y, now)
         while len(self.kept) > MAX_PENDING:
             self.kept.popitem(last=False)
@@ -336,7 +441,7 @@ class Neuron:
 
     def _learn_at_end(self, packet: int, x: np.ndarray, y: np.ndarray, learn: bool, meta: bytes) -> float | None:
         """At the end node the loss gives the first gradient; returns the loss (None if not learning)."""
-        if not learn:
+        if not learn or self.plasticity != "backprop":
             return None
         try:
             targets = unpack_map(meta).get("targets")
@@ -354,6 +459,8 @@ class Neuron:
         slot = self.output_slot.get(src)
         if slot is None:
             raise FrameError("unknown_source", f"{src!r} is not an output of {self.id}")
+        if self.plasticity != "backprop":
+            return  # a local rule learns from its own activity; a backprop readout's gradients stop here
         blocks = frames.split_rows(data, rows, self.units)
         if len(self.out_socks) == 1:
             returned.extend(zip(packets, blocks))
@@ -385,8 +492,9 @@ class Neuron:
         self._flush_gradients()
 
     def _learn(self, packet: int, x: np.ndarray, y: np.ndarray, grad: np.ndarray, grad_is_dz: bool) -> None:
-        dx = backward(x, y, grad, self.weights, self.bias, self.settings["activation"],
-                      self.settings["learning_rate"], grad_is_dz)
+        gain = self.modulation.gain  # y = act(gain * z): the gradient with respect to z carries the gain
+        dx = backward(x, y, grad if gain == 1.0 else grad * np.float32(gain), self.weights, self.bias,
+                      self.settings["activation"], self._learning_rate(), grad_is_dz)
         self.counters["updates"] += 1
         self.dirty = True
         self.outgoing_gradients.append((packet, dx))
@@ -445,7 +553,7 @@ class Neuron:
         return {"inputs": self.inputs, "widths": self.widths, "units": self.units, "overrides": self.settings}
 
     def _flush(self, sync: bool) -> None:
-        self.next_flush = time.monotonic() + self.settings["flush_interval_s"]
+        self.next_flush = time.monotonic() + self._flush_interval()
         if not (self.dirty or sync):
             return
         try:
@@ -480,6 +588,8 @@ class Neuron:
             self.store.close(clean=clean)
         for sock in (self.inbox, self.control, *self.out_socks.values(), *self.back_socks.values()):
             sock.close(linger=0 if not clean else None)
+        if self.modulator is not None:
+            self.modulator.close()
         if self.tap is not None:
             self.tap.close()
         self.events.close()
@@ -492,7 +602,9 @@ class Neuron:
                 "learning": self.learning, "uptime_s": time.time() - self.started_t,
                 "started": self.origin, **self.settings,
                 "last_flush_t": self.store.last_flush_t, "last_flush_ms": self.store.last_flush_ms,
-                "flushes": self.store.flushes}
+                "flushes": self.store.flushes, "region": self.region, "transmitter": self.transmitter,
+                "plasticity": self.plasticity, "state": self.state, "state_source": self.state_source,
+                "effective_flush_interval_s": self._flush_interval(), "neuromodulators": self._chemistry()}
 
     def metrics(self) -> dict:
         w = self.weights
@@ -500,9 +612,16 @@ class Neuron:
         return {**self.counters, "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind),
                 "pending_joins": len(self.joins),
                 "pending_gradients": len(self.grads), "kept": len(self.kept), "rss_bytes": _rss_bytes(),
+                "state": self.state, "neuromodulators": self._chemistry(),
                 "weights": {"mean": float(w.mean()), "std": float(w.std()), "min": float(w.min()),
                             "max": float(w.max()), "histogram": hist.tolist(),
                             "edges": [float(e) for e in edges]}}
+
+    def _chemistry(self) -> dict:
+        return {"levels": self.levels, "rest": self.rest, "gain": self.modulation.gain,
+                "learning_rate_factor": self.modulation.learning_rate_factor,
+                "exploration": self.modulation.exploration, "rpe": self.rpe["last"],
+                "rewards": self.rpe["rewards"], "modulated": self.modulator is not None}
 
     def get_params(self) -> dict:
         return {"weights": _wire_array(self.weights), "bias": _wire_array(self.bias), "inputs": self.inputs,
@@ -539,7 +658,7 @@ class Neuron:
         if "learning" in changes:
             self.learning = bool(changes["learning"])
         if "flush_interval_s" in changes:
-            self.next_flush = min(self.next_flush, time.monotonic() + self.settings["flush_interval_s"])
+            self.next_flush = min(self.next_flush, time.monotonic() + self._flush_interval())
         self.dirty = True
         return self.status()
 
@@ -634,7 +753,7 @@ class Neuron:
         packet = (0xFFFF << 40) | (os.getpid() << 16 & 0xFFFFFF0000) | (self.injected & 0xFFFF)
         origin = request.get("origin")
         meta = pack({"origin": origin}) if isinstance(origin, str) else pack({})
-        y = forward(x, self.weights, self.bias, self.settings["activation"])
+        y = self._respond(x, None)
         self._emit([x], [y], [packet], [False], [meta])
         return {"packet": packet, "output": y[0].tolist()}
 

@@ -13,15 +13,19 @@ import tomllib
 from dataclasses import dataclass, field, replace
 
 from ._activations import check_activation
+from ._neurotransmitters import DEFAULT_TRANSMITTER, TRANSMITTERS, ChemistryError, region_chemistry
+from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
 
 INPUT = "input"
 """Link source name of the outside world feeding the first layer."""
 OUTPUT = "output"
 """Link destination name of MessengerOut after the last layer."""
 POLICIES = ("replace", "restore")
-LAYER_SETTINGS = ("units", "activation", "learning_rate", "policy", "flush_interval_s", "join_timeout_ms")
+LAYER_SETTINGS = ("units", "activation", "learning_rate", "policy", "flush_interval_s", "join_timeout_ms",
+                  "transmitter", "plasticity")
 DEFAULTS = {"units": 16, "activation": "tanh", "learning_rate": 0.05, "policy": "replace",
-            "flush_interval_s": 1.0, "join_timeout_ms": 200}
+            "flush_interval_s": 1.0, "join_timeout_ms": 200, "transmitter": DEFAULT_TRANSMITTER,
+            "plasticity": DEFAULT_PLASTICITY}
 DEFAULT_SUPERVISION = {"intensity": 50, "period_s": 5.0}
 """Per layer supervisor. Higher than Elixir's 3 in 5 s: a layer of many neurons under chaos
 testing legitimately sees several deaths a second, and each is repaired in milliseconds."""
@@ -53,6 +57,8 @@ class Topology:
     explicit_links: bool = False
     extensions: list[dict] = field(default_factory=list)
     """``[[extension]]`` tables: name, module, and settings (see neurox/ext/_api.py)."""
+    neurotransmitters: dict | None = None
+    """The ``[neurotransmitters]`` table (None: absent): kinetics per region (see _neurotransmitters.py)."""
 
     # -- questions neurons and supervisors ask --------------------------------------------------
     def layer_of(self, neuron_id: str) -> Layer:
@@ -93,6 +99,18 @@ class Topology:
 
     def siblings_of(self, neuron_id: str) -> list[str]:
         return [n for n in self.layer_of(neuron_id).neurons if n != neuron_id]
+
+    def region_of_layer(self, layer: Layer) -> str:
+        """A layer's region: its ``region`` setting, else the network's name."""
+        return str(layer.settings.get("region", self.name))
+
+    def modulated_regions(self) -> list[str]:
+        """The regions that run a neuromodulator: all of them when the topology has a
+        ``[neurotransmitters]`` table or any ``three_factor`` layer (which learns from dopamine), else none."""
+        plasticities = [{**self.defaults, **layer.settings}.get("plasticity") for layer in self.layers]
+        if self.neurotransmitters is None and "three_factor" not in plasticities:
+            return []
+        return list(dict.fromkeys(self.region_of_layer(layer) for layer in self.layers))
 
     # -- changing the shape -------------------------------------------------------------------
     def new_neuron_id(self, layer: Layer) -> str:
@@ -142,6 +160,10 @@ class Topology:
                 raise TopologyError(f"layer {layer.name!r}: policy must be one of {POLICIES}")
             if int(settings["units"]) <= 0:
                 raise TopologyError(f"layer {layer.name!r}: units must be positive")
+            if settings.get("transmitter", DEFAULT_TRANSMITTER) not in TRANSMITTERS:
+                raise TopologyError(f"layer {layer.name!r}: transmitter must be one of {list(TRANSMITTERS)}")
+            if settings.get("plasticity", DEFAULT_PLASTICITY) not in PLASTICITY:
+                raise TopologyError(f"layer {layer.name!r}: plasticity must be one of {list(PLASTICITY)}")
         if len(self.layers[-1].neurons) != 1:
             raise TopologyError("the output layer must have exactly one neuron (the end node)")
         order = {n: i for i, layer in enumerate(self.layers) for n in layer.neurons}
@@ -150,6 +172,14 @@ class Topology:
                 raise TopologyError(f"link {src} -> {dst} names an unknown neuron")
             if order[src] >= order[dst]:
                 raise TopologyError(f"link {src} -> {dst} must go forward, to a later layer")
+        self._check_local_learning()
+        if not isinstance(self.neurotransmitters, (dict, type(None))):
+            raise TopologyError("[neurotransmitters] must be a table")
+        for region in self.modulated_regions():
+            try:
+                region_chemistry(self.neurotransmitters or {}, region)
+            except ChemistryError as exc:
+                raise TopologyError(str(exc)) from None
         taken = set(names) | {"reshaper", "messenger_in", "messenger_out"}
         for extension in self.extensions:
             name, module = extension.get("name"), extension.get("module")
@@ -168,11 +198,21 @@ class Topology:
                 raise TopologyError(f"neuron {neuron_id} has no output link")
         return self
 
+    def _check_local_learning(self) -> None:
+        """A layer with a local rule sends no gradients upstream, so only local layers may feed it."""
+        rule = {n: {**self.defaults, **layer.settings}.get("plasticity", DEFAULT_PLASTICITY)
+                for layer in self.layers for n in layer.neurons}
+        for src, dst in self.links:
+            if rule[dst] in LOCAL_RULES and rule[src] not in LOCAL_RULES:
+                raise TopologyError(f"link {src} -> {dst}: a {rule[dst]} neuron sends no gradients back, so it "
+                                    f"cannot be fed by a backprop neuron (make {src}'s layer local too)")
+
     # -- reading and writing ---------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"name": self.name, "input_width": self.input_width, "seed": self.seed,
                 "defaults": self.defaults, "supervision": self.supervision, "output": self.output,
                 "explicit_links": self.explicit_links, "extensions": self.extensions,
+                "neurotransmitters": self.neurotransmitters,
                 "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
                             "next_index": l.next_index} for l in self.layers],
                 "links": [list(link) for link in self.links]}
@@ -184,7 +224,7 @@ class Topology:
         topology = cls(data["name"], int(data["input_width"]), layers, [tuple(x) for x in data["links"]],
                        dict(data["defaults"]), dict(data["supervision"]), dict(data["output"]),
                        int(data.get("seed", 0)), bool(data.get("explicit_links", False)),
-                       list(data.get("extensions", [])))
+                       list(data.get("extensions", [])), data.get("neurotransmitters"))
         return topology.validate() if validate else topology
 
     def save(self, path: str) -> None:
@@ -211,12 +251,15 @@ class Topology:
             doc["link"] = [{"from": a, "to": b} for a, b in self.links]
         if self.extensions:
             doc["extension"] = self.extensions
+        if self.neurotransmitters is not None:
+            doc["neurotransmitters"] = self.neurotransmitters
         return doc
 
 
 def parse_topology(doc: dict) -> Topology:
     """A Topology from a parsed TOML document."""
-    known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension"}
+    known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension",
+             "neurotransmitters"}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -239,6 +282,7 @@ def parse_topology(doc: dict) -> Topology:
                         defaults, {**DEFAULT_SUPERVISION, **doc.get("supervision", {})},
                         dict(doc.get("output", {"decode": "label"})), int(doc.get("seed", 0)))
     topology.extensions = [dict(e) for e in doc.get("extension", [])]
+    topology.neurotransmitters = doc.get("neurotransmitters")
     if "link" in doc:
         topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]
         topology.explicit_links = True

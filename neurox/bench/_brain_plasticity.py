@@ -1,0 +1,191 @@
+"""Local plasticity measured in real neuron processes, each beside a baseline from the same run.
+
+- :func:`measure_reward_learning`: a ``three_factor`` softmax layer (a striatum choosing one action
+  through its gate) with its region's dopamine learns a 10-armed Bernoulli bandit whose best arm
+  moves during the run; beside an epsilon-greedy agent (constant step size, the textbook choice for a
+  moving bandit) and the expected ratio of random choice, on the same arm schedule.
+- :func:`measure_hebbian`: an ``oja`` neuron's weight vector against the first principal component
+  of its zero-mean input, beside the same rule run in one numpy process and the initial weights.
+
+The lead wires them into ``neurox bench brain``; each returns one JSON-able dict.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+import zmq
+
+from ..ext import PRELOAD, Dataset, Origin, Stream, messenger_children
+from ..neuron import (Network, Topology, levels_endpoint, modulator_children, neuron_control, parse_topology,
+                      reports_endpoint)
+from ..neuron._plasticity import oja_update
+from ..runtime import ControlClient, make_socket, pack, unpack_map
+
+ANSWER_TIMEOUT_S = 10.0
+
+
+# -- reward learning -----------------------------------------------------------------------------
+def bandit_topology(arms: int, learning_rate: float) -> Topology:
+    """One neuron of ``arms`` softmax units, learning by dopamine (region ``bandit``)."""
+    return parse_topology({
+        "name": "bandit", "input_width": 1, "seed": 0,
+        "neurotransmitters": {"publish_interval_s": 0.2, "expected_reward_rate": 0.1},
+        "layer": [{"name": "striatum", "neurons": 1, "units": arms, "activation": "softmax",
+                   "plasticity": "three_factor", "learning_rate": learning_rate}],
+        "output": {"decode": "label"}})
+
+
+def arm_schedule(arms: int, pulls: int, moves: int, rng: np.random.Generator) -> np.ndarray:
+    """Each pull's reward probability per arm: one arm pays 0.9, the others 0.1-0.6; the best arm
+    moves to another arm ``moves`` times, evenly spaced (the old best drops to 0.1-0.6)."""
+    means = rng.uniform(0.1, 0.6, arms)
+    best = int(rng.integers(arms))
+    means[best] = 0.9
+    schedule = np.empty((pulls, arms))
+    phase = pulls // (moves + 1)
+    for k in range(moves + 1):
+        if k:
+            new_best = int(rng.choice([a for a in range(arms) if a != best]))
+            means[best], means[new_best], best = rng.uniform(0.1, 0.6), 0.9, new_best
+        schedule[k * phase:] = means
+    return schedule
+
+
+def epsilon_greedy(schedule: np.ndarray, rng: np.random.Generator, epsilon: float = 0.1,
+                   step: float = 0.1) -> float:
+    """The baseline: total reward of epsilon-greedy with a constant step size on the same schedule."""
+    values = np.zeros(schedule.shape[1])
+    total = 0.0
+    for means in schedule:
+        arm = int(rng.integers(len(values))) if rng.random() < epsilon else int(values.argmax())
+        reward = float(rng.random() < means[arm])
+        values[arm] += step * (reward - values[arm])
+        total += reward
+    return total
+
+
+def measure_reward_learning(pulls: int = 3000, arms: int = 10, moves: int = 1, learning_rate: float = 0.2,
+                            seed: int = 0) -> dict:
+    """The dopamine-driven learner's mean reward over the best arm's, beside epsilon-greedy's."""
+    rng = np.random.default_rng(seed)
+    schedule = arm_schedule(arms, pulls, moves, rng)
+    best_total = float(schedule.max(axis=1).sum())
+    baseline = epsilon_greedy(schedule, np.random.default_rng(seed + 1))
+    topology = bandit_topology(arms, learning_rate)
+    with tempfile.TemporaryDirectory() as data_dir:
+        network = Network(topology, data_dir, extensions=messenger_children(data_dir)
+                          + modulator_children(topology, data_dir), preload=PRELOAD)
+        with network:
+            started = time.perf_counter()
+            choices, total = _play(network, schedule, np.random.default_rng(seed + 2))
+            elapsed = time.perf_counter() - started
+    best_arms = schedule.argmax(axis=1)
+    last = slice(pulls - pulls // (2 * (moves + 1)), pulls)
+    return {"reward_ratio": round(total / best_total, 4),
+            "epsilon_greedy_ratio": round(baseline / best_total, 4),
+            "random_ratio": round(float(schedule.mean(axis=1).sum()) / best_total, 4),
+            "ratio_vs_epsilon_greedy": round(total / baseline, 4) if baseline else None,
+            "best_arm_share_end_of_last_phase": round(float((choices[last] == best_arms[last]).mean()), 4),
+            "pulls": pulls, "arms": arms, "moves": moves, "learning_rate": learning_rate,
+            "pulls_per_s": round(pulls / elapsed, 1)}
+
+
+def _play(network: Network, schedule: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Pull, get the network's choice, report the reward to the region's modulator, and wait until the
+    dopamine for that reward has been published (so the next pull cannot overtake it)."""
+    ctx = zmq.Context.instance()
+    region = network.topology.region_of_layer(network.topology.layers[0])
+    origin = Origin(ctx, network.run_dir, network.topology, "bandit")
+    levels = make_socket(ctx, zmq.SUB, connect=levels_endpoint(network.run_dir, region), linger_ms=0)
+    levels.setsockopt(zmq.SUBSCRIBE, b"levels")
+    rewards = make_socket(ctx, zmq.PUSH, connect=reports_endpoint(network.run_dir, region), linger_ms=0)
+    choices = np.empty(len(schedule), dtype=np.int64)
+    total = 0.0
+    try:
+        _await(levels, lambda message: True)
+        for t, means in enumerate(schedule):
+            origin.send(np.ones((1, 1), dtype=np.float32), learn=True)
+            if not origin.returns.poll(int(ANSWER_TIMEOUT_S * 1000)):
+                raise RuntimeError(f"no answer to pull {t}")
+            arm = choices[t] = origin.receive()[0]["label"][0]
+            reward = float(rng.random() < means[arm])
+            total += reward
+            rewards.send(pack({"kind": "reward", "reward": reward}))
+            _await(levels, lambda message, n=t + 1: message["rewards_total"] >= n)
+    finally:
+        for sock in (levels, rewards):
+            sock.close()
+        origin.close()
+    return choices, total
+
+
+def _await(sub: zmq.Socket, predicate) -> dict:
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if sub.poll(int(max(0.0, deadline - time.monotonic()) * 1000) + 1):
+            message = unpack_map(sub.recv_multipart()[1])
+            if predicate(message):
+                return message
+    raise RuntimeError("the modulator did not publish in time")
+
+
+# -- Hebbian ------------------------------------------------------------------------------------------
+def principal_data(samples: int, width: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-mean Gaussian rows with one dominant direction, and that direction (the first PC)."""
+    basis, _ = np.linalg.qr(rng.normal(size=(width, width)))
+    spread = np.linspace(1.0, 0.4, width)
+    spread[0] = 2.0
+    rows = (rng.normal(size=(samples, width)) * spread) @ basis.T
+    rows -= rows.mean(axis=0)
+    _, vectors = np.linalg.eigh(np.cov(rows.T))
+    return rows.astype(np.float32), vectors[:, -1]
+
+
+def hebbian_topology(width: int, learning_rate: float) -> Topology:
+    return parse_topology({
+        "name": "hebbian", "input_width": width, "seed": 0,
+        "layer": [{"name": "L0", "neurons": 1, "units": 1, "activation": "linear", "plasticity": "oja",
+                   "learning_rate": learning_rate}],
+        "output": {"decode": "vector"}})
+
+
+def measure_hebbian(samples: int = 3000, width: int = 8, epochs: int = 2, learning_rate: float = 0.01,
+                    seed: int = 0) -> dict:
+    """|cos| between an oja neuron's weights and the data's first principal component."""
+    rng = np.random.default_rng(seed)
+    rows, pc1 = principal_data(samples, width, rng)
+    data = Dataset(rows, np.zeros((samples, 1), dtype=np.float32), None)
+    reference = np.random.default_rng(seed + 1).normal(0.0, 1.0 / np.sqrt(width), (width, 1)).astype(np.float32)
+    for _ in range(epochs):
+        for row in rows[np.random.default_rng(seed + 2).permutation(samples)]:
+            oja_update(row[None, :], reference, learning_rate)
+    with tempfile.TemporaryDirectory() as data_dir:
+        with Network(hebbian_topology(width, learning_rate), data_dir, extensions=messenger_children(data_dir),
+                     preload=PRELOAD) as network:
+            initial = _weights(network)
+            stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=8, seed=seed)
+            try:
+                progress = stream.run(epochs)
+            finally:
+                stream.close()
+            learned = _weights(network)
+    return {"hebbian_cosine": round(_cosine(learned, pc1), 4), "initial_cosine": round(_cosine(initial, pc1), 4),
+            "reference_cosine": round(_cosine(reference[:, 0], pc1), 4),
+            "weight_norm": round(float(np.linalg.norm(learned)), 4), "samples": progress.answered,
+            "lost": progress.lost, "samples_per_s": round(progress.samples_per_s)}
+
+
+def _weights(network: Network) -> np.ndarray:
+    neuron = network.topology.layers[0].neurons[0]
+    client = ControlClient(zmq.Context.instance(), neuron_control(network.run_dir, "L0", neuron), 5.0)
+    try:
+        params = client.call("get_params")
+    finally:
+        client.close()
+    return np.frombuffer(params["weights"]["data"], dtype="<f4").reshape(params["weights"]["shape"])[:, 0].copy()
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(abs(a @ b) / (np.linalg.norm(a) * np.linalg.norm(b)))

@@ -1,0 +1,309 @@
+"""A region's neuromodulator: one supervised process per region, in the spirit of NEST's volume transmitter.
+
+Neurons PUSH activity reports, and anyone (an agent, an environment) PUSHes rewards, to the region's
+inbox; the modulator advances the five transmitter levels exactly (``_neurotransmitters``), turns each
+reward into a reward prediction error and a dopamine burst, and PUBlishes ``[b"levels", map]`` every
+``publish_interval_s`` -- and at once after rewards, so dopamine reaches the synapses while their
+eligibility tags are fresh. The region's state (awake, meditative, maintenance) travels with the
+levels; ``set_state`` on the modulator's control socket changes it for every neuron of the region.
+The state and the reward expectations are kept in ``DATA_DIR/modulators/<region>`` (written when the
+state changes and on a polite stop), so a replaced or restarted modulator goes on from them; levels
+start again at rest, where they relax within seconds anyway. Frames and ops are in docs/protocol.md.
+
+:class:`ModulatorLink` is the neuron's side: a SUB to its region's levels and a PUSH for its reports.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+
+import zmq
+
+from ..runtime import (EXIT_SHUTDOWN, BadFrames, EventPublisher, FrameError, Reply, ipc_endpoint, make_socket,
+                       notify_ready, pack, serve_one, unpack_map)
+from ..supervisor_tree import ChildSpec
+from ._endpoints import topology_path
+from ._neurotransmitters import (TRANSMITTERS, advance, drives, phasic, region_chemistry,
+                                 reward_prediction_error, unexpected_uncertainty)
+from ._states import DEFAULT_STATE, check_state
+from ._topology import Topology
+
+MODULATOR_TARGET = "neurox.neuron._modulator:run_modulator"
+LEVELS_TOPIC = b"levels"
+REPORT_MAX_BYTES = 4096
+STALE_REPORTS = 3
+"""A neuron's activity counts until it has missed this many report periods (it died or was removed)."""
+
+
+def modulator_id(region: str) -> str:
+    """The modulator's id in the supervision tree (a child of the root)."""
+    return f"modulator.{region}"
+
+
+def levels_endpoint(run_dir: str, region: str) -> str:
+    """The PUB socket a region's modulator publishes its levels and state on."""
+    return ipc_endpoint(run_dir, f"modulator.{region}.pub")
+
+
+def reports_endpoint(run_dir: str, region: str) -> str:
+    """The PULL socket a region's modulator takes activity and reward reports on."""
+    return ipc_endpoint(run_dir, f"modulator.{region}.in")
+
+
+def modulator_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
+    """One modulator per region that needs one (``Topology.modulated_regions``), as root children."""
+    return [ChildSpec(modulator_id(region), MODULATOR_TARGET, {"data_dir": data_dir, "region": region},
+                      "permanent", 5000, "worker", ("neurox.neuron._modulator",))
+            for region in topology.modulated_regions()]
+
+
+def kept_path(data_dir: str, region: str) -> str:
+    """Where a region's modulator keeps its state and reward expectations between runs."""
+    return os.path.join(data_dir, "modulators", region)
+
+
+def read_kept(path: str) -> dict:
+    """The kept state and expectations, or the defaults if there is nothing usable (said on stderr)."""
+    kept = {"state": DEFAULT_STATE, "expected_reward": 0.0, "expected_surprise": 0.0}
+    try:
+        with open(path, "rb") as f:
+            saved = unpack_map(f.read())
+        check_state(saved.get("state"))
+        if not all(_number(saved.get(k)) for k in ("expected_reward", "expected_surprise")):
+            raise ValueError("expectations are not numbers")
+    except FileNotFoundError:
+        return kept
+    except (OSError, FrameError, ValueError) as exc:
+        print(f"modulator: ignoring {path} ({exc}); starting awake", file=sys.stderr, flush=True)
+        return kept
+    return {k: saved[k] for k in kept}
+
+
+class Modulator:
+    def __init__(self, args: dict, env: dict):
+        self.region = args["region"]
+        topology = Topology.load(topology_path(args["data_dir"]))
+        self.chemistry = region_chemistry(topology.neurotransmitters or {}, self.region)
+        self.rest = self.chemistry.resting_levels()
+        self.levels = dict(self.rest)
+        self.kept_path = kept_path(args["data_dir"], self.region)
+        kept = read_kept(self.kept_path)
+        self.state = kept["state"]
+        self.expected_reward, self.expected_surprise = kept["expected_reward"], kept["expected_surprise"]
+        self.rewards = 0
+        self.pending_rpe, self.pending_rewards = 0.0, 0
+        self.activity: dict[str, tuple[str, float, float]] = {}
+        self.publishes = 0
+        self.started_t = time.time()
+        self.bad = BadFrames(f"modulator {self.region}")
+        self.ctx = zmq.Context()
+        run_dir = env["run_dir"]
+        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
+        self.inbox = make_socket(self.ctx, zmq.PULL, bind=reports_endpoint(run_dir, self.region))
+        self.pub = make_socket(self.ctx, zmq.PUB, bind=levels_endpoint(run_dir, self.region), linger_ms=0)
+        self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
+        self.stop_requested = False
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGTERM, self._on_term)
+        self.handlers = {"ping": lambda r: "pong", "status": lambda r: self.status(),
+                         "metrics": lambda r: self.status(), "set_state": self.set_state,
+                         "release": self.release, "reward": self.reward}
+        self.advanced_at = self.next_publish = time.monotonic()
+
+    def _on_term(self, *_):
+        self.stop_requested = True
+
+    def serve(self) -> None:
+        notify_ready({"region": self.region})
+        poller = zmq.Poller()
+        for sock in (self.control, self.inbox, self.wake_r):
+            poller.register(sock, zmq.POLLIN)
+        while not self.stop_requested:
+            timeout_ms = max(0, math.ceil((self.next_publish - time.monotonic()) * 1000))
+            ready = dict(poller.poll(timeout_ms))
+            if self.inbox in ready:
+                self._drain_reports()
+            if self.control in ready:
+                serve_one(self.control, self.handlers, self.bad)
+            if self.wake_r in ready:
+                os.read(self.wake_r, 512)
+            if self.pending_rewards or time.monotonic() >= self.next_publish:
+                self._publish()
+        self._keep()
+        for sock in (self.control, self.inbox, self.pub):
+            sock.close()
+        self.events.close()
+        self.ctx.term()
+        raise SystemExit(EXIT_SHUTDOWN)
+
+    # -- reports ----------------------------------------------------------------------------------
+    def _drain_reports(self) -> None:
+        while True:
+            try:
+                frame = self.inbox.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                self._on_report(unpack_map(frame, REPORT_MAX_BYTES))
+            except FrameError as exc:
+                self.bad.note(exc.kind, exc.detail)
+
+    def _on_report(self, report: dict) -> None:
+        kind = report.get("kind")
+        if kind == "activity":
+            neuron, transmitter, activity = report.get("neuron"), report.get("transmitter"), report.get("activity")
+            if not isinstance(neuron, str) or transmitter not in TRANSMITTERS or not _number(activity):
+                raise FrameError("bad_report", "an activity report needs neuron (str), a transmitter and activity")
+            self.activity[neuron] = (transmitter, float(activity), time.monotonic())
+        elif kind == "reward":
+            if not _number(report.get("reward")):
+                raise FrameError("bad_report", "a reward report needs a finite number 'reward'")
+            self._on_reward(float(report["reward"]))
+        else:
+            raise FrameError("bad_report", f"unknown report kind {kind!r}; known: activity, reward")
+
+    def _on_reward(self, reward: float) -> None:
+        """A dopamine burst (or dip) by the reward's prediction error and a norepinephrine burst by its
+        unexpected uncertainty, published right away."""
+        self._advance()
+        rate, kinetics = self.chemistry.expected_reward_rate, self.chemistry.kinetics
+        delta, self.expected_reward = reward_prediction_error(self.expected_reward, reward, rate)
+        surprise, self.expected_surprise = unexpected_uncertainty(self.expected_surprise, delta, rate)
+        self.levels["dopamine"] = phasic(self.levels["dopamine"], kinetics["dopamine"], delta)
+        self.levels["norepinephrine"] = phasic(self.levels["norepinephrine"], kinetics["norepinephrine"], surprise)
+        self.pending_rpe += delta
+        self.pending_rewards += 1
+        self.rewards += 1
+
+    # -- levels -----------------------------------------------------------------------------------
+    def _advance(self) -> None:
+        now = time.monotonic()
+        horizon = STALE_REPORTS * self.chemistry.publish_interval_s
+        self.activity = {n: a for n, a in self.activity.items() if now - a[2] <= horizon}
+        current = drives([(transmitter, activity) for transmitter, activity, _ in self.activity.values()])
+        self.levels = advance(self.levels, self.chemistry, current, now - self.advanced_at)
+        self.advanced_at = now
+
+    def _publish(self) -> None:
+        self._advance()
+        self.publishes += 1
+        message = {"region": self.region, "seq": self.publishes, "t": time.time(), "state": self.state,
+                   "levels": self.levels, "rest": self.rest, "rpe": self.pending_rpe,
+                   "rewards": self.pending_rewards, "rewards_total": self.rewards,
+                   "expected_reward": self.expected_reward, "expected_surprise": self.expected_surprise}
+        self.pub.send_multipart([LEVELS_TOPIC, pack(message)])
+        self.pending_rpe, self.pending_rewards = 0.0, 0
+        self.next_publish = time.monotonic() + self.chemistry.publish_interval_s
+
+    def _keep(self) -> None:
+        """Write the state and expectations atomically (a failure is said, and the work goes on)."""
+        tmp = f"{self.kept_path}.tmp"
+        try:
+            os.makedirs(os.path.dirname(self.kept_path), exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(pack({"state": self.state, "expected_reward": self.expected_reward,
+                              "expected_surprise": self.expected_surprise}))
+            os.replace(tmp, self.kept_path)
+        except OSError as exc:
+            print(f"modulator {self.region}: could not keep its state ({exc})", file=sys.stderr, flush=True)
+
+    # -- control ----------------------------------------------------------------------------------
+    def status(self) -> dict:
+        return {"region": self.region, "pid": os.getpid(), "uptime_s": time.time() - self.started_t,
+                "state": self.state, "levels": self.levels, "rest": self.rest,
+                "expected_reward": self.expected_reward, "expected_surprise": self.expected_surprise,
+                "rewards": self.rewards,
+                "reporters": len(self.activity), "publishes": self.publishes,
+                "publish_interval_s": self.chemistry.publish_interval_s,
+                "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}
+
+    def set_state(self, request: dict) -> dict:
+        try:
+            state = check_state(request.get("state"))
+        except ValueError as exc:
+            raise Reply("bad_request", str(exc)) from None
+        previous, self.state = self.state, state
+        if state != previous:
+            self._keep()
+            self.events.emit("region_state", region=self.region, state=state, previous=previous)
+        self.next_publish = time.monotonic()  # tell the neurons now
+        return {"region": self.region, "state": state, "previous": previous}
+
+    def release(self, request: dict) -> dict:
+        """Add ``amount`` (may be negative; the level stays >= 0) of a transmitter at once, by hand."""
+        transmitter, amount = request.get("transmitter"), request.get("amount")
+        if transmitter not in TRANSMITTERS or not _number(amount):
+            raise Reply("bad_request", f"release needs transmitter (one of {list(TRANSMITTERS)}) and a number amount")
+        self._advance()
+        self.levels[transmitter] = max(0.0, self.levels[transmitter] + float(amount))
+        self.next_publish = time.monotonic()
+        return {"levels": self.levels}
+
+    def reward(self, request: dict) -> dict:
+        if not _number(request.get("reward")):
+            raise Reply("bad_request", "reward needs a finite number 'reward'")
+        self._on_reward(float(request["reward"]))
+        return {"rewards": self.rewards, "expected_reward": self.expected_reward}
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class ModulatorLink:
+    """A neuron's link to its region's modulator: levels in (SUB), activity reports out (PUSH)."""
+
+    def __init__(self, ctx: zmq.Context, run_dir: str, region: str, neuron: str, transmitter: str,
+                 interval_s: float):
+        self.neuron, self.transmitter, self.interval_s = neuron, transmitter, interval_s
+        self.levels = make_socket(ctx, zmq.SUB, connect=levels_endpoint(run_dir, region), linger_ms=0)
+        self.levels.setsockopt(zmq.SUBSCRIBE, LEVELS_TOPIC)
+        self.reports = make_socket(ctx, zmq.PUSH, connect=reports_endpoint(run_dir, region), hwm=10, linger_ms=0)
+        self.activity_sum = 0.0
+        self.activity_rows = 0
+        self.next_report = time.monotonic() + interval_s
+
+    def note_activity(self, activity_sum: float, rows: int) -> None:
+        """Add rows of output whose mean absolute values sum to ``activity_sum``."""
+        self.activity_sum += activity_sum
+        self.activity_rows += rows
+
+    def report(self, now: float) -> None:
+        """Send the mean activity since the last report (0 when idle); a full queue drops it."""
+        activity = self.activity_sum / self.activity_rows if self.activity_rows else 0.0
+        self.activity_sum, self.activity_rows = 0.0, 0
+        self.next_report = now + self.interval_s
+        try:
+            self.reports.send(pack({"kind": "activity", "neuron": self.neuron, "transmitter": self.transmitter,
+                                    "activity": activity}), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def receive(self, bad: BadFrames) -> list[dict]:
+        """Every publication waiting, oldest first; a malformed one is counted in ``bad`` and skipped."""
+        out = []
+        while True:
+            try:
+                parts = self.levels.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return out
+            try:
+                if len(parts) != 2:
+                    raise FrameError("malformed", "a levels message is [topic, body]")
+                out.append(unpack_map(parts[1]))
+            except FrameError as exc:
+                bad.note(exc.kind, exc.detail)
+
+    def close(self) -> None:
+        self.levels.close()
+        self.reports.close()
+
+
+def run_modulator(args: dict, env: dict) -> None:
+    """Process entry point of a region's modulator (``MODULATOR_TARGET``)."""
+    Modulator(args, env).serve()

@@ -1,0 +1,46 @@
+"""Helpers for tests of the brain parts: a network with its regions' modulators, calls to a modulator,
+and waiting for a condition on a live process's answers (levels have no event of their own)."""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import zmq
+
+from neurox.ext import PRELOAD, messenger_children
+from neurox.neuron import Network, Topology, modulator_children, modulator_id
+from neurox.runtime import ControlClient
+from neurox.supervisor_tree import control_endpoint
+
+
+@contextlib.contextmanager
+def running_modulated_network(topology: Topology, data_dir, resume: bool = False):
+    data_dir = str(data_dir)
+    network = Network(topology, data_dir, resume=resume, preload=PRELOAD,
+                      extensions=messenger_children(data_dir) + modulator_children(topology, data_dir))
+    network.start()
+    try:
+        yield network
+    finally:
+        network.stop()
+
+
+def modulator_call(network: Network, region: str, op: str, timeout: float = 5.0, **args):
+    client = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, f"root/{modulator_id(region)}"),
+                           timeout)
+    try:
+        return client.call(op, **args)
+    finally:
+        client.close()
+
+
+def wait_until(ask, good, timeout: float = 10.0, every_s: float = 0.02):
+    """``ask()`` until ``good(answer)``; that answer (an AssertionError with the last one after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = ask()
+        if good(answer):
+            return answer
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {timeout} s; last answer: {answer}")
+        time.sleep(every_s)

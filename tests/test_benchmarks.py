@@ -36,3 +36,14 @@ def test_scale_bench_starts_learns_and_stops_a_sparse_network_beside_bare_childr
         result["start_s"] / result["baseline_start_s"], rel=0.05)
     assert result["pss_mib_per_neuron"] > 0 and result["baseline_pss_mib"] > 0
     assert result["samples_per_s"] > 0 and result["lost"] == 0, result
+
+
+@pytest.mark.timeout(120)
+def test_brain_bench_runs_the_parts_asked_for_with_their_baselines():
+    result = bench("brain", "--parts", "hebbian", timeout=110)
+    assert set(result) == {"hebbian_cosine", "reference_cosine", "hebbian"}, result
+    assert result["hebbian_cosine"] == result["hebbian"]["hebbian_cosine"] > result["hebbian"]["initial_cosine"]
+    assert result["hebbian"]["seconds"] > 0
+    done = subprocess.run([sys.executable, "-m", "neurox.cli", "bench", "brain", "--parts", "nonsense"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "unknown parts ['nonsense']" in done.stderr

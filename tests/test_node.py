@@ -173,10 +173,28 @@ def test_notifier_reports_an_unreachable_socket_without_failing(capfd):
     ('name = "x"\ndata_dir = 3\n', "data_dir has the wrong type"),
     ('name = "x"\ndata_dir = "d"\nstatus_interval_s = 0\n', "must be positive"),
     ('name = "x\n', "node.toml"),
+    ('name = "x"\ndata_dir = "d"\nhost = "h1"\n', "host and keys_dir go together"),
 ])
 def test_a_bad_config_is_refused_with_its_reason(tmp_path, capsys, text, error):
     (tmp_path / "node.toml").write_text(text)
     assert main(["node", "--config", str(tmp_path / "node.toml")]) == 2
+    assert error in capsys.readouterr().out
+
+
+SPREAD = DIAMOND + '\n[hosts]\nh1 = "127.0.0.1"\nh2 = "127.0.0.2"\n'
+SPREAD = SPREAD.replace('name = "L0"', 'name = "L0"\nhost = "h1"').replace('name = "L1"', 'name = "L1"\nhost = "h2"')
+for _layer in ("L2", "L3", "L4"):
+    SPREAD = SPREAD.replace(f'name = "{_layer}"', f'name = "{_layer}"\nhost = "h1"')
+
+
+@pytest.mark.parametrize("extra, error", [
+    ({}, "must say which one this is"),
+    ({"host": "h9", "keys_dir": "keys"}, "'h9' is not one of the topology's hosts"),
+    ({"host": "h1", "keys_dir": "keys"}, "h1.key_secret"),
+])
+def test_a_host_must_be_one_of_the_topology_with_its_keys(tmp_path, capsys, extra, error):
+    (tmp_path / "shape.toml").write_text(SPREAD)
+    assert main(["node", "--config", write_config(tmp_path, topology="shape.toml", **extra)]) == 2
     assert error in capsys.readouterr().out
 
 

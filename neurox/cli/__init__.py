@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "tui": "neurox.cli._tui",
     "bench": "neurox.cli._bench",
     "node": "neurox.cli._node",
+    "keys": "neurox.cli._keys",
 }
 
 

@@ -23,6 +23,12 @@ The config is TOML with these keys (relative paths are taken from the config fil
     topology = "topology.toml"          # optional; default: the bundled 1-2-3-2-1 diamond
     run_dir = "/run/neurox/diamond"     # optional; default: a private directory under /tmp
     status_interval_s = 5.0             # optional; STATUS= at least this often
+    host = "h1"                         # with a topology spread over hosts: which one this is
+    keys_dir = "/etc/neurox/diamond/keys"   # with host: h1.key_secret and allowed/*.key (CURVE)
+
+With ``host`` the agent runs only the layers placed on it (and the edge processes if it is the
+front host), links to the other hosts over TCP with CURVE, and serves its root's control socket on
+TCP for allow-listed peers (``docs/deployment.md``, "A network across hosts").
 
 Which shape the network starts with: a topology file that changed since the last start (a reshape
 pushed by Ansible) wins; otherwise the live shape kept in the data directory, so a restart after a
@@ -44,7 +50,8 @@ import zmq
 
 from ..ext import PRELOAD, network_children
 from ..neuron import Network, Topology, TopologyError, live_topology, load_topology
-from ..runtime import ControlClient, ControlError
+from ..neuron import front_host, layers_on
+from ..runtime import ControlClient, ControlError, CurveKeys, KeysError
 from ..runtime._sd_notify import Notifier
 from ..supervisor_tree import TreeError
 from ._discovery import write_run_file
@@ -67,6 +74,13 @@ class NodeConfig:
     topology: str | None = None
     run_dir: str | None = None
     status_interval_s: float = 5.0
+    host: str | None = None
+    keys_dir: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How STATUS= and the log name this agent: the network, and the host if spread over hosts."""
+        return self.name if self.host is None else f"{self.name}@{self.host}"
 
     @classmethod
     def load(cls, path: str) -> "NodeConfig":
@@ -76,7 +90,8 @@ class NodeConfig:
                 doc = tomllib.load(f)
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
-        known = {"name": str, "data_dir": str, "topology": str, "run_dir": str, "status_interval_s": (int, float)}
+        known = {"name": str, "data_dir": str, "topology": str, "run_dir": str, "status_interval_s": (int, float),
+                 "host": str, "keys_dir": str}
         for key, value in doc.items():
             if key not in known:
                 raise ConfigError(f"{path}: unknown key {key!r}; known: {', '.join(known)}")
@@ -89,8 +104,10 @@ class NodeConfig:
             raise ConfigError(f"{path}: name must match {NAME_PATTERN.pattern}, got {doc['name']!r}")
         if doc.get("status_interval_s", 1.0) <= 0:
             raise ConfigError(f"{path}: status_interval_s must be positive, got {doc['status_interval_s']!r}")
+        if ("host" in doc) != ("keys_dir" in doc):
+            raise ConfigError(f"{path}: host and keys_dir go together (a host talks to its peers only with CURVE keys)")
         base = os.path.dirname(os.path.abspath(path))
-        paths = {k: os.path.join(base, doc[k]) for k in ("data_dir", "topology", "run_dir") if k in doc}
+        paths = {k: os.path.join(base, doc[k]) for k in ("data_dir", "topology", "run_dir", "keys_dir") if k in doc}
         return cls(**{**doc, **paths})
 
 
@@ -112,6 +129,21 @@ def starting_topology(config: NodeConfig) -> Topology:
     with open(marker, "w") as f:
         f.write(digest + "\n")
     return topology
+
+
+def check_host(config: NodeConfig, topology: Topology) -> None:
+    """The config's host is one of the topology's, with usable keys (ConfigError or KeysError if not)."""
+    if config.host is None:
+        if topology.hosts:
+            raise ConfigError(f"the topology spreads over hosts {sorted(topology.hosts)}: "
+                              f"the config must say which one this is (host, keys_dir)")
+        return
+    if config.host not in topology.hosts:
+        raise ConfigError(f"host {config.host!r} is not one of the topology's hosts {sorted(topology.hosts)}")
+    CurveKeys.load(config.keys_dir, config.host)
+    missing = [h for h in topology.hosts if not os.path.exists(os.path.join(config.keys_dir, "allowed", f"{h}.key"))]
+    if missing:
+        raise KeysError(f"{config.keys_dir}/allowed has no public key of the hosts {missing}")
 
 
 class Health:
@@ -163,32 +195,37 @@ def node(args: argparse.Namespace) -> int:
         config = NodeConfig.load(args.config)
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         topology = starting_topology(config)
-    except (ConfigError, TopologyError, OSError) as exc:
+        check_host(config, topology)
+    except (ConfigError, TopologyError, KeysError, OSError) as exc:
         print(f"neurox node: {exc}", flush=True)
         return EXIT_CONFIG
     notifier = Notifier.from_environment()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    network = Network(topology, config.data_dir, extensions=network_children(topology, config.data_dir),
-                      run_dir=config.run_dir, preload=PRELOAD)
-    notifier.status(f"{config.name}: starting {len(topology.neurons())} neurons")
+    front = config.host is None or config.host == front_host(topology)
+    network = Network(topology, config.data_dir, run_dir=config.run_dir, preload=PRELOAD,
+                      extensions=network_children(topology, config.data_dir) if front else [],
+                      host=config.host, keys_dir=config.keys_dir)
+    local = sum(len(topology.layer_named(name).neurons) for name in layers_on(topology, config.host))
+    notifier.status(f"{config.label}: starting {local} neurons")
     try:
         network.start()
     except TreeError as exc:
-        notifier.status(f"{config.name}: failed to start: {exc}")
+        notifier.status(f"{config.label}: failed to start: {exc}")
         print(f"neurox node: {exc}", flush=True)
         return EXIT_TREE_FAILED
     run_file = write_run_file(network)
-    print(f"neurox node {config.name}: up; control {network.control}, MessengerIn {network.messenger_in}", flush=True)
+    print(f"neurox node {config.label}: up; control {network.control}"
+          + (f", MessengerIn {network.messenger_in}" if front else ""), flush=True)
     try:
         code = watch(config, network, notifier, stop)
     finally:
-        notifier.stopping(f"{config.name}: stopping, flushing every neuron's state")
+        notifier.stopping(f"{config.label}: stopping, flushing every neuron's state")
         reason = network.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(run_file)
-        print(f"neurox node {config.name}: stopped ({reason.describe() if reason else 'shutdown'})", flush=True)
+        print(f"neurox node {config.label}: stopped ({reason.describe() if reason else 'shutdown'})", flush=True)
         notifier.close()
     return code
 
@@ -207,14 +244,14 @@ def watch(config: NodeConfig, network: Network, notifier: Notifier, stop: thread
         while not stop.wait(tick):
             if not network.tree.alive:
                 reason = network.tree.root_exit
-                notifier.status(f"{config.name}: the root supervisor exited ({reason.describe()})")
-                print(f"neurox node {config.name}: the root supervisor exited ({reason.describe()})", flush=True)
+                notifier.status(f"{config.label}: the root supervisor exited ({reason.describe()})")
+                print(f"neurox node {config.label}: the root supervisor exited ({reason.describe()})", flush=True)
                 return EXIT_TREE_FAILED
             if health.root_answers():
                 notifier.watchdog_ping()
                 notifier.status(_status(config, health))
             else:
-                notifier.status(f"{config.name}: the root supervisor does not answer")
+                notifier.status(f"{config.label}: the root supervisor does not answer")
         return 0
     finally:
         health.close()
@@ -224,5 +261,5 @@ def _status(config: NodeConfig, health: Health) -> str:
     try:
         alive, total = health.neurons()
     except ControlError as exc:
-        return f"{config.name}: the root supervisor does not answer ({exc})"
-    return f"{config.name}: {alive}/{total} neurons alive"
+        return f"{config.label}: the root supervisor does not answer ({exc})"
+    return f"{config.label}: {alive}/{total} neurons alive"

@@ -15,9 +15,13 @@ from ._topology import OUTPUT
 TOPOLOGY_FILE = "topology.json"
 
 
+def inbox_name(node: str) -> str:
+    return "messenger_out.in" if node == OUTPUT else f"{node}.in"
+
+
 def inbox_endpoint(run_dir: str, node: str) -> str:
     """The PULL inbox of a neuron, or of MessengerOut for the pseudo-node ``output``."""
-    return ipc_endpoint(run_dir, "messenger_out.in" if node == OUTPUT else f"{node}.in")
+    return ipc_endpoint(run_dir, inbox_name(node))
 
 
 def neuron_path(layer: str, neuron_id: str) -> str:

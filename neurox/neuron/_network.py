@@ -3,13 +3,18 @@
 ``Network`` writes the live topology into its data directory, builds the tree (root -> one
 ``one_for_one`` supervisor per layer -> one worker per neuron, then any extension processes such
 as MessengerIn/Out after the layers) and starts it through a :class:`~neurox.supervisor_tree.Tree`.
+With ``host`` it is that host's part of a network spread over hosts: only the layers placed there
+(the reshaper only on the front host), and ``tcp.json`` in the run directory for the links to the
+other hosts (see ``_placement``).
 """
 from __future__ import annotations
 
 import os
 
+from ..runtime import write_tcp_plan
 from ..supervisor_tree import ChildSpec, Tree, control_endpoint, root_args, supervisor_spec
 from ._endpoints import messenger_in_endpoint, topology_path
+from ._placement import front_host, layers_on, tcp_exports, tcp_routes
 from ._topology import Topology
 
 NEURON_TARGET = "neurox.neuron._process:run_neuron"
@@ -46,18 +51,23 @@ class Network:
     """A running network on this host. ``resume=True`` keeps the shape already in ``data_dir``."""
 
     def __init__(self, topology: Topology, data_dir: str, extensions: list[ChildSpec] = (),
-                 run_dir: str | None = None, resume: bool = False, preload: tuple[str, ...] = ()):
+                 run_dir: str | None = None, resume: bool = False, preload: tuple[str, ...] = (),
+                 host: str | None = None, keys_dir: str | None = None):
         self.data_dir = os.path.abspath(data_dir)
         topology = live_topology(topology, self.data_dir, resume)
         topology.save(topology_path(self.data_dir))
         self.topology = topology
-        children = [layer_spec(topology, layer.name, self.data_dir) for layer in topology.layers]
-        children.append(ChildSpec("reshaper", RESHAPER_TARGET, {"data_dir": self.data_dir}, "permanent", 5000,
-                                  "worker", ("neurox.neuron._reshaper",)))
+        self.host = host
+        children = [layer_spec(topology, name, self.data_dir) for name in layers_on(topology, host)]
+        if host is None or host == front_host(topology):
+            children.append(ChildSpec("reshaper", RESHAPER_TARGET, {"data_dir": self.data_dir}, "permanent", 5000,
+                                      "worker", ("neurox.neuron._reshaper",)))
         # The layers, the reshaper and the extensions do not depend on one another to start (links are
         # connected lazily), so they are all started at once; they still stop in reverse order.
         self.tree = Tree(root_args([*children, *extensions], start_concurrently=True), run_dir=run_dir,
                          preload=(*PRELOAD, *preload))
+        if host is not None:
+            write_tcp_plan(self.tree.run_dir, host, keys_dir, tcp_exports(topology, host), tcp_routes(topology, host))
 
     def start(self) -> "Network":
         self.tree.start()

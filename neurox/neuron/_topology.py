@@ -59,6 +59,8 @@ class Topology:
     """``[[extension]]`` tables: name, module, and settings (see neurox/ext/_api.py)."""
     neurotransmitters: dict | None = None
     """The ``[neurotransmitters]`` table (None: absent): kinetics per region (see _neurotransmitters.py)."""
+    hosts: dict = field(default_factory=dict)
+    """``[hosts]``: host name -> address, for a network spread over hosts (see ``_placement``)."""
 
     # -- questions neurons and supervisors ask --------------------------------------------------
     def layer_of(self, neuron_id: str) -> Layer:
@@ -147,7 +149,7 @@ class Topology:
             if "/" in layer.name or "." in layer.name:
                 raise TopologyError(f"layer name {layer.name!r} may not contain '/' or '.'")
             settings = {**self.defaults, **layer.settings}
-            unknown = set(layer.settings) - set(LAYER_SETTINGS)
+            unknown = set(layer.settings) - set(LAYER_SETTINGS) - {"host"}  # placement: see _placement
             if unknown:
                 raise TopologyError(f"layer {layer.name!r}: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
             try:
@@ -189,6 +191,12 @@ class Topology:
             if not isinstance(module, str) or not module:
                 raise TopologyError(f"extension {name!r} needs a 'module'")
             taken.add(name)
+        from ._placement import PlacementError, check_placement  # placement builds on the topology
+
+        try:
+            check_placement(self)
+        except PlacementError as exc:
+            raise TopologyError(str(exc)) from None
         fed = {dst for _, dst in self.links} | set(self.layers[0].neurons)
         feeding = {src for src, _ in self.links} | set(self.layers[-1].neurons)
         for neuron_id in self.neurons():
@@ -212,7 +220,7 @@ class Topology:
         return {"name": self.name, "input_width": self.input_width, "seed": self.seed,
                 "defaults": self.defaults, "supervision": self.supervision, "output": self.output,
                 "explicit_links": self.explicit_links, "extensions": self.extensions,
-                "neurotransmitters": self.neurotransmitters,
+                "neurotransmitters": self.neurotransmitters, "hosts": self.hosts,
                 "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
                             "next_index": l.next_index} for l in self.layers],
                 "links": [list(link) for link in self.links]}
@@ -224,7 +232,7 @@ class Topology:
         topology = cls(data["name"], int(data["input_width"]), layers, [tuple(x) for x in data["links"]],
                        dict(data["defaults"]), dict(data["supervision"]), dict(data["output"]),
                        int(data.get("seed", 0)), bool(data.get("explicit_links", False)),
-                       list(data.get("extensions", [])), data.get("neurotransmitters"))
+                       list(data.get("extensions", [])), data.get("neurotransmitters"), dict(data.get("hosts", {})))
         return topology.validate() if validate else topology
 
     def save(self, path: str) -> None:
@@ -253,13 +261,15 @@ class Topology:
             doc["extension"] = self.extensions
         if self.neurotransmitters is not None:
             doc["neurotransmitters"] = self.neurotransmitters
+        if self.hosts:
+            doc["hosts"] = self.hosts
         return doc
 
 
 def parse_topology(doc: dict) -> Topology:
     """A Topology from a parsed TOML document."""
     known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension",
-             "neurotransmitters"}
+             "neurotransmitters", "hosts"}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -283,6 +293,7 @@ def parse_topology(doc: dict) -> Topology:
                         dict(doc.get("output", {"decode": "label"})), int(doc.get("seed", 0)))
     topology.extensions = [dict(e) for e in doc.get("extension", [])]
     topology.neurotransmitters = doc.get("neurotransmitters")
+    topology.hosts = dict(doc.get("hosts", {}))
     if "link" in doc:
         topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]
         topology.explicit_links = True

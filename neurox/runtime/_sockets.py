@@ -4,12 +4,19 @@ Every socket gets an explicit LINGER (so closing never hangs a stopping process 
 silently waits forever on a dead peer), explicit high-water marks (so a slow or dead consumer
 makes the sender block, drop or report "busy" instead of growing without bound), and a short
 reconnect interval (so a replaced neuron is reached again within milliseconds).
+
+In a network spanning hosts, the run directory's ``tcp.json`` (:mod:`._tcp`) says which ipc
+endpoints are also served over TCP and which live on another host; :func:`make_socket` follows it,
+with CURVE on every TCP bind and connect, so the code that asks for sockets stays host-blind.
 """
 from __future__ import annotations
 
 import os
 
 import zmq
+
+from ._curve import connect_curve, serve_curve
+from ._tcp import tcp_plan
 
 LINGER_MS = 200
 """How long a closing socket may keep trying to deliver what it queued."""
@@ -44,9 +51,37 @@ def make_socket(ctx: zmq.Context, kind: int, *, bind: str | None = None,
         if bind.startswith("ipc://"):
             os.makedirs(os.path.dirname(bind[len("ipc://"):]), mode=0o700, exist_ok=True)
         sock.bind(bind)
+        _bind_exported(sock, bind)
     if connect:
-        sock.connect(connect)
+        _connect_routed(sock, connect)
     return sock
+
+
+def _bind_exported(sock: zmq.Socket, endpoint: str) -> None:
+    """Also bind the TCP twin of an exported ipc endpoint, as a CURVE server (only that bind)."""
+    plan, name = _plan_of(endpoint)
+    if plan is not None and name in plan.exports:
+        serve_curve(sock, plan.keys)
+        sock.bind(plan.exports[name])
+
+
+def _connect_routed(sock: zmq.Socket, endpoint: str) -> None:
+    """Connect ``endpoint``, or over TCP with CURVE if it lives on another host."""
+    plan, name = _plan_of(endpoint)
+    route = plan.routes.get(name) if plan is not None else None
+    if route is None:
+        sock.connect(endpoint)
+        return
+    connect_curve(sock, plan.keys.client_options(plan.keys.server_key(route.host)))
+    sock.connect(route.endpoint)
+
+
+def _plan_of(endpoint: str):
+    """(the tcp plan of an ipc endpoint's directory or None, the endpoint's name)."""
+    if not endpoint.startswith("ipc://"):
+        return None, endpoint
+    run_dir, name = os.path.split(endpoint[len("ipc://"):])
+    return tcp_plan(run_dir), name
 
 
 def ipc_endpoint(run_dir: str, name: str) -> str:

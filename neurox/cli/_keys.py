@@ -1,0 +1,34 @@
+"""``neurox keys --dir DIR NAME``: make a CURVE key pair for a host or an admin client.
+
+Writes ``DIR/NAME.key`` (the public key, to copy into every peer's ``allowed/``) and
+``DIR/NAME.key_secret`` (mode 0600, never printed). An existing pair is kept: keys are made once
+and only replaced on purpose, by removing them first.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..runtime import create_keys
+
+EXIT_BAD_NAME = 2
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("keys", help="make a CURVE key pair (NAME.key, NAME.key_secret) in a directory")
+    parser.add_argument("--dir", required=True, help="where the pair goes (created 0750 if missing)")
+    parser.add_argument("name", help="the host's name in the topology's [hosts], or a client's name")
+    parser.set_defaults(handler=keys)
+
+
+def keys(args: argparse.Namespace) -> int:
+    if not args.name or "/" in args.name or args.name.startswith("."):
+        print(f"neurox keys: a name is a plain file name, got {args.name!r}", flush=True)
+        return EXIT_BAD_NAME
+    secret_file = os.path.join(args.dir, f"{args.name}.key_secret")
+    if os.path.exists(secret_file):
+        print(f"neurox keys: {secret_file} exists; kept", flush=True)
+        return 0
+    public_file, _ = create_keys(args.dir, args.name)
+    print(f"neurox keys: made {public_file} and its secret", flush=True)
+    return 0

@@ -1,0 +1,133 @@
+"""Where the parts of a network run when it spans hosts, and how they reach one another.
+
+A topology places each layer on a named host and gives each host's address::
+
+    [hosts]
+    h1 = "10.0.0.1"          # or "10.0.0.1:7600": the first of the host's ports (default 7600)
+    h2 = "10.0.0.2"
+
+    [[layer]]
+    name = "L0"
+    host = "h1"
+
+The edge processes (MessengerIn/Out, the reshaper, the topology's extensions) run on the *front
+host*, the one holding the end neuron, so that answers reach their origin over ipc. Each host
+serves on TCP (CURVE; see :mod:`neurox.runtime._curve`) its neurons' inboxes, its root supervisor's
+control socket and, on the front host, MessengerIn; it reaches the inboxes of neurons placed
+elsewhere over TCP. Ports are fixed by the placement alone, so every host computes the same plan::
+
+    root.ctl          BASE             the host's root supervisor (control requests)
+    messenger.in      BASE + 1         MessengerIn (front host only)
+    LAYER.nK.in       BASE + 100 * (layer's position + 1) + K
+
+Everything here is pure: the node agent turns it into the run directory's ``tcp.json``.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+from ..runtime import Route
+from ..supervisor_tree import control_endpoint
+from ._endpoints import inbox_name, messenger_in_endpoint
+
+if TYPE_CHECKING:
+    from ._topology import Topology
+
+HOST_KEY = "host"
+"""The layer key that places it on a host."""
+DEFAULT_BASE_PORT = 7600
+MAX_NEURONS_PER_LAYER_ON_TCP = 100
+ADDRESS = re.compile(r"(?P<address>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\])(?::(?P<port>\d{1,5}))?")
+ROOT_CONTROL = os.path.basename(control_endpoint("/", "root"))
+MESSENGER_IN = os.path.basename(messenger_in_endpoint("/"))
+
+
+class PlacementError(ValueError):
+    """A placement that cannot be run; the message names the layer or host."""
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """("10.0.0.1", 7600) from "10.0.0.1" or "10.0.0.1:7600"; PlacementError otherwise."""
+    match = ADDRESS.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise PlacementError(f"a host address is 'ADDRESS' or 'ADDRESS:PORT', got {text!r}")
+    return match["address"], int(match["port"] or DEFAULT_BASE_PORT)
+
+
+def host_of(topology: "Topology", layer_name: str) -> str | None:
+    return topology.layer_named(layer_name).settings.get(HOST_KEY)
+
+
+def front_host(topology: "Topology") -> str | None:
+    """The host of the end neuron, where the edge processes run (None: not spread over hosts)."""
+    return topology.layers[-1].settings.get(HOST_KEY)
+
+
+def layers_on(topology: "Topology", host: str | None) -> list[str]:
+    """The layers a host runs: all of them when ``host`` is None (one host, no placement)."""
+    return [l.name for l in topology.layers if host is None or l.settings.get(HOST_KEY) == host]
+
+
+def check_placement(topology: "Topology") -> None:
+    """Every layer on a known host (or none at all), addresses and ports that work."""
+    placed = {l.name: l.settings[HOST_KEY] for l in topology.layers if HOST_KEY in l.settings}
+    if not topology.hosts:
+        if placed:
+            raise PlacementError(f"layers {sorted(placed)} name a host but the topology has no [hosts] table")
+        return
+    for name, address in topology.hosts.items():
+        _, base = parse_address(address)
+        highest = base + 100 * len(topology.layers) + MAX_NEURONS_PER_LAYER_ON_TCP - 1
+        if not 1024 <= base or highest > 65535:
+            raise PlacementError(f"host {name!r}: ports {base}..{highest} do not fit in 1024..65535")
+    for layer in topology.layers:
+        host = placed.get(layer.name)
+        if host not in topology.hosts:
+            raise PlacementError(f"layer {layer.name!r} must name one of the hosts {sorted(topology.hosts)} "
+                                 f"with 'host = ...', got {host!r}")
+        if layer.next_index > MAX_NEURONS_PER_LAYER_ON_TCP:
+            raise PlacementError(f"layer {layer.name!r}: at most {MAX_NEURONS_PER_LAYER_ON_TCP} neuron ids "
+                                 f"per layer in a network spread over hosts")
+
+
+def _endpoint(topology: "Topology", host: str, offset: int) -> str:
+    address, base = parse_address(topology.hosts[host])
+    return f"tcp://{address}:{base + offset}"
+
+
+def _neuron_offset(topology: "Topology", neuron_id: str) -> int:
+    layer = topology.layer_of(neuron_id)
+    index = topology.layers.index(layer)
+    return 100 * (index + 1) + int(neuron_id.rsplit(".n", 1)[1])
+
+
+def tcp_exports(topology: "Topology", host: str) -> dict[str, str]:
+    """Ipc names a host also serves on TCP, with their endpoints."""
+    exports = {ROOT_CONTROL: _endpoint(topology, host, 0)}
+    if host == front_host(topology):
+        exports[MESSENGER_IN] = _endpoint(topology, host, 1)
+    for layer in topology.layers:
+        if layer.settings.get(HOST_KEY) == host:
+            for neuron_id in layer.neurons:
+                exports[inbox_name(neuron_id)] = _endpoint(topology, host, _neuron_offset(topology, neuron_id))
+    return exports
+
+
+def tcp_routes(topology: "Topology", host: str) -> dict[str, Route]:
+    """The inboxes of the neurons on other hosts, and where they are."""
+    routes = {}
+    for layer in topology.layers:
+        elsewhere = layer.settings.get(HOST_KEY)
+        if elsewhere != host:
+            for neuron_id in layer.neurons:
+                routes[inbox_name(neuron_id)] = Route(
+                    _endpoint(topology, elsewhere, _neuron_offset(topology, neuron_id)), elsewhere)
+    return routes
+
+
+def messenger_in_tcp(topology: "Topology") -> str | None:
+    """Where clients on other hosts reach MessengerIn (CURVE), or None if not spread over hosts."""
+    host = front_host(topology)
+    return _endpoint(topology, host, 1) if host is not None else None

@@ -1,0 +1,378 @@
+"""One diamond spread over three hosts: Linux network namespaces joined by a bridge, each running
+``neurox node`` for its layers, every TCP link under CURVE.
+
+The namespaces (h1, h2, h3 for the hosts, c for outside clients, b holding the bridge) exist only
+for the module and are removed at its end whatever happens; so are the agents and their trees. The
+test process itself stays in its own namespace and reaches each host's local sockets over ipc (unix
+sockets are found by path, whatever the network namespace); what must cross the network runs in
+namespace c through ``ip netns exec``.
+
+Placement: L0 and the end layer L4 (with MessengerIn/Out) on h1, L1 and L3 on h2, L2 on h3.
+"""
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import zmq
+
+from conftest import leaves_no_process
+from neurox.ext import MessengerClient
+from neurox.neuron import messenger_in_endpoint, neuron_control
+from neurox.runtime import ControlClient, ControlError, create_keys
+from neurox.supervisor_tree import control_endpoint
+
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+              pytest.mark.skipif(shutil.which("ip") is None, reason="iproute2 is missing: run tests/setup_tools.sh")]
+
+HOSTS = {"h1": "10.77.0.1", "h2": "10.77.0.2", "h3": "10.77.0.3"}
+CLIENT_ADDRESS = "10.77.0.9"
+BASE_PORT = 7600
+WIDTH = 8
+TOPOLOGY = f"""
+name = "spread"
+input_width = {WIDTH}
+
+[defaults]
+units = 8
+learning_rate = 0.1
+flush_interval_s = 0.2
+join_timeout_ms = 200
+
+[output]
+decode = "label"
+
+[hosts]
+{chr(10).join(f'{h} = "{a}:{BASE_PORT}"' for h, a in HOSTS.items())}
+
+[[layer]]
+name = "L0"
+host = "h1"
+
+[[layer]]
+name = "L1"
+neurons = 2
+host = "h2"
+
+[[layer]]
+name = "L2"
+neurons = 3
+host = "h3"
+
+[[layer]]
+name = "L3"
+neurons = 2
+host = "h2"
+
+[[layer]]
+name = "L4"
+units = 2
+activation = "softmax"
+host = "h1"
+"""
+LAYERS_ON = {"h1": ["L0", "L4"], "h2": ["L1", "L3"], "h3": ["L2"]}
+NEURONS_ON = {"h1": ["L0.n0", "L4.n0"], "h2": ["L1.n0", "L1.n1", "L3.n0", "L3.n1"], "h3": ["L2.n0", "L2.n1", "L2.n2"]}
+VECTOR = [0.9, -0.5, 0.3, 0.1, -0.8, 0.6, 0.0, 0.4]
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+class Namespaces:
+    """The namespaces, bridge and veth pairs of one test run; :meth:`remove` takes them all away."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.made: list[str] = []
+
+    def name(self, short: str) -> str:
+        return f"{self.prefix}{short}"
+
+    def build(self) -> None:
+        bridge = self._add("b")
+        ip("-n", bridge, "link", "add", "br0", "type", "bridge")
+        ip("-n", bridge, "link", "set", "br0", "up")
+        for short, address in [*HOSTS.items(), ("c", CLIENT_ADDRESS)]:
+            ns = self._add(short)
+            ip("-n", bridge, "link", "add", f"p{short}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            ip("-n", bridge, "link", "set", f"p{short}", "master", "br0", "up")
+            ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
+            ip("-n", ns, "link", "set", "eth0", "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+
+    def _add(self, short: str) -> str:
+        ns = self.name(short)
+        ip("netns", "add", ns)
+        self.made.append(ns)
+        return ns
+
+    def remove(self) -> None:
+        for ns in reversed(self.made):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+        self.made.clear()
+
+
+class Host:
+    """One host: its keys, config and run directory, and its agent while it runs."""
+
+    def __init__(self, name: str, namespace: str, work: pathlib.Path):
+        self.name, self.namespace = name, namespace
+        self.dir = work / name
+        self.run_dir = str(work / "run" / name)
+        self.data_dir = str(self.dir / "data")
+        self.config = self.dir / "node.toml"
+        self.log = self.dir / "agent.log"
+        self.proc: subprocess.Popen | None = None
+
+    def write_config(self) -> None:
+        self.config.write_text(f'name = "spread"\ndata_dir = "data"\ntopology = "../topology.toml"\n'
+                               f'run_dir = "{self.run_dir}"\nhost = "{self.name}"\nkeys_dir = "keys"\n'
+                               f'status_interval_s = 1.0\n')
+
+    def start(self) -> None:
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.namespace, sys.executable, "-m", "neurox.cli", "node",
+                 "--config", str(self.config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def control(self) -> str:
+        return control_endpoint(self.run_dir, "root")
+
+    def wait_up(self, timeout: float = 60.0) -> None:
+        """Until the root answers and every local layer counts all its neurons active."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, f"{self.name}'s agent exited:\n{self.log.read_text()[-3000:]}"
+            with contextlib.suppress(ControlError):
+                counts = [self.call(control_endpoint(self.run_dir, f"root/{layer}"), "count_children")
+                          for layer in LAYERS_ON[self.name]]
+                if all(c["active"] == c["specs"] for c in counts):
+                    return
+            assert time.monotonic() < deadline, f"{self.name} not up in {timeout} s:\n{self.log.read_text()[-3000:]}"
+            time.sleep(0.1)
+
+    def call(self, endpoint: str, op: str, **args):
+        client = ControlClient(zmq.Context.instance(), endpoint, 2.0)
+        try:
+            return client.call(op, **args)
+        finally:
+            client.close()
+
+    def neuron(self, neuron_id: str, op: str):
+        return self.call(neuron_control(self.run_dir, neuron_id.split(".")[0], neuron_id), op)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.proc = None
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Three hosts with keys distributed as the Ansible role does, agents running; all removed after."""
+    work = tmp_path_factory.mktemp("hosts")
+    (work / "topology.toml").write_text(TOPOLOGY)
+    namespaces = Namespaces(f"nx{os.getpid() % 100000}")
+    hosts = {name: Host(name, namespaces.name(name), work) for name in HOSTS}
+    with leaves_no_process():
+        try:
+            namespaces.build()
+            publics = {}
+            for name, host in hosts.items():  # each host makes its own pair...
+                publics[name] = create_keys(str(host.dir / "keys"), name)[0]
+            for name in [*HOSTS, "admin"]:  # ...and every host allows every host and the admin client
+                if name == "admin":
+                    publics[name] = create_keys(str(work / "admin"), "admin")[0]
+                for host in hosts.values():
+                    os.makedirs(host.dir / "keys" / "allowed", exist_ok=True)
+                    shutil.copy(publics[name], host.dir / "keys" / "allowed" / f"{name}.key")
+            create_keys(str(work / "mallory"), "mallory")
+            for keys_dir in (work / "admin", work / "mallory"):
+                os.makedirs(keys_dir / "allowed")
+                shutil.copy(publics["h1"], keys_dir / "allowed" / "h1.key")  # public keys are public
+            for host in hosts.values():
+                host.write_config()
+                host.start()
+            for host in hosts.values():
+                host.wait_up()
+            yield work, namespaces, hosts
+        finally:
+            for host in hosts.values():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    host.stop()
+            namespaces.remove()  # leaves_no_process then fails the run for any process left, and kills it
+    assert not any(pathlib.Path("/run/netns", ns).exists() for ns in namespaces.made)
+
+
+def messenger(host: Host) -> MessengerClient:
+    return MessengerClient(messenger_in_endpoint(host.run_dir))
+
+
+@pytest.mark.timeout(120)
+def test_the_spread_diamond_answers_and_learns_across_hosts(cluster):
+    _, _, hosts = cluster
+    for name, host in hosts.items():
+        tcp = json.loads(pathlib.Path(host.run_dir, "tcp.json").read_text())
+        assert tcp["host"] == name and set(tcp["exports"]) >= {"root.ctl", *(f"{n}.in" for n in NEURONS_ON[name])}
+        assert set(tcp["routes"]) == {f"{n}.in" for h, ns in NEURONS_ON.items() if h != name for n in ns}
+        assert os.stat(host.run_dir).st_mode & 0o777 == 0o700  # ipc sockets: the service user only
+        assert {row["id"] for row in host.call(host.control, "which_children")} >= set(LAYERS_ON[name])
+    client = messenger(hosts["h1"])
+    try:
+        losses = []
+        for _ in range(40):
+            reply = client.ask(vector=VECTOR, target=1, timeout=10)
+            assert reply["ok"], reply
+            losses.append(reply["loss"])
+        answer = client.ask(vector=VECTOR, timeout=10)
+    finally:
+        client.close()
+    assert sum(losses[-5:]) < 0.5 * sum(losses[:5]), losses  # it learns: the same sample, less and less loss
+    assert answer["ok"] and answer["label"] == 1
+    deadline = time.monotonic() + 10
+    for name, neurons in NEURONS_ON.items():  # every neuron on every host learnt from every sample
+        for neuron in neurons:
+            while hosts[name].neuron(neuron, "metrics")["updates"] < 40:  # the last gradients land
+                assert time.monotonic() < deadline, f"{neuron} did not learn from every sample"
+                time.sleep(0.05)
+
+
+CLIENT = """
+import json, sys
+import numpy as np, zmq
+from neurox.neuron import INPUT, encode_forward
+from neurox.runtime import ControlClient, ControlError, CurveKeys, make_socket, pack, unpack_map
+from neurox.runtime._curve import connect_curve
+
+a = json.loads(sys.argv[1])
+ctx = zmq.Context()
+curve = None
+if a["keys"]:
+    keys = CurveKeys.load(a["keys"], a["name"])
+    curve = keys.client_options(keys.server_key("h1"))
+
+def socket(kind, endpoint):
+    sock = make_socket(ctx, kind, linger_ms=1000)
+    if curve:
+        connect_curve(sock, curve)
+    sock.connect(endpoint)
+    return sock
+
+out = {}
+inbox = socket(zmq.PUSH, a["inbox"])
+inbox.send(encode_forward(INPUT, [7], [np.full((1, a["width"]), 0.5, "<f4")], [False], [pack({})]))
+front = socket(zmq.DEALER, a["messenger_in"])
+front.send_multipart([b"", pack({"message_hash_id": "m1", "vector": [0.5] * a["width"], "timeout_ms": 3000})])
+out["reply"] = unpack_map(front.recv_multipart()[-1]) if front.poll(4000) else None
+control = ControlClient(ctx, a["control"], 2.0, curve=curve)
+try:
+    out["ping"] = control.call("ping")
+except ControlError as exc:
+    out["ping"] = exc.error
+for sock in (inbox, front, control.sock):
+    sock.close()
+ctx.term()
+print(json.dumps(out))
+"""
+
+
+def outside_client(namespaces: Namespaces, keys: str | None, name: str | None) -> dict:
+    """What a client in namespace c gets from h1 over TCP: a MessengerIn reply, a ping, and a
+    forward frame pushed straight into L0.n0's inbox."""
+    address = HOSTS["h1"]
+    args = {"keys": keys, "name": name, "width": WIDTH, "inbox": f"tcp://{address}:{BASE_PORT + 100}",
+            "messenger_in": f"tcp://{address}:{BASE_PORT + 1}", "control": f"tcp://{address}:{BASE_PORT}"}
+    done = subprocess.run(["ip", "netns", "exec", namespaces.name("c"), sys.executable, "-c", CLIENT, json.dumps(args)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.timeout(120)
+def test_only_a_client_with_an_allowed_curve_key_gets_in(cluster):
+    work, namespaces, hosts = cluster
+    h1 = hosts["h1"]
+    messenger_in = control_endpoint(h1.run_dir, "root/messenger_in")
+
+    def seen() -> tuple[int, int]:
+        return h1.neuron("L0.n0", "metrics")["forwards"], h1.call(messenger_in, "metrics")["requests"]
+
+    before = seen()
+    for keys, name in ((None, None), (str(work / "mallory"), "mallory")):
+        got = outside_client(namespaces, keys, name)
+        assert got == {"reply": None, "ping": "timeout"}, (name, got)
+    time.sleep(0.5)
+    assert seen() == before  # refused at the handshake: nothing injected, nothing read
+    got = outside_client(namespaces, str(work / "admin"), "admin")
+    assert got["ping"] == "pong"
+    assert got["reply"]["ok"] and got["reply"]["message_hash_id"] == "m1", got
+    forwards, requests = seen()
+    assert requests == before[1] + 1 and forwards >= before[0] + 2  # the request and the injected frame
+
+
+@pytest.mark.timeout(180)
+def test_a_dead_host_is_waited_for_and_no_request_is_lost_without_an_error(cluster):
+    """The documented recovery (docs/deployment.md): the other hosts wait for the dead host's
+    supervisor (systemd; here the test) to restart its agent; meanwhile every request is answered,
+    with an explicit ``timeout`` error while its layer is missing; the restarted neurons come back
+    from their own last flush."""
+    _, _, hosts = cluster
+    h1, h3 = hosts["h1"], hosts["h3"]
+    replies: dict[str, list[dict]] = {}
+    sent: list[str] = []
+    done = threading.Event()
+
+    def traffic() -> None:
+        client = messenger(h1)
+        try:
+            while not done.is_set():
+                sent.append(client.send(vector=VECTOR, timeout_ms=1000))
+                with contextlib.suppress(Exception):
+                    while True:
+                        reply = client.receive(timeout=0.05)
+                        replies.setdefault(reply["message_hash_id"], []).append(reply)
+            deadline = time.monotonic() + 5
+            while len(replies) < len(sent) and time.monotonic() < deadline:
+                with contextlib.suppress(Exception):
+                    reply = client.receive(timeout=0.5)
+                    replies.setdefault(reply["message_hash_id"], []).append(reply)
+        finally:
+            client.close()
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        time.sleep(1.0)
+        assert h3.stop(signal.SIGKILL, timeout=10) == -signal.SIGKILL
+        time.sleep(3.0)
+        killed_at = len(sent)
+        h3.start()  # what systemd's Restart=on-failure does on a real host
+        h3.wait_up()
+        recovered_at = len(sent)
+        time.sleep(3.0)
+    finally:
+        done.set()
+        sender.join(30)
+    assert set(replies) == set(sent), f"{len(set(sent) - set(replies))} requests got no reply"
+    assert all(len(r) == 1 for r in replies.values()), "a request answered twice"
+    outcomes = [replies[m][0] for m in sent]
+    assert all(r["ok"] or r["error"] == "timeout" for r in outcomes), {r.get("error") for r in outcomes}
+    assert any(not r["ok"] for r in outcomes[:killed_at]), "the dead layer never showed"
+    assert all(r["ok"] for r in outcomes[recovered_at + 20:]), "answers did not come back after the restart"
+    for neuron in NEURONS_ON["h3"]:
+        started = h3.neuron(neuron, "status")["started"]
+        assert started.get("seeding", {}).get("method") == "own_last_flush", (neuron, started)

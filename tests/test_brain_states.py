@@ -2,6 +2,7 @@
 or for a whole region through its modulator, and is visible in status and as events."""
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -38,11 +39,12 @@ def samples(n: int = 600) -> Dataset:
     return Dataset(x, (x[:, 0] > 0).astype(np.int64), ["0", "1"])
 
 
-def flushes_while_learning(network, neuron: str) -> int:
-    """LevelDB flushes of ``neuron`` while it learns for about a second (it stays dirty throughout)."""
+def flushes_while_learning(network, neuron: str) -> float:
+    """LevelDB flushes per second of ``neuron`` while it learns (it stays dirty throughout)."""
     before = neuron_call(network, neuron, "status")["flushes"]
+    started = time.monotonic()
     learn(network, samples(), window=1, rate=600)
-    return neuron_call(network, neuron, "status")["flushes"] - before
+    return (neuron_call(network, neuron, "status")["flushes"] - before) / (time.monotonic() - started)
 
 
 @pytest.mark.timeout(60)
@@ -59,7 +61,7 @@ def test_set_state_by_hand_changes_how_often_the_neuron_writes_its_db(tmp_path, 
         neuron_call(network, "L1.n0", "set_state", state="meditative")
         assert neuron_call(network, "L1.n0", "status")["effective_flush_interval_s"] == pytest.approx(1.0)
         rarely = flushes_while_learning(network, "L1.n0")
-        assert often >= 10 and rarely <= 3 and often > 4 * rarely, (often, rarely)
+        assert often > 4 * rarely and rarely <= 2.0, (often, rarely)  # flushes/s at 0.02 s vs at 1 s
         assert neuron_call(network, "L1.n1", "status")["state"] == "awake"  # only that neuron
 
 

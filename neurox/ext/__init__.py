@@ -1,5 +1,5 @@
 """Extensions at the edges of a network: MessengerIn/Out, streams to learn from, datasets."""
-from ..neuron import Topology, modulator_children
+from ..neuron import Topology, modulator_children, self_reshaper_children
 from ..supervisor_tree import ChildSpec
 from ._api import (EXTENSION_TARGET, Extension as Extension, InputExtension as InputExtension,
                    OutputExtension as OutputExtension, outputs_endpoint as outputs_endpoint)
@@ -34,7 +34,7 @@ def extension_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
 
 
 def network_children(topology: Topology, data_dir: str, **messenger_options) -> list[ChildSpec]:
-    """Everything beside the layers: MessengerOut, MessengerIn, the topology's extensions and its regions'
-    neuromodulators."""
+    """Everything beside the layers: MessengerOut, MessengerIn, the topology's extensions, its regions'
+    neuromodulators and, if it asks for one, its self-reshaper."""
     return (messenger_children(data_dir, **messenger_options) + extension_children(topology, data_dir)
-            + modulator_children(topology, data_dir))
+            + modulator_children(topology, data_dir) + self_reshaper_children(topology, data_dir))

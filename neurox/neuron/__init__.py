@@ -16,3 +16,5 @@ from ._modulator import (modulator_children as modulator_children, modulator_id 
 from ._neurotransmitters import TRANSMITTERS as TRANSMITTERS, ChemistryError as ChemistryError
 from ._plasticity import PLASTICITY as PLASTICITY
 from ._states import STATES as STATES
+from ._self_reshaper import self_reshaper_children as self_reshaper_children
+from ._shaping import ShapingConfig as ShapingConfig

@@ -24,6 +24,7 @@ from ..runtime import (EXIT_SHUTDOWN, BadFrames, ControlClient, ControlError, Ev
 from . import _frames as frames
 from ._endpoints import inbox_endpoint, neuron_control, topology_path
 from ._activations import check_activation
+from ._activity import Activity
 from ._math import backward, forward, initial_weights, output_gradient, seed_from_siblings
 from ._modulator import ModulatorLink
 from ._neurotransmitters import DEFAULT_TRANSMITTER, NEUTRAL, modulation, region_chemistry
@@ -73,6 +74,7 @@ class Neuron:
         self.transmitter = settings.get("transmitter", DEFAULT_TRANSMITTER)
         self.plasticity = settings.get("plasticity", DEFAULT_PLASTICITY)
         self.learning = True
+        self.activity = Activity()
         self.counters = {"forwards": 0, "samples": 0, "backwards": 0, "updates": 0, "missed_inputs": 0,
                          "missed_gradients": 0, "late": 0, "expired": 0, "dropped_sends": 0,
                          "flush_errors": 0}
@@ -419,12 +421,16 @@ class Neuron:
         ys = [y_all] if len(xs) == 1 else np.split(y_all, np.cumsum([x.shape[0] for x in xs])[:-1])
         self.counters["forwards"] += len(xs)
         self.counters["samples"] += y_all.shape[0]
+        self.activity.note_outputs(y_all, self.settings["activation"])
         self._emit(xs, ys, [j[1] for j in joined], learn, [j[3] for j in joined])
 
     def _emit(self, xs: list, ys: list, packets: list, learn: list, metas: list) -> None:
         """Send outputs on: downstream (keeping the passes learnt from), or, at the end, to MessengerOut."""
         if self.is_end:
             losses = [self._learn_at_end(p, x, y, lrn, meta) for p, x, y, lrn, meta in zip(packets, xs, ys, learn, metas)]
+            for loss in losses:
+                if loss is not None:
+                    self.activity.note_loss(loss)
             self._flush_gradients()
             self._send(self.out_socks[OUTPUT], frames.encode_output(self.id, packets, ys, metas, losses))
             return
@@ -612,7 +618,7 @@ class Neuron:
         return {**self.counters, "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind),
                 "pending_joins": len(self.joins),
                 "pending_gradients": len(self.grads), "kept": len(self.kept), "rss_bytes": _rss_bytes(),
-                "state": self.state, "neuromodulators": self._chemistry(),
+                "state": self.state, "neuromodulators": self._chemistry(), "activity": self.activity.snapshot(),
                 "weights": {"mean": float(w.mean()), "std": float(w.std()), "min": float(w.min()),
                             "max": float(w.max()), "histogram": hist.tolist(),
                             "edges": [float(e) for e in edges]}}

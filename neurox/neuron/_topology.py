@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from ._activations import check_activation
 from ._neurotransmitters import DEFAULT_TRANSMITTER, TRANSMITTERS, ChemistryError, region_chemistry
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
+from ._shaping import ShapingConfig
 
 INPUT = "input"
 """Link source name of the outside world feeding the first layer."""
@@ -61,6 +62,8 @@ class Topology:
     """The ``[neurotransmitters]`` table (None: absent): kinetics per region (see _neurotransmitters.py)."""
     hosts: dict = field(default_factory=dict)
     """``[hosts]``: host name -> address, for a network spread over hosts (see ``_placement``)."""
+    self_reshaping: dict | None = None
+    """The ``[self_reshaping]`` table (None: the network keeps the shape it is given; see ``_shaping``)."""
 
     # -- questions neurons and supervisors ask --------------------------------------------------
     def layer_of(self, neuron_id: str) -> Layer:
@@ -182,12 +185,12 @@ class Topology:
                 region_chemistry(self.neurotransmitters or {}, region)
             except ChemistryError as exc:
                 raise TopologyError(str(exc)) from None
-        taken = set(names) | {"reshaper", "messenger_in", "messenger_out"}
+        taken = set(names) | {"reshaper", "self_reshaper", "messenger_in", "messenger_out"}
         for extension in self.extensions:
             name, module = extension.get("name"), extension.get("module")
             if not isinstance(name, str) or not name or "/" in name or name in taken:
                 raise TopologyError(f"extension name {name!r} must be a unique id without '/' "
-                                    f"(not a layer name, reshaper, messenger_in or messenger_out)")
+                                    f"(not a layer name, reshaper, self_reshaper, messenger_in or messenger_out)")
             if not isinstance(module, str) or not module:
                 raise TopologyError(f"extension {name!r} needs a 'module'")
             taken.add(name)
@@ -204,6 +207,11 @@ class Topology:
                 raise TopologyError(f"neuron {neuron_id} has no input link")
             if neuron_id not in feeding:
                 raise TopologyError(f"neuron {neuron_id} has no output link")
+        if self.self_reshaping is not None:
+            try:
+                ShapingConfig.from_table(self.self_reshaping)
+            except (TypeError, ValueError) as exc:
+                raise TopologyError(str(exc)) from None
         return self
 
     def _check_local_learning(self) -> None:
@@ -221,6 +229,7 @@ class Topology:
                 "defaults": self.defaults, "supervision": self.supervision, "output": self.output,
                 "explicit_links": self.explicit_links, "extensions": self.extensions,
                 "neurotransmitters": self.neurotransmitters, "hosts": self.hosts,
+                "self_reshaping": self.self_reshaping,
                 "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
                             "next_index": l.next_index} for l in self.layers],
                 "links": [list(link) for link in self.links]}
@@ -232,7 +241,8 @@ class Topology:
         topology = cls(data["name"], int(data["input_width"]), layers, [tuple(x) for x in data["links"]],
                        dict(data["defaults"]), dict(data["supervision"]), dict(data["output"]),
                        int(data.get("seed", 0)), bool(data.get("explicit_links", False)),
-                       list(data.get("extensions", [])), data.get("neurotransmitters"), dict(data.get("hosts", {})))
+                       list(data.get("extensions", [])), data.get("neurotransmitters"), dict(data.get("hosts", {})),
+                       data.get("self_reshaping"))
         return topology.validate() if validate else topology
 
     def save(self, path: str) -> None:
@@ -263,13 +273,15 @@ class Topology:
             doc["neurotransmitters"] = self.neurotransmitters
         if self.hosts:
             doc["hosts"] = self.hosts
+        if self.self_reshaping is not None:
+            doc["self_reshaping"] = self.self_reshaping
         return doc
 
 
 def parse_topology(doc: dict) -> Topology:
     """A Topology from a parsed TOML document."""
     known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension",
-             "neurotransmitters", "hosts"}
+             "neurotransmitters", "hosts", "self_reshaping"}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -294,6 +306,7 @@ def parse_topology(doc: dict) -> Topology:
     topology.extensions = [dict(e) for e in doc.get("extension", [])]
     topology.neurotransmitters = doc.get("neurotransmitters")
     topology.hosts = dict(doc.get("hosts", {}))
+    topology.self_reshaping = doc.get("self_reshaping")
     if "link" in doc:
         topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]
         topology.explicit_links = True

@@ -1,0 +1,138 @@
+"""The self-reshaper: a worker that watches its network and changes its shape while it learns.
+
+Every ``interval_s`` it reads each neuron's metrics (activity, saturation, the end's loss) and
+parameters (the RMS of each incoming link), asks the pure policy in ``_shaping`` what to change, and
+makes the changes through the reshaper (``root/reshaper``), exactly as a person would with
+``neurox reshape``. Each change, done or refused, is an event ``self_reshaped`` on the bus. It runs
+only when the topology has a ``[self_reshaping]`` table.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import zmq
+
+from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, EventPublisher, make_socket, notify_ready,
+                       serve_one)
+from ..supervisor_tree import ChildSpec, control_endpoint
+from ._endpoints import neuron_control, topology_path
+from ._reshaping import Reshaping
+from ._shaping import Action, NeuronView, ShapingConfig, decide_links, decide_neurons, link_rms, silent_streaks
+from ._topology import Topology
+
+SELF_RESHAPER_TARGET = "neurox.neuron._self_reshaper:run_self_reshaper"
+CALL_TIMEOUT_S = 2.0
+HISTORY = 50
+"""Rounds of loss and changes kept for ``status``."""
+
+
+def self_reshaper_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
+    """The self-reshaper as a child of the network's root, if the topology asks for one."""
+    if topology.self_reshaping is None:
+        return []
+    return [ChildSpec("self_reshaper", SELF_RESHAPER_TARGET, {"data_dir": data_dir}, "permanent", 5000, "worker",
+                      ("neurox.neuron._self_reshaper",))]
+
+
+class SelfReshaper:
+    def __init__(self, args: dict, env: dict):
+        self.data_dir = args["data_dir"]
+        self.run_dir = env["run_dir"]
+        self.config = ShapingConfig.from_table(Topology.load(topology_path(self.data_dir)).self_reshaping or {})
+        self.ctx = zmq.Context()
+        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
+        self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
+        self.reshaping = Reshaping(control_endpoint(self.run_dir, "root/reshaper"), self.ctx)
+        self.rng = np.random.default_rng(0)
+        self.losses: list[float] = []
+        self.streaks: dict[str, int] = {}
+        self.changes: list[dict] = []
+        self.rounds = 0
+        self.stop_requested = False
+        signal.signal(signal.SIGTERM, self._on_term)
+        self.handlers = {"ping": lambda r: "pong", "status": lambda r: self.status(),
+                         "round": lambda r: self.round()}
+
+    def _on_term(self, *_):
+        self.stop_requested = True
+
+    def serve(self) -> None:
+        notify_ready({})
+        next_round = time.monotonic() + self.config.interval_s
+        while not self.stop_requested:
+            if self.control.poll(max(0, int((next_round - time.monotonic()) * 1000))):
+                serve_one(self.control, self.handlers)
+            if time.monotonic() >= next_round:
+                self.round()
+                next_round = time.monotonic() + self.config.interval_s
+        self.reshaping.close()
+        self.control.close()
+        self.events.close()
+        self.ctx.term()
+        raise SystemExit(EXIT_SHUTDOWN)
+
+    def status(self) -> dict:
+        return {"pid": os.getpid(), "rounds": self.rounds, "config": vars(self.config),
+                "losses": self.losses[-HISTORY:], "changes": self.changes[-HISTORY:]}
+
+    # -- one round: observe, decide, act -----------------------------------------------------
+    def round(self) -> list[dict]:
+        """Observe the network, decide by the policy, make the changes; returns what was done."""
+        self.rounds += 1
+        topology = Topology.load(topology_path(self.data_dir), validate=False)
+        views, loss = self._observe(topology)
+        if loss is not None:
+            self.losses = (self.losses + [loss])[-HISTORY:]
+        self.streaks = silent_streaks(self.streaks, views, self.config.silence)
+        layers = [(layer.name, list(layer.neurons)) for layer in topology.layers]
+        actions = decide_neurons(self.config, layers[1:-1], views, self.losses, self.streaks)
+        actions += decide_links(self.config, layers, views, topology.links, self.rng)
+        done = [self._apply(action) for action in actions]
+        if any(d["ok"] and d["op"] in ("add_neuron", "remove_neuron") for d in done):
+            self.losses = self.losses[-1:]  # a new shape: the next plateau is measured from here
+        return done
+
+    def _observe(self, topology: Topology) -> tuple[list[NeuronView], float | None]:
+        views, loss = [], None
+        end = topology.layers[-1].neurons[0]
+        for layer in topology.layers:
+            for neuron in layer.neurons:
+                client = ControlClient(self.ctx, neuron_control(self.run_dir, layer.name, neuron), CALL_TIMEOUT_S)
+                try:
+                    metrics, params = client.call("metrics"), client.call("get_params")
+                except ControlError:
+                    continue  # dead or busy this round: decided on next round
+                finally:
+                    client.close()
+                activity = metrics.get("activity", {})
+                if neuron == end:
+                    loss = activity.get("loss")
+                if activity.get("mean_abs") is None:
+                    continue  # nothing computed yet: nothing to judge it by
+                weights = np.frombuffer(params["weights"]["data"], "<f4").reshape(params["weights"]["shape"])
+                views.append(NeuronView(neuron, layer.name, activity["mean_abs"], activity["saturation"],
+                                        link_rms(weights, params["inputs"], params["widths"])))
+        return views, loss
+
+    def _apply(self, action: Action) -> dict:
+        call = {"add_neuron": lambda: self.reshaping.add_neuron(action.target[0]),
+                "remove_neuron": lambda: self.reshaping.remove_neuron(action.target[0]),
+                "add_link": lambda: self.reshaping.add_link(*action.target),
+                "remove_link": lambda: self.reshaping.remove_link(*action.target)}[action.op]
+        change = {"t": time.time(), "op": action.op, "target": list(action.target), "reason": action.reason}
+        try:
+            call()
+            change["ok"] = True
+        except ControlError as exc:  # e.g. the network changed meanwhile: refused, and said so
+            change.update(ok=False, error=exc.error, detail=str(exc))
+        self.changes = (self.changes + [change])[-HISTORY:]
+        self.events.emit("self_reshaped", **change)
+        return change
+
+
+def run_self_reshaper(args: dict, env: dict) -> None:
+    """Process entry point (``SELF_RESHAPER_TARGET``)."""
+    SelfReshaper(args, env).serve()

@@ -1,0 +1,158 @@
+"""Self-reshaping and structural plasticity: what to change in a network's shape, decided purely.
+
+The self-reshaper process (``_self_reshaper``) observes the network every round and asks these
+functions what to do; it then does it through the reshaping API. Nothing here does I/O.
+
+Policy (``docs/brain.md``, "Self-reshaping"):
+
+- **grow**: while the loss has plateaued (its relative improvement over the last ``plateau_rounds``
+  rounds is below ``plateau_tolerance``) and a layer's neurons saturate (mean share of units
+  near the activation's bounds above ``saturation``), add a neuron to the most saturated such layer,
+  at most one per round and up to ``max_neurons`` per layer -- the layer has too few units to
+  represent what it is asked to;
+- **remove**: a neuron that stayed silent (mean |output| below ``silence``) for ``silent_rounds``
+  rounds in a row is removed, if its layer keeps at least one neuron -- it carries nothing;
+- **prune**: an incoming link whose weights' RMS stays below ``prune_below`` is removed, if both
+  ends keep another link -- it carries almost nothing and costs a message per sample;
+- **sprout**: a neuron with fewer than ``min_inputs`` incoming links gets a new link from a neuron
+  of the previous layer it is not linked to yet, and as many new links as were pruned sprout between
+  adjacent layers where there are none (synaptic turnover; the seeded ``rng`` picks them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ShapingConfig:
+    """The ``[self_reshaping]`` table of a topology (every key optional)."""
+
+    interval_s: float = 5.0
+    plateau_rounds: int = 3
+    plateau_tolerance: float = 0.02
+    saturation: float = 0.3
+    max_neurons: int = 8
+    silence: float = 0.01
+    silent_rounds: int = 3
+    prune_below: float = 0.01
+    min_inputs: int = 1
+    structural: bool = True
+    """Prune and sprout links (structural plasticity) besides growing and removing neurons."""
+
+    @classmethod
+    def from_table(cls, table: dict) -> "ShapingConfig":
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = set(table) - set(known)
+        if unknown:
+            raise ValueError(f"[self_reshaping]: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        config = cls(**table)
+        if config.interval_s <= 0 or config.plateau_rounds < 1 or config.silent_rounds < 1 or config.max_neurons < 1:
+            raise ValueError("[self_reshaping]: interval_s, plateau_rounds, silent_rounds and max_neurons must be positive")
+        return config
+
+
+@dataclass(frozen=True)
+class NeuronView:
+    """What the self-reshaper saw of one neuron this round."""
+
+    id: str
+    layer: str
+    activity: float
+    """Mean |output| over recent samples (an exponential average kept by the neuron)."""
+    saturation: float
+    """Mean share of its units near their activation's bounds."""
+    link_rms: dict[str, float] = field(default_factory=dict)
+    """RMS of the weights of each incoming link, by source neuron."""
+
+
+@dataclass(frozen=True)
+class Action:
+    op: str
+    """``add_neuron``, ``remove_neuron``, ``add_link`` or ``remove_link`` (the reshaping API's ops)."""
+    target: tuple[str, ...]
+    reason: str
+
+
+def plateaued(losses: list[float], rounds: int, tolerance: float) -> bool:
+    """True when the loss improved by less than ``tolerance`` (relative) over the last ``rounds``."""
+    if len(losses) < rounds + 1:
+        return False
+    then, now = losses[-rounds - 1], losses[-1]
+    return then <= 0 or (then - now) / then < tolerance
+
+
+def silent_streaks(previous: dict[str, int], neurons: list[NeuronView], silence: float) -> dict[str, int]:
+    """Rounds in a row each neuron has been silent (neurons not seen any more are forgotten)."""
+    return {n.id: previous.get(n.id, 0) + 1 if n.activity < silence else 0 for n in neurons}
+
+
+def decide_neurons(config: ShapingConfig, layers: list[tuple[str, list[str]]], neurons: list[NeuronView],
+                   losses: list[float], streaks: dict[str, int]) -> list[Action]:
+    """Grow the most saturated layer on a plateau; remove neurons silent for long enough.
+
+    ``layers`` are the inner layers that may change, in network order, with their neurons.
+    """
+    actions: list[Action] = []
+    by_layer = {name: [n for n in neurons if n.layer == name] for name, _ in layers}
+    sizes = {name: len(ids) for name, ids in layers}
+    for name, _ in layers:
+        for view in by_layer[name]:
+            if streaks.get(view.id, 0) >= config.silent_rounds and sizes[name] > 1:
+                actions.append(Action("remove_neuron", (view.id,), f"silent for {streaks[view.id]} rounds"))
+                sizes[name] -= 1
+    if plateaued(losses, config.plateau_rounds, config.plateau_tolerance):
+        saturated = [(float(np.mean([v.saturation for v in views])), name) for name, views in by_layer.items()
+                     if views and sizes[name] < config.max_neurons]
+        saturated = [(s, name) for s, name in saturated if s > config.saturation]
+        if saturated:
+            level, name = max(saturated)
+            actions.append(Action("add_neuron", (name,), f"loss plateaued and {name} saturates ({level:.2f})"))
+    return actions
+
+
+def decide_links(config: ShapingConfig, layers: list[tuple[str, list[str]]], neurons: list[NeuronView],
+                 links: list[tuple[str, str]], rng: np.random.Generator) -> list[Action]:
+    """Prune weak links that both ends can spare; sprout a link to neurons left with too few inputs.
+
+    ``layers`` are all the layers in network order (the first's inputs come from outside and are
+    never pruned); ``links`` are the network's links.
+    """
+    if not config.structural:
+        return []
+    inputs = {dst: [s for s, d in links if d == dst] for _, ids in layers for dst in ids}
+    outputs = {src: [d for s, d in links if s == src] for _, ids in layers for src in ids}
+    actions: list[Action] = []
+    for view in neurons:
+        for src, rms in sorted(view.link_rms.items(), key=lambda item: item[1]):
+            if src not in outputs or rms >= config.prune_below:
+                continue
+            if len(inputs[view.id]) > 1 and len(outputs[src]) > 1:
+                actions.append(Action("remove_link", (src, view.id), f"weights' RMS {rms:.4f}"))
+                inputs[view.id].remove(src)
+                outputs[src].remove(view.id)
+    previous = {dst: layers[k - 1][1] for k, (_, ids) in enumerate(layers) if k > 0 for dst in ids}
+    pruned = {action.target for action in actions}
+    unlinked = [(src, dst) for dst, sources in inputs.items() if dst in previous
+                for src in previous[dst] if src not in sources and (src, dst) not in pruned]
+    for dst, sources in inputs.items():  # a neuron short of inputs first
+        candidates = [link for link in unlinked if link[1] == dst]
+        if dst in previous and len(sources) < config.min_inputs and candidates:
+            link = candidates[int(rng.integers(len(candidates)))]
+            actions.append(Action("add_link", link, f"{dst} has {len(sources)} inputs"))
+            unlinked.remove(link)
+    for _ in range(min(len(pruned), len(unlinked))):  # then as many new links as were pruned: turnover
+        link = unlinked.pop(int(rng.integers(len(unlinked))))
+        actions.append(Action("add_link", link, "sprouted in place of a pruned link"))
+    return actions
+
+
+def link_rms(weights: np.ndarray, inputs: list[str], widths: dict[str, int]) -> dict[str, float]:
+    """The RMS of each incoming link's block of rows of a neuron's weight matrix."""
+    result, row = {}, 0
+    for src in inputs:
+        block = weights[row:row + widths[src]]
+        result[src] = float(np.sqrt(np.mean(block ** 2))) if block.size else 0.0
+        row += widths[src]
+    return result

@@ -1,0 +1,136 @@
+"""Self-reshaping and structural plasticity: the pure policy, and a live network that grows a neuron,
+prunes links and keeps learning, with every change an event."""
+import numpy as np
+import pytest
+import zmq
+
+from _netutil import learn
+from neurox.ext import PRELOAD, digits, network_children
+from neurox.neuron import Network, ShapingConfig, TopologyError, parse_topology
+from neurox.neuron._shaping import (NeuronView, decide_links, decide_neurons, link_rms, plateaued,
+                                    silent_streaks)
+from neurox.runtime import ControlClient
+from neurox.supervisor_tree import control_endpoint
+
+LAYERS = [("L1", ["L1.n0", "L1.n1"]), ("L2", ["L2.n0"])]
+
+
+def view(neuron, layer, activity=0.5, saturation=0.0, **links):
+    return NeuronView(neuron, layer, activity, saturation, links)
+
+
+# -- the pure policy ---------------------------------------------------------------------------
+def test_a_plateau_is_a_small_relative_improvement_over_the_last_rounds():
+    assert not plateaued([1.0, 0.9], rounds=2, tolerance=0.05)  # too few rounds to tell
+    assert not plateaued([1.0, 0.9, 0.8], rounds=2, tolerance=0.05)
+    assert plateaued([1.0, 0.99, 0.98], rounds=2, tolerance=0.05)
+    assert plateaued([0.5, 0.6, 0.7], rounds=2, tolerance=0.05)  # getting worse is no improvement
+
+
+def test_a_saturated_layer_grows_on_a_plateau_only_and_up_to_its_limit():
+    config = ShapingConfig(plateau_rounds=1, plateau_tolerance=0.05, saturation=0.3, max_neurons=3)
+    views = [view("L1.n0", "L1", saturation=0.5), view("L1.n1", "L1", saturation=0.7),
+             view("L2.n0", "L2", saturation=0.4)]
+    (grow,) = decide_neurons(config, LAYERS, views, [1.0, 0.99], {})
+    assert (grow.op, grow.target) == ("add_neuron", ("L1",)) and "saturates" in grow.reason
+    assert decide_neurons(config, LAYERS, views, [1.0, 0.5], {}) == []  # still improving
+    cool = [v if v.layer == "L2" else view(v.id, v.layer, saturation=0.1) for v in views]
+    assert [a.target for a in decide_neurons(config, LAYERS, cool, [1.0, 0.99], {})] == [("L2",)]
+    full = ShapingConfig(plateau_rounds=1, saturation=0.3, max_neurons=2)
+    assert [a.target for a in decide_neurons(full, LAYERS, views, [1.0, 0.99], {})] == [("L2",)]
+
+
+def test_a_neuron_silent_for_long_enough_is_removed_but_never_a_layers_last():
+    config = ShapingConfig(silence=0.01, silent_rounds=2)
+    views = [view("L1.n0", "L1", activity=0.0), view("L1.n1", "L1", activity=0.0), view("L2.n0", "L2", activity=0.0)]
+    once = silent_streaks({}, views, config.silence)
+    assert once == {"L1.n0": 1, "L1.n1": 1, "L2.n0": 1}
+    assert decide_neurons(config, LAYERS, views, [], once) == []
+    twice = silent_streaks(once, views, config.silence)
+    removed = decide_neurons(config, LAYERS, views, [], twice)
+    assert [(a.op, a.target) for a in removed] == [("remove_neuron", ("L1.n0",))]  # L1 keeps one, L2 its only one
+    woke = silent_streaks(twice, [view("L1.n0", "L1", activity=0.2)], config.silence)
+    assert woke == {"L1.n0": 0}  # a neuron that speaks starts over; those not seen are forgotten
+
+
+def test_weak_links_are_pruned_when_both_ends_can_spare_them_and_as_many_sprout():
+    layers = [("L0", ["L0.n0", "L0.n1"]), ("L1", ["L1.n0", "L1.n1"])]
+    links = [("L0.n0", "L1.n0"), ("L0.n1", "L1.n0"), ("L0.n1", "L1.n1")]
+    views = [view("L1.n0", "L1", **{"L0.n0": 0.001, "L0.n1": 0.5}), view("L1.n1", "L1", **{"L0.n1": 0.002})]
+    actions = decide_links(ShapingConfig(prune_below=0.01), layers, views, links, np.random.default_rng(0))
+    # L1.n0 can spare its weak link from L0.n0 -- but L0.n0 has no other output: kept. L1.n1's only input is kept.
+    assert actions == []
+    links.append(("L0.n0", "L1.n1"))
+    views[1] = view("L1.n1", "L1", **{"L0.n1": 0.002, "L0.n0": 0.3})
+    actions = decide_links(ShapingConfig(prune_below=0.01), layers, views, links, np.random.default_rng(0))
+    assert [(a.op, a.target) for a in actions] == [("remove_link", ("L0.n0", "L1.n0")),
+                                                  ("remove_link", ("L0.n1", "L1.n1"))]
+    assert decide_links(ShapingConfig(prune_below=0.01, structural=False), layers, views, links,
+                        np.random.default_rng(0)) == []
+
+
+def test_a_neuron_short_of_inputs_sprouts_one_from_the_previous_layer():
+    layers = [("L0", ["L0.n0", "L0.n1", "L0.n2"]), ("L1", ["L1.n0"])]
+    links = [("L0.n0", "L1.n0")]
+    views = [view("L1.n0", "L1", **{"L0.n0": 0.5})]
+    (sprout,) = decide_links(ShapingConfig(min_inputs=2), layers, views, links, np.random.default_rng(1))
+    assert sprout.op == "add_link" and sprout.target[1] == "L1.n0" and sprout.target[0] in ("L0.n1", "L0.n2")
+
+
+def test_link_strength_is_the_rms_of_each_links_rows_and_bad_settings_are_refused():
+    weights = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 1.0]], dtype=np.float32)
+    assert link_rms(weights, ["a", "b"], {"a": 1, "b": 2}) == pytest.approx({"a": np.sqrt(12.5), "b": np.sqrt(0.5)})
+    with pytest.raises(ValueError, match="unknown keys"):
+        ShapingConfig.from_table({"interval": 3})
+    with pytest.raises(ValueError, match="positive"):
+        ShapingConfig.from_table({"interval_s": 0})
+    with pytest.raises(TopologyError, match="positive"):
+        small_topology({"plateau_rounds": 0})
+
+
+# -- a live network ----------------------------------------------------------------------------
+def small_topology(shaping: dict):
+    return parse_topology({
+        "name": "shaping", "input_width": 64, "defaults": {"units": 8, "learning_rate": 0.05},
+        "layer": [{"name": "L0", "neurons": 1}, {"name": "L1", "neurons": 2}, {"name": "L2", "neurons": 2},
+                  {"name": "L3", "neurons": 1, "units": 10, "activation": "softmax"}],
+        "self_reshaping": shaping})
+
+
+@pytest.mark.timeout(120)
+def test_a_live_network_prunes_grows_and_keeps_learning(tmp_path, watch, no_stray_processes):
+    # Rounds only on request (interval of an hour); every link counts as weak, every layer as saturated,
+    # and any loss above zero as a plateau: the policy's decisions are certain, the network real.
+    topology = small_topology({"interval_s": 3600, "plateau_rounds": 1, "plateau_tolerance": 1.0,
+                               "saturation": -1.0, "max_neurons": 3, "prune_below": 1e9, "silence": -1.0})
+    data = digits()
+    network = Network(topology, str(tmp_path), extensions=network_children(topology, str(tmp_path)), preload=PRELOAD)
+    with network:
+        events = watch(network.tree)
+        shaper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/self_reshaper"), 60)
+        try:
+            learn(network, data, epochs=1)
+            pruned = shaper.call("round")
+            removed = [tuple(c["target"]) for c in pruned if c["op"] == "remove_link"]
+            assert all(c["ok"] for c in pruned) and len(removed) == 2, pruned
+            # the weaker of each L2 neuron's two inputs went, as far as every L1 neuron keeps an output
+            assert {src for src, _ in removed} == {"L1.n0", "L1.n1"} and {dst for _, dst in removed} == {"L2.n0", "L2.n1"}
+            learn(network, data, epochs=1)
+            grown = [c for c in shaper.call("round") if c["op"] == "add_neuron"]
+            assert len(grown) == 1 and grown[0]["ok"], grown
+            events.wait_for("self_reshaped", op="add_neuron")
+            shape = [len(layer["neurons"]) for layer in network_shape(network)]
+            assert shape in ([1, 3, 2, 1], [1, 2, 3, 1]), shape
+            progress = learn(network, data, epochs=2)
+            assert progress.lost == 0 and progress.rolling_accuracy > 0.5, progress  # chance is 0.1
+            assert shaper.call("status")["rounds"] == 2
+        finally:
+            shaper.close()
+
+
+def network_shape(network):
+    client = ControlClient(zmq.Context.instance(), network.reshaper)
+    try:
+        return client.call("topology")["layers"]
+    finally:
+        client.close()

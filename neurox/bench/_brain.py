@@ -15,6 +15,8 @@ PARTS = {
     "reward": ("neurox.bench._brain_plasticity", "measure_reward_learning",
                ("reward_ratio", "epsilon_greedy_ratio", "random_ratio")),
     "hebbian": ("neurox.bench._brain_plasticity", "measure_hebbian", ("hebbian_cosine", "reference_cosine")),
+    "self_reshaping": ("neurox.bench._brain_shaping", "measure_self_reshaping",
+                       ("self_reshaping_accuracy", "self_reshaping_shape", "fixed_diamond_accuracy")),
 }
 """Part name -> (module, function, headline keys); the order is the order they run in."""
 

@@ -17,6 +17,8 @@ PARTS = {
     "hebbian": ("neurox.bench._brain_plasticity", "measure_hebbian", ("hebbian_cosine", "reference_cosine")),
     "self_reshaping": ("neurox.bench._brain_shaping", "measure_self_reshaping",
                        ("self_reshaping_accuracy", "self_reshaping_shape", "fixed_diamond_accuracy")),
+    "sleep": ("neurox.bench._brain_sleep", "measure_sleep", ("retained_a_with_sleep", "retained_a_without_sleep")),
+    "maintenance": ("neurox.bench._brain_sleep", "measure_maintenance", ("maintenance_answered_ratio",)),
 }
 """Part name -> (module, function, headline keys); the order is the order they run in."""
 

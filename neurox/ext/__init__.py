@@ -8,6 +8,7 @@ from ._datasets import (Dataset as Dataset, DatasetError as DatasetError, digits
                         load_dataset as load_dataset)
 from ._messenger_in import MESSENGER_IN_TARGET, encode_text as encode_text
 from ._messenger_out import MESSENGER_OUT_TARGET, decode_outputs as decode_outputs
+from ._maintenance import maintenance_children as maintenance_children
 from ._origin import Origin as Origin
 from ._stream import Stream as Stream, StreamProgress as StreamProgress
 
@@ -35,6 +36,7 @@ def extension_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
 
 def network_children(topology: Topology, data_dir: str, **messenger_options) -> list[ChildSpec]:
     """Everything beside the layers: MessengerOut, MessengerIn, the topology's extensions, its regions'
-    neuromodulators and, if it asks for one, its self-reshaper."""
+    neuromodulators and, if it asks for them, its self-reshaper and its maintenance (sleep)."""
     return (messenger_children(data_dir, **messenger_options) + extension_children(topology, data_dir)
-            + modulator_children(topology, data_dir) + self_reshaper_children(topology, data_dir))
+            + modulator_children(topology, data_dir) + self_reshaper_children(topology, data_dir)
+            + maintenance_children(topology, data_dir))

@@ -13,6 +13,7 @@ import numpy as np
 import zmq
 
 from ..neuron import INPUT, Topology, encode_forward, inbox_endpoint
+from ..neuron._sleep import experiences_endpoint
 from ..runtime import FrameError, ipc_endpoint, make_socket, pack, unpack
 
 ORIGIN_BITS = 40
@@ -20,8 +21,16 @@ ORIGIN_BITS = 40
 
 
 class Origin:
-    def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, name: str, hwm: int = 10000):
+    """``remember``: also push every sample sent to learn from to the network's hippocampus, if it has
+    one (a ``[maintenance]`` table); dreams, replayed from it, are not remembered again."""
+
+    def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, name: str, hwm: int = 10000,
+                 remember: bool = True):
         self.ctx = ctx
+        self.hippocampus = (make_socket(ctx, zmq.PUSH, connect=experiences_endpoint(run_dir), hwm=hwm)
+                            if remember and topology.maintenance is not None else None)
+        self.forgotten = 0
+        """Samples the hippocampus could not take (its queue was full): not remembered, still learnt."""
         self.return_endpoint = ipc_endpoint(run_dir, f"{name}.{os.getpid()}.ret")
         self.returns = make_socket(ctx, zmq.PULL, bind=self.return_endpoint, hwm=hwm)
         self.starts = [make_socket(ctx, zmq.PUSH, connect=inbox_endpoint(run_dir, n), hwm=hwm)
@@ -44,7 +53,17 @@ class Origin:
         frame = encode_forward(INPUT, [packet], [np.ascontiguousarray(rows, dtype="<f4")], [learn], [pack(meta)])
         for sock in self.starts:
             sock.send(frame, 0 if block else zmq.NOBLOCK)
+        if self.hippocampus is not None and learn and targets is not None:
+            self._remember(rows, targets)
         return packet
+
+    def _remember(self, rows: np.ndarray, targets) -> None:
+        rows = np.ascontiguousarray(rows, dtype="<f4").reshape(len(targets), -1)
+        try:
+            self.hippocampus.send(pack({"rows": rows.tobytes(), "shape": list(rows.shape), "targets": list(targets)}),
+                                  zmq.NOBLOCK)
+        except zmq.Again:
+            self.forgotten += len(targets)
 
     def receive(self, flags: int = 0) -> list[dict]:
         """The result maps of one return message from MessengerOut (``zmq.NOBLOCK`` raises zmq.Again if none)."""
@@ -56,3 +75,5 @@ class Origin:
     def close(self) -> None:
         for sock in (self.returns, *self.starts):
             sock.close(linger=0)
+        if self.hippocampus is not None:
+            self.hippocampus.close(linger=0)

@@ -16,6 +16,7 @@ from ._activations import check_activation
 from ._neurotransmitters import DEFAULT_TRANSMITTER, TRANSMITTERS, ChemistryError, region_chemistry
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
 from ._shaping import ShapingConfig
+from ._sleep import SleepConfig
 
 INPUT = "input"
 """Link source name of the outside world feeding the first layer."""
@@ -64,6 +65,8 @@ class Topology:
     """``[hosts]``: host name -> address, for a network spread over hosts (see ``_placement``)."""
     self_reshaping: dict | None = None
     """The ``[self_reshaping]`` table (None: the network keeps the shape it is given; see ``_shaping``)."""
+    maintenance: dict | None = None
+    """The ``[maintenance]`` table (None: the network never sleeps; see ``_sleep``)."""
 
     # -- questions neurons and supervisors ask --------------------------------------------------
     def layer_of(self, neuron_id: str) -> Layer:
@@ -185,12 +188,12 @@ class Topology:
                 region_chemistry(self.neurotransmitters or {}, region)
             except ChemistryError as exc:
                 raise TopologyError(str(exc)) from None
-        taken = set(names) | {"reshaper", "self_reshaper", "messenger_in", "messenger_out"}
+        taken = set(names) | {"reshaper", "self_reshaper", "maintenance", "messenger_in", "messenger_out"}
         for extension in self.extensions:
             name, module = extension.get("name"), extension.get("module")
             if not isinstance(name, str) or not name or "/" in name or name in taken:
                 raise TopologyError(f"extension name {name!r} must be a unique id without '/' "
-                                    f"(not a layer name, reshaper, self_reshaper, messenger_in or messenger_out)")
+                                    f"(not a layer name, reshaper, self_reshaper, maintenance, messenger_in or messenger_out)")
             if not isinstance(module, str) or not module:
                 raise TopologyError(f"extension {name!r} needs a 'module'")
             taken.add(name)
@@ -207,9 +210,10 @@ class Topology:
                 raise TopologyError(f"neuron {neuron_id} has no input link")
             if neuron_id not in feeding:
                 raise TopologyError(f"neuron {neuron_id} has no output link")
-        if self.self_reshaping is not None:
+        for table, config in ((self.self_reshaping, ShapingConfig), (self.maintenance, SleepConfig)):
             try:
-                ShapingConfig.from_table(self.self_reshaping)
+                if table is not None:
+                    config.from_table(table)
             except (TypeError, ValueError) as exc:
                 raise TopologyError(str(exc)) from None
         return self
@@ -229,7 +233,7 @@ class Topology:
                 "defaults": self.defaults, "supervision": self.supervision, "output": self.output,
                 "explicit_links": self.explicit_links, "extensions": self.extensions,
                 "neurotransmitters": self.neurotransmitters, "hosts": self.hosts,
-                "self_reshaping": self.self_reshaping,
+                "self_reshaping": self.self_reshaping, "maintenance": self.maintenance,
                 "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
                             "next_index": l.next_index} for l in self.layers],
                 "links": [list(link) for link in self.links]}
@@ -242,7 +246,7 @@ class Topology:
                        dict(data["defaults"]), dict(data["supervision"]), dict(data["output"]),
                        int(data.get("seed", 0)), bool(data.get("explicit_links", False)),
                        list(data.get("extensions", [])), data.get("neurotransmitters"), dict(data.get("hosts", {})),
-                       data.get("self_reshaping"))
+                       data.get("self_reshaping"), data.get("maintenance"))
         return topology.validate() if validate else topology
 
     def save(self, path: str) -> None:
@@ -275,13 +279,15 @@ class Topology:
             doc["hosts"] = self.hosts
         if self.self_reshaping is not None:
             doc["self_reshaping"] = self.self_reshaping
+        if self.maintenance is not None:
+            doc["maintenance"] = self.maintenance
         return doc
 
 
 def parse_topology(doc: dict) -> Topology:
     """A Topology from a parsed TOML document."""
     known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension",
-             "neurotransmitters", "hosts", "self_reshaping"}
+             "neurotransmitters", "hosts", "self_reshaping", "maintenance"}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -307,6 +313,7 @@ def parse_topology(doc: dict) -> Topology:
     topology.neurotransmitters = doc.get("neurotransmitters")
     topology.hosts = dict(doc.get("hosts", {}))
     topology.self_reshaping = doc.get("self_reshaping")
+    topology.maintenance = doc.get("maintenance")
     if "link" in doc:
         topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]
         topology.explicit_links = True

@@ -1,0 +1,226 @@
+"""Maintenance and dreaming: the hippocampus that keeps experience, and the sleep it replays it in.
+
+One worker under the network's root when the topology has a ``[maintenance]`` table. It is
+
+- the **hippocampus**: every origin that sends a sample to learn from (the training stream,
+  MessengerIn with a target) also pushes it here; a reservoir keeps a uniform sample of all of them,
+  ``capacity`` experiences, so old tasks stay represented as new ones arrive;
+- the **sleep schedule**: ``awake_s`` of work, then ``maintenance_s`` of maintenance (the pure
+  rotation in ``neurox/neuron/_sleep.py``), or maintenance at once on SIGUSR1 or ``sleep_now``;
+- the **dreams**: during maintenance, the layers take turns in the ``maintenance`` state, and the
+  network learns from replayed experience mixed half and half with the ``education`` dataset, at
+  ``replay_per_s``, while MessengerIn keeps answering its clients.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import zmq
+
+from ..neuron import Topology, neuron_control, topology_path
+from ..neuron._sleep import Phase, SleepConfig, advance, experiences_endpoint, reservoir_slot, start
+from ..runtime import (EXIT_SHUTDOWN, BadFrames, ControlClient, ControlError, EventPublisher, FrameError,
+                       make_socket, notify_ready, serve_one, unpack_map)
+from ..supervisor_tree import ChildSpec
+from ._datasets import load_dataset
+from ._origin import Origin
+
+MAINTENANCE_TARGET = "neurox.ext._maintenance:run_maintenance"
+DREAM_BATCH = 8
+DREAMS_IN_FLIGHT = 4
+TICK_S = 0.05
+
+
+def maintenance_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
+    """The maintenance worker as a child of the network's root, if the topology asks for one."""
+    if topology.maintenance is None:
+        return []
+    return [ChildSpec("maintenance", MAINTENANCE_TARGET, {"data_dir": data_dir}, "permanent", 5000, "worker",
+                      ("neurox.ext._maintenance",))]
+
+
+class Hippocampus:
+    """A reservoir of (input row, target) experiences: a uniform sample of everything it was shown."""
+
+    def __init__(self, capacity: int, width: int, rng: np.random.Generator):
+        self.rows = np.zeros((capacity, width), dtype=np.float32)
+        self.targets: list = [None] * capacity
+        self.seen = 0
+        self.rng = rng
+
+    @property
+    def size(self) -> int:
+        return min(self.seen, len(self.targets))
+
+    def keep(self, rows: np.ndarray, targets: list) -> None:
+        for row, target in zip(rows, targets):
+            slot = reservoir_slot(self.seen, len(self.targets), float(self.rng.random()))
+            if slot is not None:
+                self.rows[slot], self.targets[slot] = row, target
+            self.seen += 1
+
+    def recall(self, n: int) -> tuple[np.ndarray, list]:
+        picks = self.rng.integers(0, self.size, n)
+        return self.rows[picks], [self.targets[i] for i in picks]
+
+
+class Maintenance:
+    def __init__(self, args: dict, env: dict):
+        self.data_dir = args["data_dir"]
+        self.run_dir = env["run_dir"]
+        topology = Topology.load(topology_path(self.data_dir))
+        self.config = SleepConfig.from_table(topology.maintenance or {})
+        self.rng = np.random.default_rng(0)
+        self.hippocampus = Hippocampus(self.config.capacity, topology.input_width, self.rng)
+        self.education = load_dataset(self.config.education) if self.config.education else None
+        self.ctx = zmq.Context()
+        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
+        self.experiences = make_socket(self.ctx, zmq.PULL, bind=experiences_endpoint(self.run_dir))
+        self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
+        self.origin = Origin(self.ctx, self.run_dir, topology, "dreams", remember=False)
+        self.bad = BadFrames("maintenance")
+        self.phase = start(time.monotonic(), self.config)
+        self.group: list[tuple[str, str]] = []
+        self.asked = False
+        self.in_flight = 0
+        self.counters = {"dreamt": 0, "replayed": 0, "educated": 0, "turns": 0, "cycles": 0}
+        self.next_dream = 0.0
+        self.stop_requested = False
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGUSR1, self._on_sleep_signal)
+        self.handlers = {"ping": lambda r: "pong", "status": lambda r: self.status(),
+                         "sleep_now": lambda r: self._ask(), "wake": lambda r: self._wake()}
+
+    def _on_term(self, *_):
+        self.stop_requested = True
+
+    def _on_sleep_signal(self, *_):
+        self.asked = True
+
+    def _ask(self) -> dict:
+        self.asked = True
+        return {"phase": self.phase.name}
+
+    def _wake(self) -> dict:
+        if self.phase.name == "maintenance":  # the rest of the turns are skipped: awake from now
+            self._move(self.group, "awake")
+            self.group = []
+            self.phase = start(time.monotonic(), self.config)
+            self.events.emit("maintenance_ended", cycles=self.counters["cycles"], early=True)
+        return {"phase": self.phase.name}
+
+    def status(self) -> dict:
+        return {"pid": os.getpid(), "phase": self.phase.name, "turn": self.phase.turn,
+                "in_maintenance": [n for _, n in self.group], "remaining_s": max(0.0, self.phase.ends_at - time.monotonic()),
+                "stored": self.hippocampus.size, "seen": self.hippocampus.seen, "config": vars(self.config),
+                "bad_frames": self.bad.total, **self.counters}
+
+    # -- the loop ------------------------------------------------------------------------------
+    def serve(self) -> None:
+        notify_ready({})
+        poller = zmq.Poller()
+        for sock in (self.control, self.experiences, self.origin.returns):
+            poller.register(sock, zmq.POLLIN)
+        while not self.stop_requested:
+            ready = dict(poller.poll(int(TICK_S * 1000)))
+            if self.control in ready:
+                serve_one(self.control, self.handlers, self.bad)
+            if self.experiences in ready:
+                self._on_experiences()
+            if self.origin.returns in ready:
+                self.in_flight = max(0, self.in_flight - len(self.origin.receive()))
+            self._tick(time.monotonic())
+        self._move(self.group, "awake")
+        for sock in (self.control, self.experiences):
+            sock.close()
+        self.origin.close()
+        self.events.close()
+        self.ctx.term()
+        raise SystemExit(EXIT_SHUTDOWN)
+
+    def _on_experiences(self) -> None:
+        for _ in range(256):
+            try:
+                frame = self.experiences.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                message = unpack_map(frame)
+                rows = np.frombuffer(message["rows"], "<f4").reshape(message["shape"])
+                targets = list(message["targets"])
+                if rows.ndim != 2 or rows.shape[1] != self.hippocampus.rows.shape[1] or len(targets) != len(rows):
+                    raise FrameError("wrong_shape", f"rows {rows.shape} with {len(targets)} targets")
+            except FrameError as exc:
+                self.bad.note(exc.kind, exc.detail)
+            except (KeyError, TypeError, ValueError) as exc:
+                self.bad.note("wrong_type", str(exc))
+            else:
+                self.hippocampus.keep(rows, targets)
+
+    def _tick(self, now: float) -> None:
+        groups = self._groups()
+        phase = advance(self.phase, now, len(groups), self.config, self.asked)
+        self.asked = False
+        if phase != self.phase:
+            self._change(self.phase, phase, groups)
+            self.phase = phase
+        if self.phase.name == "maintenance" and now >= self.next_dream and self.in_flight < DREAMS_IN_FLIGHT:
+            self._dream()
+            self.next_dream = now + DREAM_BATCH / self.config.replay_per_s
+
+    def _groups(self) -> list[list[tuple[str, str]]]:
+        """One group per layer, in network order: (layer, neuron) pairs."""
+        topology = Topology.load(topology_path(self.data_dir), validate=False)
+        return [[(layer.name, n) for n in layer.neurons] for layer in topology.layers]
+
+    def _change(self, old: Phase, new: Phase, groups: list) -> None:
+        self._move(self.group, "awake")
+        self.group = []
+        if new.name == "maintenance":
+            if old.name == "awake":
+                self.events.emit("maintenance_started", stored=self.hippocampus.size)
+            self.group = groups[new.turn] if new.turn < len(groups) else []
+            self._move(self.group, "maintenance")
+            self.counters["turns"] += 1
+            self.events.emit("maintenance_turn", turn=new.turn, neurons=[n for _, n in self.group])
+        else:
+            self.counters["cycles"] += 1
+            self.events.emit("maintenance_ended", cycles=self.counters["cycles"], early=False)
+
+    def _move(self, group: list[tuple[str, str]], state: str) -> None:
+        for layer, neuron in group:
+            client = ControlClient(self.ctx, neuron_control(self.run_dir, layer, neuron), 2.0)
+            try:
+                client.call("set_state", state=state)
+            except ControlError as exc:  # dead meanwhile: its replacement follows its region's state
+                self.events.emit("maintenance_move_failed", id=neuron, state=state, error=exc.error)
+            finally:
+                client.close()
+
+    def _dream(self) -> None:
+        """One packet of dreams: replayed experience, and education when there is some."""
+        replay_n = DREAM_BATCH // 2 if self.education is not None else DREAM_BATCH
+        rows, targets = [], []
+        if self.hippocampus.size:
+            replayed, recalled = self.hippocampus.recall(replay_n)
+            rows.append(replayed)
+            targets += recalled
+            self.counters["replayed"] += replay_n
+        if self.education is not None:
+            picks = self.rng.integers(0, len(self.education.targets), DREAM_BATCH - replay_n)
+            rows.append(self.education.features[picks])
+            targets += self.education.targets[picks].tolist()
+            self.counters["educated"] += len(picks)
+        if not rows:
+            return
+        self.origin.send(np.concatenate(rows), targets, learn=True)
+        self.in_flight += 1
+        self.counters["dreamt"] += len(targets)
+
+
+def run_maintenance(args: dict, env: dict) -> None:
+    """Process entry point (``MAINTENANCE_TARGET``)."""
+    Maintenance(args, env).serve()

@@ -1,0 +1,83 @@
+"""Maintenance ("sleep") of a network, decided purely: the schedule, and whose turn it is.
+
+A network with a ``[maintenance]`` table alternates between working (``awake_s``, default 40 min)
+and maintenance (``maintenance_s``, default 20 min); a signal or a control request starts a
+maintenance phase at once. During maintenance the neurons go in turns, one group per turn (a layer's
+neurons), into the ``maintenance`` state and are fine-tuned there on dreams: experience replayed by
+the hippocampus and the configured educational dataset; then they go back to ``awake`` and the next
+group's turn starts. The other neurons keep answering throughout.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..runtime import ipc_endpoint
+
+
+@dataclass(frozen=True)
+class SleepConfig:
+    """The ``[maintenance]`` table of a topology (every key optional)."""
+
+    awake_s: float = 2400.0
+    maintenance_s: float = 1200.0
+    capacity: int = 5000
+    """Experiences the hippocampus keeps (a uniform sample of everything learnt: reservoir sampling)."""
+    replay_per_s: float = 200.0
+    """Samples dreamt per second during a turn, replayed experience and education together."""
+    education: str | None = None
+    """A dataset file (CSV, NPZ, JSON lines) mixed into the dreams, half and half with replay."""
+
+    @classmethod
+    def from_table(cls, table: dict) -> "SleepConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(table) - known
+        if unknown:
+            raise ValueError(f"[maintenance]: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        config = cls(**table)
+        if config.awake_s <= 0 or config.maintenance_s <= 0 or config.capacity < 1 or config.replay_per_s <= 0:
+            raise ValueError("[maintenance]: awake_s, maintenance_s, capacity and replay_per_s must be positive")
+        return config
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Where the rotation is: ``awake``, or ``maintenance`` with the group whose turn it is."""
+
+    name: str
+    turn: int = 0
+    """Index of the group in maintenance (maintenance only)."""
+    ends_at: float = 0.0
+    """Monotonic time at which this phase or turn ends."""
+
+
+def start(now: float, config: SleepConfig) -> Phase:
+    return Phase("awake", ends_at=now + config.awake_s)
+
+
+def advance(phase: Phase, now: float, groups: int, config: SleepConfig, asked: bool = False) -> Phase:
+    """The phase after ``phase`` at time ``now``: unchanged until it ends (or maintenance is ``asked``
+    for while awake); the groups' turns split ``maintenance_s`` evenly; after the last, awake again."""
+    turn_s = config.maintenance_s / max(groups, 1)
+    if phase.name == "awake":
+        if asked or now >= phase.ends_at:
+            return Phase("maintenance", 0, now + turn_s)
+        return phase
+    if now < phase.ends_at:
+        return phase
+    if phase.turn + 1 < groups:
+        return Phase("maintenance", phase.turn + 1, now + turn_s)
+    return Phase("awake", ends_at=now + config.awake_s)
+
+
+def reservoir_slot(seen: int, capacity: int, draw: float) -> int | None:
+    """Where the ``seen``-th experience (0-based) goes in a reservoir of ``capacity`` (None: nowhere),
+    ``draw`` uniform in [0, 1): every experience seen so far stays with the same probability."""
+    if seen < capacity:
+        return seen
+    slot = int(draw * (seen + 1))
+    return slot if slot < capacity else None
+
+
+def experiences_endpoint(run_dir: str) -> str:
+    """Where origins push what they send to learn from, for the hippocampus to keep (PUSH/PULL)."""
+    return ipc_endpoint(run_dir, "hippocampus.in")

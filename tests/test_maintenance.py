@@ -1,0 +1,110 @@
+"""Maintenance and dreaming: the rotation and the reservoir (pure), and a whole cycle in seconds on a
+live network that keeps answering every request, with the flush interval following the state."""
+import threading
+
+import numpy as np
+import pytest
+import zmq
+
+from _netutil import learn, neuron_call
+from neurox.ext import PRELOAD, MessengerClient, digits, network_children
+from neurox.neuron import Network, TopologyError, load_topology
+from neurox.neuron._sleep import Phase, SleepConfig, advance, reservoir_slot, start
+from neurox.runtime import ControlClient
+from neurox.supervisor_tree import control_endpoint
+
+
+# -- pure ------------------------------------------------------------------------------------------
+def test_the_schedule_alternates_work_and_turns_of_maintenance():
+    config = SleepConfig(awake_s=40, maintenance_s=20)
+    phase = start(0.0, config)
+    assert phase == Phase("awake", ends_at=40.0)
+    assert advance(phase, 39.9, groups=4, config=config) is phase
+    phase = advance(phase, 40.0, groups=4, config=config)
+    assert phase == Phase("maintenance", 0, 45.0)  # 20 s shared by 4 turns
+    turns = [phase.turn]
+    for now in (45.0, 50.0, 55.0):
+        phase = advance(phase, now, groups=4, config=config)
+        turns.append(phase.turn)
+    assert turns == [0, 1, 2, 3]
+    assert advance(phase, 60.0, groups=4, config=config) == Phase("awake", ends_at=100.0)
+
+
+def test_maintenance_asked_for_starts_at_once_and_only_from_awake():
+    config = SleepConfig(awake_s=40, maintenance_s=20)
+    assert advance(start(0.0, config), 1.0, groups=2, config=config, asked=True) == Phase("maintenance", 0, 11.0)
+    during = Phase("maintenance", 1, 30.0)
+    assert advance(during, 25.0, groups=2, config=config, asked=True) is during
+
+
+def test_the_reservoir_keeps_a_uniform_sample_of_everything_seen():
+    rng = np.random.default_rng(0)
+    capacity, seen = 100, 10_000
+    kept = [None] * capacity
+    for i in range(seen):
+        slot = reservoir_slot(i, capacity, float(rng.random()))
+        if slot is not None:
+            kept[slot] = i
+    assert [reservoir_slot(i, 5, 0.99) for i in range(5)] == [0, 1, 2, 3, 4]  # filled first
+    early = sum(1 for i in kept if i < seen // 2)
+    assert 35 <= early <= 65, early  # the first half of history is still half the memory
+
+
+def test_bad_maintenance_settings_are_refused():
+    topology = load_topology()
+    topology.maintenance = {"awake": 3}
+    with pytest.raises(TopologyError, match="unknown keys"):
+        topology.validate()
+    topology.maintenance = {"maintenance_s": 0}
+    with pytest.raises(TopologyError, match="positive"):
+        topology.validate()
+
+
+# -- live ------------------------------------------------------------------------------------------
+@pytest.mark.timeout(120)
+def test_a_maintenance_cycle_dreams_and_loses_no_request(tmp_path, watch, no_stray_processes):
+    topology = load_topology()
+    topology.maintenance = {"awake_s": 3600, "maintenance_s": 3.0, "capacity": 500, "replay_per_s": 400}
+    data = digits()
+    network = Network(topology, str(tmp_path), extensions=network_children(topology, str(tmp_path)), preload=PRELOAD)
+    with network:
+        events = watch(network.tree)
+        sleeper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/maintenance"), 10)
+        try:
+            learn(network, data, epochs=1)  # what it learns, the hippocampus keeps
+            status = sleeper.call("status")
+            assert status["phase"] == "awake" and status["seen"] >= len(data.targets) * 0.9
+            assert status["stored"] == 500
+            replies, stop = [], threading.Event()
+
+            def ask() -> None:
+                client = MessengerClient(network.messenger_in)
+                try:
+                    for i in range(10_000):
+                        if stop.is_set():
+                            return
+                        replies.append(client.ask(vector=data.features[i % 100].tolist(), timeout=30))
+                finally:
+                    client.close()
+
+            asker = threading.Thread(target=ask)
+            asker.start()
+            try:
+                assert sleeper.call("sleep_now") == {"phase": "awake"}
+                events.wait_for("maintenance_started")
+                turn = events.wait_for("maintenance_turn", turn=1)[0]
+                assert turn["neurons"] == ["L1.n0", "L1.n1"]
+                layer, neuron = "L1", "L1.n0"
+                state = neuron_call(network, neuron, "status")
+                assert state["state"] == "maintenance" and state["state_source"] == "manual", (layer, state)
+                events.wait_for("maintenance_ended", timeout=15)
+            finally:
+                stop.set()
+                asker.join(60)
+            status = sleeper.call("status")
+            assert status["phase"] == "awake" and status["turns"] == 5 and status["cycles"] == 1
+            assert status["dreamt"] > 100 and status["replayed"] == status["dreamt"]
+            assert neuron_call(network, "L1.n0", "status")["state"] == "awake"
+            assert replies and all(r["ok"] for r in replies), [r for r in replies if not r["ok"]][:3]
+        finally:
+            sleeper.close()

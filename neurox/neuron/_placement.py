@@ -105,7 +105,7 @@ def _neuron_offset(topology: "Topology", neuron_id: str) -> int:
 
 def tcp_exports(topology: "Topology", host: str) -> dict[str, str]:
     """Ipc names a host also serves on TCP, with their endpoints."""
-    exports = {ROOT_CONTROL: _endpoint(topology, host, 0)}
+    exports = {ROOT_CONTROL: control_tcp(topology, host)}
     if host == front_host(topology):
         exports[MESSENGER_IN] = _endpoint(topology, host, 1)
     for layer in topology.layers:
@@ -125,6 +125,11 @@ def tcp_routes(topology: "Topology", host: str) -> dict[str, Route]:
                 routes[inbox_name(neuron_id)] = Route(
                     _endpoint(topology, elsewhere, _neuron_offset(topology, neuron_id)), elsewhere)
     return routes
+
+
+def control_tcp(topology: "Topology", host: str) -> str:
+    """Where a host's root supervisor answers control requests over TCP (CURVE)."""
+    return _endpoint(topology, host, 0)
 
 
 def messenger_in_tcp(topology: "Topology") -> str | None:

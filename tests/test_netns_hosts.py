@@ -26,7 +26,7 @@ import zmq
 from conftest import leaves_no_process
 from test_node import FakeSystemd
 from neurox.ext import MessengerClient
-from neurox.neuron import messenger_in_endpoint, neuron_control
+from neurox.neuron import NeuronStore, messenger_in_endpoint, neuron_control
 from neurox.runtime import ControlClient, ControlError, create_keys
 from neurox.supervisor_tree import control_endpoint
 
@@ -386,3 +386,19 @@ def test_a_dead_host_is_waited_for_and_no_request_is_lost_without_an_error(clust
     for neuron in NEURONS_ON["h3"]:
         started = h3.neuron(neuron, "status")["started"]
         assert started.get("seeding", {}).get("method") == "own_last_flush", (neuron, started)
+
+
+@pytest.mark.timeout(120)
+def test_every_host_stops_politely_with_every_neuron_flushed(cluster):
+    """SIGTERM to each agent, as systemd's stop does: exit 0, and every neuron's store marked clean
+    (the ZAP threads end with their processes' contexts and hold no stop up)."""
+    _, _, hosts = cluster
+    for host in hosts.values():
+        assert host.stop() == 0, host.log.read_text()[-3000:]
+    for name, neurons in NEURONS_ON.items():
+        for neuron in neurons:
+            store = NeuronStore(os.path.join(hosts[name].data_dir, "neurons", neuron))
+            try:
+                assert store.was_clean, f"{neuron} on {name} was not stopped politely"
+            finally:
+                store.close(clean=True)

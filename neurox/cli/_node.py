@@ -51,8 +51,8 @@ from dataclasses import dataclass
 import zmq
 
 from ..ext import PRELOAD, network_children
-from ..neuron import Network, Topology, TopologyError, live_topology, load_topology
-from ..neuron import control_tcp, front_host, layers_on
+from ..neuron import (Network, Topology, TopologyError, control_tcp, front_host, layers_on, live_topology,
+                      load_topology)
 from ..runtime import ControlClient, ControlError, CurveKeys, KeysError
 from ..runtime._sd_notify import Notifier
 from ..supervisor_tree import TreeError

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -184,9 +185,15 @@ class Host:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def work():
+    """The module's scratch directory (keys, builds, configs, data, sockets), removed at its end."""
+    with tempfile.TemporaryDirectory(prefix="nx-hosts-") as tmp:
+        yield pathlib.Path(tmp)
+
+
+@pytest.fixture(scope="module")
+def cluster(work):
     """Three hosts with keys distributed as the Ansible role does, agents running; all removed after."""
-    work = tmp_path_factory.mktemp("hosts")
     (work / "topology.toml").write_text(TOPOLOGY)
     namespaces = Namespaces(f"nx{os.getpid() % 100000}")
     hosts = {name: Host(name, namespaces.name(name), work) for name in HOSTS}

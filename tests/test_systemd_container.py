@@ -27,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import zipfile
@@ -256,12 +257,18 @@ def placed_on_h1(toml: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory):
+def work():
+    """The module's scratch directory (keys, builds, configs, data, sockets), removed at its end."""
+    with tempfile.TemporaryDirectory(prefix="nx-nspawn-") as tmp:
+        yield pathlib.Path(tmp)
+
+
+@pytest.fixture(scope="module")
+def host(work):
     """A booted container with the network deployed by deploy.yml; ``host.recaps`` holds the recaps
     of the first and second run."""
     for tool in ("mmdebstrap", "systemd-nspawn", "nsenter"):
         assert shutil.which(tool), f"{tool} is missing: run tests/setup_tools.sh"
-    work = tmp_path_factory.mktemp("nspawn")
     with open(work / "build.log", "w") as log:
         root = cached_root(log)
         test_dir, build, build2 = work / "test", work / "build", work / "build2"

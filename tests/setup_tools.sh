@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tools the deployment tests drive for real (tests/test_systemd*.py, tests/test_ansible*.py,
-# tests/test_node_nspawn.py): systemd-analyze, systemd-nspawn, mmdebstrap from Debian's packages;
-# ansible-core and ansible-lint from PyPI into the project's virtual environment.
+# tests/test_netns*.py): systemd-analyze, systemd-nspawn, mmdebstrap, nsenter and ip (network
+# namespaces, veth, bridge) from Debian's packages; ansible-core and ansible-lint from PyPI into the
+# project's virtual environment.
 #
 # Idempotent and quiet: it installs only what is missing, so `make test` can call it every time.
 # Usage: tests/setup_tools.sh [VENV]   (default: .venv next to this script's parent)
@@ -15,6 +16,7 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v nsenter >/dev/null || missing+=(util-linux)
+command -v ip >/dev/null || missing+=(iproute2)
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "setup_tools.sh: need root to install ${missing[*]} with apt-get" >&2

@@ -77,6 +77,7 @@ def test_placement_gives_every_host_the_same_ports():
     (lambda d: d.pop("hosts"), "no \\[hosts\\] table"),
     (lambda d: d["hosts"].update(h2="10.0.0.2:65500"), "do not fit"),
     (lambda d: d["hosts"].update(h2="10.0.0.2:x"), "ADDRESS:PORT"),
+    (lambda d: d["hosts"].update({"../h3": "10.0.0.3"}), "a host name must match"),
 ])
 def test_a_bad_placement_is_refused_with_its_reason(change, error):
     doc = {**SPREAD, "hosts": dict(SPREAD["hosts"]), "layer": [dict(l) for l in SPREAD["layer"]]}

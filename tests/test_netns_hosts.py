@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -24,13 +25,13 @@ import pytest
 import zmq
 
 from conftest import leaves_no_process
+from test_node import FakeSystemd
 from neurox.ext import MessengerClient
-from neurox.neuron import messenger_in_endpoint, neuron_control
+from neurox.neuron import NeuronStore, messenger_in_endpoint, neuron_control
 from neurox.runtime import ControlClient, ControlError, create_keys
 from neurox.supervisor_tree import control_endpoint
 
-pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
-              pytest.mark.skipif(shutil.which("ip") is None, reason="iproute2 is missing: run tests/setup_tools.sh")]
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
 HOSTS = {"h1": "10.77.0.1", "h2": "10.77.0.2", "h3": "10.77.0.3"}
 CLIENT_ADDRESS = "10.77.0.9"
@@ -131,6 +132,7 @@ class Host:
         self.config = self.dir / "node.toml"
         self.log = self.dir / "agent.log"
         self.proc: subprocess.Popen | None = None
+        self.systemd: FakeSystemd | None = None
 
     def write_config(self) -> None:
         self.config.write_text(f'name = "spread"\ndata_dir = "data"\ntopology = "../topology.toml"\n'
@@ -138,10 +140,11 @@ class Host:
                                f'status_interval_s = 1.0\n')
 
     def start(self) -> None:
+        env = {**os.environ, "NOTIFY_SOCKET": self.systemd.address} if self.systemd else None
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
                 ["ip", "netns", "exec", self.namespace, sys.executable, "-m", "neurox.cli", "node",
-                 "--config", str(self.config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                 "--config", str(self.config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
     @property
     def control(self) -> str:
@@ -182,14 +185,22 @@ class Host:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def work():
+    """The module's scratch directory (keys, builds, configs, data, sockets), removed at its end."""
+    with tempfile.TemporaryDirectory(prefix="nx-hosts-") as tmp:
+        yield pathlib.Path(tmp)
+
+
+@pytest.fixture(scope="module")
+def cluster(work):
     """Three hosts with keys distributed as the Ansible role does, agents running; all removed after."""
-    work = tmp_path_factory.mktemp("hosts")
     (work / "topology.toml").write_text(TOPOLOGY)
     namespaces = Namespaces(f"nx{os.getpid() % 100000}")
     hosts = {name: Host(name, namespaces.name(name), work) for name in HOSTS}
+    assert shutil.which("ip"), "iproute2 is missing: run tests/setup_tools.sh"
     with leaves_no_process():
         try:
+            hosts["h1"].systemd = FakeSystemd(str(work / "h1.notify"))  # a path: abstract ones are per namespace
             namespaces.build()
             publics = {}
             for name, host in hosts.items():  # each host makes its own pair...
@@ -214,6 +225,7 @@ def cluster(tmp_path_factory):
             for host in hosts.values():
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     host.stop()
+            hosts["h1"].systemd.close()
             namespaces.remove()  # leaves_no_process then fails the run for any process left, and kills it
     assert not any(pathlib.Path("/run/netns", ns).exists() for ns in namespaces.made)
 
@@ -243,6 +255,8 @@ def test_the_spread_diamond_answers_and_learns_across_hosts(cluster):
         client.close()
     assert sum(losses[-5:]) < 0.5 * sum(losses[:5]), losses  # it learns: the same sample, less and less loss
     assert answer["ok"] and answer["label"] == 1
+    assert hosts["h1"].systemd.wait_for("READY", "1", timeout=1)  # h1's agent spoke systemd's protocol
+    hosts["h1"].systemd.wait_for("STATUS", "spread@h1: 2/2 neurons alive; peers h2 up, h3 up", timeout=10)
     deadline = time.monotonic() + 10
     for name, neurons in NEURONS_ON.items():  # every neuron on every host learnt from every sample
         for neuron in neurons:
@@ -357,12 +371,15 @@ def test_a_dead_host_is_waited_for_and_no_request_is_lost_without_an_error(clust
     sender.start()
     try:
         time.sleep(1.0)
+        killed = time.monotonic()
         assert h3.stop(signal.SIGKILL, timeout=10) == -signal.SIGKILL
-        time.sleep(3.0)
+        h1.systemd.wait_for("STATUS", "peers h2 up, h3 unreachable", since=killed, timeout=10)
+        time.sleep(2.0)
         killed_at = len(sent)
         h3.start()  # what systemd's Restart=on-failure does on a real host
         h3.wait_up()
-        recovered_at = len(sent)
+        recovered_at, recovered = len(sent), time.monotonic()
+        h1.systemd.wait_for("STATUS", "peers h2 up, h3 up", since=recovered, timeout=10)
         time.sleep(3.0)
     finally:
         done.set()
@@ -376,3 +393,19 @@ def test_a_dead_host_is_waited_for_and_no_request_is_lost_without_an_error(clust
     for neuron in NEURONS_ON["h3"]:
         started = h3.neuron(neuron, "status")["started"]
         assert started.get("seeding", {}).get("method") == "own_last_flush", (neuron, started)
+
+
+@pytest.mark.timeout(120)
+def test_every_host_stops_politely_with_every_neuron_flushed(cluster):
+    """SIGTERM to each agent, as systemd's stop does: exit 0, and every neuron's store marked clean
+    (the ZAP threads end with their processes' contexts and hold no stop up)."""
+    _, _, hosts = cluster
+    for host in hosts.values():
+        assert host.stop() == 0, host.log.read_text()[-3000:]
+    for name, neurons in NEURONS_ON.items():
+        for neuron in neurons:
+            store = NeuronStore(os.path.join(hosts[name].data_dir, "neurons", neuron))
+            try:
+                assert store.was_clean, f"{neuron} on {name} was not stopped politely"
+            finally:
+                store.close(clean=True)

@@ -7,7 +7,9 @@ so ``neurox ask``/``neurox probe --data-dir`` find the node). Towards systemd it
 protocol (:mod:`neurox.runtime._sd_notify`):
 
 - ``READY=1`` once the tree is up (``Type=notify``: systemd counts the unit as started only then);
-- ``STATUS=`` every tick: neurons alive per the layer supervisors' ``count_children``;
+- ``STATUS=`` every tick: neurons alive per the layer supervisors' ``count_children`` and, spread
+  over hosts, which other hosts' root supervisors answer (a dead peer is reported, not this host's
+  failure: the watchdog is not withheld for it);
 - ``WATCHDOG=1`` every tick while the tree is healthy -- the root supervisor alive *and* answering
   ``ping`` -- at half of ``$WATCHDOG_USEC``, so a hung root gets the service killed and restarted;
 - ``STOPPING=1`` on SIGTERM, then a polite stop (every neuron flushes its LevelDB) and exit 0.
@@ -49,8 +51,8 @@ from dataclasses import dataclass
 import zmq
 
 from ..ext import PRELOAD, network_children
-from ..neuron import Network, Topology, TopologyError, live_topology, load_topology
-from ..neuron import front_host, layers_on
+from ..neuron import (Network, Topology, TopologyError, control_tcp, front_host, layers_on, live_topology,
+                      load_topology)
 from ..runtime import ControlClient, ControlError, CurveKeys, KeysError
 from ..runtime._sd_notify import Notifier
 from ..supervisor_tree import TreeError
@@ -59,6 +61,8 @@ from ._discovery import write_run_file
 PUSHED_TOPOLOGY_FILE = "node-topology.sha256"
 """In the data directory: the digest of the topology file the node last started from."""
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+PEER_TIMEOUT_S = 0.3
+"""How long a tick waits for another host's root to answer ``ping`` before calling it unreachable."""
 EXIT_CONFIG = 2
 EXIT_TREE_FAILED = 1
 
@@ -147,13 +151,35 @@ def check_host(config: NodeConfig, topology: Topology) -> None:
 
 
 class Health:
-    """The tree's health through its control API: the root answering ``ping``, and the neurons
-    alive as counted by each layer supervisor (the root's supervisor children)."""
+    """The tree's health through its control API: the root answering ``ping``, the neurons alive as
+    counted by each layer supervisor (the root's supervisor children), and -- spread over hosts --
+    which other hosts' root supervisors answer over TCP (CURVE, with this host's keys)."""
 
-    def __init__(self, ctx: zmq.Context, network: Network, timeout: float):
+    def __init__(self, ctx: zmq.Context, network: Network, timeout: float, peers: dict[str, ControlClient]):
         self.ctx, self.network, self.timeout = ctx, network, timeout
         self.root = ControlClient(ctx, network.control, timeout)
         self.layers: dict[str, ControlClient] = {}
+        self.peers = peers
+
+    @classmethod
+    def for_node(cls, config: NodeConfig, network: Network, timeout: float) -> "Health":
+        ctx = zmq.Context.instance()
+        peers = {}
+        if config.host is not None:
+            keys = CurveKeys.load(config.keys_dir, config.host)
+            peers = {host: ControlClient(ctx, control_tcp(network.topology, host), PEER_TIMEOUT_S,
+                                         curve=keys.client_options(keys.server_key(host)))
+                     for host in sorted(network.topology.hosts) if host != config.host}
+        return cls(ctx, network, timeout, peers)
+
+    def peers_answering(self) -> dict[str, bool]:
+        answers = {}
+        for host, client in self.peers.items():
+            try:
+                answers[host] = client.call("ping") == "pong"
+            except ControlError:
+                answers[host] = False
+        return answers
 
     def root_answers(self) -> bool:
         try:
@@ -180,7 +206,7 @@ class Health:
 
     def close(self) -> None:
         self.root.close()
-        for client in self.layers.values():
+        for client in (*self.layers.values(), *self.peers.values()):
             client.close()
 
 
@@ -238,7 +264,7 @@ def watch(config: NodeConfig, network: Network, notifier: Notifier, stop: thread
     there for the watchdog anyway, and a SIGTERM still ends the wait at once.
     """
     tick = min(config.status_interval_s, notifier.watchdog or config.status_interval_s)
-    health = Health(zmq.Context.instance(), network, timeout=max(0.1, min(1.0, tick / 4)))
+    health = Health.for_node(config, network, timeout=max(0.1, min(1.0, tick / 4)))
     try:
         notifier.ready(_status(config, health))
         while not stop.wait(tick):
@@ -262,4 +288,11 @@ def _status(config: NodeConfig, health: Health) -> str:
         alive, total = health.neurons()
     except ControlError as exc:
         return f"{config.label}: the root supervisor does not answer ({exc})"
-    return f"{config.label}: {alive}/{total} neurons alive"
+    return f"{config.label}: {alive}/{total} neurons alive" + peer_summary(health.peers_answering())
+
+
+def peer_summary(answers: dict[str, bool]) -> str:
+    """The STATUS= tail naming the other hosts: "; peers h2 up, h3 unreachable" ("" on one host)."""
+    if not answers:
+        return ""
+    return "; peers " + ", ".join(f"{host} {'up' if up else 'unreachable'}" for host, up in answers.items())

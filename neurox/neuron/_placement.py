@@ -40,6 +40,8 @@ HOST_KEY = "host"
 DEFAULT_BASE_PORT = 7600
 MAX_NEURONS_PER_LAYER_ON_TCP = 100
 ADDRESS = re.compile(r"(?P<address>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\])(?::(?P<port>\d{1,5}))?")
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""A host's name is also a file name (its public key, ``allowed/NAME.key``)."""
 ROOT_CONTROL = os.path.basename(control_endpoint("/", "root"))
 MESSENGER_IN = os.path.basename(messenger_in_endpoint("/"))
 
@@ -78,6 +80,8 @@ def check_placement(topology: "Topology") -> None:
             raise PlacementError(f"layers {sorted(placed)} name a host but the topology has no [hosts] table")
         return
     for name, address in topology.hosts.items():
+        if not HOST_NAME.fullmatch(name):
+            raise PlacementError(f"a host name must match {HOST_NAME.pattern}, got {name!r}")
         _, base = parse_address(address)
         highest = base + 100 * len(topology.layers) + MAX_NEURONS_PER_LAYER_ON_TCP - 1
         if not 1024 <= base or highest > 65535:
@@ -105,7 +109,7 @@ def _neuron_offset(topology: "Topology", neuron_id: str) -> int:
 
 def tcp_exports(topology: "Topology", host: str) -> dict[str, str]:
     """Ipc names a host also serves on TCP, with their endpoints."""
-    exports = {ROOT_CONTROL: _endpoint(topology, host, 0)}
+    exports = {ROOT_CONTROL: control_tcp(topology, host)}
     if host == front_host(topology):
         exports[MESSENGER_IN] = _endpoint(topology, host, 1)
     for layer in topology.layers:
@@ -125,6 +129,11 @@ def tcp_routes(topology: "Topology", host: str) -> dict[str, Route]:
                 routes[inbox_name(neuron_id)] = Route(
                     _endpoint(topology, elsewhere, _neuron_offset(topology, neuron_id)), elsewhere)
     return routes
+
+
+def control_tcp(topology: "Topology", host: str) -> str:
+    """Where a host's root supervisor answers control requests over TCP (CURVE)."""
+    return _endpoint(topology, host, 0)
 
 
 def messenger_in_tcp(topology: "Topology") -> str | None:

@@ -33,9 +33,11 @@ def neuron_spec(neuron_id: str, data_dir: str, seed_from_siblings: bool = False)
 
 
 def layer_spec(topology: Topology, layer_name: str, data_dir: str) -> ChildSpec:
-    """A layer's supervisor: one_for_one over its neurons (a neuron's death concerns only itself)."""
+    """A layer's supervisor: one_for_one over its neurons (a neuron's death concerns only itself),
+    unless its ``strategy`` setting (a region's template) says otherwise."""
     layer = topology.layer_named(layer_name)
-    return supervisor_spec(layer.name, [neuron_spec(n, data_dir) for n in layer.neurons], "one_for_one",
+    strategy = {**topology.defaults, **layer.settings}.get("strategy", "one_for_one")
+    return supervisor_spec(layer.name, [neuron_spec(n, data_dir) for n in layer.neurons], strategy,
                            int(topology.supervision["intensity"]), float(topology.supervision["period_s"]),
                            start_concurrently=True)
 

@@ -75,6 +75,10 @@ class Neuron:
         self.plasticity = settings.get("plasticity", DEFAULT_PLASTICITY)
         self.learning = True
         self.activity = Activity()
+        self.context = float(settings.get("context", 0.0))
+        """Leaky persistence of the output across samples (a prefrontal region's working memory): what
+        is sent is ``(1 - context) * output + context * what was sent before``."""
+        self.held: np.ndarray | None = None
         self.counters = {"forwards": 0, "samples": 0, "backwards": 0, "updates": 0, "missed_inputs": 0,
                          "missed_gradients": 0, "late": 0, "expired": 0, "dropped_sends": 0,
                          "flush_errors": 0}
@@ -422,10 +426,23 @@ class Neuron:
         self.counters["forwards"] += len(xs)
         self.counters["samples"] += y_all.shape[0]
         self.activity.note_outputs(y_all, self.settings["activation"])
-        self._emit(xs, ys, [j[1] for j in joined], learn, [j[3] for j in joined])
+        sent = ys if not self.context or self.is_end else self._hold(ys)
+        self._emit(xs, ys, sent, [j[1] for j in joined], learn, [j[3] for j in joined])
 
-    def _emit(self, xs: list, ys: list, packets: list, learn: list, metas: list) -> None:
-        """Send outputs on: downstream (keeping the passes learnt from), or, at the end, to MessengerOut."""
+    def _hold(self, ys: list[np.ndarray]) -> list[np.ndarray]:
+        """The outputs to send with the context held: each row mixed with the row sent before it."""
+        held = []
+        for y in ys:
+            out = np.empty_like(y)
+            for i, row in enumerate(y):
+                self.held = row if self.held is None else (1.0 - self.context) * row + self.context * self.held
+                out[i] = self.held
+            held.append(out)
+        return held
+
+    def _emit(self, xs: list, ys: list, sent: list, packets: list, learn: list, metas: list) -> None:
+        """Send outputs (``sent``: ``ys`` with any context held) on: downstream, keeping the passes learnt
+        from, or at the end to MessengerOut."""
         if self.is_end:
             losses = [self._learn_at_end(p, x, y, lrn, meta) for p, x, y, lrn, meta in zip(packets, xs, ys, learn, metas)]
             for loss in losses:
@@ -441,7 +458,7 @@ class Neuron:
         while len(self.kept) > MAX_PENDING:
             self.kept.popitem(last=False)
             self.counters["expired"] += 1
-        frame = frames.encode_forward(self.id, packets, ys, learn, metas)
+        frame = frames.encode_forward(self.id, packets, sent, learn, metas)
         for sock in self.out_socks.values():
             self._send(sock, frame)
 
@@ -498,8 +515,9 @@ class Neuron:
         self._flush_gradients()
 
     def _learn(self, packet: int, x: np.ndarray, y: np.ndarray, grad: np.ndarray, grad_is_dz: bool) -> None:
-        gain = self.modulation.gain  # y = act(gain * z): the gradient with respect to z carries the gain
-        dx = backward(x, y, grad if gain == 1.0 else grad * np.float32(gain), self.weights, self.bias,
+        # y = act(gain * z) carries the gain into the gradient; the sent output holds 1 - context of y
+        scale = self.modulation.gain * (1.0 - self.context)
+        dx = backward(x, y, grad if scale == 1.0 else grad * np.float32(scale), self.weights, self.bias,
                       self.settings["activation"], self._learning_rate(), grad_is_dz)
         self.counters["updates"] += 1
         self.dirty = True
@@ -760,7 +778,7 @@ class Neuron:
         origin = request.get("origin")
         meta = pack({"origin": origin}) if isinstance(origin, str) else pack({})
         y = self._respond(x, None)
-        self._emit([x], [y], [packet], [False], [meta])
+        self._emit([x], [y], [y], [packet], [False], [meta])  # a probe: the held context stays as it was
         return {"packet": packet, "output": y[0].tolist()}
 
     def snapshot(self) -> dict:

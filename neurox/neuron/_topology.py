@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from ._activations import check_activation
 from ._neurotransmitters import DEFAULT_TRANSMITTER, TRANSMITTERS, ChemistryError, region_chemistry
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
+from ._regions import RegionError, expand as expand_regions
 from ._shaping import ShapingConfig
 from ._sleep import SleepConfig
 
@@ -24,7 +25,9 @@ OUTPUT = "output"
 """Link destination name of MessengerOut after the last layer."""
 POLICIES = ("replace", "restore")
 LAYER_SETTINGS = ("units", "activation", "learning_rate", "policy", "flush_interval_s", "join_timeout_ms",
-                  "transmitter", "plasticity")
+                  "transmitter", "plasticity", "region", "strategy", "context")
+LAYER_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+"""How a layer's supervisor restarts its neurons (``strategy``; one_for_one unless a region says otherwise)."""
 DEFAULTS = {"units": 16, "activation": "tanh", "learning_rate": 0.05, "policy": "replace",
             "flush_interval_s": 1.0, "join_timeout_ms": 200, "transmitter": DEFAULT_TRANSMITTER,
             "plasticity": DEFAULT_PLASTICITY}
@@ -172,6 +175,13 @@ class Topology:
                 raise TopologyError(f"layer {layer.name!r}: transmitter must be one of {list(TRANSMITTERS)}")
             if settings.get("plasticity", DEFAULT_PLASTICITY) not in PLASTICITY:
                 raise TopologyError(f"layer {layer.name!r}: plasticity must be one of {list(PLASTICITY)}")
+            if settings.get("strategy", "one_for_one") not in LAYER_STRATEGIES:
+                raise TopologyError(f"layer {layer.name!r}: strategy must be one of {list(LAYER_STRATEGIES)}")
+            if not 0.0 <= float(settings.get("context", 0.0)) < 1.0:
+                raise TopologyError(f"layer {layer.name!r}: context must be in [0, 1)")
+            region = settings.get("region", self.name)
+            if not isinstance(region, str) or not region or "/" in region or "." in region:
+                raise TopologyError(f"layer {layer.name!r}: region must be a name without '/' or '.'")
         if len(self.layers[-1].neurons) != 1:
             raise TopologyError("the output layer must have exactly one neuron (the end node)")
         order = {n: i for i, layer in enumerate(self.layers) for n in layer.neurons}
@@ -298,6 +308,13 @@ def parse_topology(doc: dict) -> Topology:
     unknown = set(defaults) - set(LAYER_SETTINGS)
     if unknown:
         raise TopologyError(f"[defaults]: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
+    try:
+        regions = expand_regions(layer_docs, float(defaults["learning_rate"]))
+    except (RegionError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
+        raise TopologyError(f"[[layer]] template: {exc}") from None
+    if regions.links is not None and "link" in doc:
+        raise TopologyError("region templates wire their own links; [[link]] tables cannot be added to them")
+    layer_docs = regions.layers
     layers = []
     for i, layer_doc in enumerate(layer_docs):
         layer_doc = dict(layer_doc)
@@ -313,9 +330,13 @@ def parse_topology(doc: dict) -> Topology:
     topology.neurotransmitters = doc.get("neurotransmitters")
     topology.hosts = dict(doc.get("hosts", {}))
     topology.self_reshaping = doc.get("self_reshaping")
-    topology.maintenance = doc.get("maintenance")
+    topology.maintenance = doc.get("maintenance", {} if regions.episodic_store else None)
     if "link" in doc:
         topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]
+        topology.explicit_links = True
+    elif regions.links is not None:
+        neurons = {layer.name: layer.neurons for layer in layers}
+        topology.links = [(a, b) for src, dst in regions.links for a in neurons[src] for b in neurons[dst]]
         topology.explicit_links = True
     else:
         topology.links = topology.full_links()

@@ -125,22 +125,22 @@ def test_a_network_with_an_oja_layer_under_a_backprop_readout_learns_the_digits(
 
 @pytest.mark.timeout(60)
 def test_a_live_three_factor_neuron_learns_only_when_dopamine_comes(tmp_path, no_stray_processes):
-    topology = bandit_topology(arms=4, learning_rate=0.2)
+    topology = bandit_topology(arms=4, learning_rate=0.2, striatum=None)
     with running_modulated_network(topology, tmp_path) as network:
         origin = Origin(zmq.Context.instance(), network.run_dir, network.topology, "test")
         try:
-            before = params(network, "striatum.n0")
+            before = params(network, "gate.n0")
             for _ in range(50):
                 origin.send(np.ones((1, 1), dtype=np.float32), learn=True)
                 assert origin.returns.poll(5000)
                 (answer,) = origin.receive()
                 assert sorted(np.frombuffer(answer["output"], "<f4").tolist()) == [0, 0, 0, 1]  # one action gated
-            after = params(network, "striatum.n0")
+            after = params(network, "gate.n0")
             assert all(np.array_equal(a, b) for a, b in zip(before, after)), "learned without dopamine"
             modulator_call(network, "bandit", "reward", reward=1.0)
-            changed = wait_until(lambda: params(network, "striatum.n0"),
+            changed = wait_until(lambda: params(network, "gate.n0"),
                                  lambda p: not np.array_equal(p[1], before[1]))
-            status = neuron_call(network, "striatum.n0", "status")
+            status = neuron_call(network, "gate.n0", "status")
         finally:
             origin.close()
     assert status["neuromodulators"]["rewards"] == 1 and status["neuromodulators"]["rpe"] == pytest.approx(1.0)

@@ -129,6 +129,8 @@ def test_region_overrides_apply_over_network_wide_settings():
 @pytest.mark.parametrize("table, words", [
     ({"dopmine": {}}, "unknown keys ['dopmine']"),
     ({"dopamine": {"reuptake_per_s": -1}}, "non-negative"),
+    ({"serotonin": {"rest": float("inf")}}, "finite"),
+    ({"serotonin": {"rest": float("nan")}}, "finite"),
     ({"dopamine": {"halflife": 1}}, "unknown keys ['halflife']"),
     ({"gaba": {"reuptake_per_s": 0, "degradation_per_s": 0}}, "must be positive"),
     ({"publish_interval_s": 0}, "positive"),

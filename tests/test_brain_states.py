@@ -1,13 +1,17 @@
 """Awake / meditative / maintenance: the state sets a neuron's LevelDB flush interval, by hand per neuron
 or for a whole region through its modulator, and is visible in status and as events."""
+import json
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from _brainutil import modulator_call, running_modulated_network, wait_until
 from _netutil import learn, neuron_call, running_network
+from neurox.cli._discovery import write_run_file
 from neurox.ext import Dataset
 from neurox.neuron import parse_topology
 from neurox.neuron._states import STATES, check_state, flush_interval
@@ -119,3 +123,24 @@ def test_a_regions_state_survives_its_modulators_death_and_a_polite_restart(tmp_
         assert modulator_call(network, "cortex", "status")["state"] == "maintenance"
         status = wait_until(lambda: neuron_call(network, "L1.n0", "status"), lambda s: s["state"] == "maintenance")
         assert status["state_source"] == "region"
+
+
+@pytest.mark.timeout(60)
+def test_the_state_probe_shows_and_sets_states_from_the_shell(tmp_path, no_stray_processes):
+    with running_modulated_network(small_topology({"publish_interval_s": 0.05}), tmp_path) as network:
+        write_run_file(network)
+
+        def probe(*args):
+            done = subprocess.run([sys.executable, "-m", "neurox.cli", "probe", "state", *args, "--data-dir",
+                                   str(tmp_path)], capture_output=True, text=True, timeout=30)
+            return done.returncode, json.loads(done.stdout) if done.returncode == 0 else done.stdout
+
+        assert probe("root/modulator.cortex", "meditative") == (0, {"target": "root/modulator.cortex",
+                                                                     "state": "meditative", "region": "cortex"})
+        wait_until(lambda: neuron_call(network, "L2.n0", "status"), lambda s: s["state"] == "meditative")
+        code, shown = probe("L1.n0", "maintenance")
+        assert code == 0 and shown["state"] == "maintenance" and shown["state_source"] == "manual"
+        assert shown["effective_flush_interval_s"] == pytest.approx(0.02)
+        code, said = probe("L1.n0", "asleep")
+        assert code == 1 and "bad_request" in said
+        assert probe("L1.n1")[1]["state"] == "meditative"

@@ -316,14 +316,14 @@ class Neuron:
             poller.register(self.modulator.levels, zmq.POLLIN)
         while not self.stop_requested:
             ready = dict(poller.poll(self._poll_timeout_ms()))
+            if self.modulator is not None and self.modulator.levels in ready:
+                self._on_levels()  # first: dopamine for earlier passes before tags of new ones
             if self.inbox in ready:
                 self._drain_inbox()
             if self.control in ready:
                 serve_one(self.control, self.handlers, self.bad)
             if self.wake_r in ready:
                 os.read(self.wake_r, 512)
-            if self.modulator is not None and self.modulator.levels in ready:
-                self._on_levels()
             now = time.monotonic()
             self._expire(now)
             if now >= self.next_flush:

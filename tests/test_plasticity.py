@@ -86,6 +86,24 @@ def test_three_factor_learns_the_best_arm_with_dopamine_and_nothing_without():
     assert share < 0.4 and not preferences.any()
 
 
+def test_node_perturbation_moves_a_noisy_unit_towards_what_is_rewarded():
+    """A tanh unit under exploration noise, rewarded for answering 0.5: dopamine moves it there."""
+    rng = np.random.default_rng(1)
+    x = np.ones((1, 1), dtype=np.float32)
+    for dopamine in (True, False):
+        w, b, trace, expected = np.zeros((1, 1), np.float32), np.zeros(1, np.float32), EligibilityTrace(1, 1), 0.0
+        for t in range(3000):
+            y_mean = np.tanh(x @ w + b)
+            y = explore(y_mean, "tanh", rng)
+            trace.add(eligibility(x, y, y_mean), now=t * 0.01)
+            reward = -float((y[0, 0] - 0.5) ** 2)
+            rpe, expected = reward - expected, expected + 0.1 * (reward - expected)
+            # a large rate: tags are ~ noise^2, and the synaptic decay pulls towards 0 (docs/brain.md)
+            three_factor_update(w, b, trace.take(now=t * 0.01), rpe if dopamine else 0.0, 2.0)
+        answer = float(np.tanh(w + b)[0, 0])
+        assert abs(answer - 0.5) < 0.1 if dopamine else answer == 0.0
+
+
 # -- topology ---------------------------------------------------------------------------------------------
 def test_a_local_layer_cannot_be_fed_by_a_backprop_layer():
     layers = [{"name": "A", "neurons": 1}, {"name": "B", "neurons": 1, "plasticity": "oja"}]

@@ -26,3 +26,24 @@ def test_latency_bench_reports_its_floor():
     result = bench("latency", "--requests", "200", timeout=110)
     assert result["p50_us"] > 0 and result["floor_p50_us"] > 0 and result["requests"] == 200
     assert result["ratio_p50"] == pytest.approx(result["p50_us"] / result["floor_p50_us"], rel=0.05)
+
+
+@pytest.mark.timeout(180)
+def test_scale_bench_starts_learns_and_stops_a_sparse_network_beside_bare_children():
+    result = bench("scale", "--neurons", "60", "--layers", "4", "--learn-seconds", "4", timeout=170)
+    assert result["neurons"] == 60 and result["left_running"] == 0
+    assert result["baseline_start_s"] > 0 and result["start_ratio"] == pytest.approx(
+        result["start_s"] / result["baseline_start_s"], rel=0.05)
+    assert result["pss_mib_per_neuron"] > 0 and result["baseline_pss_mib"] > 0
+    assert result["samples_per_s"] > 0 and result["lost"] == 0, result
+
+
+@pytest.mark.timeout(120)
+def test_brain_bench_runs_the_parts_asked_for_with_their_baselines():
+    result = bench("brain", "--parts", "hebbian", timeout=110)
+    assert set(result) == {"hebbian_cosine", "reference_cosine", "hebbian"}, result
+    assert result["hebbian_cosine"] == result["hebbian"]["hebbian_cosine"] > result["hebbian"]["initial_cosine"]
+    assert result["hebbian"]["seconds"] > 0
+    done = subprocess.run([sys.executable, "-m", "neurox.cli", "bench", "brain", "--parts", "nonsense"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "unknown parts ['nonsense']" in done.stderr

@@ -3,36 +3,18 @@ No process dies, memory stays bounded, every bad frame is counted."""
 import random
 import time
 
-import msgpack
 import psutil
 import pytest
 import zmq
 
 from _netutil import neuron_call, running_network
+from neurox.bench._fuzz import bad_frames, valid_forward
 from neurox.ext import MessengerClient, digits
-from neurox.neuron import encode_forward, inbox_endpoint, load_topology, neuron_control
-from neurox.runtime import ControlClient, ipc_endpoint, pack
+from neurox.neuron import inbox_endpoint, load_topology, neuron_control
+from neurox.runtime import ControlClient, ipc_endpoint
 from neurox.supervisor_tree import SupervisorClient
 
 FRAMES_PER_SOCKET = 4000
-
-
-def bad_frames(rng: random.Random, valid: bytes):
-    """A mix of the kinds of bad frame a careless or hostile peer sends."""
-    for i in range(FRAMES_PER_SOCKET):
-        kind = i % 6
-        if kind == 0:
-            yield rng.randbytes(rng.randint(0, 64))                       # garbage
-        elif kind == 1:
-            yield valid[:rng.randint(0, len(valid) - 1)]                  # truncated
-        elif kind == 2:
-            yield pack([rng.choice([None, 1.5, "x", [], {}]) for _ in range(rng.randint(0, 8))])  # wrong types
-        elif kind == 3:
-            yield pack({"op": rng.choice([1, None, "nope", "ping" * 50]), "id": rng.random()})  # bad requests
-        elif kind == 4:
-            yield msgpack.packb([0, "L1.n0", [1, 2], [1], b"\x00" * 64, [True], [b""]])  # inconsistent shapes
-        else:
-            yield b"\x00" * (5 * 1024 * 1024) if i % 2000 == 5 else pack(rng.random())  # oversized, or a scalar
 
 
 @pytest.mark.timeout(180)
@@ -43,7 +25,7 @@ def test_fuzzing_every_socket_kind_kills_nothing_and_is_counted(tmp_path):
         pids = {n: neuron_call(network, n, "status")["pid"] for n in network.topology.neurons()}
         processes = [psutil.Process(p.pid) for p in psutil.Process(network.tree.launcher_proc.pid).children()]
         rss_before = sum(p.memory_info().rss for p in processes)
-        valid = encode_forward("L1.n0", [1], [digits().features[:1, :16]], [False], [pack({})])
+        valid = valid_forward()
         targets = [
             (zmq.PUSH, inbox_endpoint(network.run_dir, "L2.n1")),          # a neuron inbox
             (zmq.DEALER, network.control),                                 # a supervisor's control socket
@@ -72,7 +54,7 @@ def test_fuzzing_every_socket_kind_kills_nothing_and_is_counted(tmp_path):
                 sock.setsockopt(zmq.LINGER, 5000)
                 sock.setsockopt(zmq.SNDHWM, 100000)
                 sock.connect(endpoint)
-                for frame in bad_frames(rng, valid):
+                for frame in bad_frames(rng, valid, FRAMES_PER_SOCKET):
                     sock.send_multipart([b"", frame] if kind == zmq.DEALER else [frame])
                     if kind == zmq.DEALER:
                         while sock.poll(0):

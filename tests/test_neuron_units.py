@@ -1,7 +1,10 @@
 """A neuron's parts on their own: kernels, learning math, state store, topology, datasets."""
 import os
+import threading
+import time
 
 import numpy as np
+import plyvel
 import pytest
 
 from neurox.ext import DatasetError, load_dataset
@@ -188,3 +191,17 @@ def test_datasets_from_csv_and_npz_with_clear_errors(tmp_path):
         load_dataset(str(tmp_path / "bad.csv"))
     with pytest.raises(DatasetError, match="no such file"):
         load_dataset(os.path.join(tmp_path, "missing.csv"))
+
+
+def test_a_store_waits_for_the_lock_its_dying_predecessor_still_holds(tmp_path):
+    path = str(tmp_path / "db")
+    predecessor = plyvel.DB(path, create_if_missing=True)
+    releaser = threading.Timer(0.3, predecessor.close)
+    releaser.start()
+    try:
+        started = time.monotonic()
+        store = NeuronStore(path)  # blocks until the lock is free, then opens
+        assert time.monotonic() - started >= 0.25 and not store.closed
+        store.close(clean=True)
+    finally:
+        releaser.join()

@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--supervisor-every", type=float, default=2.0, help="seconds between supervisor kills (2nd half)")
     parser.add_argument("--recovery", type=float, default=60.0, help="seconds of learning after the chaos")
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of the digits learned before the chaos")
 
 
 def evaluate(network: Network, data) -> float:
@@ -132,9 +133,7 @@ def run(args: argparse.Namespace) -> dict:
         network = Network(load_topology(), data_dir, extensions=messenger_children(data_dir, timeout_ms=2000),
                           preload=PRELOAD)
         with network:
-            stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2)
-            stream.run(3)
-            stream.close()
+            learn(network, data, epochs=args.epochs)
             accuracy_before = evaluate(network, data)
             print(f"accuracy before: {accuracy_before:.3f}", flush=True)
             clients = Clients(network.messenger_in, args.requests, args.clients, data)
@@ -154,10 +153,10 @@ def run(args: argparse.Namespace) -> dict:
                     if _kill_child(network, "root", rng.choice([l.name for l in network.topology.layers])):
                         kills["supervisors"] += 1
             clients.join()
-            print(f"chaos over: {dict(kills)} kills; learning for {args.recovery:.0f} s more", flush=True)
-            stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2)
-            stream.run(10 ** 6, should_stop=_after(args.recovery))
-            stream.close()
+            accuracy_end_of_chaos = evaluate(network, data)
+            print(f"chaos over: {dict(kills)} kills, accuracy {accuracy_end_of_chaos:.3f}; "
+                  f"learning for {args.recovery:.0f} s more", flush=True)
+            learn(network, data, seconds=args.recovery)
             accuracy_after = evaluate(network, data)
             time.sleep(0.5)
             launcher_children = {p.pid for p in psutil.Process(network.tree.launcher_proc.pid).children()
@@ -167,8 +166,18 @@ def run(args: argparse.Namespace) -> dict:
     replied_ids = len(clients.replies)
     return {"requests": clients.sent, "replied": clients.outcomes["replied"], "errors": clients.outcomes["errors"],
             "duplicates": duplicates, "lost": clients.sent - replied_ids, "orphans": orphans,
-            "accuracy_before": round(accuracy_before, 4), "accuracy_after": round(accuracy_after, 4),
+            "accuracy_before": round(accuracy_before, 4), "accuracy_end_of_chaos": round(accuracy_end_of_chaos, 4),
+            "accuracy_after": round(accuracy_after, 4), "recovery_s": args.recovery,
             "neuron_kills": kills["neurons"], "supervisor_kills": kills["supervisors"], "seconds": args.seconds}
+
+
+def learn(network: Network, data, epochs: int = 10 ** 6, seconds: float | None = None) -> None:
+    """The network's own training stream, as ``neurox bench learn`` runs it (8 samples a packet)."""
+    stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2, batch=8)
+    try:
+        stream.run(epochs, should_stop=_after(seconds) if seconds is not None else lambda: False)
+    finally:
+        stream.close()
 
 
 def _after(seconds: float):

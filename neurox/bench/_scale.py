@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> dict:
             children = psutil.Process(network.tree.launcher_proc.pid).children()
             neuron_pids = [p.pid for p in children if p.name().startswith("nx:L") and "." in p.name()]
             pss = _pss_mib(neuron_pids)
-            stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=16, batch=1)
+            stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=8, batch=8,
+                            packet_timeout_s=30.0)  # a thousand processes on two cores: seconds a sample
             deadline = time.monotonic() + args.learn_seconds
             progress = stream.run(10 ** 6, should_stop=lambda: time.monotonic() > deadline)
             stream.close()

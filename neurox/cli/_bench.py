@@ -18,6 +18,8 @@ BENCHMARKS = {
     "scale": ("neurox.bench._scale", "a thousand neuron processes on one host: start, PSS, learning, stop"),
     "soak": ("neurox.bench._soak", "steady load for a while: growth of RSS, fds and threads"),
     "chaos": ("neurox.bench._chaos", "SIGKILL neurons and supervisors under load: lost, duplicated, orphaned"),
+    "fuzz": ("neurox.bench._fuzz", "100,000 bad frames to every socket kind: counted, nothing dies, memory bounded"),
+    "brain": ("neurox.bench._brain", "dopamine reward learning on a moving bandit, Hebbian vs the first PC, ..."),
 }
 
 

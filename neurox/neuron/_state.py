@@ -25,6 +25,9 @@ from ..runtime import pack, unpack
 WRITE_BUFFER_BYTES = 256 * 1024
 """LevelDB's memtable per neuron: a neuron's whole state is a few KiB, so keep it small."""
 BLOCK_CACHE_BYTES = 64 * 1024
+LOCK_WAIT_S = 2.0
+"""A replacement can start while its predecessor -- SIGKILLed together with its supervisor -- is
+still being torn down and holds the database's lock; it waits this long for the lock."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,15 @@ class NeuronStore:
 
     def _open(self) -> plyvel.DB:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        return plyvel.DB(self.path, create_if_missing=True, write_buffer_size=WRITE_BUFFER_BYTES,
-                         lru_cache_size=BLOCK_CACHE_BYTES)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                return plyvel.DB(self.path, create_if_missing=True, write_buffer_size=WRITE_BUFFER_BYTES,
+                                 lru_cache_size=BLOCK_CACHE_BYTES)
+            except plyvel.IOError as exc:
+                if "lock" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     @staticmethod
     def discard(path: str) -> None:

@@ -1,0 +1,41 @@
+"""the brain's parts measured: reward learning with dopamine, Hebbian learning, and more
+
+Each part is a function in a module of its own that runs real neuron processes and returns a dict
+with its own baseline from the same run; this command runs the parts asked for and prints one JSON
+object: each part's headline figures at the top level, and all its figures (with the seconds it
+took) under its name.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+
+PARTS = {
+    "reward": ("neurox.bench._brain_plasticity", "measure_reward_learning",
+               ("reward_ratio", "epsilon_greedy_ratio", "random_ratio")),
+    "hebbian": ("neurox.bench._brain_plasticity", "measure_hebbian", ("hebbian_cosine", "reference_cosine")),
+}
+"""Part name -> (module, function, headline keys); the order is the order they run in."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all)")
+
+
+def run(args: argparse.Namespace) -> dict:
+    wanted = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(wanted) - set(PARTS))
+    if unknown:
+        raise SystemExit(f"neurox bench brain: unknown parts {unknown}; known: {', '.join(PARTS)}")
+    result: dict = {}
+    for part in wanted:
+        module_name, function, headline = PARTS[part]
+        started = time.perf_counter()
+        figures = getattr(importlib.import_module(module_name), function)()
+        figures["seconds"] = round(time.perf_counter() - started, 1)
+        print(f"{part}: {figures}", flush=True)
+        result.update({key: figures[key] for key in headline})
+        result[part] = figures
+    return result

@@ -8,9 +8,9 @@ import pytest
 import zmq
 
 from _brainutil import modulator_call, running_modulated_network, wait_until
-from _netutil import neuron_call
-from neurox.ext import Origin
-from neurox.neuron import ChemistryError, TopologyError, parse_topology, reports_endpoint
+from _netutil import learn, neuron_call
+from neurox.ext import Origin, digits
+from neurox.neuron import ChemistryError, TopologyError, load_topology, parse_topology, reports_endpoint
 from neurox.neuron._neurotransmitters import (DEFAULT_KINETICS, NEUTRAL, Kinetics, advance, drives, modulation,
                                               phasic, region_chemistry, release_rate, reward_prediction_error,
                                               step, unexpected_uncertainty)
@@ -240,3 +240,15 @@ def test_active_neurons_release_their_transmitter_and_so_inhibit_or_excite_the_r
             origin.close()
     assert busy["levels"][transmitter] > 1.3, busy  # a gain 0.15 away from 1 needs a level 1.32 (or 1.38)
     assert (busy["gain"] - 1.0) * direction >= 0.15, busy
+
+
+@pytest.mark.timeout(120)
+def test_a_modulated_diamond_still_learns_the_digits_by_backprop(tmp_path, no_stray_processes):
+    """With a modulator, activity raises glutamate and so every neuron's gain: backprop carries it."""
+    topology = load_topology()
+    topology.neurotransmitters = {"publish_interval_s": 0.1}
+    with running_modulated_network(topology.validate(), tmp_path) as network:
+        progress = learn(network, digits(), epochs=1, window=4)
+        chemistry = neuron_call(network, "L2.n1", "status")["neuromodulators"]
+    assert chemistry["modulated"] and chemistry["gain"] > 1.01 and chemistry["levels"]["glutamate"] > 1.02
+    assert progress.answered == 1797 and progress.rolling_accuracy > 0.6, progress

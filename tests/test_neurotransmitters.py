@@ -11,6 +11,7 @@ from _brainutil import modulator_call, running_modulated_network, wait_until
 from _netutil import learn, neuron_call
 from neurox.ext import Origin, digits
 from neurox.neuron import ChemistryError, TopologyError, load_topology, parse_topology, reports_endpoint
+from neurox.neuron._math import backward, forward
 from neurox.neuron._neurotransmitters import (DEFAULT_KINETICS, NEUTRAL, Kinetics, advance, drives, modulation,
                                               phasic, region_chemistry, release_rate, reward_prediction_error,
                                               step, unexpected_uncertainty)
@@ -252,3 +253,21 @@ def test_a_modulated_diamond_still_learns_the_digits_by_backprop(tmp_path, no_st
         chemistry = neuron_call(network, "L2.n1", "status")["neuromodulators"]
     assert chemistry["modulated"] and chemistry["gain"] > 1.01 and chemistry["levels"]["glutamate"] > 1.02
     assert progress.answered == 1797 and progress.rolling_accuracy > 0.6, progress
+
+
+def test_backprop_through_a_gain_is_the_exact_gradient():
+    """What a neuron does under gain g: y = act(g (xW + b)), and the gradient it gets is scaled by g."""
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 2)), rng.normal(size=2)
+    c, gain = rng.normal(size=(3, 2)), 1.7
+    loss = lambda w_, b_: float((c * np.tanh(gain * (x @ w_ + b_))).sum())  # noqa: E731
+    y = forward(x.astype(np.float32), (w * gain).astype(np.float32), (b * gain).astype(np.float32), "tanh")
+    new_w, new_b = w.astype(np.float32), b.astype(np.float32)
+    dx = backward(x.astype(np.float32), y, (c * gain).astype(np.float32), new_w, new_b, "tanh", 1.0)
+    eps = 1e-6
+    numeric_w = np.array([[(loss(w + eps * np.eye(4)[i][:, None] * np.eye(2)[j], b) - loss(w, b)) / eps
+                           for j in range(2)] for i in range(4)])
+    assert (w - new_w) == pytest.approx(numeric_w, abs=1e-3)
+    numeric_b = np.array([(loss(w, b + eps * np.eye(2)[j]) - loss(w, b)) / eps for j in range(2)])
+    assert (b - new_b) == pytest.approx(numeric_b, abs=1e-3)
+    assert dx.shape == x.shape

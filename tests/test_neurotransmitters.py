@@ -271,3 +271,9 @@ def test_backprop_through_a_gain_is_the_exact_gradient():
     numeric_b = np.array([(loss(w, b + eps * np.eye(2)[j]) - loss(w, b)) / eps for j in range(2)])
     assert (b - new_b) == pytest.approx(numeric_b, abs=1e-3)
     assert dx.shape == x.shape
+
+
+def test_a_modulated_region_needs_a_name_fit_for_its_sockets():
+    with pytest.raises(TopologyError, match="without '/'"):
+        parse_topology({"name": "a/b", "input_width": 2, "neurotransmitters": {}, "layer": [{"neurons": 1}]})
+    parse_topology({"name": "a/b", "input_width": 2, "layer": [{"neurons": 1}]})  # no modulator: any name

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import zmq
 
-from _brainutil import modulator_call, running_modulated_network, wait_until
+from _brainutil import modulator_call, running_modulated_network, subscribed, wait_until
 from _netutil import learn, neuron_call
 from neurox.ext import Origin, digits
 from neurox.neuron import ChemistryError, TopologyError, load_topology, parse_topology, reports_endpoint
@@ -172,6 +172,7 @@ def chemistry_topology():
 def test_released_transmitters_change_a_live_neurons_response_as_documented(tmp_path, no_stray_processes):
     vector = [0.3, -0.2, 0.5]
     with running_modulated_network(chemistry_topology(), tmp_path) as network:
+        subscribed(network, "chem", ["L0.n0"])
         assert modulator_call(network, "chem", "status")["levels"]["glutamate"] == pytest.approx(1.0, abs=0.05)
         at_rest = np.array(neuron_call(network, "L0.n0", "inject", vector=vector)["output"])
         responses = {}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import zmq
 
-from _brainutil import modulator_call, running_modulated_network, wait_until
+from _brainutil import modulator_call, running_modulated_network, subscribed, wait_until
 from _netutil import learn, neuron_call, params, running_network
 from neurox.bench._brain_plasticity import bandit_topology, measure_hebbian, measure_reward_learning, principal_data
 from neurox.ext import Origin, digits
@@ -145,6 +145,7 @@ def test_a_network_with_an_oja_layer_under_a_backprop_readout_learns_the_digits(
 def test_a_live_three_factor_neuron_learns_only_when_dopamine_comes(tmp_path, no_stray_processes):
     topology = bandit_topology(arms=4, learning_rate=0.2, striatum=None)
     with running_modulated_network(topology, tmp_path) as network:
+        subscribed(network, "bandit", ["gate.n0"])
         origin = Origin(zmq.Context.instance(), network.run_dir, network.topology, "test")
         try:
             before = params(network, "gate.n0")

@@ -109,7 +109,8 @@ def _play(network: Network, schedule: np.ndarray, rng: np.random.Generator) -> t
     choices = np.empty(len(schedule), dtype=np.int64)
     total = 0.0
     try:
-        _await(levels, lambda message: True)
+        first = _await(levels, lambda message: True)
+        _await_neurons(network, first["seq"])
         for t, means in enumerate(schedule):
             origin.send(np.ones((1, 1), dtype=np.float32), learn=True)
             if not origin.returns.poll(int(ANSWER_TIMEOUT_S * 1000)):
@@ -134,6 +135,17 @@ def _await(sub: zmq.Socket, predicate) -> dict:
             if predicate(message):
                 return message
     raise RuntimeError("the modulator did not publish in time")
+
+
+def _await_neurons(network: Network, seq: int) -> None:
+    """Until every neuron has received publication ``seq`` or later: a SUB may join after the start,
+    and the dopamine of the first rewards must not go unheard."""
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    for neuron in network.topology.neurons():
+        while _call(network, neuron, "status")["neuromodulators"]["seq"] < seq:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{neuron} does not hear its region's modulator")
+            time.sleep(0.02)
 
 
 # -- Hebbian ------------------------------------------------------------------------------------------
@@ -182,13 +194,17 @@ def measure_hebbian(samples: int = 3000, width: int = 8, epochs: int = 2, learni
             "lost": progress.lost, "samples_per_s": round(progress.samples_per_s)}
 
 
-def _weights(network: Network) -> np.ndarray:
-    neuron = network.topology.layers[0].neurons[0]
-    client = ControlClient(zmq.Context.instance(), neuron_control(network.run_dir, "L0", neuron), 5.0)
+def _call(network: Network, neuron: str, op: str):
+    layer = network.topology.layer_of(neuron).name
+    client = ControlClient(zmq.Context.instance(), neuron_control(network.run_dir, layer, neuron), 5.0)
     try:
-        params = client.call("get_params")
+        return client.call(op)
     finally:
         client.close()
+
+
+def _weights(network: Network) -> np.ndarray:
+    params = _call(network, network.topology.layers[0].neurons[0], "get_params")
     return np.frombuffer(params["weights"]["data"], dtype="<f4").reshape(params["weights"]["shape"])[:, 0].copy()
 
 

@@ -209,6 +209,7 @@ class Neuron:
         self.region, self.levels, self.rest = region, chemistry.resting_levels(), chemistry.resting_levels()
         self.modulation = NEUTRAL
         self.rpe = {"last": 0.0, "rewards": 0}
+        self.levels_seq = 0
         self.state, self.state_source, self.region_state = DEFAULT_STATE, "default", None
         self.trace: EligibilityTrace | None = None
         self.modulator = None
@@ -224,6 +225,7 @@ class Neuron:
                 self.levels, self.rest = {k: float(v) for k, v in levels.items()}, {k: float(v) for k, v in rest.items()}
                 rewards, rpe, state = int(published.get("rewards", 0)), float(published.get("rpe", 0.0)), published["state"]
                 check_state(state)
+                self.levels_seq = int(published["seq"])
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 self._bad_frame(FrameError("bad_levels", str(exc)))
                 continue
@@ -621,7 +623,7 @@ class Neuron:
         return {"levels": self.levels, "rest": self.rest, "gain": self.modulation.gain,
                 "learning_rate_factor": self.modulation.learning_rate_factor,
                 "exploration": self.modulation.exploration, "rpe": self.rpe["last"],
-                "rewards": self.rpe["rewards"], "modulated": self.modulator is not None}
+                "rewards": self.rpe["rewards"], "seq": self.levels_seq, "modulated": self.modulator is not None}
 
     def get_params(self) -> dict:
         return {"weights": _wire_array(self.weights), "bias": _wire_array(self.bias), "inputs": self.inputs,

@@ -269,26 +269,30 @@ class Neuron:
         return {"state": self.state, "state_source": self.state_source,
                 "effective_flush_interval_s": self._flush_interval()}
 
-    def _respond(self, x: np.ndarray, learn_rows: np.ndarray | None) -> np.ndarray:
-        """The outputs for rows ``x`` at the current gain; a local rule learns here from ``learn_rows``
-        (a mask of the rows to learn from; None: none)."""
+    def _respond(self, x: np.ndarray, learning: list[slice] | None) -> np.ndarray:
+        """The outputs for rows ``x`` at the current gain; a local rule learns here from the packets
+        whose rows are ``learning`` (None: none), one update per packet as backprop makes."""
         gain = self.modulation.gain
         weights, bias = (self.weights, self.bias) if gain == 1.0 else (self.weights * gain, self.bias * gain)
         y = forward(x, weights, bias, self.settings["activation"])
         if self.modulator is not None:
             self.modulator.note_activity(float(np.abs(y).mean(axis=1).sum()), y.shape[0])
-        if learn_rows is None:
+        if learning is None:
             return y
         if self.plasticity == "oja":
-            oja_update(x[learn_rows], self.weights, self._learning_rate())
+            for rows in learning:
+                oja_update(x[rows], self.weights, self._learning_rate())
         else:
+            learn_rows = np.zeros(x.shape[0], dtype=bool)
+            for rows in learning:
+                learn_rows[rows] = True
             activation, temperature = self.settings["activation"], self.modulation.exploration
             y_mean = tempered(y[learn_rows], activation, temperature)
             y[learn_rows] = explore(y_mean, activation, self.rng, temperature)
             if self.trace is None or self.trace.weights.shape != self.weights.shape:
                 self.trace = EligibilityTrace(*self.weights.shape)
             self.trace.add(eligibility(x[learn_rows], y[learn_rows], y_mean), time.monotonic())
-        self.counters["updates"] += 1
+        self.counters["updates"] += len(learning)
         self.dirty = True
         return y
 
@@ -415,9 +419,11 @@ class Neuron:
         xs = [parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1) for parts, *_ in joined]
         x_all = xs[0] if len(xs) == 1 else np.concatenate(xs)
         learn = [j[2] and self.learning for j in joined]
-        local = self.plasticity != "backprop" and any(learn)
-        y_all = self._respond(np.ascontiguousarray(x_all, dtype=np.float32),
-                              np.repeat(learn, [x.shape[0] for x in xs]) if local else None)
+        learning = None
+        if self.plasticity != "backprop" and any(learn):
+            bounds = np.cumsum([0, *(x.shape[0] for x in xs)])
+            learning = [slice(bounds[i], bounds[i + 1]) for i, lrn in enumerate(learn) if lrn]
+        y_all = self._respond(np.ascontiguousarray(x_all, dtype=np.float32), learning)
         ys = [y_all] if len(xs) == 1 else np.split(y_all, np.cumsum([x.shape[0] for x in xs])[:-1])
         self.counters["forwards"] += len(xs)
         self.counters["samples"] += y_all.shape[0]

@@ -7,6 +7,7 @@ import time
 
 import zmq
 
+from _netutil import neuron_call
 from neurox.ext import PRELOAD, messenger_children
 from neurox.neuron import Network, Topology, modulator_children, modulator_id
 from neurox.runtime import ControlClient
@@ -44,3 +45,23 @@ def wait_until(ask, good, timeout: float = 10.0, every_s: float = 0.02):
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached in {timeout} s; last answer: {answer}")
         time.sleep(every_s)
+
+
+def subscribed(network: Network, region: str, neurons: list[str], timeout: float = 10.0) -> None:
+    """Return once each of ``neurons`` has received a publication of its region's modulator made now.
+
+    A neuron's SUB may connect after the modulator has published (they start together, and a SUB
+    retries its connection with a back-off): until it has, it misses what is published.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        modulator_call(network, region, "release", transmitter="gaba", amount=0.0)  # publishes now
+        seq = modulator_call(network, region, "status")["publishes"]
+        try:
+            for neuron in neurons:
+                wait_until(lambda n=neuron: neuron_call(network, n, "status")["neuromodulators"]["seq"],
+                           lambda s: s >= seq, timeout=0.5)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise

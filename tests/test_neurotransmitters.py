@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import zmq
 
-from _brainutil import modulator_call, running_modulated_network, wait_until
-from _netutil import neuron_call
-from neurox.ext import Origin
-from neurox.neuron import ChemistryError, TopologyError, parse_topology, reports_endpoint
+from _brainutil import modulator_call, running_modulated_network, subscribed, wait_until
+from _netutil import learn, neuron_call
+from neurox.ext import Origin, digits
+from neurox.neuron import ChemistryError, TopologyError, load_topology, parse_topology, reports_endpoint
+from neurox.neuron._math import backward, forward
 from neurox.neuron._neurotransmitters import (DEFAULT_KINETICS, NEUTRAL, Kinetics, advance, drives, modulation,
                                               phasic, region_chemistry, release_rate, reward_prediction_error,
                                               step, unexpected_uncertainty)
@@ -129,6 +130,8 @@ def test_region_overrides_apply_over_network_wide_settings():
 @pytest.mark.parametrize("table, words", [
     ({"dopmine": {}}, "unknown keys ['dopmine']"),
     ({"dopamine": {"reuptake_per_s": -1}}, "non-negative"),
+    ({"serotonin": {"rest": float("inf")}}, "finite"),
+    ({"serotonin": {"rest": float("nan")}}, "finite"),
     ({"dopamine": {"halflife": 1}}, "unknown keys ['halflife']"),
     ({"gaba": {"reuptake_per_s": 0, "degradation_per_s": 0}}, "must be positive"),
     ({"publish_interval_s": 0}, "positive"),
@@ -169,6 +172,7 @@ def chemistry_topology():
 def test_released_transmitters_change_a_live_neurons_response_as_documented(tmp_path, no_stray_processes):
     vector = [0.3, -0.2, 0.5]
     with running_modulated_network(chemistry_topology(), tmp_path) as network:
+        subscribed(network, "chem", ["L0.n0"])
         assert modulator_call(network, "chem", "status")["levels"]["glutamate"] == pytest.approx(1.0, abs=0.05)
         at_rest = np.array(neuron_call(network, "L0.n0", "inject", vector=vector)["output"])
         responses = {}
@@ -238,3 +242,39 @@ def test_active_neurons_release_their_transmitter_and_so_inhibit_or_excite_the_r
             origin.close()
     assert busy["levels"][transmitter] > 1.3, busy  # a gain 0.15 away from 1 needs a level 1.32 (or 1.38)
     assert (busy["gain"] - 1.0) * direction >= 0.15, busy
+
+
+@pytest.mark.timeout(120)
+def test_a_modulated_diamond_still_learns_the_digits_by_backprop(tmp_path, no_stray_processes):
+    """With a modulator, activity raises glutamate and so every neuron's gain: backprop carries it."""
+    topology = load_topology()
+    topology.neurotransmitters = {"publish_interval_s": 0.1}
+    with running_modulated_network(topology.validate(), tmp_path) as network:
+        progress = learn(network, digits(), epochs=1, window=4)
+        chemistry = neuron_call(network, "L2.n1", "status")["neuromodulators"]
+    assert chemistry["modulated"] and chemistry["gain"] > 1.01 and chemistry["levels"]["glutamate"] > 1.02
+    assert progress.answered == 1797 and progress.rolling_accuracy > 0.6, progress
+
+
+def test_backprop_through_a_gain_is_the_exact_gradient():
+    """What a neuron does under gain g: y = act(g (xW + b)), and the gradient it gets is scaled by g."""
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 2)), rng.normal(size=2)
+    c, gain = rng.normal(size=(3, 2)), 1.7
+    loss = lambda w_, b_: float((c * np.tanh(gain * (x @ w_ + b_))).sum())  # noqa: E731
+    y = forward(x.astype(np.float32), (w * gain).astype(np.float32), (b * gain).astype(np.float32), "tanh")
+    new_w, new_b = w.astype(np.float32), b.astype(np.float32)
+    dx = backward(x.astype(np.float32), y, (c * gain).astype(np.float32), new_w, new_b, "tanh", 1.0)
+    eps = 1e-6
+    numeric_w = np.array([[(loss(w + eps * np.eye(4)[i][:, None] * np.eye(2)[j], b) - loss(w, b)) / eps
+                           for j in range(2)] for i in range(4)])
+    assert (w - new_w) == pytest.approx(numeric_w, abs=1e-3)
+    numeric_b = np.array([(loss(w, b + eps * np.eye(2)[j]) - loss(w, b)) / eps for j in range(2)])
+    assert (b - new_b) == pytest.approx(numeric_b, abs=1e-3)
+    assert dx.shape == x.shape
+
+
+def test_a_modulated_region_needs_a_name_fit_for_its_sockets():
+    with pytest.raises(TopologyError, match="without '/'"):
+        parse_topology({"name": "a/b", "input_width": 2, "neurotransmitters": {}, "layer": [{"neurons": 1}]})
+    parse_topology({"name": "a/b", "input_width": 2, "layer": [{"neurons": 1}]})  # no modulator: any name

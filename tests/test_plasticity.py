@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import zmq
 
-from _brainutil import modulator_call, running_modulated_network, wait_until
+from _brainutil import modulator_call, running_modulated_network, subscribed, wait_until
 from _netutil import learn, neuron_call, params, running_network
 from neurox.bench._brain_plasticity import bandit_topology, measure_hebbian, measure_reward_learning, principal_data
 from neurox.ext import Origin, digits
@@ -86,6 +86,24 @@ def test_three_factor_learns_the_best_arm_with_dopamine_and_nothing_without():
     assert share < 0.4 and not preferences.any()
 
 
+def test_node_perturbation_moves_a_noisy_unit_towards_what_is_rewarded():
+    """A tanh unit under exploration noise, rewarded for answering 0.5: dopamine moves it there."""
+    rng = np.random.default_rng(1)
+    x = np.ones((1, 1), dtype=np.float32)
+    for dopamine in (True, False):
+        w, b, trace, expected = np.zeros((1, 1), np.float32), np.zeros(1, np.float32), EligibilityTrace(1, 1), 0.0
+        for t in range(3000):
+            y_mean = np.tanh(x @ w + b)
+            y = explore(y_mean, "tanh", rng)
+            trace.add(eligibility(x, y, y_mean), now=t * 0.01)
+            reward = -float((y[0, 0] - 0.5) ** 2)
+            rpe, expected = reward - expected, expected + 0.1 * (reward - expected)
+            # a large rate: tags are ~ noise^2, and the synaptic decay pulls towards 0 (docs/brain.md)
+            three_factor_update(w, b, trace.take(now=t * 0.01), rpe if dopamine else 0.0, 1.0)
+        answer = float(np.tanh(w + b)[0, 0])
+        assert 0.25 < answer < 0.6 if dopamine else answer == 0.0, (dopamine, answer)
+
+
 # -- topology ---------------------------------------------------------------------------------------------
 def test_a_local_layer_cannot_be_fed_by_a_backprop_layer():
     layers = [{"name": "A", "neurons": 1}, {"name": "B", "neurons": 1, "plasticity": "oja"}]
@@ -125,22 +143,23 @@ def test_a_network_with_an_oja_layer_under_a_backprop_readout_learns_the_digits(
 
 @pytest.mark.timeout(60)
 def test_a_live_three_factor_neuron_learns_only_when_dopamine_comes(tmp_path, no_stray_processes):
-    topology = bandit_topology(arms=4, learning_rate=0.2)
+    topology = bandit_topology(arms=4, learning_rate=0.2, striatum=None)
     with running_modulated_network(topology, tmp_path) as network:
+        subscribed(network, "bandit", ["gate.n0"])
         origin = Origin(zmq.Context.instance(), network.run_dir, network.topology, "test")
         try:
-            before = params(network, "striatum.n0")
+            before = params(network, "gate.n0")
             for _ in range(50):
                 origin.send(np.ones((1, 1), dtype=np.float32), learn=True)
                 assert origin.returns.poll(5000)
                 (answer,) = origin.receive()
                 assert sorted(np.frombuffer(answer["output"], "<f4").tolist()) == [0, 0, 0, 1]  # one action gated
-            after = params(network, "striatum.n0")
+            after = params(network, "gate.n0")
             assert all(np.array_equal(a, b) for a, b in zip(before, after)), "learned without dopamine"
             modulator_call(network, "bandit", "reward", reward=1.0)
-            changed = wait_until(lambda: params(network, "striatum.n0"),
+            changed = wait_until(lambda: params(network, "gate.n0"),
                                  lambda p: not np.array_equal(p[1], before[1]))
-            status = neuron_call(network, "striatum.n0", "status")
+            status = neuron_call(network, "gate.n0", "status")
         finally:
             origin.close()
     assert status["neuromodulators"]["rewards"] == 1 and status["neuromodulators"]["rpe"] == pytest.approx(1.0)

@@ -1,9 +1,11 @@
 """Local plasticity measured in real neuron processes, each beside a baseline from the same run.
 
-- :func:`measure_reward_learning`: a ``three_factor`` softmax layer (a striatum choosing one action
-  through its gate) with its region's dopamine learns a 10-armed Bernoulli bandit whose best arm
-  moves during the run; beside an epsilon-greedy agent (constant step size, the textbook choice for a
-  moving bandit) and the expected ratio of random choice, on the same arm schedule.
+- :func:`measure_reward_learning`: a basal-ganglia-like network learns a 10-armed Bernoulli bandit
+  whose best arm moves during the run, by its region's dopamine alone: a context input (cortex) feeds
+  two striatal neurons (``three_factor``, tanh, learning by node perturbation) that feed a gate
+  (``three_factor`` softmax: pallidum and thalamus letting one action through); beside an
+  epsilon-greedy agent (constant step size, the textbook choice for a moving bandit) and the expected
+  ratio of random choice, on the same arm schedule.
 - :func:`measure_hebbian`: an ``oja`` neuron's weight vector against the first principal component
   of its zero-mean input, beside the same rule run in one numpy process and the initial weights.
 
@@ -27,14 +29,16 @@ ANSWER_TIMEOUT_S = 10.0
 
 
 # -- reward learning -----------------------------------------------------------------------------
-def bandit_topology(arms: int, learning_rate: float) -> Topology:
-    """One neuron of ``arms`` softmax units, learning by dopamine (region ``bandit``)."""
+def bandit_topology(arms: int, learning_rate: float, striatum: tuple[int, int] | None = (2, 8)) -> Topology:
+    """Striatum (``striatum`` = (neurons, units each), or None for none) -> a gate of ``arms`` softmax
+    units, every layer learning by dopamine (region ``bandit``)."""
+    gate = {"name": "gate", "neurons": 1, "units": arms, "activation": "softmax"}
+    layers = [{"name": "striatum", "neurons": striatum[0], "units": striatum[1], "activation": "tanh"}] if striatum else []
     return parse_topology({
         "name": "bandit", "input_width": 1, "seed": 0,
+        "defaults": {"plasticity": "three_factor", "learning_rate": learning_rate},
         "neurotransmitters": {"publish_interval_s": 0.2, "expected_reward_rate": 0.1},
-        "layer": [{"name": "striatum", "neurons": 1, "units": arms, "activation": "softmax",
-                   "plasticity": "three_factor", "learning_rate": learning_rate}],
-        "output": {"decode": "label"}})
+        "layer": [*layers, gate], "output": {"decode": "label"}})
 
 
 def arm_schedule(arms: int, pulls: int, moves: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,6 +93,7 @@ def measure_reward_learning(pulls: int = 3000, arms: int = 10, moves: int = 1, l
             "ratio_vs_epsilon_greedy": round(total / baseline, 4) if baseline else None,
             "best_arm_share_end_of_last_phase": round(float((choices[last] == best_arms[last]).mean()), 4),
             "pulls": pulls, "arms": arms, "moves": moves, "learning_rate": learning_rate,
+            "network": "input -> striatum (2 neurons x 8 tanh) -> gate (softmax), all three_factor",
             "pulls_per_s": round(pulls / elapsed, 1)}
 
 
@@ -96,7 +101,7 @@ def _play(network: Network, schedule: np.ndarray, rng: np.random.Generator) -> t
     """Pull, get the network's choice, report the reward to the region's modulator, and wait until the
     dopamine for that reward has been published (so the next pull cannot overtake it)."""
     ctx = zmq.Context.instance()
-    region = network.topology.region_of_layer(network.topology.layers[0])
+    region = network.topology.region_of_layer(network.topology.layers[-1])
     origin = Origin(ctx, network.run_dir, network.topology, "bandit")
     levels = make_socket(ctx, zmq.SUB, connect=levels_endpoint(network.run_dir, region), linger_ms=0)
     levels.setsockopt(zmq.SUBSCRIBE, b"levels")
@@ -104,7 +109,8 @@ def _play(network: Network, schedule: np.ndarray, rng: np.random.Generator) -> t
     choices = np.empty(len(schedule), dtype=np.int64)
     total = 0.0
     try:
-        _await(levels, lambda message: True)
+        first = _await(levels, lambda message: True)
+        _await_neurons(network, first["seq"])
         for t, means in enumerate(schedule):
             origin.send(np.ones((1, 1), dtype=np.float32), learn=True)
             if not origin.returns.poll(int(ANSWER_TIMEOUT_S * 1000)):
@@ -129,6 +135,17 @@ def _await(sub: zmq.Socket, predicate) -> dict:
             if predicate(message):
                 return message
     raise RuntimeError("the modulator did not publish in time")
+
+
+def _await_neurons(network: Network, seq: int) -> None:
+    """Until every neuron has received publication ``seq`` or later: a SUB may join after the start,
+    and the dopamine of the first rewards must not go unheard."""
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    for neuron in network.topology.neurons():
+        while _call(network, neuron, "status")["neuromodulators"]["seq"] < seq:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{neuron} does not hear its region's modulator")
+            time.sleep(0.02)
 
 
 # -- Hebbian ------------------------------------------------------------------------------------------
@@ -177,13 +194,17 @@ def measure_hebbian(samples: int = 3000, width: int = 8, epochs: int = 2, learni
             "lost": progress.lost, "samples_per_s": round(progress.samples_per_s)}
 
 
-def _weights(network: Network) -> np.ndarray:
-    neuron = network.topology.layers[0].neurons[0]
-    client = ControlClient(zmq.Context.instance(), neuron_control(network.run_dir, "L0", neuron), 5.0)
+def _call(network: Network, neuron: str, op: str):
+    layer = network.topology.layer_of(neuron).name
+    client = ControlClient(zmq.Context.instance(), neuron_control(network.run_dir, layer, neuron), 5.0)
     try:
-        params = client.call("get_params")
+        return client.call(op)
     finally:
         client.close()
+
+
+def _weights(network: Network) -> np.ndarray:
+    params = _call(network, network.topology.layers[0].neurons[0], "get_params")
     return np.frombuffer(params["weights"]["data"], dtype="<f4").reshape(params["weights"]["shape"])[:, 0].copy()
 
 

@@ -57,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vector", help="comma-separated numbers (default: random, of the neuron's fan-in)")
     p = probe("metrics", "a neuron's (or any process's) metrics as JSON", metrics)
     p.add_argument("target")
+    p = probe("state", "show or set the state (awake, meditative, maintenance) of a neuron, or of a region "
+                       "through its modulator (target root/modulator.REGION)", state)
+    p.add_argument("target")
+    p.add_argument("state", nargs="?", help="the new state (default: show the current one)")
 
 
 def _run(handler, args: argparse.Namespace) -> int:
@@ -248,4 +252,14 @@ def inject(args, ctx) -> int:
 
 def metrics(args, ctx) -> int:
     print(json.dumps(_call(ctx, _resolve(args, args.target), "metrics", args.timeout)))
+    return 0
+
+
+def state(args, ctx) -> int:
+    endpoint = _resolve(args, args.target)
+    if args.state:
+        _call(ctx, endpoint, "set_state", args.timeout, state=args.state)
+    current = _call(ctx, endpoint, "status", args.timeout)
+    print(json.dumps({"target": args.target, **{k: current[k] for k in ("state", "state_source", "region",
+                                                                          "effective_flush_interval_s") if k in current}}))
     return 0

@@ -219,8 +219,8 @@ def _kinetics_with(kinetics: Kinetics, changes, where: str) -> Kinetics:
     if unknown:
         raise ChemistryError(f"{where}: unknown keys {sorted(unknown)}; known: {list(KINETIC_KEYS)}")
     for key, value in changes.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or math.isnan(value):
-            raise ChemistryError(f"{where} {key} must be a non-negative number, got {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+            raise ChemistryError(f"{where} {key} must be a finite non-negative number, got {value!r}")
     new = replace(kinetics, **{k: float(v) for k, v in changes.items()})
     if new.rest <= 0.0 or new.clearance_per_s <= 0.0:
         raise ChemistryError(f"{where}: rest and reuptake_per_s + degradation_per_s must be positive")
@@ -228,6 +228,6 @@ def _kinetics_with(kinetics: Kinetics, changes, where: str) -> Kinetics:
 
 
 def _positive(value, key: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
         raise ChemistryError(f"[neurotransmitters] {key} must be a positive number, got {value!r}")
     return float(value)

@@ -215,6 +215,7 @@ class Neuron:
         self.region, self.levels, self.rest = region, chemistry.resting_levels(), chemistry.resting_levels()
         self.modulation = NEUTRAL
         self.rpe = {"last": 0.0, "rewards": 0}
+        self.levels_seq = 0
         self.state, self.state_source, self.region_state = DEFAULT_STATE, "default", None
         self.trace: EligibilityTrace | None = None
         self.modulator = None
@@ -230,6 +231,7 @@ class Neuron:
                 self.levels, self.rest = {k: float(v) for k, v in levels.items()}, {k: float(v) for k, v in rest.items()}
                 rewards, rpe, state = int(published.get("rewards", 0)), float(published.get("rpe", 0.0)), published["state"]
                 check_state(state)
+                self.levels_seq = int(published["seq"])
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 self._bad_frame(FrameError("bad_levels", str(exc)))
                 continue
@@ -273,26 +275,30 @@ class Neuron:
         return {"state": self.state, "state_source": self.state_source,
                 "effective_flush_interval_s": self._flush_interval()}
 
-    def _respond(self, x: np.ndarray, learn_rows: np.ndarray | None) -> np.ndarray:
-        """The outputs for rows ``x`` at the current gain; a local rule learns here from ``learn_rows``
-        (a mask of the rows to learn from; None: none)."""
+    def _respond(self, x: np.ndarray, learning: list[slice] | None) -> np.ndarray:
+        """The outputs for rows ``x`` at the current gain; a local rule learns here from the packets
+        whose rows are ``learning`` (None: none), one update per packet as backprop makes."""
         gain = self.modulation.gain
         weights, bias = (self.weights, self.bias) if gain == 1.0 else (self.weights * gain, self.bias * gain)
         y = forward(x, weights, bias, self.settings["activation"])
         if self.modulator is not None:
             self.modulator.note_activity(float(np.abs(y).mean(axis=1).sum()), y.shape[0])
-        if learn_rows is None:
+        if learning is None:
             return y
         if self.plasticity == "oja":
-            oja_update(x[learn_rows], self.weights, self._learning_rate())
+            for rows in learning:
+                oja_update(x[rows], self.weights, self._learning_rate())
         else:
+            learn_rows = np.zeros(x.shape[0], dtype=bool)
+            for rows in learning:
+                learn_rows[rows] = True
             activation, temperature = self.settings["activation"], self.modulation.exploration
             y_mean = tempered(y[learn_rows], activation, temperature)
             y[learn_rows] = explore(y_mean, activation, self.rng, temperature)
             if self.trace is None or self.trace.weights.shape != self.weights.shape:
                 self.trace = EligibilityTrace(*self.weights.shape)
             self.trace.add(eligibility(x[learn_rows], y[learn_rows], y_mean), time.monotonic())
-        self.counters["updates"] += 1
+        self.counters["updates"] += len(learning)
         self.dirty = True
         return y
 
@@ -322,14 +328,14 @@ class Neuron:
             poller.register(self.modulator.levels, zmq.POLLIN)
         while not self.stop_requested:
             ready = dict(poller.poll(self._poll_timeout_ms()))
+            if self.modulator is not None and self.modulator.levels in ready:
+                self._on_levels()  # first: dopamine for earlier passes before tags of new ones
             if self.inbox in ready:
                 self._drain_inbox()
             if self.control in ready:
                 serve_one(self.control, self.handlers, self.bad)
             if self.wake_r in ready:
                 os.read(self.wake_r, 512)
-            if self.modulator is not None and self.modulator.levels in ready:
-                self._on_levels()
             now = time.monotonic()
             self._expire(now)
             if now >= self.next_flush:
@@ -419,9 +425,11 @@ class Neuron:
         xs = [parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1) for parts, *_ in joined]
         x_all = xs[0] if len(xs) == 1 else np.concatenate(xs)
         learn = [j[2] and self.learning for j in joined]
-        local = self.plasticity != "backprop" and any(learn)
-        y_all = self._respond(np.ascontiguousarray(x_all, dtype=np.float32),
-                              np.repeat(learn, [x.shape[0] for x in xs]) if local else None)
+        learning = None
+        if self.plasticity != "backprop" and any(learn):
+            bounds = np.cumsum([0, *(x.shape[0] for x in xs)])
+            learning = [slice(bounds[i], bounds[i + 1]) for i, lrn in enumerate(learn) if lrn]
+        y_all = self._respond(np.ascontiguousarray(x_all, dtype=np.float32), learning)
         ys = [y_all] if len(xs) == 1 else np.split(y_all, np.cumsum([x.shape[0] for x in xs])[:-1])
         self.counters["forwards"] += len(xs)
         self.counters["samples"] += y_all.shape[0]
@@ -645,7 +653,7 @@ class Neuron:
         return {"levels": self.levels, "rest": self.rest, "gain": self.modulation.gain,
                 "learning_rate_factor": self.modulation.learning_rate_factor,
                 "exploration": self.modulation.exploration, "rpe": self.rpe["last"],
-                "rewards": self.rpe["rewards"], "modulated": self.modulator is not None}
+                "rewards": self.rpe["rewards"], "seq": self.levels_seq, "modulated": self.modulator is not None}
 
     def get_params(self) -> dict:
         return {"weights": _wire_array(self.weights), "bias": _wire_array(self.bias), "inputs": self.inputs,

@@ -194,6 +194,9 @@ class Topology:
         if not isinstance(self.neurotransmitters, (dict, type(None))):
             raise TopologyError("[neurotransmitters] must be a table")
         for region in self.modulated_regions():
+            if not region or "/" in region:
+                raise TopologyError(f"region {region!r} (a layer's region, or the network's name) needs a "
+                                    f"neuromodulator, whose name must be non-empty and without '/'")
             try:
                 region_chemistry(self.neurotransmitters or {}, region)
             except ChemistryError as exc:

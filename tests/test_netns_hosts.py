@@ -242,7 +242,12 @@ def test_the_spread_diamond_answers_and_learns_across_hosts(cluster):
         assert tcp["host"] == name and set(tcp["exports"]) >= {"root.ctl", *(f"{n}.in" for n in NEURONS_ON[name])}
         assert set(tcp["routes"]) == {f"{n}.in" for h, ns in NEURONS_ON.items() if h != name for n in ns}
         assert os.stat(host.run_dir).st_mode & 0o777 == 0o700  # ipc sockets: the service user only
-        assert {row["id"] for row in host.call(host.control, "which_children")} >= set(LAYERS_ON[name])
+        children = {row["id"] for row in host.call(host.control, "which_children")}
+        assert children == {*LAYERS_ON[name], *(("reshaper", "messenger_out", "messenger_in") if name == "h1" else ())}
+    reshaper = control_endpoint(hosts["h1"].run_dir, "root/reshaper")  # on the front host only
+    assert hosts["h1"].call(reshaper, "topology")["hosts"] == {h: f"{a}:{BASE_PORT}" for h, a in HOSTS.items()}
+    with pytest.raises(ControlError, match="spread_over_hosts"):
+        hosts["h1"].call(reshaper, "add_neuron", layer="L2")  # live reshaping reaches one host: refused
     client = messenger(hosts["h1"])
     try:
         losses = []

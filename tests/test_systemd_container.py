@@ -121,14 +121,17 @@ def cached_root(log) -> pathlib.Path:
 # -- the container ---------------------------------------------------------------------------------
 
 class Container:
-    """A booted systemd-nspawn container; :meth:`run` executes a command inside it with nsenter."""
+    """A booted systemd-nspawn container; :meth:`run` executes a command inside it with nsenter.
+
+    It has a network namespace of its own (``--private-network``: loopback only), so the agent's
+    TCP ports never meet whatever else runs on this machine."""
 
     def __init__(self, root: pathlib.Path, binds: dict[str, str], log):
         self.name = f"nx-test-{os.getpid()}"
         self.recaps: list[dict[str, int]] = []
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "--directory", str(root), "--boot", "--register=no", "--keep-unit",
-             "--volatile=overlay", f"--machine={self.name}",
+             "--volatile=overlay", "--private-network", f"--machine={self.name}",
              *(f"--bind-ro={src}:{dst}" for src, dst in binds.items())],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:

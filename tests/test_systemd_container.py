@@ -109,9 +109,11 @@ def cached_root(log) -> pathlib.Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         root = ROOT_CACHE / key
         if not root.is_dir():
-            for stale in ROOT_CACHE.iterdir():
-                if stale.name != ".lock":
+            for stale in ROOT_CACHE.iterdir():  # other recipes' roots and nspawn's ".#ROOT.lck" files
+                if stale.is_dir():
                     shutil.rmtree(stale, ignore_errors=True)
+                elif stale.name != ".lock":
+                    stale.unlink(missing_ok=True)
             partial = ROOT_CACHE / f"{key}.partial"
             build_root(partial, recipe, log)
             partial.rename(root)

@@ -225,9 +225,11 @@ def cluster(work):
             for host in hosts.values():
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     host.stop()
-            hosts["h1"].systemd.close()
+            if hosts["h1"].systemd is not None:
+                hosts["h1"].systemd.close()
             namespaces.remove()  # leaves_no_process then fails the run for any process left, and kills it
-    assert not any(pathlib.Path("/run/netns", ns).exists() for ns in namespaces.made)
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
+    assert namespaces.prefix not in left, left
 
 
 def messenger(host: Host) -> MessengerClient:
@@ -242,7 +244,12 @@ def test_the_spread_diamond_answers_and_learns_across_hosts(cluster):
         assert tcp["host"] == name and set(tcp["exports"]) >= {"root.ctl", *(f"{n}.in" for n in NEURONS_ON[name])}
         assert set(tcp["routes"]) == {f"{n}.in" for h, ns in NEURONS_ON.items() if h != name for n in ns}
         assert os.stat(host.run_dir).st_mode & 0o777 == 0o700  # ipc sockets: the service user only
-        assert {row["id"] for row in host.call(host.control, "which_children")} >= set(LAYERS_ON[name])
+        children = {row["id"] for row in host.call(host.control, "which_children")}
+        assert children == {*LAYERS_ON[name], *(("reshaper", "messenger_out", "messenger_in") if name == "h1" else ())}
+    reshaper = control_endpoint(hosts["h1"].run_dir, "root/reshaper")  # on the front host only
+    assert hosts["h1"].call(reshaper, "topology")["hosts"] == {h: f"{a}:{BASE_PORT}" for h, a in HOSTS.items()}
+    with pytest.raises(ControlError, match="spread_over_hosts"):
+        hosts["h1"].call(reshaper, "add_neuron", layer="L2")  # live reshaping reaches one host: refused
     client = messenger(hosts["h1"])
     try:
         losses = []
@@ -389,7 +396,8 @@ def test_a_dead_host_is_waited_for_and_no_request_is_lost_without_an_error(clust
     outcomes = [replies[m][0] for m in sent]
     assert all(r["ok"] or r["error"] == "timeout" for r in outcomes), {r.get("error") for r in outcomes}
     assert any(not r["ok"] for r in outcomes[:killed_at]), "the dead layer never showed"
-    assert all(r["ok"] for r in outcomes[recovered_at + 20:]), "answers did not come back after the restart"
+    after = outcomes[recovered_at:]
+    assert len(after) > 20 and all(r["ok"] for r in after[-10:]), "answers did not come back after the restart"
     for neuron in NEURONS_ON["h3"]:
         started = h3.neuron(neuron, "status")["started"]
         assert started.get("seeding", {}).get("method") == "own_last_flush", (neuron, started)

@@ -22,7 +22,7 @@ import zmq
 
 from neurox.cli import main
 from neurox.cli._discovery import find_network
-from neurox.cli._node import NodeConfig, starting_topology
+from neurox.cli._node import NodeConfig, peer_summary, starting_topology
 from neurox.ext import MessengerClient, digits
 from neurox.neuron import NeuronStore, Topology, load_topology, neuron_control, topology_path
 from neurox.neuron._topology import DIAMOND_TOML
@@ -196,6 +196,11 @@ def test_a_host_must_be_one_of_the_topology_with_its_keys(tmp_path, capsys, extr
     (tmp_path / "shape.toml").write_text(SPREAD)
     assert main(["node", "--config", write_config(tmp_path, topology="shape.toml", **extra)]) == 2
     assert error in capsys.readouterr().out
+
+
+def test_status_names_the_peers_that_answer():
+    assert peer_summary({}) == ""
+    assert peer_summary({"h2": True, "h3": False}) == "; peers h2 up, h3 unreachable"
 
 
 def test_paths_in_the_config_are_relative_to_its_file(tmp_path):

@@ -109,9 +109,11 @@ def cached_root(log) -> pathlib.Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         root = ROOT_CACHE / key
         if not root.is_dir():
-            for stale in ROOT_CACHE.iterdir():
-                if stale.name != ".lock":
+            for stale in ROOT_CACHE.iterdir():  # other recipes' roots and nspawn's ".#ROOT.lck" files
+                if stale.is_dir():
                     shutil.rmtree(stale, ignore_errors=True)
+                elif stale.name != ".lock":
+                    stale.unlink(missing_ok=True)
             partial = ROOT_CACHE / f"{key}.partial"
             build_root(partial, recipe, log)
             partial.rename(root)
@@ -121,14 +123,17 @@ def cached_root(log) -> pathlib.Path:
 # -- the container ---------------------------------------------------------------------------------
 
 class Container:
-    """A booted systemd-nspawn container; :meth:`run` executes a command inside it with nsenter."""
+    """A booted systemd-nspawn container; :meth:`run` executes a command inside it with nsenter.
+
+    It has a network namespace of its own (``--private-network``: loopback only), so the agent's
+    TCP ports never meet whatever else runs on this machine."""
 
     def __init__(self, root: pathlib.Path, binds: dict[str, str], log):
         self.name = f"nx-test-{os.getpid()}"
         self.recaps: list[dict[str, int]] = []
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "--directory", str(root), "--boot", "--register=no", "--keep-unit",
-             "--volatile=overlay", f"--machine={self.name}",
+             "--volatile=overlay", "--private-network", f"--machine={self.name}",
              *(f"--bind-ro={src}:{dst}" for src, dst in binds.items())],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:

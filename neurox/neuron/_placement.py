@@ -135,8 +135,3 @@ def control_tcp(topology: "Topology", host: str) -> str:
     """Where a host's root supervisor answers control requests over TCP (CURVE)."""
     return _endpoint(topology, host, 0)
 
-
-def messenger_in_tcp(topology: "Topology") -> str | None:
-    """Where clients on other hosts reach MessengerIn (CURVE), or None if not spread over hosts."""
-    host = front_host(topology)
-    return _endpoint(topology, host, 1) if host is not None else None

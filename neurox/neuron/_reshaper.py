@@ -32,6 +32,7 @@ from ._topology import Layer, Topology, TopologyError
 DRAIN_TIMEOUT_S = 5.0
 CALL_TIMEOUT_S = 30.0
 LIVE_SETTINGS = ("activation", "learning_rate", "flush_interval_s", "join_timeout_ms")
+READ_ONLY_OPS = ("ping", "status", "topology", "export")
 
 
 class Reshaper:
@@ -74,13 +75,16 @@ class Reshaper:
     def _guarded(self, op: str, handler):
         """The handler with topology errors turned into error replies and its successes recorded."""
         def run(request: dict):
+            if self.topology.hosts and op not in READ_ONLY_OPS:
+                raise Reply("spread_over_hosts", "this network spans hosts and the reshaper reaches only its own; "
+                                                 "push a new topology instead (ansible/reshape.yml)")
             try:
                 result = handler(request)
             except TopologyError as exc:
                 raise Reply("bad_topology", str(exc)) from None
             except ControlError as exc:
                 raise Reply("failed", f"a process did not go along: {exc}") from None
-            if op not in ("ping", "status", "topology", "export"):
+            if op not in READ_ONLY_OPS:
                 self._record(op, request, result)
             return result
         return run

@@ -58,7 +58,7 @@ class Notices:
     def signal(self, pid: int, sig: int) -> None:
         self.client.signal(pid, sig)
 
-    def wait(self, pid: int, ev: str, timeout: float = 10.0) -> dict:
+    def wait(self, pid: int, ev: str, timeout: float = 30.0) -> dict:
         """The notice ``ev`` about ``pid``; fails if the process exits first (unless ``ev`` is exit)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -179,8 +179,8 @@ class Topology:
                 raise TopologyError(f"layer {layer.name!r}: strategy must be one of {list(LAYER_STRATEGIES)}")
             if not 0.0 <= float(settings.get("context", 0.0)) < 1.0:
                 raise TopologyError(f"layer {layer.name!r}: context must be in [0, 1)")
-            region = settings.get("region", self.name)
-            if not isinstance(region, str) or not region or "/" in region or "." in region:
+            region = settings.get("region")  # unset: the network's name, checked only if modulated
+            if region is not None and (not isinstance(region, str) or not region or "/" in region or "." in region):
                 raise TopologyError(f"layer {layer.name!r}: region must be a name without '/' or '.'")
         if len(self.layers[-1].neurons) != 1:
             raise TopologyError("the output layer must have exactly one neuron (the end node)")

@@ -16,4 +16,4 @@ run: $(STAMP)
 
 test: $(STAMP)
 	bash tests/setup_tools.sh $(VENV)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=15

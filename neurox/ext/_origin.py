@@ -22,6 +22,7 @@ ORIGIN_BITS = 40
 class Origin:
     def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, name: str, hwm: int = 10000):
         self.ctx = ctx
+        self.name = name
         self.return_endpoint = ipc_endpoint(run_dir, f"{name}.{os.getpid()}.ret")
         self.returns = make_socket(ctx, zmq.PULL, bind=self.return_endpoint, hwm=hwm)
         self.starts = [make_socket(ctx, zmq.PUSH, connect=inbox_endpoint(run_dir, n), hwm=hwm)
@@ -33,10 +34,11 @@ class Origin:
         """Push one packet of rows (with targets when learning); returns its packet id.
 
         With ``block=False`` a full queue towards the first layer raises ``zmq.Again`` instead of waiting.
-        ``tag`` (e.g. a request's message_hash_id) travels with the packet to the output extensions.
+        ``tag`` (e.g. a request's message_hash_id) travels with the packet to the output extensions, and so
+        does this origin's ``name`` (as ``source``).
         """
         packet = next(self._ids)
-        meta = {"origin": self.return_endpoint}
+        meta = {"origin": self.return_endpoint, "source": self.name}
         if learn and targets is not None:
             meta["targets"] = targets
         if tag is not None:

@@ -6,6 +6,9 @@ import contextlib
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -32,8 +35,43 @@ def network_with(tmp_path, extensions: list[dict], topology: Topology | None = N
         network.stop()
 
 
-def ext_call(network: Network, name: str, op: str = "metrics", timeout: float = 5.0):
-    return call(zmq.Context.instance(), control_endpoint(network.run_dir, f"root/{name}"), op, timeout=timeout)
+STDIN_NETWORK = r"""
+import json, signal, sys, threading
+from neurox.ext import PRELOAD, network_children
+from neurox.neuron import Network, load_topology
+topology = load_topology()
+topology.extensions = json.loads(sys.argv[2])
+network = Network(topology, sys.argv[1], extensions=network_children(topology, sys.argv[1]), preload=PRELOAD)
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+network.start()
+print(network.run_dir, flush=True)
+stop.wait()
+network.stop()
+"""
+
+
+@contextlib.contextmanager
+def network_on_stdin(tmp_path, extensions: list[dict]):
+    """The diamond with these extensions, started by a child process whose standard input -- and so
+    the launcher's and every network process's -- is a pipe from this test: (that pipe, run_dir).
+    Stopped politely on the way out."""
+    with subprocess.Popen([sys.executable, "-c", STDIN_NETWORK, str(tmp_path / "net"), json.dumps(extensions)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
+        try:
+            run_dir = proc.stdout.readline().decode().strip()  # up
+            yield proc.stdin, run_dir
+        finally:
+            if not proc.stdin.closed:
+                proc.stdin.close()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+
+
+def ext_call(network: Network | str, name: str, op: str = "metrics", timeout: float = 5.0):
+    """``op`` on extension ``name``'s control socket (``network``: a Network or its run directory)."""
+    run_dir = network if isinstance(network, str) else network.run_dir
+    return call(zmq.Context.instance(), control_endpoint(run_dir, f"root/{name}"), op, timeout=timeout)
 
 
 def wait_until(check, timeout: float = 20.0, what: str = "the condition"):

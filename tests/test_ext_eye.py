@@ -1,24 +1,18 @@
 """The eye: images from a directory, a file, a named pipe and standard input, decoded, resized and
 scaled to the start node's width; bad images counted and survived; end to end to JSON lines."""
-import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-import zmq
 
-from _extutil import (digit_pixels, ext_call, image_bytes, network_with, read_jsonl, wait_metric, wait_until,
-                      write_digit_images)
+from _extutil import (digit_pixels, ext_call, image_bytes, network_on_stdin, network_with, read_jsonl, wait_metric,
+                      wait_until, write_digit_images)
 from neurox.ext import ExtensionError, InputError, digits, network_children
 from neurox.ext._images import ImageSpec, ImageSplitter, decode_image
 from neurox.neuron import load_topology
-from neurox.runtime import call
-from neurox.supervisor_tree import control_endpoint
 
 SPEC = ImageSpec((8, 8))
 
@@ -163,10 +157,6 @@ def test_a_directory_with_class_folders_new_files_and_bad_images(tmp_path, no_st
         assert 0 <= record["label"] <= 9 and len(record["output"]) == 10
 
 
-def _status(run_dir: str, name: str) -> dict:
-    return call(zmq.Context.instance(), control_endpoint(run_dir, f"root/{name}"), "status", timeout=5.0)
-
-
 def _pid_or_none(network, name):
     try:
         return ext_call(network, name, "status", timeout=0.5)["pid"]
@@ -230,42 +220,20 @@ def test_a_named_pipe_of_concatenated_images(tmp_path, no_stray_processes):
     assert all(r["target"] == int(digits().targets[r["message_hash_id"]]) for r in records)
 
 
-STDIN_NETWORK = r"""
-import json, signal, sys, threading
-from neurox.ext import PRELOAD, network_children
-from neurox.neuron import Network, load_topology
-topology = load_topology()
-topology.extensions = json.loads(sys.argv[2])
-network = Network(topology, sys.argv[1], extensions=network_children(topology, sys.argv[1]), preload=PRELOAD)
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-network.start()
-print(network.run_dir, flush=True)
-stop.wait()
-network.stop()
-"""
-
-
 @pytest.mark.timeout(120)
 def test_standard_input_of_concatenated_images(tmp_path, no_stray_processes):
     out = tmp_path / "answers.jsonl"
     extensions = [{"name": "eye", "module": "eye", "path": "-"},
                   {"name": "answers", "module": "jsonl", "path": str(out), "output": False}]
-    with subprocess.Popen([sys.executable, "-c", STDIN_NETWORK, str(tmp_path / "net"), json.dumps(extensions)],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
-        try:
-            run_dir = proc.stdout.readline().decode().strip()  # up
-            for i in range(20):
-                proc.stdin.write(image_bytes(digit_pixels(i), "PNG" if i % 3 else "PPM"))
-            proc.stdin.write(png_of(digit_pixels(20))[:40])  # cut short by the end of the input
-            proc.stdin.close()
-            records = wait_until(lambda: len(read_jsonl(out)) >= 20 and read_jsonl(out), what="20 JSON lines")
-            status = wait_until(lambda: (s := _status(run_dir, "eye"))["state"] == "ended" and s, what="the end")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
-    assert status["recent_rejects"][-1]["detail"] == \
-        "the stream ended inside an image (40 bytes)"
+    with network_on_stdin(tmp_path, extensions) as (stdin, run_dir):
+        for i in range(20):
+            stdin.write(image_bytes(digit_pixels(i), "PNG" if i % 3 else "PPM"))
+        stdin.write(png_of(digit_pixels(20))[:40])  # cut short by the end of the input
+        stdin.close()
+        records = wait_until(lambda: len(read_jsonl(out)) >= 20 and read_jsonl(out), what="20 JSON lines")
+        status = wait_until(lambda: (s := ext_call(run_dir, "eye", "status"))["state"] == "ended" and s,
+                            what="the end of the input")
+    assert status["recent_rejects"][-1]["detail"] == "the stream ended inside an image (40 bytes)"
     assert sorted(r["message_hash_id"] for r in records) == list(range(20))
     assert all("target" not in r and 0 <= r["label"] <= 9 for r in records)
 

@@ -2,14 +2,11 @@
 from with prequential scores; bad rows and bad files counted with their line, nothing crashes."""
 import json
 import os
-import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from _extutil import ext_call, network_with, read_jsonl, wait_metric, wait_until
+from _extutil import ext_call, network_on_stdin, network_with, read_jsonl, wait_metric, wait_until
 from neurox.ext import ExtensionError, digits, network_children
 from neurox.ext._datasets import DIGITS
 from neurox.neuron import load_topology
@@ -134,22 +131,6 @@ def test_json_lines_through_a_named_pipe(tmp_path, no_stray_processes):
     assert all(r["target"] == int(data.targets[int(r["message_hash_id"][1:])]) for r in records)
 
 
-STDIN_NETWORK = r"""
-import json, signal, sys, threading
-from neurox.ext import PRELOAD, network_children
-from neurox.neuron import Network, load_topology
-topology = load_topology()
-topology.extensions = json.loads(sys.argv[2])
-network = Network(topology, sys.argv[1], extensions=network_children(topology, sys.argv[1]), preload=PRELOAD)
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-network.start()
-print(network.run_dir, flush=True)
-stop.wait()
-network.stop()
-"""
-
-
 @pytest.mark.parametrize("fmt", ["csv", "npz"])
 def test_standard_input(tmp_path, no_stray_processes, fmt):
     out = tmp_path / "answers.jsonl"
@@ -161,16 +142,11 @@ def test_standard_input(tmp_path, no_stray_processes, fmt):
         data = digits()
         np.savez(tmp_path / "in.npz", X=data.features[:300], y=data.targets[:300])
         os.rename(tmp_path / "in.npz", tmp_path / "in")
-    with subprocess.Popen([sys.executable, "-c", STDIN_NETWORK, str(tmp_path / "net"), json.dumps(extensions)],
-                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
-        try:
-            proc.stdout.readline()  # up
-            proc.stdin.write((tmp_path / "in").read_bytes())
-            proc.stdin.close()
-            records = wait_until(lambda: len(read_jsonl(out)) >= 300 and read_jsonl(out), what="300 JSON lines")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
+    with network_on_stdin(tmp_path, extensions) as (stdin, run_dir):
+        stdin.write((tmp_path / "in").read_bytes())
+        stdin.close()
+        records = wait_until(lambda: len(read_jsonl(out)) >= 300 and read_jsonl(out), what="300 JSON lines")
+        assert ext_call(run_dir, "feed", "status")["state"] == "done"
     targets = digits().targets
     ids = sorted(r["message_hash_id"] for r in records)
     assert ids == (list(range(1, 301)) if fmt == "csv" else list(range(300))), "CSV: line numbers; NPZ: rows"

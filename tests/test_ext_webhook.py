@@ -33,6 +33,18 @@ def _split(url: str):
     return host, int(port), "/" + path
 
 
+def exchange(url: str, request: str) -> str:
+    """Send ``request`` (``{path}`` filled in) as it is, without a body; all the server answers before it
+    closes the connection."""
+    host, port, path = _split(url)
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(request.format(path=path).encode())
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply.decode()
+
+
 def vector(i: int) -> list:
     return digits().features[i].tolist()
 
@@ -97,16 +109,11 @@ def test_bad_requests_get_clear_errors_are_counted_and_crash_nothing(tmp_path, n
         assert (got, answer["error"]) == (404, "not_found")
         assert post(url, {"vector": vector(0)}, {})[1]["WWW-Authenticate"].startswith("Bearer")
         # an oversized body is refused from its Content-Length, before it is sent
-        host, port, path = _split(url)
-        with socket.create_connection((host, port), timeout=10) as sock:
-            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret-token\r\n"
-                         f"Content-Type: application/json\r\nContent-Length: 999999999\r\n\r\n".encode())
-            reply = sock.recv(65536).decode()
-        assert reply.startswith("HTTP/1.1 413") and '"too_large"' in reply
-        with socket.create_connection((host, port), timeout=10) as sock:  # no Content-Length
-            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret-token\r\n"
-                         f"Transfer-Encoding: chunked\r\n\r\n".encode())
-            assert sock.recv(65536).decode().startswith("HTTP/1.1 411")
+        head = "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret-token\r\n"
+        reply = exchange(url, head + "Content-Type: application/json\r\nContent-Length: 999999999\r\n\r\n")
+        assert reply.startswith("HTTP/1.1 413") and '"too_large"' in reply, reply
+        reply = exchange(url, head + "Transfer-Encoding: chunked\r\n\r\n")  # no Content-Length
+        assert reply.startswith("HTTP/1.1 411") and '"length_required"' in reply, reply
         status, _, answer = post(url, {"vector": vector(3), "target": 3}, auth)
         assert status == 202, "still serving"
         metrics = wait_metric(network, "hook", "answered", 1)
@@ -119,15 +126,16 @@ def test_bad_requests_get_clear_errors_are_counted_and_crash_nothing(tmp_path, n
 
 
 def test_a_full_queue_answers_503_with_retry_after(tmp_path, no_stray_processes):
-    extensions = [{"name": "hook", "module": "webhook", "port": 0, "queue": 5, "rate": 0.5}]  # one every 2 s
+    extensions = [{"name": "hook", "module": "webhook", "port": 0, "queue": 5, "rate": 0.2}]  # one every 5 s
     with network_with(tmp_path, extensions) as network:
         url = ext_call(network, "hook", "status")["url"]
-        assert post(url, {"samples": [{"vector": vector(i)} for i in range(5)]})[0] == 202  # one goes at once
+        assert post(url, {"samples": [{"vector": vector(i)} for i in range(5)]})[0] == 202
+        wait_metric(network, "hook", "sent", 1)  # one goes at once, the next in 5 s
         assert post(url, {"vector": vector(5)})[0] == 202  # 5 waiting: full
         status, headers, answer = post(url, {"vector": vector(6)})
         assert (status, answer["error"], headers["Retry-After"]) == (503, "busy", "1"), answer
         assert post(url, {"samples": [{"vector": vector(i)} for i in range(6)]})[0] == 503, "all or nothing"
-        wait_metric(network, "hook", "answered", 2)
+        wait_metric(network, "hook", "sent", 2)
         assert post(url, {"vector": vector(6)})[0] == 202, "room again once samples went out"
         assert ext_call(network, "hook")["bad_frames_by_kind"] == {"http_503_busy": 2}
 

@@ -11,6 +11,7 @@ from ._datasets import (Dataset as Dataset, DatasetError as DatasetError, digits
 from ._messenger_in import MESSENGER_IN_TARGET
 from ._messenger_out import MESSENGER_OUT_TARGET, decode_outputs as decode_outputs
 from ._origin import Origin as Origin
+from ._pipes import Pipe as Pipe
 from ._samples import (InputError as InputError, Sample as Sample, TargetSpace as TargetSpace,
                        encode_text as encode_text, parse_sample as parse_sample, parse_vector as parse_vector,
                        sample_records as sample_records)

@@ -38,6 +38,7 @@ from ..neuron import Topology, topology_path
 from ..runtime import (EXIT_SHUTDOWN, BadFrames, EventPublisher, FrameError, ipc_endpoint, make_socket, notify_ready,
                        serve_one, unpack_map)
 from ._origin import Origin
+from ._pipes import Pipe
 from ._samples import InputError, Sample, TargetSpace, sample_records
 from ._settings import ExtensionError, Setting, configure
 from ._stream import Feed
@@ -260,15 +261,30 @@ class SampleInput(InputExtension):
         called again, or None (it will be called again after the next event anyway)."""
         return None
 
-    def watch_source(self, fd: int, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` when ``fd`` is readable, but only while the queue has room."""
-        self._sources[fd] = callback
+    def watch_source(self, source, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when ``source`` (a file descriptor, a zmq socket or a :class:`Pipe`) is
+        readable, but only while the queue has room."""
+        self._sources[getattr(source, "fd", source)] = callback
 
-    def unwatch_source(self, fd: int) -> None:
+    def unwatch_source(self, source) -> None:
+        fd = getattr(source, "fd", source)
         self._sources.pop(fd, None)
         if fd in self._watched:
             self._watched.discard(fd)
             self.unwatch(fd)
+
+    def read_source(self, pipe: Pipe) -> bytes | None:
+        """What came on a watched :class:`Pipe` (standard input or a named pipe): bytes; ``b""`` once, at
+        its end (or when it cannot be read, which is rejected as ``unreadable``), and it is no longer
+        watched; None if nothing came after all."""
+        try:
+            data = pipe.read()
+        except OSError as exc:
+            self.reject("unreadable", f"{pipe.path}: {exc.strerror or exc}")
+            data = b""
+        if data == b"":
+            self.unwatch_source(pipe)
+        return data
 
     def tick(self) -> float | None:
         now = time.perf_counter()
@@ -358,7 +374,8 @@ class OutputExtension(Extension):
             except FrameError as exc:
                 self.reject(exc.kind, exc.detail)
                 continue
-            if self.sources is not None and result.get("source") not in self.sources:
+            source = result.get("source")
+            if self.sources is not None and not (isinstance(source, str) and source in self.sources):
                 self.count("skipped")
                 continue
             self.on_result(result)

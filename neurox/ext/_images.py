@@ -144,6 +144,11 @@ class ImageSplitter:
             del self.buffer[:end]
             return image
 
+    def clear(self) -> None:
+        """Drop what is held (the stream ended inside an image)."""
+        self.buffer.clear()
+        self._skipping = False
+
     def pending(self) -> int:
         """Bytes held for an image that has not come to its end."""
         return len(self.buffer)

@@ -8,6 +8,7 @@ splits one into a record per sample, the shape every built-in output writes.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -121,6 +122,11 @@ def parse_sample(obj, width: int, targets: TargetSpace) -> Sample:
         raise InputError("bad_input", "'message_hash_id' must be a string or an integer")
     target = obj.get("target")
     return Sample(row, None if target is None else targets.parse(target), tag)
+
+
+def to_json(value) -> str:
+    """One compact JSON text; what JSON has no form for (bytes a client put in a tag) becomes text."""
+    return json.dumps(value, separators=(",", ":"), default=lambda v: v.hex() if isinstance(v, bytes) else str(v))
 
 
 def sample_records(result: dict) -> list[dict]:

@@ -71,7 +71,8 @@ class Feed:
 
     def answer(self, result: dict) -> bool:
         """Score one result from MessengerOut; False if its packet is not in flight here (late or unknown)."""
-        entry = self.in_flight.pop(result.get("packet"), None)
+        packet = result.get("packet")
+        entry = self.in_flight.pop(packet, None) if isinstance(packet, int) else None
         if entry is None:
             return False
         targets, rows, _ = entry

@@ -31,8 +31,8 @@ from collections import deque
 
 from ..neuron import Topology
 from ._api import SampleInput
-from ._pipes import Pipe, is_pipe
 from ._images import DEFAULT_FORMATS, ImageSpec, ImageSplitter, decode_image, image_size_for, known_formats
+from ._pipes import Pipe, is_pipe
 from ._samples import InputError, Sample
 from ._settings import ExtensionError, Setting
 
@@ -128,7 +128,7 @@ class Extension(SampleInput):
             self.splitter = ImageSplitter(self.spec.max_bytes, self.spec.max_pixels)
             self.index = 0
             self.pipe = Pipe(self.path)
-            self.watch_source(self.pipe.fd, self._on_pipe)
+            self.watch_source(self.pipe, self._on_pipe)
             self.state = "reading"
         else:
             self.taken = TakenLog(os.path.join(self.data_dir, "extensions", f"{self.name}.taken")
@@ -150,8 +150,7 @@ class Extension(SampleInput):
     # -- a directory or a file -------------------------------------------------------------------
     def refill(self) -> float | None:
         if self.pipe is not None:
-            self._drain_splitter()
-            return None
+            return 0.0 if self._drain_splitter() else None
         now = time.monotonic()
         if now >= self.next_scan and not self.backlog:
             self.next_scan = now + self.poll_s
@@ -242,29 +241,28 @@ class Extension(SampleInput):
 
     # -- a stream ----------------------------------------------------------------------------------
     def _on_pipe(self) -> None:
-        try:
-            data = self.pipe.read()
-        except OSError as exc:
-            self.reject("unreadable", f"{self.path}: {exc.strerror or exc}")
-            data = b""
+        data = self.read_source(self.pipe)
         if data is None:
             return
-        if not data:  # standard input ended (a named pipe never does)
-            self.unwatch_source(self.pipe.fd)
+        if not data:
             self.state = "ended"
         self.splitter.feed(data)
         self._drain_splitter()
 
-    def _drain_splitter(self) -> None:
+    def _drain_splitter(self) -> bool:
+        """Decode and offer the complete images held while there is room; True if time ran out first."""
         if self.labels and self.room > 0:
             self.labels.refresh()
+        started = time.monotonic()
         while self.room > 0:
+            if time.monotonic() - started > WORK_BUDGET_S:
+                return True  # the rest at the next turn of the loop
             item = self.splitter.next()
             if item is None:
                 if self.state == "ended" and self.splitter.pending():
                     self.reject("bad_image", f"the stream ended inside an image ({self.splitter.pending()} bytes)")
-                    self.splitter.buffer.clear()
-                return
+                    self.splitter.clear()
+                return False
             if isinstance(item, InputError) and item.error == "bad_stream":
                 self.reject(item.error, f"after image {self.index - 1}: {item.detail}")
                 continue  # not an image: it takes no index
@@ -279,6 +277,7 @@ class Extension(SampleInput):
                 continue
             self.offer(Sample(row, target, index))
             self.count("images")
+        return False
 
     def _set_state(self, state: str) -> None:
         if state != self.state and state.startswith("waiting"):
@@ -287,7 +286,7 @@ class Extension(SampleInput):
 
     def close(self) -> None:
         if self.pipe is not None:
-            self.unwatch_source(self.pipe.fd)
+            self.unwatch_source(self.pipe)
             self.pipe.close()
         else:
             self.taken.close()

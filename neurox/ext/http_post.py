@@ -19,7 +19,6 @@ the environment), so a slow receiver never holds up the extension's loop.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 
 from ..neuron import Topology
 from ._api import OutputExtension
+from ._samples import to_json
 from ._settings import ExtensionError, Setting
 
 RETRY_STATUSES = (408, 425, 429, 500, 502, 503, 504)
@@ -146,7 +146,7 @@ class Sender:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
     def _deliver(self, batch: list[dict]) -> None:
-        body = json.dumps({"source": self.name, "records": batch}, separators=(",", ":")).encode()
+        body = to_json({"source": self.name, "records": batch}).encode()
         for attempt in range(self.retries + 1):
             if attempt:
                 self.retried += 1

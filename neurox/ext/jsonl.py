@@ -16,12 +16,12 @@ A write that fails (a full disk) is counted with the records it lost, and the si
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
 from ._api import OutputExtension
+from ._samples import to_json
 from ._settings import Setting
 
 CHECK_ROTATION_S = 1.0
@@ -62,7 +62,7 @@ class Extension(OutputExtension):
         for record in records:
             if not self.with_output:
                 record.pop("output", None)
-            self.lines.append(json.dumps(record, separators=(",", ":")))
+            self.lines.append(to_json(record))
 
     def flush(self) -> None:
         if not self.lines:

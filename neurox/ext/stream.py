@@ -34,7 +34,7 @@ import numpy as np
 
 from ..neuron import Topology
 from ._api import SampleInput
-from ._datasets import DatasetError, load_dataset
+from ._datasets import DatasetError, _is_number, load_dataset
 from ._pipes import Pipe, is_pipe
 from ._samples import InputError, Sample, parse_sample
 from ._settings import ExtensionError, Setting
@@ -102,7 +102,7 @@ class Extension(SampleInput):
         self.counters.update(records=0)
         if is_pipe(self.path):
             self.pipe = Pipe(self.path)
-            self.watch_source(self.pipe.fd, self._on_readable)
+            self.watch_source(self.pipe, self._on_readable)
         elif settings["scale"] == "minmax" or self.format == "npz":
             self._load_whole(settings["scale"])
         else:
@@ -219,17 +219,11 @@ class Extension(SampleInput):
         self.header = None
 
     def _on_readable(self) -> None:
-        try:
-            data = self.pipe.read()
-        except OSError as exc:
-            self.reject("unreadable", f"{self.path}: {exc.strerror or exc}")
-            data = b""
+        data = self.read_source(self.pipe)
         if data is None:
             return
         self.buffer += data
-        if not data:  # standard input ended (a named pipe never does)
-            self.ended = True
-            self.unwatch_source(self.pipe.fd)
+        self.ended = not data
         if self.format != "npz":
             self.refill()
         elif self.ended:  # an NPZ is a zip: it can only be read whole
@@ -332,7 +326,7 @@ class Extension(SampleInput):
 
     def close(self) -> None:
         if self.pipe is not None:
-            self.unwatch_source(self.pipe.fd)
+            self.unwatch_source(self.pipe)
             self.pipe.close()
         elif self.file is not None:
             self.file.close()
@@ -346,11 +340,3 @@ def _plain(value, targets):
     if targets.classification and isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False

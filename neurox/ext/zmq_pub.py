@@ -16,13 +16,12 @@ endpoint bound is in ``status`` and in the ``child_started`` event).
 """
 from __future__ import annotations
 
-import json
-
 import zmq
 
 from ..neuron import Topology
 from ..runtime import make_socket, pack
 from ._api import OutputExtension
+from ._samples import to_json
 from ._settings import ExtensionError, Setting
 
 
@@ -61,7 +60,7 @@ class Extension(OutputExtension):
 
     def on_records(self, records: list[dict]) -> None:
         for record in records:
-            body = json.dumps(record, separators=(",", ":")).encode() if self.json else pack(record)
+            body = to_json(record).encode() if self.json else pack(record)
             self.pub.send_multipart([self.topic, body])
         self.count("published", len(records))
 

@@ -1,16 +1,24 @@
-"""Extensions at the edges of a network: MessengerIn/Out, streams to learn from, datasets."""
+"""Extensions at the edges of a network: MessengerIn/Out, the built-in inputs and outputs, streams to
+learn from, datasets, and the network's sleep (hippocampus and maintenance). How to write one:
+docs/extensions.md."""
 from ..neuron import Topology, modulator_children, self_reshaper_children
 from ..supervisor_tree import ChildSpec
-from ._api import (EXTENSION_TARGET, Extension as Extension, InputExtension as InputExtension,
-                   OutputExtension as OutputExtension, outputs_endpoint as outputs_endpoint)
+from ._api import (BUILT_IN as BUILT_IN, EXTENSION_TARGET, Extension as Extension,
+                   InputExtension as InputExtension, OutputExtension as OutputExtension, SampleInput as SampleInput,
+                   extension_class as extension_class, outputs_endpoint as outputs_endpoint)
 from ._client import AskError as AskError, MessengerClient as MessengerClient
 from ._datasets import (Dataset as Dataset, DatasetError as DatasetError, digits as digits,
                         load_dataset as load_dataset)
-from ._messenger_in import MESSENGER_IN_TARGET, encode_text as encode_text
+from ._messenger_in import MESSENGER_IN_TARGET
 from ._messenger_out import MESSENGER_OUT_TARGET, decode_outputs as decode_outputs
 from ._maintenance import maintenance_children as maintenance_children
 from ._origin import Origin as Origin
-from ._stream import Stream as Stream, StreamProgress as StreamProgress
+from ._pipes import Pipe as Pipe
+from ._samples import (InputError as InputError, Sample as Sample, TargetSpace as TargetSpace,
+                       encode_text as encode_text, parse_sample as parse_sample, parse_vector as parse_vector,
+                       sample_records as sample_records)
+from ._settings import ExtensionError as ExtensionError, Setting as Setting
+from ._stream import Feed as Feed, Stream as Stream, StreamProgress as StreamProgress
 
 PRELOAD = ("neurox.ext._api", "neurox.ext._messenger_in", "neurox.ext._messenger_out")
 
@@ -25,12 +33,18 @@ def messenger_children(data_dir: str, timeout_ms: int = 5000, bind: list[str] = 
 
 
 def extension_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
-    """The topology's ``[[extension]]`` processes, as children of the network's root."""
+    """The topology's ``[[extension]]`` processes, as children of the network's root.
+
+    Each line is checked against its extension's settings here, before any process starts:
+    ExtensionError (a TopologyError) names the extension and every setting that is wrong.
+    """
     specs = []
     for extension in topology.extensions:
-        settings = {k: v for k, v in extension.items() if k != "name"}
-        specs.append(ChildSpec(extension["name"], EXTENSION_TARGET, {**settings, "data_dir": data_dir},
-                               "permanent", 5000, "worker", (extension["module"],)))
+        name = extension["name"]
+        module = BUILT_IN.get(extension["module"], extension["module"])
+        settings = extension_class(module).configure({**extension, "module": module}, name, topology)
+        specs.append(ChildSpec(name, EXTENSION_TARGET, {**settings, "data_dir": data_dir},
+                               "permanent", 5000, "worker", (module,)))
     return specs
 
 

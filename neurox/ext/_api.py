@@ -1,18 +1,26 @@
 """The extension API: processes at the edges of a network that bring data in or take answers out.
 
-An extension is a module with a class named ``Extension`` deriving from :class:`InputExtension` (it
-turns outside data into vectors for the start node, optionally with targets to learn from) or
-:class:`OutputExtension` (it takes every answer of the end node somewhere). Each runs as a supervised
-worker under the network's root, started from a line in the topology file::
+An extension is a module with a class named ``Extension`` deriving from one of these bases, run as
+a supervised worker under the network's root and started from a line in the topology file::
 
     [[extension]]
     name = "eye"                    # its id in the supervision tree
     module = "neurox.ext.eye"       # where its Extension class lives
-    path = "/srv/images"            # anything else is passed to it as settings
+    path = "/srv/images"            # anything else is a setting, checked against settings_schema
 
-The base classes give every extension a ZeroMQ context, a control socket (``ping``, ``status``,
-``metrics``), counters, an event publisher, a polite stop on SIGTERM, and one poll loop that calls
-back the sockets (or file descriptors) it :meth:`~Extension.watch`-es. See ``docs/extensions.md``.
+- :class:`SampleInput` -- a source of samples (files, devices, HTTP): call :meth:`~SampleInput.offer`
+  from callbacks or from :meth:`~SampleInput.refill`; the base batches, paces (``window``, ``rate``),
+  sends, scores the answers prequentially and counts what was lost.
+- :class:`InputExtension` -- a bare origin at the start node: :meth:`~InputExtension.submit` packets and
+  take their answers in :meth:`~InputExtension.on_result` (MessengerIn, which answers each request itself).
+- :class:`OutputExtension` -- every answer of the end node, as MessengerOut publishes it: override
+  :meth:`~OutputExtension.on_records` (one record per sample) or :meth:`~OutputExtension.on_result`.
+
+MessengerIn is an InputExtension and MessengerOut an ``output`` Extension: the one fed by the end
+neuron directly, which publishes what every OutputExtension consumes. Every extension gets a ZeroMQ
+context, a control socket (``ping``, ``status``, ``metrics``), counters, rejected input counted by kind,
+an event publisher, a polite stop on SIGTERM, and one poll loop that calls back the sockets (or file
+descriptors) it :meth:`~Extension.watch`-es. See ``docs/extensions.md``.
 """
 from __future__ import annotations
 
@@ -20,17 +28,32 @@ import importlib
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 import zmq
 
 from ..neuron import Topology, topology_path
-from ..runtime import (EXIT_SHUTDOWN, BadFrames, EventPublisher, ipc_endpoint, make_socket, notify_ready, serve_one,
-                       unpack_map)
+from ..runtime import (EXIT_SHUTDOWN, BadFrames, EventPublisher, FrameError, ipc_endpoint, make_socket, notify_ready,
+                       serve_one, unpack_map)
 from ._origin import Origin
+from ._pipes import Pipe
+from ._samples import InputError, Sample, TargetSpace, sample_records
+from ._settings import ExtensionError, Setting, configure
+from ._stream import Feed
 
 EXTENSION_TARGET = "neurox.ext._api:run_extension"
+RECENT_REJECTS = 20
+"""Rejected inputs kept, with their details, in an extension's ``status``."""
+POLL_CAP_S = 0.2
+BACKOFF_S = 0.01
+"""How soon a SampleInput tries again when the start node is not taking more (back-pressure)."""
+DRAIN = 1000
+"""Answers an OutputExtension takes per wake-up before it lets its control socket in."""
+BUILT_IN = {"eye": "neurox.ext.eye", "webhook": "neurox.ext.webhook", "stream": "neurox.ext.stream",
+            "jsonl": "neurox.ext.jsonl", "http_post": "neurox.ext.http_post", "zmq_pub": "neurox.ext.zmq_pub"}
+"""The built-in extensions: a topology line may name one by its short name (``module = "eye"``)."""
 
 
 def outputs_endpoint(run_dir: str) -> str:
@@ -42,6 +65,16 @@ class Extension:
     """Base of every extension process."""
 
     kind = "extension"
+    settings_schema: dict[str, Setting] = {}
+    """Every setting a topology line may give this extension (see :class:`~neurox.ext.Setting`)."""
+
+    @classmethod
+    def configure(cls, raw: dict, name: str, topology: Topology) -> dict:
+        """A topology line's settings checked against :attr:`settings_schema`, with defaults filled in.
+
+        Override it (calling this first) to check what depends on several settings or on the topology;
+        raise :class:`~neurox.ext.ExtensionError` naming the extension."""
+        return configure(cls.settings_schema, raw, name)
 
     def __init__(self, settings: dict, env: dict):
         self.settings = settings
@@ -55,6 +88,7 @@ class Extension:
         self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
         self.counters: dict[str, int] = {}
         self.bad = BadFrames(self.name)
+        self.recent_rejects: deque[dict] = deque(maxlen=RECENT_REJECTS)
         self.started_t = time.time()
         self.stop_requested = False
         self.handlers: dict[str, Callable[[dict], object]] = {
@@ -74,6 +108,12 @@ class Extension:
     def count(self, counter: str, n: int = 1) -> None:
         self.counters[counter] = self.counters.get(counter, 0) + n
 
+    def reject(self, error: str, detail: str) -> None:
+        """Count one piece of input that could not be used, by its atom; the first of each atom is logged,
+        the last few (with details) are in ``status``. Nothing else happens: the extension carries on."""
+        self.bad.note(error, detail)
+        self.recent_rejects.append({"t": time.time(), "error": error, "detail": detail})
+
     def watch(self, sock, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever ``sock`` (a zmq socket or a file descriptor) is readable."""
         self._poller.register(sock, zmq.POLLIN)
@@ -88,11 +128,12 @@ class Extension:
         return None
 
     def metrics(self) -> dict:
+        """Numbers only (counters, gauges), for dashboards."""
         return {**self.counters, "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}
 
     def status(self) -> dict:
         return {"name": self.name, "kind": self.kind, "pid": os.getpid(), "uptime_s": time.time() - self.started_t,
-                **self.counters}
+                **self.counters, "rejected": self.bad.total, "recent_rejects": list(self.recent_rejects)}
 
     def ready_info(self) -> dict:
         return {"kind": self.kind}
@@ -101,7 +142,8 @@ class Extension:
         notify_ready(self.ready_info())
         while not self.stop_requested:
             wait = self.tick()
-            timeout_ms = 200 if wait is None else max(0, min(200, int(wait * 1000)))
+            timeout_ms = int(POLL_CAP_S * 1000) if wait is None else max(0, min(int(POLL_CAP_S * 1000),
+                                                                               int(wait * 1000)))
             for sock, _ in self._poller.poll(timeout_ms):
                 self._callbacks[sock]()
         self.close()
@@ -115,7 +157,7 @@ class Extension:
 
 
 class InputExtension(Extension):
-    """Brings outside data to the start node. Call :meth:`submit`; answers come to :meth:`on_result`."""
+    """An origin at the start node: :meth:`submit` packets; their answers come to :meth:`on_result`."""
 
     kind = "input"
 
@@ -128,22 +170,34 @@ class InputExtension(Extension):
     def width(self) -> int:
         return self.topology.input_width
 
-    def submit(self, rows: np.ndarray, targets: list | None = None, block: bool = False) -> int:
-        """Send rows (each ``width`` values) into the network; with targets it learns from them too.
+    def submit(self, rows: np.ndarray, targets: list | None = None, block: bool = False, tag=None,
+               learn: bool | None = None) -> int:
+        """Send rows (each ``width`` values) into the network as one packet; returns its packet id.
 
-        Raises ``zmq.Again`` when the start node is not taking more (back-pressure) and ``block`` is False.
+        With ``targets`` it learns from them too (unless ``learn`` is False). ``tag`` travels with the
+        packet to the output extensions (``message_hash_id``). Raises ``zmq.Again`` when the start node
+        is not taking more (back-pressure) and ``block`` is False.
         """
+        learn = targets is not None if learn is None else learn and targets is not None
         packet = self.origin.send(np.asarray(rows, dtype=np.float32).reshape(-1, self.width), targets,
-                                  learn=targets is not None, block=block)
+                                  learn=learn, block=block, tag=tag)
         self.count("submitted")
         return packet
 
     def _on_returns(self) -> None:
-        for result in self.origin.receive():
-            self.on_result(result)
+        while True:
+            try:
+                results = self.origin.receive(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except FrameError as exc:
+                self.reject(exc.kind, f"on the return socket: {exc.detail}")
+                continue
+            for result in results:
+                self.on_result(result)
 
     def on_result(self, result: dict) -> None:
-        """An answer to one of this extension's packets (input-only extensions may ignore it)."""
+        """An answer to one of this extension's packets (see docs/protocol.md, "Neuron data plane")."""
         self.count("answered")
 
     def close(self) -> None:
@@ -151,36 +205,222 @@ class InputExtension(Extension):
         super().close()
 
 
-class OutputExtension(Extension):
-    """Takes every answer of the end node somewhere: override :meth:`on_result`."""
+class SampleInput(InputExtension):
+    """A source of samples. :meth:`offer` them; the base sends them in packets of ``batch``, at most
+    ``window`` packets in flight and ``rate`` samples a second, and scores each answer.
 
-    kind = "output"
+    Pull sources (files) override :meth:`refill`, called whenever the queue has room. Push sources
+    (a pipe, a socket) register their descriptor with :meth:`watch_source`: it is watched only while
+    the queue has room, so a fast producer is held back by the network instead of filling memory.
+    """
+
+    settings_schema = {
+        "window": Setting("packets in flight at once", 8, "int", minimum=1),
+        "batch": Setting("samples per packet", 1, "int", minimum=1),
+        "rate": Setting("samples per second at most; 0: as fast as the network takes them", 0.0, "float", minimum=0),
+        "learn": Setting("learn from samples that carry a target (false: only score the answers against it)",
+                         True, "bool"),
+        "queue": Setting("samples waiting to be sent at most; a full queue holds the source back", 1000, "int",
+                         minimum=1),
+        "packet_timeout_s": Setting("a packet unanswered this long is counted lost", 5.0, "float", minimum=0.001),
+    }
 
     def __init__(self, settings: dict, env: dict):
         super().__init__(settings, env)
-        self.results = make_socket(self.ctx, zmq.SUB, connect=outputs_endpoint(self.run_dir))
-        self.results.setsockopt(zmq.SUBSCRIBE, b"result")
-        self.watch(self.results, self._on_message)
+        self.batch, self.learn, self.queue_limit = settings["batch"], settings["learn"], settings["queue"]
+        self.targets = TargetSpace(self.topology)
+        self.feed = Feed(settings["window"], settings["rate"] or None, settings["packet_timeout_s"])
+        self.pending: deque[Sample] = deque()
+        self._sources: dict[int, Callable[[], None]] = {}
+        self._watched: set[int] = set()
+        self._retry_at = 0.0
+        self.counters.update(offered=0, sent=0, answered=0, lost=0)
 
-    def _on_message(self) -> None:
-        _, body = self.results.recv_multipart()
-        self.count("received")
-        self.on_result(unpack_map(body))
+    @property
+    def room(self) -> int:
+        """Samples the queue can still take."""
+        return self.queue_limit - len(self.pending)
+
+    def offer(self, sample: Sample) -> bool:
+        """Queue one sample to be sent; False (and nothing queued) when the queue is full.
+
+        Raises InputError (``wrong_shape``) for a row that is not ``width`` finite values.
+        """
+        row = np.asarray(sample.row, dtype=np.float32).reshape(-1)
+        if row.size != self.width:
+            raise InputError("wrong_shape", f"a row of {row.size} values; the network takes {self.width}")
+        if self.room <= 0:
+            return False
+        sample.row = row
+        self.pending.append(sample)
+        self.count("offered")
+        return True
+
+    def refill(self) -> float | None:
+        """Offer what the source has ready (called when the queue has room); seconds until it wants to be
+        called again, or None (it will be called again after the next event anyway)."""
+        return None
+
+    def watch_source(self, source, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when ``source`` (a file descriptor, a zmq socket or a :class:`Pipe`) is
+        readable, but only while the queue has room."""
+        self._sources[getattr(source, "fd", source)] = callback
+
+    def unwatch_source(self, source) -> None:
+        fd = getattr(source, "fd", source)
+        self._sources.pop(fd, None)
+        if fd in self._watched:
+            self._watched.discard(fd)
+            self.unwatch(fd)
+
+    def read_source(self, pipe: Pipe) -> bytes | None:
+        """What came on a watched :class:`Pipe` (standard input or a named pipe): bytes; ``b""`` once, at
+        its end (or when it cannot be read, which is rejected as ``unreadable``), and it is no longer
+        watched; None if nothing came after all."""
+        try:
+            data = pipe.read()
+        except OSError as exc:
+            self.reject("unreadable", f"{pipe.path}: {exc.strerror or exc}")
+            data = b""
+        if data == b"":
+            self.unwatch_source(pipe)
+        return data
+
+    def tick(self) -> float | None:
+        now = time.perf_counter()
+        waits = [self.refill() if self.room > 0 else None]
+        waits.append(self._pump(now))
+        lost = self.feed.expire(now)
+        if lost:
+            self.count("lost", lost)
+        self._pace_sources()
+        waits.append(self.feed.next_due(now) if self.pending or self.feed.in_flight else None)
+        waits = [w for w in waits if w is not None]
+        return min(waits) if waits else None
+
+    def _pump(self, now: float) -> float | None:
+        if now < self._retry_at:
+            return self._retry_at - now
+        while self.pending and self.feed.may_send(now):
+            group = [self.pending.popleft()]
+            learning = group[0].target is not None
+            while self.pending and len(group) < self.batch and (self.pending[0].target is not None) == learning:
+                group.append(self.pending.popleft())
+            rows = np.stack([s.row for s in group])
+            targets = [s.target for s in group] if learning else None
+            tags = [s.tag for s in group]
+            tag = tags[0] if len(tags) == 1 else (tags if any(t is not None for t in tags) else None)
+            try:
+                packet = self.submit(rows, targets, tag=tag, learn=self.learn)
+            except zmq.Again:
+                self.pending.extendleft(reversed(group))
+                self.count("backpressure")
+                self._retry_at = now + BACKOFF_S
+                return BACKOFF_S
+            self.feed.sending(packet, len(group), targets if learning and self.targets.classification else None, now)
+            self.count("sent", len(group))
+        return None
+
+    def _pace_sources(self) -> None:
+        for fd in self._sources:
+            if self.room > 0 and fd not in self._watched:
+                self.watch(fd, self._sources[fd])
+                self._watched.add(fd)
+            elif self.room <= 0 and fd in self._watched:
+                self.unwatch(fd)
+                self._watched.discard(fd)
 
     def on_result(self, result: dict) -> None:
-        """One answer: ``packet``, ``output`` (list of floats), ``label``/``text`` if decoded, ``loss``,
-        and ``message_hash_id`` when it came through MessengerIn."""
+        if self.feed.answer(result):
+            self.counters["answered"] = self.feed.answered
+        else:
+            self.count("late")  # answered after it was counted lost
+
+    def metrics(self) -> dict:
+        progress = self.feed.progress()
+        return {**super().metrics(), "pending": len(self.pending), "in_flight": len(self.feed.in_flight),
+                "accuracy": progress.accuracy, "rolling_accuracy": progress.rolling_accuracy,
+                "scored": progress.scored, "mean_loss": progress.mean_loss}
+
+
+class OutputExtension(Extension):
+    """Takes every answer of the end node somewhere: override :meth:`on_records` (or :meth:`on_result`)."""
+
+    kind = "output"
+    settings_schema = {
+        "sources": Setting("only answers to packets from these inputs (extension names; 'messenger_in', and "
+                           "'stream' for neurox run's own feed); default: every answer", None, "strings"),
+    }
+
+    def __init__(self, settings: dict, env: dict):
+        super().__init__(settings, env)
+        self.sources = set(settings.get("sources") or ()) or None
+        self.results = make_socket(self.ctx, zmq.SUB, connect=outputs_endpoint(self.run_dir))
+        self.results.setsockopt(zmq.SUBSCRIBE, b"result")
+        self.watch(self.results, self._on_messages)
+        self.counters.update(received=0, skipped=0)
+
+    def _on_messages(self) -> None:
+        for _ in range(DRAIN):
+            try:
+                frames = self.results.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.count("received")
+            try:
+                if len(frames) != 2:
+                    raise FrameError("wrong_shape", f"an answer is [topic, body], got {len(frames)} frames")
+                result = unpack_map(frames[1])
+            except FrameError as exc:
+                self.reject(exc.kind, exc.detail)
+                continue
+            source = result.get("source")
+            if self.sources is not None and not (isinstance(source, str) and source in self.sources):
+                self.count("skipped")
+                continue
+            self.on_result(result)
+        self.flush()
+
+    def on_result(self, result: dict) -> None:
+        """One answer as MessengerOut published it: ``packet``, ``rows``, ``width``, ``output`` (rows x width
+        floats), ``loss``, ``label``/``text`` lists if decoded, and from its origin ``source``,
+        ``message_hash_id`` and ``targets`` (when it learnt). The default splits it into records."""
+        try:
+            records = sample_records(result)
+        except InputError as exc:
+            self.reject(exc.error, exc.detail)
+            return
+        self.on_records(records)
+
+    def on_records(self, records: list[dict]) -> None:
+        """One record per sample (see docs/extensions.md, "Records")."""
         raise NotImplementedError
+
+    def flush(self) -> None:
+        """Called after each burst of answers: a chance to write out what :meth:`on_records` buffered."""
 
     def close(self) -> None:
         self.results.close()
         super().close()
 
 
+def extension_class(module_name: str) -> type[Extension]:
+    """The ``Extension`` class of a module named in a topology line (or a built-in's short name);
+    ExtensionError if there is none."""
+    module_name = BUILT_IN.get(module_name, module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ExtensionError(f"cannot import extension module {module_name!r}: {exc}") from None
+    cls = getattr(module, "Extension", None)
+    if not (isinstance(cls, type) and issubclass(cls, Extension)):
+        raise ExtensionError(f"{module_name} has no class Extension deriving from neurox.ext's SampleInput, "
+                             f"InputExtension or OutputExtension")
+    return cls
+
+
 def run_extension(args: dict, env: dict) -> None:
     """Process entry point: ``args`` holds ``module`` (with an ``Extension`` class) and its settings."""
-    module = importlib.import_module(args["module"])
-    extension_class = getattr(module, "Extension", None)
-    if not (isinstance(extension_class, type) and issubclass(extension_class, Extension)):
-        raise TypeError(f"{args['module']} has no Extension class deriving from InputExtension or OutputExtension")
-    extension_class(args, env).serve()
+    cls = extension_class(args["module"])
+    topology = Topology.load(topology_path(args["data_dir"]))
+    cls(cls.configure(args, env["path"].rsplit("/", 1)[-1], topology), env).serve()

@@ -18,21 +18,12 @@ import zmq
 from ..neuron import messenger_in_endpoint
 from ..runtime import FrameError, make_socket, pack, unpack_map
 from ._api import InputExtension
+from ._samples import InputError as BadRequest, encode_text
 
 REQUEST_MAX_BYTES = 256 * 1024
 DEFAULT_TIMEOUT_MS = 5000
 DEFAULT_MAX_IN_FLIGHT = 1024
-TEXT_ENCODINGS = ("utf8",)
 MESSENGER_IN_TARGET = "neurox.ext._messenger_in:run_messenger_in"
-
-
-class BadRequest(Exception):
-    """A request that is answered with an error at once (``error`` is the atom)."""
-
-    def __init__(self, error: str, detail: str):
-        super().__init__(detail)
-        self.error = error
-        self.detail = detail
 
 
 @dataclass
@@ -40,14 +31,6 @@ class Waiting:
     envelope: list[bytes]
     message_hash_id: object
     deadline: float
-
-
-def encode_text(text: str, encoding: str, width: int) -> np.ndarray:
-    """Text as an input vector: ``utf8`` bytes scaled to [0, 1], zero-padded or cut to ``width``."""
-    if encoding not in TEXT_ENCODINGS:
-        raise BadRequest("bad_input", f"unknown text encoding {encoding!r}; known: {', '.join(TEXT_ENCODINGS)}")
-    raw = np.frombuffer(text.encode("utf-8")[:width], dtype=np.uint8).astype(np.float32) / 255.0
-    return np.pad(raw, (0, width - raw.size))
 
 
 def parse_request(request: dict, width: int, classes: int | None, outputs: int) -> tuple:
@@ -135,7 +118,7 @@ class MessengerIn(InputExtension):
             if len(self.waiting) >= self.max_in_flight:
                 raise BadRequest("busy", f"{len(self.waiting)} requests in flight; try again shortly")
             try:
-                packet = self.origin.send(row, targets, learn, block=False, tag=message_id)
+                packet = self.submit(row, targets, block=False, tag=message_id, learn=learn)
             except zmq.Again:
                 raise BadRequest("busy", "the start of the network is not taking requests right now") from None
         except BadRequest as exc:

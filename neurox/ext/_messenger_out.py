@@ -68,7 +68,7 @@ class MessengerOut(Extension):
                       "loss": loss, **decode_outputs(outputs, self.topology.output)}
             self.count("outputs")
             self._score(result.get("label"), meta.get("targets"))
-            self._publish(result, meta.get("tag"))
+            self._publish(result, meta)
             if isinstance(origin, str):
                 by_origin.setdefault(origin, []).append(result)
             else:
@@ -90,10 +90,12 @@ class MessengerOut(Extension):
         accuracy = sum(self.recent) / len(self.recent) if self.recent else None
         return {**super().metrics(), "recent_accuracy": accuracy, "scored": len(self.recent)}
 
-    def _publish(self, result: dict, tag) -> None:
+    def _publish(self, result: dict, meta: dict) -> None:
+        """The answer for the output extensions, with what its origin said about the packet."""
         answer = {**result, "output": np.frombuffer(result["output"], dtype="<f4").tolist()}
-        if tag is not None:
-            answer["message_hash_id"] = tag
+        for key, name in (("tag", "message_hash_id"), ("source", "source"), ("targets", "targets")):
+            if meta.get(key) is not None:
+                answer[name] = meta[key]
         self.publish.send_multipart([b"result", pack(answer)])
 
     def _origin(self, endpoint: str) -> zmq.Socket:

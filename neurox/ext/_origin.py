@@ -31,6 +31,7 @@ class Origin:
                             if remember and topology.maintenance is not None else None)
         self.forgotten = 0
         """Samples the hippocampus could not take (its queue was full): not remembered, still learnt."""
+        self.name = name
         self.return_endpoint = ipc_endpoint(run_dir, f"{name}.{os.getpid()}.ret")
         self.returns = make_socket(ctx, zmq.PULL, bind=self.return_endpoint, hwm=hwm)
         self.starts = [make_socket(ctx, zmq.PUSH, connect=inbox_endpoint(run_dir, n), hwm=hwm)
@@ -42,10 +43,11 @@ class Origin:
         """Push one packet of rows (with targets when learning); returns its packet id.
 
         With ``block=False`` a full queue towards the first layer raises ``zmq.Again`` instead of waiting.
-        ``tag`` (e.g. a request's message_hash_id) travels with the packet to the output extensions.
+        ``tag`` (e.g. a request's message_hash_id) travels with the packet to the output extensions, and so
+        does this origin's ``name`` (as ``source``).
         """
         packet = next(self._ids)
-        meta = {"origin": self.return_endpoint}
+        meta = {"origin": self.return_endpoint, "source": self.name}
         if learn and targets is not None:
             meta["targets"] = targets
         if tag is not None:

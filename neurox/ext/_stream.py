@@ -1,9 +1,14 @@
-"""The input-only stream extension: feed a dataset into a network to learn from, and score it.
+"""Feeding a network and keeping the books: the ``Feed`` every input keeps, and ``Stream``.
 
-Scoring is prequential (test-then-train): each sample's answer is the network's prediction *before*
-it learns from that sample, because a neuron computes its forward pass before the gradient of the
-same packet comes back. The stream keeps at most ``window`` packets in flight; a packet whose answer
-does not come back in ``packet_timeout_s`` (a neuron died with it) is counted lost and the stream goes on.
+A :class:`Feed` is the accounting of one origin's packets in flight: at most ``window`` at a time, at
+most ``rate`` samples a second, each scored prequentially (test-then-train) when its answer comes:
+the answer is the network's prediction *before* it learns from that sample, because a neuron computes
+its forward pass before the gradient of the same packet comes back. A packet whose answer does not
+come back in ``packet_timeout_s`` (a neuron died with it) is counted lost and the feed goes on.
+
+:class:`Stream` feeds a whole dataset through a Feed from the calling thread (``neurox run``, the
+benchmarks, the tests). The ``stream`` extension (:mod:`neurox.ext.stream`) does the same as a
+supervised process, from a file or standard input, through the same Feed.
 """
 from __future__ import annotations
 
@@ -28,15 +33,92 @@ class StreamProgress:
     answered: int
     lost: int
     accuracy: float | None
-    """Prequential accuracy over every answered sample (classification)."""
+    """Prequential accuracy over every answered sample that had a class target."""
     rolling_accuracy: float | None
-    """Over the last 1,000 answered samples."""
+    """Over the last 1,000 of them."""
     mean_loss: float | None
     samples_per_s: float
     elapsed_s: float
+    scored: int = 0
+    """Answered samples that had a class target (what the accuracies are over)."""
+
+
+class Feed:
+    """Packets of one origin in flight, and how their answers scored (times from ``time.perf_counter``)."""
+
+    def __init__(self, window: int, rate: float | None = None, packet_timeout_s: float = 5.0):
+        self.window, self.rate, self.packet_timeout_s = window, rate, packet_timeout_s
+        self.in_flight: dict[int, tuple[np.ndarray | None, int, float]] = {}
+        """packet -> (class targets to score against or None, rows, sent at)."""
+        self.sent = self.answered = self.lost = self.correct = self.scored = 0
+        self.loss_sum = 0.0
+        self.loss_count = 0
+        self.recent: deque[bool] = deque(maxlen=ROLLING)
+        self.started = time.perf_counter()
+        self.next_slot = 0.0
+        """When the rate lets the next packet go: time idle earns no burst."""
+
+    def may_send(self, now: float) -> bool:
+        """Whether one more packet may go now (window and rate)."""
+        return len(self.in_flight) < self.window and (self.rate is None or now >= self.next_slot)
+
+    def sending(self, packet: int, rows: int, class_targets, now: float) -> None:
+        """Book a packet just sent; ``class_targets`` (class indices) if its answer is to be scored."""
+        self.in_flight[packet] = (None if class_targets is None else np.asarray(class_targets), rows, now)
+        self.sent += rows
+        if self.rate is not None:
+            self.next_slot = max(self.next_slot, now) + rows / self.rate
+
+    def answer(self, result: dict) -> bool:
+        """Score one result from MessengerOut; False if its packet is not in flight here (late or unknown)."""
+        packet = result.get("packet")
+        entry = self.in_flight.pop(packet, None) if isinstance(packet, int) else None
+        if entry is None:
+            return False
+        targets, rows, _ = entry
+        self.answered += rows
+        labels = result.get("label")
+        if targets is not None and isinstance(labels, list) and len(labels) == len(targets):
+            hits = np.asarray(labels) == targets
+            self.correct += int(hits.sum())
+            self.scored += len(targets)
+            self.recent.extend(hits.tolist())
+        loss = result.get("loss")
+        if isinstance(loss, (int, float)):
+            self.loss_sum += loss * rows
+            self.loss_count += rows
+        return True
+
+    def expire(self, now: float) -> int:
+        """Give up on packets unanswered for ``packet_timeout_s``; the samples lost by this call."""
+        lost = 0
+        for packet in [p for p, (_, _, t) in self.in_flight.items() if now - t > self.packet_timeout_s]:
+            lost += self.in_flight.pop(packet)[1]
+        self.lost += lost
+        return lost
+
+    def next_due(self, now: float) -> float | None:
+        """Seconds until something may change without an answer coming: a rate slot or an expiry."""
+        due = []
+        if self.in_flight:
+            due.append(min(t for _, _, t in self.in_flight.values()) + self.packet_timeout_s - now)
+        if self.rate is not None and len(self.in_flight) < self.window:
+            due.append(self.next_slot - now)
+        return max(0.0, min(due)) if due else None
+
+    def progress(self, epoch: int = 0) -> StreamProgress:
+        elapsed = time.perf_counter() - self.started
+        return StreamProgress(
+            epoch, self.sent, self.answered, self.lost,
+            self.correct / self.scored if self.scored else None,
+            float(np.mean(self.recent)) if self.recent else None,
+            self.loss_sum / self.loss_count if self.loss_count else None,
+            self.answered / elapsed if elapsed > 0 else 0.0, elapsed, self.scored)
 
 
 class Stream:
+    """Feeds a dataset into a network from the calling thread, ``window`` packets of ``batch`` at a time."""
+
     def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, dataset: Dataset, window: int = 64,
                  batch: int = 1, rate: float | None = None, learn: bool = True, packet_timeout_s: float = 5.0,
                  seed: int = 0, name: str = "stream"):
@@ -44,34 +126,29 @@ class Stream:
             raise ValueError(f"the dataset has {dataset.width} features; the network takes {topology.input_width}")
         self.origin = Origin(ctx, run_dir, topology, name)
         self.dataset = dataset
-        self.window, self.batch, self.rate, self.learn = window, batch, rate, learn
-        self.packet_timeout_s = packet_timeout_s
+        self.batch, self.learn = batch, learn
+        self.feed = Feed(window, rate, packet_timeout_s)
         self.rng = np.random.default_rng(seed)
-        self.in_flight: dict[int, tuple[np.ndarray, float]] = {}
-        self.sent = self.answered = self.lost = self.correct = 0
-        self.loss_sum = 0.0
-        self.loss_count = 0
-        self.recent: deque[bool] = deque(maxlen=ROLLING)
-        self.started = time.perf_counter()
         self.epoch = 0
 
     def run(self, epochs: int = 1, on_progress=None, every_s: float = 1.0, should_stop=lambda: False) -> StreamProgress:
         """Feed ``epochs`` passes over the data; ``on_progress(progress)`` is called every ``every_s``."""
-        self.started = time.perf_counter()
-        next_report = self.started + every_s
+        feed = self.feed
+        feed.started = time.perf_counter()
+        next_report = feed.started + every_s
         schedule = self._packets(epochs)
         pending = next(schedule, None)
-        while (pending is not None or self.in_flight) and not should_stop():
+        classified = self.dataset.classes is not None
+        while (pending is not None or feed.in_flight) and not should_stop():
             now = time.perf_counter()
-            while pending is not None and len(self.in_flight) < self.window and self._rate_allows(now):
+            while pending is not None and feed.may_send(now):
                 epoch, rows = pending
                 self.epoch = epoch
                 targets = self.dataset.targets[rows]
                 packet = self.origin.send(self.dataset.features[rows], targets.tolist(), self.learn)
-                self.in_flight[packet] = (targets, now)
-                self.sent += len(rows)
+                feed.sending(packet, len(rows), targets if classified else None, now)
                 pending = next(schedule, None)
-            wait_ms = 5 if pending is not None and self.rate else 50
+            wait_ms = 5 if pending is not None and feed.rate else 50
             if self.origin.returns.poll(wait_ms):
                 while True:
                     try:
@@ -79,8 +156,8 @@ class Stream:
                     except zmq.Again:
                         break
                     for result in results:
-                        self._on_result(result)
-            self._expire(time.perf_counter())
+                        feed.answer(result)
+            feed.expire(time.perf_counter())
             if on_progress and time.perf_counter() >= next_report:
                 on_progress(self.progress())
                 next_report += every_s
@@ -92,36 +169,8 @@ class Stream:
             for at in range(0, len(order), self.batch):
                 yield epoch, order[at:at + self.batch]
 
-    def _rate_allows(self, now: float) -> bool:
-        return self.rate is None or self.sent < (now - self.started) * self.rate
-
-    def _on_result(self, result: dict) -> None:
-        entry = self.in_flight.pop(result.get("packet"), None)
-        if entry is None:
-            return  # an answer after its packet was given up for lost
-        targets, _ = entry
-        self.answered += len(targets)
-        if "label" in result:
-            hits = np.asarray(result["label"]) == targets
-            self.correct += int(hits.sum())
-            self.recent.extend(hits.tolist())
-        if result.get("loss") is not None:
-            self.loss_sum += result["loss"] * len(targets)
-            self.loss_count += len(targets)
-
-    def _expire(self, now: float) -> None:
-        for packet in [p for p, (_, t) in self.in_flight.items() if now - t > self.packet_timeout_s]:
-            self.lost += len(self.in_flight.pop(packet)[0])
-
     def progress(self) -> StreamProgress:
-        elapsed = time.perf_counter() - self.started
-        classified = self.dataset.classes is not None and self.answered
-        return StreamProgress(
-            self.epoch, self.sent, self.answered, self.lost,
-            self.correct / self.answered if classified else None,
-            float(np.mean(self.recent)) if classified and self.recent else None,
-            self.loss_sum / self.loss_count if self.loss_count else None,
-            self.answered / elapsed if elapsed > 0 else 0.0, elapsed)
+        return self.feed.progress(self.epoch)
 
     def close(self) -> None:
         self.origin.close()

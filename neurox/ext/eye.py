@@ -1,0 +1,359 @@
+"""``eye``: images into the network -- from a directory (and what is added to it while it runs), a file,
+or a stream of concatenated images on standard input or a named pipe.
+
+Each image is decoded with Pillow (PNG, PGM/PPM/PBM, JPEG and BMP by default), converted to grey
+(or RGB), resized to the start node's width -- an ``input_width`` of 64 is an 8x8 image -- and scaled
+to [0, 1]. Targets, optionally, come from the name of the sub-directory an image lies in (``target =
+"subdir"``: ``cats/001.png`` is a "cats") or from a labels file (``name,label`` lines). Its
+message_hash_id, which the output extensions see, is the image's path under ``path`` (a stream's:
+its index, 0, 1, 2, ...).
+
+An image that cannot be used -- not an image, truncated, too large, an unknown label -- is counted by
+kind, the first of each kind logged, the last few listed in ``status``; the eye carries on. It
+remembers which images it took (``remember``), so a restarted eye does not send them again; a file
+that changes is a new image. See docs/extensions.md, "eye".
+
+    [[extension]]
+    name = "eye"
+    module = "eye"
+    path = "/srv/digits"            # /srv/digits/3/scan-0001.png learns that this is a 3
+    target = "subdir"
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import stat
+import time
+from collections import deque
+
+from ..neuron import Topology
+from ._api import SampleInput
+from ._images import DEFAULT_FORMATS, ImageSpec, ImageSplitter, decode_image, image_size_for, known_formats
+from ._pipes import Pipe, is_pipe
+from ._samples import InputError, Sample
+from ._settings import ExtensionError, Setting
+
+SETTLE_S = 1.0
+"""A file last modified longer ago than this is complete when first seen; a newer one is taken once it
+stays the same size and time over one scan (write-then-rename into the directory is taken at once)."""
+WORK_BUDGET_S = 0.05
+"""Decoding per turn of the loop, so that answers and control requests are not kept waiting."""
+
+
+class Extension(SampleInput):
+    settings_schema = {
+        **SampleInput.settings_schema,
+        "path": Setting("a directory (watched for new images), an image file (read again when it changes), "
+                        "'-' for standard input, or a named pipe: a stream of concatenated PNG or binary "
+                        "PGM/PPM/PBM images", kind="path"),
+        "size": Setting("'WxH' pixels the image is resized to; W x H (x 3 for RGB) must be the network's "
+                        "input_width; default: the square that fits", None),
+        "mode": Setting("'L': grey, one value a pixel; 'RGB': three values a pixel, row after row", "L",
+                        choices=("L", "RGB")),
+        "normalize": Setting("'unit': value / maximum; 'minmax': each image stretched to [0, 1]", "unit",
+                             choices=("unit", "minmax")),
+        "invert": Setting("1 - value, after normalising (dark ink on white paper becomes high values)", False,
+                          "bool"),
+        "target": Setting("'subdir': learn from the name of the sub-directory of path an image lies in (a label "
+                          "of the topology's [output] labels, or a class index); 'none': no target", "none",
+                          choices=("none", "subdir")),
+        "labels_file": Setting("a CSV file of 'name,label' lines (name: the image's path under path; in a "
+                               "stream, its index), read again when it changes; images it does not list have "
+                               "no target", None, "path"),
+        "order": Setting("the order new images of a directory are taken in: 'name', or 'shuffled' (learning "
+                         "from a directory sorted by class would see all of one class, then all of the next)",
+                         "name", choices=("name", "shuffled")),
+        "seed": Setting("of the shuffling", 0, "int"),
+        "poll_s": Setting("how often a directory or file is looked at for new images", 0.5, "float", minimum=0.01),
+        "formats": Setting("the image formats accepted (Pillow's names; PPM is PGM, PPM and PBM)",
+                           list(DEFAULT_FORMATS), "strings"),
+        "max_bytes": Setting("larger image files are refused (too_large)", 16 * 1024 * 1024, "int", minimum=1),
+        "max_pixels": Setting("images of more pixels are refused before they are decoded (too_large)",
+                              4096 * 4096, "int", minimum=1),
+        "remember": Setting("keep a list of the images taken in the data directory, so that a restarted eye "
+                            "does not send them again", True, "bool"),
+    }
+
+    @classmethod
+    def configure(cls, raw: dict, name: str, topology: Topology) -> dict:
+        settings = super().configure(raw, name, topology)
+        problems = []
+        size = settings["size"]
+        if size is None:
+            fit = image_size_for(topology.input_width, settings["mode"])
+            if fit is None:
+                problems.append(f"input_width {topology.input_width} is not a square {settings['mode']} image; "
+                                f"give size = \"WxH\"")
+            settings["size"] = f"{fit[0]}x{fit[1]}" if fit else None
+        else:
+            try:
+                w, h = (int(v) for v in size.lower().split("x"))
+                if w <= 0 or h <= 0:
+                    raise ValueError
+            except ValueError:
+                problems.append(f"'size': expected 'WxH' such as '8x8', got {size!r}")
+            else:
+                channels = 3 if settings["mode"] == "RGB" else 1
+                if w * h * channels != topology.input_width:
+                    problems.append(f"'size': {w}x{h} {settings['mode']} is {w * h * channels} values; the network "
+                                    f"takes {topology.input_width}")
+                settings["size"] = f"{w}x{h}"
+        unknown = sorted(set(settings["formats"]) - known_formats())
+        if unknown:
+            problems.append(f"'formats': unknown {unknown}; Pillow knows {sorted(known_formats())}")
+        if settings["target"] == "subdir" and settings["labels_file"]:
+            problems.append("give target = \"subdir\" or labels_file, not both")
+        if settings["target"] == "subdir" and settings["path"] == "-":
+            problems.append("target = \"subdir\" needs a directory; a stream's targets come from a labels_file")
+        if problems:
+            raise ExtensionError(f"extension {name!r}: " + "; ".join(problems))
+        return settings
+
+    def __init__(self, settings: dict, env: dict):
+        super().__init__(settings, env)
+        size = tuple(int(v) for v in settings["size"].split("x"))
+        self.spec = ImageSpec(size, settings["mode"], settings["normalize"], settings["invert"],
+                              tuple(settings["formats"]), settings["max_bytes"], settings["max_pixels"])
+        self.path = settings["path"]
+        self.poll_s = settings["poll_s"]
+        self.subdir_targets = settings["target"] == "subdir"
+        self.labels = LabelsFile(settings["labels_file"]) if settings["labels_file"] else None
+        self.counters.update(images=0)
+        self.state = "starting"
+        self.pipe = None
+        if is_pipe(self.path):
+            self.splitter = ImageSplitter(self.spec.max_bytes, self.spec.max_pixels)
+            self.index = 0
+            self.pipe = Pipe(self.path)
+            self.watch_source(self.pipe, self._on_pipe)
+            self.state = "reading"
+        else:
+            self.taken = TakenLog(os.path.join(self.data_dir, "extensions", f"{self.name}.taken")
+                                  if settings["remember"] else None)
+            self.seen: dict[str, tuple[int, int]] = {}
+            self.backlog: deque[tuple[str, str, tuple]] = deque()
+            self.queued: set[tuple] = set()
+            self.next_scan = 0.0
+            self.rng = random.Random(settings["seed"]) if settings["order"] == "shuffled" else None
+
+    def ready_info(self) -> dict:
+        return {"kind": self.kind, "source": "pipe" if self.pipe is not None else "path", "path": self.path,
+                "size": list(self.spec.size), "mode": self.spec.mode}
+
+    def status(self) -> dict:
+        return {**super().status(), "state": self.state, "path": self.path,
+                **({"labels_file": self.labels.state} if self.labels else {})}
+
+    # -- a directory or a file -------------------------------------------------------------------
+    def refill(self) -> float | None:
+        if self.pipe is not None:
+            return 0.0 if self._drain_splitter() else None
+        now = time.monotonic()
+        if now >= self.next_scan and not self.backlog:
+            self.next_scan = now + self.poll_s
+            if self.labels:
+                self.labels.refresh()
+            self._scan()
+        started = time.monotonic()
+        while self.backlog and self.room > 0:
+            if time.monotonic() - started > WORK_BUDGET_S:
+                return 0.0
+            self._take(*self.backlog.popleft())
+        return 0.0 if self.backlog and self.room > 0 else max(0.0, self.next_scan - time.monotonic())
+
+    def _scan(self) -> None:
+        try:
+            top = os.stat(self.path)
+        except OSError as exc:
+            self._set_state(f"waiting: {exc.strerror}: {self.path}")
+            return
+        if stat.S_ISDIR(top.st_mode):
+            found = self._walk()
+        elif stat.S_ISREG(top.st_mode):
+            found = [(os.path.basename(self.path), self.path, top)]
+        else:
+            self._set_state(f"waiting: {self.path} is neither a directory nor a file")
+            return
+        self._set_state("watching")
+        if self.rng is not None:
+            self.rng.shuffle(found)
+        wall = time.time()
+        for rel, full, st in found:
+            key = (rel, st.st_size, st.st_mtime_ns)
+            if key in self.queued or self.taken.has(key):
+                continue
+            settled = self.seen.get(rel) == key[1:] or wall - st.st_mtime > SETTLE_S
+            self.seen[rel] = key[1:]
+            if settled:
+                self.backlog.append((rel, full, key))
+                self.queued.add(key)
+
+    def _walk(self) -> list[tuple[str, str, os.stat_result]]:
+        """Every regular file under the directory (not hidden ones), in name order."""
+        found = []
+        for folder, dirs, files in os.walk(self.path, onerror=lambda exc: self._set_state(f"watching ({exc})")):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                full = os.path.join(folder, name)
+                try:
+                    st = os.stat(full)
+                except OSError:
+                    continue  # gone meanwhile
+                if stat.S_ISREG(st.st_mode):
+                    found.append((os.path.relpath(full, self.path), full, st))
+        return found
+
+    def _take(self, rel: str, full: str, key: tuple) -> None:
+        self.queued.discard(key)
+        self.taken.add(key)
+        try:
+            target = self._target_of(rel)
+            if key[1] > self.spec.max_bytes:
+                raise InputError("too_large", f"{key[1]} bytes is more than max_bytes ({self.spec.max_bytes})")
+            with open(full, "rb") as f:
+                data = f.read(self.spec.max_bytes + 1)
+            row = decode_image(data, self.spec)
+        except FileNotFoundError:
+            self.count("vanished")  # removed between the scan and now
+            return
+        except OSError as exc:
+            self.reject("unreadable", f"{rel}: {exc.strerror or exc}")
+            return
+        except InputError as exc:
+            self.reject(exc.error, f"{rel}: {exc.detail}")
+            return
+        self.offer(Sample(row, target, rel))
+        self.count("images")
+
+    def _target_of(self, name: str):
+        if self.subdir_targets:
+            parts = name.split(os.sep)
+            return self.targets.parse(parts[0]) if len(parts) > 1 else None
+        if self.labels:
+            label = self.labels.get(name)
+            return None if label is None else self.targets.parse(label)
+        return None
+
+    # -- a stream ----------------------------------------------------------------------------------
+    def _on_pipe(self) -> None:
+        data = self.read_source(self.pipe)
+        if data is None:
+            return
+        if not data:
+            self.state = "ended"
+        self.splitter.feed(data)
+        self._drain_splitter()
+
+    def _drain_splitter(self) -> bool:
+        """Decode and offer the complete images held while there is room; True if time ran out first."""
+        if self.labels and self.room > 0:
+            self.labels.refresh()
+        started = time.monotonic()
+        while self.room > 0:
+            if time.monotonic() - started > WORK_BUDGET_S:
+                return True  # the rest at the next turn of the loop
+            item = self.splitter.next()
+            if item is None:
+                if self.state == "ended" and self.splitter.pending():
+                    self.reject("bad_image", f"the stream ended inside an image ({self.splitter.pending()} bytes)")
+                    self.splitter.clear()
+                return False
+            if isinstance(item, InputError) and item.error == "bad_stream":
+                self.reject(item.error, f"after image {self.index - 1}: {item.detail}")
+                continue  # not an image: it takes no index
+            index, self.index = self.index, self.index + 1
+            try:
+                if isinstance(item, InputError):
+                    raise item
+                target = self._target_of(str(index))
+                row = decode_image(item, self.spec)
+            except InputError as exc:
+                self.reject(exc.error, f"image {index}: {exc.detail}")
+                continue
+            self.offer(Sample(row, target, index))
+            self.count("images")
+        return False
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state and state.startswith("waiting"):
+            print(f"{self.name}: {state}", flush=True)
+        self.state = state
+
+    def close(self) -> None:
+        if self.pipe is not None:
+            self.unwatch_source(self.pipe)
+            self.pipe.close()
+        else:
+            self.taken.close()
+        super().close()
+
+
+class LabelsFile:
+    """``name,label`` lines (a first line ``name,label`` is a header; ``#`` starts a comment), read again
+    whenever the file changes."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.labels: dict[str, str] = {}
+        self.version = None
+        self.state = "not read yet"
+
+    def refresh(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            self.state = f"{exc.strerror}: {self.path}"
+            return
+        if (st.st_size, st.st_mtime_ns) == self.version:
+            return
+        labels = {}
+        with open(self.path, newline="", encoding="utf-8", errors="replace") as f:
+            for n, row in enumerate(csv.reader(f)):
+                if not row or row[0].lstrip().startswith("#") or (n == 0 and [c.strip().lower() for c in row[:2]]
+                                                                  == ["name", "label"]):
+                    continue
+                if len(row) >= 2:
+                    labels[os.path.normpath(row[0].strip())] = row[1].strip()
+        self.labels, self.version = labels, (st.st_size, st.st_mtime_ns)
+        self.state = f"{len(labels)} labels"
+
+    def get(self, name: str) -> str | None:
+        return self.labels.get(os.path.normpath(name))
+
+
+class TakenLog:
+    """The images already taken, as ``[name, size, mtime_ns]`` JSON lines appended to ``path`` (None:
+    kept in memory only)."""
+
+    def __init__(self, path: str | None):
+        self.keys: set[tuple] = set()
+        self.file = None
+        if path is None:
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        self.keys.add(tuple(json.loads(line)))
+                    except (ValueError, TypeError):
+                        continue  # a line cut short by a crash
+        self.file = open(path, "a", encoding="utf-8")
+
+    def has(self, key: tuple) -> bool:
+        return key in self.keys
+
+    def add(self, key: tuple) -> None:
+        self.keys.add(key)
+        if self.file is not None:
+            self.file.write(json.dumps(list(key)) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()

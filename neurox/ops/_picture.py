@@ -18,9 +18,12 @@ event only counts, it never turns the state back.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+
+from ..supervisor_tree import control_endpoint
 
 REPORT_EVENT = "neuron_report"
 REPORT_INTERVAL_S = 1.0
@@ -113,6 +116,8 @@ class HostView:
     walked: float = 0.0
     walk_error: str | None = None
     local: bool = False
+    run_dir: str | None = None
+    """The host's run directory when it is this machine's: every control endpoint follows from it."""
 
     def describe(self, now: float) -> dict:
         return {"host": self.name, "local": self.local, "events": self.events, "control": self.control,
@@ -136,6 +141,9 @@ class Picture:
         found = self.processes.get((host, path))
         if found is None:
             found = self.processes[(host, path)] = ProcessView(host, path, kind or "worker")
+            run_dir = self.hosts[host].run_dir if host in self.hosts else None
+            if run_dir:
+                found.control = control_endpoint(run_dir, path)
             parent = self.processes.get((host, found.parent))
             if parent is not None and found.id not in parent.children:
                 parent.children.append(found.id)
@@ -353,5 +361,4 @@ class Picture:
 
 def _natural(text: str) -> tuple:
     """Sort key that puts n2 before n10."""
-    import re
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))

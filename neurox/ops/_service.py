@@ -147,7 +147,7 @@ class SupervisorService(Extension):
         for endpoint in settings.get("bind", []):
             self.control.bind(endpoint)
         local = HostView(self.host, ipc_endpoint(self.run_dir, "events.pub"), control_endpoint(self.run_dir, "root"),
-                         ipc_endpoint(self.run_dir, "events.ctl"), local=True)
+                         ipc_endpoint(self.run_dir, "events.ctl"), local=True, run_dir=self.run_dir)
         peers = [HostView(p["name"], p["events"], p.get("control"), p.get("events_control"))
                  for p in settings.get("peers", [])]
         self.picture = Picture([local, *peers], history=int(settings.get("history", HISTORY)))

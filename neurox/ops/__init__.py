@@ -8,6 +8,7 @@ from ._prometheus import (FAMILIES as FAMILIES, MetricsServer as MetricsServer, 
 from ._telegram import (BotApi as BotApi, BotApiError as BotApiError, BotConfig as BotConfig,
                         BotConfigError as BotConfigError, ChatOps as ChatOps, NetworkAccess as NetworkAccess,
                         RedactingFormatter as RedactingFormatter, TelegramBot as TelegramBot)
+from ._telegram import TOKEN_ENV as TOKEN_ENV
 from ._service import (SERVICE_ID as SERVICE_ID, Peer as Peer, ServiceConfig as ServiceConfig,
                        service_children as service_children, service_endpoint as service_endpoint)
 

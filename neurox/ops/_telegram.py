@@ -404,14 +404,22 @@ class ChatOps:
         if not answers:
             return "The network has no neurons to set."
         errors = {n: a for n, a in answers.items() if isinstance(a, ControlError)}
-        if errors and all(e.error == "unknown_op" for e in errors.values()) and len(errors) == len(answers):
+        unknown = sorted(n for n, e in errors.items() if e.error == "unknown_op")
+        silent = sorted(n for n, e in errors.items() if e.error == "timeout")
+        if len(unknown) == len(answers):
             return ("The neurons do not know set_state yet (this NeuroX has no network states): "
                     "nothing was changed.")
         done = len(answers) - len(errors)
         log.info("user %s set the mode %s: %d of %d neurons", user, state, done, len(answers))
         lines = [f"Mode {state}: {done} of {len(answers)} neurons set."]
+        if unknown:
+            lines.append(f"{len(unknown)} do not know set_state yet (this NeuroX has no network states): "
+                         f"{_some(unknown)}")
+        if silent:
+            lines.append(f"{len(silent)} did not answer: {_some(silent)}")
         for n, exc in sorted(errors.items())[:STATUS_LINES]:
-            lines.append(f"{n}: {'did not answer' if exc.error == 'timeout' else f'{exc.error}: {exc.detail}'}")
+            if exc.error not in ("unknown_op", "timeout"):
+                lines.append(f"{n}: {exc.error}: {exc.detail}")
         return _cut("\n".join(lines))
 
 
@@ -423,6 +431,10 @@ def _explain(exc: ControlError) -> str:
     if exc.error in ("no_network", "no_topology"):
         return exc.detail[:1].upper() + exc.detail[1:] + "."
     return f"The network answered with an error: {exc.error}: {exc.detail}"
+
+
+def _some(names: list[str], shown: int = 20) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _cut(text: str) -> str:

@@ -125,7 +125,7 @@ class Neuron:
         self.tap: zmq.Socket | None = None
         self.outgoing_gradients: list[tuple[int, np.ndarray]] = []
         self.injected = 0
-        self.next_report = 0.0
+        self.next_bus_report = 0.0
 
     def _on_term(self, *_):
         self.stop_requested = True
@@ -330,7 +330,7 @@ class Neuron:
         if self.modulator is not None:
             poller.register(self.modulator.levels, zmq.POLLIN)
         while not self.stop_requested:
-            ready = dict(poller.poll(min(self._poll_timeout_ms(), self._report_due_ms())))
+            ready = dict(poller.poll(min(self._poll_timeout_ms(), self._bus_report_due_ms())))
             if self.modulator is not None and self.modulator.levels in ready:
                 self._on_levels()  # first: dopamine for earlier passes before tags of new ones
             if self.inbox in ready:
@@ -341,8 +341,8 @@ class Neuron:
                 os.read(self.wake_r, 512)
             now = time.monotonic()
             self._expire(now)
-            if now >= self.next_report:
-                self._report(now)
+            if now >= self.next_bus_report:
+                self._bus_report(now)
             if now >= self.next_flush:
                 self._flush(sync=False)
             if self.modulator is not None and now >= self.modulator.next_report:
@@ -799,12 +799,12 @@ class Neuron:
         return {"flushes": self.store.flushes, "last_flush_t": self.store.last_flush_t}
 
     # -- periodic report (read by the Supervisor service, neurox/ops) -----------------------------
-    def _report_due_ms(self) -> int:
-        return max(0, int((self.next_report - time.monotonic()) * 1000) + 1)
+    def _bus_report_due_ms(self) -> int:
+        return max(0, int((self.next_bus_report - time.monotonic()) * 1000) + 1)
 
-    def _report(self, now: float) -> None:
+    def _bus_report(self, now: float) -> None:
         """Publish what ``status`` and ``metrics`` answer, as one ``neuron_report`` event."""
-        self.next_report = now + REPORT_INTERVAL_S
+        self.next_bus_report = now + REPORT_INTERVAL_S
         self.events.emit("neuron_report", id=self.id, status=self.status(), metrics=self.metrics())
 
 

@@ -3,21 +3,27 @@ several hosts, its own restart, and the probes and the TUI's observer using it (
 import asyncio
 import json
 import os
+import pathlib
+import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import msgpack
 import pytest
 import zmq
 
 from _netutil import neuron_call
-from _opsutil import all_reporting, network_with_service, service_of, wait_until
-from neurox.ops import Peer, ServiceConfig, service_endpoint
+from _opsutil import all_reporting, network_with_service, promtool_check, service_of, wait_until
+from neurox.neuron._topology import DIAMOND_TOML
+from neurox.ops import Peer, ServiceClient, ServiceConfig, service_endpoint
 from neurox.ops._picture import SILENT_AFTER_S, HostView, Picture
 from neurox.neuron import load_topology
-from neurox.runtime import ControlError, pack
+from neurox.runtime import ControlError, create_keys, pack
 from neurox.supervisor_tree import SupervisorClient, control_endpoint
 from neurox.tui import Endpoints
 from neurox.tui._observer import Observer
@@ -284,3 +290,99 @@ def test_a_service_config_with_mistakes_is_refused_with_the_key_named():
                        ({"host": "a", "peers": [{"name": "a", "events": "tcp://x:1"}]}, "must be unique")]:
         with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
             ServiceConfig.from_mapping(doc)
+
+
+SPREAD_LAYERS = {"L0": "h1", "L1": "h2", "L2": "h1", "L3": "h1", "L4": "h1"}
+
+
+def free_base() -> int:
+    """A base port whose ports (BASE..BASE+3, the layers', and BASE+999 for /metrics) are free on
+    both loopback addresses, and BASE+1000's too (the second host's)."""
+    for _ in range(50):
+        base = random.randrange(20000, 50000, 2000)
+        wanted = [("127.0.0.1", base + k) for k in (0, 1, 2, 3, 100, 300, 301, 302, 400, 401, 500, 999)]
+        wanted += [("127.0.0.2", base + 1000 + k) for k in (0, 1, 2, 3, 200, 201)]
+        try:
+            for address, port in wanted:
+                with socket.socket() as probe:
+                    probe.bind((address, port))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no free ports for the spread network")
+
+
+@pytest.mark.timeout(240)
+def test_every_hosts_service_sees_the_whole_spread_network(tmp_path, no_stray_processes):
+    """Two node agents on two loopback addresses, a diamond spread over them (CURVE between them):
+    each host's service follows the other's bus and root over TCP, and holds all nine neurons."""
+    base = free_base()
+    text = pathlib.Path(DIAMOND_TOML).read_text() + f'\n[hosts]\nh1 = "127.0.0.1:{base}"\nh2 = "127.0.0.2:{base + 1000}"\n'
+    for layer, host in SPREAD_LAYERS.items():
+        text = text.replace(f'name = "{layer}"', f'name = "{layer}"\nhost = "{host}"')
+    (tmp_path / "topology.toml").write_text(text)
+    publics = {h: create_keys(str(tmp_path / h / "keys"), h)[0] for h in ("h1", "h2")}
+    run_dirs = {}
+    for host in ("h1", "h2"):
+        os.makedirs(tmp_path / host / "keys" / "allowed")
+        for other, public in publics.items():
+            shutil.copy(public, tmp_path / host / "keys" / "allowed" / f"{other}.key")
+        run_dirs[host] = f"/tmp/nx-spread-{os.getpid()}-{host}"
+        metrics = f"metrics_port = {base + 999}\n" if host == "h1" else ""
+        (tmp_path / host / "node.toml").write_text(
+            f'name = "spread"\ndata_dir = "data"\ntopology = "../topology.toml"\nrun_dir = "{run_dirs[host]}"\n'
+            f'host = "{host}"\nkeys_dir = "keys"\n{metrics}')
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    agents = {}
+    for h in ("h1", "h2"):
+        with open(tmp_path / h / "agent.log", "w") as log:
+            agents[h] = subprocess.Popen([sys.executable, "-m", "neurox.cli", "node", "--config",
+                                          str(tmp_path / h / "node.toml")], stdout=log, stderr=subprocess.STDOUT, env=env)
+    ctx = zmq.Context.instance()
+    try:
+        def whole(host: str):
+            def seen():
+                client = ServiceClient(ctx, service_endpoint(run_dirs[host]), 1.0)
+                try:
+                    answer = client.neuron_status()
+                except ControlError:
+                    return None
+                finally:
+                    client.close()
+                hosts = {r["id"]: r["host"] for r in answer["neurons"] if r["state"] == "running"}
+                return answer if len(hosts) == 9 else None
+            return wait_until(seen, 90, f"{host}'s service to see all nine neurons")
+
+        for host in ("h1", "h2"):
+            answer = whole(host)
+            placed = {r["id"]: r["host"] for r in answer["neurons"]}
+            assert placed == {n: SPREAD_LAYERS[n.split(".")[0]] for n in placed}, placed
+            assert answer["host"] == host and {h["host"] for h in answer["hosts"]} == {"h1", "h2"}
+        with ServiceClient(ctx, service_endpoint(run_dirs["h1"])) as service:
+            victim = service.neuron_metrics("L1.n0")
+            assert victim["host"] == "h2" and victim["metrics"] is not None
+            tree = {(r["host"], r["path"]) for r in service.tree()["rows"]}
+        assert ("h2", "root/L1/L1.n0") in tree and ("h1", "root/L4/L4.n0") in tree
+        os.kill(victim["pid"], signal.SIGKILL)
+
+        def restart_seen_from_h1():
+            with ServiceClient(ctx, service_endpoint(run_dirs["h1"])) as service:
+                found = service.neuron_metrics("L1.n0")
+            return found if found["restarts"] == 1 and found["state"] == "running" else None
+        wait_until(restart_seen_from_h1, 30, "h1's service to see the restart on h2")
+        with urllib.request.urlopen(f"http://127.0.0.1:{base + 999}/metrics", timeout=10) as response:
+            exposition = response.read().decode()
+        done = promtool_check(exposition)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert 'neurox_neuron_restarts_total{host="h2",layer="L1",neuron="L1.n0"} 1.0' in exposition
+        assert 'neurox_host_up{host="h2"} 1.0' in exposition
+    except AssertionError as exc:
+        logs = "\n".join(f"--- {h}:\n" + (tmp_path / h / "agent.log").read_text()[-3000:] for h in agents)
+        raise AssertionError(f"{exc}\n{logs}") from None
+    finally:
+        for agent in agents.values():
+            agent.send_signal(signal.SIGTERM)
+        codes = {h: agent.wait(60) for h, agent in agents.items()}
+        for run_dir in run_dirs.values():
+            shutil.rmtree(run_dir, ignore_errors=True)
+    assert codes == {"h1": 0, "h2": 0}, [(tmp_path / h / "agent.log").read_text()[-2000:] for h in agents]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import zmq
 
 from ..runtime import ControlError, FrameError, make_socket, pack, unpack_map
+from ..runtime._curve import connect_curve
 from ..runtime._sockets import CONTROL_HWM
 
 REPLY_MAX_BYTES = 16 * 1024 * 1024
@@ -42,8 +43,7 @@ class Calls:
             sock = make_socket(self.ctx, zmq.DEALER, hwm=CONTROL_HWM, linger_ms=0)
             curve = self.curve_for(endpoint)
             if curve:
-                sock.curve_secretkey, sock.curve_publickey, sock.curve_serverkey = (
-                    curve["secret"], curve["public"], curve["server"])
+                connect_curve(sock, curve)
             sock.connect(endpoint)
             self.socks[endpoint] = sock
             self.watch(sock, lambda: self.on_readable(endpoint))

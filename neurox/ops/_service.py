@@ -30,7 +30,10 @@ from functools import partial
 import zmq
 
 from ..ext import Extension, outputs_endpoint
-from ..runtime import EVENT_HWM, ControlError, FrameError, Reply, ipc_endpoint, make_socket, unpack_map
+from ..neuron import control_tcp, events_tcp
+from ..runtime import EVENT_HWM, ControlError, FrameError, KeysError, Reply, ipc_endpoint, make_socket, unpack_map
+from ..runtime._curve import connect_curve
+from ..runtime._tcp import tcp_plan
 from ..runtime._events import EVENT_MAX_BYTES
 from ..supervisor_tree import ChildSpec, control_endpoint
 from ._calls import Calls
@@ -122,8 +125,16 @@ class ServiceConfig:
         return cls(**{**doc, "bind": tuple(doc.get("bind", ())), "peers": tuple(peers)})
 
     def on_host(self, topology, host: str | None) -> "ServiceConfig":
-        """This config for a node agent that runs ``host``'s part of ``topology`` (None: all of it)."""
-        return self if host is None or self.host else replace(self, host=host)
+        """This config for a node agent that runs ``host``'s part of ``topology`` (None: all of it).
+
+        In a network spread over hosts, the service takes the host's name, and follows every other
+        host of the topology (its bus and root over TCP, with CURVE) unless peers are configured."""
+        if host is None:
+            return self
+        peers = self.peers or tuple(Peer(other, events_tcp(topology, other)[0], control_tcp(topology, other),
+                                         events_tcp(topology, other)[1])
+                                    for other in topology.hosts if other != host)
+        return replace(self, host=self.host or host, peers=peers)
 
     def spec(self, data_dir: str) -> ChildSpec:
         """The service as a child of a network's root (after the layers and the extensions)."""
@@ -151,10 +162,14 @@ class SupervisorService(Extension):
         peers = [HostView(p["name"], p["events"], p.get("control"), p.get("events_control"))
                  for p in settings.get("peers", [])]
         self.picture = Picture([local, *peers], history=int(settings.get("history", HISTORY)))
-        self.calls = Calls(self.ctx, self.watch, self.unwatch)
+        self.curve = self._curve_options(peers)
+        self.calls = Calls(self.ctx, self.watch, self.unwatch, self.curve.get)
         self.buses: list[zmq.Socket] = []
         for host in self.picture.hosts.values():
-            bus = make_socket(self.ctx, zmq.SUB, connect=host.events, hwm=EVENT_HWM, linger_ms=0)
+            bus = make_socket(self.ctx, zmq.SUB, hwm=EVENT_HWM, linger_ms=0)
+            if host.events in self.curve:
+                connect_curve(bus, self.curve[host.events])
+            bus.connect(host.events)
             bus.setsockopt(zmq.SUBSCRIBE, b"")
             self.buses.append(bus)
             self.watch(bus, partial(self._on_bus, host.name, bus))
@@ -174,6 +189,25 @@ class SupervisorService(Extension):
             if _reachable(host.events_control):
                 self.calls.call(host.events_control, "recent_events", partial(self._caught_up, host.name),
                                 CALL_TIMEOUT_S * 3, limit=100_000)
+
+    def _curve_options(self, peers: list[HostView]) -> dict[str, dict]:
+        """CURVE client options for the peers' TCP endpoints, when this host is part of a network spread
+        over hosts (its run directory's ``tcp.json`` names the keys): endpoint -> options."""
+        plan = tcp_plan(self.run_dir)
+        if plan is None:
+            return {}
+        options = {}
+        for peer in peers:
+            try:
+                server = plan.keys.server_key(peer.name)
+            except KeysError as exc:
+                print(f"service: no CURVE key for peer {peer.name} ({exc}); reaching it without CURVE",
+                      flush=True)
+                continue
+            for endpoint in (peer.events, peer.control, peer.events_control):
+                if endpoint and endpoint.startswith("tcp://"):
+                    options[endpoint] = plan.keys.client_options(server)
+        return options
 
     def ready_info(self) -> dict:
         return {"kind": self.kind, "host": self.host, "hosts": list(self.picture.hosts)}

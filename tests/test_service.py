@@ -386,3 +386,12 @@ def test_every_hosts_service_sees_the_whole_spread_network(tmp_path, no_stray_pr
         for run_dir in run_dirs.values():
             shutil.rmtree(run_dir, ignore_errors=True)
     assert codes == {"h1": 0, "h2": 0}, [(tmp_path / h / "agent.log").read_text()[-2000:] for h in agents]
+
+
+def test_the_public_names_of_neurox_ops_are_exactly_the_intended_ones():
+    import neurox.ops
+    assert {n for n in dir(neurox.ops) if not n.startswith("_")} == {
+        "fan_out", "ServiceClient", "STATES", "FAMILIES", "MetricsServer", "NetworkCollector", "serve_metrics",
+        "service_source", "SERVICE_ID", "Peer", "ServiceConfig", "service_children", "service_endpoint",
+        "TOKEN_ENV", "BotApi", "BotApiError", "BotConfig", "BotConfigError", "ChatOps", "NetworkAccess",
+        "RedactingFormatter", "TelegramBot", "PRELOAD"}

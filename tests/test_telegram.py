@@ -183,7 +183,7 @@ def test_the_bot_answers_a_designated_user_and_refuses_a_stranger(tmp_path, bot_
             assert all(f"{n}  running  pid " in status for n in topology.neurons())
             metrics = bot_api.ask(USER, "/neuron_metrics L2.n1")
             pid = neuron_call(network, "L2.n1", "status")["pid"]
-            assert metrics.startswith(f"L2.n1 (layer L2, host ") and f"running, pid {pid}" in metrics
+            assert metrics.startswith("L2.n1 (layer L2, host ") and f"running, pid {pid}" in metrics
             assert "samples 0" in metrics and "restarts 0, deaths: none" in metrics
             assert bot_api.ask(USER, "/neuron_metrics@NeuroxBot L2.n1").startswith("L2.n1 (layer L2")
             assert bot_api.ask(USER, "/neuron_metrics nobody").startswith("Not found: no neuron 'nobody'; known: L0.n0")

@@ -14,6 +14,7 @@ import threading
 import zmq
 
 from ..ops import serve_metrics, service_source
+from ..runtime import ControlError
 from ._discovery import DEFAULT_DATA_DIR, find_network
 
 
@@ -30,7 +31,6 @@ def exporter(args: argparse.Namespace) -> int:
     ctx = zmq.Context.instance()
 
     def picture() -> dict:
-        from ..runtime import ControlError
         network = find_network(args.data_dir)
         if "run_dir" not in network:
             raise ControlError("no_network", f"no running network in {args.data_dir}")

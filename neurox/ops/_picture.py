@@ -284,9 +284,7 @@ class Picture:
         """The short line every status query shows for a neuron."""
         status, metrics = view.status, view.metrics or {}
         return {"id": view.id, "host": view.host, "layer": view.layer, "path": view.path, "pid": view.pid,
-                "state": view.shown_state(now), "control": view.control,
-                "uptime_s": status.get("uptime_s", 0.0) + (now - view.seen) if view.seen and
-                view.state == "running" else None,
+                "state": view.shown_state(now), "control": view.control, "uptime_s": self._uptime(view, now),
                 "report_age_s": round(now - view.seen, 3) if view.seen else None,
                 "restarts": view.restarts, "deaths": sum(view.deaths.values()),
                 "replacements": sum(view.replacements.values()),

@@ -13,7 +13,6 @@ queries against it); docs/operations.md lists them with their meaning.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..runtime import ControlError
 from ._client import ServiceClient
-from ._service import service_endpoint
+from ._service import rss_of, service_endpoint
 
 HOST_SILENT_AFTER_S = 5.0
 NEURON = ("host", "layer", "neuron")
@@ -230,7 +229,7 @@ def _process(f: _Families, p: dict, local: bool) -> None:
     f.add("neurox_process_up", labels, up)
     rss = metrics.get("rss_bytes")
     if rss is None and up and local and isinstance(p.get("pid"), int):
-        rss = _rss_of(p["pid"])
+        rss = rss_of(p["pid"])
     f.add("neurox_process_resident_memory_bytes", labels, rss)
     f.add("neurox_process_restarts_total", labels, p.get("restarts", 0))
     for reason, n in sorted(p.get("deaths", {}).items()):
@@ -250,14 +249,6 @@ def _process(f: _Families, p: dict, local: bool) -> None:
     f.add("neurox_extension_operations_total", (p["host"], name, "bad_frames"), metrics.get("bad_frames"))
     f.add("neurox_extension_in_flight", (p["host"], name), metrics.get("in_flight"))
     f.add("neurox_accuracy_ratio", (p["host"], name), metrics.get("recent_accuracy"))
-
-
-def _rss_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def service_source(ctx: zmq.Context, run_dir: str, timeout: float = 3.0) -> Callable[[], dict]:

@@ -24,7 +24,7 @@ import os
 import socket
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import zmq
@@ -139,7 +139,7 @@ class ServiceConfig:
     def spec(self, data_dir: str) -> ChildSpec:
         """The service as a child of a network's root (after the layers and the extensions)."""
         args = {"data_dir": data_dir, "host": self.host or socket.gethostname(), "bind": list(self.bind),
-                "history": self.history, "peers": [p.__dict__ for p in self.peers]}
+                "history": self.history, "peers": [asdict(p) for p in self.peers]}
         return ChildSpec(SERVICE_ID, SERVICE_TARGET, args, "permanent", 5000, "worker", ("neurox.ops._service",))
 
 
@@ -375,7 +375,7 @@ class SupervisorService(Extension):
                 "recent_events": len(self.picture.recent)}
 
     def metrics(self) -> dict:
-        return {**super().metrics(), **self.picture.counts, "rss_bytes": _rss_bytes(),
+        return {**super().metrics(), **self.picture.counts, "rss_bytes": rss_of(os.getpid()),
                 "calls_in_flight": len(self.calls.pending)}
 
     def close(self) -> None:
@@ -394,9 +394,13 @@ def _reachable(endpoint: str | None) -> bool:
     return True
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def rss_of(pid: int) -> int | None:
+    """Resident memory of a process on this machine (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def run_service(args: dict, env: dict) -> None:

@@ -31,3 +31,18 @@ if ! "$venv/bin/python" -c 'import ansible, ansiblelint' 2>/dev/null \
         || [[ ! -x "$venv/bin/ansible-playbook" || ! -x "$venv/bin/ansible-lint" ]]; then
     "$venv/bin/pip" install --quiet 'ansible-core>=2.17,<2.19' 'ansible-lint>=24.7'
 fi
+
+# ---- promtool (tests/test_prometheus.py), appended by the operations work: keep this block last ----------
+# Only Prometheus's promtool, from Debian's prometheus package, unpacked into the venv. Installing the
+# package itself would pull its web assets and start a Prometheus server from its maintainer script.
+if [[ ! -x "$venv/bin/promtool" ]]; then
+    promtool_tmp="$(mktemp -d)"
+    chmod 0755 "$promtool_tmp"  # apt downloads as its own user
+    if ! (cd "$promtool_tmp" && apt-get download -qq prometheus >/dev/null 2>&1); then
+        apt-get update -qq
+        (cd "$promtool_tmp" && apt-get download -qq prometheus >/dev/null 2>&1)
+    fi
+    dpkg-deb -x "$promtool_tmp"/prometheus_*.deb "$promtool_tmp/root"
+    install -m 0755 "$promtool_tmp/root/usr/bin/promtool" "$venv/bin/promtool"
+    rm -rf "$promtool_tmp"
+fi

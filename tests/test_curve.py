@@ -60,9 +60,11 @@ def test_placement_gives_every_host_the_same_ports():
     assert front_host(topology) == "h1"
     assert layers_on(topology, "h1") == ["A", "C"] and layers_on(topology, None) == ["A", "B", "C"]
     assert tcp_exports(topology, "h1") == {"root.ctl": "tcp://10.0.0.1:7600", "messenger.in": "tcp://10.0.0.1:7601",
+                                           "events.pub": "tcp://10.0.0.1:7602", "events.ctl": "tcp://10.0.0.1:7603",
                                            "A.n0.in": "tcp://10.0.0.1:7700", "A.n1.in": "tcp://10.0.0.1:7701",
                                            "C.n0.in": "tcp://10.0.0.1:7900"}
-    assert tcp_exports(topology, "h2") == {"root.ctl": "tcp://10.0.0.2:9000", "B.n0.in": "tcp://10.0.0.2:9200"}
+    assert tcp_exports(topology, "h2") == {"root.ctl": "tcp://10.0.0.2:9000", "events.pub": "tcp://10.0.0.2:9002",
+                                           "events.ctl": "tcp://10.0.0.2:9003", "B.n0.in": "tcp://10.0.0.2:9200"}
     assert tcp_routes(topology, "h2") == {"A.n0.in": Route("tcp://10.0.0.1:7700", "h1"),
                                           "A.n1.in": Route("tcp://10.0.0.1:7701", "h1"),
                                           "C.n0.in": Route("tcp://10.0.0.1:7900", "h1")}

@@ -13,6 +13,8 @@ SUBCOMMANDS = {
     "bench": "neurox.cli._bench",
     "node": "neurox.cli._node",
     "keys": "neurox.cli._keys",
+    "exporter": "neurox.cli._exporter",
+    "telegram": "neurox.cli._telegram",
 }
 
 

@@ -27,6 +27,10 @@ The config is TOML with these keys (relative paths are taken from the config fil
     status_interval_s = 5.0             # optional; STATUS= at least this often
     host = "h1"                         # with a topology spread over hosts: which one this is
     keys_dir = "/etc/neurox/diamond/keys"   # with host: h1.key_secret and allowed/*.key (CURVE)
+    metrics_port = 9464                 # optional; serve /metrics for Prometheus (docs/operations.md)
+    metrics_address = "127.0.0.1"       # optional; where /metrics listens (default: loopback only)
+    [service]                           # optional; the Supervisor service (neurox.ops.ServiceConfig)
+    enabled = true
 
 With ``host`` the agent runs only the layers placed on it (and the edge processes if it is the
 front host), links to the other hosts over TCP with CURVE, and serves its root's control socket on
@@ -53,6 +57,7 @@ import zmq
 from ..ext import PRELOAD, network_children
 from ..neuron import (Network, Topology, TopologyError, control_tcp, front_host, layers_on, live_topology,
                       load_topology)
+from ..ops import PRELOAD as OPS_PRELOAD, MetricsServer, ServiceConfig, serve_metrics, service_children, service_source
 from ..runtime import ControlClient, ControlError, CurveKeys, KeysError
 from ..runtime._sd_notify import Notifier
 from ..supervisor_tree import TreeError
@@ -80,6 +85,9 @@ class NodeConfig:
     status_interval_s: float = 5.0
     host: str | None = None
     keys_dir: str | None = None
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
+    service: ServiceConfig = ServiceConfig()
 
     @property
     def label(self) -> str:
@@ -95,7 +103,7 @@ class NodeConfig:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
         known = {"name": str, "data_dir": str, "topology": str, "run_dir": str, "status_interval_s": (int, float),
-                 "host": str, "keys_dir": str}
+                 "host": str, "keys_dir": str, "metrics_port": int, "metrics_address": str, "service": dict}
         for key, value in doc.items():
             if key not in known:
                 raise ConfigError(f"{path}: unknown key {key!r}; known: {', '.join(known)}")
@@ -110,9 +118,17 @@ class NodeConfig:
             raise ConfigError(f"{path}: status_interval_s must be positive, got {doc['status_interval_s']!r}")
         if ("host" in doc) != ("keys_dir" in doc):
             raise ConfigError(f"{path}: host and keys_dir go together (a host talks to its peers only with CURVE keys)")
+        if not 0 <= doc.get("metrics_port", 0) <= 65535:
+            raise ConfigError(f"{path}: metrics_port must be a TCP port (0-65535), got {doc['metrics_port']!r}")
+        try:
+            service = ServiceConfig.from_mapping(doc.get("service", {}), f"{path}: [service]")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if "metrics_port" in doc and not service.enabled:
+            raise ConfigError(f"{path}: metrics_port reads the Supervisor service; [service] enabled must be true")
         base = os.path.dirname(os.path.abspath(path))
         paths = {k: os.path.join(base, doc[k]) for k in ("data_dir", "topology", "run_dir", "keys_dir") if k in doc}
-        return cls(**{**doc, **paths})
+        return cls(**{**doc, **paths, "service": service})
 
 
 def starting_topology(config: NodeConfig) -> Topology:
@@ -230,9 +246,17 @@ def node(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     front = config.host is None or config.host == front_host(topology)
-    network = Network(topology, config.data_dir, run_dir=config.run_dir, preload=PRELOAD,
-                      extensions=network_children(topology, config.data_dir) if front else [],
-                      host=config.host, keys_dir=config.keys_dir)
+    edges = network_children(topology, config.data_dir) if front else []
+    service = service_children(config.data_dir, config.service.on_host(topology, config.host))
+    network = Network(topology, config.data_dir, run_dir=config.run_dir, preload=PRELOAD + OPS_PRELOAD,
+                      extensions=edges + service, host=config.host, keys_dir=config.keys_dir)
+    try:
+        metrics = _serve_metrics(config, network)
+    except OSError as exc:
+        print(f"neurox node: cannot serve metrics on {config.metrics_address}:{config.metrics_port}: {exc.strerror}",
+              flush=True)
+        network.stop()
+        return EXIT_CONFIG
     local = sum(len(topology.layer_named(name).neurons) for name in layers_on(topology, config.host))
     notifier.status(f"{config.label}: starting {local} neurons")
     try:
@@ -240,6 +264,8 @@ def node(args: argparse.Namespace) -> int:
     except TreeError as exc:
         notifier.status(f"{config.label}: failed to start: {exc}")
         print(f"neurox node: {exc}", flush=True)
+        if metrics is not None:
+            metrics.close()
         return EXIT_TREE_FAILED
     run_file = write_run_file(network)
     print(f"neurox node {config.label}: up; control {network.control}"
@@ -249,11 +275,23 @@ def node(args: argparse.Namespace) -> int:
     finally:
         notifier.stopping(f"{config.label}: stopping, flushing every neuron's state")
         reason = network.stop()
+        if metrics is not None:
+            metrics.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(run_file)
         print(f"neurox node {config.label}: stopped ({reason.describe() if reason else 'shutdown'})", flush=True)
         notifier.close()
     return code
+
+
+def _serve_metrics(config: NodeConfig, network: Network) -> MetricsServer | None:
+    """``/metrics`` for Prometheus from this process, reading the Supervisor service (if configured)."""
+    if config.metrics_port is None:
+        return None
+    server = serve_metrics(service_source(zmq.Context.instance(), network.run_dir), config.metrics_port,
+                           config.metrics_address)
+    print(f"neurox node {config.label}: metrics on http://{config.metrics_address}:{server.port}/metrics", flush=True)
+    return server
 
 
 def watch(config: NodeConfig, network: Network, notifier: Notifier, stop: threading.Event) -> int:

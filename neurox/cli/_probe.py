@@ -3,6 +3,11 @@
 Every probe finds the network through ``--data-dir`` (its ``run.json``) or talks to ``--endpoint``,
 waits at most ``--timeout`` seconds for an answer, and exits with 0 (answered), 1 (the target
 answered with an error) or 3 (no answer in time, or nothing running there) with a one-line reason.
+
+``status``, ``tree``, ``metrics`` (of a neuron) and ``events --recent`` ask the network's Supervisor
+service when it runs (one request, however large the network, and restarts, deaths and replacements
+counted); without it, or with ``--direct``, they ask every process themselves, as ``ping``, ``tap``
+and ``inject`` always do.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import numpy as np
 import zmq
 
 from ..neuron import Topology, neuron_control, topology_path
+from ..ops import ServiceClient
 from ..runtime import ControlClient, ControlError, ipc_endpoint, make_socket, unpack, unpack_map
 from ..supervisor_tree import control_endpoint
 from ._discovery import add_target_arguments, find_network
@@ -33,20 +39,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("probe", help="ping, inspect, follow and poke a running network")
     probes = parser.add_subparsers(dest="probe", required=True)
 
-    def probe(name: str, text: str, handler):
+    def probe(name: str, text: str, handler, via_service: bool = False):
         p = probes.add_parser(name, help=text)
         add_target_arguments(p)
         p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for an answer (default: %(default)s)")
-        p.set_defaults(handler=lambda args: _run(handler, args))
+        if via_service:
+            p.add_argument("--direct", action="store_true",
+                           help="ask the processes themselves, not the Supervisor service")
+        p.set_defaults(handler=lambda args: _run(handler, args), direct=not via_service)
         return p
 
     p = probe("ping", "ping a neuron (by id), a supervisor (by path, e.g. root/L2) or --endpoint", ping)
     p.add_argument("target", nargs="?", default="root")
-    p = probe("status", "every supervisor and neuron: state, pid, uptime, restarts, memory", status)
+    p = probe("status", "every supervisor and neuron: state, pid, uptime, restarts, memory", status, True)
     p.add_argument("--json", action="store_true")
-    probe("tree", "the supervision tree", tree)
-    p = probe("events", "follow lifecycle events", events)
-    p.add_argument("--filter", default="", help="only events whose name starts with this")
+    probe("tree", "the supervision tree", tree, True)
+    p = probe("events", "follow lifecycle events", events, True)
+    p.add_argument("--filter", default="", help="only events whose name starts with this "
+                                                "(neuron_report: the neurons' periodic reports, left out otherwise)")
     p.add_argument("--count", type=int, help="stop after this many events")
     p.add_argument("--recent", type=int, default=0, help="first print this many past events")
     p = probe("tap", "mirror the frames a neuron sends, without disturbing it", tap)
@@ -55,12 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = probe("inject", "send a vector into any neuron (inference only)", inject)
     p.add_argument("neuron")
     p.add_argument("--vector", help="comma-separated numbers (default: random, of the neuron's fan-in)")
-    p = probe("metrics", "a neuron's (or any process's) metrics as JSON", metrics)
+    p = probe("metrics", "a neuron's (or any process's) metrics as JSON", metrics, True)
     p.add_argument("target")
     p = probe("state", "show or set the state (awake, meditative, maintenance) of a neuron, or of a region "
                        "through its modulator (target root/modulator.REGION)", state)
     p.add_argument("target")
     p.add_argument("state", nargs="?", help="the new state (default: show the current one)")
+    probe("service", "the Supervisor service: the hosts it hears, what it holds", service)
 
 
 def _run(handler, args: argparse.Namespace) -> int:
@@ -118,6 +129,34 @@ def ping(args, ctx) -> int:
     return 0
 
 
+def _service(args: argparse.Namespace, ctx: zmq.Context) -> ServiceClient | None:
+    """The Supervisor service, unless --direct or --endpoint is given or it does not run."""
+    if args.direct or args.endpoint:
+        return None
+    return ServiceClient.find(ctx, _network(args)["run_dir"], args.timeout)
+
+
+def _service_call(service: ServiceClient, op: str, **request):
+    try:
+        return service.call(op, **request)
+    except ControlError as exc:
+        if exc.error == "timeout":
+            raise ProbeError(f"the Supervisor service did not answer within {service.client.timeout} s") from None
+        raise ProbeError(f"{exc.error}: {exc.detail}", code=1) from None
+    finally:
+        service.close()
+
+
+def process_rows(args: argparse.Namespace, ctx: zmq.Context) -> list[dict]:
+    """Every process: path, depth, type, pid, a brief status (and its host, from the service)."""
+    service = _service(args, ctx)
+    if service is not None:
+        return [{k: row[k] for k in ("host", "path", "depth", "type", "pid")} | {"status": _service_brief(row)}
+                for row in _service_call(service, "tree")["rows"]]
+    return [{k: v for k, v in row.items() if k != "status"} | {"status": _brief(row)}
+            for row in walk(ctx, _root(args), args.timeout)]
+
+
 def walk(ctx: zmq.Context, root: str, timeout: float) -> list[dict]:
     """Every process under ``root``, depth first: path, depth, type, pid, and what it says of itself."""
     rows = [{"path": "root", "depth": 0, "type": "supervisor", "status": _call(ctx, root, "status", timeout)}]
@@ -144,15 +183,16 @@ def _root(args: argparse.Namespace) -> str:
 
 
 def status(args, ctx) -> int:
-    rows = walk(ctx, _root(args), args.timeout)
+    rows = process_rows(args, ctx)
     if args.json:
-        print(json.dumps([{k: v for k, v in r.items() if k != "status"} | {"status": _brief(r)} for r in rows]))
+        print(json.dumps(rows))
         return 0
-    print(f"{'PATH':34} {'STATE':10} {'PID':>7} {'UPTIME':>9} {'RESTARTS':>8} {'RSS MiB':>8}")
+    hosts = len({row.get("host") for row in rows}) > 1
+    print(f"{'HOST  ' if hosts else ''}{'PATH':34} {'STATE':10} {'PID':>7} {'UPTIME':>9} {'RESTARTS':>8} {'RSS MiB':>8}")
     for row in rows:
-        brief = _brief(row)
-        print(f"{row['path']:34} {brief['state']:10} {str(row['pid']):>7} {brief['uptime']:>9} "
-              f"{brief['restarts']:>8} {brief['rss']:>8}")
+        brief = row["status"]
+        print(f"{row['host'] + '  ' if hosts else ''}{row['path']:34} {brief['state']:10} {str(row['pid']):>7} "
+              f"{brief['uptime']:>9} {brief['restarts']:>8} {brief['rss']:>8}")
     return 0
 
 
@@ -162,19 +202,36 @@ def _brief(row: dict) -> dict:
     state = "running" if isinstance(pid, int) and "error" not in st else (pid if isinstance(pid, str) else "silent")
     uptime = f"{st['uptime_s']:.0f}s" if "uptime_s" in st else "-"
     restarts = str(st.get("restarts_in_period", "-"))
-    rss = "-"
+    return {"state": state, "uptime": uptime, "restarts": restarts, "rss": _rss_mib(pid)}
+
+
+def _rss_mib(pid, reported: int | None = None) -> str:
+    if isinstance(reported, int):
+        return f"{reported / 2 ** 20:.1f}"
     if isinstance(pid, int):
         try:
             with open(f"/proc/{pid}/statm") as f:
-                rss = f"{int(f.read().split()[1]) * 4096 / 2 ** 20:.1f}"
+                return f"{int(f.read().split()[1]) * 4096 / 2 ** 20:.1f}"
         except OSError:
             pass
-    return {"state": state, "uptime": uptime, "restarts": restarts, "rss": rss}
+    return "-"
+
+
+def _service_brief(row: dict) -> dict:
+    """The same brief from a service row: restarts are the supervisor's in its period, else the child's."""
+    restarts = row["restarts_in_period"] if row["type"] == "supervisor" else row["restarts"]
+    uptime = f"{row['uptime_s']:.0f}s" if isinstance(row.get("uptime_s"), (int, float)) else "-"
+    return {"state": row["state"], "uptime": uptime, "restarts": str("-" if restarts is None else restarts),
+            "rss": _rss_mib(row["pid"], row.get("rss_bytes"))}
 
 
 def tree(args, ctx) -> int:
-    for row in walk(ctx, _root(args), args.timeout):
+    rows = process_rows(args, ctx)
+    hosts = len({row.get("host") for row in rows}) > 1
+    for row in rows:
         name = row["path"].rsplit("/", 1)[-1]
+        if hosts and row["depth"] == 0:
+            name = f"{row['host']}: {name}"
         print(f"{'  ' * row['depth']}{name} [{row['type']}] pid {row['pid']}")
     return 0
 
@@ -182,9 +239,14 @@ def tree(args, ctx) -> int:
 def events(args, ctx) -> int:
     network = {} if args.endpoint else _network(args)
     endpoint = args.endpoint or network["events"]
-    if args.recent and network.get("events_control"):
-        for event in _call(ctx, network["events_control"], "recent_events", args.timeout,
-                           limit=args.recent, prefix=args.filter):
+    reports = args.filter.startswith("neuron_report")  # the periodic reports only when asked for by name
+    service = _service(args, ctx) if args.recent else None
+    if service is not None:  # its history holds lifecycle events only, and more of them than the bus's
+        for event in _service_call(service, "recent_events", limit=args.recent, prefix=args.filter):
+            print(json.dumps(event, default=repr))
+    elif args.recent and network.get("events_control"):
+        past = _call(ctx, network["events_control"], "recent_events", args.timeout, limit=100_000, prefix=args.filter)
+        for event in [e for e in past if reports or e.get("event") != "neuron_report"][-args.recent:]:
             print(json.dumps(event, default=repr))
     sub = make_socket(ctx, zmq.SUB, connect=endpoint, linger_ms=0)
     sub.setsockopt(zmq.SUBSCRIBE, args.filter.encode())
@@ -195,7 +257,10 @@ def events(args, ctx) -> int:
                 if args.count:
                     raise ProbeError(f"no event within {args.timeout} s")
                 continue
-            print(json.dumps(unpack_map(sub.recv_multipart()[1]), default=repr), flush=True)
+            event = unpack_map(sub.recv_multipart()[1])
+            if event.get("event") == "neuron_report" and not reports:
+                continue
+            print(json.dumps(event, default=repr), flush=True)
             seen += 1
     except KeyboardInterrupt:
         pass
@@ -251,7 +316,26 @@ def inject(args, ctx) -> int:
 
 
 def metrics(args, ctx) -> int:
-    print(json.dumps(_call(ctx, _resolve(args, args.target), "metrics", args.timeout)))
+    """A neuron's metrics as it last reported them, with what the service counted about it under
+    ``supervision``; a path or ``--direct``: asked of the process itself."""
+    service = None if "/" in args.target or args.target == "root" else _service(args, ctx)
+    if service is None:
+        print(json.dumps(_call(ctx, _resolve(args, args.target), "metrics", args.timeout)))
+        return 0
+    found = _service_call(service, "neuron_metrics", id=args.target)
+    supervision = {k: found[k] for k in ("host", "layer", "path", "pid", "state", "report_age_s", "restarts",
+                                         "deaths_by_reason", "replacements_by_method", "rates")}
+    print(json.dumps({**(found.get("metrics") or {}), "supervision": supervision}))
+    return 0
+
+
+def service(args, ctx) -> int:
+    found = None if args.endpoint else ServiceClient.find(ctx, _network(args)["run_dir"], args.timeout)
+    if found is None and args.endpoint:
+        found = ServiceClient(ctx, args.endpoint, args.timeout)
+    if found is None:
+        raise ProbeError("the Supervisor service is not running in this network")
+    print(json.dumps(_service_call(found, "status")))
     return 0
 
 

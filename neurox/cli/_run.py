@@ -18,6 +18,7 @@ import zmq
 
 from ..ext import PRELOAD, DatasetError, Stream, load_dataset, network_children
 from ..neuron import Network, TopologyError, live_topology, load_topology, neuron_control
+from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
 from ..runtime import ControlError, call, unpack_map
 from ._discovery import DEFAULT_DATA_DIR, write_run_file
 
@@ -36,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", type=int, default=1, help="samples per packet (default: %(default)s)")
     parser.add_argument("--rate", type=float, help="samples per second to feed (default: as fast as it takes them)")
     parser.add_argument("--chaos", type=float, metavar="SECONDS", help="SIGKILL a random neuron this often")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve the network's metrics for Prometheus on http://ADDRESS:PORT/metrics")
+    parser.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDRESS",
+                        help="address of the metrics endpoint (default: %(default)s)")
+    parser.add_argument("--no-service", action="store_true",
+                        help="do not start the Supervisor service (probes and the TUI then ask every process)")
     parser.set_defaults(handler=run)
 
 
@@ -52,7 +59,22 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(args.data_dir)
     data_dir = os.path.abspath(args.data_dir)
     topology = live_topology(topology, data_dir, resume=not args.fresh)
-    network = Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD)
+    if args.no_service and args.metrics_port is not None:
+        print("neurox run: --metrics-port reads the Supervisor service; it cannot go with --no-service")
+        return 2
+    service = [] if args.no_service else service_children(data_dir)
+    network = Network(topology, data_dir, extensions=network_children(topology, data_dir) + service,
+                      preload=PRELOAD + OPS_PRELOAD)
+    metrics = None
+    if args.metrics_port is not None:
+        try:
+            metrics = serve_metrics(service_source(zmq.Context.instance(), network.run_dir), args.metrics_port,
+                                    args.metrics_address)
+        except OSError as exc:
+            print(f"neurox run: cannot serve metrics on {args.metrics_address}:{args.metrics_port}: {exc.strerror}")
+            network.stop()
+            return 2
+        print(f"metrics for Prometheus: http://{args.metrics_address}:{metrics.port}/metrics", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -88,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stream.close()
         watcher.close()
+        if metrics is not None:
+            metrics.close()
         print("stopping (flushing every neuron's state) ...", flush=True)
         reason = network.stop()
         if os.path.exists(run_file):

@@ -18,6 +18,8 @@ elsewhere over TCP. Ports are fixed by the placement alone, so every host comput
 
     root.ctl          BASE             the host's root supervisor (control requests)
     messenger.in      BASE + 1         MessengerIn (front host only)
+    events.pub        BASE + 2         the host's event bus (PUB), for the Supervisor services of the others
+    events.ctl        BASE + 3         the bus's control socket (its recent history)
     LAYER.nK.in       BASE + 100 * (layer's position + 1) + K
 
 Everything here is pure: the node agent turns it into the run directory's ``tcp.json``.
@@ -43,6 +45,8 @@ ADDRESS = re.compile(r"(?P<address>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\])(?::(?P<por
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 """A host's name is also a file name (its public key, ``allowed/NAME.key``)."""
 ROOT_CONTROL = os.path.basename(control_endpoint("/", "root"))
+EVENTS_PUB, EVENTS_CONTROL = "events.pub", "events.ctl"
+"""The names of a host's event bus sockets in its run directory (``neurox.supervisor_tree.Tree``)."""
 MESSENGER_IN = os.path.basename(messenger_in_endpoint("/"))
 
 
@@ -110,6 +114,7 @@ def _neuron_offset(topology: "Topology", neuron_id: str) -> int:
 def tcp_exports(topology: "Topology", host: str) -> dict[str, str]:
     """Ipc names a host also serves on TCP, with their endpoints."""
     exports = {ROOT_CONTROL: control_tcp(topology, host)}
+    exports[EVENTS_PUB], exports[EVENTS_CONTROL] = events_tcp(topology, host)
     if host == front_host(topology):
         exports[MESSENGER_IN] = _endpoint(topology, host, 1)
     for layer in topology.layers:
@@ -135,3 +140,7 @@ def control_tcp(topology: "Topology", host: str) -> str:
     """Where a host's root supervisor answers control requests over TCP (CURVE)."""
     return _endpoint(topology, host, 0)
 
+
+def events_tcp(topology: "Topology", host: str) -> tuple[str, str]:
+    """Where a host's event bus publishes, and answers ``recent_events``, over TCP (CURVE)."""
+    return _endpoint(topology, host, 2), _endpoint(topology, host, 3)

@@ -44,6 +44,8 @@ DRAIN_BATCH = 512
 SEED_TIMEOUT_S = 0.3
 SEED_MIN_UPTIME_S = 1.0
 """A sibling younger than this is a newcomer too and is not seeded from."""
+REPORT_INTERVAL_S = 1.0
+"""How often a neuron publishes its status and metrics as a ``neuron_report`` event (the first at once)."""
 
 
 class Join:
@@ -123,6 +125,7 @@ class Neuron:
         self.tap: zmq.Socket | None = None
         self.outgoing_gradients: list[tuple[int, np.ndarray]] = []
         self.injected = 0
+        self.next_bus_report = 0.0
 
     def _on_term(self, *_):
         self.stop_requested = True
@@ -327,7 +330,7 @@ class Neuron:
         if self.modulator is not None:
             poller.register(self.modulator.levels, zmq.POLLIN)
         while not self.stop_requested:
-            ready = dict(poller.poll(self._poll_timeout_ms()))
+            ready = dict(poller.poll(min(self._poll_timeout_ms(), self._bus_report_due_ms())))
             if self.modulator is not None and self.modulator.levels in ready:
                 self._on_levels()  # first: dopamine for earlier passes before tags of new ones
             if self.inbox in ready:
@@ -338,6 +341,8 @@ class Neuron:
                 os.read(self.wake_r, 512)
             now = time.monotonic()
             self._expire(now)
+            if now >= self.next_bus_report:
+                self._bus_report(now)
             if now >= self.next_flush:
                 self._flush(sync=False)
             if self.modulator is not None and now >= self.modulator.next_report:
@@ -792,6 +797,15 @@ class Neuron:
     def snapshot(self) -> dict:
         self._flush(sync=True)
         return {"flushes": self.store.flushes, "last_flush_t": self.store.last_flush_t}
+
+    # -- periodic report (read by the Supervisor service, neurox/ops) -----------------------------
+    def _bus_report_due_ms(self) -> int:
+        return max(0, int((self.next_bus_report - time.monotonic()) * 1000) + 1)
+
+    def _bus_report(self, now: float) -> None:
+        """Publish what ``status`` and ``metrics`` answer, as one ``neuron_report`` event."""
+        self.next_bus_report = now + REPORT_INTERVAL_S
+        self.events.emit("neuron_report", id=self.id, status=self.status(), metrics=self.metrics())
 
 
 def _overdue(pending: OrderedDict, now: float, timeout_s: float) -> list[tuple[int, Join]]:

@@ -1,6 +1,10 @@
 """Watching and acting on a running network, without Textual: the TUI's core (pyzmq's asyncio layer).
 
 Kept free of any UI import (a test checks it), so the same observer can serve another front end.
+
+A snapshot is one ``tree`` request to the network's Supervisor service when it runs (docs/operations.md):
+what every process last said of itself, however many there are. Without the service, or while it does
+not answer, the observer asks every process itself, and tries the service again a little later.
 """
 from __future__ import annotations
 
@@ -9,14 +13,18 @@ import itertools
 import json
 import os
 import signal
+import time
 from dataclasses import dataclass
 
 import zmq
 import zmq.asyncio
 
+from ..ops import service_endpoint
 from ..runtime import pack, unpack_map
 
 _rids = itertools.count(1)
+SERVICE_RETRY_S = 10.0
+"""After the service failed to answer, snapshots are taken directly for this long."""
 
 
 class ObserverError(Exception):
@@ -28,6 +36,8 @@ class Endpoints:
     control: str
     events: str
     reshaper: str
+    service: str | None = None
+    """The Supervisor service's control endpoint (an ipc one), if the network may have one."""
 
     @classmethod
     def from_data_dir(cls, data_dir: str) -> "Endpoints":
@@ -36,7 +46,8 @@ class Endpoints:
                 found = json.load(f)
         except (OSError, ValueError):
             raise ObserverError(f"no running network found in {data_dir}") from None
-        return cls(found["control"], found["events"], found["reshaper"])
+        service = service_endpoint(found["run_dir"]) if "run_dir" in found else None
+        return cls(found["control"], found["events"], found["reshaper"], service)
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,9 @@ class Observer:
         self.endpoints = endpoints
         self.timeout = timeout
         self.ctx = zmq.asyncio.Context()
+        self.service_retry_at = 0.0
+        self.via_service = False
+        """Whether the last snapshot came from the Supervisor service."""
 
     async def call(self, endpoint: str, op: str, **args):
         try:
@@ -85,7 +99,35 @@ class Observer:
         return reply["result"]
 
     async def snapshot(self) -> list[ProcessRow]:
-        """Every process of the tree, depth first, with what each says of itself (asked concurrently)."""
+        """Every process of the tree, depth first, with what each says of itself: from the service if it
+        runs, else asked of every process (concurrently)."""
+        rows = await self._from_service()
+        self.via_service = rows is not None
+        return rows if rows is not None else await self._walk()
+
+    async def _from_service(self) -> list[ProcessRow] | None:
+        endpoint = self.endpoints.service
+        if endpoint is None or time.monotonic() < self.service_retry_at \
+                or not os.path.exists(endpoint.removeprefix("ipc://")):
+            return None
+        try:
+            tree = await self.call(endpoint, "tree", detail=True)
+        except ObserverError:
+            self.service_retry_at = time.monotonic() + SERVICE_RETRY_S
+            return None
+        rows = []
+        for row in tree["rows"]:
+            if row["host"] != tree["local"]:
+                continue  # another host's processes: this observer acts on its own host (the reshaper is local)
+            status = row.get("status") or {}
+            if row["state"] == "silent":
+                status = {**status, "error": "no report for a while"}
+            elif not isinstance(row["pid"], int):
+                status = {}
+            rows.append(ProcessRow(row["path"], row["depth"], row["type"], row["pid"], status))
+        return rows
+
+    async def _walk(self) -> list[ProcessRow]:
         root = await self.call(self.endpoints.control, "status")
         rows = [ProcessRow("root", 0, "supervisor", root["pid"], root)]
         await self._visit(root, "root", 1, rows)
@@ -120,8 +162,9 @@ class Observer:
         sub.connect(self.endpoints.events)
         try:
             while True:
-                _, body = await sub.recv_multipart()
-                yield unpack_map(body)
+                topic, body = await sub.recv_multipart()
+                if topic != b"neuron_report":  # the periodic reports are for the service, not the event log
+                    yield unpack_map(body)
         except zmq.ZMQError:
             return  # the observer was closed
         finally:

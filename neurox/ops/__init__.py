@@ -1,0 +1,15 @@
+"""Operations: the Supervisor service that keeps the picture of a running network, its Prometheus
+exporter, and Telegram chat-ops (docs/operations.md)."""
+from ._calls import fan_out as fan_out
+from ._client import ServiceClient as ServiceClient
+from ._picture import STATES as STATES
+from ._prometheus import (FAMILIES as FAMILIES, MetricsServer as MetricsServer, NetworkCollector as NetworkCollector,
+                          serve_metrics as serve_metrics, service_source as service_source)
+from ._service import (SERVICE_ID as SERVICE_ID, Peer as Peer, ServiceConfig as ServiceConfig,
+                       service_children as service_children, service_endpoint as service_endpoint)
+from ._telegram import (TOKEN_ENV as TOKEN_ENV, BotApi as BotApi, BotApiError as BotApiError, BotConfig as BotConfig,
+                        BotConfigError as BotConfigError, ChatOps as ChatOps, NetworkAccess as NetworkAccess,
+                        RedactingFormatter as RedactingFormatter, TelegramBot as TelegramBot)
+
+PRELOAD = ("neurox.ops._service",)
+"""Modules the launcher imports before forking, so the service starts without importing them itself."""

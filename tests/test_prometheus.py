@@ -1,0 +1,248 @@
+"""/metrics for Prometheus: a live learning network through the collector, ``neurox node`` and
+``neurox run --metrics-port`` serving it, ``promtool check metrics`` accepting every scrape, and the
+Grafana dashboard querying only what is exported."""
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+import zmq
+from prometheus_client.parser import text_string_to_metric_families
+
+from _netutil import learn, neuron_call
+from _opsutil import all_reporting, network_with_service, promtool_check, service_of, wait_until
+from neurox.ext import Dataset, digits
+from neurox.neuron import load_topology
+from neurox.ops import FAMILIES, serve_metrics, service_source
+from neurox.ops._prometheus import NetworkCollector, families_of
+from neurox.runtime import ControlError
+
+DASHBOARD = pathlib.Path(__file__).parent.parent / "grafana" / "neurox-dashboard.json"
+ONLY_WHEN_REPORTED = {"neurox_neuron_neurotransmitter_level", "neurox_neuron_gain", "neurox_neuron_exploration",
+                      "neurox_neuron_learning_rate_factor", "neurox_neuron_state", "neurox_process_deaths_total"}
+"""Families that appear only when something reports them (the brain's neuromodulation) or happens
+(a supervisor or a worker dying): checked on a picture that has them, not on the live scrape."""
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert response.status == 200
+        return response.read().decode()
+
+
+def samples(text: str) -> dict[str, list]:
+    """{sample name: [(labels, value)]} of an exposition."""
+    found: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def types(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE))
+
+
+def dashboard_metrics() -> set[str]:
+    doc = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
+    exprs += [v["definition"] for v in doc["templating"]["list"] if "definition" in v]
+    return {name for expr in exprs for name in re.findall(r"\bneurox_[a-z0-9_]+", expr)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_promtool_accepts(text: str) -> None:
+    done = promtool_check(text)
+    assert done.returncode == 0 and not (done.stdout + done.stderr).strip(), done.stdout + done.stderr
+
+
+@pytest.mark.timeout(180)
+def test_promtool_accepts_the_metrics_of_a_live_learning_network(tmp_path, no_stray_processes):
+    topology = load_topology()
+    with network_with_service(topology, tmp_path) as network:
+        all_reporting(network)
+        data = digits()
+        progress = learn(network, Dataset(data.features[:600], data.targets[:600], data.classes))
+        assert progress.answered > 300
+        for neuron in topology.neurons():
+            neuron_call(network, neuron, "snapshot")  # a flush each, so flush latency is known
+        own = neuron_call(network, "L4.n0", "metrics")["samples"]  # idle since learning
+        old = neuron_call(network, "L2.n1", "status")["pid"]
+        os.kill(old, signal.SIGKILL)
+
+        def settled():
+            with service_of(network) as service:
+                found = service.neuron_metrics("L2.n1")
+                answer = service.neuron_status()
+                end = service.neuron_metrics("L4.n0")["metrics"]
+            return found["restarts"] == 1 and found["state"] == "running" and found["report_age_s"] is not None \
+                and answer["counts"] == {"running": 9} and end["samples"] == own
+        wait_until(settled, 15, "L2.n1 to be replaced and every report to be current")
+        server = serve_metrics(service_source(zmq.Context.instance(), network.run_dir), 0)
+        try:
+            text = scrape(server.port)
+        finally:
+            server.close()
+    assert_promtool_accepts(text)
+    found, kinds = samples(text), types(text)
+    assert kinds["neurox_neuron_samples_total"] == "counter" and kinds["neurox_neuron_resident_memory_bytes"] == "gauge"
+    assert kinds["neurox_neuron_last_flush_duration_seconds"] == "gauge"
+
+    def value(name: str, **labels) -> float:
+        matching = [v for lbls, v in found[name] if all(lbls.get(k) == w for k, w in labels.items())]
+        assert len(matching) == 1, (name, labels, found.get(name))
+        return matching[0]
+
+    assert value("neurox_service_up") == 1
+    assert value("neurox_neurons", state="running") == 9
+    assert value("neurox_neuron_samples_total", neuron="L4.n0", layer="L4") == own >= progress.answered
+    assert value("neurox_neuron_restarts_total", neuron="L2.n1") == 1
+    assert value("neurox_neuron_restarts_total", neuron="L2.n0") == 0
+    assert value("neurox_neuron_deaths_total", neuron="L2.n1", reason="crash") == 1
+    assert value("neurox_neuron_replacements_total", neuron="L2.n1", method="siblings_mean") == 1
+    assert 0 <= value("neurox_accuracy_ratio", extension="messenger_out") <= 1
+    assert value("neurox_loss") > 0
+    assert 0 < value("neurox_neuron_last_flush_duration_seconds", neuron="L0.n0") < 5
+    assert value("neurox_neuron_resident_memory_bytes", neuron="L3.n1") > 10 * 2 ** 20
+    assert value("neurox_process_up", path="root/L2", type="supervisor") == 1
+    assert value("neurox_supervisor_restarts_in_period", path="root/L2") >= 0
+    assert value("neurox_extension_operations_total", extension="messenger_in", operation="requests") == 0
+    assert all(labels["host"] for name, rows in found.items() for labels, _ in rows if name.startswith("neurox_neuron"))
+    exported = {s.removesuffix("_total") for s in found} | set(found)
+    missing = {m for m in dashboard_metrics() - ONLY_WHEN_REPORTED if m not in exported}
+    assert not missing, f"the dashboard queries metrics the live network does not export: {missing}"
+
+
+def test_neuromodulation_and_deaths_of_other_processes_are_exported_when_reported():
+    picture = {"t": 1000.0, "counts": {"events": 3, "reports": 1},
+               "hosts": [{"host": "a", "local": False, "heard_s_ago": 0.5, "loss": None}],
+               "processes": [
+                   {"host": "a", "path": "root/pfc/L1.n0", "kind": "neuron", "layer": "L1", "pid": 5,
+                    "state": "running", "report_age_s": 0.2, "restarts": 0, "deaths": {}, "replacements": {},
+                    "status": {"uptime_s": 10.0, "state": "meditative",
+                               "neuromodulators": {"levels": {"dopamine": 0.4, "serotonin": 1.1}, "gain": 0.9,
+                                                   "learning_rate_factor": 1.2, "exploration": 0.1}},
+                    "metrics": {"samples": 7}},
+                   {"host": "a", "path": "root/modulator.pfc", "kind": "worker", "layer": None, "pid": "restarting",
+                    "state": "down", "report_age_s": None, "restarts": 2, "deaths": {"crash": 2},
+                    "replacements": {}, "status": {}, "metrics": {}}]}
+    from prometheus_client import CollectorRegistry, generate_latest
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NetworkCollector(lambda: picture))
+    text = generate_latest(registry).decode()
+    assert_promtool_accepts(text)
+    found = samples(text)
+    levels = {lbls["transmitter"]: v for lbls, v in found["neurox_neuron_neurotransmitter_level"]}
+    assert levels == {"dopamine": 0.4, "serotonin": 1.1}
+    assert found["neurox_neuron_state"] == [({"host": "a", "layer": "L1", "neuron": "L1.n0", "state": "meditative"}, 1.0)]
+    assert found["neurox_neuron_gain"][0][1] == 0.9 and found["neurox_neuron_exploration"][0][1] == 0.1
+    assert found["neurox_process_deaths_total"][0] == (
+        {"host": "a", "path": "root/modulator.pfc", "type": "worker", "reason": "crash"}, 2.0)
+    assert found["neurox_process_up"][0][1] == 0
+    assert {n for n in families_of(picture)} <= set(FAMILIES)
+
+
+def test_a_scrape_without_the_service_says_so_and_is_still_valid(tmp_path):
+    def unreachable():
+        raise ControlError("timeout", "no service")
+    server = serve_metrics(unreachable, 0)
+    try:
+        text = scrape(server.port)
+    finally:
+        server.close()
+    assert_promtool_accepts(text)
+    assert samples(text) == {"neurox_service_up": [({}, 0.0)]}
+    # the standalone exporter for a data directory where nothing runs
+    port = free_port()
+    exporter = subprocess.Popen([sys.executable, "-m", "neurox.cli", "exporter", "--data-dir", str(tmp_path),
+                                 "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "/metrics" in exporter.stdout.readline()
+        assert samples(scrape(port)) == {"neurox_service_up": [({}, 0.0)]}
+    finally:
+        exporter.send_signal(signal.SIGTERM)
+        exporter.communicate(timeout=20)
+    assert exporter.returncode == 0
+
+
+@pytest.mark.timeout(180)
+def test_the_node_agent_serves_metrics(tmp_path, no_stray_processes):
+    port = free_port()
+    config = tmp_path / "node.toml"
+    config.write_text(f'name = "metered"\ndata_dir = "data"\nmetrics_port = {port}\n'
+                      f'[service]\nhost = "node-a"\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    agent = subprocess.Popen([sys.executable, "-m", "neurox.cli", "node", "--config", str(config)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        def all_up():
+            try:
+                text = scrape(port)
+            except OSError:
+                return None
+            up = samples(text).get("neurox_neuron_up", [])
+            return text if len(up) == 9 and all(v == 1 for _, v in up) else None
+        text = wait_until(all_up, 60, "the node's /metrics to show 9 neurons up")
+        assert_promtool_accepts(text)
+        assert {lbls["host"] for lbls, _ in samples(text)["neurox_neuron_up"]} == {"node-a"}
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, out
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in out
+
+
+@pytest.mark.timeout(180)
+def test_neurox_run_offers_metrics_too(tmp_path, no_stray_processes):
+    port = free_port()
+    run = subprocess.Popen([sys.executable, "-m", "neurox.cli", "run", "--data-dir", str(tmp_path / "data"),
+                            "--duration", "60", "--metrics-port", str(port)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def learning():
+            try:
+                found = samples(scrape(port))
+            except OSError:
+                return None
+            return found if found.get("neurox_accuracy_ratio") and found.get("neurox_loss") else None
+        found = wait_until(learning, 90, "accuracy and loss at /metrics")
+        assert found["neurox_service_up"] == [({}, 1.0)]
+        assert_promtool_accepts(scrape(port))
+    finally:
+        run.send_signal(signal.SIGINT)
+        out, _ = run.communicate(timeout=90)
+    assert run.returncode == 0 and f"http://127.0.0.1:{port}/metrics" in out, out
+    done = subprocess.run([sys.executable, "-m", "neurox.cli", "run", "--data-dir", str(tmp_path / "data"),
+                           "--no-service", "--metrics-port", str(port)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "cannot go with --no-service" in done.stdout
+
+
+def test_the_grafana_dashboard_queries_only_exported_metrics():
+    doc = json.loads(DASHBOARD.read_text())
+    assert doc["uid"] and doc["title"] == "NeuroX"
+    names = dashboard_metrics()
+    assert names, "the dashboard has no NeuroX query"
+    unknown = {n for n in names if n not in FAMILIES}
+    assert not unknown, f"the dashboard queries metrics that are not exported: {sorted(unknown)}"
+    panels = [p for p in doc["panels"] if p["type"] != "row"]
+    assert all(p["targets"] and p["datasource"]["uid"] == "${datasource}" for p in panels)
+    ids = [p["id"] for p in doc["panels"]]
+    assert len(ids) == len(set(ids))
+    # the brief's list: messages, samples, accuracy, loss, restarts, deaths, replacements, flush latency,
+    # neurotransmitter levels and memory each have a panel
+    for wanted in ("neurox_neuron_forward_packets_total", "neurox_neuron_samples_total", "neurox_accuracy_ratio",
+                   "neurox_loss", "neurox_neuron_restarts_total", "neurox_neuron_deaths_total",
+                   "neurox_neuron_replacements_total", "neurox_neuron_last_flush_duration_seconds",
+                   "neurox_neuron_neurotransmitter_level", "neurox_neuron_resident_memory_bytes"):
+        assert wanted in names, wanted

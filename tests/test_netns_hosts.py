@@ -245,7 +245,8 @@ def test_the_spread_diamond_answers_and_learns_across_hosts(cluster):
         assert set(tcp["routes"]) == {f"{n}.in" for h, ns in NEURONS_ON.items() if h != name for n in ns}
         assert os.stat(host.run_dir).st_mode & 0o777 == 0o700  # ipc sockets: the service user only
         children = {row["id"] for row in host.call(host.control, "which_children")}
-        assert children == {*LAYERS_ON[name], *(("reshaper", "messenger_out", "messenger_in") if name == "h1" else ())}
+        assert children == {*LAYERS_ON[name], "service",  # every host's Supervisor service (docs/operations.md)
+                            *(("reshaper", "messenger_out", "messenger_in") if name == "h1" else ())}
     reshaper = control_endpoint(hosts["h1"].run_dir, "root/reshaper")  # on the front host only
     assert hosts["h1"].call(reshaper, "topology")["hosts"] == {h: f"{a}:{BASE_PORT}" for h, a in HOSTS.items()}
     with pytest.raises(ControlError, match="spread_over_hosts"):

@@ -25,9 +25,11 @@ from neurox.runtime import ControlError
 
 DASHBOARD = pathlib.Path(__file__).parent.parent / "grafana" / "neurox-dashboard.json"
 ONLY_WHEN_REPORTED = {"neurox_neuron_neurotransmitter_level", "neurox_neuron_gain", "neurox_neuron_exploration",
-                      "neurox_neuron_learning_rate_factor", "neurox_neuron_state", "neurox_process_deaths_total"}
-"""Families that appear only when something reports them (the brain's neuromodulation) or happens
-(a supervisor or a worker dying): checked on a picture that has them, not on the live scrape."""
+                      "neurox_neuron_learning_rate_factor", "neurox_neuron_state", "neurox_process_deaths_total",
+                      "neurox_extension_loss"}
+"""Families that appear only when something reports them (the brain's neuromodulation, an input
+extension's loss) or happens (a supervisor or a worker dying): checked on a picture that has them,
+not on the live scrape."""
 
 
 def scrape(port: int) -> str:
@@ -124,7 +126,7 @@ def test_promtool_accepts_the_metrics_of_a_live_learning_network(tmp_path, no_st
     assert not missing, f"the dashboard queries metrics the live network does not export: {missing}"
 
 
-def test_neuromodulation_and_deaths_of_other_processes_are_exported_when_reported():
+def test_neuromodulation_extensions_and_deaths_of_other_processes_are_exported_when_reported():
     picture = {"t": 1000.0, "counts": {"events": 3, "reports": 1},
                "hosts": [{"host": "a", "local": False, "heard_s_ago": 0.5, "loss": None}],
                "processes": [
@@ -134,6 +136,11 @@ def test_neuromodulation_and_deaths_of_other_processes_are_exported_when_reporte
                                "neuromodulators": {"levels": {"dopamine": 0.4, "serotonin": 1.1}, "gain": 0.9,
                                                    "learning_rate_factor": 1.2, "exploration": 0.1}},
                     "metrics": {"samples": 7}},
+                   {"host": "a", "path": "root/eye", "kind": "worker", "layer": None, "pid": 9, "state": "running",
+                    "report_age_s": None, "restarts": 0, "deaths": {}, "replacements": {},
+                    "status": {"kind": "input", "pid": 9, "submitted": 40, "rejected": 1},
+                    "metrics": {"submitted": 40, "bad_frames": 1, "in_flight": 2, "rolling_accuracy": 0.75,
+                                "mean_loss": 0.5, "scored": 40}},
                    {"host": "a", "path": "root/modulator.pfc", "kind": "worker", "layer": None, "pid": "restarting",
                     "state": "down", "report_age_s": None, "restarts": 2, "deaths": {"crash": 2},
                     "replacements": {}, "status": {}, "metrics": {}}]}
@@ -149,7 +156,14 @@ def test_neuromodulation_and_deaths_of_other_processes_are_exported_when_reporte
     assert found["neurox_neuron_gain"][0][1] == 0.9 and found["neurox_neuron_exploration"][0][1] == 0.1
     assert found["neurox_process_deaths_total"][0] == (
         {"host": "a", "path": "root/modulator.pfc", "type": "worker", "reason": "crash"}, 2.0)
-    assert found["neurox_process_up"][0][1] == 0
+    assert {tuple(sorted(lbls.items())): v for lbls, v in found["neurox_process_up"]} == {
+        (("host", "a"), ("path", "root/eye"), ("type", "worker")): 1.0,
+        (("host", "a"), ("path", "root/modulator.pfc"), ("type", "worker")): 0.0}
+    eye = {"host": "a", "extension": "eye"}
+    assert found["neurox_accuracy_ratio"] == [(eye, 0.75)] and found["neurox_extension_loss"] == [(eye, 0.5)]
+    assert found["neurox_extension_in_flight"] == [(eye, 2.0)]
+    assert sorted((lbls["operation"], v) for lbls, v in found["neurox_extension_operations_total"]) == [
+        ("bad_frames", 1.0), ("submitted", 40.0)]
     assert {n for n in families_of(picture)} <= set(FAMILIES)
 
 

@@ -299,7 +299,7 @@ def free_base() -> int:
     """A base port whose ports (BASE..BASE+3, the layers', and BASE+999 for /metrics) are free on
     both loopback addresses, and BASE+1000's too (the second host's)."""
     for _ in range(50):
-        base = random.randrange(20000, 50000, 2000)
+        base = random.randrange(10000, 30000, 2000)  # below the kernel's ephemeral ports
         wanted = [("127.0.0.1", base + k) for k in (0, 1, 2, 3, 100, 300, 301, 302, 400, 401, 500, 999)]
         wanted += [("127.0.0.2", base + 1000 + k) for k in (0, 1, 2, 3, 200, 201)]
         try:

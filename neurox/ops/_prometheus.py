@@ -40,7 +40,9 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                        ("host", "state")),
     "neurox_loss": ("gauge", "Mean loss of the last 1000 answers that were learnt from (from the outputs bus).",
                     ("host",)),
-    "neurox_accuracy_ratio": ("gauge", "Prequential accuracy of the last 1000 scored answers.",
+    "neurox_accuracy_ratio": ("gauge", "Prequential accuracy of recent scored answers, as an extension counts it.",
+                              ("host", "extension")),
+    "neurox_extension_loss": ("gauge", "Mean loss of the answers to an input extension's samples, when it reports one.",
                               ("host", "extension")),
     "neurox_neuron_up": ("gauge", "1 if the neuron runs and reported within the last seconds, else 0.", NEURON),
     "neurox_neuron_start_time_seconds": ("gauge", "When the running neuron process started (Unix time).", NEURON),
@@ -248,7 +250,9 @@ def _process(f: _Families, p: dict, local: bool) -> None:
             f.add("neurox_extension_operations_total", (p["host"], name, key), value)
     f.add("neurox_extension_operations_total", (p["host"], name, "bad_frames"), metrics.get("bad_frames"))
     f.add("neurox_extension_in_flight", (p["host"], name), metrics.get("in_flight"))
-    f.add("neurox_accuracy_ratio", (p["host"], name), metrics.get("recent_accuracy"))
+    accuracy = metrics.get("recent_accuracy", metrics.get("rolling_accuracy"))
+    f.add("neurox_accuracy_ratio", (p["host"], name), accuracy)
+    f.add("neurox_extension_loss", (p["host"], name), metrics.get("mean_loss"))
 
 
 def service_source(ctx: zmq.Context, run_dir: str, timeout: float = 3.0) -> Callable[[], dict]:

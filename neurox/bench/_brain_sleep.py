@@ -8,15 +8,15 @@
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 
 import zmq
 
-from ..ext import PRELOAD, Dataset, MessengerClient, Stream, digits, network_children
+from ..ext import PRELOAD, Dataset, Stream, digits, network_children
 from ..neuron import Network, Topology, load_topology
 from ..runtime import ControlClient
 from ..supervisor_tree import control_endpoint
+from ._asker import SteadyAsker
 from ._chaos import evaluate
 
 
@@ -85,30 +85,12 @@ def measure_maintenance(maintenance_s: float = 15.0) -> dict:
     """Requests answered while the layers take turns in maintenance, one client asking steadily."""
     data = digits()
     topology = sleepy_topology(maintenance_s)
-    outcomes = {"ok": 0, "errors": 0}
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD) as network:
             _learn(network, data, 1)
-            stop = threading.Event()
-
-            def ask() -> None:
-                client = MessengerClient(network.messenger_in)
-                try:
-                    i = 0
-                    while not stop.is_set():
-                        reply = client.ask(vector=data.features[i % len(data.targets)].tolist(), timeout=30)
-                        outcomes["ok" if reply["ok"] else "errors"] += 1
-                        i += 1
-                finally:
-                    client.close()
-
-            asker = threading.Thread(target=ask)
-            asker.start()
-            try:
+            with SteadyAsker(network.messenger_in, data.features) as asker:
                 status = _sleep_through_a_cycle(network, maintenance_s * 3 + 30)
-            finally:
-                stop.set()
-                asker.join(60)
+    outcomes = asker.outcomes
     asked = outcomes["ok"] + outcomes["errors"]
     return {"maintenance_answered_ratio": round(outcomes["ok"] / asked, 4) if asked else None,
             "maintenance_requests": asked, "maintenance_turns": status["turns"], "dreamt_during": status["dreamt"]}

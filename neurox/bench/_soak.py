@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 import time
 
 import psutil
 import zmq
 
-from ..ext import PRELOAD, MessengerClient, Stream, digits, messenger_children
+from ..ext import PRELOAD, Stream, digits, messenger_children
 from ..neuron import Network, load_topology
+from ._asker import SteadyAsker
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,34 +32,17 @@ def footprint(processes: list[psutil.Process]) -> dict:
 def soak(network: Network, seconds: float, warm_up: float) -> dict:
     """Learn from a stream and answer MessengerIn requests for ``seconds``; compare footprints."""
     data = digits()
-    stop = threading.Event()
-    answered = {"ok": 0, "errors": 0}
-
-    def ask_steadily() -> None:
-        client = MessengerClient(network.messenger_in, zmq.Context.instance())
-        try:
-            i = 0
-            while not stop.is_set():
-                reply = client.ask(vector=data.features[i % len(data.targets)].tolist(), timeout=10)
-                answered["ok" if reply["ok"] else "errors"] += 1
-                i += 1
-                time.sleep(0.005)
-        finally:
-            client.close()
-
-    asker = threading.Thread(target=ask_steadily)
-    asker.start()
     stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2, rate=500)
     processes = psutil.Process(network.tree.launcher_proc.pid).children()
     try:
-        stream.run(10 ** 6, should_stop=_after(warm_up))
-        before = footprint(processes)
-        progress = stream.run(10 ** 6, should_stop=_after(seconds))
-        after = footprint(processes)
+        with SteadyAsker(network.messenger_in, data.features, pause_s=0.005, timeout_s=10) as asker:
+            stream.run(10 ** 6, should_stop=_after(warm_up))
+            before = footprint(processes)
+            progress = stream.run(10 ** 6, should_stop=_after(seconds))
+            after = footprint(processes)
     finally:
-        stop.set()
-        asker.join(30)
         stream.close()
+    answered = asker.outcomes
     return {"seconds": seconds, "processes": len(processes), "samples": progress.answered, "lost": progress.lost,
             "requests_ok": answered["ok"], "request_errors": answered["errors"],
             "rss_mib_before": round(before["rss_mib"], 1), "rss_mib_after": round(after["rss_mib"], 1),

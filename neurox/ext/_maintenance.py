@@ -161,12 +161,13 @@ class Maintenance:
                 self.hippocampus.keep(rows, targets)
 
     def _tick(self, now: float) -> None:
-        groups = self._groups()
-        phase = advance(self.phase, now, len(groups), self.config, self.asked)
-        self.asked = False
-        if phase != self.phase:
-            self._change(self.phase, phase, groups)
-            self.phase = phase
+        if self.asked or now >= self.phase.ends_at:  # only then can the phase change
+            groups = self._groups()
+            phase = advance(self.phase, now, len(groups), self.config, self.asked)
+            self.asked = False
+            if phase != self.phase:
+                self._change(self.phase, phase, groups)
+                self.phase = phase
         if self.phase.name == "maintenance" and now >= self.next_dream and self.in_flight < DREAMS_IN_FLIGHT:
             self._dream()
             self.next_dream = now + DREAM_BATCH / self.config.replay_per_s

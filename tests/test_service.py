@@ -395,3 +395,21 @@ def test_the_public_names_of_neurox_ops_are_exactly_the_intended_ones():
         "service_source", "SERVICE_ID", "Peer", "ServiceConfig", "service_children", "service_endpoint",
         "TOKEN_ENV", "BotApi", "BotApiError", "BotConfig", "BotConfigError", "ChatOps", "NetworkAccess",
         "RedactingFormatter", "TelegramBot", "PRELOAD"}
+
+
+def test_a_walk_answered_before_a_death_does_not_undo_it():
+    picture = Picture([HostView("h", "ipc://x", local=True)])
+    asked = time.time()
+    picture.on_event("h", {"event": "child_exited", "source": "root/L1", "id": "L1.n0", "t": asked + 0.01,
+                           "pid": 11, "reason": {"kind": "crash"}}, asked + 0.01)
+    # the layer's answer was made before the death (it still names pid 11), and arrives after it
+    picture.on_supervisor_status("h", "root/L1", {"pid": 2, "children": [
+        {"id": "L1.n0", "pid": 11, "type": "worker", "modules": ["neurox.neuron._process"], "control": "ipc://c"}]},
+        asked + 0.02, asked)
+    view = picture.processes[("h", "root/L1/L1.n0")]
+    assert view.state == "down" and view.pid == "restarting" and view.kind == "neuron"
+    # a later walk that sees the restarted child brings it back
+    picture.on_supervisor_status("h", "root/L1", {"pid": 2, "children": [
+        {"id": "L1.n0", "pid": 12, "type": "worker", "modules": ["neurox.neuron._process"], "control": "ipc://c"}]},
+        asked + 1.0, asked + 0.9)
+    assert view.state == "running" and view.pid == 12

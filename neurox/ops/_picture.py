@@ -220,8 +220,11 @@ class Picture:
         view.samples.append({"t": now, **{k: metrics.get(k, 0) for k in ("samples", "forwards", "backwards",
                                                                          "updates", "rss_bytes")}})
 
-    def on_supervisor_status(self, host: str, path: str, status: dict, now: float) -> list[dict]:
-        """A supervisor answered ``status``: reconcile its children. Returns its children rows."""
+    def on_supervisor_status(self, host: str, path: str, status: dict, now: float,
+                             asked: float | None = None) -> list[dict]:
+        """A supervisor answered ``status`` (asked at ``asked``): reconcile its children. Returns its
+        children rows. A child whose events told of a change after the question keeps that state."""
+        asked = now if asked is None else asked
         view = self.view(host, path, "supervisor")
         view.status = {k: v for k, v in status.items() if k != "children"}
         view.pid, view.state, view.seen = status.get("pid", view.pid), "running", now
@@ -232,10 +235,12 @@ class Picture:
                 "neuron" if set(row.get("modules") or ()) & set(NEURON_MODULES) else None
             child = self.view(host, f"{path}/{row['id']}", kind)
             child.control = row.get("control", child.control)
+            if child.changed > asked:
+                continue  # an event newer than this answer already said how it is
             child.pid = row.get("pid")
             if isinstance(child.pid, int):
                 if child.state in ("unknown", "down", "restarting", "stopped"):
-                    child.state, child.changed = "running", time.time()
+                    child.state, child.changed = "running", asked
             else:
                 child.state = "restarting" if child.pid == "restarting" else "stopped"
         gone = [v.path for v in self.processes.values()

@@ -271,23 +271,25 @@ class SupervisorService(Extension):
             if now >= self.next_walk[host.name] and _reachable(host.control) \
                     and not self.calls.busy(host.control, "status"):
                 self.next_walk[host.name] = now + WALK_INTERVAL_S
-                self.calls.call(host.control, "status", partial(self._walked, host.name, "root"), CALL_TIMEOUT_S)
+                self.calls.call(host.control, "status", partial(self._walked, host.name, "root", time.time()),
+                                CALL_TIMEOUT_S)
         if now >= self.next_poll:
             self.next_poll = now + POLL_INTERVAL_S
             self._poll_workers()
         deadlines = [*self.next_walk.values(), self.next_poll, self.calls.next_deadline() or self.next_poll]
         return max(0.0, min(deadlines) - time.monotonic())
 
-    def _walked(self, host: str, path: str, status, error: ControlError | None) -> None:
+    def _walked(self, host: str, path: str, asked: float, status, error: ControlError | None) -> None:
         if error is not None or not isinstance(status, dict):
             if path == "root" and host in self.picture.hosts:
                 self.picture.hosts[host].walk_error = str(error)
             return
-        for row in self.picture.on_supervisor_status(host, path, status, time.time()):
+        for row in self.picture.on_supervisor_status(host, path, status, time.time(), asked):
             control = row.get("control")
             if row.get("type") == "supervisor" and isinstance(row.get("pid"), int) and _reachable(control) \
                     and not self.calls.busy(control, "status"):
-                self.calls.call(control, "status", partial(self._walked, host, f"{path}/{row['id']}"), CALL_TIMEOUT_S)
+                self.calls.call(control, "status", partial(self._walked, host, f"{path}/{row['id']}", time.time()),
+                                CALL_TIMEOUT_S)
 
     def _poll_workers(self) -> None:
         mine = f"root/{SERVICE_ID}"

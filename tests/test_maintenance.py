@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import zmq
 
-from _netutil import learn, neuron_call
+import os
+
+from _netutil import learn, neuron_call, params
 from neurox.ext import PRELOAD, MessengerClient, digits, network_children
 from neurox.neuron import Network, TopologyError, load_topology
 from neurox.neuron._sleep import Phase, SleepConfig, advance, reservoir_slot, start
 from neurox.runtime import ControlClient
-from neurox.supervisor_tree import control_endpoint
+from neurox.supervisor_tree import SupervisorClient, control_endpoint
 
 
 # -- pure ------------------------------------------------------------------------------------------
@@ -61,8 +63,16 @@ def test_bad_maintenance_settings_are_refused():
 
 
 # -- live ------------------------------------------------------------------------------------------
+def twin_call(network: Network, neuron_id: str, op: str, **args):
+    client = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, f"root/maintenance_pool/{neuron_id}"), 5)
+    try:
+        return client.call(op, **args)
+    finally:
+        client.close()
+
+
 @pytest.mark.timeout(120)
-def test_a_maintenance_cycle_dreams_and_loses_no_request(tmp_path, watch, no_stray_processes):
+def test_a_maintenance_cycle_dreams_in_the_pool_and_loses_no_request(tmp_path, watch, no_stray_processes):
     topology = load_topology()
     topology.maintenance = {"awake_s": 3600, "maintenance_s": 3.0, "capacity": 500, "replay_per_s": 400}
     data = digits()
@@ -70,11 +80,14 @@ def test_a_maintenance_cycle_dreams_and_loses_no_request(tmp_path, watch, no_str
     with network:
         events = watch(network.tree)
         sleeper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/maintenance"), 10)
+        pool = SupervisorClient(control_endpoint(network.run_dir, "root/maintenance_pool"))
         try:
             learn(network, data, epochs=1)  # what it learns, the hippocampus keeps
             status = sleeper.call("status")
             assert status["phase"] == "awake" and status["seen"] >= len(data.targets) * 0.9
             assert status["stored"] == 500
+            assert pool.which_children() == []  # awake: the pool is empty
+            before = params(network, "L1.n0")
             replies, stop = [], threading.Event()
 
             def ask() -> None:
@@ -97,7 +110,14 @@ def test_a_maintenance_cycle_dreams_and_loses_no_request(tmp_path, watch, no_str
                 layer, neuron = "L1", "L1.n0"
                 state = neuron_call(network, neuron, "status")
                 assert state["state"] == "maintenance" and state["state_source"] == "manual", (layer, state)
+                # every neuron has a twin in the pool subtree; only the layer whose turn it is learns there
+                twins = {c["id"] for c in pool.which_children() if c["pid"]}
+                assert twins == set(network.topology.neurons()), twins
+                assert twin_call(network, "L1.n0", "status")["frozen"] is False
+                assert twin_call(network, "L0.n0", "status")["frozen"] is True
+                assert twin_call(network, "L1.n0", "status")["pid"] != state["pid"]
                 events.wait_for("maintenance_ended", timeout=15)
+                returned = events.wait_for("maintenance_returned", count=5)
             finally:
                 stop.set()
                 asker.join(60)
@@ -105,6 +125,14 @@ def test_a_maintenance_cycle_dreams_and_loses_no_request(tmp_path, watch, no_str
             assert status["phase"] == "awake" and status["turns"] == 5 and status["cycles"] == 1
             assert status["dreamt"] > 100 and status["replayed"] == status["dreamt"]
             assert neuron_call(network, "L1.n0", "status")["state"] == "awake"
+            # each layer took back what its twins learnt (only inference ran meanwhile: exactly that)
+            records = {r["id"]: r for e in returned for r in e["neurons"]}
+            assert status["given_back"] == len(network.topology.neurons()) and all(r["moved"] > 0 for r in records.values())
+            after = params(network, "L1.n0")
+            moved = np.sqrt(((after[0] - before[0]) ** 2).sum() + ((after[1] - before[1]) ** 2).sum())
+            assert moved == pytest.approx(records["L1.n0"]["moved"], rel=1e-3)
+            assert pool.which_children() == [] and not os.path.exists(tmp_path / "pool")
             assert replies and all(r["ok"] for r in replies), [r for r in replies if not r["ok"]][:3]
         finally:
             sleeper.close()
+            pool.close()

@@ -7,9 +7,11 @@ One worker under the network's root when the topology has a ``[maintenance]`` ta
   ``capacity`` experiences, so old tasks stay represented as new ones arrive;
 - the **sleep schedule**: ``awake_s`` of work, then ``maintenance_s`` of maintenance (the pure
   rotation in ``neurox/neuron/_sleep.py``), or maintenance at once on SIGUSR1 or ``sleep_now``;
-- the **dreams**: during maintenance, the layers take turns in the ``maintenance`` state, and the
-  network learns from replayed experience mixed half and half with the ``education`` dataset, at
-  ``replay_per_s``, while MessengerIn keeps answering its clients.
+- the **dreams**: during maintenance the network's neurons are copied into the maintenance pool
+  (``_pool``: twins in a supervisor subtree and data plane of their own), the layers take turns there
+  learning from replayed experience mixed half and half with the ``education`` dataset, at
+  ``replay_per_s``, and each layer takes back what its twins learnt at the end of its turn, while the
+  working network keeps answering its clients, untouched.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from ..runtime import (EXIT_SHUTDOWN, BadFrames, ControlClient, ControlError, Ev
                        make_socket, notify_ready, serve_one, unpack_map)
 from ..supervisor_tree import ChildSpec
 from ._datasets import load_dataset
-from ._origin import Origin
+from ._pool import Pool, pool_spec
 
 MAINTENANCE_TARGET = "neurox.ext._maintenance:run_maintenance"
 DREAM_BATCH = 8
@@ -35,10 +37,11 @@ TICK_S = 0.05
 
 
 def maintenance_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
-    """The maintenance worker as a child of the network's root, if the topology asks for one."""
+    """The maintenance pool and its worker as children of the network's root, if the topology asks for
+    them (the worker after the pool, so it stops first and takes its twins down itself)."""
     if topology.maintenance is None:
         return []
-    return [ChildSpec("maintenance", MAINTENANCE_TARGET, {"data_dir": data_dir}, "permanent", 5000, "worker",
+    return [pool_spec(topology), ChildSpec("maintenance", MAINTENANCE_TARGET, {"data_dir": data_dir}, "permanent", 5000, "worker",
                       ("neurox.ext._maintenance",))]
 
 
@@ -80,13 +83,16 @@ class Maintenance:
         self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
         self.experiences = make_socket(self.ctx, zmq.PULL, bind=experiences_endpoint(self.run_dir))
         self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
-        self.origin = Origin(self.ctx, self.run_dir, topology, "dreams", remember=False)
+        self.pool = Pool(self.ctx, self.run_dir, self.data_dir)
+        self.pool.clear()  # twins a crashed predecessor left behind
         self.bad = BadFrames("maintenance")
         self.phase = start(time.monotonic(), self.config)
+        self.groups: list[list[tuple[str, str]]] = []
+        """The layers' neurons as they were when maintenance began: one group per turn."""
         self.group: list[tuple[str, str]] = []
         self.asked = False
         self.in_flight = 0
-        self.counters = {"dreamt": 0, "replayed": 0, "educated": 0, "turns": 0, "cycles": 0}
+        self.counters = {"dreamt": 0, "replayed": 0, "educated": 0, "turns": 0, "cycles": 0, "given_back": 0}
         self.next_dream = 0.0
         self.stop_requested = False
         signal.signal(signal.SIGTERM, self._on_term)
@@ -106,15 +112,15 @@ class Maintenance:
 
     def _wake(self) -> dict:
         if self.phase.name == "maintenance":  # the rest of the turns are skipped: awake from now
-            self._move(self.group, "awake")
-            self.group = []
+            self._end_maintenance()
             self.phase = start(time.monotonic(), self.config)
             self.events.emit("maintenance_ended", cycles=self.counters["cycles"], early=True)
         return {"phase": self.phase.name}
 
     def status(self) -> dict:
         return {"pid": os.getpid(), "phase": self.phase.name, "turn": self.phase.turn,
-                "in_maintenance": [n for _, n in self.group], "remaining_s": max(0.0, self.phase.ends_at - time.monotonic()),
+                "in_maintenance": [n for _, n in self.group], "in_pool": sorted(self.pool.copies),
+                "dream_loss": float(np.mean(self.pool.losses)) if self.pool.losses else None, "remaining_s": max(0.0, self.phase.ends_at - time.monotonic()),
                 "stored": self.hippocampus.size, "seen": self.hippocampus.seen, "config": vars(self.config),
                 "bad_frames": self.bad.total, **self.counters}
 
@@ -122,7 +128,7 @@ class Maintenance:
     def serve(self) -> None:
         notify_ready({})
         poller = zmq.Poller()
-        for sock in (self.control, self.experiences, self.origin.returns):
+        for sock in (self.control, self.experiences):
             poller.register(sock, zmq.POLLIN)
         while not self.stop_requested:
             ready = dict(poller.poll(int(TICK_S * 1000)))
@@ -130,13 +136,14 @@ class Maintenance:
                 serve_one(self.control, self.handlers, self.bad)
             if self.experiences in ready:
                 self._on_experiences()
-            if self.origin.returns in ready:
-                self.in_flight = max(0, self.in_flight - len(self.origin.receive()))
+            if self.pool.open:
+                self.in_flight = max(0, self.in_flight - self.pool.returned())
             self._tick(time.monotonic())
-        self._move(self.group, "awake")
+        if self.phase.name == "maintenance":  # a polite stop: the turn's learning is given back first
+            self._end_maintenance()
+        self.pool.close()
         for sock in (self.control, self.experiences):
             sock.close()
-        self.origin.close()
         self.events.close()
         self.ctx.term()
         raise SystemExit(EXIT_SHUTDOWN)
@@ -162,13 +169,13 @@ class Maintenance:
 
     def _tick(self, now: float) -> None:
         if self.asked or now >= self.phase.ends_at:  # only then can the phase change
-            groups = self._groups()
+            groups = self.groups if self.phase.name == "maintenance" else self._groups()
             phase = advance(self.phase, now, len(groups), self.config, self.asked)
             self.asked = False
             if phase != self.phase:
                 self._change(self.phase, phase, groups)
                 self.phase = phase
-        if self.phase.name == "maintenance" and now >= self.next_dream and self.in_flight < DREAMS_IN_FLIGHT:
+        if self.pool.open and now >= self.next_dream and self.in_flight < DREAMS_IN_FLIGHT:
             self._dream()
             self.next_dream = now + DREAM_BATCH / self.config.replay_per_s
 
@@ -178,22 +185,50 @@ class Maintenance:
         return [[(layer.name, n) for n in layer.neurons] for layer in topology.layers]
 
     def _change(self, old: Phase, new: Phase, groups: list) -> None:
-        self._move(self.group, "awake")
-        self.group = []
+        self._give_back()
         if new.name == "maintenance":
             if old.name == "awake":
-                self.events.emit("maintenance_started", stored=self.hippocampus.size)
+                self._begin_maintenance(groups)
             self.group = groups[new.turn] if new.turn < len(groups) else []
             self._move(self.group, "maintenance")
+            self.pool.train([n for _, n in self.group])
             self.counters["turns"] += 1
             self.events.emit("maintenance_turn", turn=new.turn, neurons=[n for _, n in self.group])
         else:
+            self._end_maintenance()
             self.counters["cycles"] += 1
             self.events.emit("maintenance_ended", cycles=self.counters["cycles"], early=False)
 
+    def _begin_maintenance(self, groups: list) -> None:
+        """Copy every neuron into the pool, frozen; the groups then take turns learning there."""
+        self.groups = groups
+        topology = Topology.load(topology_path(self.data_dir), validate=False)
+        failures = self.pool.start(topology, {n: self._control(layer, n) for group in groups for layer, n in group})
+        for neuron, error in failures:
+            self.events.emit("maintenance_move_failed", id=neuron, state="maintenance", error=error)
+        self.events.emit("maintenance_started", stored=self.hippocampus.size, pool=sorted(self.pool.copies))
+
+    def _give_back(self) -> None:
+        """The group whose turn ends takes back what its twins learnt, and is awake again."""
+        if self.group:
+            records = self.pool.give_back([n for _, n in self.group])
+            self.counters["given_back"] += sum(1 for r in records if "moved" in r)
+            self.events.emit("maintenance_returned", neurons=records)
+        self._move(self.group, "awake")
+        self.group = []
+
+    def _end_maintenance(self) -> None:
+        self._give_back()
+        self.pool.clear()
+        self.groups = []
+        self.in_flight = 0
+
+    def _control(self, layer: str, neuron: str) -> str:
+        return neuron_control(self.run_dir, layer, neuron)
+
     def _move(self, group: list[tuple[str, str]], state: str) -> None:
         for layer, neuron in group:
-            client = ControlClient(self.ctx, neuron_control(self.run_dir, layer, neuron), 2.0)
+            client = ControlClient(self.ctx, self._control(layer, neuron), 2.0)
             try:
                 client.call("set_state", state=state)
             except ControlError as exc:  # dead meanwhile: its replacement follows its region's state
@@ -217,7 +252,7 @@ class Maintenance:
             self.counters["educated"] += len(picks)
         if not rows:
             return
-        self.origin.send(np.concatenate(rows), targets, learn=True)
+        self.pool.dream(np.concatenate(rows), targets)
         self.in_flight += 1
         self.counters["dreamt"] += len(targets)
 

@@ -66,6 +66,12 @@ class Neuron:
         self.id = args["neuron"]
         self.data_dir = args["data_dir"]
         self.run_dir = env["run_dir"]
+        self.twin_of = args.get("twin_of")
+        """A twin in the maintenance pool: the control endpoint of the working neuron it copies.
+        It lives in its own data plane (``plane_dir``) and DB (``store_dir``), and reports to no modulator."""
+        self.plane_dir = args.get("plane_dir", self.run_dir)
+        self.frozen = bool(args.get("frozen", False))
+        """Pass gradients upstream but keep the weights as they are (a pool twin not in its turn)."""
         self.started_t = time.time()
         topology = Topology.load(topology_path(self.data_dir), validate=False)
         settings = topology.settings_of(self.id)
@@ -98,7 +104,7 @@ class Neuron:
         for dst in topology.outputs_of(self.id):
             self._connect_output(dst)
         self.is_end = OUTPUT in self.out_socks
-        self.store_path = os.path.join(self.data_dir, "neurons", self.id)
+        self.store_path = os.path.join(args.get("store_dir", self.data_dir), "neurons", self.id)
         self.store, self.weights, self.bias, self.origin = self._open_state(topology, args)
         self.dirty = False
         self.flush_failing = False
@@ -106,7 +112,7 @@ class Neuron:
         self.grads: OrderedDict[int, Join] = OrderedDict()
         self.kept: OrderedDict[int, tuple] = OrderedDict()
         self.done: OrderedDict[int, None] = OrderedDict()
-        self.inbox = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.run_dir, self.id))
+        self.inbox = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.plane_dir, self.id))
         self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
         self.stop_requested = False
         self.wake_r, wake_w = os.pipe()
@@ -144,6 +150,8 @@ class Neuron:
         fan_in = sum(self.widths.values())
         if saved is not None and not (died and self.policy == "replace"):
             return store, *self._restored(saved, "crash" if died else "polite stop")
+        if self.twin_of is not None:
+            return store, *self._copied(self.twin_of)
         if died:
             store.close(clean=False)
             NeuronStore.discard(self.store_path)
@@ -172,6 +180,16 @@ class Neuron:
         weights = self._rows_for_inputs(saved.weights, saved.settings.get("inputs", self.inputs),
                                         saved.settings.get("widths", self.widths))
         return weights, saved.bias.astype(np.float32), {"restored": {"flushes": saved.flushes, "after": after}}
+
+    def _copied(self, endpoint: str) -> tuple:
+        """Weights, bias and origin note of a twin: the working neuron's, as they are now."""
+        client = ControlClient(self.ctx, endpoint, SEED_TIMEOUT_S * 10)
+        try:
+            params = client.call("get_params")
+        finally:
+            client.close()
+        weights = self._rows_for_inputs(_array(params["weights"]), params["inputs"], params["widths"])
+        return weights, _array(params["bias"]), {"seeding": {"method": "twin", "of": endpoint}}
 
     def _fetch_sibling_params(self, topology: Topology) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Ask every same-layer sibling for its weights at once; the dead or slow are skipped."""
@@ -222,7 +240,7 @@ class Neuron:
         self.state, self.state_source, self.region_state = DEFAULT_STATE, "default", None
         self.trace: EligibilityTrace | None = None
         self.modulator = None
-        if region in topology.modulated_regions():
+        if region in topology.modulated_regions() and self.twin_of is None:
             self.modulator = ModulatorLink(self.ctx, self.run_dir, region, self.id, self.transmitter,
                                            chemistry.publish_interval_s)
 
@@ -248,7 +266,7 @@ class Neuron:
 
     def _reinforce(self, rpe: float) -> None:
         """Dopamine's third factor: credit the eligibility tags with the RPE, consuming them."""
-        if self.trace is None or not self.learning:
+        if self.trace is None or not self.learning or self.frozen:
             return
         tags = self.trace.take(time.monotonic())
         three_factor_update(self.weights, self.bias, tags, rpe, self._learning_rate())
@@ -312,12 +330,12 @@ class Neuron:
         self.input_slot = {src: i for i, src in enumerate(self.inputs)}
         for src in self.inputs:
             if src != INPUT and src not in self.back_socks:
-                self.back_socks[src] = make_socket(self.ctx, zmq.PUSH, connect=inbox_endpoint(self.run_dir, src))
+                self.back_socks[src] = make_socket(self.ctx, zmq.PUSH, connect=inbox_endpoint(self.plane_dir, src))
         for src in [s for s in self.back_socks if s not in self.input_slot]:
             self.back_socks.pop(src).close()
 
     def _connect_output(self, dst: str) -> None:
-        self.out_socks[dst] = make_socket(self.ctx, zmq.PUSH, connect=inbox_endpoint(self.run_dir, dst))
+        self.out_socks[dst] = make_socket(self.ctx, zmq.PUSH, connect=inbox_endpoint(self.plane_dir, dst))
         self.output_slot = {d: i for i, d in enumerate(self.out_socks)}
 
     # -- the loop --------------------------------------------------------------------------------
@@ -431,7 +449,7 @@ class Neuron:
         x_all = xs[0] if len(xs) == 1 else np.concatenate(xs)
         learn = [j[2] and self.learning for j in joined]
         learning = None
-        if self.plasticity != "backprop" and any(learn):
+        if self.plasticity != "backprop" and any(learn) and not self.frozen:
             bounds = np.cumsum([0, *(x.shape[0] for x in xs)])
             learning = [slice(bounds[i], bounds[i + 1]) for i, lrn in enumerate(learn) if lrn]
         y_all = self._respond(np.ascontiguousarray(x_all, dtype=np.float32), learning)
@@ -530,10 +548,12 @@ class Neuron:
     def _learn(self, packet: int, x: np.ndarray, y: np.ndarray, grad: np.ndarray, grad_is_dz: bool) -> None:
         # y = act(gain * z) carries the gain into the gradient; the sent output holds 1 - context of y
         scale = self.modulation.gain * (1.0 - self.context)
+        learning_rate = 0.0 if self.frozen else self._learning_rate()
         dx = backward(x, y, grad if scale == 1.0 else grad * np.float32(scale), self.weights, self.bias,
-                      self.settings["activation"], self._learning_rate(), grad_is_dz)
-        self.counters["updates"] += 1
-        self.dirty = True
+                      self.settings["activation"], learning_rate, grad_is_dz)
+        if not self.frozen:
+            self.counters["updates"] += 1
+            self.dirty = True
         self.outgoing_gradients.append((packet, dx))
 
     def _flush_gradients(self) -> None:
@@ -636,7 +656,7 @@ class Neuron:
     def status(self) -> dict:
         return {"id": self.id, "layer": self.layer, "pid": os.getpid(), "units": self.units,
                 "inputs": self.inputs, "outputs": list(self.out_socks), "policy": self.policy,
-                "learning": self.learning, "uptime_s": time.time() - self.started_t,
+                "learning": self.learning, "frozen": self.frozen, "twin_of": self.twin_of, "uptime_s": time.time() - self.started_t,
                 "started": self.origin, **self.settings,
                 "last_flush_t": self.store.last_flush_t, "last_flush_ms": self.store.last_flush_ms,
                 "flushes": self.store.flushes, "region": self.region, "transmitter": self.transmitter,
@@ -667,10 +687,10 @@ class Neuron:
 
     def set_params(self, request: dict) -> dict:
         changes = {k: request[k] for k in ("weights", "bias", "activation", "learning_rate", "flush_interval_s",
-                                           "join_timeout_ms", "learning") if k in request}
+                                           "join_timeout_ms", "learning", "frozen") if k in request}
         if not changes:
             raise Reply("bad_request", "nothing to set; give weights, bias, activation, learning_rate, "
-                                       "flush_interval_s, join_timeout_ms or learning")
+                                       "flush_interval_s, join_timeout_ms, learning or frozen")
         new = {}
         for key in ("weights", "bias"):
             if key in changes:
@@ -678,7 +698,7 @@ class Neuron:
                 current = getattr(self, key)
                 if array.shape != current.shape:
                     raise Reply("wrong_shape", f"{key} must have shape {list(current.shape)}, got {list(array.shape)}")
-                new[key] = array
+                new[key] = current + array if request.get("add") else array  # add: a change learnt elsewhere
         if "activation" in changes:
             try:
                 check_activation(changes["activation"])
@@ -694,6 +714,8 @@ class Neuron:
                 self.settings[key] = changes[key]
         if "learning" in changes:
             self.learning = bool(changes["learning"])
+        if "frozen" in changes:
+            self.frozen = bool(changes["frozen"])
         if "flush_interval_s" in changes:
             self.next_flush = min(self.next_flush, time.monotonic() + self._flush_interval())
         self.dirty = True
@@ -761,7 +783,7 @@ class Neuron:
 
     def set_tap(self, request: dict) -> dict:
         """Mirror every frame this neuron sends on a PUB socket, topic ``<dst>`` (``neurox probe tap``)."""
-        endpoint = ipc_endpoint(self.run_dir, f"{self.id}.tap")
+        endpoint = ipc_endpoint(self.plane_dir, f"{self.id}.tap")
         if request.get("on", True):
             if self.tap is None:
                 self.tap = make_socket(self.ctx, zmq.PUB, bind=endpoint, hwm=1000, linger_ms=0)
@@ -805,6 +827,8 @@ class Neuron:
     def _bus_report(self, now: float) -> None:
         """Publish what ``status`` and ``metrics`` answer, as one ``neuron_report`` event."""
         self.next_bus_report = now + REPORT_INTERVAL_S
+        if self.twin_of is not None:
+            return  # a twin's figures are not the network's: its working neuron reports for it
         self.events.emit("neuron_report", id=self.id, status=self.status(), metrics=self.metrics())
 
 

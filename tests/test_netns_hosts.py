@@ -7,7 +7,8 @@ test process itself stays in its own namespace and reaches each host's local soc
 sockets are found by path, whatever the network namespace); what must cross the network runs in
 namespace c through ``ip netns exec``.
 
-Placement: L0 and the end layer L4 (with MessengerIn/Out) on h1, L1 and L3 on h2, L2 on h3.
+Placement: L0 and the end layer L4 (with MessengerIn/Out) on h1, L1 and L3 on h2, L2 on h3; h3 is
+also the maintenance host (the hippocampus, the sleep schedule and the pool of twins).
 """
 import contextlib
 import json
@@ -52,6 +53,13 @@ decode = "label"
 
 [hosts]
 {chr(10).join(f'{h} = "{a}:{BASE_PORT}"' for h, a in HOSTS.items())}
+
+[maintenance]
+host = "h3"
+awake_s = 3600.0
+maintenance_s = 5.0
+capacity = 200
+replay_per_s = 200.0
 
 [[layer]]
 name = "L0"
@@ -242,11 +250,14 @@ def test_the_spread_diamond_answers_and_learns_across_hosts(cluster):
     for name, host in hosts.items():
         tcp = json.loads(pathlib.Path(host.run_dir, "tcp.json").read_text())
         assert tcp["host"] == name and set(tcp["exports"]) >= {"root.ctl", *(f"{n}.in" for n in NEURONS_ON[name])}
-        assert set(tcp["routes"]) == {f"{n}.in" for h, ns in NEURONS_ON.items() if h != name for n in ns}
+        elsewhere = [(n, n.split(".")[0]) for h, ns in NEURONS_ON.items() if h != name for n in ns]
+        assert set(tcp["routes"]) == ({f"{n}.in" for n, _ in elsewhere} | {f"root.{l}.{n}.ctl" for n, l in elsewhere}
+                                      | ({"hippocampus.in"} if name != "h3" else set()))
         assert os.stat(host.run_dir).st_mode & 0o777 == 0o700  # ipc sockets: the service user only
         children = {row["id"] for row in host.call(host.control, "which_children")}
         assert children == {*LAYERS_ON[name], "service",  # every host's Supervisor service (docs/operations.md)
-                            *(("reshaper", "messenger_out", "messenger_in") if name == "h1" else ())}
+                            *(("reshaper", "messenger_out", "messenger_in") if name == "h1" else ()),
+                            *(("maintenance_pool", "maintenance") if name == "h3" else ())}
     reshaper = control_endpoint(hosts["h1"].run_dir, "root/reshaper")  # on the front host only
     assert hosts["h1"].call(reshaper, "topology")["hosts"] == {h: f"{a}:{BASE_PORT}" for h, a in HOSTS.items()}
     with pytest.raises(ControlError, match="spread_over_hosts"):
@@ -271,6 +282,41 @@ def test_the_spread_diamond_answers_and_learns_across_hosts(cluster):
             while hosts[name].neuron(neuron, "metrics")["updates"] < 40:  # the last gradients land
                 assert time.monotonic() < deadline, f"{neuron} did not learn from every sample"
                 time.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+def test_the_maintenance_host_copies_every_host_s_neurons_into_its_pool_and_gives_their_learning_back(cluster):
+    _, _, hosts = cluster
+    h1, h3 = hosts["h1"], hosts["h3"]
+    sleeper = control_endpoint(h3.run_dir, "root/maintenance")
+    pool = control_endpoint(h3.run_dir, "root/maintenance_pool")
+    every = [(name, n) for name, ns in NEURONS_ON.items() for n in ns]
+    seen = h3.call(sleeper, "status")["seen"]
+    client = messenger(h1)
+    try:
+        for i in range(30):  # learnt on the front host, remembered on the maintenance host (over TCP)
+            assert client.ask(vector=VECTOR, target=i % 2, timeout=10)["ok"]
+        deadline = time.monotonic() + 10
+        while h3.call(sleeper, "status")["seen"] < seen + 30:
+            assert time.monotonic() < deadline, "the experiences did not reach the maintenance host"
+            time.sleep(0.1)
+        before = {n: hosts[name].neuron(n, "get_params")["weights"]["data"] for name, n in every}
+        cycles, given = (h3.call(sleeper, "status")[k] for k in ("cycles", "given_back"))
+        assert h3.call(sleeper, "sleep_now") == {"phase": "awake"}
+        twins, answered = set(), 0
+        deadline = time.monotonic() + 60
+        while (status := h3.call(sleeper, "status"))["cycles"] == cycles:
+            assert time.monotonic() < deadline, status
+            twins |= {c["id"] for c in h3.call(pool, "which_children") if c["pid"]}
+            assert client.ask(vector=VECTOR, timeout=10)["ok"]  # the working network keeps answering
+            answered += 1
+    finally:
+        client.close()
+    assert twins == {n for _, n in every}  # every host's neurons had their twin on h3
+    assert status["given_back"] - given == len(every) and status["dreamt"] > 0
+    moved = [n for name, n in every if hosts[name].neuron(n, "get_params")["weights"]["data"] != before[n]]
+    assert sorted(moved) == sorted(n for _, n in every)  # each took back what its twin learnt, on its host
+    assert answered > 0 and h3.call(pool, "which_children") == []
 
 
 CLIENT = """

@@ -48,9 +48,11 @@ def extension_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
     return specs
 
 
-def network_children(topology: Topology, data_dir: str, **messenger_options) -> list[ChildSpec]:
-    """Everything beside the layers: MessengerOut, MessengerIn, the topology's extensions, its regions'
-    neuromodulators and, if it asks for them, its self-reshaper and its maintenance (sleep)."""
+def network_children(topology: Topology, data_dir: str, host: str | None = None,
+                     **messenger_options) -> list[ChildSpec]:
+    """Everything beside the layers, on the front host: MessengerOut, MessengerIn, the topology's
+    extensions, its regions' neuromodulators and, if it asks for them, its self-reshaper and -- unless
+    it runs on another host (``[maintenance] host``) -- its maintenance (sleep)."""
     return (messenger_children(data_dir, **messenger_options) + extension_children(topology, data_dir)
             + modulator_children(topology, data_dir) + self_reshaper_children(topology, data_dir)
-            + maintenance_children(topology, data_dir))
+            + maintenance_children(topology, data_dir, host))

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import zmq
 
-from ..neuron import Topology, neuron_control, topology_path
+from ..neuron import Topology, maintenance_host, neuron_control, topology_path
 from ..neuron._sleep import Phase, SleepConfig, advance, experiences_endpoint, reservoir_slot, start
 from ..runtime import (EXIT_SHUTDOWN, BadFrames, ControlClient, ControlError, EventPublisher, FrameError,
                        make_socket, notify_ready, serve_one, unpack_map)
@@ -36,10 +36,11 @@ DREAMS_IN_FLIGHT = 4
 TICK_S = 0.05
 
 
-def maintenance_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
+def maintenance_children(topology: Topology, data_dir: str, host: str | None = None) -> list[ChildSpec]:
     """The maintenance pool and its worker as children of the network's root, if the topology asks for
-    them (the worker after the pool, so it stops first and takes its twins down itself)."""
-    if topology.maintenance is None:
+    them (the worker after the pool, so it stops first and takes its twins down itself). On a network
+    spread over hosts, only on the maintenance host."""
+    if topology.maintenance is None or (host is not None and host != maintenance_host(topology)):
         return []
     return [pool_spec(topology), ChildSpec("maintenance", MAINTENANCE_TARGET, {"data_dir": data_dir}, "permanent", 5000, "worker",
                       ("neurox.ext._maintenance",))]

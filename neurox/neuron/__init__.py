@@ -6,7 +6,7 @@ from ._frames import (FORWARD as FORWARD, GRADIENT as GRADIENT, OUTPUT as OUTPUT
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._network import Network as Network, live_topology as live_topology, layer_spec as layer_spec, neuron_spec as neuron_spec
 from ._placement import (PlacementError as PlacementError, control_tcp as control_tcp, events_tcp as events_tcp,
-                         front_host as front_host, layers_on as layers_on)
+                         front_host as front_host, layers_on as layers_on, maintenance_host as maintenance_host)
 from ._state import NeuronStore as NeuronStore
 from ._topology import (INPUT as INPUT, OUTPUT as OUTPUT, Topology as Topology, TopologyError as TopologyError,
                         load_topology as load_topology, parse_topology as parse_topology)

@@ -20,7 +20,13 @@ elsewhere over TCP. Ports are fixed by the placement alone, so every host comput
     messenger.in      BASE + 1         MessengerIn (front host only)
     events.pub        BASE + 2         the host's event bus (PUB), for the Supervisor services of the others
     events.ctl        BASE + 3         the bus's control socket (its recent history)
+    hippocampus.in    BASE + 4         the experiences origins send to (maintenance host only)
     LAYER.nK.in       BASE + 100 * (layer's position + 1) + K
+    (neuron control)  BASE + 100 * (layers + layer's position + 1) + K
+
+A neuron's control socket is reachable from the other hosts so that the maintenance worker, which
+runs on the *maintenance host* (``[maintenance] host``, default the front host) with its pool, can
+copy every neuron into the pool and give each its learning back.
 
 Everything here is pure: the node agent turns it into the run directory's ``tcp.json``.
 """
@@ -32,7 +38,8 @@ from typing import TYPE_CHECKING
 
 from ..runtime import Route
 from ..supervisor_tree import control_endpoint
-from ._endpoints import inbox_name, messenger_in_endpoint
+from ._endpoints import inbox_name, messenger_in_endpoint, neuron_control
+from ._sleep import experiences_endpoint
 
 if TYPE_CHECKING:
     from ._topology import Topology
@@ -48,6 +55,7 @@ ROOT_CONTROL = os.path.basename(control_endpoint("/", "root"))
 EVENTS_PUB, EVENTS_CONTROL = "events.pub", "events.ctl"
 """The names of a host's event bus sockets in its run directory (``neurox.supervisor_tree.Tree``)."""
 MESSENGER_IN = os.path.basename(messenger_in_endpoint("/"))
+HIPPOCAMPUS_IN = os.path.basename(experiences_endpoint("/"))
 
 
 class PlacementError(ValueError):
@@ -71,6 +79,11 @@ def front_host(topology: "Topology") -> str | None:
     return topology.layers[-1].settings.get(HOST_KEY)
 
 
+def maintenance_host(topology: "Topology") -> str | None:
+    """Where the maintenance worker and its pool run: ``[maintenance] host``, else the front host."""
+    return (topology.maintenance or {}).get(HOST_KEY) or front_host(topology)
+
+
 def layers_on(topology: "Topology", host: str | None) -> list[str]:
     """The layers a host runs: all of them when ``host`` is None (one host, no placement)."""
     return [l.name for l in topology.layers if host is None or l.settings.get(HOST_KEY) == host]
@@ -79,15 +92,19 @@ def layers_on(topology: "Topology", host: str | None) -> list[str]:
 def check_placement(topology: "Topology") -> None:
     """Every layer on a known host (or none at all), addresses and ports that work."""
     placed = {l.name: l.settings[HOST_KEY] for l in topology.layers if HOST_KEY in l.settings}
+    pool_host = (topology.maintenance or {}).get(HOST_KEY)
     if not topology.hosts:
-        if placed:
-            raise PlacementError(f"layers {sorted(placed)} name a host but the topology has no [hosts] table")
+        if placed or pool_host is not None:
+            raise PlacementError(f"layers {sorted(placed)} or [maintenance] name a host but the topology "
+                                 f"has no [hosts] table")
         return
+    if pool_host is not None and pool_host not in topology.hosts:
+        raise PlacementError(f"[maintenance] host must be one of the hosts {sorted(topology.hosts)}, got {pool_host!r}")
     for name, address in topology.hosts.items():
         if not HOST_NAME.fullmatch(name):
             raise PlacementError(f"a host name must match {HOST_NAME.pattern}, got {name!r}")
         _, base = parse_address(address)
-        highest = base + 100 * len(topology.layers) + MAX_NEURONS_PER_LAYER_ON_TCP - 1
+        highest = base + 100 * 2 * len(topology.layers) + MAX_NEURONS_PER_LAYER_ON_TCP - 1
         if not 1024 <= base or highest > 65535:
             raise PlacementError(f"host {name!r}: ports {base}..{highest} do not fit in 1024..65535")
     for layer in topology.layers:
@@ -111,28 +128,43 @@ def _neuron_offset(topology: "Topology", neuron_id: str) -> int:
     return 100 * (index + 1) + int(neuron_id.rsplit(".n", 1)[1])
 
 
+def _neuron_names(topology: "Topology", neuron_id: str) -> dict[str, int]:
+    """A neuron's inbox and control socket names, with their port offsets."""
+    layer = topology.layer_of(neuron_id).name
+    control = os.path.basename(neuron_control("/", layer, neuron_id))
+    inbox = _neuron_offset(topology, neuron_id)
+    return {inbox_name(neuron_id): inbox, control: inbox + 100 * len(topology.layers)}
+
+
 def tcp_exports(topology: "Topology", host: str) -> dict[str, str]:
     """Ipc names a host also serves on TCP, with their endpoints."""
     exports = {ROOT_CONTROL: control_tcp(topology, host)}
     exports[EVENTS_PUB], exports[EVENTS_CONTROL] = events_tcp(topology, host)
     if host == front_host(topology):
         exports[MESSENGER_IN] = _endpoint(topology, host, 1)
+    if topology.maintenance is not None and host == maintenance_host(topology):
+        exports[HIPPOCAMPUS_IN] = _endpoint(topology, host, 4)
     for layer in topology.layers:
         if layer.settings.get(HOST_KEY) == host:
             for neuron_id in layer.neurons:
-                exports[inbox_name(neuron_id)] = _endpoint(topology, host, _neuron_offset(topology, neuron_id))
+                for name, offset in _neuron_names(topology, neuron_id).items():
+                    exports[name] = _endpoint(topology, host, offset)
     return exports
 
 
 def tcp_routes(topology: "Topology", host: str) -> dict[str, Route]:
-    """The inboxes of the neurons on other hosts, and where they are."""
+    """The inboxes and control sockets of the neurons on other hosts, the maintenance host's
+    hippocampus, and where they are."""
     routes = {}
+    pool_host = maintenance_host(topology)
+    if topology.maintenance is not None and host != pool_host:
+        routes[HIPPOCAMPUS_IN] = Route(_endpoint(topology, pool_host, 4), pool_host)
     for layer in topology.layers:
         elsewhere = layer.settings.get(HOST_KEY)
         if elsewhere != host:
             for neuron_id in layer.neurons:
-                routes[inbox_name(neuron_id)] = Route(
-                    _endpoint(topology, elsewhere, _neuron_offset(topology, neuron_id)), elsewhere)
+                for name, offset in _neuron_names(topology, neuron_id).items():
+                    routes[name] = Route(_endpoint(topology, elsewhere, offset), elsewhere)
     return routes
 
 

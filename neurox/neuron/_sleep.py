@@ -26,6 +26,9 @@ class SleepConfig:
     """Samples dreamt per second during a turn, replayed experience and education together."""
     education: str | None = None
     """A dataset file (CSV, NPZ, JSON lines) mixed into the dreams, half and half with replay."""
+    host: str | None = None
+    """In a network spread over hosts: the host the maintenance worker and its pool run on -- the
+    maintenance host group -- (default: the front host, see ``_placement``)."""
 
     @classmethod
     def from_table(cls, table: dict) -> "SleepConfig":

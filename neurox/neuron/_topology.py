@@ -201,12 +201,14 @@ class Topology:
                 region_chemistry(self.neurotransmitters or {}, region)
             except ChemistryError as exc:
                 raise TopologyError(str(exc)) from None
-        taken = set(names) | {"reshaper", "self_reshaper", "maintenance", "messenger_in", "messenger_out"}
+        taken = set(names) | {"reshaper", "self_reshaper", "maintenance", "maintenance_pool", "messenger_in",
+                              "messenger_out"}
         for extension in self.extensions:
             name, module = extension.get("name"), extension.get("module")
             if not isinstance(name, str) or not name or "/" in name or name in taken:
                 raise TopologyError(f"extension name {name!r} must be a unique id without '/' "
-                                    f"(not a layer name, reshaper, self_reshaper, maintenance, messenger_in or messenger_out)")
+                                    f"(not a layer name, reshaper, self_reshaper, maintenance, maintenance_pool, messenger_in "
+                                    f"or messenger_out)")
             if not isinstance(module, str) or not module:
                 raise TopologyError(f"extension {name!r} needs a 'module'")
             taken.add(name)

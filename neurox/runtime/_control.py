@@ -105,11 +105,12 @@ class ControlClient:
         self.sock = self._open()
 
     def _open(self) -> zmq.Socket:
+        if not self.curve:  # over TCP with CURVE if the run directory's tcp.json routes it to another host
+            return make_socket(self.ctx, zmq.DEALER, connect=self.endpoint, hwm=CONTROL_HWM, linger_ms=0)
         sock = make_socket(self.ctx, zmq.DEALER, hwm=CONTROL_HWM, linger_ms=0)
-        if self.curve:
-            sock.curve_secretkey = self.curve["secret"]
-            sock.curve_publickey = self.curve["public"]
-            sock.curve_serverkey = self.curve["server"]
+        sock.curve_secretkey = self.curve["secret"]
+        sock.curve_publickey = self.curve["public"]
+        sock.curve_serverkey = self.curve["server"]
         sock.connect(self.endpoint)
         return sock
 

@@ -1,6 +1,7 @@
 """Maintenance and dreaming: the rotation and the reservoir (pure), and a whole cycle in seconds on a
 live network that keeps answering every request, with the flush interval following the state."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -71,6 +72,15 @@ def twin_call(network: Network, neuron_id: str, op: str, **args):
         client.close()
 
 
+def settled_params(network: Network, neuron_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """A neuron's parameters once the last gradients of what it learnt have landed."""
+    updates = -1
+    while (now := neuron_call(network, neuron_id, "metrics")["updates"]) != updates:
+        updates = now
+        time.sleep(0.3)
+    return params(network, neuron_id)
+
+
 @pytest.mark.timeout(120)
 def test_a_maintenance_cycle_dreams_in_the_pool_and_loses_no_request(tmp_path, watch, no_stray_processes):
     topology = load_topology()
@@ -87,7 +97,7 @@ def test_a_maintenance_cycle_dreams_in_the_pool_and_loses_no_request(tmp_path, w
             assert status["phase"] == "awake" and status["seen"] >= len(data.targets) * 0.9
             assert status["stored"] == 500
             assert pool.which_children() == []  # awake: the pool is empty
-            before = params(network, "L1.n0")
+            before = settled_params(network, "L1.n0")
             replies, stop = [], threading.Event()
 
             def ask() -> None:

@@ -9,7 +9,7 @@ from zmq.utils import z85
 
 from neurox.cli import main
 from neurox.neuron import Topology, TopologyError, parse_topology
-from neurox.neuron._placement import front_host, layers_on, parse_address, tcp_exports, tcp_routes
+from neurox.neuron._placement import front_host, layers_on, maintenance_host, parse_address, tcp_exports, tcp_routes
 from neurox.runtime import CurveKeys, KeysError, Route, create_keys, make_socket, write_tcp_plan
 from neurox.runtime._curve import ZapHandler, connect_curve, zap_reply
 
@@ -62,12 +62,23 @@ def test_placement_gives_every_host_the_same_ports():
     assert tcp_exports(topology, "h1") == {"root.ctl": "tcp://10.0.0.1:7600", "messenger.in": "tcp://10.0.0.1:7601",
                                            "events.pub": "tcp://10.0.0.1:7602", "events.ctl": "tcp://10.0.0.1:7603",
                                            "A.n0.in": "tcp://10.0.0.1:7700", "A.n1.in": "tcp://10.0.0.1:7701",
-                                           "C.n0.in": "tcp://10.0.0.1:7900"}
+                                           "C.n0.in": "tcp://10.0.0.1:7900", "root.A.A.n0.ctl": "tcp://10.0.0.1:8000",
+                                           "root.A.A.n1.ctl": "tcp://10.0.0.1:8001", "root.C.C.n0.ctl": "tcp://10.0.0.1:8200"}
     assert tcp_exports(topology, "h2") == {"root.ctl": "tcp://10.0.0.2:9000", "events.pub": "tcp://10.0.0.2:9002",
-                                           "events.ctl": "tcp://10.0.0.2:9003", "B.n0.in": "tcp://10.0.0.2:9200"}
+                                           "events.ctl": "tcp://10.0.0.2:9003", "B.n0.in": "tcp://10.0.0.2:9200",
+                                           "root.B.B.n0.ctl": "tcp://10.0.0.2:9500"}
     assert tcp_routes(topology, "h2") == {"A.n0.in": Route("tcp://10.0.0.1:7700", "h1"),
                                           "A.n1.in": Route("tcp://10.0.0.1:7701", "h1"),
-                                          "C.n0.in": Route("tcp://10.0.0.1:7900", "h1")}
+                                          "C.n0.in": Route("tcp://10.0.0.1:7900", "h1"),
+                                          "root.A.A.n0.ctl": Route("tcp://10.0.0.1:8000", "h1"),
+                                          "root.A.A.n1.ctl": Route("tcp://10.0.0.1:8001", "h1"),
+                                          "root.C.C.n0.ctl": Route("tcp://10.0.0.1:8200", "h1")}
+    assert maintenance_host(topology) == "h1"  # no [maintenance] host: the front host
+    sleepy = parse_topology({**SPREAD, "maintenance": {"host": "h2"}})
+    assert maintenance_host(sleepy) == "h2"
+    assert tcp_exports(sleepy, "h2")["hippocampus.in"] == "tcp://10.0.0.2:9004"
+    assert tcp_routes(sleepy, "h1")["hippocampus.in"] == Route("tcp://10.0.0.2:9004", "h2")
+    assert "hippocampus.in" not in tcp_exports(sleepy, "h1") and "hippocampus.in" not in tcp_routes(sleepy, "h2")
     again = Topology.from_dict(topology.to_dict())
     assert again.hosts == SPREAD["hosts"] and tcp_routes(again, "h1") == tcp_routes(topology, "h1")
     assert parse_topology(topology.to_toml_dict()).to_dict() == topology.to_dict()
@@ -80,6 +91,7 @@ def test_placement_gives_every_host_the_same_ports():
     (lambda d: d["hosts"].update(h2="10.0.0.2:65500"), "do not fit"),
     (lambda d: d["hosts"].update(h2="10.0.0.2:x"), "ADDRESS:PORT"),
     (lambda d: d["hosts"].update({"../h3": "10.0.0.3"}), "a host name must match"),
+    (lambda d: d.update(maintenance={"host": "h9"}), "\\[maintenance\\] host must be one of the hosts"),
 ])
 def test_a_bad_placement_is_refused_with_its_reason(change, error):
     doc = {**SPREAD, "hosts": dict(SPREAD["hosts"]), "layer": [dict(l) for l in SPREAD["layer"]]}

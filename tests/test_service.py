@@ -255,6 +255,17 @@ def test_probes_and_the_tui_observer_use_the_service_and_fall_back_without_it(tm
         assert probe("service", *target).returncode == 3
 
 
+def test_the_picture_tells_a_maintenance_twin_from_the_neuron_it_copies():
+    picture = Picture([HostView("h", "ipc://x", local=True)])
+    now = time.time()
+    for source in ("root/L1", "root/maintenance_pool"):
+        picture.on_event("h", {"event": "child_started", "source": source, "id": "L1.n0", "t": now, "pid": 11,
+                               "type": "worker", "info": {"neuron": "L1.n0"}}, now)
+    assert picture.find("L1.n0").path == "root/L1/L1.n0"  # one neuron, not "on several hosts"
+    assert [v.path for v in picture.neurons()] == ["root/L1/L1.n0"]
+    assert picture.processes[("h", "root/maintenance_pool/L1.n0")].kind == "twin"
+
+
 def test_the_picture_does_not_let_late_words_resurrect_a_dead_neuron():
     picture = Picture([HostView("h", "ipc://x", local=True)])
     now = time.time()

@@ -12,6 +12,7 @@ from ._datasets import (Dataset as Dataset, DatasetError as DatasetError, digits
 from ._messenger_in import MESSENGER_IN_TARGET
 from ._messenger_out import MESSENGER_OUT_TARGET, decode_outputs as decode_outputs
 from ._maintenance import maintenance_children as maintenance_children
+from ._pool import POOL_ID as POOL_ID
 from ._origin import Origin as Origin
 from ._pipes import Pipe as Pipe
 from ._samples import (InputError as InputError, Sample as Sample, TargetSpace as TargetSpace,

@@ -23,6 +23,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from ..ext import POOL_ID
 from ..supervisor_tree import control_endpoint
 
 REPORT_EVENT = "neuron_report"
@@ -59,7 +60,8 @@ class ProcessView:
     host: str
     path: str
     kind: str = "worker"
-    """``supervisor``, ``neuron`` or ``worker`` (any other worker: messengers, reshaper, extensions)."""
+    """``supervisor``, ``neuron``, ``twin`` (a neuron's twin in the maintenance pool: not one of the
+    network's neurons) or ``worker`` (any other worker: messengers, reshaper, extensions)."""
     pid: int | str | None = None
     state: str = "unknown"
     control: str | None = None
@@ -138,6 +140,8 @@ class Picture:
 
     # -- inputs ------------------------------------------------------------------------------------
     def view(self, host: str, path: str, kind: str | None = None) -> ProcessView:
+        if kind == "neuron" and path.split("/")[-2:-1] == [POOL_ID]:
+            kind = "twin"
         found = self.processes.get((host, path))
         if found is None:
             found = self.processes[(host, path)] = ProcessView(host, path, kind or "worker")

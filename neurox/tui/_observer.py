@@ -66,7 +66,7 @@ class ProcessRow:
 
     @property
     def is_neuron(self) -> bool:
-        return self.kind == "worker" and "layer" in self.status
+        return self.kind == "worker" and "layer" in self.status and not self.status.get("twin_of")  # not a pool twin
 
 
 class Observer:

@@ -193,7 +193,7 @@ class Maintenance:
 
     def _move(self, group: list[tuple[str, str]], state: str) -> None:
         for layer, neuron in group:
-            client = ControlClient(self.ctx, neuron_control(self.run_dir, layer, neuron), 2.0)
+            client = ControlClient(self.ctx, neuron_control(self.run_dir, Topology.load(topology_path(self.data_dir), validate=False), neuron), 2.0)
             try:
                 client.call("set_state", state=state)
             except ControlError as exc:  # dead meanwhile: its replacement follows its region's state

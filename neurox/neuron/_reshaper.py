@@ -158,11 +158,9 @@ class Reshaper:
         self._inner_layer(layer)
         topology = Topology.from_dict(self.topology.to_dict())
         new_layer = topology.layer_named(layer.name)
-        index = topology.layers.index(new_layer)
         neuron_id = topology.new_neuron_id(new_layer)
+        links = sibling_links(topology, new_layer.neurons, neuron_id)
         new_layer.neurons.append(neuron_id)
-        links = [(src, neuron_id) for src in topology.layers[index - 1].neurons]
-        links += [(neuron_id, dst) for dst in topology.layers[index + 1].neurons]
         topology.links.extend(links)
         self._save(topology)
         started = self._supervisor(topology.supervisor_path(layer.name)).start_child(
@@ -296,6 +294,15 @@ class Reshaper:
         for neuron_id in self.topology.neurons():
             self._neuron(neuron_id, "set_params", learning=learning)
         return {"learning": learning}
+
+
+def sibling_links(topology: Topology, siblings: list[str], neuron_id: str) -> list[tuple[str, str]]:
+    """A new neuron's links: from every neuron feeding its siblings, to every neuron they feed -- the
+    layers before and after when fully linked, its own pathway in a region wired by its template."""
+    sources = {src for src, dst in topology.links if dst in siblings}
+    targets = {dst for src, dst in topology.links if src in siblings}
+    return [(src, neuron_id) for src in topology.neurons() if src in sources] + \
+           [(neuron_id, dst) for dst in topology.neurons() if dst in targets]
 
 
 def run_reshaper(args: dict, env: dict) -> None:

@@ -192,8 +192,9 @@ class Maintenance:
             self.events.emit("maintenance_ended", cycles=self.counters["cycles"], early=False)
 
     def _move(self, group: list[tuple[str, str]], state: str) -> None:
-        for layer, neuron in group:
-            client = ControlClient(self.ctx, neuron_control(self.run_dir, Topology.load(topology_path(self.data_dir), validate=False), neuron), 2.0)
+        topology = Topology.load(topology_path(self.data_dir), validate=False)
+        for _, neuron in group:
+            client = ControlClient(self.ctx, neuron_control(self.run_dir, topology, neuron), 2.0)
             try:
                 client.call("set_state", state=state)
             except ControlError as exc:  # dead meanwhile: its replacement follows its region's state

@@ -109,6 +109,16 @@ def test_each_region_is_one_subtree_with_its_templates_strategy_or_the_topologys
     assert exported.region_flags == topology.region_flags  # `neurox topology export` keeps them
 
 
+def test_a_region_whose_layers_were_removed_keeps_its_flags_but_is_not_exported():
+    topology = parse_topology(with_association(region={"assoc": {"strategy": "one_for_all"}}))
+    gone = {n for l in topology.layers if l.name.startswith("assoc") for n in l.neurons}
+    topology.layers = [l for l in topology.layers if not l.name.startswith("assoc")]
+    topology.links = [link for link in topology.links if not set(link) & gone] + \
+        [(a, "out.n0") for a in topology.layer_named("bg_thalamus").neurons]
+    assert topology.validate().region_flags["assoc"] == {"strategy": "one_for_all"}  # for a layer added back
+    assert "assoc" not in parse_topology(tomllib.loads(tomli_w.dumps(topology.to_toml_dict()))).region_flags
+
+
 def test_a_host_runs_only_its_layers_of_a_region_under_its_own_region_supervisor():
     topology = parse_topology(with_association())
     topology.hosts = {"h1": "10.0.0.1", "h2": "10.0.0.2"}

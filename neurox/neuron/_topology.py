@@ -352,8 +352,10 @@ class Topology:
             doc["self_reshaping"] = self.self_reshaping
         if self.maintenance is not None:
             doc["maintenance"] = self.maintenance
-        if self.region_flags:
-            doc["region"] = self.region_flags
+        regions = self.supervised_regions()  # a region whose last layer was removed keeps its flags, unexported
+        flags = {name: table for name, table in self.region_flags.items() if table and name in regions}
+        if flags:
+            doc["region"] = flags
         return doc
 
 
@@ -394,7 +396,8 @@ def parse_topology(doc: dict) -> Topology:
     topology.hosts = dict(doc.get("hosts", {}))
     topology.self_reshaping = doc.get("self_reshaping")
     topology.maintenance = doc.get("maintenance", {} if regions.episodic_store else None)
-    topology.region_flags = merge_region_flags(regions.region_flags, doc.get("region", {}), topology)
+    topology.region_flags = merge_region_flags(regions.region_flags, doc.get("region", {}),
+                                               topology.supervised_regions())
     if "link" in doc:
         topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]
         topology.explicit_links = True
@@ -407,14 +410,13 @@ def parse_topology(doc: dict) -> Topology:
     return topology.validate()
 
 
-def merge_region_flags(from_templates: dict[str, dict], tables, topology: Topology) -> dict[str, dict]:
+def merge_region_flags(from_templates: dict[str, dict], tables, known: list[str]) -> dict[str, dict]:
     """Each region's supervisor flags: the topology's ``[region.NAME]`` tables over its template's.
 
-    A table must name a region of the topology (a template's name or a layer's ``region`` setting).
+    A table must name one of the ``known`` regions (a template's name or a layer's ``region`` setting).
     """
     if not isinstance(tables, dict):
         raise TopologyError("[region] must be a table of tables, [region.NAME]")
-    known = topology.supervised_regions()
     for name, table in tables.items():
         if name not in known:
             raise TopologyError(f"[region.{name}] names no region of the topology; its regions are {known}")

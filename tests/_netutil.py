@@ -24,8 +24,7 @@ def running_network(topology: Topology, data_dir, resume: bool = False, timeout_
 
 
 def neuron_call(network: Network, neuron_id: str, op: str, timeout: float = 5.0, **args):
-    layer = network.topology.layer_of(neuron_id).name
-    client = ControlClient(zmq.Context.instance(), neuron_control(network.run_dir, layer, neuron_id), timeout)
+    client = ControlClient(zmq.Context.instance(), neuron_control(network.run_dir, network.topology, neuron_id), timeout)
     try:
         return client.call(op, **args)
     finally:

@@ -29,7 +29,7 @@ def test_fuzzing_every_socket_kind_kills_nothing_and_is_counted(tmp_path):
         targets = [
             (zmq.PUSH, inbox_endpoint(network.run_dir, "L2.n1")),          # a neuron inbox
             (zmq.DEALER, network.control),                                 # a supervisor's control socket
-            (zmq.DEALER, neuron_control(network.run_dir, "L2", "L2.n1")),  # a neuron's control socket
+            (zmq.DEALER, neuron_control(network.run_dir, network.topology, "L2.n1")),  # a neuron's control socket
             (zmq.DEALER, network.messenger_in),                           # MessengerIn
             (zmq.PUSH, ipc_endpoint(network.run_dir, "events.sink")),      # the event bus
         ]

@@ -7,8 +7,9 @@ test process itself stays in its own namespace and reaches each host's local soc
 sockets are found by path, whatever the network namespace); what must cross the network runs in
 namespace c through ``ip netns exec``.
 
-Placement: L0 and the end layer L4 (with MessengerIn/Out) on h1, L1 and L3 on h2, L2 on h3; h3 is
-also the maintenance host (the hippocampus, the sleep schedule and the pool of twins).
+Placement: L0 and the end layer L4 (with MessengerIn/Out) on h1, L1 and L3 on h2, L2 on h3. L1 and L2
+form a region "mid": each of h2 and h3 runs a region supervisor holding the region's layers placed there.
+h3 is also the maintenance host (the hippocampus, the sleep schedule and the pool of twins).
 """
 import contextlib
 import json
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 
 import pytest
 import zmq
@@ -28,7 +30,7 @@ import zmq
 from conftest import leaves_no_process
 from test_node import FakeSystemd
 from neurox.ext import MessengerClient
-from neurox.neuron import NeuronStore, messenger_in_endpoint, neuron_control
+from neurox.neuron import NeuronStore, messenger_in_endpoint, neuron_control, parse_topology
 from neurox.runtime import ControlClient, ControlError, create_keys
 from neurox.supervisor_tree import control_endpoint
 
@@ -69,11 +71,13 @@ host = "h1"
 name = "L1"
 neurons = 2
 host = "h2"
+region = "mid"
 
 [[layer]]
 name = "L2"
 neurons = 3
 host = "h3"
+region = "mid"
 
 [[layer]]
 name = "L3"
@@ -86,7 +90,9 @@ units = 2
 activation = "softmax"
 host = "h1"
 """
+SPREAD = parse_topology(tomllib.loads(TOPOLOGY))
 LAYERS_ON = {"h1": ["L0", "L4"], "h2": ["L1", "L3"], "h3": ["L2"]}
+ROOT_LAYER_CHILDREN = {"h1": ["L0", "L4"], "h2": ["mid", "L3"], "h3": ["mid"]}
 NEURONS_ON = {"h1": ["L0.n0", "L4.n0"], "h2": ["L1.n0", "L1.n1", "L3.n0", "L3.n1"], "h3": ["L2.n0", "L2.n1", "L2.n2"]}
 VECTOR = [0.9, -0.5, 0.3, 0.1, -0.8, 0.6, 0.0, 0.4]
 
@@ -164,7 +170,7 @@ class Host:
         while True:
             assert self.proc.poll() is None, f"{self.name}'s agent exited:\n{self.log.read_text()[-3000:]}"
             with contextlib.suppress(ControlError):
-                counts = [self.call(control_endpoint(self.run_dir, f"root/{layer}"), "count_children")
+                counts = [self.call(control_endpoint(self.run_dir, SPREAD.supervisor_path(layer)), "count_children")
                           for layer in LAYERS_ON[self.name]]
                 if all(c["active"] == c["specs"] for c in counts):
                     return
@@ -179,7 +185,7 @@ class Host:
             client.close()
 
     def neuron(self, neuron_id: str, op: str):
-        return self.call(neuron_control(self.run_dir, neuron_id.split(".")[0], neuron_id), op)
+        return self.call(neuron_control(self.run_dir, SPREAD, neuron_id), op)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int | None:
         if self.proc is None:
@@ -250,14 +256,19 @@ def test_the_spread_diamond_answers_and_learns_across_hosts(cluster):
     for name, host in hosts.items():
         tcp = json.loads(pathlib.Path(host.run_dir, "tcp.json").read_text())
         assert tcp["host"] == name and set(tcp["exports"]) >= {"root.ctl", *(f"{n}.in" for n in NEURONS_ON[name])}
-        elsewhere = [(n, n.split(".")[0]) for h, ns in NEURONS_ON.items() if h != name for n in ns]
-        assert set(tcp["routes"]) == ({f"{n}.in" for n, _ in elsewhere} | {f"root.{l}.{n}.ctl" for n, l in elsewhere}
+        elsewhere = [n for h, ns in NEURONS_ON.items() if h != name for n in ns]
+        controls = {os.path.basename(neuron_control("/", SPREAD, n)) for n in elsewhere}  # root.mid.L1.L1.n0.ctl, ...
+        assert set(tcp["routes"]) == ({f"{n}.in" for n in elsewhere} | controls
                                       | ({"hippocampus.in"} if name != "h3" else set()))
         assert os.stat(host.run_dir).st_mode & 0o777 == 0o700  # ipc sockets: the service user only
-        children = {row["id"] for row in host.call(host.control, "which_children")}
-        assert children == {*LAYERS_ON[name], "service",  # every host's Supervisor service (docs/operations.md)
-                            *(("reshaper", "messenger_out", "messenger_in") if name == "h1" else ()),
-                            *(("maintenance_pool", "maintenance") if name == "h3" else ())}
+        children = [row["id"] for row in host.call(host.control, "which_children")]
+        assert set(children) == {*ROOT_LAYER_CHILDREN[name], "service",  # every host's Supervisor service
+                                 *(("reshaper", "messenger_out", "messenger_in") if name == "h1" else ()),
+                                 *(("maintenance_pool", "maintenance") if name == "h3" else ())}
+        assert children[:len(ROOT_LAYER_CHILDREN[name])] == ROOT_LAYER_CHILDREN[name]
+    for name, placed in (("h2", ["L1"]), ("h3", ["L2"])):  # a host's region subtree: the region's layers there
+        mid = hosts[name].call(control_endpoint(hosts[name].run_dir, "root/mid"), "which_children")
+        assert [row["id"] for row in mid] == placed
     reshaper = control_endpoint(hosts["h1"].run_dir, "root/reshaper")  # on the front host only
     assert hosts["h1"].call(reshaper, "topology")["hosts"] == {h: f"{a}:{BASE_PORT}" for h, a in HOSTS.items()}
     with pytest.raises(ControlError, match="spread_over_hosts"):

@@ -226,7 +226,7 @@ def test_a_pushed_topology_wins_and_an_unchanged_one_keeps_the_live_shape(tmp_pa
 
 def neuron_controls(data_dir: str, run_dir: str) -> dict[str, str]:
     topology = Topology.load(topology_path(data_dir))
-    return {n: neuron_control(run_dir, topology.layer_of(n).name, n) for n in topology.neurons()}
+    return {n: neuron_control(run_dir, topology, n) for n in topology.neurons()}
 
 
 @pytest.mark.timeout(120)

@@ -12,6 +12,7 @@ from _netutil import running_network
 from neurox.cli._discovery import write_run_file
 from neurox.neuron import load_topology
 from neurox.tui import Endpoints
+from neurox.tui._observer import ProcessRow, layer_of
 from neurox.tui.app import NeuroxApp
 from neurox.tui.widgets import EventLog, SupervisionTree
 
@@ -94,3 +95,16 @@ def test_the_observer_core_does_not_import_textual():
     done = subprocess.run([sys.executable, "-c", "import sys, neurox.tui._observer, neurox.tui; "
                            "sys.exit('textual' in sys.modules)"], timeout=60)
     assert done.returncode == 0
+
+
+def test_a_rows_layer_is_found_under_the_root_and_under_a_region():
+    """Add-neuron and settings act on the selected row's layer: a neuron's, or a layer supervisor's own;
+    a region's supervisor, the root and its workers stand for no layer."""
+    rows = [ProcessRow("root", 0, "supervisor", 1, {}), ProcessRow("root/L0", 1, "supervisor", 2, {}),
+            ProcessRow("root/L0/L0.n0", 2, "worker", 3, {"layer": "L0"}),
+            ProcessRow("root/pfc", 1, "supervisor", 4, {}), ProcessRow("root/pfc/pfc", 2, "supervisor", 5, {}),
+            ProcessRow("root/pfc/pfc/pfc.n0", 3, "worker", "restarting", {}),
+            ProcessRow("root/reshaper", 1, "worker", 6, {}), ProcessRow("root/modulator.pfc", 1, "worker", 7, {})]
+    layers = {row.path: layer_of(row, rows) for row in rows}
+    assert layers == {"root": None, "root/L0": "L0", "root/L0/L0.n0": "L0", "root/pfc": None, "root/pfc/pfc": "pfc",
+                      "root/pfc/pfc/pfc.n0": "pfc", "root/reshaper": None, "root/modulator.pfc": None}

@@ -195,8 +195,7 @@ def measure_hebbian(samples: int = 3000, width: int = 8, epochs: int = 2, learni
 
 
 def _call(network: Network, neuron: str, op: str):
-    layer = network.topology.layer_of(neuron).name
-    client = ControlClient(zmq.Context.instance(), neuron_control(network.run_dir, layer, neuron), 5.0)
+    client = ControlClient(zmq.Context.instance(), neuron_control(network.run_dir, network.topology, neuron), 5.0)
     try:
         return client.call(op)
     finally:

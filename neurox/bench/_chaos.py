@@ -144,13 +144,14 @@ def run(args: argparse.Namespace) -> dict:
             rng = random.Random(0)
             while time.monotonic() < chaos_end:
                 time.sleep(args.kill_every)
-                neuron = rng.choice(network.topology.neurons())
-                layer = network.topology.layer_of(neuron).name
-                if _kill_child(network, f"root/{layer}", neuron):
+                topology = network.topology
+                neuron = rng.choice(topology.neurons())
+                if _kill_child(network, topology.supervisor_path(topology.layer_of(neuron).name), neuron):
                     kills["neurons"] += 1
                 if time.monotonic() >= next_supervisor:
                     next_supervisor += args.supervisor_every
-                    if _kill_child(network, "root", rng.choice([l.name for l in network.topology.layers])):
+                    layer = rng.choice([l.name for l in topology.layers])
+                    if _kill_child(network, *topology.supervisor_path(layer).rsplit("/", 1)):
                         kills["supervisors"] += 1
             clients.join()
             accuracy_end_of_chaos = evaluate(network, data)

@@ -23,7 +23,7 @@ from ..neuron import Network, encode_forward, inbox_endpoint, load_topology, neu
 from ..runtime import ControlClient, ipc_endpoint, pack
 from ..supervisor_tree import SupervisorClient
 
-TARGET_NEURON = ("L2", "L2.n1")
+TARGET_NEURON = "L2.n1"
 OVERSIZED_EVERY = 2000
 """One frame in this many of the "oversized or scalar" kind is 5 MiB (over every socket's limit)."""
 
@@ -60,16 +60,15 @@ class Targets:
     """The socket kinds of a running diamond, and how each counts the bad frames it received."""
 
     def __init__(self, network: Network, ctx: zmq.Context):
-        layer, neuron = TARGET_NEURON
         self.network = network
-        self.neuron = ControlClient(ctx, neuron_control(network.run_dir, layer, neuron))
+        self.neuron = ControlClient(ctx, neuron_control(network.run_dir, network.topology, TARGET_NEURON))
         self.root = SupervisorClient(network.control)
         self.messenger = ControlClient(ctx, network.control.replace("root.ctl", "root.messenger_in.ctl"))
         self.bus = ControlClient(ctx, network.tree.events_control)
         self.kinds: dict[str, tuple[int, str, Callable[[], int]]] = {
-            "inbox": (zmq.PUSH, inbox_endpoint(network.run_dir, neuron),
+            "inbox": (zmq.PUSH, inbox_endpoint(network.run_dir, TARGET_NEURON),
                       lambda: self._by_kind_total(lambda k: not k.startswith("control:"))),
-            "neuron_control": (zmq.DEALER, neuron_control(network.run_dir, layer, neuron),
+            "neuron_control": (zmq.DEALER, neuron_control(network.run_dir, network.topology, TARGET_NEURON),
                                lambda: self._by_kind_total(lambda k: k.startswith("control:"))),
             "supervisor_control": (zmq.DEALER, network.control, lambda: self.root.status()["bad_frames"]),
             "messenger_in": (zmq.DEALER, network.messenger_in, lambda: self.messenger.call("metrics")["errors"]),

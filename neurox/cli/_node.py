@@ -168,7 +168,7 @@ def check_host(config: NodeConfig, topology: Topology) -> None:
 
 class Health:
     """The tree's health through its control API: the root answering ``ping``, the neurons alive as
-    counted by each layer supervisor (the root's supervisor children), and -- spread over hosts --
+    counted by each layer supervisor (the root's supervisor children, and a region's), and -- spread over hosts --
     which other hosts' root supervisors answer over TCP (CURVE, with this host's keys)."""
 
     def __init__(self, ctx: zmq.Context, network: Network, timeout: float, peers: dict[str, ControlClient]):
@@ -205,8 +205,13 @@ class Health:
 
     def neurons(self) -> tuple[int, int]:
         """(alive, total) over the layer supervisors; a layer that does not answer counts as dead."""
+        return self._count(self.root.call("which_children"))
+
+    def _count(self, children: list[dict]) -> tuple[int, int]:
+        """(alive, total) neurons under these children: a supervisor of supervisors is a region's, whose
+        children are its layers' supervisors; a supervisor of workers is a layer's."""
         alive = total = 0
-        for row in self.root.call("which_children"):
+        for row in children:
             if row["type"] != "supervisor":
                 continue
             client = self.layers.get(row["control"])
@@ -214,10 +219,12 @@ class Health:
                 client = self.layers[row["control"]] = ControlClient(self.ctx, row["control"], self.timeout)
             try:
                 counts = client.call("count_children")
+                found = self._count(client.call("which_children")) if counts["supervisors"] else \
+                    (counts["active"], counts["specs"])
             except ControlError:
                 continue
-            alive += counts["active"]
-            total += counts["specs"]
+            alive += found[0]
+            total += found[1]
         return alive, total
 
     def close(self) -> None:

@@ -109,7 +109,7 @@ def _resolve(args: argparse.Namespace, target: str) -> str:
     if "/" in target or target == "root":
         return control_endpoint(run_dir, target)
     topology = _topology(args)
-    return neuron_control(run_dir, topology.layer_of(target).name, target)
+    return neuron_control(run_dir, topology, target)
 
 
 def _topology(args: argparse.Namespace) -> Topology:

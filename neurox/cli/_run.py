@@ -165,9 +165,8 @@ class _Chaos:
         self.next += self.period
         topology = self.network.topology
         neuron = random.choice(topology.neurons())
-        layer = topology.layer_of(neuron).name
         try:
-            pid = call(self.ctx, neuron_control(self.network.run_dir, layer, neuron), "status", timeout=1.0)["pid"]
+            pid = call(self.ctx, neuron_control(self.network.run_dir, topology, neuron), "status", timeout=1.0)["pid"]
         except ControlError:
             return
         os.kill(pid, signal.SIGKILL)

@@ -204,7 +204,8 @@ class Maintenance:
         """Copy every neuron into the pool, frozen; the groups then take turns learning there."""
         self.groups = groups
         topology = Topology.load(topology_path(self.data_dir), validate=False)
-        failures = self.pool.start(topology, {n: self._control(layer, n) for group in groups for layer, n in group})
+        failures = self.pool.start(topology, {n: neuron_control(self.run_dir, topology, n)
+                                              for group in groups for _, n in group})
         for neuron, error in failures:
             self.events.emit("maintenance_move_failed", id=neuron, state="maintenance", error=error)
         self.events.emit("maintenance_started", stored=self.hippocampus.size, pool=sorted(self.pool.copies))
@@ -224,12 +225,12 @@ class Maintenance:
         self.groups = []
         self.in_flight = 0
 
-    def _control(self, layer: str, neuron: str) -> str:
-        return neuron_control(self.run_dir, layer, neuron)
-
     def _move(self, group: list[tuple[str, str]], state: str) -> None:
-        for layer, neuron in group:
-            client = ControlClient(self.ctx, self._control(layer, neuron), 2.0)
+        if not group:
+            return
+        topology = Topology.load(topology_path(self.data_dir), validate=False)
+        for _, neuron in group:
+            client = ControlClient(self.ctx, neuron_control(self.run_dir, topology, neuron), 2.0)
             try:
                 client.call("set_state", state=state)
             except ControlError as exc:  # dead meanwhile: its replacement follows its region's state

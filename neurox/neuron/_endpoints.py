@@ -10,7 +10,7 @@ import os
 
 from ..runtime import ipc_endpoint
 from ..supervisor_tree import control_endpoint
-from ._topology import OUTPUT
+from ._topology import OUTPUT, Topology
 
 TOPOLOGY_FILE = "topology.json"
 
@@ -24,13 +24,15 @@ def inbox_endpoint(run_dir: str, node: str) -> str:
     return ipc_endpoint(run_dir, inbox_name(node))
 
 
-def neuron_path(layer: str, neuron_id: str) -> str:
-    """A neuron's path in the supervision tree: root / its layer's supervisor / itself."""
-    return f"root/{layer}/{neuron_id}"
+def neuron_path(topology: Topology, neuron_id: str) -> str:
+    """A neuron's path in the supervision tree: its layer's supervisor's (``Topology.supervisor_path``)
+    / itself -- ``root/REGION/LAYER/ID`` in a region, ``root/LAYER/ID`` in a plain layer."""
+    return f"{topology.supervisor_path(topology.layer_of(neuron_id).name)}/{neuron_id}"
 
 
-def neuron_control(run_dir: str, layer: str, neuron_id: str) -> str:
-    return control_endpoint(run_dir, neuron_path(layer, neuron_id))
+def neuron_control(run_dir: str, topology: Topology, neuron_id: str) -> str:
+    """A neuron's control endpoint, from the run directory and the topology it runs in."""
+    return control_endpoint(run_dir, neuron_path(topology, neuron_id))
 
 
 def messenger_in_endpoint(run_dir: str) -> str:

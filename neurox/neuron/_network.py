@@ -1,8 +1,11 @@
-"""A network of neurons as one supervised tree: a supervisor per layer under the network's root.
+"""A network of neurons as one supervised tree: a supervisor per layer, and one per brain region.
 
-``Network`` writes the live topology into its data directory, builds the tree (root -> one
-``one_for_one`` supervisor per layer -> one worker per neuron, then any extension processes such
-as MessengerIn/Out after the layers) and starts it through a :class:`~neurox.supervisor_tree.Tree`.
+``Network`` writes the live topology into its data directory, builds the tree and starts it through a
+:class:`~neurox.supervisor_tree.Tree`. Under the root: a supervisor per plain layer (``root/LAYER``),
+and a supervisor per region (``root/REGION``, at the place of the region's first layer, with its own
+strategy) whose children are its layers' supervisors (``root/REGION/LAYER``), in network order; each
+layer supervisor holds one worker per neuron. The reshaper and any extension processes such as
+MessengerIn/Out follow the layers.
 With ``host`` it is that host's part of a network spread over hosts: only the layers placed there
 (the reshaper only on the front host), and ``tcp.json`` in the run directory for the links to the
 other hosts (see ``_placement``).
@@ -42,6 +45,60 @@ def layer_spec(topology: Topology, layer_name: str, data_dir: str) -> ChildSpec:
                            start_concurrently=True)
 
 
+def region_spec(topology: Topology, region: str, layer_names: list[str], data_dir: str) -> ChildSpec:
+    """A region's supervisor over the given layers of it, with the region's flags (its template's, or the
+    topology's ``[region.NAME]``). Its layers start at once: they do not depend on one another to start."""
+    flags = topology.region_supervision(region)
+    return supervisor_spec(region, [layer_spec(topology, name, data_dir) for name in layer_names],
+                           flags["strategy"], int(flags["intensity"]), float(flags["period_s"]),
+                           start_concurrently=True)
+
+
+def subtrees(topology: Topology, layer_names: list[str]) -> list[tuple[str | None, list[str]]]:
+    """The root's children that hold these layers, in order: ``(None, [layer])`` for a plain layer,
+    ``(region, its layers among these)`` for a region, at the place of its first layer."""
+    grouped: dict[str, list[str]] = {}
+    order: list[tuple[str | None, list[str]]] = []
+    for name in layer_names:
+        region = topology.supervising_region(name)
+        if region is None:
+            order.append((None, [name]))
+        elif region in grouped:
+            grouped[region].append(name)
+        else:
+            grouped[region] = [name]
+            order.append((region, grouped[region]))
+    return order
+
+
+def layer_children(topology: Topology, layer_names: list[str], data_dir: str) -> list[ChildSpec]:
+    """The root's children that supervise these layers (``subtrees``)."""
+    return [layer_spec(topology, layers[0], data_dir) if region is None
+            else region_spec(topology, region, layers, data_dir)
+            for region, layers in subtrees(topology, layer_names)]
+
+
+def start_site(topology: Topology, layer_name: str, data_dir: str) -> tuple[str, ChildSpec]:
+    """Where a layer added live starts, and as what: under its region's supervisor if other layers of
+    the region run, else under the root -- inside a new region supervisor if it opens a region."""
+    region = topology.supervising_region(layer_name)
+    if region is None:
+        return "root", layer_spec(topology, layer_name, data_dir)
+    if topology.region_layers(region) != [layer_name]:
+        return f"root/{region}", layer_spec(topology, layer_name, data_dir)
+    return "root", region_spec(topology, region, [layer_name], data_dir)
+
+
+def stop_site(topology: Topology, layer_name: str) -> tuple[str, str]:
+    """The supervisor and child to stop to remove a layer: the layer's own supervisor, or its region's
+    supervisor when it is the region's last layer."""
+    region = topology.supervising_region(layer_name)
+    if region is not None and topology.region_layers(region) == [layer_name]:
+        return "root", region
+    parent, child = topology.supervisor_path(layer_name).rsplit("/", 1)
+    return parent, child
+
+
 def live_topology(topology: Topology, data_dir: str, resume: bool) -> Topology:
     """The shape a network in ``data_dir`` starts with: the one it had (``resume``), else ``topology``."""
     os.makedirs(data_dir, exist_ok=True)
@@ -60,7 +117,7 @@ class Network:
         topology.save(topology_path(self.data_dir))
         self.topology = topology
         self.host = host
-        children = [layer_spec(topology, name, self.data_dir) for name in layers_on(topology, host)]
+        children = layer_children(topology, layers_on(topology, host), self.data_dir)
         if host is None or host == front_host(topology):
             children.append(ChildSpec("reshaper", RESHAPER_TARGET, {"data_dir": self.data_dir}, "permanent", 5000,
                                       "worker", ("neurox.neuron._reshaper",)))

@@ -130,8 +130,7 @@ def _neuron_offset(topology: "Topology", neuron_id: str) -> int:
 
 def _neuron_names(topology: "Topology", neuron_id: str) -> dict[str, int]:
     """A neuron's inbox and control socket names, with their port offsets."""
-    layer = topology.layer_of(neuron_id).name
-    control = os.path.basename(neuron_control("/", layer, neuron_id))
+    control = os.path.basename(neuron_control("/", topology, neuron_id))
     inbox = _neuron_offset(topology, neuron_id)
     return {inbox_name(neuron_id): inbox, control: inbox + 100 * len(topology.layers)}
 

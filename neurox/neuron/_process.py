@@ -194,7 +194,7 @@ class Neuron:
     def _fetch_sibling_params(self, topology: Topology) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Ask every same-layer sibling for its weights at once; the dead or slow are skipped."""
         siblings = topology.siblings_of(self.id)
-        clients = {s: ControlClient(self.ctx, neuron_control(self.run_dir, self.layer, s), SEED_TIMEOUT_S)
+        clients = {s: ControlClient(self.ctx, neuron_control(self.run_dir, topology, s), SEED_TIMEOUT_S)
                    for s in siblings}
         answers = []
         try:

@@ -3,9 +3,11 @@
 The templates are TOML files beside this module (``region_<name>.toml``, see docs/regions.md): the
 region's layers (a ``suffix`` each; settings such as ``transmitter``, ``context`` and the supervision
 ``strategy``), its internal ``[[link]]`` tables, its ``entry`` layers (fed by whatever precedes the
-region) and its ``exit`` layer (feeding whatever follows). Expanding is pure: layer tables in, layer
-tables and layer-to-layer links out. Keys given beside ``template`` (``neurons``, ``units``, any layer
-setting) apply to every layer of the region; every layer gets ``region`` = the region's name.
+region), its ``exit`` layer (feeding whatever follows) and the ``strategy`` of the region's supervisor
+(the layers' supervisors are its children). Expanding is pure: layer tables in, layer tables,
+layer-to-layer links and each region's supervisor flags out. Keys given beside ``template``
+(``neurons``, ``units``, any layer setting) apply to every layer of the region; every layer gets
+``region`` = the region's name.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import tomllib
 from dataclasses import dataclass
 
 TEMPLATES = ("prefrontal_cortex", "hippocampus", "basal_ganglia")
+REGION_FLAGS = ("strategy", "intensity", "period_s")
+"""What a template (or a topology's ``[region.NAME]`` table) may say of its region's supervisor."""
 
 
 class RegionError(ValueError):
@@ -28,6 +32,8 @@ class Expansion:
     was used, so adjacent layers link fully as without regions."""
     episodic_store: bool
     """A region asked for the hippocampal store (the ``[maintenance]`` worker)."""
+    region_flags: dict[str, dict]
+    """Region name -> the supervisor flags its template gives (``strategy``)."""
 
 
 def template(name: str) -> dict:
@@ -44,6 +50,7 @@ def expand(layer_docs: list[dict], learning_rate: float) -> Expansion:
     """
     blocks: list[tuple[list[dict], list[str], str, list[tuple[str, str]]]] = []
     used = store = False
+    flags: dict[str, dict] = {}
     for i, doc in enumerate(layer_docs):
         doc = dict(doc)
         name = str(doc.get("name", f"L{i}"))
@@ -53,6 +60,7 @@ def expand(layer_docs: list[dict], learning_rate: float) -> Expansion:
         used = True
         spec = template(str(doc.pop("template")))
         store = store or bool(spec.get("episodic_store", False))
+        flags[name] = {k: spec[k] for k in REGION_FLAGS if k in spec}
         overrides = {k: v for k, v in doc.items() if k != "name"}
         full = {layer["suffix"]: f"{name}_{layer['suffix']}" if layer["suffix"] else name for layer in spec["layer"]}
         layers = []
@@ -65,8 +73,8 @@ def expand(layer_docs: list[dict], learning_rate: float) -> Expansion:
         internal = [(full[link["from"]], full[link["to"]]) for link in spec.get("link", [])]
         blocks.append((layers, [full[e] for e in spec["entry"]], full[spec["exit"]], internal))
     if not used:
-        return Expansion([dict(d) for d in layer_docs], None, False)
+        return Expansion([dict(d) for d in layer_docs], None, False, {})
     links = [link for _, _, _, internal in blocks for link in internal]
     for (_, _, exit_layer, _), (_, entries, _, _) in zip(blocks, blocks[1:]):
         links += [(exit_layer, entry) for entry in entries]
-    return Expansion([layer for layers, *_ in blocks for layer in layers], links, store)
+    return Expansion([layer for layers, *_ in blocks for layer in layers], links, store, flags)

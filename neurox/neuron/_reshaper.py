@@ -9,7 +9,10 @@ drains a neuron (waits until it holds no join and no kept pass) before it is sto
 caught between two steps are never dropped: a join waits at most its deadline for a part that will
 not come and goes on without it. Every change is appended to ``reshape.log`` in the data directory
 and published as a ``reshaped`` event. The first and last layer each hold one neuron: the start
-node and the end node, where MessengerIn and MessengerOut attach.
+node and the end node, where MessengerIn and MessengerOut attach. Neurons start and stop through their
+layer's supervisor wherever it is in the tree (``Topology.supervisor_path``); a layer added with a
+``region`` setting starts under that region's supervisor (which starts with it if the region is new),
+and removing a region's last layer removes the region's supervisor.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, EventPublishe
 from ..supervisor_tree import SupervisorClient, control_endpoint
 from ._activations import check_activation
 from ._endpoints import neuron_control, topology_path
-from ._network import layer_spec, neuron_spec
+from ._network import neuron_spec, start_site, stop_site
 from ._topology import Layer, Topology, TopologyError
 
 DRAIN_TIMEOUT_S = 5.0
@@ -98,8 +101,7 @@ class Reshaper:
 
     # -- talking to the processes ----------------------------------------------------------------
     def _neuron(self, neuron_id: str, op: str, **args):
-        layer = self.topology.layer_of(neuron_id).name
-        client = ControlClient(self.ctx, neuron_control(self.run_dir, layer, neuron_id), CALL_TIMEOUT_S)
+        client = ControlClient(self.ctx, neuron_control(self.run_dir, self.topology, neuron_id), CALL_TIMEOUT_S)
         try:
             return client.call(op, **args)
         finally:
@@ -156,14 +158,12 @@ class Reshaper:
         self._inner_layer(layer)
         topology = Topology.from_dict(self.topology.to_dict())
         new_layer = topology.layer_named(layer.name)
-        index = topology.layers.index(new_layer)
         neuron_id = topology.new_neuron_id(new_layer)
+        links = sibling_links(topology, new_layer.neurons, neuron_id)
         new_layer.neurons.append(neuron_id)
-        links = [(src, neuron_id) for src in topology.layers[index - 1].neurons]
-        links += [(neuron_id, dst) for dst in topology.layers[index + 1].neurons]
         topology.links.extend(links)
         self._save(topology)
-        started = self._supervisor(f"root/{layer.name}").start_child(
+        started = self._supervisor(topology.supervisor_path(layer.name)).start_child(
             neuron_spec(neuron_id, self.data_dir, seed_from_siblings=True))
         self._connect(links, started=(neuron_id,))
         return {"id": neuron_id, "pid": started["pid"], "layer": layer.name}
@@ -189,7 +189,7 @@ class Reshaper:
         self._drain(neuron_id)
         for src, dst in outbound:
             self._neuron(dst, "remove_link", direction="in", peer=src)
-        supervisor = self._supervisor(f"root/{layer.name}")
+        supervisor = self._supervisor(self.topology.supervisor_path(layer.name))
         supervisor.terminate_child(neuron_id)
         supervisor.delete_child(neuron_id)
         topology = Topology.from_dict(self.topology.to_dict())
@@ -239,7 +239,8 @@ class Reshaper:
               [(n, d) for n in layer.neurons for d in following.neurons]
         topology.links = [link for link in topology.links if link not in old] + new
         self._save(topology)
-        self._supervisor("root").start_child(layer_spec(topology, name, self.data_dir))
+        supervisor, spec = start_site(topology, name, self.data_dir)
+        self._supervisor(supervisor).start_child(spec)
         self._connect(new, started=tuple(layer.neurons))
         self._disconnect(old)
         return {"layer": name, "neurons": layer.neurons}
@@ -259,9 +260,10 @@ class Reshaper:
             self._drain(neuron_id)
         for src, dst in outbound:
             self._neuron(dst, "remove_link", direction="in", peer=src)
-        root = self._supervisor("root")
-        root.terminate_child(layer.name)
-        root.delete_child(layer.name)
+        supervisor_path, child = stop_site(self.topology, layer.name)
+        supervisor = self._supervisor(supervisor_path)
+        supervisor.terminate_child(child)
+        supervisor.delete_child(child)
         topology = Topology.from_dict(self.topology.to_dict())
         topology.layers = [l for l in topology.layers if l.name != layer.name]
         topology.links = [l for l in topology.links if l[0] not in layer.neurons and l[1] not in layer.neurons] + bridge
@@ -292,6 +294,15 @@ class Reshaper:
         for neuron_id in self.topology.neurons():
             self._neuron(neuron_id, "set_params", learning=learning)
         return {"learning": learning}
+
+
+def sibling_links(topology: Topology, siblings: list[str], neuron_id: str) -> list[tuple[str, str]]:
+    """A new neuron's links: from every neuron feeding its siblings, to every neuron they feed -- the
+    layers before and after when fully linked, its own pathway in a region wired by its template."""
+    sources = {src for src, dst in topology.links if dst in siblings}
+    targets = {dst for src, dst in topology.links if src in siblings}
+    return [(src, neuron_id) for src in topology.neurons() if src in sources] + \
+           [(neuron_id, dst) for dst in topology.neurons() if dst in targets]
 
 
 def run_reshaper(args: dict, env: dict) -> None:

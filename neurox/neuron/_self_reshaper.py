@@ -100,7 +100,7 @@ class SelfReshaper:
         end = topology.layers[-1].neurons[0]
         for layer in topology.layers:
             for neuron in layer.neurons:
-                client = ControlClient(self.ctx, neuron_control(self.run_dir, layer.name, neuron), CALL_TIMEOUT_S)
+                client = ControlClient(self.ctx, neuron_control(self.run_dir, topology, neuron), CALL_TIMEOUT_S)
                 try:
                     metrics, params = client.call("metrics"), client.call("get_params")
                 except ControlError:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from ._activations import check_activation
 from ._neurotransmitters import DEFAULT_TRANSMITTER, TRANSMITTERS, ChemistryError, region_chemistry
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
-from ._regions import RegionError, expand as expand_regions
+from ._regions import REGION_FLAGS, RegionError, expand as expand_regions
 from ._shaping import ShapingConfig
 from ._sleep import SleepConfig
 
@@ -32,8 +32,12 @@ DEFAULTS = {"units": 16, "activation": "tanh", "learning_rate": 0.05, "policy": 
             "flush_interval_s": 1.0, "join_timeout_ms": 200, "transmitter": DEFAULT_TRANSMITTER,
             "plasticity": DEFAULT_PLASTICITY}
 DEFAULT_SUPERVISION = {"intensity": 50, "period_s": 5.0}
-"""Per layer supervisor. Higher than Elixir's 3 in 5 s: a layer of many neurons under chaos
+"""Per layer (and region) supervisor. Higher than Elixir's 3 in 5 s: a layer of many neurons under chaos
 testing legitimately sees several deaths a second, and each is repaired in milliseconds."""
+ROOT_WORKERS = ("reshaper", "self_reshaper", "maintenance", "maintenance_pool", "messenger_in", "messenger_out",
+                "service")
+"""Ids the network puts under its root beside the layers and regions (modulators are ``modulator.NAME``,
+which no layer or region name can be, as those have no '.'; extensions are named by the topology)."""
 DIAMOND_TOML = os.path.join(os.path.dirname(__file__), "diamond.toml")
 
 
@@ -70,6 +74,9 @@ class Topology:
     """The ``[self_reshaping]`` table (None: the network keeps the shape it is given; see ``_shaping``)."""
     maintenance: dict | None = None
     """The ``[maintenance]`` table (None: the network never sleeps; see ``_sleep``)."""
+    region_flags: dict = field(default_factory=dict)
+    """Region name -> its supervisor's flags (``strategy``, ``intensity``, ``period_s``): its template's,
+    overridden by the topology's ``[region.NAME]`` table (see ``region_supervision``)."""
 
     # -- questions neurons and supervisors ask --------------------------------------------------
     def layer_of(self, neuron_id: str) -> Layer:
@@ -122,6 +129,31 @@ class Topology:
         if self.neurotransmitters is None and "three_factor" not in plasticities:
             return []
         return list(dict.fromkeys(self.region_of_layer(layer) for layer in self.layers))
+
+    # -- the supervision tree --------------------------------------------------------------------
+    def supervising_region(self, layer_name: str) -> str | None:
+        """The region whose supervisor holds the layer's supervisor (its ``region`` setting); None: the root."""
+        region = self.layer_named(layer_name).settings.get("region")
+        return None if region is None else str(region)
+
+    def supervisor_path(self, layer_name: str) -> str:
+        """Where a layer's supervisor is in the tree: ``root/REGION/LAYER``, or ``root/LAYER`` for a plain
+        layer. Every address of a neuron's or a layer's process is derived from this."""
+        region = self.supervising_region(layer_name)
+        return f"root/{layer_name}" if region is None else f"root/{region}/{layer_name}"
+
+    def supervised_regions(self) -> list[str]:
+        """The regions that have a supervisor (some layer's ``region`` setting), in network order."""
+        return list(dict.fromkeys(r for r in map(self.supervising_region, (l.name for l in self.layers)) if r))
+
+    def region_layers(self, region: str) -> list[str]:
+        """The layers a region's supervisor holds, in network order."""
+        return [l.name for l in self.layers if self.supervising_region(l.name) == region]
+
+    def region_supervision(self, region: str) -> dict:
+        """A region supervisor's flags: its own (``region_flags``) over one_for_one and ``[supervision]``."""
+        return {"strategy": "one_for_one", "intensity": int(self.supervision["intensity"]),
+                "period_s": float(self.supervision["period_s"]), **self.region_flags.get(region, {})}
 
     # -- changing the shape -------------------------------------------------------------------
     def new_neuron_id(self, layer: Layer) -> str:
@@ -191,6 +223,7 @@ class Topology:
             if order[src] >= order[dst]:
                 raise TopologyError(f"link {src} -> {dst} must go forward, to a later layer")
         self._check_local_learning()
+        self._check_regions()
         if not isinstance(self.neurotransmitters, (dict, type(None))):
             raise TopologyError("[neurotransmitters] must be a table")
         for region in self.modulated_regions():
@@ -201,14 +234,12 @@ class Topology:
                 region_chemistry(self.neurotransmitters or {}, region)
             except ChemistryError as exc:
                 raise TopologyError(str(exc)) from None
-        taken = set(names) | {"reshaper", "self_reshaper", "maintenance", "maintenance_pool", "messenger_in",
-                              "messenger_out"}
+        taken = set(names) | set(self.supervised_regions()) | set(ROOT_WORKERS)
         for extension in self.extensions:
             name, module = extension.get("name"), extension.get("module")
             if not isinstance(name, str) or not name or "/" in name or name in taken:
                 raise TopologyError(f"extension name {name!r} must be a unique id without '/' "
-                                    f"(not a layer name, reshaper, self_reshaper, maintenance, maintenance_pool, messenger_in "
-                                    f"or messenger_out)")
+                                    f"(not a layer or region name, nor one of {', '.join(ROOT_WORKERS)})")
             if not isinstance(module, str) or not module:
                 raise TopologyError(f"extension {name!r} needs a 'module'")
             taken.add(name)
@@ -233,6 +264,30 @@ class Topology:
                 raise TopologyError(str(exc)) from None
         return self
 
+    def _check_regions(self) -> None:
+        """A region's supervisor is a child of the root beside the plain layers and the workers, so its
+        name must be none of theirs; its flags must be a supervisor's."""
+        for region in self.supervised_regions():
+            inside = set(self.region_layers(region))
+            if region in {l.name for l in self.layers} - inside:
+                raise TopologyError(f"region {region!r} has the name of a layer outside it; the region's "
+                                    f"supervisor and that layer's would both be root/{region}")
+            if region in ROOT_WORKERS:
+                raise TopologyError(f"region {region!r}: the name is taken by a process under the root "
+                                    f"({', '.join(ROOT_WORKERS)} are)")
+        if not isinstance(self.region_flags, dict):
+            raise TopologyError("[region] must be a table of tables, [region.NAME]")
+        for region, flags in self.region_flags.items():
+            if not isinstance(flags, dict) or set(flags) - set(REGION_FLAGS):
+                raise TopologyError(f"[region.{region}] may set only {', '.join(REGION_FLAGS)}, got {flags!r}")
+            if flags.get("strategy", "one_for_one") not in LAYER_STRATEGIES:
+                raise TopologyError(f"[region.{region}]: strategy must be one of {list(LAYER_STRATEGIES)}")
+            intensity, period = flags.get("intensity", 0), flags.get("period_s", 1.0)
+            if not isinstance(intensity, int) or isinstance(intensity, bool) or intensity < 0:
+                raise TopologyError(f"[region.{region}]: intensity must be a whole number >= 0")
+            if not isinstance(period, (int, float)) or isinstance(period, bool) or period <= 0:
+                raise TopologyError(f"[region.{region}]: period_s must be a positive number of seconds")
+
     def _check_local_learning(self) -> None:
         """A layer with a local rule sends no gradients upstream, so only local layers may feed it."""
         rule = {n: {**self.defaults, **layer.settings}.get("plasticity", DEFAULT_PLASTICITY)
@@ -249,6 +304,7 @@ class Topology:
                 "explicit_links": self.explicit_links, "extensions": self.extensions,
                 "neurotransmitters": self.neurotransmitters, "hosts": self.hosts,
                 "self_reshaping": self.self_reshaping, "maintenance": self.maintenance,
+                "region": self.region_flags,
                 "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
                             "next_index": l.next_index} for l in self.layers],
                 "links": [list(link) for link in self.links]}
@@ -261,7 +317,8 @@ class Topology:
                        dict(data["defaults"]), dict(data["supervision"]), dict(data["output"]),
                        int(data.get("seed", 0)), bool(data.get("explicit_links", False)),
                        list(data.get("extensions", [])), data.get("neurotransmitters"), dict(data.get("hosts", {})),
-                       data.get("self_reshaping"), data.get("maintenance"))
+                       data.get("self_reshaping"), data.get("maintenance"),
+                       {name: dict(flags) for name, flags in data.get("region", {}).items()})
         return topology.validate() if validate else topology
 
     def save(self, path: str) -> None:
@@ -296,13 +353,17 @@ class Topology:
             doc["self_reshaping"] = self.self_reshaping
         if self.maintenance is not None:
             doc["maintenance"] = self.maintenance
+        regions = self.supervised_regions()  # a region whose last layer was removed keeps its flags, unexported
+        flags = {name: table for name, table in self.region_flags.items() if table and name in regions}
+        if flags:
+            doc["region"] = flags
         return doc
 
 
 def parse_topology(doc: dict) -> Topology:
     """A Topology from a parsed TOML document."""
     known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension",
-             "neurotransmitters", "hosts", "self_reshaping", "maintenance"}
+             "neurotransmitters", "hosts", "self_reshaping", "maintenance", "region"}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -336,6 +397,8 @@ def parse_topology(doc: dict) -> Topology:
     topology.hosts = dict(doc.get("hosts", {}))
     topology.self_reshaping = doc.get("self_reshaping")
     topology.maintenance = doc.get("maintenance", {} if regions.episodic_store else None)
+    topology.region_flags = merge_region_flags(regions.region_flags, doc.get("region", {}),
+                                               topology.supervised_regions())
     if "link" in doc:
         topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]
         topology.explicit_links = True
@@ -346,6 +409,22 @@ def parse_topology(doc: dict) -> Topology:
     else:
         topology.links = topology.full_links()
     return topology.validate()
+
+
+def merge_region_flags(from_templates: dict[str, dict], tables, known: list[str]) -> dict[str, dict]:
+    """Each region's supervisor flags: the topology's ``[region.NAME]`` tables over its template's.
+
+    A table must name one of the ``known`` regions (a template's name or a layer's ``region`` setting).
+    """
+    if not isinstance(tables, dict):
+        raise TopologyError("[region] must be a table of tables, [region.NAME]")
+    for name, table in tables.items():
+        if name not in known:
+            raise TopologyError(f"[region.{name}] names no region of the topology; its regions are {known}")
+        if not isinstance(table, dict):
+            raise TopologyError(f"[region.{name}] must be a table")
+    return {name: {**from_templates.get(name, {}), **tables.get(name, {})}
+            for name in dict.fromkeys([*from_templates, *tables])}
 
 
 def load_topology(path: str | None = None) -> Topology:

@@ -216,7 +216,7 @@ class NetworkAccess:
             topology = Topology.load(topology_path(network["data_dir"]), validate=False)
         except (OSError, ValueError, KeyError) as exc:
             raise ControlError("no_topology", f"cannot read the network's topology: {exc}") from None
-        return {n: (topology.layer_of(n).name, neuron_control(network["run_dir"], topology.layer_of(n).name, n))
+        return {n: (topology.layer_of(n).name, neuron_control(network["run_dir"], topology, n))
                 for n in topology.neurons()}
 
     def neuron_status(self) -> dict:

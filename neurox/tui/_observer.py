@@ -68,6 +68,24 @@ class ProcessRow:
     def is_neuron(self) -> bool:
         return self.kind == "worker" and "layer" in self.status and not self.status.get("twin_of")  # not a pool twin
 
+    @property
+    def neuron_layer(self) -> str | None:
+        """The layer of a neuron -- its supervisor's id, whether that sits under the root or under a region's
+        supervisor -- also while it is down; None for any other process (the root's own workers, and the
+        twins in the maintenance pool, which the tree shows but which are not the network's)."""
+        if self.kind != "worker" or self.depth < 2 or self.status.get("twin_of"):
+            return None
+        return self.path.rsplit("/", 2)[-2]
+
+
+def layer_of(row: ProcessRow, rows: list[ProcessRow]) -> str | None:
+    """The layer a selected row stands for: a neuron's, or a layer supervisor's own (the supervisors that
+    hold neurons); None for the root, a region's supervisor and the root's own workers."""
+    if row.kind == "worker":
+        return row.neuron_layer
+    holds_neurons = any(r.neuron_layer is not None and r.path.rsplit("/", 1)[0] == row.path for r in rows)
+    return row.name if holds_neurons else None
+
 
 class Observer:
     def __init__(self, endpoints: Endpoints, timeout: float = 2.0):

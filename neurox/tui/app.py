@@ -14,7 +14,7 @@ from textual.app import App
 from textual.command import Hit, Hits, Provider
 from textual.widgets import Input, Tree
 
-from ._observer import Endpoints, Observer, ObserverError, ProcessRow
+from ._observer import Endpoints, Observer, ObserverError, ProcessRow, layer_of
 from .messages import NetworkEvent, ObserverTrouble, TreeSnapshot
 from .screens import ConfirmScreen, MainScreen, PromptScreen
 from .widgets import EventLog, LayerGraph, NeuronDetail, SupervisionTree, Vitals
@@ -128,13 +128,18 @@ class NeuroxApp(App):
             self.observer.kill(row.pid)
             self.notify(f"killed {row.name} (pid {row.pid})")
 
-    def action_add(self) -> None:
+    def selected_layer(self) -> str | None:
+        """The layer of the selected neuron or layer supervisor; None (and a warning) for anything else."""
         row = self.selected()
-        layer = row.path.split("/")[1] if row is not None and row.path.count("/") >= 1 else None
+        layer = layer_of(row, list(self.rows.values())) if row is not None else None
         if layer is None:
             self.notify("select a layer or a neuron first", severity="warning")
-            return
-        self.run_reshape("add_neuron", layer=layer)
+        return layer
+
+    def action_add(self) -> None:
+        layer = self.selected_layer()
+        if layer is not None:
+            self.run_reshape("add_neuron", layer=layer)
 
     def action_remove(self) -> None:
         row = self._neuron_or_warn()
@@ -157,11 +162,9 @@ class NeuroxApp(App):
             self.notify("give two neuron ids: FROM TO", severity="warning")
 
     def action_settings(self) -> None:
-        row = self.selected()
-        if row is None or row.path.count("/") < 1:
-            self.notify("select a layer or a neuron first", severity="warning")
+        layer = self.selected_layer()
+        if layer is None:
             return
-        layer = row.path.split("/")[1]
         self.push_screen(PromptScreen(f"Settings for layer {layer}: KEY=VALUE ...",
                                       "learning_rate=0.02 flush_interval_s=5"), partial(self._settings, layer))
 

@@ -22,8 +22,8 @@ class LayerGraph(Static):
     def show(self, rows: list[ProcessRow]) -> None:
         layers: dict[str, list[ProcessRow]] = {}
         for row in rows:
-            if row.is_neuron or (row.kind == "worker" and row.path.count("/") == 2 and "." in row.name):
-                layers.setdefault(row.path.split("/")[1], []).append(row)
+            if row.neuron_layer is not None:
+                layers.setdefault(row.neuron_layer, []).append(row)
         lines = []
         for layer, neurons in layers.items():
             cells = []

@@ -84,7 +84,7 @@ def settled_params(network: Network, neuron_id: str) -> tuple[np.ndarray, np.nda
 @pytest.mark.timeout(120)
 def test_a_maintenance_cycle_dreams_in_the_pool_and_loses_no_request(tmp_path, watch, no_stray_processes):
     topology = load_topology()
-    topology.maintenance = {"awake_s": 3600, "maintenance_s": 3.0, "capacity": 500, "replay_per_s": 400}
+    topology.maintenance = {"awake_s": 3600, "maintenance_s": 6.0, "capacity": 500, "replay_per_s": 400}
     data = digits()
     network = Network(topology, str(tmp_path), extensions=network_children(topology, str(tmp_path)), preload=PRELOAD)
     with network:

@@ -1,5 +1,6 @@
 """Maintenance and dreaming: the rotation and the reservoir (pure), and a whole cycle in seconds on a
 live network that keeps answering every request, with the flush interval following the state."""
+import os
 import threading
 import time
 
@@ -7,10 +8,9 @@ import numpy as np
 import pytest
 import zmq
 
-import os
-
 from _netutil import learn, neuron_call, params
-from neurox.ext import PRELOAD, MessengerClient, digits, network_children
+from neurox.bench._chaos import evaluate
+from neurox.ext import PRELOAD, Dataset, MessengerClient, digits, network_children
 from neurox.neuron import Network, TopologyError, load_topology
 from neurox.neuron._sleep import Phase, SleepConfig, advance, reservoir_slot, start
 from neurox.runtime import ControlClient
@@ -146,3 +146,32 @@ def test_a_maintenance_cycle_dreams_in_the_pool_and_loses_no_request(tmp_path, w
         finally:
             sleeper.close()
             pool.close()
+
+
+@pytest.mark.timeout(120)
+def test_an_untaught_network_learns_from_its_educational_dataset_in_its_sleep(tmp_path, no_stray_processes):
+    """Nothing learnt while awake (the hippocampus is empty): the dreams are the ``education``
+    dataset alone, and they teach the network in the pool."""
+    data = digits()
+    lesson = tmp_path / "lesson.npz"
+    np.savez(lesson, X=data.features[:600], y=data.targets[:600])
+    exam = Dataset(data.features[:300], data.targets[:300], data.classes)
+    topology = load_topology()
+    topology.maintenance = {"awake_s": 3600, "maintenance_s": 8.0, "capacity": 10, "replay_per_s": 400,
+                            "education": str(lesson)}
+    network = Network(topology, str(tmp_path / "data"), extensions=network_children(topology, str(tmp_path / "data")),
+                      preload=PRELOAD)
+    with network:
+        sleeper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/maintenance"), 10)
+        try:
+            before = evaluate(network, exam)
+            sleeper.call("sleep_now")
+            deadline = time.monotonic() + 60
+            while (status := sleeper.call("status"))["cycles"] < 1:
+                assert time.monotonic() < deadline, status
+                time.sleep(0.2)
+            after = evaluate(network, exam)
+        finally:
+            sleeper.close()
+    assert status["stored"] == 0 and status["replayed"] == 0 and status["educated"] > 100, status
+    assert after >= before + 0.1, (before, after, status)

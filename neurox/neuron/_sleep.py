@@ -25,7 +25,8 @@ class SleepConfig:
     replay_per_s: float = 200.0
     """Samples dreamt per second during a turn, replayed experience and education together."""
     education: str | None = None
-    """A dataset file (CSV, NPZ, JSON lines) mixed into the dreams, half and half with replay."""
+    """A dataset file (``.csv`` or ``.npz``, as ``neurox run --data``) mixed into the dreams, half and half
+    with replay (all of them while the hippocampus is still empty)."""
     host: str | None = None
     """In a network spread over hosts: the host the maintenance worker and its pool run on -- the
     maintenance host group -- (default: the front host, see ``_placement``)."""

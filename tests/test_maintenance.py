@@ -1,5 +1,6 @@
-"""Maintenance and dreaming: the rotation and the reservoir (pure), and a whole cycle in seconds on a
-live network that keeps answering every request, with the flush interval following the state."""
+"""Maintenance and dreaming: the rotation and the reservoir (pure); a whole cycle in seconds on a live
+network that dreams in its pool of twins and keeps answering every request, with the flush interval
+following the state; and an educational dataset that teaches a network in its sleep."""
 import os
 import threading
 import time

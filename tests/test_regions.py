@@ -164,7 +164,8 @@ def answer(client: MessengerClient, vector) -> np.ndarray:
 
 @pytest.mark.timeout(120)
 def test_a_brain_of_regions_runs_supervised_by_their_strategies_and_holds_context(tmp_path, no_stray_processes):
-    topology = parse_topology(brain(maintenance={"awake_s": 3600}))
+    # 16 units a neuron (the default): with 8 the narrow pallidum and thalamus make learning a gamble
+    topology = parse_topology({**brain(maintenance={"awake_s": 3600}), "defaults": {"units": 16}})
     data = digits()
     with running_network(topology, tmp_path) as network:
         tree = supervisors(network)

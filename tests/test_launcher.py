@@ -237,3 +237,16 @@ def test_the_socket_is_private(launcher):
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     probe.connect(launcher[0])
     probe.close()
+
+
+def test_a_targets_before_spawn_runs_in_the_launcher_and_its_children_inherit_what_it_made(client):
+    first = client.spawn("workers:report_prepared", {"mark": "a"}, {"name": "nx:t-prep"})
+    assert client.wait(first, "ready")["info"] == {"prepared": ["a"]}
+    second = client.spawn("workers:report_prepared", {"mark": "b"}, {"name": "nx:t-prep"})
+    assert client.wait(second, "ready")["info"] == {"prepared": ["a", "b"]}, "kept in the launcher"
+
+
+def test_a_failing_before_spawn_still_spawns_the_child(client):
+    pid = client.spawn("workers:report_prepared", {"mark": "c", "fail_to_prepare": True}, {"name": "nx:t-prep"})
+    assert "c" not in client.wait(pid, "ready")["info"]["prepared"]
+    client.wait(pid, "exit")

@@ -32,7 +32,7 @@ from ._plasticity import (DEFAULT_PLASTICITY, EligibilityTrace, eligibility, exp
                           three_factor_update)
 from ._state import NeuronStore, TornState, params_checksum
 from ._states import DEFAULT_STATE, check_state, flush_interval
-from ._topology import INPUT, OUTPUT, Topology
+from ._topology import INPUT, OUTPUT, Topology, load_live_topology
 
 MAX_PENDING = 4096
 """Joins and kept forward passes per neuron; beyond this the oldest is dropped (and counted)."""
@@ -67,7 +67,7 @@ class Neuron:
         self.data_dir = args["data_dir"]
         self.run_dir = env["run_dir"]
         self.started_t = time.time()
-        topology = Topology.load(topology_path(self.data_dir), validate=False)
+        topology = load_live_topology(topology_path(self.data_dir))  # parsed in the launcher (before_spawn)
         settings = topology.settings_of(self.id)
         self.layer = settings["layer"]
         self.units = int(settings["units"])
@@ -854,3 +854,19 @@ def before_fork() -> None:
 def run_neuron(args: dict, env: dict) -> None:
     """Process entry point of a neuron (``neurox.neuron._network.NEURON_TARGET``)."""
     Neuron(args, env).serve()
+
+
+_inherited: dict[str, Topology] = {}
+
+
+def _parse_topology_in_launcher(args: dict) -> bool:
+    """Run by the launcher before it forks a neuron: the live topology, parsed there once per version,
+    is inherited by every neuron forked after it (see ``load_live_topology``). True: a new version."""
+    path = topology_path(args["data_dir"])
+    topology = load_live_topology(path)
+    new = _inherited.get(path) is not topology
+    _inherited[path] = topology
+    return new
+
+
+run_neuron.before_spawn = _parse_topology_in_launcher

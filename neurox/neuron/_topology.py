@@ -346,6 +346,25 @@ def parse_topology(doc: dict) -> Topology:
     return topology.validate()
 
 
+_live: dict[str, tuple[tuple[int, int, int], Topology]] = {}
+
+
+def load_live_topology(path: str) -> Topology:
+    """The live topology at ``path``, parsed once per version of the file (inode, size, mtime).
+
+    The launcher calls it before forking each neuron, so a neuron inherits the parsed topology
+    instead of parsing the whole network again -- a thousand neurons would parse it a thousand
+    times; a reshape writes a new file (``save`` replaces it), which is parsed once on next use.
+    Readers share the object and must not change it; writers use :meth:`Topology.load`.
+    """
+    stat = os.stat(path)
+    version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    cached = _live.get(path)
+    if cached is None or cached[0] != version:
+        cached = _live[path] = (version, Topology.load(path, validate=False))
+    return cached[1]
+
+
 def load_topology(path: str | None = None) -> Topology:
     """Read a TOML topology file; the 1-2-3-2-1 diamond when ``path`` is None."""
     with open(path or DIAMOND_TOML, "rb") as f:

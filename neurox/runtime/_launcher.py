@@ -12,6 +12,11 @@ Supervisors talk to it over a unix SOCK_SEQPACKET socket (one msgpack map per pa
   child calls :func:`notify_ready`, and ``{"ev": "exit", "pid": N, "reason": {...}}`` when it ends.
 * ``{"op": "signal", "pid": N, "sig": S}`` signals a live child of that connection (never a reaped pid).
 
+A target function may carry ``before_spawn(args) -> bool``: the launcher runs it before each fork of
+that target, so work whose result every such child needs (a neuron's parsed topology) is done once here
+and inherited; True means it made something new, and the spare, forked before, is retired
+(see :func:`_prepare`).
+
 Each child is handed its job by a *spare* forked ahead of need when there is one (see ``_fork``),
 so the fork is not on the restart path; the next spare is forked when the launcher is idle.
 
@@ -157,6 +162,9 @@ class Launcher:
     # -- children ---------------------------------------------------------------------------
     def _spawn(self, conn: socket.socket, request: dict) -> None:
         func = resolve_target(request["target"])  # a bad target is refused before anything is forked
+        if _prepare(func, request.get("args") or {}) and self.spare is not None:
+            self.spare.retire()  # forked before what the hook made: its child would not inherit it
+            self.spare = None
         pid, ready_r = self._start_child(func, request)
         os.set_blocking(ready_r, False)
         child = _Child(pid, conn, ready_r)
@@ -246,6 +254,26 @@ class Launcher:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
+
+
+def _prepare(func, args: dict) -> bool:
+    """Run the target's ``before_spawn(args)``, if it has one: work done here once (a neuron: parsing
+    the network's topology) that the child then inherits instead of doing it itself. The hook returns
+    True when it made something new; so does this, and a spare forked before is then out of date.
+
+    Whatever fails here is left for the child to meet again and report as its own start failure,
+    with its own exit reason: the launcher never fails a spawn for an optimisation.
+    """
+    prepare = getattr(func, "before_spawn", None)
+    if prepare is None:
+        return False
+    try:
+        made = bool(prepare(args))
+    except Exception:  # noqa: BLE001 -- see the docstring: the child does the work and reports
+        return False
+    if made:
+        gc.freeze()  # what it made stays out of the collector, so that forks keep sharing its pages
+    return made
 
 
 def _kill_quietly(pid: int) -> None:

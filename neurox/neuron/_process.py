@@ -46,6 +46,9 @@ SEED_MIN_UPTIME_S = 1.0
 """A sibling younger than this is a newcomer too and is not seeded from."""
 REPORT_INTERVAL_S = 1.0
 """How often a neuron publishes its status and metrics as a ``neuron_report`` event (the first at once)."""
+NETWORK_REPORTS_PER_S = 100.0
+"""The most reports a second all the neurons of a network send together: past 100 neurons each one
+reports less often (see :func:`report_interval_s`)."""
 
 
 class Join:
@@ -126,6 +129,7 @@ class Neuron:
         self.outgoing_gradients: list[tuple[int, np.ndarray]] = []
         self.injected = 0
         self.next_bus_report = 0.0
+        self.report_interval_s = report_interval_s(len(topology.neurons()))
 
     def _on_term(self, *_):
         self.stop_requested = True
@@ -641,7 +645,8 @@ class Neuron:
                 "last_flush_t": self.store.last_flush_t, "last_flush_ms": self.store.last_flush_ms,
                 "flushes": self.store.flushes, "region": self.region, "transmitter": self.transmitter,
                 "plasticity": self.plasticity, "state": self.state, "state_source": self.state_source,
-                "effective_flush_interval_s": self._flush_interval(), "neuromodulators": self._chemistry()}
+                "effective_flush_interval_s": self._flush_interval(), "neuromodulators": self._chemistry(),
+                "report_interval_s": self.report_interval_s}
 
     def metrics(self) -> dict:
         w = self.weights
@@ -804,8 +809,16 @@ class Neuron:
 
     def _bus_report(self, now: float) -> None:
         """Publish what ``status`` and ``metrics`` answer, as one ``neuron_report`` event."""
-        self.next_bus_report = now + REPORT_INTERVAL_S
+        self.next_bus_report = now + self.report_interval_s
         self.events.emit("neuron_report", id=self.id, status=self.status(), metrics=self.metrics())
+
+
+def report_interval_s(neurons: int) -> float:
+    """Seconds between a neuron's reports in a network of ``neurons``: every second up to 100 neurons,
+    then as often as keeps the network at NETWORK_REPORTS_PER_S. A report costs its neuron a wake-up
+    and a quarter of a millisecond of numpy, plus the bus's and the service's share; a thousand neurons
+    reporting every second kept both cores of a small host busy, and took most of their start time."""
+    return max(REPORT_INTERVAL_S, neurons / NETWORK_REPORTS_PER_S)
 
 
 def _overdue(pending: OrderedDict, now: float, timeout_s: float) -> list[tuple[int, Join]]:

@@ -12,6 +12,7 @@ import pytest
 
 from neurox.runtime import LauncherClient, LauncherError, pack, start_launcher
 from neurox.runtime._fork import SPARE_NAME
+from neurox.runtime._launcher import PART_BYTES
 
 from conftest import leaves_no_process
 
@@ -250,3 +251,13 @@ def test_a_failing_before_spawn_still_spawns_the_child(client):
     pid = client.spawn("workers:report_prepared", {"mark": "c", "fail_to_prepare": True}, {"name": "nx:t-prep"})
     assert "c" not in client.wait(pid, "ready")["info"]["prepared"]
     client.wait(pid, "exit")
+
+
+def test_a_spawn_request_longer_than_a_packet_goes_in_parts_and_arrives_whole(client):
+    args = {"names": [f"L{i // 100}.n{i % 100}-{'x' * 200}" for i in range(5000)]}  # about 1.1 MB
+    assert len(pack(args)) > 4 * PART_BYTES
+    pid = client.spawn("workers:report_args_size", args, {"name": "nx:t-long"})
+    assert client.wait(pid, "ready")["info"] == {"bytes": len(pack(args)), "last": args["names"][-1]}
+    client.wait(pid, "exit")
+    short = client.spawn("workers:exit_with", {"code": 0}, {"name": "nx:t-after"})
+    client.wait(short, "exit")  # the connection goes on with one-packet requests

@@ -129,7 +129,7 @@ class Neuron:
         self.outgoing_gradients: list[tuple[int, np.ndarray]] = []
         self.injected = 0
         self.next_bus_report = 0.0
-        self.report_interval_s = report_interval_s(len(topology.neurons()))
+        self.report_interval_s = report_interval_s(topology.neuron_count)
 
     def _on_term(self, *_):
         self.stop_requested = True

@@ -35,6 +35,7 @@ def test_scale_bench_starts_learns_and_stops_a_sparse_network_beside_bare_childr
     assert result["baseline_start_s"] > 0 and result["start_ratio"] == pytest.approx(
         result["start_s"] / result["baseline_start_s"], rel=0.05)
     assert result["pss_mib_per_neuron"] > 0 and result["baseline_pss_mib"] > 0
+    assert result["fork_floor_s"] > 0 and 0 < result["start_cpu_s"] and 0 < result["machine_cpu_s"], result
     assert result["samples_per_s"] > 0 and result["lost"] == 0, result
 
 

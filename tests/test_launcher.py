@@ -12,6 +12,7 @@ import pytest
 
 from neurox.runtime import LauncherClient, LauncherError, pack, start_launcher
 from neurox.runtime._fork import SPARE_NAME
+from neurox.runtime._launcher import PART_BYTES
 
 from conftest import leaves_no_process
 
@@ -237,3 +238,26 @@ def test_the_socket_is_private(launcher):
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     probe.connect(launcher[0])
     probe.close()
+
+
+def test_a_targets_before_spawn_runs_in_the_launcher_and_its_children_inherit_what_it_made(client):
+    first = client.spawn("workers:report_prepared", {"mark": "a"}, {"name": "nx:t-prep"})
+    assert client.wait(first, "ready")["info"] == {"prepared": ["a"]}
+    second = client.spawn("workers:report_prepared", {"mark": "b"}, {"name": "nx:t-prep"})
+    assert client.wait(second, "ready")["info"] == {"prepared": ["a", "b"]}, "kept in the launcher"
+
+
+def test_a_failing_before_spawn_still_spawns_the_child(client):
+    pid = client.spawn("workers:report_prepared", {"mark": "c", "fail_to_prepare": True}, {"name": "nx:t-prep"})
+    assert "c" not in client.wait(pid, "ready")["info"]["prepared"]
+    client.wait(pid, "exit")
+
+
+def test_a_spawn_request_longer_than_a_packet_goes_in_parts_and_arrives_whole(client):
+    args = {"names": [f"L{i // 100}.n{i % 100}-{'x' * 200}" for i in range(5000)]}  # about 1.1 MB
+    assert len(pack(args)) > 4 * PART_BYTES
+    pid = client.spawn("workers:report_args_size", args, {"name": "nx:t-long"})
+    assert client.wait(pid, "ready")["info"] == {"bytes": len(pack(args)), "last": args["names"][-1]}
+    client.wait(pid, "exit")
+    short = client.spawn("workers:exit_with", {"code": 0}, {"name": "nx:t-after"})
+    client.wait(short, "exit")  # the connection goes on with one-packet requests

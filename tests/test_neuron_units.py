@@ -175,6 +175,25 @@ def test_topology_defaults_links_and_errors(tmp_path):
     assert type(t).load(str(path)).to_dict() == t.to_dict()
 
 
+def test_the_live_topology_is_parsed_once_per_file_version_and_answers_as_the_plain_one(tmp_path):
+    from neurox.bench._scale import sparse_topology
+    from neurox.neuron._topology import Topology, load_live_topology
+
+    path = str(tmp_path / "topology.json")
+    sparse_topology(120, 4, 3, 2).save(path)
+    live = load_live_topology(path)
+    assert load_live_topology(path) is live, "parsed once"
+    plain = Topology.load(path)
+    for n in plain.neurons():
+        assert (live.inputs_of(n), live.outputs_of(n), live.settings_of(n), live.siblings_of(n)) == \
+               (plain.inputs_of(n), plain.outputs_of(n), plain.settings_of(n), plain.siblings_of(n)), n
+    assert live.neuron_count == len(plain.neurons())
+    with pytest.raises(TopologyError, match="unknown neuron"):
+        live.layer_of("L9.n0")
+    load_topology().save(path)  # a reshape replaces the file
+    assert load_live_topology(path) is not live and load_live_topology(path).neuron_count == 9
+
+
 def test_datasets_from_csv_and_npz_with_clear_errors(tmp_path):
     csv = tmp_path / "d.csv"
     csv.write_text("a,b,label\n0,10,cat\n1,20,dog\n2,30,cat\n")

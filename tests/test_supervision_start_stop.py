@@ -112,3 +112,21 @@ def test_stopping_the_tree_kills_a_stubborn_child_after_its_timeout():
     started = time.monotonic()
     assert tree.stop().kind == "shutdown"
     assert 0.2 <= time.monotonic() - started < 5
+
+
+def test_workers_started_together_stop_together_and_a_mixed_supervisor_keeps_the_reverse_order(tmp_path, watch):
+    def child(child_id):
+        return spec(child_id, marker_dir=str(tmp_path), stop_delay_s=0.4)
+
+    layer = supervisor_spec("layer", [child(f"n{i}") for i in range(4)], start_concurrently=True)
+    tree = Tree(root_args([child("first"), layer], start_concurrently=True)).start()
+    events = watch(tree)
+    started = time.monotonic()
+    assert tree.stop().kind == "shutdown"
+    took = time.monotonic() - started
+    seen = markers(tmp_path)
+    layer_stops = [seen[f"root.layer.n{i}.stopped"] for i in range(4)]
+    assert max(layer_stops) - min(layer_stops) < 0.4, "the layer's four workers were asked to stop at once"
+    assert seen["root.first.stopped"] > max(layer_stops), "the root stopped its children in reverse order"
+    assert took < 6 * 0.4 - 0.2, "the four stops overlapped"
+    assert [e["reason"]["kind"] for e in events.named("child_terminated", source="root/layer")] == ["shutdown"] * 4

@@ -92,3 +92,26 @@ def test_bad_child_specs_get_errors_listing_the_accepted_forms(spec, message):
 def test_bad_supervisor_flags_are_refused(flags):
     with pytest.raises(ValueError):
         validate_flags(*flags)
+
+
+def test_a_supervisor_child_may_take_its_own_start_timeout_once_per_child():
+    from neurox.supervisor_tree._supervisor import start_bound_s
+
+    worker = normalize_child_spec({"id": "w", "start": START})
+    layer = normalize_child_spec({"id": "l", "type": "supervisor", "start": [
+        "neurox.supervisor_tree._supervisor:run_supervisor",
+        {"children": [{"id": f"n{i}", "start": START} for i in range(100)], "start_timeout_s": 2.0}]})
+    empty = normalize_child_spec({"id": "e", "type": "supervisor", "start": [
+        "neurox.supervisor_tree._supervisor:run_supervisor", {}]})
+    assert start_bound_s(worker, 30.0) == 30.0
+    assert start_bound_s(layer, 30.0) == 200.0
+    assert start_bound_s(empty, 30.0) == 30.0
+
+
+@pytest.mark.parametrize("strategy,together,types,expected", [
+    ("simple_one_for_one", False, ["worker"], True), ("one_for_one", True, ["worker", "worker"], True),
+    ("one_for_one", False, ["worker", "worker"], False), ("one_for_one", True, ["worker", "supervisor"], False)])
+def test_which_supervisors_stop_their_children_at_once(strategy, together, types, expected):
+    from neurox.supervisor_tree._supervisor import stops_concurrently
+
+    assert stops_concurrently(strategy, together, types) is expected

@@ -99,6 +99,29 @@ def wait_for_signal(args: dict, env: dict) -> None:
         signal.pause()
 
 
+def report_args_size(args: dict, env: dict) -> None:
+    """Says, when ready, how long its args are once packed (a long spawn request arrives whole)."""
+    notify_ready({"bytes": len(pack(args)), "last": args["names"][-1]})
+
+
+_prepared: list = []
+
+
+def report_prepared(args: dict, env: dict) -> None:
+    """Says, when ready, what its ``before_spawn`` had left in the launcher before this child was forked."""
+    notify_ready({"prepared": list(_prepared)})
+
+
+def _prepare(args: dict) -> bool:
+    if args.get("fail_to_prepare"):
+        raise RuntimeError("the child will do it itself")
+    _prepared.append(args["mark"])
+    return True
+
+
+report_prepared.before_spawn = _prepare
+
+
 def spec(child_id: str, restart: str = "permanent", shutdown="default", **args) -> dict:
     """The child spec of a :func:`serve` worker with these ``args`` (default shutdown: 2000 ms)."""
     return {"id": child_id, "start": ["workers:serve", args], "restart": restart,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import tempfile
 import time
 
@@ -17,6 +18,11 @@ from ..neuron import Network, parse_topology
 from ..runtime import LauncherClient, ipc_endpoint, make_socket, notify_ready, start_launcher
 
 BARE_TARGET = "neurox.bench._scale:run_bare_child"
+FORK_TARGET = "neurox.bench._scale:run_forked_child"
+
+
+START_S_PER_NEURON = 0.1
+"""The bound on the start (Tree.start's timeout): generous, for a loaded machine; never below 60 s."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +64,32 @@ def run_bare_child(args: dict, env: dict) -> None:
     db.close()
 
 
+def run_forked_child(args: dict, env: dict) -> None:
+    """The fork floor: a forked child that only says it is ready, then waits to be killed."""
+    notify_ready({})
+    signal.pause()
+
+
+def _machine_cpu_s() -> float:
+    """CPU seconds every core of this machine has spent busy since boot (everyone's, not only ours)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_s(launcher_pid: int) -> float:
+    """CPU seconds used so far by the launcher and every process it forked that is still running."""
+    total = 0.0
+    launcher = psutil.Process(launcher_pid)
+    for proc in (launcher, *launcher.children()):
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def _pss_mib(pids) -> list[float]:
     out = []
     for pid in pids:
@@ -68,16 +100,16 @@ def _pss_mib(pids) -> list[float]:
     return out
 
 
-def bare_baseline(count: int) -> tuple[float, float]:
-    """Start ``count`` bare children (see :func:`run_bare_child`) from a fresh launcher: the
-    seconds until all are ready -- the floor of starting that many processes on this machine --
-    and their mean PSS in MiB."""
+def bare_baseline(count: int, target: str = BARE_TARGET) -> tuple[float, float]:
+    """Start ``count`` bare children (see :func:`run_bare_child`, or :func:`run_forked_child` for the
+    fork floor) from a fresh launcher: the seconds until all are ready -- the floor of starting that
+    many processes on this machine -- and their mean PSS in MiB."""
     run_dir = tempfile.mkdtemp(prefix="nx-bare-", dir="/tmp")
     launcher = start_launcher(os.path.join(run_dir, "launcher.sock"), ("neurox.bench._scale",))
     client = LauncherClient(os.path.join(run_dir, "launcher.sock"))
     try:
         started = time.perf_counter()
-        pids = [client.spawn(BARE_TARGET, {"endpoint": ipc_endpoint(run_dir, f"b{i}"), "db": f"{run_dir}/db{i}"},
+        pids = [client.spawn(target, {"endpoint": ipc_endpoint(run_dir, f"b{i}"), "db": f"{run_dir}/db{i}"},
                              {"name": "nx:bare"}) for i in range(count)]
         ready = 0
         while ready < count:
@@ -91,6 +123,9 @@ def bare_baseline(count: int) -> tuple[float, float]:
 
 
 def run(args: argparse.Namespace) -> dict:
+    fork_start_s, _ = bare_baseline(args.neurons, FORK_TARGET)
+    print(f"fork floor: {args.neurons} forked children that only say they are ready, up in {fork_start_s:.1f} s",
+          flush=True)
     bare_start_s, bare = bare_baseline(args.neurons)
     print(f"baseline: {args.neurons} bare forked children (zmq + PULL + LevelDB each) up in {bare_start_s:.1f} s, "
           f"{bare:.2f} MiB PSS each", flush=True)
@@ -99,10 +134,12 @@ def run(args: argparse.Namespace) -> dict:
     data = Dataset(rng.random((2048, 16), dtype=np.float32), rng.integers(0, 4, 2048), [str(i) for i in range(4)])
     with tempfile.TemporaryDirectory() as data_dir:
         network = Network(topology, data_dir, extensions=messenger_children(data_dir), preload=PRELOAD)
-        started = time.perf_counter()
-        network.start()
+        started, machine_before = time.perf_counter(), _machine_cpu_s()
+        network.tree.start(timeout=max(60.0, args.neurons * START_S_PER_NEURON))
         start_s = time.perf_counter() - started
-        print(f"{args.neurons} neurons up in {start_s:.1f} s", flush=True)
+        machine_s, tree_s = _machine_cpu_s() - machine_before, _tree_cpu_s(network.tree.launcher_proc.pid)
+        print(f"{args.neurons} neurons up in {start_s:.1f} s; the tree used {tree_s:.1f} CPU s of the {machine_s:.1f} "
+              f"the machine's {os.cpu_count()} cores did meanwhile", flush=True)
         try:
             children = psutil.Process(network.tree.launcher_proc.pid).children()
             neuron_pids = [p.pid for p in children if p.name().startswith("nx:L") and "." in p.name()]
@@ -118,7 +155,8 @@ def run(args: argparse.Namespace) -> dict:
             stop_s = time.perf_counter() - stopped
         left = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     return {"neurons": len(neuron_pids), "start_s": round(start_s, 2), "baseline_start_s": round(bare_start_s, 2),
-            "start_ratio": round(start_s / bare_start_s, 3), "pss_mib_per_neuron": round(float(np.mean(pss)), 2),
+            "start_ratio": round(start_s / bare_start_s, 3), "fork_floor_s": round(fork_start_s, 2),
+            "start_cpu_s": round(tree_s, 1), "machine_cpu_s": round(machine_s, 1), "pss_mib_per_neuron": round(float(np.mean(pss)), 2),
             "baseline_pss_mib": round(bare, 2), "pss_ratio": round(float(np.mean(pss)) / bare, 3),
             "samples_per_s": round(progress.samples_per_s, 1), "lost": progress.lost, "stop_s": round(stop_s, 2),
             "left_running": len(left)}

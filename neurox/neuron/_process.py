@@ -32,7 +32,7 @@ from ._plasticity import (DEFAULT_PLASTICITY, EligibilityTrace, eligibility, exp
                           three_factor_update)
 from ._state import NeuronStore, TornState, params_checksum
 from ._states import DEFAULT_STATE, check_state, flush_interval
-from ._topology import INPUT, OUTPUT, Topology
+from ._topology import INPUT, OUTPUT, Topology, load_live_topology
 
 MAX_PENDING = 4096
 """Joins and kept forward passes per neuron; beyond this the oldest is dropped (and counted)."""
@@ -44,8 +44,13 @@ DRAIN_BATCH = 512
 SEED_TIMEOUT_S = 0.3
 SEED_MIN_UPTIME_S = 1.0
 """A sibling younger than this is a newcomer too and is not seeded from."""
+IDLE_POLL_MS = 60_000
+"""The longest a neuron with nothing due sleeps (its next report usually comes sooner)."""
 REPORT_INTERVAL_S = 1.0
 """How often a neuron publishes its status and metrics as a ``neuron_report`` event (the first at once)."""
+NETWORK_REPORTS_PER_S = 100.0
+"""The most reports a second all the neurons of a network send together: past 100 neurons each one
+reports less often (see :func:`report_interval_s`)."""
 
 
 class Join:
@@ -73,7 +78,7 @@ class Neuron:
         self.frozen = bool(args.get("frozen", False))
         """Pass gradients upstream but keep the weights as they are (a pool twin not in its turn)."""
         self.started_t = time.time()
-        topology = Topology.load(topology_path(self.data_dir), validate=False)
+        topology = load_live_topology(topology_path(self.data_dir))  # parsed in the launcher (before_spawn)
         settings = topology.settings_of(self.id)
         self.layer = settings["layer"]
         self.units = int(settings["units"])
@@ -132,6 +137,7 @@ class Neuron:
         self.outgoing_gradients: list[tuple[int, np.ndarray]] = []
         self.injected = 0
         self.next_bus_report = 0.0
+        self.report_interval_s = report_interval_s(topology.neuron_count)
 
     def _on_term(self, *_):
         self.stop_requested = True
@@ -368,11 +374,20 @@ class Neuron:
         self._stop()
 
     def _poll_timeout_ms(self) -> int:
-        deadlines = [self.next_flush] if self.modulator is None else [self.next_flush, self.modulator.next_report]
+        """Until the next thing due: a flush (only with something to write: an idle neuron of a large
+        network does not wake to find nothing), the modulator's report, a join's deadline, a kept
+        pass's expiry."""
+        deadlines = [self.next_flush] if self.dirty else []
+        if self.modulator is not None:
+            deadlines.append(self.modulator.next_report)
         timeout_s = self.settings["join_timeout_ms"] / 1000.0
         for pending in (self.joins, self.grads):
             if pending:
                 deadlines.append(next(iter(pending.values())).started + timeout_s)
+        if self.kept:
+            deadlines.append(next(iter(self.kept.values()))[2] + KEPT_TTL_S)
+        if not deadlines:
+            return IDLE_POLL_MS
         return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
 
     def _drain_inbox(self) -> None:
@@ -661,7 +676,8 @@ class Neuron:
                 "last_flush_t": self.store.last_flush_t, "last_flush_ms": self.store.last_flush_ms,
                 "flushes": self.store.flushes, "region": self.region, "transmitter": self.transmitter,
                 "plasticity": self.plasticity, "state": self.state, "state_source": self.state_source,
-                "effective_flush_interval_s": self._flush_interval(), "neuromodulators": self._chemistry()}
+                "effective_flush_interval_s": self._flush_interval(), "neuromodulators": self._chemistry(),
+                "report_interval_s": self.report_interval_s}
 
     def metrics(self) -> dict:
         w = self.weights
@@ -826,10 +842,18 @@ class Neuron:
 
     def _bus_report(self, now: float) -> None:
         """Publish what ``status`` and ``metrics`` answer, as one ``neuron_report`` event."""
-        self.next_bus_report = now + REPORT_INTERVAL_S
+        self.next_bus_report = now + self.report_interval_s
         if self.twin_of is not None:
             return  # a twin's figures are not the network's: its working neuron reports for it
         self.events.emit("neuron_report", id=self.id, status=self.status(), metrics=self.metrics())
+
+
+def report_interval_s(neurons: int) -> float:
+    """Seconds between a neuron's reports in a network of ``neurons``: every second up to 100 neurons,
+    then as often as keeps the network at NETWORK_REPORTS_PER_S. A report costs its neuron a wake-up
+    and a quarter of a millisecond of numpy, plus the bus's and the service's share; a thousand neurons
+    reporting every second kept both cores of a small host busy, and took most of their start time."""
+    return max(REPORT_INTERVAL_S, neurons / NETWORK_REPORTS_PER_S)
 
 
 def _overdue(pending: OrderedDict, now: float, timeout_s: float) -> list[tuple[int, Join]]:
@@ -878,3 +902,19 @@ def before_fork() -> None:
 def run_neuron(args: dict, env: dict) -> None:
     """Process entry point of a neuron (``neurox.neuron._network.NEURON_TARGET``)."""
     Neuron(args, env).serve()
+
+
+_inherited: dict[str, Topology] = {}
+
+
+def _parse_topology_in_launcher(args: dict) -> bool:
+    """Run by the launcher before it forks a neuron: the live topology, parsed there once per version,
+    is inherited by every neuron forked after it (see ``load_live_topology``). True: a new version."""
+    path = topology_path(args["data_dir"])
+    topology = load_live_topology(path)
+    new = _inherited.get(path) is not topology
+    _inherited[path] = topology
+    return new
+
+
+run_neuron.before_spawn = _parse_topology_in_launcher

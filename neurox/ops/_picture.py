@@ -28,9 +28,15 @@ from ..supervisor_tree import control_endpoint
 
 REPORT_EVENT = "neuron_report"
 REPORT_INTERVAL_S = 1.0
-"""How often neurons report (``neurox.neuron._process.REPORT_INTERVAL_S``)."""
-SILENT_AFTER_S = 3 * REPORT_INTERVAL_S + 1.0
-"""A running neuron whose last report is older than this is shown ``silent`` (hung, or its events lost)."""
+"""How often a neuron of a network of up to 100 reports (``neurox.neuron._process.report_interval_s``)."""
+
+
+def silent_after_s(report_interval_s: float) -> float:
+    """A running neuron whose last report is older than this is shown ``silent`` (hung, or its events lost)."""
+    return 3 * report_interval_s + 1.0
+
+
+SILENT_AFTER_S = silent_after_s(REPORT_INTERVAL_S)
 HISTORY = 1000
 """Lifecycle events kept (every host together), newest last."""
 SAMPLES = 120
@@ -92,14 +98,20 @@ class ProcessView:
             return None
         return self.status.get("layer") or self.parent.rsplit("/", 1)[-1]
 
+    @property
+    def report_interval_s(self) -> float:
+        """How often this neuron reports, as its status says (a large network's neurons report less often)."""
+        return float(self.status.get("report_interval_s", REPORT_INTERVAL_S))
+
     def shown_state(self, now: float) -> str:
-        if self.state == "running" and self.kind == "neuron" and now - self.seen > SILENT_AFTER_S:
+        if self.state == "running" and self.kind == "neuron" and now - self.seen > silent_after_s(self.report_interval_s):
             return "silent"
         return self.state
 
     def rate(self, key: str, now: float) -> float | None:
         """Per second over the last few reports (None until there are two)."""
-        recent = [s for s in self.samples if now - s["t"] <= RATE_WINDOW_S + REPORT_INTERVAL_S]
+        recent = [s for s in self.samples if now - s["t"] <= max(RATE_WINDOW_S, 2 * self.report_interval_s)
+                  + self.report_interval_s]
         if len(recent) < 2 or recent[-1]["t"] <= recent[0]["t"]:
             return None
         delta = recent[-1].get(key, 0) - recent[0].get(key, 0)

@@ -11,6 +11,13 @@ Supervisors talk to it over a unix SOCK_SEQPACKET socket (one msgpack map per pa
   (or ``{"ev": "spawn_failed", "detail": ...}``), later ``{"ev": "ready", "pid": N, "info": {...}}`` when the
   child calls :func:`notify_ready`, and ``{"ev": "exit", "pid": N, "reason": {...}}`` when it ends.
 * ``{"op": "signal", "pid": N, "sig": S}`` signals a live child of that connection (never a reaped pid).
+* A request longer than ``PART_BYTES`` once packed is sent in pieces: ``{"op": "part", "data": b"..."}``
+  packets, the last one ``{"op": "end", "data": b"..."}``; the pieces joined are the packed request.
+
+A target function may carry ``before_spawn(args) -> bool``: the launcher runs it before each fork of
+that target, so work whose result every such child needs (a neuron's parsed topology) is done once here
+and inherited; True means it made something new, and the spare, forked before, is retired
+(see :func:`_prepare`).
 
 Each child is handed its job by a *spare* forked ahead of need when there is one (see ``_fork``),
 so the fork is not on the restart path; the next spare is forked when the launcher is idle.
@@ -37,6 +44,12 @@ from ._fork import Spare, fork_child, fork_spare, resolve_target, set_parent_dea
 from ._wire import pack, unpack_map
 
 PACKET_MAX = 256 * 1024
+PART_BYTES = 64 * 1024
+"""A request longer than this goes in parts (``part`` packets, then ``end``): a unix socket's send
+buffer, which bounds one SOCK_SEQPACKET packet, is about 208 KiB by default, and the root's spawn
+request of a 2,000-neuron network (every neuron's child spec) is longer than that."""
+REQUEST_MAX = 64 * 1024 * 1024
+"""The most a request in parts may add up to."""
 PRELOAD = ("numpy", "zmq", "msgpack", "plyvel", "psutil")
 """Modules every NeuroX process needs; imported once here so each fork shares them."""
 SPARE_IDLE_S = 0.01
@@ -61,6 +74,8 @@ class Launcher:
         self.children: dict[int, _Child] = {}
         self.by_ready_fd: dict[int, _Child] = {}
         self.connections: set[socket.socket] = set()
+        self.parts: dict[socket.socket, bytearray] = {}
+        """Per connection, the parts of a long request received so far."""
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         if os.path.exists(socket_path):
             os.unlink(socket_path)
@@ -125,6 +140,11 @@ class Launcher:
         try:
             request = unpack_map(packet, PACKET_MAX)
             op = request.get("op")
+            if op in ("part", "end"):
+                request = self._joined(conn, request)
+                if request is None:
+                    return
+                op = request.get("op")
             if op == "spawn":
                 self._spawn(conn, request)
             elif op == "signal":
@@ -137,10 +157,27 @@ class Launcher:
             ev = "spawn_failed" if op == "spawn" else "error"
             self._send(conn, {"ev": ev, "detail": f"{type(exc).__name__}: {exc}"})
 
+    def _joined(self, conn: socket.socket, packet: dict) -> dict | None:
+        """Keep a ``part`` of a long request; at its ``end``, the whole request."""
+        data = packet.get("data")
+        if not isinstance(data, bytes):
+            self.parts.pop(conn, None)
+            raise ValueError("a part carries bytes in 'data'")
+        joined = self.parts.setdefault(conn, bytearray())
+        joined += data
+        if len(joined) > REQUEST_MAX:
+            self.parts.pop(conn)
+            raise ValueError(f"a request in parts may not exceed {REQUEST_MAX} bytes")
+        if packet["op"] == "part":
+            return None
+        del self.parts[conn]
+        return unpack_map(bytes(joined), REQUEST_MAX)
+
     def _drop_connection(self, conn: socket.socket) -> None:
         """The owner is gone: its children die with it (link semantics)."""
         self.selector.unregister(conn)
         self.connections.discard(conn)
+        self.parts.pop(conn, None)
         conn.close()
         for child in self.children.values():
             if child.conn is conn:
@@ -157,6 +194,9 @@ class Launcher:
     # -- children ---------------------------------------------------------------------------
     def _spawn(self, conn: socket.socket, request: dict) -> None:
         func = resolve_target(request["target"])  # a bad target is refused before anything is forked
+        if _prepare(func, request.get("args") or {}) and self.spare is not None:
+            self.spare.retire()  # forked before what the hook made: its child would not inherit it
+            self.spare = None
         pid, ready_r = self._start_child(func, request)
         os.set_blocking(ready_r, False)
         child = _Child(pid, conn, ready_r)
@@ -246,6 +286,26 @@ class Launcher:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
+
+
+def _prepare(func, args: dict) -> bool:
+    """Run the target's ``before_spawn(args)``, if it has one: work done here once (a neuron: parsing
+    the network's topology) that the child then inherits instead of doing it itself. The hook returns
+    True when it made something new; so does this, and a spare forked before is then out of date.
+
+    Whatever fails here is left for the child to meet again and report as its own start failure,
+    with its own exit reason: the launcher never fails a spawn for an optimisation.
+    """
+    prepare = getattr(func, "before_spawn", None)
+    if prepare is None:
+        return False
+    try:
+        made = bool(prepare(args))
+    except Exception:  # noqa: BLE001 -- see the docstring: the child does the work and reports
+        return False
+    if made:
+        gc.freeze()  # what it made stays out of the collector, so that forks keep sharing its pages
+    return made
 
 
 def _kill_quietly(pid: int) -> None:

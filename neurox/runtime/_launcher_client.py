@@ -8,7 +8,7 @@ import sys
 import time
 from collections import deque
 
-from ._launcher import PACKET_MAX
+from ._launcher import PACKET_MAX, PART_BYTES
 from ._wire import pack, unpack_map
 
 
@@ -52,7 +52,7 @@ class LauncherClient:
 
     def spawn(self, target: str, args: dict, env: dict) -> int:
         """Fork a child running ``target(args, env)``; returns its pid once it exists."""
-        self.sock.send(pack({"op": "spawn", "target": target, "args": args, "env": env}))
+        self._send(pack({"op": "spawn", "target": target, "args": args, "env": env}))
         while True:
             message = self._receive()
             if message["ev"] == "spawned":
@@ -63,7 +63,7 @@ class LauncherClient:
 
     def signal(self, pid: int, sig: int) -> None:
         """Send ``sig`` to a child of this connection if it has not been reaped yet."""
-        self.sock.send(pack({"op": "signal", "pid": pid, "sig": int(sig)}))
+        self._send(pack({"op": "signal", "pid": pid, "sig": int(sig)}))
 
     def events(self, timeout: float | None = 0.0) -> list[dict]:
         """Notices received so far; waits up to ``timeout`` seconds for the first one."""
@@ -82,6 +82,15 @@ class LauncherClient:
         finally:
             self.sock.settimeout(None)
         return out
+
+    def _send(self, request: bytes) -> None:
+        """One packet, or, for a long request, its parts (see ``_launcher.PART_BYTES``)."""
+        if len(request) <= PART_BYTES:
+            self.sock.send(request)
+            return
+        for at in range(0, len(request), PART_BYTES):
+            last = at + PART_BYTES >= len(request)
+            self.sock.send(pack({"op": "end" if last else "part", "data": request[at:at + PART_BYTES]}))
 
     def _receive(self) -> dict:
         packet = self.sock.recv(PACKET_MAX)

@@ -174,7 +174,7 @@ class Supervisor:
 
     def stop_all(self) -> None:
         running = [self.children[c] for c in reversed(self.order) if self.children[c].running]
-        if self.strategy == "simple_one_for_one":
+        if stops_concurrently(self.strategy, self.start_concurrently, [c.spec.type for c in running]):
             self._stop_concurrently(running)
         else:
             for child in running:
@@ -194,11 +194,12 @@ class Supervisor:
 
     def _await_start(self, child: Child, pid: int, restart: bool) -> int:
         spec = child.spec
-        outcome = self._wait_for(pid, ("ready", "exit"), self.start_timeout)
+        timeout = start_bound_s(spec, self.start_timeout)
+        outcome = self._wait_for(pid, ("ready", "exit"), timeout)
         if outcome is None:
             self.launcher.signal(pid, signal.SIGKILL)
             self._wait_for(pid, ("exit",), KILL_WAIT_S)
-            detail = f"{spec.id} did not become ready within {self.start_timeout} s"
+            detail = f"{spec.id} did not become ready within {timeout} s"
         elif outcome["ev"] == "exit":
             detail = f"{spec.id} exited while starting: {ExitReason.from_wire(outcome['reason']).describe()}"
         else:
@@ -230,18 +231,22 @@ class Supervisor:
         self._terminated(child, outcome)
 
     def _stop_concurrently(self, children: list[Child]) -> None:
-        """simple_one_for_one shutdown: all at once, in no set order, each by the template's rule."""
+        """Signal all at once (in reverse start order), then wait for each by its own shutdown rule."""
+        signalled = time.monotonic()
         for child in children:
             self.launcher.signal(child.pid, signal.SIGKILL if child.spec.shutdown == BRUTAL_KILL else signal.SIGTERM)
-        shutdown = self.template.shutdown
-        deadline = None if shutdown in (INFINITY, BRUTAL_KILL) else time.monotonic() + shutdown / 1000.0
         for child in children:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            outcome = self._wait_for(child.pid, ("exit",), remaining)
-            if outcome is None:
-                self.events.emit("shutdown_timeout", id=child.spec.id, pid=child.pid, timeout_ms=shutdown)
-                self.launcher.signal(child.pid, signal.SIGKILL)
+            shutdown = child.spec.shutdown
+            if shutdown == BRUTAL_KILL:
                 outcome = self._wait_for(child.pid, ("exit",), KILL_WAIT_S)
+            else:
+                deadline = None if shutdown == INFINITY else signalled + shutdown / 1000.0
+                outcome = self._wait_for(child.pid, ("exit",),
+                                         None if deadline is None else max(0.0, deadline - time.monotonic()))
+                if outcome is None:
+                    self.events.emit("shutdown_timeout", id=child.spec.id, pid=child.pid, timeout_ms=shutdown)
+                    self.launcher.signal(child.pid, signal.SIGKILL)
+                    outcome = self._wait_for(child.pid, ("exit",), KILL_WAIT_S)
             self._terminated(child, outcome)
 
     def _terminated(self, child: Child, outcome: dict | None) -> None:
@@ -435,6 +440,31 @@ class Supervisor:
                 "restarts_in_period": sum(1 for t in self.restarts if t > now - self.period),
                 "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind),
                 "children": self.which_children()}
+
+
+def start_bound_s(spec: ChildSpec, start_timeout_s: float) -> float:
+    """How long a supervisor waits for the child ``spec`` to be ready.
+
+    A worker gets the supervisor's start timeout. A child supervisor is ready only once each of its
+    own children is, and it bounds each of those by its own start timeout; so it gets that bound once
+    per child: a layer of a thousand-neuron network on a loaded host may take longer than one timeout,
+    and is still making progress, not hung.
+    """
+    if spec.type != "supervisor":
+        return start_timeout_s
+    own = float(spec.args.get("start_timeout_s", DEFAULT_START_TIMEOUT_S))
+    return max(start_timeout_s, own * max(1, len(spec.args.get("children", ()))))
+
+
+def stops_concurrently(strategy: str, start_concurrently: bool, types: list[str]) -> bool:
+    """Whether a supervisor stops its running children all at once rather than one after another.
+
+    simple_one_for_one children always go at once (as in OTP). Workers that were started at once
+    (``start_concurrently``: the neurons of a layer) do not depend on one another, so they stop at
+    once too: a layer of 100 neurons then flushes its states on both cores, not one neuron after the
+    other. A supervisor with supervisors among its children (the root) keeps the reverse order.
+    """
+    return strategy == "simple_one_for_one" or (start_concurrently and all(t == "worker" for t in types))
 
 
 def run_supervisor(args: dict, env: dict) -> None:

@@ -20,8 +20,8 @@ import numpy as np
 import zmq
 
 from ..ext import PRELOAD, Dataset, Origin, Stream, messenger_children
-from ..neuron import (Network, Topology, levels_endpoint, modulator_children, neuron_control, parse_topology,
-                      reports_endpoint)
+from ..neuron import (Network, Topology, array_from_wire, levels_endpoint, modulator_children, neuron_control,
+                      parse_topology, reports_endpoint)
 from ..neuron._plasticity import oja_update
 from ..runtime import ControlClient, make_socket, pack, unpack_map
 
@@ -204,7 +204,7 @@ def _call(network: Network, neuron: str, op: str):
 
 def _weights(network: Network) -> np.ndarray:
     params = _call(network, network.topology.layers[0].neurons[0], "get_params")
-    return np.frombuffer(params["weights"]["data"], dtype="<f4").reshape(params["weights"]["shape"])[:, 0].copy()
+    return array_from_wire(params["weights"])[:, 0].copy()
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -19,7 +19,8 @@ import shutil
 import numpy as np
 import zmq
 
-from ..neuron import OUTPUT, OUTPUT_FRAME, Topology, decode_frame, inbox_endpoint, neuron_spec
+from ..neuron import (OUTPUT, OUTPUT_FRAME, Topology, array_from_wire, array_to_wire, decode_frame, inbox_endpoint,
+                      neuron_spec)
 from ..runtime import ControlClient, ControlError, FrameError, make_socket
 from ..supervisor_tree import ChildSpec, SupervisorClient, control_endpoint, supervisor_spec
 from ._origin import Origin
@@ -78,7 +79,7 @@ class Pool:
             except ControlError as exc:
                 failures.append((neuron, exc.error))
                 continue
-            self.copies[neuron] = (_array(params["weights"]), _array(params["bias"]))
+            self.copies[neuron] = (array_from_wire(params["weights"]), array_from_wire(params["bias"]))
             self.working[neuron] = endpoint
         return failures
 
@@ -100,8 +101,8 @@ class Pool:
                 params = self._call(self.twin_control(neuron), "set_params", frozen=True)
                 params = self._call(self.twin_control(neuron), "get_params")
                 weights0, bias0 = self.copies[neuron]
-                weights, bias = _array(params["weights"]) - weights0, _array(params["bias"]) - bias0
-                self._call(self.working[neuron], "set_params", add=True, weights=_wire(weights), bias=_wire(bias))
+                weights, bias = array_from_wire(params["weights"]) - weights0, array_from_wire(params["bias"]) - bias0
+                self._call(self.working[neuron], "set_params", add=True, weights=array_to_wire(weights), bias=array_to_wire(bias))
                 record["moved"] = float(np.sqrt((weights ** 2).sum() + (bias ** 2).sum()))
             except ControlError as exc:  # reshaped (wrong_shape) or dead meanwhile: the online weights stay
                 record["error"] = exc.error
@@ -157,11 +158,3 @@ class Pool:
             return client.call(op, **args)
         finally:
             client.close()
-
-
-def _array(value: dict) -> np.ndarray:
-    return np.frombuffer(value["data"], dtype="<f4").reshape(value["shape"]).astype(np.float32)
-
-
-def _wire(array: np.ndarray) -> dict:
-    return {"shape": list(array.shape), "data": np.ascontiguousarray(array, "<f4").tobytes()}

@@ -1,8 +1,9 @@
 """Neurons that learn: the neuron process, its state, the topology, and the network they form."""
 from ._endpoints import (inbox_endpoint as inbox_endpoint, messenger_in_endpoint as messenger_in_endpoint,
                          neuron_control as neuron_control, topology_path as topology_path)
-from ._frames import (FORWARD as FORWARD, GRADIENT as GRADIENT, OUTPUT as OUTPUT_FRAME, decode as decode_frame,
-                      encode_forward as encode_forward, split_rows as split_rows)
+from ._frames import (FORWARD as FORWARD, GRADIENT as GRADIENT, OUTPUT as OUTPUT_FRAME, array_from_wire as array_from_wire,
+                      array_to_wire as array_to_wire, decode as decode_frame, encode_forward as encode_forward,
+                      split_rows as split_rows)
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._network import Network as Network, live_topology as live_topology, layer_spec as layer_spec, neuron_spec as neuron_spec
 from ._placement import (PlacementError as PlacementError, control_tcp as control_tcp, events_tcp as events_tcp,

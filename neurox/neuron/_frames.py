@@ -70,3 +70,14 @@ def _join(arrays: list[np.ndarray]) -> bytes:
     if len(arrays) == 1:
         return np.ascontiguousarray(arrays[0], dtype="<f4").tobytes()
     return np.concatenate(arrays).astype("<f4", copy=False).tobytes()
+
+
+def array_to_wire(array: np.ndarray) -> dict:
+    """An array as control requests and the neuron's DB carry it: ``{"shape": [...], "data": <float32 LE>}``."""
+    return {"shape": list(array.shape), "data": np.ascontiguousarray(array, "<f4").tobytes()}
+
+
+def array_from_wire(value: dict) -> np.ndarray:
+    """The float32 array of an :func:`array_to_wire` map (a copy); KeyError, TypeError or ValueError
+    when it is not one."""
+    return np.frombuffer(value["data"], dtype="<f4").reshape(value["shape"]).astype(np.float32)

@@ -697,7 +697,7 @@ class Neuron:
                 "rewards": self.rpe["rewards"], "seq": self.levels_seq, "modulated": self.modulator is not None}
 
     def get_params(self) -> dict:
-        return {"weights": _wire_array(self.weights), "bias": _wire_array(self.bias), "inputs": self.inputs,
+        return {"weights": frames.array_to_wire(self.weights), "bias": frames.array_to_wire(self.bias), "inputs": self.inputs,
                 "widths": self.widths, "learning_rate": self.settings["learning_rate"],
                 "uptime_s": time.time() - self.started_t}
 
@@ -877,13 +877,9 @@ def _sum_parts(parts: list) -> np.ndarray:
     return total
 
 
-def _wire_array(array: np.ndarray) -> dict:
-    return {"shape": list(array.shape), "data": np.ascontiguousarray(array, "<f4").tobytes()}
-
-
 def _array(value) -> np.ndarray:
     try:
-        return np.frombuffer(value["data"], dtype="<f4").reshape(value["shape"]).astype(np.float32)
+        return frames.array_from_wire(value)
     except (KeyError, TypeError, ValueError) as exc:
         raise Reply("bad_request", f"an array is {{'shape': [..], 'data': <float32 bytes>}} ({exc})") from None
 

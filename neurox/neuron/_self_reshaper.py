@@ -19,6 +19,7 @@ from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, EventPublishe
                        serve_one)
 from ..supervisor_tree import ChildSpec, control_endpoint
 from ._endpoints import neuron_control, topology_path
+from ._frames import array_from_wire
 from ._reshaping import Reshaping
 from ._shaping import Action, NeuronView, ShapingConfig, decide_links, decide_neurons, link_rms, silent_streaks
 from ._topology import Topology
@@ -112,7 +113,7 @@ class SelfReshaper:
                     loss = activity.get("loss")
                 if activity.get("mean_abs") is None:
                     continue  # nothing computed yet: nothing to judge it by
-                weights = np.frombuffer(params["weights"]["data"], "<f4").reshape(params["weights"]["shape"])
+                weights = array_from_wire(params["weights"])
                 views.append(NeuronView(neuron, layer.name, activity["mean_abs"], activity["saturation"],
                                         link_rms(weights, params["inputs"], params["widths"])))
         return views, loss

@@ -21,6 +21,7 @@ import numpy as np
 import plyvel
 
 from ..runtime import pack, unpack
+from ._frames import array_from_wire, array_to_wire
 
 WRITE_BUFFER_BYTES = 256 * 1024
 """LevelDB's memtable per neuron: a neuron's whole state is a few KiB, so keep it small."""
@@ -40,12 +41,11 @@ class SavedState:
 
 
 def _array_value(array: np.ndarray) -> bytes:
-    return pack({"shape": list(array.shape), "data": np.ascontiguousarray(array, "<f4").tobytes()})
+    return pack(array_to_wire(array))
 
 
 def _array_from(value: bytes) -> np.ndarray:
-    data = unpack(value)
-    return np.frombuffer(data["data"], dtype="<f4").reshape(data["shape"]).copy()
+    return array_from_wire(unpack(value))
 
 
 class TornState(RuntimeError):

@@ -1,14 +1,19 @@
-"""Fuzzing, short: malformed, truncated, oversized and wrong-typed frames to every socket kind.
+"""Fuzzing, short: malformed, truncated, oversized and wrong-typed frames to every socket kind, and
+bad request bodies to the webhook.
 No process dies, memory stays bounded, every bad frame is counted."""
+import http.client
+import json
 import random
 import time
+from functools import partial
 
 import psutil
 import pytest
 import zmq
 
+from _extutil import ext_call, network_with, wait_metric
 from _netutil import neuron_call, running_network
-from neurox.bench._fuzz import bad_frames, valid_forward
+from neurox.bench._fuzz import WEBHOOK, bad_bodies, bad_frames, post_all, valid_forward
 from neurox.ext import MessengerClient, digits
 from neurox.neuron import inbox_endpoint, load_topology, neuron_control
 from neurox.runtime import ControlClient, ipc_endpoint

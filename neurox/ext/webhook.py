@@ -187,6 +187,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     server_version = "neurox-webhook"
+    disable_nagle_algorithm = True
+    """An answer's headers and body go out as written: with Nagle's algorithm the body would wait for
+    the client's delayed ACK of the headers, 40 ms a request on a keep-alive connection."""
 
     def setup(self):
         self.timeout = self.server.settings["timeout_s"]

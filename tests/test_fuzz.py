@@ -99,3 +99,20 @@ def check(network, processes, pids, fuzz_round, root, messenger, bus, rss_before
     metrics = messenger.call("metrics")
     assert metrics["errors"] >= FRAMES_PER_SOCKET * 0.9 and metrics["bad_frames"] > 0
     assert bus.call("status")["bad_frames"] >= FRAMES_PER_SOCKET * 0.9
+
+
+@pytest.mark.timeout(120)
+def test_fuzzing_the_webhook_kills_nothing_and_every_bad_body_is_counted(tmp_path, no_stray_processes):
+    with network_with(tmp_path, [WEBHOOK]) as network:
+        status = ext_call(network, "hook", "status")
+        sent = post_all(status["url"], partial(bad_bodies, random.Random(1)), 600)
+        metrics = wait_metric(network, "hook", "bad_frames", sent)
+        assert metrics["bad_frames"] == sent == 600 and metrics["accepted"] == 0, metrics
+        assert ext_call(network, "hook", "status")["pid"] == status["pid"]  # the same process took them all
+        host, port = status["url"].split("//")[1].split("/")[0].rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            conn.request("POST", "/samples", json.dumps({"vector": digits().features[0].tolist()}))
+            assert conn.getresponse().status == 202  # and a good sample is still taken
+        finally:
+            conn.close()

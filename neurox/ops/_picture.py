@@ -19,7 +19,6 @@ event only counts, it never turns the state back.
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 

@@ -1,4 +1,18 @@
-"""prequential accuracy on the digits beside a one-process numpy MLP of the same shape and settings"""
+"""Prequential accuracy and speed of learning the digits over a sweep of windows, beside one process.
+
+Its defaults are what ``neurox run`` does by default: the diamond, one sample a packet, the default
+window (``DEFAULT_WINDOW``), the topology's learning rate and staleness rule. For each window of the
+sweep a fresh network learns ``--epochs`` passes; beside it:
+
+* the **reference**: the same MLP in one process with numpy, one sample at a time, starting from the
+  very weights the network's neurons start with and seeing the samples in the same order -- so the
+  accuracies differ only by what pipelining does (different seeds alone move this accuracy by 0.02);
+* per window, what the **simulated pipeline** (``_learn_reference``) gives with the same rule: the
+  accuracy the rule should reach at that window when whole windows travel as bundles.
+
+The top level reports the default window: ``accuracy`` against ``reference_accuracy`` and
+``samples_per_s`` against ``reference_samples_per_s`` (``speed_ratio``).
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,72 +23,132 @@ import numpy as np
 import zmq
 
 from ..ext import PRELOAD, Stream, digits, messenger_children
-from ..neuron import Network, load_topology
+from ..neuron import DEFAULT_WINDOW, Network, Topology, load_topology, neuron_control
+from ..runtime import ControlClient
+from ._learn_reference import ReferencePipeline, fresh_params
+
+SWEEP = (1, 4, 16, 64)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--window", type=int, default=1, help="packets in flight (default: %(default)s)")
-    parser.add_argument("--batch", type=int, default=8, help="samples per packet (default: %(default)s)")
-    parser.add_argument("--learning-rate", type=float, default=0.2,
-                        help="per packet, on the mean gradient of its rows (default: %(default)s)")
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
+                        help="packets in flight at the top level (default: neurox run's, %(default)s)")
+    parser.add_argument("--sweep", default=",".join(map(str, SWEEP)),
+                        help="the other windows measured, comma-separated, or '' (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=1, help="samples per packet (default: %(default)s)")
+    parser.add_argument("--learning-rate", type=float, help="per packet (default: the topology's)")
+    parser.add_argument("--staleness", choices=("delay", "stash"), help="the rule (default: the topology's)")
     parser.add_argument("--seed", type=int, default=0)
 
 
-def reference_mlp(features: np.ndarray, targets: np.ndarray, sizes: list[int], lr: float, epochs: int,
-                  batch: int, seed: int) -> tuple[float, float]:
-    """The same MLP in one process with numpy (tanh, softmax + cross-entropy, mean gradient per batch),
-    scored prequentially; returns (accuracy, samples/s)."""
+def sample_order(samples: int, epochs: int, batch: int, seed: int) -> list[np.ndarray]:
+    """The packets' rows in the order ``Stream`` (seeded alike) sends them."""
     rng = np.random.default_rng(seed)
-    weights = [rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32) for a, b in zip(sizes[:-1], sizes[1:])]
-    biases = [np.zeros(b, dtype=np.float32) for b in sizes[1:]]
+    order = []
+    for _ in range(epochs):
+        permutation = rng.permutation(samples)
+        order.extend(permutation[at:at + batch] for at in range(0, samples, batch))
+    return order
+
+
+def layer_params(topology: Topology, params: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The neurons' weights of each layer side by side: one layer of an MLP (fully connected layers)."""
+    return [(np.hstack([params[n][0] for n in layer.neurons]), np.concatenate([params[n][1] for n in layer.neurons]))
+            for layer in topology.layers]
+
+
+def reference_mlp(features: np.ndarray, targets: np.ndarray, layers: list, lr: float, order: list[np.ndarray]
+                  ) -> tuple[float, float]:
+    """The same MLP in one process (tanh, softmax + cross-entropy, mean gradient per packet), scored
+    prequentially; returns (accuracy, samples/s)."""
+    weights = [w.copy() for w, _ in layers]
+    biases = [b.copy() for _, b in layers]
     correct = seen = 0
     started = time.perf_counter()
-    for _ in range(epochs):
-        order = rng.permutation(len(targets))
-        for at in range(0, len(order), batch):
-            rows = order[at:at + batch]
-            x, t = features[rows], targets[rows]
-            hs = [x]
-            for k, (w, b) in enumerate(zip(weights, biases)):
-                z = hs[-1] @ w + b
-                hs.append(np.tanh(z) if k < len(weights) - 1 else z)
-            p = np.exp(hs[-1] - hs[-1].max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
-            correct += int((p.argmax(axis=1) == t).sum())
-            seen += len(rows)
-            g = p.copy()
-            g[np.arange(len(rows)), t] -= 1
-            g /= len(rows)
-            for k in reversed(range(len(weights))):
-                grad_w, grad_b = hs[k].T @ g, g.sum(axis=0)
-                if k:
-                    g = (g @ weights[k].T) * (1 - hs[k] ** 2)
-                weights[k] -= lr * grad_w
-                biases[k] -= lr * grad_b
+    for rows in order:
+        x, t = features[rows], targets[rows]
+        hs = [x]
+        for k, (w, b) in enumerate(zip(weights, biases)):
+            z = hs[-1] @ w + b
+            hs.append(np.tanh(z) if k < len(weights) - 1 else z)
+        p = np.exp(hs[-1] - hs[-1].max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        correct += int((p.argmax(axis=1) == t).sum())
+        seen += len(rows)
+        g = p
+        g[np.arange(len(rows)), t] -= 1
+        g /= len(rows)
+        for k in reversed(range(len(weights))):
+            grad_w, grad_b = hs[k].T @ g, g.sum(axis=0)
+            if k:
+                g = (g @ weights[k].T) * (1 - hs[k] ** 2)
+            weights[k] -= np.float32(lr) * grad_w
+            biases[k] -= np.float32(lr) * grad_b
     return correct / seen, seen / (time.perf_counter() - started)
+
+
+def mean_bundles(network: Network) -> dict[str, float]:
+    """Mean packets per forward bundle, per layer (the neurons' ``forwards`` over ``forward_bundles``)."""
+    out = {}
+    for layer in network.topology.layers:
+        forwards = bundles = 0
+        for n in layer.neurons:
+            client = ControlClient(zmq.Context.instance(), neuron_control(network.run_dir, network.topology, n), 5.0)
+            try:
+                metrics = client.call("metrics")
+            finally:
+                client.close()
+            forwards += metrics["forwards"]
+            bundles += metrics["forward_bundles"]
+        out[layer.name] = round(forwards / bundles, 2) if bundles else 0.0
+    return out
+
+
+def learn_once(topology: Topology, data, window: int, args: argparse.Namespace) -> dict:
+    """A fresh network learns the data with ``window`` packets in flight."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        with Network(topology, data_dir, extensions=messenger_children(data_dir), preload=PRELOAD) as network:
+            stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=window,
+                            batch=args.batch, seed=args.seed)
+            try:
+                progress = stream.run(args.epochs)
+            finally:
+                stream.close()
+            bundles = mean_bundles(network)
+    return {"window": window, "accuracy": round(progress.accuracy, 4), "samples_per_s": round(progress.samples_per_s),
+            "last_1000_accuracy": round(progress.rolling_accuracy, 4), "lost": progress.lost, "mean_bundle": bundles}
 
 
 def run(args: argparse.Namespace) -> dict:
     data = digits()
     topology = load_topology()
-    topology.defaults["learning_rate"] = args.learning_rate
-    sizes = [topology.input_width] + [sum(topology.width_of(n) for n in layer.neurons) for layer in topology.layers]
-    reference, reference_rate = reference_mlp(data.features, data.targets, sizes, args.learning_rate, args.epochs,
-                                              args.batch, args.seed)
-    print(f"reference {'-'.join(map(str, sizes))} in one process: accuracy {reference:.3f}, "
+    if args.learning_rate is not None:
+        topology.defaults["learning_rate"] = args.learning_rate
+    if args.staleness is not None:
+        topology.defaults["staleness"] = args.staleness
+    lr, rule = float(topology.defaults["learning_rate"]), topology.defaults["staleness"]
+    params = fresh_params(topology)
+    order = sample_order(len(data.targets), args.epochs, args.batch, args.seed)
+    reference, reference_rate = reference_mlp(data.features, data.targets, layer_params(topology, params), lr, order)
+    print(f"reference in one process, one sample at a time, the network's first weights: accuracy {reference:.3f}, "
           f"{reference_rate:,.0f} samples/s", flush=True)
-    with tempfile.TemporaryDirectory() as data_dir:
-        with Network(topology, data_dir, extensions=messenger_children(data_dir), preload=PRELOAD) as network:
-            stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=args.window,
-                            batch=args.batch, seed=args.seed)
-            try:
-                progress = stream.run(args.epochs, on_progress=lambda p: print(
-                    f"  epoch {p.epoch + 1}: accuracy {p.accuracy:.3f}, {p.samples_per_s:,.0f} samples/s", flush=True))
-            finally:
-                stream.close()
-    return {"accuracy": round(progress.accuracy, 4), "reference_accuracy": round(reference, 4),
-            "difference": round(progress.accuracy - reference, 4), "samples_per_s": round(progress.samples_per_s),
-            "reference_samples_per_s": round(reference_rate), "last_1000_accuracy": round(progress.rolling_accuracy, 4),
-            "epochs": args.epochs, "window": args.window, "batch": args.batch, "learning_rate": args.learning_rate,
-            "lost": progress.lost}
+    windows = sorted({args.window, *(int(w) for w in args.sweep.split(",") if w.strip())})
+    sweep = []
+    for window in windows:
+        row = learn_once(topology, data, window, args)
+        simulated = ReferencePipeline(topology, params, rule, int(topology.defaults["staleness_group"])).stream(
+            data.features, data.targets, window, args.epochs, args.seed, args.batch)
+        row["simulated_accuracy"] = round(simulated.accuracy, 4)
+        row["speed_ratio"] = round(row["samples_per_s"] / reference_rate, 3)
+        print(f"  window {window:3d}: accuracy {row['accuracy']:.3f} (simulated {row['simulated_accuracy']:.3f}), "
+              f"{row['samples_per_s']:,} samples/s ({row['speed_ratio']:.2f}x), bundles {row['mean_bundle']}",
+              flush=True)
+        sweep.append(row)
+    top = next(row for row in sweep if row["window"] == args.window)
+    return {"accuracy": top["accuracy"], "reference_accuracy": round(reference, 4),
+            "difference": round(top["accuracy"] - reference, 4), "samples_per_s": top["samples_per_s"],
+            "reference_samples_per_s": round(reference_rate), "speed_ratio": top["speed_ratio"],
+            "last_1000_accuracy": top["last_1000_accuracy"], "mean_bundle": top["mean_bundle"], "lost": top["lost"],
+            "window": args.window, "batch": args.batch, "learning_rate": lr, "staleness": rule, "epochs": args.epochs,
+            "sweep": sweep}

@@ -19,3 +19,5 @@ from ._plasticity import PLASTICITY as PLASTICITY
 from ._states import STATES as STATES
 from ._self_reshaper import self_reshaper_children as self_reshaper_children
 from ._shaping import ShapingConfig as ShapingConfig
+from ._staleness import (DEFAULT_WINDOW as DEFAULT_WINDOW, RULES as STALENESS_RULES,
+                         DEFAULT_RULE as DEFAULT_STALENESS)

@@ -32,7 +32,7 @@ RULES = ("delay", "stash")
 DEFAULT_RULE = "delay"
 DEFAULT_GROUP = 16
 """Packets per update of the ``stash`` rule (the topology's ``staleness_group``)."""
-DEFAULT_WINDOW = 16
+DEFAULT_WINDOW = 8
 """Packets in flight per origin by default: the most that keeps the digits' accuracy within 0.01 of
 learning one sample at a time in one process (docs/neuron.md, "Staleness", has the sweep)."""
 
@@ -41,6 +41,14 @@ def check_rule(name) -> str:
     if name not in RULES:
         raise ValueError(f"staleness must be one of {', '.join(RULES)}; got {name!r}")
     return name
+
+
+def check_settings(settings: dict) -> None:
+    """ValueError unless a layer's ``staleness`` and ``staleness_group`` settings are usable."""
+    check_rule(settings.get("staleness", DEFAULT_RULE))
+    group = settings.get("staleness_group", DEFAULT_GROUP)
+    if type(group) is not int or group < 1:
+        raise ValueError(f"staleness_group must be a positive integer; got {group!r}")
 
 
 def delay_step(learning_rate: float, mean_delay: float, packets: int) -> float:

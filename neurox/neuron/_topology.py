@@ -18,6 +18,7 @@ from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
 from ._regions import REGION_FLAGS, RegionError, expand as expand_regions
 from ._shaping import ShapingConfig
 from ._sleep import SleepConfig
+from ._staleness import DEFAULT_GROUP, DEFAULT_RULE, check_settings
 
 INPUT = "input"
 """Link source name of the outside world feeding the first layer."""
@@ -25,12 +26,12 @@ OUTPUT = "output"
 """Link destination name of MessengerOut after the last layer."""
 POLICIES = ("replace", "restore")
 LAYER_SETTINGS = ("units", "activation", "learning_rate", "policy", "flush_interval_s", "join_timeout_ms",
-                  "transmitter", "plasticity", "region", "strategy", "context")
+                  "transmitter", "plasticity", "region", "strategy", "context", "staleness", "staleness_group")
 LAYER_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 """How a layer's supervisor restarts its neurons (``strategy``; one_for_one unless a region says otherwise)."""
 DEFAULTS = {"units": 16, "activation": "tanh", "learning_rate": 0.05, "policy": "replace",
             "flush_interval_s": 1.0, "join_timeout_ms": 200, "transmitter": DEFAULT_TRANSMITTER,
-            "plasticity": DEFAULT_PLASTICITY}
+            "plasticity": DEFAULT_PLASTICITY, "staleness": DEFAULT_RULE, "staleness_group": DEFAULT_GROUP}
 DEFAULT_SUPERVISION = {"intensity": 50, "period_s": 5.0}
 """Per layer (and region) supervisor. Higher than Elixir's 3 in 5 s: a layer of many neurons under chaos
 testing legitimately sees several deaths a second, and each is repaired in milliseconds."""
@@ -195,6 +196,7 @@ class Topology:
                 raise TopologyError(f"layer {layer.name!r}: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
             try:
                 check_activation(settings["activation"])
+                check_settings(settings)
             except ValueError as exc:
                 raise TopologyError(f"layer {layer.name!r}: {exc}") from None
             if settings["activation"] == "softmax" and layer is not self.layers[-1]:

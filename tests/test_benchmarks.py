@@ -48,3 +48,16 @@ def test_brain_bench_runs_the_parts_asked_for_with_their_baselines():
     done = subprocess.run([sys.executable, "-m", "neurox.cli", "bench", "brain", "--parts", "nonsense"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "unknown parts ['nonsense']" in done.stderr
+
+
+@pytest.mark.timeout(180)
+def test_learn_bench_sweeps_windows_beside_one_process_from_the_same_first_weights():
+    result = bench("learn", "--epochs", "1", "--sweep", "2", timeout=170)
+    assert result["batch"] == 1 and result["staleness"] == "delay" and result["learning_rate"] == 0.05
+    assert [row["window"] for row in result["sweep"]] == sorted({2, result["window"]})
+    assert result["speed_ratio"] == pytest.approx(result["samples_per_s"] / result["reference_samples_per_s"], rel=0.01)
+    for row in result["sweep"]:
+        assert row["lost"] == 0 and row["accuracy"] > 0.5 and row["simulated_accuracy"] > 0.5, row
+        assert list(row["mean_bundle"]) == ["L0", "L1", "L2", "L3", "L4"]
+        assert all(1 <= size <= row["window"] for size in row["mean_bundle"].values()), row
+    assert result["reference_accuracy"] > 0.6  # one epoch of the digits, one sample at a time

@@ -93,19 +93,14 @@ def test_a_bundle_learns_exactly_what_single_packets_learn(tmp_path):
     for bundled, sub in ((True, "a"), (False, "b")):
         (tmp_path / sub).mkdir()
         n = make_neuron(tmp_path / sub)
-        w0 = n.weights.copy()
+        w0 = n.rule.weights.copy()
         groups = [list(range(k))] if bundled else [[i] for i in range(k)]
+        for group in groups:  # through the behaviour's callback, as the loop hands over one drain of the inbox
+            n.handle_frame(n.inbox, [frames.encode_forward(src, group, [part[i] for i in group], [True] * len(group), [meta] * len(group))
+                                     for src, part in (("L1.n0", a), ("L1.n1", b))])
         for group in groups:
-            joined = []
-            n._on_forward(frames.decode(frames.encode_forward("L1.n0", group, [a[i] for i in group], [True] * len(group), [meta] * len(group))), joined)
-            n._on_forward(frames.decode(frames.encode_forward("L1.n1", group, [b[i] for i in group], [True] * len(group), [meta] * len(group))), joined)
-            n._compute(joined)
-        for group in groups:
-            returned = []
-            n._on_gradient(frames.decode(frames.encode_gradient("L3.n0", group, [g0[i] for i in group])), returned)
-            n._on_gradient(frames.decode(frames.encode_gradient("L3.n1", group, [g1[i] for i in group])), returned)
-            n._learn_from(returned)
-        results.append((w0, n.weights.copy()))
+            n.handle_frame(n.inbox, [frames.encode_gradient(src, group, [grad[i] for i in group]) for src, grad in (("L3.n0", g0), ("L3.n1", g1))])
+        results.append((w0, n.rule.weights.copy()))
         n.close(clean=True)
     (w0, bundled), (_, single) = results
     assert np.allclose(bundled, single, atol=1e-6)

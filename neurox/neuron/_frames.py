@@ -45,7 +45,20 @@ def decode(frame: bytes, kinds: tuple[int, ...] = (FORWARD, GRADIENT)) -> list:
 
 def split_rows(data: bytes, rows: list, width: int) -> list[np.ndarray]:
     """The packets' row blocks (writable: the compiled kernels take writable arrays only)."""
-    block = vector_from(data, width)
+    return _split(vector_from(data, width), rows, width)
+
+
+def split_finite_rows(data: bytes, rows: list, width: int) -> tuple[list[np.ndarray], list[int]]:
+    """:func:`split_rows`, and the indexes of the packets holding a value that is not finite (nan, inf):
+    one check over the whole frame, per packet only when it fails."""
+    whole = vector_from(data, width)
+    blocks = _split(whole, rows, width)
+    if np.isfinite(whole).all():
+        return blocks, []
+    return blocks, [i for i, block in enumerate(blocks) if not np.isfinite(block).all()]
+
+
+def _split(block: np.ndarray, rows: list, width: int) -> list[np.ndarray]:
     if sum(rows) != block.shape[0] or any(type(r) is not int or r <= 0 for r in rows):
         raise FrameError("wrong_shape", f"rows {rows[:8]} do not add up to {block.shape[0]} rows of {width}")
     block = block.copy()

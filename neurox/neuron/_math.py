@@ -90,12 +90,56 @@ def backward(x: np.ndarray, y: np.ndarray, grad_y: np.ndarray, weights: np.ndarr
              activation: str, lr: float, grad_is_dz: bool = False) -> np.ndarray:
     """Update ``weights`` and ``bias`` in place from one batch; return dLoss/dx for upstream."""
     dz = grad_y if grad_is_dz else grad_y * derivative_from_output(y, activation)
+    return descend(x, dz, weights, bias, lr)
+
+
+def descend(x: np.ndarray, dz: np.ndarray, weights: np.ndarray, bias: np.ndarray, lr: float) -> np.ndarray:
+    """dLoss/dx with the weights as they are, then ``weights -= lr x^T dz`` and ``bias -= lr sum(dz)``
+    in place (``lr`` 0: the weights stay)."""
     if x.shape[0] < BLAS_ROWS:
         return dense_backward(x, np.ascontiguousarray(dz, dtype=np.float32), weights, bias, np.float32(lr))
     dx = dz @ weights.T
-    weights -= np.float32(lr) * (x.T @ dz)
-    bias -= np.float32(lr) * dz.sum(axis=0)
+    if lr:
+        weights -= np.float32(lr) * (x.T @ dz)
+        bias -= np.float32(lr) * dz.sum(axis=0)
     return dx.astype(np.float32, copy=False)
+
+
+def update_norm_sq(x: np.ndarray, dz: np.ndarray) -> float:
+    """The squared norm of one batch's gradient, ``|x^T dz|^2 + |sum(dz)|^2`` (weights and bias),
+    without forming it: ``<x x^T + 1, dz dz^T>``, i.e. ``(|x|^2 + 1) |dz|^2`` for one row. ``inf`` or
+    ``nan`` when anything in it is not finite (or its float32 sums overflow)."""
+    if x.shape[0] == 1:
+        return (float(np.dot(x[0], x[0])) + 1.0) * float(np.dot(dz[0], dz[0]))
+    return float(np.vdot(x @ x.T + np.float32(1.0), dz @ dz.T))
+
+
+def held_outputs(ys: list[np.ndarray], held: np.ndarray | None, context: float
+                 ) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Outputs with a leaky context (a prefrontal region's working memory): each row sent is
+    ``(1 - context) * row + context * the row sent before it``; returns them and the last row sent."""
+    out = []
+    for y in ys:
+        mixed = np.empty_like(y)
+        for i, row in enumerate(y):
+            held = row if held is None else (1.0 - context) * row + context * held
+            mixed[i] = held
+        out.append(mixed)
+    return out, held
+
+
+def weight_statistics(w: np.ndarray, bins: int = 10) -> dict:
+    """Mean, spread, range and histogram of the finite weights, and how many are not finite (never
+    raises: ``np.histogram`` does on a non-finite value)."""
+    finite = np.isfinite(w)
+    values = w if finite.all() else w[finite]
+    if not values.size:
+        return {"mean": None, "std": None, "min": None, "max": None, "histogram": [], "edges": [],
+                "non_finite": int(w.size)}
+    hist, edges = np.histogram(values, bins=bins)
+    return {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+            "max": float(values.max()), "histogram": hist.tolist(), "edges": [float(e) for e in edges],
+            "non_finite": int(w.size - values.size)}
 
 
 def initial_weights(fan_in: int, units: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -119,3 +163,12 @@ def seed_from_siblings(siblings: list[tuple[np.ndarray, np.ndarray]], fan_in: in
     weights = np.mean([w for w, _ in usable], axis=0) + rng.normal(0.0, noise, (fan_in, units))
     bias = np.mean([b for _, b in usable], axis=0) + rng.normal(0.0, noise, units)
     return weights.astype(np.float32), bias.astype(np.float32), len(usable)
+
+
+def before_fork() -> None:
+    """Called once in the launcher (on ``_process``, a preloaded module): what numpy sets up lazily the first
+    time -- the random generators (about 25 ms), a generator seeded from a sequence as a neuron's first weights
+    are, the histogram of its first report (together some 240 page faults) -- is then shared by every forked
+    neuron instead of paid by each."""
+    np.random.default_rng([1, 2]).normal(size=4)
+    np.histogram(np.zeros(4, dtype=np.float32), bins=10)

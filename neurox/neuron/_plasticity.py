@@ -40,9 +40,13 @@ EXPLORATION_NOISE = 0.1
 
 def oja_update(x: np.ndarray, weights: np.ndarray, lr: float) -> None:
     """Sanger's rule (Oja's for one unit) over rows ``x``, in place on ``weights`` (fan_in x units)."""
+    weights += np.float32(lr) * oja_delta(x, weights)
+
+
+def oja_delta(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The direction Sanger's rule moves ``weights`` in for rows ``x`` (per unit of learning rate)."""
     z = x @ weights
-    rows = max(x.shape[0], 1)
-    weights += np.float32(lr / rows) * (x.T @ z - weights @ np.triu(z.T @ z))
+    return (x.T @ z - weights @ np.triu(z.T @ z)) / np.float32(max(x.shape[0], 1))
 
 
 def tempered(y: np.ndarray, activation: str, temperature: float) -> np.ndarray:

@@ -1,0 +1,180 @@
+"""A neuron's links: one record per neighbour, in the order its weights and frames use.
+
+An *input* link (an upstream neighbour, or the pseudo-node ``input`` where MessengerIn attaches) has
+the width of what it sends, its slot in a join (its index among the inputs), its columns in the
+joined input ``x`` (``offset``), and the PUSH socket this neuron sends it gradients on (none for
+``input``). An *output* link (a downstream neighbour, or MessengerOut as ``output``) has its slot in
+a gradient join and the PUSH socket forward frames go on. Sockets come from a factory, so the
+bookkeeping is testable without ZeroMQ; every send goes through :meth:`Links.send`, which counts
+what a full queue drops and mirrors the frame on the tap when one is on (``neurox probe tap``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import zmq
+
+from ..runtime import FrameError, Reply
+from ._frames import encode_gradient
+from ._topology import INPUT, OUTPUT
+
+
+class Link:
+    """One neighbour: its id, width (inputs), slot, columns in ``x`` (inputs), socket and tap topic."""
+
+    __slots__ = ("peer", "width", "slot", "offset", "socket", "topic")
+
+    def __init__(self, peer: str, width: int, socket, topic: bytes):
+        self.peer, self.width, self.socket, self.topic = peer, width, socket, topic
+        self.slot = self.offset = 0
+
+
+class Links:
+    """The inputs and outputs of neuron ``owner``. ``connect(peer)`` gives a PUSH socket to ``peer``'s inbox;
+    ``counters`` is the neuron's counters (``dropped_sends`` is counted here)."""
+
+    def __init__(self, owner: str, connect: Callable[[str], object], counters: dict):
+        self.owner = owner
+        self.connect = connect
+        self.counters = counters
+        self.inputs: list[Link] = []
+        self.outputs: list[Link] = []
+        self.input_of: dict[str, Link] = {}
+        self.output_of: dict[str, Link] = {}
+        self.fan_in = 0
+        self.tap = None
+
+    # -- what the neighbours are ----------------------------------------------------------------
+    @property
+    def layout(self) -> list[tuple[str, int]]:
+        """``(peer, width)`` of every input, in the order of the rows of the weights."""
+        return [(link.peer, link.width) for link in self.inputs]
+
+    @property
+    def is_end(self) -> bool:
+        return OUTPUT in self.output_of
+
+    def status(self) -> dict:
+        return {"inputs": [link.peer for link in self.inputs], "outputs": [link.peer for link in self.outputs]}
+
+    def input(self, peer: str) -> Link:
+        """The input link from ``peer``; FrameError ``unknown_source`` if there is none."""
+        link = self.input_of.get(peer)
+        if link is None:
+            raise FrameError("unknown_source", f"{peer!r} is not an input of {self.owner}")
+        return link
+
+    def output(self, peer: str) -> Link:
+        """The output link to ``peer``; FrameError ``unknown_source`` if there is none."""
+        link = self.output_of.get(peer)
+        if link is None:
+            raise FrameError("unknown_source", f"{peer!r} is not an output of {self.owner}")
+        return link
+
+    def set_inputs(self, layout: list[tuple[str, int]]) -> None:
+        """The inputs as they are now, in order: kept links keep their socket, new ones connect, gone ones close."""
+        old = self.input_of
+        self.inputs = []
+        for peer, width in layout:
+            link = old.get(peer)
+            if link is None:
+                link = Link(peer, int(width), None if peer == INPUT else self.connect(peer), f"grad>{peer}".encode())
+            link.width = int(width)
+            self.inputs.append(link)
+        self.input_of = {link.peer: link for link in self.inputs}
+        for peer, link in old.items():
+            if peer not in self.input_of and link.socket is not None:
+                link.socket.close()
+        offset = 0
+        for slot, link in enumerate(self.inputs):
+            link.slot, link.offset = slot, offset
+            offset += link.width
+        self.fan_in = offset
+
+    def add_output(self, peer: str) -> None:
+        self.outputs.append(Link(peer, 0, self.connect(peer), peer.encode()))
+        self._renumber_outputs()
+
+    def remove_output(self, peer: str) -> None:
+        self.output_of[peer].socket.close()
+        self.outputs = [link for link in self.outputs if link.peer != peer]
+        self._renumber_outputs()
+
+    def _renumber_outputs(self) -> None:
+        for slot, link in enumerate(self.outputs):
+            link.slot = slot
+        self.output_of = {link.peer: link for link in self.outputs}
+
+    # -- control requests (add_link / remove_link) ----------------------------------------------
+    def check_change(self, request: dict, adding: bool) -> tuple[str, str]:
+        """``(direction, peer)`` of a valid ``add_link``/``remove_link`` request, or the Reply refusing it."""
+        direction, peer = request.get("direction"), request.get("peer")
+        if direction not in ("in", "out") or not isinstance(peer, str):
+            raise Reply("bad_request", f"{'add' if adding else 'remove'}_link needs direction 'in' or 'out' and a peer id")
+        links = self.input_of if direction == "in" else self.output_of
+        arrow = f"{peer} -> {self.owner}" if direction == "in" else f"{self.owner} -> {peer}"
+        if adding and peer in links:
+            raise Reply("already_linked", f"{arrow} exists")
+        if adding and direction == "in":
+            width = request.get("width")
+            if not isinstance(width, int) or isinstance(width, bool) or width <= 0:
+                raise Reply("bad_request", "an input link needs the peer's width")
+        if not adding and peer not in links:
+            raise Reply("not_found", f"no link {arrow}")
+        if not adding and len(links) == 1:
+            raise Reply("last_link", f"{self.owner} would have no {'input' if direction == 'in' else 'output'} left")
+        return direction, peer
+
+    # -- sending ----------------------------------------------------------------------------------
+    def send(self, link: Link, frame: bytes) -> None:
+        """Send without blocking: a full queue drops the frame (counted ``dropped_sends``)."""
+        try:
+            link.socket.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters["dropped_sends"] += 1
+        if self.tap is not None:
+            try:  # a mirror never slows the neuron down: a slow tap loses frames, not the neuron
+                self.tap.send_multipart([link.topic, frame], zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+
+    def send_gradients(self, packets: list, dxs: list[np.ndarray]) -> None:
+        """dLoss/dx of each packet, one bundle per upstream neuron: its columns of every packet's rows."""
+        for link in self.inputs:
+            if link.socket is not None:
+                end = link.offset + link.width
+                self.send(link, encode_gradient(self.owner, packets, [dx[:, link.offset:end] for dx in dxs]))
+
+    def set_tap(self, tap) -> None:
+        """Mirror every frame sent on ``tap`` (a PUB socket; None: stop), topic the link's."""
+        if self.tap is not None and tap is not self.tap:
+            self.tap.close()
+        self.tap = tap
+
+    def close(self, linger: int | None) -> None:
+        for link in (*self.inputs, *self.outputs):
+            if link.socket is not None:
+                link.socket.close(linger=linger)
+        if self.tap is not None:
+            self.tap.close()
+
+
+def relayout(weights: np.ndarray, old: list[tuple[str, int]], new: list[tuple[str, int]],
+             fresh: Callable[[int], np.ndarray]) -> np.ndarray:
+    """Weights laid out for the inputs ``old`` re-laid for ``new``: the rows of each link kept (same peer,
+    same width), ``fresh(width)`` rows for a new or resized link; a removed link's rows are dropped."""
+    if old == new and weights.shape[0] == sum(w for _, w in new):
+        return weights.astype(np.float32)
+    offsets, at = {}, 0
+    for peer, width in old:
+        offsets[peer] = (at, int(width))
+        at += int(width)
+    blocks = []
+    for peer, width in new:
+        start, old_width = offsets.get(peer, (0, -1))
+        if old_width == width and start + width <= weights.shape[0]:
+            blocks.append(weights[start:start + width])
+        else:
+            blocks.append(fresh(width))
+    return np.concatenate(blocks).astype(np.float32)

@@ -1,0 +1,208 @@
+"""A neuron's data plane: what it does with the frames in its inbox (docs/neuron.md).
+
+Forward parts are joined by packet id (``Joins``) over the input links; every packet completed --
+in one drain of the inbox, or at its join deadline -- is computed in one matrix product at the gain
+the receptors sense, and sent on in one frame per output link (a *bundle*). A learning packet's
+pass is kept by the ``LearningRule``; its gradients, joined over the output links, come back later:
+the rule learns and returns dLoss/dx, sent upstream in one frame per input link. The end neuron
+makes the first gradient from the packet's targets and sends its outputs to MessengerOut.
+
+Non-finite values never enter: a forward part holding ``nan`` or ``inf`` is refused and counted
+(``non_finite_inputs``; its packet misses that part, as if it had not come), and the rule refuses
+an update whose gradient is not finite.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ..runtime import BadFrames, FrameError, unpack_map
+from . import _frames as frames
+from ._activity import Activity
+from ._joins import RECENT_DONE, Joins
+from ._learning_rule import LearningRule
+from ._links import Links
+from ._math import forward, held_outputs
+from ._receptors import Receptors
+
+
+class Pipeline:
+    """The data plane of neuron ``owner`` (``units`` outputs) over its parts. ``settings`` is the neuron's
+    (read live: activation, learning_rate, join_timeout_ms); ``context`` its leaky output memory."""
+
+    def __init__(self, owner: str, units: int, links: Links, rule: LearningRule, receptors: Receptors,
+                 settings: dict, counters: dict, bad: BadFrames, context: float = 0.0):
+        self.owner, self.units, self.links, self.rule, self.receptors = owner, units, links, rule, receptors
+        self.settings, self.counters, self.bad = settings, counters, bad
+        self.context, self.held = context, None
+        self.learning, self.frozen = True, False
+        """``learning``: learn from packets marked so; ``frozen``: gradients still pass upstream, the weights stay."""
+        self.activity = Activity()
+        self.joins = Joins([link.width for link in links.inputs], counters, "missed_inputs", "concat", RECENT_DONE)
+        self.grads = Joins([units] * len(links.outputs), counters, "missed_gradients", "sum")
+        self.outgoing: list[tuple[int, np.ndarray]] = []
+
+    def handle(self, batch: list[bytes]) -> None:
+        """Frames taken from the inbox at once: what they complete is computed and sent in one go."""
+        joined, returned = [], []
+        for frame in batch:
+            try:
+                message = frames.decode(frame)
+                if message[0] == frames.FORWARD:
+                    self._on_forward(message, joined)
+                else:
+                    self._on_gradient(message, returned)
+            except FrameError as exc:
+                self.bad.note(exc.kind, exc.detail)
+        if joined:
+            self.compute(joined)
+        if returned:
+            self.learn_from(returned)
+
+    def _on_forward(self, message: list, joined: list) -> None:
+        _, src, packets, rows, data, learn, metas = message
+        link = self.links.input(src)
+        blocks, bad = frames.split_finite_rows(data, rows, link.width)
+        if bad:  # refused and counted: the packet's join misses this part (with one input, it is dropped)
+            self.counters["non_finite_inputs"] += len(bad)
+            self.bad.note("non_finite", f"packet {packets[bad[0]]} from {src} holds nan or inf")
+            blocks = [None if i in bad else block for i, block in enumerate(blocks)]
+        self.joins.add_all(link.slot, blocks, packets, time.monotonic(), joined, learn, metas)
+
+    def _on_gradient(self, message: list, returned: list) -> None:
+        _, src, packets, rows, data = message
+        link = self.links.output(src)
+        if self.rule.sends_gradients:  # a local rule learns from its own activity: gradients stop here
+            self.grads.add_all(link.slot, frames.split_rows(data, rows, self.units), packets, time.monotonic(), returned)
+
+    def compute(self, joined: list[tuple], hold: bool = True) -> list[np.ndarray]:
+        """One forward pass over every joined ``(packet, x, learn, meta)``, one frame per link; the outputs.
+        ``hold`` False: a probe, which leaves the held context as it was."""
+        packets, xs, metas = [j[0] for j in joined], [j[1] for j in joined], [j[3] for j in joined]
+        learn = [bool(j[2]) and self.learning for j in joined]
+        x_all = np.ascontiguousarray(xs[0] if len(xs) == 1 else np.concatenate(xs), dtype=np.float32)
+        gain, activation = self.receptors.modulation.gain, self.settings["activation"]
+        w, b = self.rule.weights, self.rule.bias
+        y_all = forward(x_all, w if gain == 1.0 else w * gain, b if gain == 1.0 else b * gain, activation)
+        self.receptors.note_outputs(y_all)
+        if not self.rule.sends_gradients and any(learn) and not self.frozen:
+            bounds = np.cumsum([0, *(x.shape[0] for x in xs)])
+            learning = [slice(bounds[i], bounds[i + 1]) for i, lrn in enumerate(learn) if lrn]
+            y_all = self.rule.on_forward(x_all, y_all, learning, self.learning_rate(), activation,
+                                         self.receptors.modulation.exploration, time.monotonic())
+        ys = [y_all] if len(xs) == 1 else np.split(y_all, np.cumsum([x.shape[0] for x in xs])[:-1])
+        self.counters["forwards"] += len(xs)
+        self.counters["samples"] += y_all.shape[0]
+        self.activity.note_outputs(y_all, activation)
+        if self.links.is_end:
+            losses = [self._learn_at_end(*args) for args in zip(packets, xs, ys, learn, metas)]
+            self._send_gradients()
+            self.links.send(self.links.outputs[0], frames.encode_output(self.owner, packets, ys, metas, losses))
+            return ys
+        if self.rule.sends_gradients and any(learn):
+            now = time.monotonic()
+            for packet, x, y, lrn in zip(packets, xs, ys, learn):
+                if lrn:
+                    self.rule.keep(packet, x, y, now)
+        sent = ys
+        if self.context and hold:
+            sent, self.held = held_outputs(ys, self.held, self.context)
+        frame = frames.encode_forward(self.owner, packets, sent, learn, metas)
+        for link in self.links.outputs:
+            self.links.send(link, frame)
+        return ys
+
+    def _learn_at_end(self, packet: int, x: np.ndarray, y: np.ndarray, learn: bool, meta: bytes) -> float | None:
+        """At the end node the loss gives the first gradient; returns the loss (None if not learning)."""
+        if not learn or not self.rule.sends_gradients:
+            return None
+        try:
+            targets = unpack_map(meta).get("targets")
+            if targets is None:
+                return None
+            dx, loss = self.rule.on_targets(x, y, targets, self._step_rate(), self.settings["activation"], self._scale())
+        except (FrameError, ValueError, TypeError) as exc:
+            self.bad.note("bad_target", str(exc))
+            return None
+        self.outgoing.append((packet, dx))
+        if loss is not None:
+            self.activity.note_loss(loss)
+        return loss
+
+    def learn_from(self, returned: list[tuple]) -> None:
+        """Update from each packet's gradient in arrival order, then one bundle per upstream link."""
+        lr, activation, scale = self._step_rate(), self.settings["activation"], self._scale()
+        for packet, grad, *_ in returned:
+            try:
+                dx = self.rule.on_gradient(packet, grad, lr, activation, scale)
+            except FrameError as exc:
+                self.bad.note(exc.kind, exc.detail)
+                continue
+            if dx is not None:
+                self.outgoing.append((packet, dx))
+        self._send_gradients()
+
+    def _send_gradients(self) -> None:
+        if self.outgoing:
+            self.links.send_gradients([p for p, _ in self.outgoing], [dx for _, dx in self.outgoing])
+            self.outgoing.clear()
+
+    def reward(self, rpe: float, now: float) -> None:
+        """Dopamine's RPE, for a rule that learns from it."""
+        if self.learning and not self.frozen:
+            self.rule.on_reward(rpe, self.learning_rate(), now)
+
+    def learning_rate(self) -> float:
+        return self.receptors.learning_rate(self.settings["learning_rate"])
+
+    def _step_rate(self) -> float | None:
+        return None if self.frozen else self.learning_rate()
+
+    def _scale(self) -> float:
+        """y = act(gain * z) carries the gain into the gradient; the sent output holds 1 - context of y."""
+        return self.receptors.modulation.gain * (1.0 - self.context)
+
+    # -- deadlines --------------------------------------------------------------------------------
+    def expire(self, now: float) -> float | None:
+        """Overdue joins go on without what is missing, stale passes go; the next deadline (or None)."""
+        timeout_s = self.settings["join_timeout_ms"] / 1000.0
+        joined, returned = self.joins.overdue(now, timeout_s), self.grads.overdue(now, timeout_s)
+        if joined:
+            self.compute(joined)
+        if returned:
+            self.learn_from(returned)
+        self.rule.expire(now)
+        due = [d for d in (self.joins.next_deadline(timeout_s), self.grads.next_deadline(timeout_s),
+                           self.rule.next_expiry()) if d is not None]
+        return min(due) if due else None
+
+    # -- links changing while it runs ---------------------------------------------------------------
+    def set_inputs(self, layout: list[tuple[str, int]], relay: Callable[[np.ndarray, list], np.ndarray]) -> None:
+        """New inputs: joins go on with what they have; passes kept for learning no longer fit the weights:
+        dropped (``expired``), not learnt from; ``relay(weights, old layout)`` re-lays the weights."""
+        self._settle()
+        self.rule.forget()
+        old = self.links.layout
+        self.links.set_inputs(layout)
+        self.rule.weights = relay(self.rule.weights, old)
+        self.joins.resize([link.width for link in self.links.inputs])
+
+    def add_output(self, peer: str) -> None:
+        """Joins in progress go on as they are: no gradient comes from the new link for them."""
+        self.links.add_output(peer)
+        self.grads.resize([self.units] * len(self.links.outputs))
+
+    def remove_output(self, peer: str) -> None:
+        self._settle()
+        self.links.remove_output(peer)
+        self.grads.resize([self.units] * len(self.links.outputs))
+
+    def _settle(self) -> None:
+        """Before links change, joins in progress go on at once with what they have."""
+        joined, returned = self.joins.take_all(), self.grads.take_all()
+        if joined:
+            self.compute(joined)
+        if returned:
+            self.learn_from(returned)

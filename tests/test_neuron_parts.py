@@ -1,0 +1,434 @@
+"""The parts of a neuron, each on its own and without a socket: Links, Joins, the LearningRule,
+Receptors, Persistence (on a real LevelDB), the Pipeline over them, and the request checks."""
+import os
+
+import numpy as np
+import pytest
+import zmq
+
+from neurox.neuron import _frames as frames
+from neurox.neuron._joins import Joins
+from neurox.neuron._learning_rule import MAX_GRAD_NORM, Backprop, Oja, ThreeFactor, make_rule
+from neurox.neuron._links import Links, relayout
+from neurox.neuron._math import backward, update_norm_sq, weight_statistics
+from neurox.neuron._neurotransmitters import NEUTRAL
+from neurox.neuron._persistence import Persistence, start_plan
+from neurox.neuron._pipeline import Pipeline
+from neurox.neuron._plasticity import oja_update
+from neurox.neuron._receptors import Receptors
+from neurox.neuron._requests import checked_set_params, checked_vector
+from neurox.runtime import BadFrames, FrameError, Reply, pack
+
+pytestmark = pytest.mark.timeout(30)
+RNG = np.random.default_rng(7)
+COUNTERS = ("forwards", "samples", "backwards", "updates", "missed_inputs", "missed_gradients", "late", "expired",
+            "dropped_sends", "flush_errors", "refused_updates", "clipped_updates", "non_finite_inputs")
+
+
+def counters() -> dict:
+    return dict.fromkeys(COUNTERS, 0)
+
+
+class FakeSocket:
+    """What a link needs of a PUSH socket: ``send`` (raising zmq.Again when ``full``) and ``close``."""
+
+    def __init__(self, peer: str = "", full: bool = False):
+        self.peer, self.full, self.sent, self.closed = peer, full, [], False
+
+    def send(self, frame, flags=0):
+        if self.full:
+            raise zmq.Again()
+        self.sent.append(frame)
+
+    def send_multipart(self, parts, flags=0):
+        self.sent.append(parts)
+
+    def close(self, linger=None):
+        self.closed = True
+
+
+class Recorder:
+    """What Persistence needs of an event publisher: ``emit``."""
+
+    def __init__(self):
+        self.events = []
+
+    def emit(self, event, **fields):
+        self.events.append((event, fields))
+
+
+def make_links(inputs=(("L1.n0", 3), ("L1.n1", 2)), outputs=("L3.n0", "L3.n1")) -> Links:
+    links = Links("L2.n0", FakeSocket, counters())
+    links.set_inputs(list(inputs))
+    for dst in outputs:
+        links.add_output(dst)
+    return links
+
+
+def rule(kind=Backprop, fan_in=5, units=4, **kwargs):
+    refused = []
+    r = kind(RNG.normal(0, 0.5, (fan_in, units)).astype(np.float32), np.zeros(units, np.float32), counters(),
+             np.random.default_rng(1), refused.append, **kwargs)
+    return r, refused
+
+
+# -- Links -------------------------------------------------------------------------------------------
+def test_links_are_one_record_per_neighbour_with_slot_offset_and_socket():
+    links = make_links(inputs=(("input", 2), ("L1.n0", 3), ("L1.n1", 4)))
+    assert [(link.peer, link.slot, link.offset, link.width) for link in links.inputs] == [
+        ("input", 0, 0, 2), ("L1.n0", 1, 2, 3), ("L1.n1", 2, 5, 4)]
+    assert links.fan_in == 9 and links.input("input").socket is None, "MessengerIn takes no gradients"
+    kept = links.input("L1.n1").socket
+    links.set_inputs([("L1.n1", 4), ("L1.n2", 1)])
+    assert links.input("L1.n1").socket is kept and links.input("L1.n1").slot == 0
+    assert kept.closed is False and links.fan_in == 5
+    with pytest.raises(FrameError) as err:
+        links.input("L1.n0")
+    assert err.value.kind == "unknown_source"
+    links.remove_output("L3.n0")
+    assert [(link.peer, link.slot) for link in links.outputs] == [("L3.n1", 0)] and not links.is_end
+    links.add_output("output")
+    assert links.is_end and links.output("output").slot == 1
+
+
+def test_link_changes_are_checked_with_the_errors_of_the_control_api():
+    links = make_links(outputs=("L3.n0",))
+    cases = [({"direction": "sideways", "peer": "x"}, True, "bad_request"),
+             ({"direction": "in", "peer": "L1.n0", "width": 3}, True, "already_linked"),
+             ({"direction": "in", "peer": "L1.n9"}, True, "bad_request"),
+             ({"direction": "in", "peer": "L1.n9", "width": True}, True, "bad_request"),
+             ({"direction": "out", "peer": "L3.n9"}, False, "not_found"),
+             ({"direction": "out", "peer": "L3.n0"}, False, "last_link")]
+    for request, adding, error in cases:
+        with pytest.raises(Reply) as err:
+            links.check_change(request, adding)
+        assert err.value.error == error, request
+    assert links.check_change({"direction": "in", "peer": "L1.n9", "width": 2}, True) == ("in", "L1.n9")
+
+
+def test_a_full_queue_drops_and_counts_and_the_tap_mirrors_with_the_links_topic():
+    links = Links("n", lambda peer: FakeSocket(peer, full=peer == "slow"), counters())
+    links.set_inputs([("input", 1)])
+    links.add_output("slow")
+    links.add_output("fast")
+    links.set_tap(FakeSocket())
+    for link in links.outputs:
+        links.send(link, b"frame")
+    assert links.counters["dropped_sends"] == 1 and links.output("fast").socket.sent == [b"frame"]
+    assert links.tap.sent == [[b"slow", b"frame"], [b"fast", b"frame"]]
+
+
+def test_gradients_go_to_each_upstream_neuron_as_its_columns():
+    links = make_links(inputs=(("input", 1), ("L1.n0", 3), ("L1.n1", 2)))
+    dxs = [RNG.random((1, 6), dtype=np.float32), RNG.random((2, 6), dtype=np.float32)]
+    links.send_gradients([10, 11], dxs)
+    for peer, start, end in (("L1.n0", 1, 4), ("L1.n1", 4, 6)):
+        (frame,) = links.input(peer).socket.sent
+        _, src, packets, rows, data = frames.decode(frame)
+        got = frames.split_rows(data, rows, end - start)
+        assert src == "L2.n0" and packets == [10, 11]
+        assert all(np.array_equal(g, dx[:, start:end]) for g, dx in zip(got, dxs))
+
+
+def test_relayout_keeps_the_rows_of_kept_links_and_makes_fresh_ones():
+    w = np.arange(12, dtype=np.float32).reshape(6, 2)
+    new = relayout(w, [("a", 2), ("b", 3), ("c", 1)], [("c", 1), ("a", 2), ("d", 2), ("b", 4)],
+                   lambda width: np.full((width, 2), -1, np.float32))
+    assert np.array_equal(new[0], w[5]) and np.array_equal(new[1:3], w[0:2])
+    assert (new[3:] == -1).all(), "a new link and a resized one get fresh rows"
+
+
+# -- Joins ---------------------------------------------------------------------------------------------
+def test_a_join_completes_in_slot_order_and_a_late_part_is_dropped():
+    c = counters()
+    joins = Joins([2, 3], c, "missed_inputs", "concat", remember=2)
+    out = []
+    joins.add(7, 1, np.ones((1, 3), np.float32), 0.0, out, True, b"m")
+    assert out == [] and len(joins) == 1
+    joins.add(7, 0, np.zeros((1, 2), np.float32), 0.1, out, False, b"other")
+    ((packet, x, learn, meta),) = out
+    assert packet == 7 and x.tolist() == [[0, 0, 1, 1, 1]] and learn is True and meta == b"m"
+    joins.add(7, 0, np.zeros((1, 2), np.float32), 0.2, out)
+    assert c["late"] == 1 and len(joins) == 0 and len(out) == 1
+    for packet in (8, 9, 10):  # three more done: 7 is forgotten (remember=2)
+        joins.add(packet, 0, np.zeros((1, 2), np.float32), 0.3, out)
+        joins.add(packet, 1, np.zeros((1, 3), np.float32), 0.3, out)
+    joins.add(7, 0, np.zeros((1, 2), np.float32), 0.4, out)
+    assert len(joins) == 1, "an id forgotten opens a join again"
+
+
+def test_overdue_joins_go_on_with_zeros_and_count_what_was_missed():
+    c = counters()
+    joins = Joins([2, 3], c, "missed_inputs", "concat")
+    out = []
+    joins.add(1, 0, np.full((2, 2), 5, np.float32), 0.0, out)
+    joins.add(2, 1, np.full((1, 3), 6, np.float32), 0.05, out)
+    assert joins.next_deadline(0.2) == pytest.approx(0.2)
+    assert joins.overdue(0.1, 0.2) == []
+    ((packet, x, _, _),) = joins.overdue(0.2, 0.2)
+    assert packet == 1 and x.tolist() == [[5, 5, 0, 0, 0]] * 2 and c["missed_inputs"] == 1
+    joins.add(3, 0, np.zeros((1, 2), np.float32), 0.3, out)
+    joins.add(3, 1, np.zeros((2, 3), np.float32), 0.3, out)  # another row count than the first part
+    assert out[-1][1].shape == (1, 5) and c["missed_inputs"] == 2
+
+
+def test_too_many_open_joins_push_the_oldest_out_and_gradient_joins_sum():
+    c = counters()
+    joins = Joins([2, 2], c, "missed_gradients", "sum", limit=2)
+    out = []
+    for packet in (1, 2, 3):
+        joins.add(packet, 0, np.full((1, 2), packet, np.float32), 0.0, out)
+    assert [o[0] for o in out] == [1] and out[0][1].tolist() == [[1, 1]] and c["missed_gradients"] == 1
+    joins.add(2, 1, np.full((1, 2), 10, np.float32), 0.0, out)
+    assert out[-1][0] == 2 and out[-1][1].tolist() == [[12, 12]]
+
+
+def test_a_join_opened_before_a_link_was_added_keeps_its_count_of_parts():
+    joins = Joins([4], counters(), "missed_gradients", "sum")
+    out = []
+    joins.resize([4, 4])  # one slot: parts complete at once; two from now on
+    joins.add(1, 0, np.ones((1, 4), np.float32), 0.0, out)
+    joins.resize([4, 4, 4])
+    joins.add(1, 2, np.ones((1, 4), np.float32), 0.0, out)  # a slot the join does not have: ignored
+    joins.add(1, 1, np.ones((1, 4), np.float32), 0.0, out)
+    assert [(o[0], o[1].tolist()) for o in out] == [(1, [[2, 2, 2, 2]])]
+
+
+def test_one_input_needs_no_join_and_refused_parts_are_left_out():
+    joins = Joins([3], counters(), "missed_inputs", "concat", remember=10)
+    out = []
+    blocks = [np.ones((1, 3), np.float32), None, np.zeros((2, 3), np.float32)]
+    joins.add_all(0, blocks, [1, 2, 3], 0.0, out, [True, True, False], [b"a", b"b", b"c"])
+    assert [(o[0], o[2], o[3]) for o in out] == [(1, True, b"a"), (3, False, b"c")] and len(joins) == 0
+
+
+# -- LearningRule ----------------------------------------------------------------------------------------
+def test_backprop_is_the_textbook_step_with_the_weights_before_the_update():
+    r, _ = rule()
+    x, y = RNG.random((1, 5), dtype=np.float32), RNG.random((1, 4), dtype=np.float32) - 0.5
+    grad = RNG.random((1, 4), dtype=np.float32) * 0.1
+    w, b = r.weights.copy(), r.bias.copy()
+    r.keep(3, x, y, 0.0)
+    dx = r.on_gradient(3, grad, 0.05, "tanh", 1.0)
+    expected_dx = backward(x, y, grad, w, b, "tanh", 0.05)
+    assert np.allclose(dx, expected_dx, atol=1e-6) and np.allclose(r.weights, w, atol=1e-6)
+    assert r.counters["updates"] == 1 and r.counters["backwards"] == 1 and r.kept == 0
+    assert r.on_gradient(3, grad, 0.05, "tanh", 1.0) is None and r.counters["late"] == 1
+
+
+def test_every_gradient_knows_how_many_updates_came_between_its_forward_and_it():
+    """The staleness hook: a packet's delay reaches ``step_size``."""
+    delays = []
+
+    class Recording(Backprop):
+        def step_size(self, lr, delay):
+            delays.append(delay)
+            return lr
+
+    r, _ = rule(Recording)
+    x, y = RNG.random((1, 5), dtype=np.float32), np.zeros((1, 4), np.float32)
+    for packet in range(4):
+        r.keep(packet, x, y, 0.0)
+    r.on_gradient(1, np.ones((1, 4), np.float32), 0.01, "linear", 1.0)
+    r.keep(4, x, y, 0.0)
+    for packet in (0, 2, 4, 3):
+        r.on_gradient(packet, np.ones((1, 4), np.float32), 0.01, "linear", 1.0)
+    assert delays == [0, 1, 2, 2, 4], "updates applied between each packet's forward pass and its gradient"
+
+
+def test_a_non_finite_gradient_is_refused_and_a_huge_one_clipped():
+    r, refused = rule()
+    w, b = r.weights.copy(), r.bias.copy()
+    x = RNG.random((1, 5), dtype=np.float32)
+    r.keep(0, x, np.zeros((1, 4), np.float32), 0.0)
+    with np.errstate(over="ignore"):  # a norm beyond float32 (numpy would warn of the overflow)
+        r.on_gradient(0, np.full((1, 4), 1e30, np.float32), 0.1, "linear", 1.0)
+    assert np.array_equal(r.weights, w) and r.counters["refused_updates"] == 1
+    r.keep(1, x, np.zeros((1, 4), np.float32), 0.0)
+    dx = r.on_gradient(1, np.array([[np.nan, 1, 1, 1]], np.float32), 0.1, "linear", 1.0)
+    assert np.array_equal(r.weights, w) and np.array_equal(r.bias, b) and not dx.any()
+    assert r.counters["refused_updates"] == 2 and r.counters["updates"] == 0 and len(refused) == 2
+    r.keep(2, x, np.zeros((1, 4), np.float32), 0.0)
+    r.on_gradient(2, np.full((1, 4), 1e6, np.float32), 0.1, "linear", 1.0)
+    step = np.sqrt(((r.weights - w) ** 2).sum() + ((r.bias - b) ** 2).sum())
+    assert np.isfinite(r.weights).all() and step == pytest.approx(0.1 * MAX_GRAD_NORM, rel=1e-3)
+    assert r.counters["clipped_updates"] == 1 and r.counters["updates"] == 1
+
+
+def test_targets_that_are_not_finite_teach_nothing_and_give_no_loss():
+    r, _ = rule(fan_in=3, units=2)
+    w = r.weights.copy()
+    x, y = np.ones((1, 3), np.float32), np.zeros((1, 2), np.float32)
+    dx, loss = r.on_targets(x, y, [[np.nan, 0.0]], 0.1, "linear", 1.0)
+    assert loss is None and np.array_equal(r.weights, w) and not dx.any()
+    dx, loss = r.on_targets(x, y, [[1.0, 0.0]], 0.1, "linear", 1.0)
+    assert loss == pytest.approx(0.5) and not np.array_equal(r.weights, w)
+
+
+def test_a_frozen_rule_passes_gradients_and_keeps_its_weights_and_passes_expire():
+    r, _ = rule()
+    w = r.weights.copy()
+    x, dz = RNG.random((2, 5), dtype=np.float32), RNG.random((2, 4), dtype=np.float32)
+    assert np.allclose(r.step(x, dz, None, 0), dz @ w.T) and np.array_equal(r.weights, w)
+    r.keep(1, x, dz, 0.0)
+    r.keep(2, x, dz, 5.0)
+    assert r.next_expiry() == pytest.approx(10.0)
+    r.expire(10.0)
+    assert r.kept == 1 and r.counters["expired"] == 1
+    r.forget()
+    assert r.kept == 0 and r.counters["expired"] == 2
+
+
+def test_update_norm_is_the_norm_of_the_weight_and_bias_gradient():
+    for rows in (1, 3):
+        x, dz = RNG.random((rows, 5), dtype=np.float32), RNG.random((rows, 4), dtype=np.float32)
+        explicit = ((x.T @ dz) ** 2).sum() + (dz.sum(axis=0) ** 2).sum()
+        assert update_norm_sq(x, dz) == pytest.approx(explicit, rel=1e-5)
+    assert not np.isfinite(update_norm_sq(np.full((1, 5), np.inf, np.float32), np.ones((1, 4), np.float32)))
+
+
+def test_local_rules_learn_at_the_forward_pass_and_from_dopamine_and_refuse_what_is_not_finite():
+    oja, _ = rule(Oja)
+    w = oja.weights.copy()
+    x = RNG.random((2, 5), dtype=np.float32)
+    oja.on_forward(x, x @ w, [slice(0, 1), slice(1, 2)], 0.01, "linear", 1.0, 0.0)
+    for i in range(2):
+        oja_update(x[i:i + 1], w, 0.01)
+    assert np.allclose(oja.weights, w, atol=1e-6) and oja.counters["updates"] == 2
+    oja.on_forward(np.full((1, 5), np.nan, np.float32), np.zeros((1, 4), np.float32), [slice(0, 1)], 0.01, "linear", 1.0, 0.0)
+    assert np.isfinite(oja.weights).all() and oja.counters["refused_updates"] == 1
+    tf, _ = rule(ThreeFactor)
+    w = tf.weights.copy()
+    y = tf.on_forward(x, np.full((2, 4), 0.25, np.float32), [slice(0, 2)], 0.1, "softmax", 1.0, 0.0)
+    assert sorted(y.sum(axis=1).tolist()) == [1.0, 1.0], "a softmax layer sends one chosen action, one-hot"
+    tf.on_reward(float("nan"), 0.1, 0.0)
+    assert np.array_equal(tf.weights, w) and tf.counters["refused_updates"] == 1
+    tf.on_forward(x, np.full((2, 4), 0.25, np.float32), [slice(0, 2)], 0.1, "softmax", 1.0, 0.0)
+    tf.on_reward(1.0, 0.1, 0.0)
+    assert not np.array_equal(tf.weights, w) and np.isfinite(tf.weights).all()
+    assert isinstance(make_rule("three_factor", w, np.zeros(4, np.float32), counters(), RNG, print), ThreeFactor)
+
+
+def test_weight_statistics_never_raise_on_what_is_not_finite():
+    stats = weight_statistics(np.array([[1.0, np.nan], [np.inf, 3.0]], np.float32))
+    assert stats["non_finite"] == 2 and stats["mean"] == 2.0 and sum(stats["histogram"]) == 2
+    assert weight_statistics(np.full((2, 2), np.nan, np.float32))["mean"] is None
+
+
+# -- Receptors -----------------------------------------------------------------------------------------------
+def publication(**changes) -> list[bytes]:
+    body = {"levels": {"norepinephrine": 2.0}, "rest": {"norepinephrine": 1.0}, "state": "awake", "seq": 1,
+            "rewards": 0, "rpe": 0.0, **changes}
+    return [b"levels", pack(body)]
+
+
+def test_receptors_derive_modulation_and_say_what_to_act_on():
+    receptors, bad = Receptors("cortex", {"norepinephrine": 1.0}, None), BadFrames("test")
+    assert receptors.modulation == NEUTRAL and receptors.learning_rate(0.1) == 0.1 and receptors.socket is None
+    effects = receptors.take([publication(), publication(rewards=2, rpe=0.5, seq=2, state="meditative")], bad)
+    assert effects == [(None, "awake"), (0.5, "meditative")]
+    assert receptors.learning_rate(0.1) == pytest.approx(0.2) and receptors.rewards == 2 and receptors.seq == 2
+    assert receptors.take([publication(state="meditative", seq=3)], bad) == [(None, None)], "no change, nothing to do"
+    assert receptors.take([[b"levels"], publication(state="asleep"), publication(levels=3)], bad) == []
+    assert bad.by_kind == {"malformed": 1, "bad_levels": 2} and receptors.seq == 3
+    assert receptors.set_state("maintenance", "manual") and not receptors.set_state("maintenance", "region")
+
+
+# -- Persistence ----------------------------------------------------------------------------------------------
+def test_where_a_starting_neuron_gets_its_weights():
+    assert start_plan(saved=True, died=False, policy="replace", twin=False, seed_requested=False) == "restore"
+    assert start_plan(True, True, "restore", False, False) == "restore"
+    assert start_plan(True, True, "replace", False, False) == "seed"
+    assert start_plan(False, False, "replace", True, False) == "twin"
+    assert start_plan(False, False, "replace", False, True) == "seed"
+    assert start_plan(False, False, "replace", False, False) == "fresh"
+
+
+def start(p: Persistence, policy="replace", siblings=()):
+    return p.start(policy, False, (3, 2), RNG, fresh=lambda: (np.ones((3, 2), np.float32), np.zeros(2, np.float32)),
+                   relay=lambda w, layout: w, siblings=lambda: list(siblings))
+
+
+def test_persistence_creates_on_first_flush_restores_a_clean_stop_and_replaces_after_a_death(tmp_path):
+    path, c = str(tmp_path / "neurons" / "n"), counters()
+    p = Persistence(path, "n", Recorder(), c)
+    w, b, origin, saved = start(p)
+    assert origin == {"fresh": True} and saved is None and not os.path.exists(path) and not p.dirty
+    c["updates"] += 1
+    assert p.dirty
+    p.flush(lambda: (w * 2, b, {"inputs": ["a"], "widths": {"a": 3}}, c), 1.0)
+    assert not p.dirty and p.status()["flushes"] == 1 and p.status()["persistence"] == "ok"
+    p.close(clean=True)
+    p1 = Persistence(path, "n", Recorder(), counters())
+    w2, _, origin, saved = start(p1)
+    assert origin == {"restored": {"flushes": 1, "after": "polite stop"}} and (w2 == 2).all() and saved.counters["updates"] == 1
+    p1.close(clean=False)
+    p2 = Persistence(path, "n", Recorder(), counters())  # the last run did not stop politely
+    sibling = ("n2", np.full((3, 2), 5, np.float32), np.zeros(2, np.float32))
+    w3, _, origin, _ = start(p2, siblings=[sibling])
+    assert origin["seeding"]["method"] == "siblings_mean" and abs(w3 - 5).max() < 0.1
+    p2.close(clean=False)
+    p3 = Persistence(path, "n", Recorder(), counters())
+    _, _, origin, _ = start(p3)
+    assert origin == {"fresh": True}, "the dead one's DB was discarded, and nothing flushed since"
+    p3.close(clean=False)
+
+
+def test_a_database_that_cannot_be_written_degrades_and_recovers(tmp_path):
+    path, c, events = str(tmp_path / "neurons" / "n"), counters(), Recorder()
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:  # where the DB should be, a file: LevelDB cannot open it
+        f.write("not a database")
+    p = Persistence(path, "n", events, c)
+    w, b, origin, _ = start(p)
+    assert p.status()["persistence"] == "degraded" and p.dirty, "in memory only: to be written when it can be"
+    assert [e for e, _ in events.events] == ["flush_failed"] and events.events[0][1]["persistence"] == "degraded"
+    p.flush(lambda: (w, b, {}, c), 0.01)
+    assert c["flush_errors"] == 1 and p.next_flush > 0 and len(events.events) == 1, "one event, every failure counted"
+    os.remove(path)
+    p.flush(lambda: (w, b, {}, c), 0.01)
+    assert p.status()["persistence"] == "ok" and p.status()["flushes"] == 1 and not p.dirty
+    assert events.events[-1] == ("flush_recovered", {"id": "n", "flushes": 1, "persistence": "ok"})
+    p.close(clean=True)
+
+
+# -- the Pipeline over the parts ------------------------------------------------------------------------------------
+def test_a_bundle_with_a_non_finite_packet_is_answered_for_the_others():
+    links = make_links(inputs=(("input", 3),), outputs=("output",))
+    r, _ = rule(fan_in=3, units=2)
+    c = links.counters
+    r.counters = c
+    pipeline = Pipeline("L9.n0", 2, links, r, Receptors("cortex", {}, None), {
+        "activation": "linear", "learning_rate": 0.1, "join_timeout_ms": 200}, c, BadFrames("test"))
+    meta = pack({"targets": [[1.0, 0.0]]})
+    rows = [np.ones((1, 3), np.float32), np.array([[1, np.nan, 1]], np.float32), np.ones((1, 3), np.float32)]
+    pipeline.handle([frames.encode_forward("input", [1, 2, 3], rows, [True] * 3, [meta] * 3)])
+    (frame,) = links.output("output").socket.sent
+    _, _, packets, _, _, _, losses = frames.decode(frame, (frames.OUTPUT,))
+    assert packets == [1, 3] and all(loss is not None for loss in losses)
+    assert c["non_finite_inputs"] == 1 and pipeline.bad.by_kind == {"non_finite": 1} and c["updates"] == 2
+    assert np.isfinite(r.weights).all()
+
+
+# -- requests ---------------------------------------------------------------------------------------------------------
+def test_set_params_and_inject_requests_refuse_what_is_not_finite_or_does_not_fit():
+    w, b = np.zeros((2, 2), np.float32), np.zeros(2, np.float32)
+    wire = frames.array_to_wire
+    for request, error in (({}, "bad_request"), ({"weights": wire(np.zeros((3, 2), np.float32))}, "wrong_shape"),
+                           ({"bias": wire(np.array([np.nan, 0], np.float32))}, "non_finite"),
+                           ({"weights": wire(np.full((2, 2), 3e38, np.float32)), "add": True}, "non_finite"),
+                           ({"learning_rate": float("inf")}, "bad_request"), ({"learning_rate": True}, "bad_request"),
+                           ({"activation": "cosine"}, "bad_request"), ({"weights": {"shape": [2]}}, "bad_request")):
+        with pytest.raises(Reply) as err:
+            checked_set_params(request if "add" not in request else {**request, "weights": request["weights"]},
+                               w if "add" not in request else np.full((2, 2), 3e38, np.float32), b)
+        assert err.value.error == error, request
+    new_w, new_b, settings, flags = checked_set_params({"bias": wire(np.ones(2, np.float32)), "add": True,
+                                                        "learning_rate": 0.5, "frozen": 1}, w, b)
+    assert (new_b == 1).all() and new_w is w and settings == {"learning_rate": 0.5} and flags == {"frozen": True}
+    for vector, error in (([1.0], "wrong_shape"), ([1.0, float("nan")], "non_finite"), ([1.0, 1e300], "non_finite"),
+                          ([1.0, "a"], "bad_request")):
+        with pytest.raises(Reply) as err:
+            checked_vector(vector, 2, "n")
+        assert err.value.error == error
+    assert checked_vector([1, 2], 2, "n").tolist() == [[1.0, 2.0]]

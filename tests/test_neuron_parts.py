@@ -22,7 +22,8 @@ from neurox.runtime import BadFrames, FrameError, Reply, pack
 pytestmark = pytest.mark.timeout(30)
 RNG = np.random.default_rng(7)
 COUNTERS = ("forwards", "samples", "backwards", "updates", "missed_inputs", "missed_gradients", "late", "expired",
-            "dropped_sends", "flush_errors", "refused_updates", "clipped_updates", "non_finite_inputs")
+            "dropped_sends", "flush_errors", "refused_updates", "clipped_updates", "non_finite_inputs",
+            "forward_bundles", "backward_bundles")
 
 
 def counters() -> dict:
@@ -209,67 +210,91 @@ def test_backprop_is_the_textbook_step_with_the_weights_before_the_update():
     grad = RNG.random((1, 4), dtype=np.float32) * 0.1
     w, b = r.weights.copy(), r.bias.copy()
     r.keep(3, x, y, 0.0)
-    dx = r.on_gradient(3, grad, 0.05, "tanh", 1.0)
+    ((packet, dx),), errors = r.on_gradients([(3, grad)], 0.05, "tanh", 1.0)
     expected_dx = backward(x, y, grad, w, b, "tanh", 0.05)
-    assert np.allclose(dx, expected_dx, atol=1e-6) and np.allclose(r.weights, w, atol=1e-6)
+    assert packet == 3 and errors == [] and np.allclose(dx, expected_dx, atol=1e-6) and np.allclose(r.weights, w, atol=1e-6)
     assert r.counters["updates"] == 1 and r.counters["backwards"] == 1 and r.kept == 0
-    assert r.on_gradient(3, grad, 0.05, "tanh", 1.0) is None and r.counters["late"] == 1
-
-
-def test_every_gradient_knows_how_many_updates_came_between_its_forward_and_it():
-    """The staleness hook: a packet's delay reaches ``step_size``."""
-    delays = []
-
-    class Recording(Backprop):
-        def step_size(self, lr, delay):
-            delays.append(delay)
-            return lr
-
-    r, _ = rule(Recording)
-    x, y = RNG.random((1, 5), dtype=np.float32), np.zeros((1, 4), np.float32)
-    for packet in range(4):
-        r.keep(packet, x, y, 0.0)
-    r.on_gradient(1, np.ones((1, 4), np.float32), 0.01, "linear", 1.0)
+    assert r.on_gradients([(3, grad)], 0.05, "tanh", 1.0) == ([], []) and r.counters["late"] == 1
     r.keep(4, x, y, 0.0)
-    for packet in (0, 2, 4, 3):
-        r.on_gradient(packet, np.ones((1, 4), np.float32), 0.01, "linear", 1.0)
-    assert delays == [0, 1, 2, 2, 4], "updates applied between each packet's forward pass and its gradient"
+    learnt, (error,) = r.on_gradients([(4, np.zeros((1, 3), np.float32))], 0.05, "tanh", 1.0)
+    assert learnt == [] and error.kind == "wrong_shape"
 
 
-def test_a_non_finite_gradient_is_refused_and_a_huge_one_clipped():
+def test_a_bundle_is_one_step_whose_size_the_delay_since_each_forward_pass_sets():
+    """Four passes kept, then gradients back in two bundles: the second's packets were computed before
+    the first bundle's update, so their step is scaled by their delay (docs/neuron.md, "Staleness")."""
+    r, _ = rule()
+    xs = [RNG.random((1, 5), dtype=np.float32) for _ in range(4)]
+    grads = [RNG.random((1, 4), dtype=np.float32) for _ in range(4)]
+    y = np.zeros((1, 4), np.float32)
+    for packet in range(4):
+        r.keep(packet, xs[packet], y, 0.0)
+    w0 = r.weights.copy()
+    r.on_gradients([(0, grads[0]), (1, grads[1])], 0.1, "linear", 1.0)
+    w1 = w0 - 0.1 / np.sqrt(1 + 0 + 0.5) * sum(xs[i].T @ grads[i] for i in (0, 1))
+    assert np.allclose(r.weights, w1, atol=1e-6)
+    learnt, _ = r.on_gradients([(3, grads[3]), (2, grads[2])], 0.1, "linear", 1.0)
+    assert [p for p, _ in learnt] == [3, 2] and np.allclose(learnt[0][1], grads[3] @ w1.T, atol=1e-6)
+    w2 = w1 - 0.1 / np.sqrt(1 + 2 + 0.5) * sum(xs[i].T @ grads[i] for i in (2, 3))
+    assert np.allclose(r.weights, w2, atol=1e-6) and r.counters["updates"] == 4
+
+
+def test_the_stash_rule_computes_dx_with_the_weights_the_forward_pass_used():
+    r, _ = rule(staleness="stash", group=2)
+    x, y, grad = RNG.random((1, 5), dtype=np.float32), np.zeros((1, 4), np.float32), np.ones((1, 4), np.float32)
+    r.keep(0, x, y, 0.0)
+    r.keep(1, x, y, 0.0)
+    w0 = r.weights.copy()
+    r.on_gradients([(0, grad), (1, grad)], 0.1, "linear", 1.0)
+    assert not np.allclose(r.weights, w0), "a whole group: one update"
+    r.keep(2, x, y, 0.0)
+    r.on_gradients([], 0.1, "linear", 1.0)
+    ((_, dx),), _ = r.on_gradients([(2, grad)], 0.1, "linear", 1.0)
+    assert np.allclose(dx, grad @ r.weights.T) and r.staleness.count == 1
+
+
+def test_a_non_finite_gradient_is_refused_alone_and_a_huge_one_clipped():
     r, refused = rule()
     w, b = r.weights.copy(), r.bias.copy()
     x = RNG.random((1, 5), dtype=np.float32)
     r.keep(0, x, np.zeros((1, 4), np.float32), 0.0)
     with np.errstate(over="ignore"):  # a norm beyond float32 (numpy would warn of the overflow)
-        r.on_gradient(0, np.full((1, 4), 1e30, np.float32), 0.1, "linear", 1.0)
+        r.on_gradients([(0, np.full((1, 4), 1e30, np.float32))], 0.1, "linear", 1.0)
     assert np.array_equal(r.weights, w) and r.counters["refused_updates"] == 1
     r.keep(1, x, np.zeros((1, 4), np.float32), 0.0)
-    dx = r.on_gradient(1, np.array([[np.nan, 1, 1, 1]], np.float32), 0.1, "linear", 1.0)
-    assert np.array_equal(r.weights, w) and np.array_equal(r.bias, b) and not dx.any()
-    assert r.counters["refused_updates"] == 2 and r.counters["updates"] == 0 and len(refused) == 2
+    r.keep(5, x, np.zeros((1, 4), np.float32), 0.0)
+    learnt, _ = r.on_gradients([(1, np.array([[np.nan, 1, 1, 1]], np.float32)), (5, np.ones((1, 4), np.float32))],
+                               0.1, "linear", 1.0)
+    assert not learnt[0][1].any() and learnt[1][1].any(), "the bad packet sends zeros, the good one its dx"
+    assert np.isfinite(r.weights).all() and not np.array_equal(r.weights, w), "the good packet was learnt from"
+    assert r.counters["refused_updates"] == 2 and len(refused) == 2
+    w, bias = r.weights.copy(), r.bias.copy()
     r.keep(2, x, np.zeros((1, 4), np.float32), 0.0)
-    r.on_gradient(2, np.full((1, 4), 1e6, np.float32), 0.1, "linear", 1.0)
-    step = np.sqrt(((r.weights - w) ** 2).sum() + ((r.bias - b) ** 2).sum())
+    r.on_gradients([(2, np.full((1, 4), 1e6, np.float32))], 0.1, "linear", 1.0)
+    step = np.sqrt(((r.weights - w) ** 2).sum() + ((r.bias - bias) ** 2).sum())
     assert np.isfinite(r.weights).all() and step == pytest.approx(0.1 * MAX_GRAD_NORM, rel=1e-3)
-    assert r.counters["clipped_updates"] == 1 and r.counters["updates"] == 1
+    assert r.counters["clipped_updates"] == 1
 
 
 def test_targets_that_are_not_finite_teach_nothing_and_give_no_loss():
     r, _ = rule(fan_in=3, units=2)
     w = r.weights.copy()
     x, y = np.ones((1, 3), np.float32), np.zeros((1, 2), np.float32)
-    dx, loss = r.on_targets(x, y, [[np.nan, 0.0]], 0.1, "linear", 1.0)
-    assert loss is None and np.array_equal(r.weights, w) and not dx.any()
-    dx, loss = r.on_targets(x, y, [[1.0, 0.0]], 0.1, "linear", 1.0)
-    assert loss == pytest.approx(0.5) and not np.array_equal(r.weights, w)
+    ((_, dx),), losses, errors = r.on_targets([(1, x, y, [[np.nan, 0.0]])], 0.1, "linear", 1.0)
+    assert losses == {1: None} and errors == [] and np.array_equal(r.weights, w) and not dx.any()
+    _, losses, _ = r.on_targets([(2, x, y, [[1.0, 0.0]])], 0.1, "linear", 1.0)
+    assert losses[2] == pytest.approx(0.5) and not np.array_equal(r.weights, w)
+    learnt, losses, (error,) = r.on_targets([(3, x, y, [[1.0]])], 0.1, "linear", 1.0)
+    assert learnt == [] and losses == {} and error.kind == "bad_target"
 
 
 def test_a_frozen_rule_passes_gradients_and_keeps_its_weights_and_passes_expire():
     r, _ = rule()
     w = r.weights.copy()
     x, dz = RNG.random((2, 5), dtype=np.float32), RNG.random((2, 4), dtype=np.float32)
-    assert np.allclose(r.step(x, dz, None, 0), dz @ w.T) and np.array_equal(r.weights, w)
+    r.keep(7, x, np.zeros((2, 4), np.float32), 0.0)
+    ((_, dx),), _ = r.on_gradients([(7, dz)], None, "linear", 1.0)
+    assert np.allclose(dx, dz @ w.T) and np.array_equal(r.weights, w) and r.counters["updates"] == 0
     r.keep(1, x, dz, 0.0)
     r.keep(2, x, dz, 5.0)
     assert r.next_expiry() == pytest.approx(10.0)

@@ -84,9 +84,11 @@ def make_neuron(tmp_path, neuron_id="L2.n1"):
                   {"run_dir": str(run_dir), "control": f"ipc://{run_dir}/ctl"})
 
 
-def test_a_bundle_learns_exactly_what_single_packets_learn(tmp_path):
-    """Eight packets bundled or sent one by one end with the same weights, and match hand-written backprop."""
-    k, meta = 8, pack({})
+def test_a_bundle_is_one_step_and_single_packets_each_their_own_as_the_delay_rule_says(tmp_path):
+    """Eight packets computed together, their gradients back together: one step, every dx with the weights
+    before it. Sent one by one: eight steps, the i-th i packets stale. Both match hand-written backprop
+    with ``lr / sqrt(1 + delay + (n - 1) / 2)`` (docs/neuron.md, "Staleness")."""
+    k, meta, lr = 8, pack({}), 0.05
     a, b = [RNG.random((1, 16), dtype=np.float32) for _ in range(k)], [RNG.random((1, 16), dtype=np.float32) for _ in range(k)]
     g0, g1 = [RNG.random((1, 16), dtype=np.float32) for _ in range(k)], [RNG.random((1, 16), dtype=np.float32) for _ in range(k)]
     results = []
@@ -100,16 +102,14 @@ def test_a_bundle_learns_exactly_what_single_packets_learn(tmp_path):
                                      for src, part in (("L1.n0", a), ("L1.n1", b))])
         for group in groups:
             n.handle_frame(n.inbox, [frames.encode_gradient(src, group, [grad[i] for i in group]) for src, grad in (("L3.n0", g0), ("L3.n1", g1))])
-        results.append((w0, n.rule.weights.copy()))
+        results.append((w0, n.rule.weights.copy(), n.call_metrics()))
         n.close(clean=True)
-    (w0, bundled), (_, single) = results
-    assert np.allclose(bundled, single, atol=1e-6)
-    w = w0.copy()
-    ys = [np.tanh(np.concatenate([a[i], b[i]], 1) @ w0) for i in range(k)]
-    for i in range(k):
-        x = np.concatenate([a[i], b[i]], 1)
-        w -= 0.05 * x.T @ ((g0[i] + g1[i]) * (1 - ys[i] ** 2))
-    assert np.allclose(w, bundled, atol=1e-5)
+    (w0, bundled, metrics), (_, single, _) = results
+    assert metrics["forward_bundles"] == 1 and metrics["backward_bundles"] == 1 and metrics["updates"] == k
+    xs = [np.concatenate([a[i], b[i]], 1) for i in range(k)]
+    grads = [xs[i].T @ ((g0[i] + g1[i]) * (1 - np.tanh(xs[i] @ w0) ** 2)) for i in range(k)]
+    assert np.allclose(bundled, w0 - lr / np.sqrt(1 + (k - 1) / 2) * sum(grads), atol=1e-5)
+    assert np.allclose(single, w0 - sum(lr / np.sqrt(1 + i) * grads[i] for i in range(k)), atol=1e-5)
 
 
 def test_bad_frames_are_refused_with_their_kind():

@@ -9,10 +9,19 @@ import numpy as np
 import pytest
 import zmq
 
-from _netutil import neuron_call, running_network
+from _netutil import neuron_call, params, running_network, settle
+from neurox.bench._learn_reference import ReferencePipeline
 from neurox.ext import digits
 from neurox.ext._origin import Origin
-from neurox.neuron import load_topology
+from neurox.neuron import load_topology, parse_topology
+
+
+def tiny_topology(rule: str):
+    return parse_topology({
+        "name": "tiny", "input_width": 6, "seed": 3,
+        "defaults": {"units": 4, "learning_rate": 0.1, "staleness": rule, "staleness_group": 5},
+        "layer": [{"name": "A", "neurons": 1}, {"name": "B", "neurons": 2},
+                  {"name": "C", "neurons": 1, "units": 3, "activation": "softmax"}]})
 
 
 def answers(origin: Origin, count: int, timeout_s: float = 20.0) -> list[dict]:
@@ -93,3 +102,45 @@ def test_window_64_with_neurons_killed_loses_and_duplicates_no_packet(tmp_path):
     assert [p for p in sent if counts[p] == 0] == [], "lost packets"
     assert [p for p, c in counts.items() if c > 1] == [], "duplicated packets"
     assert set(counts) == set(sent)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("rule", ["delay", "stash"])
+def test_pipelined_weights_are_what_one_process_computes_from_the_neurons_journals(tmp_path, rule):
+    """400 samples, 16 in flight, through real processes: every neuron's weights equal (1e-5) those of the
+    one-process reference that replays the bundles each neuron journaled, with the same staleness rule."""
+    rng = np.random.default_rng(11)
+    features = rng.random((400, 6), dtype=np.float32)
+    targets = (features[:, 0] + features[:, 1] > features[:, 2] * 2).astype(int) + (features[:, 3] > 0.7)
+    window, samples = 16, {}
+    with running_network(tiny_topology(rule), tmp_path) as network:
+        neurons = network.topology.neurons()
+        first = {n: params(network, n) for n in neurons}
+        for n in neurons:
+            neuron_call(network, n, "journal", on=True)
+        origin = Origin(zmq.Context.instance(), network.run_dir, network.topology, "exact")
+        try:
+            in_flight, answered = set(), 0
+            for i in range(len(features)):
+                while len(in_flight) >= window:
+                    for result in origin.receive():
+                        in_flight.discard(result["packet"])
+                        answered += 1
+                packet = origin.send(features[i:i + 1], [int(targets[i])], learn=True)
+                samples[packet] = (features[i:i + 1], [int(targets[i])])
+                in_flight.add(packet)
+            answered += len(answers(origin, len(in_flight)))
+        finally:
+            origin.close()
+        settle(network)
+        journals = {n: neuron_call(network, n, "journal", on=False) for n in neurons}
+        last = {n: params(network, n) for n in neurons}
+    assert answered == len(features)
+    assert not any(j["truncated"] for j in journals.values())
+    forward = [len(p) for kind, p in journals["C.n0"]["entries"] if kind == "F"]
+    assert sum(forward) == len(features) and max(forward) > 1, "packets were in flight together (bundles)"
+    reference = ReferencePipeline(tiny_topology(rule), first, rule, group=5)
+    reference.replay({n: j["entries"] for n, j in journals.items()}, samples)
+    for n, (weights, bias) in reference.params().items():
+        assert np.allclose(weights, last[n][0], atol=1e-5) and np.allclose(bias, last[n][1], atol=1e-5), n
+        assert not np.allclose(weights, first[n][0], atol=1e-3), f"{n} learnt"

@@ -5,23 +5,23 @@ may learn at; each rule acts on the ones it needs and ignores the others:
 
 - ``on_forward(x, y, learning, ...)``, when outputs are computed: a local rule learns here (Oja
   updates; three-factor explores and tags). Returns what is sent on.
-- ``keep(packet, x, y, now)`` then ``on_gradient(packet, grad, ...)``: backpropagation keeps each
-  learning packet's forward pass until its gradient comes back, then updates and returns dLoss/dx
-  for upstream (``on_targets`` at the end of the network, where the loss gives the first gradient).
+- ``keep(packet, x, y, now)`` then ``on_gradients([(packet, grad), ...], ...)``: backpropagation keeps
+  each learning packet's forward pass until its gradient comes back; the gradients that come back
+  together (a bundle) are learnt from in one matrix operation, which returns dLoss/dx per packet for
+  upstream (``on_targets`` at the end of the network, where the loss gives the first gradient).
 - ``on_reward(rpe, ...)``: dopamine's reward prediction error, three-factor's third factor.
 
 **Per-packet learning state is explicit.** ``keep`` stores a :class:`Pass` holding the packet's
-input, output, time and ``version``: the number of updates this neuron had applied when it computed
-that forward pass. At the gradient, ``delay = updates now - version`` -- the updates applied in
-between, i.e. how stale this gradient is -- is handed to :meth:`Backprop.step`, which asks
-:meth:`Backprop.step_size` for the learning rate to use. **That is the staleness hook** (issue 16):
-a delay-scaled rate overrides ``step_size(lr, delay)`` (e.g. ``lr / sqrt(1 + delay)``); weight
-stashing stores the weights used by the forward pass in the ``Pass`` at ``keep`` and computes dx
-with them in ``step``. Both see every packet's delay; nothing else in the neuron needs to change.
+input, output, time and the *stamp* of the network's staleness rule (``_staleness``): how many
+packets this neuron had learnt from when it computed that forward pass (``delay``), or the weights
+version it used (``stash``). The rule turns a bundle's stamps into its step (``lr / sqrt(1 + delay)``)
+or computes dx with the stashed weights; docs/neuron.md, "Staleness", says what a coalesced update
+equals and why.
 
 **Numerical safety.** Every update passes :meth:`LearningRule.guard` before it touches a weight:
 the gradient's norm (weights and bias together) is computed first; if it is not finite the update
-is refused (counted ``refused_updates``, reported through ``on_refused``, the weights untouched);
+is refused (counted ``refused_updates``, reported through ``on_refused``, the weights untouched; in
+a bundle, a packet whose own gradient holds nan or inf is refused alone);
 if it exceeds ``max_grad_norm`` (default :data:`MAX_GRAD_NORM`) the step is scaled down to that
 norm (counted ``clipped_updates``). With finite weights and a bounded step, no weight can become
 non-finite, so nothing downstream of a bad packet (a ``nan`` target, an overflowing gradient) ever
@@ -36,7 +36,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..runtime import FrameError
-from ._math import derivative_from_output, descend, output_gradient, update_norm_sq
+from ._math import derivative_from_output, output_gradient, update_norm_sq
+from ._staleness import DEFAULT_GROUP, DEFAULT_RULE as DEFAULT_STALENESS, make_rule as make_staleness
 from ._plasticity import (EligibilityTrace, eligibility, explore, oja_delta, tempered,
                           three_factor_update)
 
@@ -51,12 +52,12 @@ MAX_KEPT = 4096
 
 
 class Pass:
-    """One packet's forward pass kept for learning, with the update count it was computed at."""
+    """One packet's forward pass kept for learning, with the staleness rule's stamp of that moment."""
 
-    __slots__ = ("x", "y", "at", "version")
+    __slots__ = ("x", "y", "at", "stamp")
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, at: float, version: int):
-        self.x, self.y, self.at, self.version = x, y, at, version
+    def __init__(self, x: np.ndarray, y: np.ndarray, at: float, stamp):
+        self.x, self.y, self.at, self.stamp = x, y, at, stamp
 
 
 class LearningRule:
@@ -96,10 +97,10 @@ class LearningRule:
     def keep(self, packet: int, x: np.ndarray, y: np.ndarray, now: float) -> None:
         """A learning packet's forward pass, for its gradient to come."""
 
-    def on_gradient(self, packet: int, grad: np.ndarray, lr: float | None, activation: str,
-                    scale: float) -> np.ndarray | None:
-        """A packet's gradient came back: dLoss/dx for upstream, or None (nothing to send)."""
-        return None
+    def on_gradients(self, returned: list[tuple], lr: float | None, activation: str, scale: float
+                     ) -> tuple[list[tuple[int, np.ndarray]], list[FrameError]]:
+        """Gradients came back: dLoss/dx for upstream per packet learnt from, and errors (a local rule: none)."""
+        return [], []
 
     def on_reward(self, rpe: float, lr: float, now: float) -> None:
         """Dopamine brought a reward prediction error."""
@@ -120,57 +121,92 @@ class LearningRule:
 
 
 class Backprop(LearningRule):
-    """Backpropagation across processes: each learning packet's pass is kept until its gradient comes."""
+    """Backpropagation across processes: each learning packet's pass is kept until its gradient comes; the
+    gradients that come back together (a bundle) are learnt from in one matrix operation, with the step
+    of the network's staleness rule (``_staleness``: ``delay`` or ``stash``)."""
 
     name = "backprop"
     sends_gradients = True
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, staleness: str = DEFAULT_STALENESS, group: int = DEFAULT_GROUP, **kwargs):
         super().__init__(*args, **kwargs)
         self.passes: OrderedDict[int, Pass] = OrderedDict()
+        self.staleness = make_staleness(staleness, group)
 
     def keep(self, packet: int, x: np.ndarray, y: np.ndarray, now: float) -> None:
-        self.passes[packet] = Pass(x, y, now, self.counters["updates"])
+        self.passes[packet] = Pass(x, y, now, self.staleness.stamp(self.weights, self.bias))
         if len(self.passes) > MAX_KEPT:
             self.passes.popitem(last=False)
             self.counters["expired"] += 1
 
-    def on_gradient(self, packet: int, grad: np.ndarray, lr: float | None, activation: str,
-                    scale: float) -> np.ndarray | None:
-        kept = self.passes.pop(packet, None)
-        if kept is None:
-            self.counters["late"] += 1
-            return None
-        if grad.shape != kept.y.shape:
-            raise FrameError("wrong_shape", f"gradient {grad.shape} for outputs {kept.y.shape}")
-        self.counters["backwards"] += 1
-        dz = grad * derivative_from_output(kept.y, activation)
-        return self.step(kept.x, dz if scale == 1.0 else dz * np.float32(scale), lr,
-                         self.counters["updates"] - kept.version)
+    def on_gradients(self, returned: list[tuple], lr: float | None, activation: str, scale: float
+                     ) -> tuple[list[tuple[int, np.ndarray]], list[FrameError]]:
+        """Gradients ``(packet, grad)`` came back together: dLoss/dx of each packet learnt from, and the
+        errors of those that do not fit their pass."""
+        bundle, errors = [], []
+        for packet, grad, *_ in returned:
+            kept = self.passes.pop(packet, None)
+            if kept is None:
+                self.counters["late"] += 1
+            elif grad.shape != kept.y.shape:
+                errors.append(FrameError("wrong_shape", f"gradient {grad.shape} for outputs {kept.y.shape}"))
+            else:
+                self.counters["backwards"] += 1
+                bundle.append((packet, kept.x, grad * derivative_from_output(kept.y, activation), kept.stamp))
+        return self.learn(bundle, lr, scale), errors
 
-    def on_targets(self, x: np.ndarray, y: np.ndarray, targets, lr: float | None, activation: str,
-                   scale: float) -> tuple[np.ndarray, float | None]:
-        """At the end of the network: learn from the loss; dLoss/dx and the loss (None when the update
-        is not finite: then so was the gradient, and the update was refused). ValueError for targets that do not fit."""
-        dz, loss = output_gradient(y, targets, activation)
-        dx = self.step(x, dz if scale == 1.0 else dz * np.float32(scale), lr, 0)
-        return dx, loss if math.isfinite(loss) else None
+    def on_targets(self, ends: list[tuple], lr: float | None, activation: str, scale: float
+                   ) -> tuple[list[tuple[int, np.ndarray]], dict[int, float | None], list[FrameError]]:
+        """At the end of the network, for ``(packet, x, y, targets)`` just computed: the loss gives the first
+        gradient. dLoss/dx of each packet learnt from, the losses by packet (None when not finite: nothing
+        learnt from it), and the errors of targets that do not fit."""
+        bundle, losses, errors = [], {}, []
+        stamp = self.staleness.stamp(self.weights, self.bias)
+        for packet, x, y, targets in ends:
+            try:
+                dz, loss = output_gradient(y, targets, activation)
+            except (ValueError, TypeError) as exc:
+                errors.append(FrameError("bad_target", str(exc)))
+                continue
+            losses[packet] = loss if math.isfinite(loss) else None
+            bundle.append((packet, x, dz, stamp))
+        return self.learn(bundle, lr, scale), losses, errors
 
-    def step(self, x: np.ndarray, dz: np.ndarray, lr: float | None, delay: int) -> np.ndarray:
-        """dLoss/dx (with the weights before the update), and the update of a gradient ``delay`` updates
-        stale (``lr`` None: frozen, the weights stay). A refused update sends zeros upstream."""
-        if lr is None:
-            return (dz @ self.weights.T).astype(np.float32, copy=False)
-        factor = self.guard(update_norm_sq(x, dz))
-        if not factor:
-            return np.zeros_like(x)
-        dx = descend(x, dz, self.weights, self.bias, self.step_size(lr, delay) * factor)
-        self.counters["updates"] += 1
-        return dx
+    def learn(self, bundle: list[tuple], lr: float | None, scale: float) -> list[tuple[int, np.ndarray]]:
+        """One step for the bundle ``(packet, x, dz, stamp)``: dLoss/dx per packet and the update the staleness
+        rule makes of it (``lr`` None: frozen, the weights stay). A packet whose gradient is not finite is
+        refused alone (zeros go upstream for it); a bundle whose summed gradient overflows, whole."""
+        if not bundle:
+            return []
+        if lr is not None:
+            bundle = self._refuse_non_finite(bundle)
+        packets, rows = [b[0] for b in bundle], [b[1].shape[0] for b in bundle]
+        x = bundle[0][1] if len(bundle) == 1 else np.concatenate([b[1] for b in bundle])
+        dz = bundle[0][2] if len(bundle) == 1 else np.concatenate([b[2] for b in bundle])
+        if scale != 1.0:
+            dz = dz * np.float32(scale)
+        step = 0.0
+        if lr is not None:
+            factor = self.guard(update_norm_sq(x, dz))
+            if not factor:
+                return [(p, np.zeros((n, x.shape[1]), np.float32)) for p, n in zip(packets, rows)]
+            step = lr * factor
+        dx, self.weights, self.bias = self.staleness.learn(x, dz.astype(np.float32, copy=False), [b[3] for b in bundle],
+                                                           rows, self.weights, self.bias, step)
+        if step:
+            self.counters["updates"] += len(bundle)
+        bounds = np.cumsum([0, *rows])
+        return [(p, dx[bounds[i]:bounds[i + 1]]) for i, p in enumerate(packets)]
 
-    def step_size(self, lr: float, delay: int) -> float:
-        """The learning rate for a gradient ``delay`` updates stale: the staleness hook (see the module)."""
-        return lr
+    def _refuse_non_finite(self, bundle: list[tuple]) -> list[tuple]:
+        """The bundle with each packet whose gradient holds nan or inf replaced by a zero gradient (refused:
+        counted, and reported once)."""
+        finite = [bool(np.isfinite(dz).all()) for _, _, dz, _ in bundle]
+        if all(finite):
+            return bundle
+        self.counters["refused_updates"] += finite.count(False)
+        self.on_refused(f"{self.name}: a non-finite gradient")
+        return [b if ok else (b[0], b[1], np.zeros_like(b[2]), b[3]) for b, ok in zip(bundle, finite)]
 
     @property
     def kept(self) -> int:
@@ -189,8 +225,10 @@ class Backprop(LearningRule):
             self.counters["expired"] += 1
 
     def forget(self) -> None:
+        """The inputs changed: passes and anything the staleness rule summed no longer fit the weights."""
         self.counters["expired"] += len(self.passes)
         self.passes.clear()
+        self.staleness.reset()
 
 
 class Oja(LearningRule):

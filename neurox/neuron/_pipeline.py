@@ -27,6 +27,10 @@ from ._links import Links
 from ._math import forward, held_outputs
 from ._receptors import Receptors
 
+FORWARD, BACKWARD = "F", "B"
+MAX_JOURNAL = 200_000
+"""Bundles a journal holds at most (a few MiB); then it stops, marked truncated."""
+
 
 class Pipeline:
     """The data plane of neuron ``owner`` (``units`` outputs) over its parts. ``settings`` is the neuron's
@@ -43,6 +47,11 @@ class Pipeline:
         self.joins = Joins([link.width for link in links.inputs], counters, "missed_inputs", "concat", RECENT_DONE)
         self.grads = Joins([units] * len(links.outputs), counters, "missed_gradients", "sum")
         self.outgoing: list[tuple[int, np.ndarray]] = []
+        self.journal: list | None = None
+        """When on (the ``journal`` request): ``[kind, packets]`` of every bundle, in the order computed --
+        ``F`` forward (at the end node with its learning), ``B`` backward -- enough to replay the neuron's
+        arithmetic in one process (``neurox.bench._learn_reference``)."""
+        self.journal_truncated = False
 
     def handle(self, batch: list[bytes]) -> None:
         """Frames taken from the inbox at once: what they complete is computed and sent in one go."""
@@ -96,8 +105,11 @@ class Pipeline:
         self.counters["forwards"] += len(xs)
         self.counters["samples"] += y_all.shape[0]
         self.activity.note_outputs(y_all, activation)
+        self.counters["forward_bundles"] += 1
+        if self.journal is not None:
+            self._note(FORWARD, packets)
         if self.links.is_end:
-            losses = [self._learn_at_end(*args) for args in zip(packets, xs, ys, learn, metas)]
+            losses = self._learn_at_end(packets, xs, ys, learn, metas)
             self._send_gradients()
             self.links.send(self.links.outputs[0], frames.encode_output(self.owner, packets, ys, metas, losses))
             return ys
@@ -114,35 +126,49 @@ class Pipeline:
             self.links.send(link, frame)
         return ys
 
-    def _learn_at_end(self, packet: int, x: np.ndarray, y: np.ndarray, learn: bool, meta: bytes) -> float | None:
-        """At the end node the loss gives the first gradient; returns the loss (None if not learning)."""
-        if not learn or not self.rule.sends_gradients:
-            return None
-        try:
-            targets = unpack_map(meta).get("targets")
-            if targets is None:
-                return None
-            dx, loss = self.rule.on_targets(x, y, targets, self._step_rate(), self.settings["activation"], self._scale())
-        except (FrameError, ValueError, TypeError) as exc:
-            self.bad.note("bad_target", str(exc))
-            return None
-        self.outgoing.append((packet, dx))
-        if loss is not None:
-            self.activity.note_loss(loss)
-        return loss
+    def _learn_at_end(self, packets: list, xs: list, ys: list, learn: list, metas: list) -> list[float | None]:
+        """At the end node the losses give the first gradients, learnt from as one bundle; the loss of each
+        packet (None if not learning)."""
+        if not self.rule.sends_gradients or not any(learn):
+            return [None] * len(packets)
+        ends = []
+        for packet, x, y, lrn, meta in zip(packets, xs, ys, learn, metas):
+            if lrn:
+                try:
+                    targets = unpack_map(meta).get("targets")
+                except FrameError as exc:
+                    self.bad.note("bad_target", exc.detail)
+                    continue
+                if targets is not None:
+                    ends.append((packet, x, y, targets))
+        learnt, losses, errors = self.rule.on_targets(ends, self._step_rate(), self.settings["activation"], self._scale())
+        for exc in errors:
+            self.bad.note(exc.kind, exc.detail)
+        self.outgoing.extend(learnt)
+        for loss in losses.values():
+            if loss is not None:
+                self.activity.note_loss(loss)
+        return [losses.get(packet) for packet in packets]
 
     def learn_from(self, returned: list[tuple]) -> None:
-        """Update from each packet's gradient in arrival order, then one bundle per upstream link."""
-        lr, activation, scale = self._step_rate(), self.settings["activation"], self._scale()
-        for packet, grad, *_ in returned:
-            try:
-                dx = self.rule.on_gradient(packet, grad, lr, activation, scale)
-            except FrameError as exc:
-                self.bad.note(exc.kind, exc.detail)
-                continue
-            if dx is not None:
-                self.outgoing.append((packet, dx))
+        """Learn from the gradients that came back together in one matrix operation (the staleness rule's
+        step), then one bundle per upstream link."""
+        learnt, errors = self.rule.on_gradients(returned, self._step_rate(), self.settings["activation"], self._scale())
+        for exc in errors:
+            self.bad.note(exc.kind, exc.detail)
+        if learnt:
+            self.counters["backward_bundles"] += 1
+            if self.journal is not None:
+                self._note(BACKWARD, [p for p, _ in learnt])
+        self.outgoing.extend(learnt)
         self._send_gradients()
+
+    def _note(self, kind: str, packets: list[int]) -> None:
+        """Journal a bundle; a full journal takes no more (``journal_truncated``)."""
+        if len(self.journal) < MAX_JOURNAL:
+            self.journal.append([kind, packets])
+        else:
+            self.journal_truncated = True
 
     def _send_gradients(self) -> None:
         if self.outgoing:

@@ -30,12 +30,14 @@ from ._pipeline import Pipeline
 from ._plasticity import DEFAULT_PLASTICITY
 from ._receptors import open_receptors
 from ._requests import SETTABLE, checked_set_params, checked_vector
+from ._staleness import DEFAULT_GROUP, DEFAULT_RULE as DEFAULT_STALENESS
 from ._state import params_checksum
 from ._states import check_state, flush_interval
 from ._topology import Topology, load_live_topology
 
 COUNTERS = ("forwards", "samples", "backwards", "updates", "missed_inputs", "missed_gradients", "late", "expired",
-            "dropped_sends", "flush_errors", "refused_updates", "clipped_updates", "non_finite_inputs")
+            "dropped_sends", "flush_errors", "refused_updates", "clipped_updates", "non_finite_inputs",
+            "forward_bundles", "backward_bundles")
 REPORT_INTERVAL_S = 1.0
 """How often a neuron publishes its status and metrics as a ``neuron_report`` event (the first at once)."""
 NETWORK_REPORTS_PER_S = 100.0
@@ -48,7 +50,7 @@ class Neuron:
     """One neuron: set up by its constructor (``init``), then driven by ``_loop.serve`` through the callbacks."""
 
     CALLS = ("ping", "status", "metrics", "get_params", "set_params", "add_link", "remove_link", "snapshot",
-             "tap", "inject", "set_state")
+             "tap", "inject", "set_state", "journal")
 
     def __init__(self, args: dict, env: dict):
         self.id, self.data_dir, self.run_dir = args["neuron"], args["data_dir"], env["run_dir"]
@@ -82,7 +84,9 @@ class Neuron:
             self.settings.update(saved.settings.get("overrides", {}))
             self.counters.update({k: v for k, v in saved.counters.items() if k in self.counters})
             self.persistence.flushed_updates = self.counters["updates"]
-        self.rule = make_rule(self.plasticity, weights, bias, self.counters, self.rng, self._refused)
+        staleness = {"staleness": settings.get("staleness", DEFAULT_STALENESS),
+                     "group": settings.get("staleness_group", DEFAULT_GROUP)} if self.plasticity == "backprop" else {}
+        self.rule = make_rule(self.plasticity, weights, bias, self.counters, self.rng, self._refused, **staleness)
         self.receptors = open_receptors(self.ctx, self.run_dir, topology, self.id, self.transmitter, self.twin_of is None)
         self.pipeline = Pipeline(self.id, self.units, self.links, self.rule, self.receptors, self.settings, self.counters,
                                  self.bad, float(settings.get("context", 0.0)))
@@ -200,6 +204,15 @@ class Neuron:
         origin = request.get("origin")
         meta = pack({"origin": origin} if isinstance(origin, str) else {})
         return {"packet": packet, "output": self.pipeline.compute([(packet, x, False, meta)], hold=False)[0][0].tolist()}
+
+    def call_journal(self, request: dict) -> dict:
+        """``on`` true: record every bundle from now (a fresh journal); false: stop. The journal so far (see
+        ``Pipeline.journal``): what the one-process reference replays to check this neuron's arithmetic."""
+        pipeline = self.pipeline
+        entries, truncated = pipeline.journal or [], pipeline.journal_truncated
+        if "on" in request:
+            pipeline.journal, pipeline.journal_truncated = ([] if request["on"] else None), False
+        return {"entries": entries, "truncated": truncated, "recording": pipeline.journal is not None}
 
     def call_snapshot(self, _request) -> dict:
         self.persistence.flush(self._state, self._flush_interval(), sync=True)

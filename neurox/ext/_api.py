@@ -34,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 import zmq
 
-from ..neuron import Topology, topology_path
+from ..neuron import DEFAULT_WINDOW, Topology, topology_path
 from ..runtime import (EXIT_SHUTDOWN, BadFrames, EventPublisher, FrameError, ipc_endpoint, make_socket, notify_ready,
                        serve_one, unpack_map)
 from ._origin import Origin
@@ -215,7 +215,7 @@ class SampleInput(InputExtension):
     """
 
     settings_schema = {
-        "window": Setting("packets in flight at once", 8, "int", minimum=1),
+        "window": Setting("packets in flight at once", DEFAULT_WINDOW, "int", minimum=1),
         "batch": Setting("samples per packet", 1, "int", minimum=1),
         "rate": Setting("samples per second at most; 0: as fast as the network takes them", 0.0, "float", minimum=0),
         "learn": Setting("learn from samples that carry a target (false: only score the answers against it)",

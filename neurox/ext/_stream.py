@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from ..neuron import Topology
+from ..neuron import DEFAULT_WINDOW, Topology
 from ._datasets import Dataset
 from ._origin import Origin
 
@@ -119,7 +119,7 @@ class Feed:
 class Stream:
     """Feeds a dataset into a network from the calling thread, ``window`` packets of ``batch`` at a time."""
 
-    def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, dataset: Dataset, window: int = 64,
+    def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, dataset: Dataset, window: int = DEFAULT_WINDOW,
                  batch: int = 1, rate: float | None = None, learn: bool = True, packet_timeout_s: float = 5.0,
                  seed: int = 0, name: str = "stream"):
         if dataset.width != topology.input_width:

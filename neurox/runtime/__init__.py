@@ -1,8 +1,10 @@
 """Processes, sockets and the wire: the layer everything else in NeuroX stands on."""
 from ._bad_frames import BadFrames as BadFrames
-from ._control import (CONTROL_MAX_BYTES as CONTROL_MAX_BYTES, ControlClient as ControlClient,
-                       ControlError as ControlError, Reply as Reply, call as call,
-                       answer as answer, handle_request as handle_request, serve_one as serve_one)
+from ._behaviour import Process as Process, Stop as Stop
+from ._client import (Calls as Calls, ControlClient as ControlClient, ControlError as ControlError,
+                      call as call, call_async as call_async, fan_out as fan_out)
+from ._control import (CONTROL_MAX_BYTES as CONTROL_MAX_BYTES, Reply as Reply, answer as answer,
+                       handle_request as handle_request, serve_one as serve_one)
 from ._events import EventPublisher as EventPublisher, run_event_bus as run_event_bus
 from ._curve import CurveKeys as CurveKeys, KeysError as KeysError, create_keys as create_keys
 from ._exit import (EXIT_SHUTDOWN as EXIT_SHUTDOWN, EXIT_START_FAILED as EXIT_START_FAILED,

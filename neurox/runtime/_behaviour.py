@@ -176,7 +176,7 @@ class Process:
     @property
     def stopping(self) -> bool:
         """A polite stop was asked for (a signal); the loop ends after this round."""
-        return self._stop is not None
+        return self._stop_reason is not None
 
     # -- the loop, written once ------------------------------------------------------------------
     def run(self, args: dict, env: dict) -> None:
@@ -185,7 +185,7 @@ class Process:
         self.path = env.get("path", "")
         self.calls: dict[str, Callable[[dict], object]] = {"ping": lambda request: "pong"}
         self.bad = BadFrames(self.path or type(self).__name__)
-        self._stop: ExitReason | None = None
+        self._stop_reason: ExitReason | None = None
         self._poller = zmq.Poller()
         self._readers: dict = {}
         self.ctx = zmq.Context()
@@ -231,14 +231,14 @@ class Process:
         return wake_r
 
     def _on_stop_signal(self, *_) -> None:
-        self._stop = ExitReason("shutdown", code=EXIT_SHUTDOWN)
+        self._stop_reason = ExitReason("shutdown", code=EXIT_SHUTDOWN)
 
     def _loop(self) -> ExitReason:
         poll, readers, monotonic = self._poller.poll, self._readers, time.monotonic
         watchdog = self.notifier.watchdog
         next_ping = monotonic() + watchdog if watchdog else None
         deadline = self.handle_timer(monotonic())
-        while self._stop is None:
+        while self._stop_reason is None:
             wake = deadline if next_ping is None else (next_ping if deadline is None else min(deadline, next_ping))
             if self.max_wait_s is not None:
                 cap = monotonic() + self.max_wait_s
@@ -251,7 +251,7 @@ class Process:
             if next_ping is not None and now >= next_ping:
                 self.notifier.watchdog_ping()
                 next_ping = now + watchdog
-        return self._stop
+        return self._stop_reason
 
     def _serve_control(self) -> None:
         for frames in _read_messages(self.control, CONTROL_DRAIN, multipart=True):

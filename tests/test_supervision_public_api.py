@@ -19,7 +19,7 @@ RUNTIME = {
 SUPERVISOR_TREE = {
     "ChildSpec", "ChildSpecError", "RestartPlan", "SUPERVISOR_TARGET", "SupervisorClient", "Tree", "TreeError",
     "child_env", "control_endpoint", "intensity_exceeded", "normalize_child_spec", "record_restart",
-    "restart_plan", "root_args", "should_restart", "supervisor_spec",
+    "restart_plan", "root_args", "should_restart", "supervisor_spec", "NameClash", "check_names", "name_clashes",
 }
 
 

@@ -25,7 +25,7 @@ class Echo(Process):
         self.seen = 0
         self.tick_s = args.get("tick_s")
         self.next_tick = None
-        self.calls.update(count=lambda request: self.seen, fail=self._fail, stop=self._stop_call,
+        self.handlers.update(count=lambda request: self.seen, fail=self._fail, stop=self._stop_call,
                           reject=self._reject)
         return {"inbox": args["inbox"]}
 

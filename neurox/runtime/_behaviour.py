@@ -21,7 +21,7 @@ The callbacks, in the order a process meets them::
     handle_timer(now) -> deadline | None  after every round of the loop, and when its deadline passes
     terminate(reason)                     the last word (OTP: terminate/2); reason is an ExitReason
 
-``handle_call`` defaults to a lookup in :attr:`Process.calls` (op -> ``handler(request)``, ``ping``
+``handle_call`` defaults to a lookup in :attr:`Process.handlers` (op -> ``handler(request)``, ``ping``
 already there), so most kinds only add to that map in ``init``. Any callback may raise :class:`Stop`
 to end the process with a reason; another exception is a crash: ``terminate`` is still called (with
 reason ``crash``), then the exception goes on to the launcher, which prints it and exits with 1.
@@ -39,7 +39,7 @@ Example (the whole of a kind that counts what it is sent)::
             self.inbox = make_socket(self.ctx, zmq.PULL, bind=args["inbox"])
             self.watch(self.inbox, drain=100)
             self.seen = 0
-            self.calls["count"] = lambda request: self.seen
+            self.handlers["count"] = lambda request: self.seen
             return {"inbox": args["inbox"]}
 
         def handle_frame(self, source, frames):
@@ -140,7 +140,7 @@ class Process:
 
     def handle_call(self, op: str, request: dict):
         """Answer one control request: its result, or raise ``Reply(atom, detail)``."""
-        return dispatch(self.calls, op, request)
+        return dispatch(self.handlers, op, request)
 
     def handle_frame(self, source, frames: list | None) -> None:
         """``source`` was readable: ``frames`` are the messages read from it (see :meth:`watch`)."""
@@ -174,26 +174,15 @@ class Process:
         self.events.emit(event, **fields)
 
     @property
-    def stopping(self) -> bool:
+    def stop_requested(self) -> bool:
         """A polite stop was asked for (a signal); the loop ends after this round."""
         return self._stop_reason is not None
 
     # -- the loop, written once ------------------------------------------------------------------
     def run(self, args: dict, env: dict) -> None:
-        """Set up, ``init``, say ready, loop until stopped, ``terminate``, close, exit with the reason."""
-        self.env = env
-        self.path = env.get("path", "")
-        self.calls: dict[str, Callable[[dict], object]] = {"ping": lambda request: "pong"}
-        self.bad = BadFrames(self.path or type(self).__name__)
-        self._stop_reason: ExitReason | None = None
-        self._poller = zmq.Poller()
-        self._readers: dict = {}
-        self.ctx = zmq.Context()
-        self.notifier = Notifier.from_environment()
+        """Set up, ``init``, then :meth:`enter_loop` (never returns)."""
+        self.setup(args, env)
         try:
-            self.events = EventPublisher(self.ctx, env.get("events"), self.path)
-            self.control = make_socket(self.ctx, zmq.ROUTER, bind=self.control_endpoint(args, env))
-            self._wake_r = self._arm_signals()
             info = self.init(args, env)
         except Stop as stop:
             self._close()
@@ -201,12 +190,37 @@ class Process:
         except BaseException:
             self._close()
             raise
+        self.enter_loop(info)
+
+    def setup(self, args: dict, env: dict) -> None:
+        """The behaviour's part of the set-up: context, control socket, events, signals, systemd.
+        (``run`` calls it before ``init``; a class with a constructor of its own may call it first thing.)"""
+        self.env = env
+        self.handlers: dict[str, Callable[[dict], object]] = {"ping": lambda request: "pong"}
+        self.bad = BadFrames(env.get("path") or type(self).__name__)
+        self._stop_reason: ExitReason | None = None
+        self._poller = zmq.Poller()
+        self._readers: dict = {}
+        self.ctx = zmq.Context()
+        self.notifier = Notifier.from_environment()
+        try:
+            self.events = EventPublisher(self.ctx, env.get("events"), env.get("path", ""))
+            self.control = make_socket(self.ctx, zmq.ROUTER, bind=self.control_endpoint(args, env))
+            self._wake_r = self._arm_signals()
+        except BaseException:
+            self._close()
+            raise
+
+    def enter_loop(self, info: dict | None) -> None:
+        """Say ready (with ``info``), loop until stopped, ``terminate``, close, exit with the reason
+        (OTP's ``gen_server:enter_loop``, for a process set up by hand rather than by ``init``)."""
         self._poller.register(self.control, zmq.POLLIN)
         self._readers[self.control] = self._serve_control
         self._poller.register(self._wake_r, zmq.POLLIN)
         self._readers[self._wake_r] = lambda: os.read(self._wake_r, 512)
         notify_ready(info)
-        self.notifier.ready(f"{self.path} ready")
+        name = self.env.get("path", "")
+        self.notifier.ready(f"{name} ready")
         try:
             reason = self._loop()
         except Stop as stop:
@@ -259,7 +273,7 @@ class Process:
 
     def _end(self, reason: ExitReason) -> None:
         """``terminate`` (whatever it raises is printed, and the end goes on), then close everything."""
-        self.notifier.stopping(f"{self.path} stopping: {reason.describe()}")
+        self.notifier.stopping(f"{self.env.get('path', '')} stopping: {reason.describe()}")
         try:
             self.terminate(reason)
         finally:

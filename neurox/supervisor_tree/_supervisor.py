@@ -58,6 +58,7 @@ class Supervisor(Process):
         return env.get("control") or control_endpoint(env["run_dir"], env["path"])
 
     def init(self, args: dict, env: dict) -> dict:
+        self.path = env["path"]
         self.strategy = args.get("strategy", "one_for_one")
         self.intensity = args.get("intensity", DEFAULT_INTENSITY)
         self.period = args.get("period", DEFAULT_PERIOD_S)
@@ -82,7 +83,7 @@ class Supervisor(Process):
         self.bad = BadFrames(f"supervisor {self.path}")
         self.launcher = LauncherClient(env["launcher"])
         self.watch(self.launcher.fileno())
-        self.calls.update({
+        self.handlers.update({
             "start_child": self._api_start_child,
             "terminate_child": self._api_terminate_child,
             "restart_child": self._api_restart_child,
@@ -107,7 +108,7 @@ class Supervisor(Process):
     def handle_timer(self, now: float) -> float | None:
         """Notices kept while waiting for another, then one queued restart; again at once while busy."""
         self._handle_launcher_events(self.launcher.events(0.0))
-        if self.retries and not self.stopping:
+        if self.retries and not self.stop_requested:
             self._try_again(self.retries.popleft())
         return now if self.retries or self.deferred else None
 
@@ -247,7 +248,7 @@ class Supervisor(Process):
     # -- exits and restarts --------------------------------------------------------------------
     def _handle_launcher_events(self, notices: list[dict]) -> None:
         self.deferred.extend(notices)
-        while self.deferred and not self.stopping:
+        while self.deferred and not self.stop_requested:
             notice = self.deferred.popleft()
             if notice["ev"] == "exit":
                 self._on_exit(notice["pid"], ExitReason.from_wire(notice["reason"]))

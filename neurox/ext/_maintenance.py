@@ -23,7 +23,7 @@ import numpy as np
 import zmq
 
 from ..neuron import Topology, maintenance_host, neuron_control, topology_path
-from ..neuron._sleep import Phase, SleepConfig, advance, experiences_endpoint, reservoir_slot, start
+from ..neuron import Phase, SleepConfig, advance_sleep, experiences_endpoint, reservoir_slot, start_sleep
 from ..runtime import BadFrames, ControlError, FrameError, Process, call, make_socket, unpack_map
 from ..supervisor_tree import ChildSpec
 from ._datasets import load_dataset
@@ -89,7 +89,7 @@ class Maintenance(Process):
         self.pool = Pool(self.ctx, self.run_dir, self.data_dir)
         self.pool.clear()  # twins a crashed predecessor left behind
         self.bad = BadFrames("maintenance")
-        self.phase = start(time.monotonic(), self.config)
+        self.phase = start_sleep(time.monotonic(), self.config)
         self.groups: list[list[tuple[str, str]]] = []
         """The layers' neurons as they were when maintenance began: one group per turn."""
         self.group: list[tuple[str, str]] = []
@@ -112,7 +112,7 @@ class Maintenance(Process):
     def _wake(self) -> dict:
         if self.phase.name == "maintenance":  # the rest of the turns are skipped: awake from now
             self._end_maintenance()
-            self.phase = start(time.monotonic(), self.config)
+            self.phase = start_sleep(time.monotonic(), self.config)
             self.emit("maintenance_ended", cycles=self.counters["cycles"], early=True)
         return {"phase": self.phase.name}
 
@@ -157,7 +157,7 @@ class Maintenance(Process):
     def _tick(self, now: float) -> None:
         if self.asked or now >= self.phase.ends_at:  # only then can the phase change
             groups = self.groups if self.phase.name == "maintenance" else self._groups()
-            phase = advance(self.phase, now, len(groups), self.config, self.asked)
+            phase = advance_sleep(self.phase, now, len(groups), self.config, self.asked)
             self.asked = False
             if phase != self.phase:
                 self._change(self.phase, phase, groups)

@@ -13,7 +13,7 @@ import numpy as np
 import zmq
 
 from ..neuron import INPUT, Topology, encode_forward, inbox_endpoint
-from ..neuron._sleep import experiences_endpoint
+from ..neuron import experiences_endpoint
 from ..runtime import FrameError, ipc_endpoint, make_socket, pack, unpack
 
 ORIGIN_BITS = 40

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from ..supervisor_tree import NameClash, check_names
 from ._activations import check_activation
+from ._hosts import PlacementError, check_placement
 from ._neurotransmitters import DEFAULT_TRANSMITTER, TRANSMITTERS, ChemistryError, region_chemistry
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
 from ._regions import REGION_FLAGS, RegionError, expand as expand_regions
@@ -259,8 +260,6 @@ class Topology:
             check_names(self.tree_paths())
         except NameClash as exc:
             raise TopologyError(str(exc)) from None
-        from ._placement import PlacementError, check_placement  # placement builds on the topology
-
         try:
             check_placement(self)
         except PlacementError as exc:

@@ -141,6 +141,11 @@ class Extension(Process):
     def ready_info(self) -> dict:
         return {"kind": self.kind}
 
+    @classmethod
+    def main(cls, args: dict, env: dict) -> None:
+        """The process entry point of an extension class whose settings are checked already."""
+        cls(args, env).serve()
+
     def serve(self) -> None:
         """Run until stopped (the behaviour's loop); never returns."""
         self.enter_loop(self.ready_info())

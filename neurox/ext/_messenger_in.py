@@ -178,5 +178,4 @@ class MessengerIn(InputExtension):
         super().close()
 
 
-def run_messenger_in(args: dict, env: dict) -> None:
-    MessengerIn(args, env).serve()
+run_messenger_in = MessengerIn.main

@@ -111,5 +111,4 @@ class MessengerOut(Extension):
 
 
 
-def run_messenger_out(args: dict, env: dict) -> None:
-    MessengerOut(args, env).serve()
+run_messenger_out = MessengerOut.main

@@ -23,7 +23,7 @@ from ._topology import Topology
 from ._tree_specs import layer_children
 
 PRELOAD = ("neurox.neuron._process", "neurox.neuron._reshaper", "neurox.supervisor_tree._supervisor",
-           "neurox.runtime._events")
+           "neurox.runtime._bus")
 
 
 def live_topology(topology: Topology, data_dir: str, resume: bool) -> Topology:

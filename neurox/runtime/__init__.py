@@ -5,8 +5,8 @@ from ._client import (Calls as Calls, ControlClient as ControlClient, ControlErr
                       call as call, call_async as call_async, fan_out as fan_out)
 from ._control import (CONTROL_MAX_BYTES as CONTROL_MAX_BYTES, Reply as Reply, answer as answer,
                        handle_request as handle_request, serve_one as serve_one)
-from ._events import (EVENT_MAX_BYTES as EVENT_MAX_BYTES, EventPublisher as EventPublisher,
-                      run_event_bus as run_event_bus)
+from ._bus import run_event_bus as run_event_bus
+from ._events import EVENT_MAX_BYTES as EVENT_MAX_BYTES, EventPublisher as EventPublisher
 from ._curve import (CurveKeys as CurveKeys, KeysError as KeysError, connect_curve as connect_curve,
                      create_keys as create_keys)
 from ._exit import (EXIT_SHUTDOWN as EXIT_SHUTDOWN, EXIT_START_FAILED as EXIT_START_FAILED,

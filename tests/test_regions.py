@@ -13,7 +13,7 @@ import tomli_w
 from _netutil import learn, neuron_call, running_network
 from neurox.ext import MessengerClient, digits
 from neurox.neuron import Reshaping, TopologyError, layers_on, parse_topology
-from neurox.neuron._network import layer_children
+from neurox.neuron._tree_specs import layer_children
 from neurox.runtime import ControlError
 from neurox.supervisor_tree import SupervisorClient, control_endpoint
 

@@ -112,6 +112,6 @@ def test_a_supervisor_child_may_take_its_own_start_timeout_once_per_child():
     ("simple_one_for_one", False, ["worker"], True), ("one_for_one", True, ["worker", "worker"], True),
     ("one_for_one", False, ["worker", "worker"], False), ("one_for_one", True, ["worker", "supervisor"], False)])
 def test_which_supervisors_stop_their_children_at_once(strategy, together, types, expected):
-    from neurox.supervisor_tree._supervisor import stops_concurrently
+    from neurox.supervisor_tree._shutdown import stops_concurrently
 
     assert stops_concurrently(strategy, together, types) is expected

@@ -22,8 +22,8 @@ import zmq
 from ..ext import PRELOAD, Dataset, Origin, Stream, messenger_children
 from ..neuron import (Network, Topology, array_from_wire, levels_endpoint, modulator_children, neuron_control,
                       parse_topology, reports_endpoint)
-from ..neuron._plasticity import oja_update
-from ..runtime import ControlClient, make_socket, pack, unpack_map
+from ..neuron import oja_update
+from ..runtime import call, make_socket, pack, unpack_map
 
 ANSWER_TIMEOUT_S = 10.0
 
@@ -195,11 +195,7 @@ def measure_hebbian(samples: int = 3000, width: int = 8, epochs: int = 2, learni
 
 
 def _call(network: Network, neuron: str, op: str):
-    client = ControlClient(zmq.Context.instance(), neuron_control(network.run_dir, network.topology, neuron), 5.0)
-    try:
-        return client.call(op)
-    finally:
-        client.close()
+    return call(zmq.Context.instance(), neuron_control(network.run_dir, network.topology, neuron), op, 5.0)
 
 
 def _weights(network: Network) -> np.ndarray:

@@ -15,8 +15,7 @@ import zmq
 
 from ..ext import PRELOAD, MessengerClient, Origin, Stream, digits, messenger_children
 from ..neuron import Network, load_topology
-from ..runtime import ControlError
-from ..runtime._fork import SPARE_NAME
+from ..runtime import SPARE_NAME, ControlError
 from ..supervisor_tree import SupervisorClient, control_endpoint
 
 

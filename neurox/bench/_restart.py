@@ -1,6 +1,6 @@
 """SIGKILL -> replacement answering, launcher fork vs exec
 
-The worker (``neurox.runtime._bench_worker``) has imported numpy, pyzmq, msgpack and plyvel, holds an
+The worker (``neurox.bench._worker``) has imported numpy, pyzmq, msgpack and plyvel, holds an
 open LevelDB in a temporary directory and a bound ROUTER. A one_for_one supervisor restarts it through
 the launcher; each kill is timed from ``os.kill(SIGKILL)`` until a client's request is answered by the
 replacement. The same run then times the exec-style restart an exec-based supervisor pays (notice the
@@ -22,7 +22,7 @@ import numpy as np
 import zmq
 
 from ..runtime import ipc_endpoint
-from ..runtime._bench_worker import EXEC_SOURCE, TARGET
+from ._worker import EXEC_SOURCE, TARGET
 from ..supervisor_tree import SupervisorClient, Tree, root_args
 
 RESEND_MS = 2
@@ -86,7 +86,7 @@ def supervised_restarts(kills: int, interval_s: float) -> np.ndarray:
         child = {"id": "worker", "start": [TARGET, {"endpoint": endpoint, "db": os.path.join(work, "db")}],
                  "shutdown": "brutal_kill"}
         root = root_args([child], intensity=kills + 10, period=1.0)
-        with Tree(root, run_dir=os.path.join(work, "run"), preload=("neurox.runtime._bench_worker",)) as tree:
+        with Tree(root, run_dir=os.path.join(work, "run"), preload=("neurox.bench._worker",)) as tree:
             supervisor = SupervisorClient(tree.control)
             pinger = Pinger(ctx, endpoint)
             try:

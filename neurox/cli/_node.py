@@ -59,7 +59,7 @@ from ..neuron import (Network, Topology, TopologyError, control_tcp, front_host,
                       load_topology)
 from ..ops import PRELOAD as OPS_PRELOAD, MetricsServer, ServiceConfig, serve_metrics, service_children, service_source
 from ..runtime import ControlClient, ControlError, CurveKeys, KeysError
-from ..runtime._sd_notify import Notifier
+from ..runtime import Notifier
 from ..supervisor_tree import TreeError
 from ._discovery import write_run_file
 

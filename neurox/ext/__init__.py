@@ -3,14 +3,14 @@ learn from, datasets, and the network's sleep (hippocampus and maintenance). How
 docs/extensions.md."""
 from ..neuron import Topology, modulator_children, self_reshaper_children
 from ..supervisor_tree import ChildSpec
-from ._api import (BUILT_IN as BUILT_IN, EXTENSION_TARGET, Extension as Extension,
+from ._api import (BUILT_IN as BUILT_IN, Extension as Extension,
                    InputExtension as InputExtension, OutputExtension as OutputExtension, SampleInput as SampleInput,
                    extension_class as extension_class, outputs_endpoint as outputs_endpoint)
 from ._client import AskError as AskError, MessengerClient as MessengerClient
 from ._datasets import (Dataset as Dataset, DatasetError as DatasetError, digits as digits,
                         load_dataset as load_dataset)
-from ._messenger_in import MESSENGER_IN_TARGET
-from ._messenger_out import MESSENGER_OUT_TARGET, decode_outputs as decode_outputs
+from ._messenger_in import MessengerIn as MessengerIn
+from ._messenger_out import MessengerOut as MessengerOut, decode_outputs as decode_outputs
 from ._maintenance import maintenance_children as maintenance_children
 from ._pool import POOL_ID as POOL_ID
 from ._origin import Origin as Origin
@@ -24,16 +24,14 @@ from ._stream import Feed as Feed, Stream as Stream, StreamProgress as StreamPro
 PRELOAD = ("neurox.ext._api", "neurox.ext._messenger_in", "neurox.ext._messenger_out")
 
 
-def messenger_children(data_dir: str, timeout_ms: int = 5000, bind: list[str] = ()) -> list[ChildSpec]:
+def messenger_children(data_dir: str, timeout_ms: int = 5000, bind: list[str] = ()) -> list[dict]:
     """MessengerOut and MessengerIn as children of a network's root (after the layers)."""
-    return [ChildSpec("messenger_out", MESSENGER_OUT_TARGET, {"data_dir": data_dir}, "permanent", 5000, "worker",
-                      ("neurox.ext._messenger_out",)),
-            ChildSpec("messenger_in", MESSENGER_IN_TARGET, {"data_dir": data_dir, "timeout_ms": timeout_ms,
-                                                           "bind": list(bind)},
-                      "permanent", 5000, "worker", ("neurox.ext._messenger_in",))]
+    return [MessengerOut.child_spec("messenger_out", {"data_dir": data_dir}),
+            MessengerIn.child_spec("messenger_in", {"data_dir": data_dir, "timeout_ms": timeout_ms,
+                                                    "bind": list(bind)})]
 
 
-def extension_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
+def extension_children(topology: Topology, data_dir: str) -> list[dict]:
     """The topology's ``[[extension]]`` processes, as children of the network's root.
 
     Each line is checked against its extension's settings here, before any process starts:
@@ -43,14 +41,14 @@ def extension_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
     for extension in topology.extensions:
         name = extension["name"]
         module = BUILT_IN.get(extension["module"], extension["module"])
-        settings = extension_class(module).configure({**extension, "module": module}, name, topology)
-        specs.append(ChildSpec(name, EXTENSION_TARGET, {**settings, "data_dir": data_dir},
-                               "permanent", 5000, "worker", (module,)))
+        cls = extension_class(module)
+        settings = cls.configure({**extension, "module": module}, name, topology)
+        specs.append(cls.child_spec(name, {**settings, "data_dir": data_dir}, modules=[module]))
     return specs
 
 
 def network_children(topology: Topology, data_dir: str, host: str | None = None,
-                     **messenger_options) -> list[ChildSpec]:
+                     **messenger_options) -> list[ChildSpec | dict]:
     """Everything beside the layers, on the front host: MessengerOut, MessengerIn, the topology's
     extensions, its regions' neuromodulators and, if it asks for them, its self-reshaper and -- unless
     it runs on another host (``[maintenance] host``) -- its maintenance (sleep)."""

@@ -35,9 +35,8 @@ import numpy as np
 import zmq
 
 from ..neuron import DEFAULT_WINDOW, Topology, topology_path
-from ..runtime import (EXIT_SHUTDOWN, BadFrames, EventPublisher, FrameError, ipc_endpoint, make_socket, notify_ready,
-                       serve_one, unpack_map)
-from ._origin import Origin
+from ..runtime import BadFrames, FrameError, Process, ipc_endpoint, make_socket, unpack_map
+from ._origin import Origin, results_of
 from ._pipes import Pipe
 from ._samples import InputError, Sample, TargetSpace, sample_records
 from ._settings import ExtensionError, Setting, configure
@@ -50,7 +49,7 @@ POLL_CAP_S = 0.2
 BACKOFF_S = 0.01
 """How soon a SampleInput tries again when the start node is not taking more (back-pressure)."""
 DRAIN = 1000
-"""Answers an OutputExtension takes per wake-up before it lets its control socket in."""
+"""Messages (answers, returns) an extension takes per wake-up before it lets its control socket in."""
 BUILT_IN = {"eye": "neurox.ext.eye", "webhook": "neurox.ext.webhook", "stream": "neurox.ext.stream",
             "jsonl": "neurox.ext.jsonl", "http_post": "neurox.ext.http_post", "zmq_pub": "neurox.ext.zmq_pub"}
 """The built-in extensions: a topology line may name one by its short name (``module = "eye"``)."""
@@ -61,10 +60,14 @@ def outputs_endpoint(run_dir: str) -> str:
     return ipc_endpoint(run_dir, "outputs.pub")
 
 
-class Extension:
-    """Base of every extension process."""
+class Extension(Process):
+    """Base of every extension process: a callback module of the process behaviour (``runtime.Process``)
+    whose constructor sets it up, whose watched sockets call back, and whose :meth:`tick` is its timer."""
 
     kind = "extension"
+    target = EXTENSION_TARGET
+    max_wait_s = POLL_CAP_S
+    stop_signals = (signal.SIGTERM,)
     settings_schema: dict[str, Setting] = {}
     """Every setting a topology line may give this extension (see :class:`~neurox.ext.Setting`)."""
 
@@ -77,33 +80,18 @@ class Extension:
         return configure(cls.settings_schema, raw, name)
 
     def __init__(self, settings: dict, env: dict):
+        self.setup(settings, env)  # the behaviour's part: context, control socket, events, polite stop
         self.settings = settings
-        self.env = env
         self.name = env["path"].rsplit("/", 1)[-1]
         self.data_dir = settings["data_dir"]
         self.run_dir = env["run_dir"]
         self.topology = Topology.load(topology_path(self.data_dir))
-        self.ctx = zmq.Context()
-        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
-        self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
         self.counters: dict[str, int] = {}
         self.bad = BadFrames(self.name)
         self.recent_rejects: deque[dict] = deque(maxlen=RECENT_REJECTS)
         self.started_t = time.time()
-        self.stop_requested = False
-        self.handlers: dict[str, Callable[[dict], object]] = {
-            "ping": lambda r: "pong", "metrics": lambda r: self.metrics(), "status": lambda r: self.status()}
-        self._poller = zmq.Poller()
+        self.handlers.update({"metrics": lambda r: self.metrics(), "status": lambda r: self.status()})
         self._callbacks: dict = {}
-        self.watch(self.control, lambda: serve_one(self.control, self.handlers, self.bad))
-        self._wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGTERM, self._on_term)
-        self.watch(self._wake_r, lambda: os.read(self._wake_r, 512))
-
-    def _on_term(self, *_):
-        self.stop_requested = True
 
     def count(self, counter: str, n: int = 1) -> None:
         self.counters[counter] = self.counters.get(counter, 0) + n
@@ -114,14 +102,29 @@ class Extension:
         self.bad.note(error, detail)
         self.recent_rejects.append({"t": time.time(), "error": error, "detail": detail})
 
-    def watch(self, sock, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` whenever ``sock`` (a zmq socket or a file descriptor) is readable."""
-        self._poller.register(sock, zmq.POLLIN)
+    def watch(self, sock, callback: Callable, drain: int = 0, multipart: bool = False) -> None:
+        """Call ``callback()`` whenever ``sock`` (a zmq socket or a file descriptor) is readable; with
+        ``drain`` > 0, ``callback(messages)`` with up to that many messages read from the socket (each a
+        list of frames if ``multipart``)."""
+        super().watch(sock, drain, multipart)
         self._callbacks[sock] = callback
 
     def unwatch(self, sock) -> None:
-        self._poller.unregister(sock)
+        super().unwatch(sock)
         del self._callbacks[sock]
+
+    def handle_frame(self, source, frames: list | None) -> None:
+        if frames is None:
+            self._callbacks[source]()
+        else:
+            self._callbacks[source](frames)
+
+    def handle_timer(self, now: float) -> float | None:
+        wait = self.tick()
+        return None if wait is None else now + wait
+
+    def terminate(self, reason) -> None:
+        self.close()
 
     def tick(self) -> float | None:
         """Periodic work between events; returns seconds until it wants to run again (None: no need)."""
@@ -138,22 +141,18 @@ class Extension:
     def ready_info(self) -> dict:
         return {"kind": self.kind}
 
+    @classmethod
+    def main(cls, args: dict, env: dict) -> None:
+        """The process entry point of an extension class whose settings are checked already."""
+        cls(args, env).serve()
+
     def serve(self) -> None:
-        notify_ready(self.ready_info())
-        while not self.stop_requested:
-            wait = self.tick()
-            timeout_ms = int(POLL_CAP_S * 1000) if wait is None else max(0, min(int(POLL_CAP_S * 1000),
-                                                                               int(wait * 1000)))
-            for sock, _ in self._poller.poll(timeout_ms):
-                self._callbacks[sock]()
-        self.close()
-        raise SystemExit(EXIT_SHUTDOWN)
+        """Run until stopped (the behaviour's loop); never returns."""
+        self.enter_loop(self.ready_info())
 
     def close(self) -> None:
-        """Release everything; subclasses close their own sockets first, then call this."""
-        self.control.close()
-        self.events.close()
-        self.ctx.term()
+        """Release what the extension holds (files, threads); subclasses close their own things first, then
+        call this. The behaviour closes every socket and the context after it."""
 
 
 class InputExtension(Extension):
@@ -164,7 +163,7 @@ class InputExtension(Extension):
     def __init__(self, settings: dict, env: dict):
         super().__init__(settings, env)
         self.origin = Origin(self.ctx, self.run_dir, self.topology, self.name)
-        self.watch(self.origin.returns, self._on_returns)
+        self.watch(self.origin.returns, self._on_returns, drain=DRAIN)
 
     @property
     def width(self) -> int:
@@ -184,12 +183,10 @@ class InputExtension(Extension):
         self.count("submitted")
         return packet
 
-    def _on_returns(self) -> None:
-        while True:
+    def _on_returns(self, frames: list[bytes]) -> None:
+        for frame in frames:
             try:
-                results = self.origin.receive(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+                results = results_of(frame)
             except FrameError as exc:
                 self.reject(exc.kind, f"on the return socket: {exc.detail}")
                 continue
@@ -357,15 +354,11 @@ class OutputExtension(Extension):
         self.sources = set(settings.get("sources") or ()) or None
         self.results = make_socket(self.ctx, zmq.SUB, connect=outputs_endpoint(self.run_dir))
         self.results.setsockopt(zmq.SUBSCRIBE, b"result")
-        self.watch(self.results, self._on_messages)
+        self.watch(self.results, self._on_messages, drain=DRAIN, multipart=True)
         self.counters.update(received=0, skipped=0)
 
-    def _on_messages(self) -> None:
-        for _ in range(DRAIN):
-            try:
-                frames = self.results.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+    def _on_messages(self, messages: list[list[bytes]]) -> None:
+        for frames in messages:
             self.count("received")
             try:
                 if len(frames) != 2:

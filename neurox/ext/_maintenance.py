@@ -23,27 +23,26 @@ import numpy as np
 import zmq
 
 from ..neuron import Topology, maintenance_host, neuron_control, topology_path
-from ..neuron._sleep import Phase, SleepConfig, advance, experiences_endpoint, reservoir_slot, start
-from ..runtime import (EXIT_SHUTDOWN, BadFrames, ControlClient, ControlError, EventPublisher, FrameError,
-                       make_socket, notify_ready, serve_one, unpack_map)
+from ..neuron import Phase, SleepConfig, advance_sleep, experiences_endpoint, reservoir_slot, start_sleep
+from ..runtime import BadFrames, ControlError, FrameError, Process, call, make_socket, unpack_map
 from ..supervisor_tree import ChildSpec
 from ._datasets import load_dataset
 from ._pool import Pool, pool_spec
 
-MAINTENANCE_TARGET = "neurox.ext._maintenance:run_maintenance"
 DREAM_BATCH = 8
 DREAMS_IN_FLIGHT = 4
 TICK_S = 0.05
+EXPERIENCES_DRAIN = 256
+"""Experiences kept per wake-up at most before the control socket gets its turn."""
 
 
-def maintenance_children(topology: Topology, data_dir: str, host: str | None = None) -> list[ChildSpec]:
+def maintenance_children(topology: Topology, data_dir: str, host: str | None = None) -> list[ChildSpec | dict]:
     """The maintenance pool and its worker as children of the network's root, if the topology asks for
     them (the worker after the pool, so it stops first and takes its twins down itself). On a network
     spread over hosts, only on the maintenance host."""
     if topology.maintenance is None or (host is not None and host != maintenance_host(topology)):
         return []
-    return [pool_spec(topology), ChildSpec("maintenance", MAINTENANCE_TARGET, {"data_dir": data_dir}, "permanent", 5000, "worker",
-                      ("neurox.ext._maintenance",))]
+    return [pool_spec(topology), Maintenance.child_spec("maintenance", {"data_dir": data_dir})]
 
 
 class Hippocampus:
@@ -71,8 +70,13 @@ class Hippocampus:
         return self.rows[picks], [self.targets[i] for i in picks]
 
 
-class Maintenance:
-    def __init__(self, args: dict, env: dict):
+class Maintenance(Process):
+    """A callback module of the process behaviour: experiences in (``handle_frame``), the sleep schedule
+    and the dreams in ``handle_timer``; a polite stop gives the turn's learning back first (``terminate``)."""
+
+    target = "neurox.ext._maintenance:run_maintenance"
+
+    def init(self, args: dict, env: dict) -> dict:
         self.data_dir = args["data_dir"]
         self.run_dir = env["run_dir"]
         topology = Topology.load(topology_path(self.data_dir))
@@ -80,14 +84,12 @@ class Maintenance:
         self.rng = np.random.default_rng(0)
         self.hippocampus = Hippocampus(self.config.capacity, topology.input_width, self.rng)
         self.education = load_dataset(self.config.education) if self.config.education else None
-        self.ctx = zmq.Context()
-        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
         self.experiences = make_socket(self.ctx, zmq.PULL, bind=experiences_endpoint(self.run_dir))
-        self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
+        self.watch(self.experiences, drain=EXPERIENCES_DRAIN)
         self.pool = Pool(self.ctx, self.run_dir, self.data_dir)
         self.pool.clear()  # twins a crashed predecessor left behind
         self.bad = BadFrames("maintenance")
-        self.phase = start(time.monotonic(), self.config)
+        self.phase = start_sleep(time.monotonic(), self.config)
         self.groups: list[list[tuple[str, str]]] = []
         """The layers' neurons as they were when maintenance began: one group per turn."""
         self.group: list[tuple[str, str]] = []
@@ -95,14 +97,10 @@ class Maintenance:
         self.in_flight = 0
         self.counters = {"dreamt": 0, "replayed": 0, "educated": 0, "turns": 0, "cycles": 0, "given_back": 0}
         self.next_dream = 0.0
-        self.stop_requested = False
-        signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGUSR1, self._on_sleep_signal)
-        self.handlers = {"ping": lambda r: "pong", "status": lambda r: self.status(),
-                         "sleep_now": lambda r: self._ask(), "wake": lambda r: self._wake()}
-
-    def _on_term(self, *_):
-        self.stop_requested = True
+        self.handlers.update({"status": lambda r: self.status(), "sleep_now": lambda r: self._ask(),
+                           "wake": lambda r: self._wake()})
+        return {}
 
     def _on_sleep_signal(self, *_):
         self.asked = True
@@ -114,8 +112,8 @@ class Maintenance:
     def _wake(self) -> dict:
         if self.phase.name == "maintenance":  # the rest of the turns are skipped: awake from now
             self._end_maintenance()
-            self.phase = start(time.monotonic(), self.config)
-            self.events.emit("maintenance_ended", cycles=self.counters["cycles"], early=True)
+            self.phase = start_sleep(time.monotonic(), self.config)
+            self.emit("maintenance_ended", cycles=self.counters["cycles"], early=True)
         return {"phase": self.phase.name}
 
     def status(self) -> dict:
@@ -126,35 +124,8 @@ class Maintenance:
                 "bad_frames": self.bad.total, **self.counters}
 
     # -- the loop ------------------------------------------------------------------------------
-    def serve(self) -> None:
-        notify_ready({})
-        poller = zmq.Poller()
-        for sock in (self.control, self.experiences):
-            poller.register(sock, zmq.POLLIN)
-        while not self.stop_requested:
-            ready = dict(poller.poll(int(TICK_S * 1000)))
-            if self.control in ready:
-                serve_one(self.control, self.handlers, self.bad)
-            if self.experiences in ready:
-                self._on_experiences()
-            if self.pool.open:
-                self.in_flight = max(0, self.in_flight - self.pool.returned())
-            self._tick(time.monotonic())
-        if self.phase.name == "maintenance":  # a polite stop: the turn's learning is given back first
-            self._end_maintenance()
-        self.pool.close()
-        for sock in (self.control, self.experiences):
-            sock.close()
-        self.events.close()
-        self.ctx.term()
-        raise SystemExit(EXIT_SHUTDOWN)
-
-    def _on_experiences(self) -> None:
-        for _ in range(256):
-            try:
-                frame = self.experiences.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+    def handle_frame(self, source, frames: list[bytes]) -> None:
+        for frame in frames:
             try:
                 message = unpack_map(frame)
                 rows = np.frombuffer(message["rows"], "<f4").reshape(message["shape"])
@@ -168,10 +139,25 @@ class Maintenance:
             else:
                 self.hippocampus.keep(rows, targets)
 
+    def handle_timer(self, now: float) -> float:
+        if self.pool.open:
+            self.in_flight = max(0, self.in_flight - self.pool.returned())
+        self._tick(now)
+        return time.monotonic() + TICK_S
+
+    def terminate(self, reason) -> None:
+        """A polite stop gives the turn's learning back first, then stops the twins (after a crash the next
+        worker's start clears them)."""
+        if reason.kind == "crash":
+            return
+        if self.phase.name == "maintenance":
+            self._end_maintenance()
+        self.pool.close()
+
     def _tick(self, now: float) -> None:
         if self.asked or now >= self.phase.ends_at:  # only then can the phase change
             groups = self.groups if self.phase.name == "maintenance" else self._groups()
-            phase = advance(self.phase, now, len(groups), self.config, self.asked)
+            phase = advance_sleep(self.phase, now, len(groups), self.config, self.asked)
             self.asked = False
             if phase != self.phase:
                 self._change(self.phase, phase, groups)
@@ -194,11 +180,11 @@ class Maintenance:
             self._move(self.group, "maintenance")
             self.pool.train([n for _, n in self.group])
             self.counters["turns"] += 1
-            self.events.emit("maintenance_turn", turn=new.turn, neurons=[n for _, n in self.group])
+            self.emit("maintenance_turn", turn=new.turn, neurons=[n for _, n in self.group])
         else:
             self._end_maintenance()
             self.counters["cycles"] += 1
-            self.events.emit("maintenance_ended", cycles=self.counters["cycles"], early=False)
+            self.emit("maintenance_ended", cycles=self.counters["cycles"], early=False)
 
     def _begin_maintenance(self, groups: list) -> None:
         """Copy every neuron into the pool, frozen; the groups then take turns learning there."""
@@ -207,15 +193,15 @@ class Maintenance:
         failures = self.pool.start(topology, {n: neuron_control(self.run_dir, topology, n)
                                               for group in groups for _, n in group})
         for neuron, error in failures:
-            self.events.emit("maintenance_move_failed", id=neuron, state="maintenance", error=error)
-        self.events.emit("maintenance_started", stored=self.hippocampus.size, pool=sorted(self.pool.copies))
+            self.emit("maintenance_move_failed", id=neuron, state="maintenance", error=error)
+        self.emit("maintenance_started", stored=self.hippocampus.size, pool=sorted(self.pool.copies))
 
     def _give_back(self) -> None:
         """The group whose turn ends takes back what its twins learnt, and is awake again."""
         if self.group:
             records = self.pool.give_back([n for _, n in self.group])
             self.counters["given_back"] += sum(1 for r in records if "moved" in r)
-            self.events.emit("maintenance_returned", neurons=records)
+            self.emit("maintenance_returned", neurons=records)
         self._move(self.group, "awake")
         self.group = []
 
@@ -230,13 +216,10 @@ class Maintenance:
             return
         topology = Topology.load(topology_path(self.data_dir), validate=False)
         for _, neuron in group:
-            client = ControlClient(self.ctx, neuron_control(self.run_dir, topology, neuron), 2.0)
             try:
-                client.call("set_state", state=state)
+                call(self.ctx, neuron_control(self.run_dir, topology, neuron), "set_state", 2.0, state=state)
             except ControlError as exc:  # dead meanwhile: its replacement follows its region's state
-                self.events.emit("maintenance_move_failed", id=neuron, state=state, error=exc.error)
-            finally:
-                client.close()
+                self.emit("maintenance_move_failed", id=neuron, state=state, error=exc.error)
 
     def _dream(self) -> None:
         """One packet of dreams: replayed experience, and education when there is some."""
@@ -259,6 +242,5 @@ class Maintenance:
         self.counters["dreamt"] += len(targets)
 
 
-def run_maintenance(args: dict, env: dict) -> None:
-    """Process entry point (``MAINTENANCE_TARGET``)."""
-    Maintenance(args, env).serve()
+run_maintenance = Maintenance.main
+"""Process entry point (``Maintenance.target``)."""

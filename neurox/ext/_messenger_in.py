@@ -17,7 +17,7 @@ import zmq
 
 from ..neuron import messenger_in_endpoint
 from ..runtime import FrameError, make_socket, pack, unpack_map
-from ._api import InputExtension
+from ._api import DRAIN, InputExtension
 from ._samples import InputError as BadRequest, encode_text
 
 REQUEST_MAX_BYTES = 256 * 1024
@@ -72,6 +72,8 @@ def parse_request(request: dict, width: int, classes: int | None, outputs: int) 
 
 
 class MessengerIn(InputExtension):
+    target = MESSENGER_IN_TARGET
+
     def __init__(self, settings: dict, env: dict):
         super().__init__(settings, env)
         end = self.topology.layers[-1].neurons[0]
@@ -84,7 +86,7 @@ class MessengerIn(InputExtension):
         self.front = make_socket(self.ctx, zmq.ROUTER, bind=self.endpoint)
         for extra in settings.get("bind", []):
             self.front.bind(extra)
-        self.watch(self.front, lambda: self._on_request(self.front.recv_multipart()))
+        self.watch(self.front, self._on_requests, drain=DRAIN, multipart=True)
         self.waiting: dict[int, Waiting] = {}
         self.deadlines: list[tuple[float, int]] = []
         self.counters.update(requests=0, replied=0, errors=0, timeouts=0, busy=0, late=0, unroutable=0)
@@ -98,6 +100,10 @@ class MessengerIn(InputExtension):
     def tick(self) -> float | None:
         self._expire(time.monotonic())
         return self.deadlines[0][0] - time.monotonic() if self.deadlines else None
+
+    def _on_requests(self, requests: list[list[bytes]]) -> None:
+        for frames in requests:
+            self._on_request(frames)
 
     def _on_request(self, frames: list[bytes]) -> None:
         if len(frames) < 2:
@@ -169,9 +175,7 @@ class MessengerIn(InputExtension):
             self._reply(waiting.envelope, {"message_hash_id": waiting.message_hash_id, "ok": False,
                                            "error": "shutdown", "detail": "the network is stopping"})
         self.waiting.clear()
-        self.front.close()
         super().close()
 
 
-def run_messenger_in(args: dict, env: dict) -> None:
-    MessengerIn(args, env).serve()
+run_messenger_in = MessengerIn.main

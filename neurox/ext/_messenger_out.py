@@ -15,7 +15,7 @@ import zmq
 
 from ..neuron import OUTPUT, OUTPUT_FRAME, decode_frame, inbox_endpoint, split_rows
 from ..runtime import EVENT_HWM, FrameError, make_socket, pack, unpack_map
-from ._api import Extension, outputs_endpoint
+from ._api import DRAIN, Extension, outputs_endpoint
 
 RECENT_SCORES = 1000
 """The answers over which MessengerOut's rolling accuracy is computed."""
@@ -38,6 +38,7 @@ def decode_outputs(outputs: np.ndarray, output_config: dict) -> dict:
 
 class MessengerOut(Extension):
     kind = "output"
+    target = MESSENGER_OUT_TARGET
 
     def __init__(self, settings: dict, env: dict):
         super().__init__(settings, env)
@@ -47,16 +48,17 @@ class MessengerOut(Extension):
         self.origins: OrderedDict[str, zmq.Socket] = OrderedDict()
         self.counters.update(outputs=0, returned=0, dropped_returns=0)
         self.recent: deque[int] = deque(maxlen=RECENT_SCORES)
-        self.watch(self.inbox, self._on_frame)
+        self.watch(self.inbox, self._on_frames, drain=DRAIN)
 
     def ready_info(self) -> dict:
         return {"kind": self.kind, "width": self.width}
 
-    def _on_frame(self) -> None:
-        try:
-            self._on_output(self.inbox.recv())
-        except FrameError as exc:
-            self.bad.note(exc.kind, exc.detail)
+    def _on_frames(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            try:
+                self._on_output(frame)
+            except FrameError as exc:
+                self.bad.note(exc.kind, exc.detail)
 
     def _on_output(self, frame: bytes) -> None:
         _, _src, packets, rows, data, metas, losses = decode_frame(frame, (OUTPUT_FRAME,))
@@ -107,11 +109,6 @@ class MessengerOut(Extension):
         self.origins[endpoint] = sock
         return sock
 
-    def close(self) -> None:
-        for sock in (self.inbox, self.publish, *self.origins.values()):
-            sock.close()
-        super().close()
 
 
-def run_messenger_out(args: dict, env: dict) -> None:
-    MessengerOut(args, env).serve()
+run_messenger_out = MessengerOut.main

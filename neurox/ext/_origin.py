@@ -13,7 +13,7 @@ import numpy as np
 import zmq
 
 from ..neuron import INPUT, Topology, encode_forward, inbox_endpoint
-from ..neuron._sleep import experiences_endpoint
+from ..neuron import experiences_endpoint
 from ..runtime import FrameError, ipc_endpoint, make_socket, pack, unpack
 
 ORIGIN_BITS = 40
@@ -69,13 +69,18 @@ class Origin:
 
     def receive(self, flags: int = 0) -> list[dict]:
         """The result maps of one return message from MessengerOut (``zmq.NOBLOCK`` raises zmq.Again if none)."""
-        results = unpack(self.returns.recv(flags))
-        if not isinstance(results, list):
-            raise FrameError("wrong_type", "a return message is a list of result maps")
-        return [r for r in results if isinstance(r, dict)]
+        return results_of(self.returns.recv(flags))
 
     def close(self) -> None:
         for sock in (self.returns, *self.starts):
             sock.close(linger=0)
         if self.hippocampus is not None:
             self.hippocampus.close(linger=0)
+
+
+def results_of(frame: bytes) -> list[dict]:
+    """The result maps of one return message from MessengerOut; FrameError if it is not a list of them."""
+    results = unpack(frame)
+    if not isinstance(results, list):
+        raise FrameError("wrong_type", "a return message is a list of result maps")
+    return [r for r in results if isinstance(r, dict)]

@@ -21,7 +21,7 @@ import zmq
 
 from ..neuron import (OUTPUT, OUTPUT_FRAME, Topology, array_from_wire, array_to_wire, decode_frame, inbox_endpoint,
                       neuron_spec)
-from ..runtime import ControlClient, ControlError, FrameError, make_socket
+from ..runtime import ControlError, FrameError, call, make_socket
 from ..supervisor_tree import ChildSpec, SupervisorClient, control_endpoint, supervisor_spec
 from ._origin import Origin
 
@@ -153,8 +153,4 @@ class Pool:
         self.supervisor.close()
 
     def _call(self, endpoint: str, op: str, **args) -> dict:
-        client = ControlClient(self.ctx, endpoint, CALL_TIMEOUT_S)
-        try:
-            return client.call(op, **args)
-        finally:
-            client.close()
+        return call(self.ctx, endpoint, op, CALL_TIMEOUT_S, **args)

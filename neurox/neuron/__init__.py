@@ -5,8 +5,10 @@ from ._frames import (FORWARD as FORWARD, GRADIENT as GRADIENT, OUTPUT as OUTPUT
                       array_to_wire as array_to_wire, decode as decode_frame, encode_forward as encode_forward,
                       split_rows as split_rows)
 from ._activations import ACTIVATIONS as ACTIVATIONS
-from ._network import Network as Network, live_topology as live_topology, layer_spec as layer_spec, neuron_spec as neuron_spec
-from ._placement import (PlacementError as PlacementError, control_tcp as control_tcp, events_tcp as events_tcp,
+from ._network import Network as Network, live_topology as live_topology
+from ._tree_specs import layer_spec as layer_spec, neuron_spec as neuron_spec
+from ._hosts import PlacementError as PlacementError
+from ._placement import (control_tcp as control_tcp, events_tcp as events_tcp,
                          front_host as front_host, layers_on as layers_on, maintenance_host as maintenance_host)
 from ._state import NeuronStore as NeuronStore
 from ._topology import (INPUT as INPUT, OUTPUT as OUTPUT, Topology as Topology, TopologyError as TopologyError,
@@ -15,7 +17,10 @@ from ._reshaping import Reshaping as Reshaping
 from ._modulator import (modulator_children as modulator_children, modulator_id as modulator_id,
                          levels_endpoint as levels_endpoint, reports_endpoint as reports_endpoint)
 from ._neurotransmitters import TRANSMITTERS as TRANSMITTERS, ChemistryError as ChemistryError
-from ._plasticity import PLASTICITY as PLASTICITY
+from ._plasticity import PLASTICITY as PLASTICITY, oja_update as oja_update
+from ._sleep import (Phase as Phase, SleepConfig as SleepConfig, advance as advance_sleep,
+                     experiences_endpoint as experiences_endpoint, reservoir_slot as reservoir_slot,
+                     start as start_sleep)
 from ._states import STATES as STATES
 from ._self_reshaper import self_reshaper_children as self_reshaper_children
 from ._shaping import ShapingConfig as ShapingConfig

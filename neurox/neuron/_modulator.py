@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import sys
 import time
 
 import zmq
 
-from ..runtime import (EXIT_SHUTDOWN, BadFrames, EventPublisher, FrameError, Reply, ipc_endpoint, make_socket,
-                       notify_ready, pack, serve_one, unpack_map)
-from ..supervisor_tree import ChildSpec
+from ..runtime import BadFrames, FrameError, Process, Reply, ipc_endpoint, make_socket, pack, unpack_map
 from ._endpoints import topology_path
 from ._neurotransmitters import (TRANSMITTERS, advance, drives, phasic, region_chemistry,
                                  reward_prediction_error, unexpected_uncertainty)
@@ -34,6 +31,8 @@ from ._topology import Topology
 MODULATOR_TARGET = "neurox.neuron._modulator:run_modulator"
 LEVELS_TOPIC = b"levels"
 REPORT_MAX_BYTES = 4096
+REPORTS_DRAIN = 1000
+"""Reports taken per wake-up at most before the control socket and the levels get their turn."""
 STALE_REPORTS = 3
 """A neuron's activity counts until it has missed this many report periods (it died or was removed)."""
 
@@ -55,8 +54,7 @@ def reports_endpoint(run_dir: str, region: str) -> str:
 
 def modulator_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
     """One modulator per region that needs one (``Topology.modulated_regions``), as root children."""
-    return [ChildSpec(modulator_id(region), MODULATOR_TARGET, {"data_dir": data_dir, "region": region},
-                      "permanent", 5000, "worker", ("neurox.neuron._modulator",))
+    return [Modulator.child_spec(modulator_id(region), {"data_dir": data_dir, "region": region})
             for region in topology.modulated_regions()]
 
 
@@ -82,8 +80,12 @@ def read_kept(path: str) -> dict:
     return {k: saved[k] for k in kept}
 
 
-class Modulator:
-    def __init__(self, args: dict, env: dict):
+class Modulator(Process):
+    """A callback module of the process behaviour: reports in (``handle_frame``), levels out (``handle_timer``)."""
+
+    target = MODULATOR_TARGET
+
+    def init(self, args: dict, env: dict) -> dict:
         self.region = args["region"]
         topology = Topology.load(topology_path(args["data_dir"]))
         self.chemistry = region_chemistry(topology.neurotransmitters or {}, self.region)
@@ -99,60 +101,32 @@ class Modulator:
         self.publishes = 0
         self.started_t = time.time()
         self.bad = BadFrames(f"modulator {self.region}")
-        self.ctx = zmq.Context()
         run_dir = env["run_dir"]
-        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
         self.inbox = make_socket(self.ctx, zmq.PULL, bind=reports_endpoint(run_dir, self.region))
         self.pub = make_socket(self.ctx, zmq.PUB, bind=levels_endpoint(run_dir, self.region), linger_ms=0)
-        self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
-        self.stop_requested = False
-        self.wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
-        signal.signal(signal.SIGTERM, self._on_term)
-        self.handlers = {"ping": lambda r: "pong", "status": lambda r: self.status(),
-                         "metrics": lambda r: self.status(), "set_state": self.set_state,
-                         "release": self.release, "reward": self.reward}
+        self.watch(self.inbox, drain=REPORTS_DRAIN)
+        self.handlers.update({"status": lambda r: self.status(), "metrics": lambda r: self.status(),
+                           "set_state": self.set_state, "release": self.release, "reward": self.reward})
         self.advanced_at = self.next_publish = time.monotonic()
+        return {"region": self.region}
 
-    def _on_term(self, *_):
-        self.stop_requested = True
-
-    def serve(self) -> None:
-        notify_ready({"region": self.region})
-        poller = zmq.Poller()
-        for sock in (self.control, self.inbox, self.wake_r):
-            poller.register(sock, zmq.POLLIN)
-        while not self.stop_requested:
-            timeout_ms = max(0, math.ceil((self.next_publish - time.monotonic()) * 1000))
-            ready = dict(poller.poll(timeout_ms))
-            if self.inbox in ready:
-                self._drain_reports()
-            if self.control in ready:
-                serve_one(self.control, self.handlers, self.bad)
-            if self.wake_r in ready:
-                os.read(self.wake_r, 512)
-            if self.pending_rewards or time.monotonic() >= self.next_publish:
-                self._publish()
-        self._keep()
-        for sock in (self.control, self.inbox, self.pub):
-            sock.close()
-        self.events.close()
-        self.ctx.term()
-        raise SystemExit(EXIT_SHUTDOWN)
-
-    # -- reports ----------------------------------------------------------------------------------
-    def _drain_reports(self) -> None:
-        while True:
-            try:
-                frame = self.inbox.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+    def handle_frame(self, source, frames: list[bytes]) -> None:
+        for frame in frames:
             try:
                 self._on_report(unpack_map(frame, REPORT_MAX_BYTES))
             except FrameError as exc:
                 self.bad.note(exc.kind, exc.detail)
 
+    def handle_timer(self, now: float) -> float:
+        """Levels out every publish interval, and at once after rewards or a change by hand."""
+        if self.pending_rewards or now >= self.next_publish:
+            self._publish()
+        return self.next_publish
+
+    def terminate(self, reason) -> None:
+        self._keep()
+
+    # -- reports ----------------------------------------------------------------------------------
     def _on_report(self, report: dict) -> None:
         kind = report.get("kind")
         if kind == "activity":
@@ -230,7 +204,7 @@ class Modulator:
         previous, self.state = self.state, state
         if state != previous:
             self._keep()
-            self.events.emit("region_state", region=self.region, state=state, previous=previous)
+            self.emit("region_state", region=self.region, state=state, previous=previous)
         self.next_publish = time.monotonic()  # tell the neurons now
         return {"region": self.region, "state": state, "previous": previous}
 
@@ -304,6 +278,5 @@ class ModulatorLink:
         self.reports.close()
 
 
-def run_modulator(args: dict, env: dict) -> None:
-    """Process entry point of a region's modulator (``MODULATOR_TARGET``)."""
-    Modulator(args, env).serve()
+run_modulator = Modulator.main
+"""Process entry point (``MODULATOR_TARGET``)."""

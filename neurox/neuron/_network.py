@@ -15,88 +15,15 @@ from __future__ import annotations
 import os
 
 from ..runtime import write_tcp_plan
-from ..supervisor_tree import ChildSpec, Tree, control_endpoint, root_args, supervisor_spec
+from ..supervisor_tree import ChildSpec, Tree, control_endpoint, root_args
 from ._endpoints import messenger_in_endpoint, topology_path
 from ._placement import front_host, layers_on, tcp_exports, tcp_routes
+from ._reshaper import Reshaper
 from ._topology import Topology
+from ._tree_specs import layer_children
 
-NEURON_TARGET = "neurox.neuron._process:run_neuron"
-RESHAPER_TARGET = "neurox.neuron._reshaper:run_reshaper"
-NEURON_SHUTDOWN_MS = 5000
 PRELOAD = ("neurox.neuron._process", "neurox.neuron._reshaper", "neurox.supervisor_tree._supervisor",
-           "neurox.runtime._events")
-
-
-def neuron_spec(neuron_id: str, data_dir: str, seed_from_siblings: bool = False) -> ChildSpec:
-    args = {"neuron": neuron_id, "data_dir": data_dir}
-    if seed_from_siblings:
-        args["seed_from_siblings"] = True
-    return ChildSpec(neuron_id, NEURON_TARGET, args, "permanent", NEURON_SHUTDOWN_MS, "worker",
-                     ("neurox.neuron._process",))
-
-
-def layer_spec(topology: Topology, layer_name: str, data_dir: str) -> ChildSpec:
-    """A layer's supervisor: one_for_one over its neurons (a neuron's death concerns only itself),
-    unless its ``strategy`` setting (a region's template) says otherwise."""
-    layer = topology.layer_named(layer_name)
-    strategy = {**topology.defaults, **layer.settings}.get("strategy", "one_for_one")
-    return supervisor_spec(layer.name, [neuron_spec(n, data_dir) for n in layer.neurons], strategy,
-                           int(topology.supervision["intensity"]), float(topology.supervision["period_s"]),
-                           start_concurrently=True)
-
-
-def region_spec(topology: Topology, region: str, layer_names: list[str], data_dir: str) -> ChildSpec:
-    """A region's supervisor over the given layers of it, with the region's flags (its template's, or the
-    topology's ``[region.NAME]``). Its layers start at once: they do not depend on one another to start."""
-    flags = topology.region_supervision(region)
-    return supervisor_spec(region, [layer_spec(topology, name, data_dir) for name in layer_names],
-                           flags["strategy"], int(flags["intensity"]), float(flags["period_s"]),
-                           start_concurrently=True)
-
-
-def subtrees(topology: Topology, layer_names: list[str]) -> list[tuple[str | None, list[str]]]:
-    """The root's children that hold these layers, in order: ``(None, [layer])`` for a plain layer,
-    ``(region, its layers among these)`` for a region, at the place of its first layer."""
-    grouped: dict[str, list[str]] = {}
-    order: list[tuple[str | None, list[str]]] = []
-    for name in layer_names:
-        region = topology.supervising_region(name)
-        if region is None:
-            order.append((None, [name]))
-        elif region in grouped:
-            grouped[region].append(name)
-        else:
-            grouped[region] = [name]
-            order.append((region, grouped[region]))
-    return order
-
-
-def layer_children(topology: Topology, layer_names: list[str], data_dir: str) -> list[ChildSpec]:
-    """The root's children that supervise these layers (``subtrees``)."""
-    return [layer_spec(topology, layers[0], data_dir) if region is None
-            else region_spec(topology, region, layers, data_dir)
-            for region, layers in subtrees(topology, layer_names)]
-
-
-def start_site(topology: Topology, layer_name: str, data_dir: str) -> tuple[str, ChildSpec]:
-    """Where a layer added live starts, and as what: under its region's supervisor if other layers of
-    the region run, else under the root -- inside a new region supervisor if it opens a region."""
-    region = topology.supervising_region(layer_name)
-    if region is None:
-        return "root", layer_spec(topology, layer_name, data_dir)
-    if topology.region_layers(region) != [layer_name]:
-        return f"root/{region}", layer_spec(topology, layer_name, data_dir)
-    return "root", region_spec(topology, region, [layer_name], data_dir)
-
-
-def stop_site(topology: Topology, layer_name: str) -> tuple[str, str]:
-    """The supervisor and child to stop to remove a layer: the layer's own supervisor, or its region's
-    supervisor when it is the region's last layer."""
-    region = topology.supervising_region(layer_name)
-    if region is not None and topology.region_layers(region) == [layer_name]:
-        return "root", region
-    parent, child = topology.supervisor_path(layer_name).rsplit("/", 1)
-    return parent, child
+           "neurox.runtime._bus")
 
 
 def live_topology(topology: Topology, data_dir: str, resume: bool) -> Topology:
@@ -109,7 +36,7 @@ def live_topology(topology: Topology, data_dir: str, resume: bool) -> Topology:
 class Network:
     """A running network on this host. ``resume=True`` keeps the shape already in ``data_dir``."""
 
-    def __init__(self, topology: Topology, data_dir: str, extensions: list[ChildSpec] = (),
+    def __init__(self, topology: Topology, data_dir: str, extensions: list[ChildSpec | dict] = (),
                  run_dir: str | None = None, resume: bool = False, preload: tuple[str, ...] = (),
                  host: str | None = None, keys_dir: str | None = None):
         self.data_dir = os.path.abspath(data_dir)
@@ -119,8 +46,7 @@ class Network:
         self.host = host
         children = layer_children(topology, layers_on(topology, host), self.data_dir)
         if host is None or host == front_host(topology):
-            children.append(ChildSpec("reshaper", RESHAPER_TARGET, {"data_dir": self.data_dir}, "permanent", 5000,
-                                      "worker", ("neurox.neuron._reshaper",)))
+            children.append(Reshaper.child_spec("reshaper", {"data_dir": self.data_dir}))
         # The layers, the reshaper and the extensions do not depend on one another to start (links are
         # connected lazily), so they are all started at once; they still stop in reverse order.
         self.tree = Tree(root_args([*children, *extensions], start_concurrently=True), run_dir=run_dir,

@@ -18,39 +18,34 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 
 import tomli_w
-import zmq
 
-from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, EventPublisher, Reply, make_socket,
-                       notify_ready, serve_one)
+from ..runtime import ControlError, Process, Reply, call
 from ..supervisor_tree import SupervisorClient, control_endpoint
 from ._activations import check_activation
 from ._endpoints import neuron_control, topology_path
-from ._network import neuron_spec, start_site, stop_site
+from ._tree_specs import neuron_spec, start_site, stop_site
 from ._topology import Layer, Topology, TopologyError
 
 DRAIN_TIMEOUT_S = 5.0
 CALL_TIMEOUT_S = 30.0
 LIVE_SETTINGS = ("activation", "learning_rate", "flush_interval_s", "join_timeout_ms")
-READ_ONLY_OPS = ("ping", "status", "topology", "export")
+READ_ONLY_OPS = ("status", "topology", "export")
 
 
-class Reshaper:
-    def __init__(self, args: dict, env: dict):
+class Reshaper(Process):
+    """A callback module of the process behaviour whose every op is a control call (``handle_call``)."""
+
+    target = "neurox.neuron._reshaper:run_reshaper"
+
+    def init(self, args: dict, env: dict) -> dict:
         self.data_dir = args["data_dir"]
         self.run_dir = env["run_dir"]
         self.topology = Topology.load(topology_path(self.data_dir))
-        self.ctx = zmq.Context()
-        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
-        self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
-        self.stop_requested = False
         self.started_t = time.time()
-        signal.signal(signal.SIGTERM, self._on_term)
         handlers = {
-            "ping": lambda r: "pong",
             "status": lambda r: {"pid": os.getpid(), "uptime_s": time.time() - self.started_t,
                                  "shape": [len(layer.neurons) for layer in self.topology.layers]},
             "topology": lambda r: self.topology.to_dict(),
@@ -60,20 +55,8 @@ class Reshaper:
             "add_layer": self.add_layer, "remove_layer": self.remove_layer,
             "set_settings": self.set_settings, "set_learning": self.set_learning,
         }
-        self.handlers = {op: self._guarded(op, handler) for op, handler in handlers.items()}
-
-    def _on_term(self, *_):
-        self.stop_requested = True
-
-    def serve(self) -> None:
-        notify_ready({"neurons": len(self.topology.neurons())})
-        while not self.stop_requested:
-            if self.control.poll(200):
-                serve_one(self.control, self.handlers)
-        self.control.close()
-        self.events.close()
-        self.ctx.term()
-        raise SystemExit(EXIT_SHUTDOWN)
+        self.handlers.update({op: self._guarded(op, handler) for op, handler in handlers.items()})
+        return {"neurons": len(self.topology.neurons())}
 
     def _guarded(self, op: str, handler):
         """The handler with topology errors turned into error replies and its successes recorded."""
@@ -96,16 +79,12 @@ class Reshaper:
         entry = {"t": time.time(), "op": op, **{k: v for k, v in request.items() if k not in ("op", "rid")}}
         with open(os.path.join(self.data_dir, "reshape.log"), "a") as f:
             f.write(json.dumps(entry) + "\n")
-        self.events.emit("reshaped", op=op, request=entry, result=result,
+        self.emit("reshaped", op=op, request=entry, result=result,
                          shape=[len(layer.neurons) for layer in self.topology.layers])
 
     # -- talking to the processes ----------------------------------------------------------------
     def _neuron(self, neuron_id: str, op: str, **args):
-        client = ControlClient(self.ctx, neuron_control(self.run_dir, self.topology, neuron_id), CALL_TIMEOUT_S)
-        try:
-            return client.call(op, **args)
-        finally:
-            client.close()
+        return call(self.ctx, neuron_control(self.run_dir, self.topology, neuron_id), op, CALL_TIMEOUT_S, **args)
 
     def _supervisor(self, path: str) -> SupervisorClient:
         return SupervisorClient(control_endpoint(self.run_dir, path), self.ctx, CALL_TIMEOUT_S)
@@ -305,5 +284,5 @@ def sibling_links(topology: Topology, siblings: list[str], neuron_id: str) -> li
            [(neuron_id, dst) for dst in topology.neurons() if dst in targets]
 
 
-def run_reshaper(args: dict, env: dict) -> None:
-    Reshaper(args, env).serve()
+run_reshaper = Reshaper.main
+"""Process entry point (``Reshaper.target``)."""

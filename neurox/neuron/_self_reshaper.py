@@ -9,71 +9,54 @@ only when the topology has a ``[self_reshaping]`` table.
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 import numpy as np
-import zmq
 
-from ..runtime import (EXIT_SHUTDOWN, ControlClient, ControlError, EventPublisher, make_socket, notify_ready,
-                       serve_one)
-from ..supervisor_tree import ChildSpec, control_endpoint
+from ..runtime import ControlClient, ControlError, Process
+from ..supervisor_tree import control_endpoint
 from ._endpoints import neuron_control, topology_path
 from ._frames import array_from_wire
 from ._reshaping import Reshaping
 from ._shaping import Action, NeuronView, ShapingConfig, decide_links, decide_neurons, link_rms, silent_streaks
 from ._topology import Topology
 
-SELF_RESHAPER_TARGET = "neurox.neuron._self_reshaper:run_self_reshaper"
 CALL_TIMEOUT_S = 2.0
 HISTORY = 50
 """Rounds of loss and changes kept for ``status``."""
 
 
-def self_reshaper_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
+def self_reshaper_children(topology: Topology, data_dir: str) -> list[dict]:
     """The self-reshaper as a child of the network's root, if the topology asks for one."""
     if topology.self_reshaping is None:
         return []
-    return [ChildSpec("self_reshaper", SELF_RESHAPER_TARGET, {"data_dir": data_dir}, "permanent", 5000, "worker",
-                      ("neurox.neuron._self_reshaper",))]
+    return [SelfReshaper.child_spec("self_reshaper", {"data_dir": data_dir})]
 
 
-class SelfReshaper:
-    def __init__(self, args: dict, env: dict):
+class SelfReshaper(Process):
+    """A callback module of the process behaviour: one round per ``interval_s`` (``handle_timer``)."""
+
+    target = "neurox.neuron._self_reshaper:run_self_reshaper"
+
+    def init(self, args: dict, env: dict) -> dict:
         self.data_dir = args["data_dir"]
         self.run_dir = env["run_dir"]
         self.config = ShapingConfig.from_table(Topology.load(topology_path(self.data_dir)).self_reshaping or {})
-        self.ctx = zmq.Context()
-        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
-        self.events = EventPublisher(self.ctx, env.get("events"), env["path"])
         self.reshaping = Reshaping(control_endpoint(self.run_dir, "root/reshaper"), self.ctx)
         self.rng = np.random.default_rng(0)
         self.losses: list[float] = []
         self.streaks: dict[str, int] = {}
         self.changes: list[dict] = []
         self.rounds = 0
-        self.stop_requested = False
-        signal.signal(signal.SIGTERM, self._on_term)
-        self.handlers = {"ping": lambda r: "pong", "status": lambda r: self.status(),
-                         "round": lambda r: self.round()}
+        self.next_round = time.monotonic() + self.config.interval_s
+        self.handlers.update({"status": lambda r: self.status(), "round": lambda r: self.round()})
+        return {}
 
-    def _on_term(self, *_):
-        self.stop_requested = True
-
-    def serve(self) -> None:
-        notify_ready({})
-        next_round = time.monotonic() + self.config.interval_s
-        while not self.stop_requested:
-            if self.control.poll(max(0, int((next_round - time.monotonic()) * 1000))):
-                serve_one(self.control, self.handlers)
-            if time.monotonic() >= next_round:
-                self.round()
-                next_round = time.monotonic() + self.config.interval_s
-        self.reshaping.close()
-        self.control.close()
-        self.events.close()
-        self.ctx.term()
-        raise SystemExit(EXIT_SHUTDOWN)
+    def handle_timer(self, now: float) -> float:
+        if now >= self.next_round:
+            self.round()
+            self.next_round = time.monotonic() + self.config.interval_s
+        return self.next_round
 
     def status(self) -> dict:
         return {"pid": os.getpid(), "rounds": self.rounds, "config": vars(self.config),
@@ -101,13 +84,11 @@ class SelfReshaper:
         end = topology.layers[-1].neurons[0]
         for layer in topology.layers:
             for neuron in layer.neurons:
-                client = ControlClient(self.ctx, neuron_control(self.run_dir, topology, neuron), CALL_TIMEOUT_S)
-                try:
-                    metrics, params = client.call("metrics"), client.call("get_params")
-                except ControlError:
-                    continue  # dead or busy this round: decided on next round
-                finally:
-                    client.close()
+                with ControlClient(self.ctx, neuron_control(self.run_dir, topology, neuron), CALL_TIMEOUT_S) as client:
+                    try:
+                        metrics, params = client.call("metrics"), client.call("get_params")
+                    except ControlError:
+                        continue  # dead or busy this round: decided on next round
                 activity = metrics.get("activity", {})
                 if neuron == end:
                     loss = activity.get("loss")
@@ -130,10 +111,9 @@ class SelfReshaper:
         except ControlError as exc:  # e.g. the network changed meanwhile: refused, and said so
             change.update(ok=False, error=exc.error, detail=str(exc))
         self.changes = (self.changes + [change])[-HISTORY:]
-        self.events.emit("self_reshaped", **change)
+        self.emit("self_reshaped", **change)
         return change
 
 
-def run_self_reshaper(args: dict, env: dict) -> None:
-    """Process entry point (``SELF_RESHAPER_TARGET``)."""
-    SelfReshaper(args, env).serve()
+run_self_reshaper = SelfReshaper.main
+"""Process entry point (``SelfReshaper.target``)."""

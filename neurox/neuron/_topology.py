@@ -12,7 +12,9 @@ import os
 import tomllib
 from dataclasses import dataclass, field, replace
 
+from ..supervisor_tree import NameClash, check_names
 from ._activations import check_activation
+from ._hosts import PlacementError, check_placement
 from ._neurotransmitters import DEFAULT_TRANSMITTER, TRANSMITTERS, ChemistryError, region_chemistry
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
 from ._regions import REGION_FLAGS, RegionError, expand as expand_regions
@@ -156,6 +158,17 @@ class Topology:
         return {"strategy": "one_for_one", "intensity": int(self.supervision["intensity"]),
                 "period_s": float(self.supervision["period_s"]), **self.region_flags.get(region, {})}
 
+    def tree_paths(self) -> list[str]:
+        """Every path this network puts in its supervision tree: supervisors, neurons (and their twins in
+        the maintenance pool), the root's workers, modulators (``modulator.REGION``) and extensions."""
+        supervisors = [f"root/{r}" for r in self.supervised_regions()] + \
+                      [self.supervisor_path(layer.name) for layer in self.layers]
+        neurons = [f"{self.supervisor_path(layer.name)}/{n}" for layer in self.layers for n in layer.neurons]
+        twins = [f"root/maintenance_pool/{n}" for n in self.neurons()] if self.maintenance is not None else []
+        root = [*ROOT_WORKERS, *(f"modulator.{r}" for r in self.modulated_regions()),
+                *(str(e.get("name")) for e in self.extensions)]
+        return ["root", *supervisors, *neurons, *twins, *(f"root/{name}" for name in root)]
+
     # -- changing the shape -------------------------------------------------------------------
     def new_neuron_id(self, layer: Layer) -> str:
         neuron_id = f"{layer.name}.n{layer.next_index}"
@@ -245,8 +258,10 @@ class Topology:
             if not isinstance(module, str) or not module:
                 raise TopologyError(f"extension {name!r} needs a 'module'")
             taken.add(name)
-        from ._placement import PlacementError, check_placement  # placement builds on the topology
-
+        try:
+            check_names(self.tree_paths())
+        except NameClash as exc:
+            raise TopologyError(str(exc)) from None
         try:
             check_placement(self)
         except PlacementError as exc:

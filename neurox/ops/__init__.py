@@ -1,6 +1,6 @@
 """Operations: the Supervisor service that keeps the picture of a running network, its Prometheus
 exporter, and Telegram chat-ops (docs/operations.md)."""
-from ._calls import fan_out as fan_out
+from ..runtime import fan_out as fan_out
 from ._client import ServiceClient as ServiceClient
 from ._picture import STATES as STATES
 from ._prometheus import (FAMILIES as FAMILIES, MetricsServer as MetricsServer, NetworkCollector as NetworkCollector,

@@ -7,7 +7,7 @@ It runs as a worker under the network's root (``root/service``), like an extensi
   lifecycle events;
 - walks each host's supervisors (``status``) every few seconds and soon after a lifecycle event, and
   polls the workers that do not report (MessengerIn/Out, extensions) -- all without ever waiting on one
-  process (:class:`~neurox.ops._calls.Calls`);
+  process (:class:`~neurox.runtime.Calls`);
 - takes the loss of every answer from its host's outputs bus (the rolling mean loss);
 - answers queries on its control socket (``ipc://RUN_DIR/root.service.ctl``, and any ``bind``
   endpoints): ``neuron_status``, ``neuron_metrics``, ``tree``, ``recent_events``, ``picture``,
@@ -31,12 +31,10 @@ import zmq
 
 from ..ext import Extension, outputs_endpoint
 from ..neuron import control_tcp, events_tcp
-from ..runtime import EVENT_HWM, ControlError, FrameError, KeysError, Reply, ipc_endpoint, make_socket, unpack_map
-from ..runtime._curve import connect_curve
-from ..runtime._tcp import tcp_plan
-from ..runtime._events import EVENT_MAX_BYTES
+from ..runtime import (EVENT_HWM, EVENT_MAX_BYTES, ControlError, FrameError, KeysError, Reply, connect_curve,
+                       ipc_endpoint, make_socket, tcp_plan, unpack_map)
 from ..supervisor_tree import ChildSpec, control_endpoint
-from ._calls import Calls
+from ..runtime import Calls
 from ._picture import HISTORY, HostView, Picture, Unknown, Ambiguous
 
 SERVICE_ID = "service"

@@ -34,7 +34,7 @@ import zmq
 
 from ..neuron import Topology, neuron_control, topology_path
 from ..runtime import ControlClient, ControlError
-from ._calls import fan_out
+from ..runtime import fan_out
 from ._client import ServiceClient
 
 TOKEN_ENV = "NEUROX_TELEGRAM_TOKEN"

@@ -1,10 +1,14 @@
 """Processes, sockets and the wire: the layer everything else in NeuroX stands on."""
 from ._bad_frames import BadFrames as BadFrames
-from ._control import (CONTROL_MAX_BYTES as CONTROL_MAX_BYTES, ControlClient as ControlClient,
-                       ControlError as ControlError, Reply as Reply, call as call,
-                       answer as answer, handle_request as handle_request, serve_one as serve_one)
-from ._events import EventPublisher as EventPublisher, run_event_bus as run_event_bus
-from ._curve import CurveKeys as CurveKeys, KeysError as KeysError, create_keys as create_keys
+from ._behaviour import Process as Process, Stop as Stop
+from ._client import (Calls as Calls, ControlClient as ControlClient, ControlError as ControlError,
+                      call as call, call_async as call_async, fan_out as fan_out)
+from ._control import (CONTROL_MAX_BYTES as CONTROL_MAX_BYTES, Reply as Reply, answer as answer,
+                       handle_request as handle_request, serve_one as serve_one)
+from ._bus import run_event_bus as run_event_bus
+from ._events import EVENT_MAX_BYTES as EVENT_MAX_BYTES, EventPublisher as EventPublisher
+from ._curve import (CurveKeys as CurveKeys, KeysError as KeysError, connect_curve as connect_curve,
+                     create_keys as create_keys)
 from ._exit import (EXIT_SHUTDOWN as EXIT_SHUTDOWN, EXIT_START_FAILED as EXIT_START_FAILED,
                     ExitReason as ExitReason, reason_from_status as reason_from_status,
                     reason_from_wait_status as reason_from_wait_status)
@@ -13,7 +17,8 @@ from ._fork import (SPARE_NAME as SPARE_NAME, notify_ready as notify_ready,
 from ._launcher_client import (LauncherClient as LauncherClient, LauncherError as LauncherError,
                                start_launcher as start_launcher)
 from ._sockets import EVENT_HWM as EVENT_HWM, ipc_endpoint as ipc_endpoint, make_socket as make_socket
-from ._tcp import Route as Route, write_tcp_plan as write_tcp_plan
+from ._sd_notify import Notifier as Notifier
+from ._tcp import Route as Route, tcp_plan as tcp_plan, write_tcp_plan as write_tcp_plan
 from ._wire import (MAX_FRAME_BYTES as MAX_FRAME_BYTES, FrameError as FrameError, pack as pack,
                     unpack as unpack, unpack_map as unpack_map, vector_bytes as vector_bytes,
                     vector_from as vector_from)

@@ -13,19 +13,16 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import zmq
-
-from ..runtime import (EXIT_SHUTDOWN, BadFrames, EXIT_START_FAILED, EventPublisher, ExitReason, LauncherClient,
-                       LauncherError, Reply, make_socket, notify_ready, serve_one)
-from ._child_spec import BRUTAL_KILL, INFINITY, ChildSpec, ChildSpecError, normalize_child_spec
+from ..runtime import (BadFrames, EXIT_START_FAILED, ExitReason, LauncherClient, LauncherError, Process, Reply,
+                       Stop)
+from ._child_spec import INFINITY, ChildSpec, ChildSpecError, normalize_child_spec
 from ._naming import child_env, control_endpoint
+from ._shutdown import shutdown_order, stop_rule, stops_concurrently
 from ._strategy import (DEFAULT_INTENSITY, DEFAULT_PERIOD_S, intensity_exceeded, record_restart,
                         restart_plan, should_restart, validate_flags)
 
 SUPERVISOR_TARGET = "neurox.supervisor_tree._supervisor:run_supervisor"
 DEFAULT_START_TIMEOUT_S = 30.0
-KILL_WAIT_S = 10.0
-"""How long to wait for the exit notice of a SIGKILLed child (the kernel is quick; this is a bound)."""
 
 
 class StartFailed(Exception):
@@ -45,12 +42,23 @@ class Child:
         return self.pid is not None
 
 
-class Supervisor:
-    """A supervisor's state and loop; ``run_supervisor`` is the process entry point."""
+class Supervisor(Process):
+    """A supervisor: a callback module of the process behaviour (``runtime.Process``).
 
-    def __init__(self, args: dict, env: dict):
+    ``init`` starts the children (a failure there is a failed start, exit 65); the launcher's notices
+    arrive as a readable descriptor (``handle_frame``); queued restarts are tried one per round from
+    ``handle_timer``, so requests and exits get in between (as in OTP); ``terminate`` stops every child.
+    """
+
+    target = SUPERVISOR_TARGET
+    type = "supervisor"
+    shutdown = INFINITY
+
+    def control_endpoint(self, args: dict, env: dict) -> str:
+        return env.get("control") or control_endpoint(env["run_dir"], env["path"])
+
+    def init(self, args: dict, env: dict) -> dict:
         self.path = env["path"]
-        self.env = env
         self.strategy = args.get("strategy", "one_for_one")
         self.intensity = args.get("intensity", DEFAULT_INTENSITY)
         self.period = args.get("period", DEFAULT_PERIOD_S)
@@ -70,20 +78,12 @@ class Supervisor:
         self.retries: deque[tuple[str, ...]] = deque()
         self.deferred: deque[dict] = deque()
         self.dynamic_serial = 0
-        self.stop_requested = False
-        self.launcher = LauncherClient(env["launcher"])
-        self.ctx = zmq.Context()
-        self.control_endpoint = env.get("control") or control_endpoint(env["run_dir"], self.path)
-        self.control = make_socket(self.ctx, zmq.ROUTER, bind=self.control_endpoint)
+        self.gave_up = False
+        self.endpoint = self.control_endpoint(args, env)
         self.bad = BadFrames(f"supervisor {self.path}")
-        self.events = EventPublisher(self.ctx, env.get("events"), self.path)
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_w, False)
-        signal.set_wakeup_fd(self.wake_w)
-        signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGINT, self._on_term)
-        self.handlers = {
-            "ping": lambda r: "pong",
+        self.launcher = LauncherClient(env["launcher"])
+        self.watch(self.launcher.fileno())
+        self.handlers.update({
             "start_child": self._api_start_child,
             "terminate_child": self._api_terminate_child,
             "restart_child": self._api_restart_child,
@@ -91,49 +91,33 @@ class Supervisor:
             "which_children": lambda r: self.which_children(),
             "count_children": lambda r: self.count_children(),
             "status": lambda r: self.status(),
-        }
-
-    def _on_term(self, *_):
-        self.stop_requested = True
-
-    # -- process life ---------------------------------------------------------------------------
-    def run(self) -> None:
+        })
         try:
             self.start_all()
         except StartFailed as exc:
-            self.events.emit("supervisor_start_failed", detail=str(exc))
-            self._close()
-            raise SystemExit(EXIT_START_FAILED) from None
-        notify_ready({"control": self.control_endpoint, "strategy": self.strategy})
-        self.events.emit("supervisor_started", strategy=self.strategy, children=list(self.order))
-        poller = zmq.Poller()
-        poller.register(self.control, zmq.POLLIN)
-        poller.register(self.launcher.fileno(), zmq.POLLIN)
-        poller.register(self.wake_r, zmq.POLLIN)
-        while not self.stop_requested:
-            self._handle_launcher_events(self.launcher.events(0.0))
-            busy = bool(self.retries or self.deferred)
-            for sock, _ in poller.poll(0 if busy else None):
-                if sock is self.control:
-                    serve_one(self.control, self.handlers, self.bad)
-                elif sock == self.wake_r:
-                    os.read(self.wake_r, 512)
-            if self.retries and not self.stop_requested:
-                # one queued restart per round, so that requests and exits get in between (as in OTP)
-                self._try_again(self.retries.popleft())
-        self.shutdown("shutdown")
+            self.emit("supervisor_start_failed", detail=str(exc))
+            self.launcher.close()
+            raise Stop("crash", EXIT_START_FAILED) from None
+        self.emit("supervisor_started", strategy=self.strategy, children=list(self.order))
+        return {"control": self.endpoint, "strategy": self.strategy}
 
-    def shutdown(self, reason: str) -> None:
-        """Stop every child in reverse start order, then exit with reason ``shutdown``."""
-        self.stop_all()
-        self.events.emit("supervisor_shutdown", reason=reason)
-        self._close()
-        raise SystemExit(EXIT_SHUTDOWN)
+    # -- process life ---------------------------------------------------------------------------
+    def handle_frame(self, source, frames) -> None:
+        self._handle_launcher_events(self.launcher.events(0.0))
 
-    def _close(self) -> None:
-        self.events.close()
-        self.control.close(linger=0)
-        self.ctx.term()
+    def handle_timer(self, now: float) -> float | None:
+        """Notices kept while waiting for another, then one queued restart; again at once while busy."""
+        self._handle_launcher_events(self.launcher.events(0.0))
+        if self.retries and not self.stop_requested:
+            self._try_again(self.retries.popleft())
+        return now if self.retries or self.deferred else None
+
+    def terminate(self, reason: ExitReason) -> None:
+        """Stop every child in reverse start order (a crashed supervisor leaves that to the launcher)."""
+        if reason.kind != "crash":
+            self.stop_all()
+            self.emit("supervisor_shutdown",
+                      reason="reached_max_restart_intensity" if self.gave_up else "shutdown")
         self.launcher.close()
 
     def start_all(self) -> None:
@@ -165,20 +149,21 @@ class Supervisor:
                     self._await_start(child, pid, restart=False)
                 except StartFailed as exc:
                     failure = exc
-            else:  # forked but no longer wanted: the start is being rolled back
-                self.launcher.signal(pid, signal.SIGKILL)
-                self._wait_for(pid, ("exit",), KILL_WAIT_S)
+            else:  # forked, maybe not ready yet: rolled back by its own shutdown rule like the others
+                child.pid = pid
         if failure is not None:
             self.stop_all()
             raise failure
 
     def stop_all(self) -> None:
-        running = [self.children[c] for c in reversed(self.order) if self.children[c].running]
+        """Every running child, last started first, each by its own shutdown rule (``_shutdown``)."""
+        running = [self.children[c] for c in shutdown_order(self.order, {c for c in self.order
+                                                                           if self.children[c].running})]
         if stops_concurrently(self.strategy, self.start_concurrently, [c.spec.type for c in running]):
-            self._stop_concurrently(running)
+            self._stop_together(running)
         else:
             for child in running:
-                self._stop(child)
+                self._stop_together([child])
 
     # -- starting and stopping one child -------------------------------------------------------
     def _start(self, child: Child, restart: bool) -> int:
@@ -189,7 +174,7 @@ class Supervisor:
         try:
             return self.launcher.spawn(spec.target, spec.args, child_env(self.env, spec.id))
         except LauncherError as exc:
-            self.events.emit("start_failed", id=spec.id, detail=str(exc))
+            self.emit("start_failed", id=spec.id, detail=str(exc))
             raise StartFailed(f"{spec.id}: {exc}") from None
 
     def _await_start(self, child: Child, pid: int, restart: bool) -> int:
@@ -198,61 +183,46 @@ class Supervisor:
         outcome = self._wait_for(pid, ("ready", "exit"), timeout)
         if outcome is None:
             self.launcher.signal(pid, signal.SIGKILL)
-            self._wait_for(pid, ("exit",), KILL_WAIT_S)
+            self._wait_for(pid, ("exit",), stop_rule("brutal_kill").deadline(0.0))
             detail = f"{spec.id} did not become ready within {timeout} s"
         elif outcome["ev"] == "exit":
             detail = f"{spec.id} exited while starting: {ExitReason.from_wire(outcome['reason']).describe()}"
         else:
             child.pid, child.restarting = pid, False
             info = outcome.get("info") or {}
-            self.events.emit("child_restarted" if restart else "child_started",
-                             id=spec.id, pid=pid, type=spec.type, info=info)
+            self.emit("child_restarted" if restart else "child_started", id=spec.id, pid=pid, type=spec.type,
+                      info=info)
             if "seeding" in info:
-                self.events.emit("neuron_seeded", id=spec.id, pid=pid, **info["seeding"])
+                self.emit("neuron_seeded", id=spec.id, pid=pid, **info["seeding"])
             return pid
-        self.events.emit("start_failed", id=spec.id, detail=detail)
+        self.emit("start_failed", id=spec.id, detail=detail)
         raise StartFailed(detail)
 
     def _stop(self, child: Child) -> None:
-        """Stop one child by its shutdown rule: SIGKILL at once, or SIGTERM then SIGKILL on timeout."""
-        pid = child.pid
-        shutdown = child.spec.shutdown
-        if shutdown == BRUTAL_KILL:
-            self.launcher.signal(pid, signal.SIGKILL)
-            outcome = self._wait_for(pid, ("exit",), KILL_WAIT_S)
-        else:
-            self.launcher.signal(pid, signal.SIGTERM)
-            timeout = None if shutdown == INFINITY else shutdown / 1000.0
-            outcome = self._wait_for(pid, ("exit",), timeout)
-            if outcome is None:
-                self.events.emit("shutdown_timeout", id=child.spec.id, pid=pid, timeout_ms=shutdown)
-                self.launcher.signal(pid, signal.SIGKILL)
-                outcome = self._wait_for(pid, ("exit",), KILL_WAIT_S)
-        self._terminated(child, outcome)
+        """Stop one child by its shutdown rule."""
+        self._stop_together([child])
 
-    def _stop_concurrently(self, children: list[Child]) -> None:
-        """Signal all at once (in reverse start order), then wait for each by its own shutdown rule."""
+    def _stop_together(self, children: list[Child]) -> None:
+        """Signal each (in the order given) by its rule, then await each until its own deadline, after
+        which it is SIGKILLed (``shutdown_timeout`` event)."""
         signalled = time.monotonic()
-        for child in children:
-            self.launcher.signal(child.pid, signal.SIGKILL if child.spec.shutdown == BRUTAL_KILL else signal.SIGTERM)
-        for child in children:
-            shutdown = child.spec.shutdown
-            if shutdown == BRUTAL_KILL:
-                outcome = self._wait_for(child.pid, ("exit",), KILL_WAIT_S)
-            else:
-                deadline = None if shutdown == INFINITY else signalled + shutdown / 1000.0
-                outcome = self._wait_for(child.pid, ("exit",),
-                                         None if deadline is None else max(0.0, deadline - time.monotonic()))
-                if outcome is None:
-                    self.events.emit("shutdown_timeout", id=child.spec.id, pid=child.pid, timeout_ms=shutdown)
-                    self.launcher.signal(child.pid, signal.SIGKILL)
-                    outcome = self._wait_for(child.pid, ("exit",), KILL_WAIT_S)
+        rules = [stop_rule(child.spec.shutdown) for child in children]
+        for child, rule in zip(children, rules):
+            self.launcher.signal(child.pid, rule.signal)
+        for child, rule in zip(children, rules):
+            deadline = rule.deadline(signalled)
+            outcome = self._wait_for(child.pid, ("exit",), None if deadline is None
+                                     else max(0.0, deadline - time.monotonic()))
+            if outcome is None and rule.kill_after_s is not None:
+                self.emit("shutdown_timeout", id=child.spec.id, pid=child.pid, timeout_ms=child.spec.shutdown)
+                self.launcher.signal(child.pid, signal.SIGKILL)
+                outcome = self._wait_for(child.pid, ("exit",), stop_rule("brutal_kill").deadline(0.0))
             self._terminated(child, outcome)
 
     def _terminated(self, child: Child, outcome: dict | None) -> None:
         """A child stopped by its supervisor: forget its pid and say how it ended."""
         reason = ExitReason.from_wire(outcome["reason"]) if outcome else ExitReason("crash")
-        self.events.emit("child_terminated", id=child.spec.id, pid=child.pid, reason=reason.to_wire())
+        self.emit("child_terminated", id=child.spec.id, pid=child.pid, reason=reason.to_wire())
         child.pid = None
 
     def _wait_for(self, pid: int, kinds: tuple[str, ...], timeout: float | None) -> dict | None:
@@ -292,7 +262,7 @@ class Supervisor:
             return  # a notice about a process this supervisor already let go of
         child.pid = None
         child_id = child.spec.id
-        self.events.emit("child_exited", id=child_id, pid=pid, reason=reason.to_wire(),
+        self.emit("child_exited", id=child_id, pid=pid, reason=reason.to_wire(),
                          description=reason.describe())
         if not should_restart(child.spec.restart, reason.kind):
             if child.spec.restart == "temporary" or self.template is not None:
@@ -313,12 +283,14 @@ class Supervisor:
         self._start_in_turn(tuple(c for c in plan.start if not self.children[c].running))
 
     def _count_restart(self) -> None:
-        """Record a restart; one more than the intensity allows in the period and the supervisor gives up."""
+        """Record a restart; one more than the intensity allows in the period and the supervisor gives up:
+        it stops (``terminate`` stops its children) with reason ``shutdown``."""
         self.restarts = record_restart(self.restarts, time.monotonic(), self.period)
         if intensity_exceeded(self.restarts, self.intensity):
-            self.events.emit("intensity_exceeded", intensity=self.intensity, period=self.period,
-                             restarts=len(self.restarts))
-            self.shutdown("reached_max_restart_intensity")
+            self.emit("intensity_exceeded", intensity=self.intensity, period=self.period,
+                      restarts=len(self.restarts))
+            self.gave_up = True
+            raise Stop("shutdown")
 
     def _start_in_turn(self, ids: tuple[str, ...]) -> None:
         """Start ``ids`` in order; if one fails, mark it and the rest restarting and queue a retry."""
@@ -456,17 +428,5 @@ def start_bound_s(spec: ChildSpec, start_timeout_s: float) -> float:
     return max(start_timeout_s, own * max(1, len(spec.args.get("children", ()))))
 
 
-def stops_concurrently(strategy: str, start_concurrently: bool, types: list[str]) -> bool:
-    """Whether a supervisor stops its running children all at once rather than one after another.
-
-    simple_one_for_one children always go at once (as in OTP). Workers that were started at once
-    (``start_concurrently``: the neurons of a layer) do not depend on one another, so they stop at
-    once too: a layer of 100 neurons then flushes its states on both cores, not one neuron after the
-    other. A supervisor with supervisors among its children (the root) keeps the reverse order.
-    """
-    return strategy == "simple_one_for_one" or (start_concurrently and all(t == "worker" for t in types))
-
-
-def run_supervisor(args: dict, env: dict) -> None:
-    """Process entry point for a supervisor child (``start = [SUPERVISOR_TARGET, args]``)."""
-    Supervisor(args, env).run()
+run_supervisor = Supervisor.main
+"""Process entry point for a supervisor child (``start = [SUPERVISOR_TARGET, args]``)."""

@@ -18,7 +18,7 @@ from ..runtime import ExitReason, LauncherClient, LauncherError, ipc_endpoint, s
 from ._naming import control_endpoint
 from ._supervisor import SUPERVISOR_TARGET
 
-EVENT_BUS_TARGET = "neurox.runtime._events:run_event_bus"
+EVENT_BUS_TARGET = "neurox.runtime._bus:run_event_bus"
 
 
 class TreeError(RuntimeError):

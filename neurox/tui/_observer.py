@@ -9,7 +9,6 @@ not answer, the observer asks every process itself, and tries the service again 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import signal
@@ -20,9 +19,8 @@ import zmq
 import zmq.asyncio
 
 from ..ops import service_endpoint
-from ..runtime import pack, unpack_map
+from ..runtime import ControlError, call_async, unpack_map
 
-_rids = itertools.count(1)
 SERVICE_RETRY_S = 10.0
 """After the service failed to answer, snapshots are taken directly for this long."""
 
@@ -98,23 +96,9 @@ class Observer:
 
     async def call(self, endpoint: str, op: str, **args):
         try:
-            sock = self.ctx.socket(zmq.DEALER)
-        except zmq.ZMQError as exc:  # the observer is closing
+            return await call_async(self.ctx, endpoint, op, self.timeout, **args)
+        except ControlError as exc:
             raise ObserverError(str(exc)) from None
-        sock.setsockopt(zmq.LINGER, 0)
-        try:
-            sock.connect(endpoint)
-            await sock.send_multipart([b"", pack({"op": op, "rid": next(_rids), **args})])
-            if not await sock.poll(int(self.timeout * 1000)):
-                raise ObserverError(f"{endpoint} did not answer {op!r} within {self.timeout} s")
-            reply = unpack_map((await sock.recv_multipart())[-1])
-        except zmq.ZMQError as exc:
-            raise ObserverError(str(exc)) from None
-        finally:
-            sock.close()
-        if not reply.get("ok"):
-            raise ObserverError(f"{reply.get('error')}: {reply.get('detail')}")
-        return reply["result"]
 
     async def snapshot(self) -> list[ProcessRow]:
         """Every process of the tree, depth first, with what each says of itself: from the service if it

@@ -15,10 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import plyvel
 import zmq
 
-from ._fork import notify_ready
-from ._sockets import make_socket
+from ..runtime import make_socket, notify_ready
 
-TARGET = "neurox.runtime._bench_worker:run_worker"
+TARGET = "neurox.bench._worker:run_worker"
 EXEC_SOURCE = """
 import sys, numpy, zmq, msgpack, plyvel
 from concurrent.futures import ThreadPoolExecutor

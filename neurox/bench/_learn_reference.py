@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..neuron import INPUT, OUTPUT, Topology
-from ..neuron._math import initial_weights
-from ..neuron._staleness import DEFAULT_GROUP, DEFAULT_RULE, make_rule
+from ..neuron import (DEFAULT_STALENESS as DEFAULT_RULE, DEFAULT_STALENESS_GROUP as DEFAULT_GROUP, INPUT, OUTPUT,
+                      Topology, initial_weights, make_staleness_rule as make_rule)
 
 FORWARD, BACKWARD = "F", "B"
 

@@ -24,5 +24,6 @@ from ._sleep import (Phase as Phase, SleepConfig as SleepConfig, advance as adva
 from ._states import STATES as STATES
 from ._self_reshaper import self_reshaper_children as self_reshaper_children
 from ._shaping import ShapingConfig as ShapingConfig
-from ._staleness import (DEFAULT_WINDOW as DEFAULT_WINDOW, RULES as STALENESS_RULES,
-                         DEFAULT_RULE as DEFAULT_STALENESS)
+from ._staleness import (DEFAULT_GROUP as DEFAULT_STALENESS_GROUP, DEFAULT_RULE as DEFAULT_STALENESS,
+                         DEFAULT_WINDOW as DEFAULT_WINDOW, RULES as STALENESS_RULES, make_rule as make_staleness_rule)
+from ._math import initial_weights as initial_weights

@@ -34,6 +34,17 @@ def describe_reshape(op: str, result) -> str:
     return f"{op} done"
 
 
+def describe_attempt(op: str, args: dict) -> str:
+    """What a reshaper operation was asked to do, for an error: ``could not {this}: {why}``."""
+    return {"add_neuron": lambda: f"add a neuron to layer {args.get('layer')}",
+            "remove_neuron": lambda: f"remove neuron {args.get('id')}",
+            "add_link": lambda: f"link {args.get('from')} → {args.get('to')}",
+            "remove_link": lambda: f"unlink {args.get('from')} → {args.get('to')}",
+            "set_settings": lambda: f"change the settings of {args.get('layer') or args.get('neuron')}",
+            "set_learning": lambda: "resume learning" if args.get("learning") else "pause learning",
+            "export": lambda: "export the topology"}.get(op, lambda: op)()
+
+
 def describe_self_reshape(change: dict) -> str:
     """One change of the self-reshaper (a ``self_reshaped`` event), done or refused, with its reason."""
     target = list(change.get("target") or [])

@@ -102,6 +102,8 @@ def show_topology(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "w") as f:
             f.write(text)
+        print(f"wrote the live topology ({'TOML' if args.action == 'export' else 'JSON'}, {len(text):,} bytes) "
+              f"to {args.output}")
     else:
         print(text)
     return 0

@@ -39,6 +39,9 @@ TCP for allow-listed peers (``docs/deployment.md``, "A network across hosts").
 Which shape the network starts with: a topology file that changed since the last start (a reshape
 pushed by Ansible) wins; otherwise the live shape kept in the data directory, so a restart after a
 crash keeps what live reshaping did meanwhile.
+
+A run directory of one's own (``run_dir``) is cleared of the sockets and ``tcp.json`` a crashed
+predecessor left (:mod:`neurox.cli._run_dir`); the node refuses to start where a network still runs.
 """
 from __future__ import annotations
 
@@ -62,6 +65,7 @@ from ..runtime import ControlClient, ControlError, CurveKeys, KeysError
 from ..runtime._sd_notify import Notifier
 from ..supervisor_tree import TreeError
 from ._discovery import write_run_file
+from ._run_dir import RunDirInUse, clear_stale_run_dir
 
 PUSHED_TOPOLOGY_FILE = "node-topology.sha256"
 """In the data directory: the digest of the topology file the node last started from."""
@@ -245,9 +249,13 @@ def node(args: argparse.Namespace) -> int:
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         topology = starting_topology(config)
         check_host(config, topology)
-    except (ConfigError, TopologyError, KeysError, OSError) as exc:
+        stale = clear_stale_run_dir(config.run_dir)
+    except (ConfigError, TopologyError, KeysError, OSError, RunDirInUse) as exc:
         print(f"neurox node: {exc}", flush=True)
         return EXIT_CONFIG
+    if stale:
+        print(f"neurox node {config.label}: removed {len(stale)} sockets and files a previous run left in "
+              f"{config.run_dir}", flush=True)
     notifier = Notifier.from_environment()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

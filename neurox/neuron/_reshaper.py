@@ -79,7 +79,7 @@ class Reshaper:
     def _guarded(self, op: str, handler):
         """The handler with topology errors turned into error replies and its successes recorded."""
         def run(request: dict):
-            if self.topology.hosts and op not in READ_ONLY_OPS:
+            if len(self.topology.hosts) > 1 and op not in READ_ONLY_OPS:  # one host in [hosts] is all here
                 raise Reply("spread_over_hosts", "this network spans hosts and the reshaper reaches only its own; "
                                                  "push a new topology instead (ansible/reshape.yml)")
             try:

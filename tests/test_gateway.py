@@ -94,3 +94,38 @@ def test_a_remote_client_walks_and_reshapes_and_mallory_gets_nothing(tmp_path, n
         agent.wait(60)
         agent.stdout.close()
     assert agent.returncode == 0
+
+
+async def test_the_tui_watches_and_reshapes_a_remote_host(tmp_path, no_stray_processes):
+    from neurox.ops._gateway import Remote
+    from neurox.tui import Endpoints
+    from neurox.tui.app import NeuroxApp
+    from test_tui import notice, select, shows, tree_paths, until
+
+    config = node_with_clients(tmp_path)
+    agent = subprocess.Popen([sys.executable, "-m", "neurox.cli", "node", "--config", config],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in agent.stdout:
+            if ": up;" in line:
+                break
+        gateway = re.search(r"gateway (tcp://\S+)", line)[1]
+        endpoints = Endpoints.through(Remote(gateway, str(tmp_path / "admin"), "admin", "h1"))
+        app = NeuroxApp(endpoints, str(tmp_path / "exports"))
+        async with app.run_test(size=(120, 40), notifications=True) as pilot:
+            await shows(pilot, "4 neurons", "L1 ■n0 ■n1 ← 1 in each")
+            assert {"root/L1/L1.n0", "root/L1/L1.n1", "root/reshaper"} <= tree_paths(app)
+            assert "MiB" not in app.screen.query_one("#tree").render_line(1).text, "no local memory for remote pids"
+            await select(pilot, app, "root/L1/L1.n0")
+            await pilot.press("k")
+            await notice(pilot, "a remote host's neurons cannot be killed from here")
+            await pilot.press("a")
+            await notice(pilot, "added neuron L1.n2 to layer L1")
+            await shows(pilot, "5 neurons")
+            await until(pilot, lambda: any(e.get("event") == "reshaped" for e in app.screen.query_one("#events").kept),
+                        what="the reshape on the remote bus")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(60)
+        agent.stdout.close()
+    assert agent.returncode == 0

@@ -122,6 +122,10 @@ class NeuroxApp(App):
         return row
 
     def action_kill(self) -> None:
+        if self.observer.remote:
+            self.notify("kill sends a signal on this machine; a remote host's neurons cannot be killed from here",
+                        severity="warning")
+            return
         row = self._neuron_or_warn()
         if row is not None and isinstance(row.pid, int):
             self.push_screen(ConfirmScreen(f"Kill neuron {row.name} (pid {row.pid}) with SIGKILL? "
@@ -209,6 +213,7 @@ class NeuroxApp(App):
             return
         if op == "export":
             path = os.path.join(self.data_dir, "exported-topology.toml")
+            os.makedirs(self.data_dir, exist_ok=True)
             with open(path, "w") as f:
                 f.write(result)
             self.notify(f"topology written to {path}")

@@ -25,7 +25,8 @@ def label(row: ProcessRow) -> str:
         extra = f" {row.status.get('strategy', '')} restarts {row.status.get('restarts_in_period', 0)}"
     elif "uptime_s" in row.status:
         extra = f" up {row.status['uptime_s']:.0f}s"
-    return f"[green]●[/] {row.name}{_neuron_tags(row)} [dim]pid {row.pid}{extra} {rss_mib(row.pid)}[/]"
+    memory = rss_mib(row.pid) if row.local else ""  # a remote host's pid is not one of this machine's
+    return f"[green]●[/] {row.name}{_neuron_tags(row)} [dim]pid {row.pid}{extra} {memory}[/]"
 
 
 def _neuron_tags(row: ProcessRow) -> str:

@@ -88,7 +88,8 @@ class Extension(SampleInput):
         self.server = _Server((settings["bind"], settings["port"]), _Handler, self, settings, token,
                               _tls_context(settings))
         host, port = self.server.server_address[:2]
-        self.url = f"{'https' if self.server.tls else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}{settings['route']}"
+        scheme = "https" if self.server.tls else "http"
+        self.url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}{settings['route']}"
         self.counters.update(requests=0, accepted=0)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
                                        name="webhook", daemon=True)

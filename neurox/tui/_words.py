@@ -30,7 +30,9 @@ def describe_reshape(op: str, result) -> str:
         neurons = r.get("neurons") or []
         return f"set {settings} on {len(neurons)} neuron{'s' * (len(neurons) != 1)} ({_few(neurons)})"
     if op == "set_learning":
-        return "learning resumed in every neuron" if r.get("learning") else "learning paused in every neuron (answers go on)"
+        if r.get("learning"):
+            return "learning resumed in every neuron"
+        return "learning paused in every neuron (answers go on)"
     return f"{op} done"
 
 

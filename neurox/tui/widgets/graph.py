@@ -46,5 +46,6 @@ class LayerGraph(Static):
                     "green" if delta > 0 else "grey50"
                 mark = self.recent.pop(row.name, "")
                 cells.append(f"[{colour}]■[/]{mark}{row.name.split('.')[-1]}")
-            lines.append(f"[b]{layer:>4}[/] {' '.join(cells)}  [dim]← {fan_in([len(r.status['inputs']) for r in neurons if 'inputs' in r.status])}[/]")
+            fan = fan_in([len(r.status["inputs"]) for r in neurons if "inputs" in r.status])
+            lines.append(f"[b]{layer:>4}[/] {' '.join(cells)}  [dim]← {fan}[/]")
         self.update("\n".join(lines) or "[dim]no neurons[/]")

@@ -164,7 +164,8 @@ async def test_a_newcomer_at_80x24_kills_filters_grows_pauses_and_links(tmp_path
 @pytest.mark.timeout(150)
 async def test_at_200x50_the_vitals_read_the_rate_going_through_from_the_first_frame(tmp_path):
     """The samples/s shown match what the end neuron counts over the same time (the first frame read a
-    total as a rate: 1,400 samples/s while 180 went through), whatever rate a loaded machine manages."""
+    total as a rate: 1,400 samples/s while 180 went through), whatever rate a loaded machine manages; each
+    one-second reading may stray from the average on a busy machine, never by the factor of that bug."""
     dataset = load_dataset(None, None)
     topology = load_topology().fit_to_data(dataset.width, dataset.outputs, dataset.classes is not None)
     with running_network(topology, tmp_path) as network:
@@ -188,7 +189,7 @@ async def test_at_200x50_the_vitals_read_the_rate_going_through_from_the_first_f
                 await until(pilot, rate_shown, timeout=40, what="four samples/s readings")
                 counted.append((time.monotonic(), neuron_call(network, "L4.n0", "metrics")["samples"]))
                 through = (counted[1][1] - counted[0][1]) / (counted[1][0] - counted[0][0])
-                assert through > 5 and all(0.4 * through <= rate <= 1.6 * through for rate in shown), \
+                assert through > 5 and all(0.25 * through <= rate <= 2.5 * through for rate in shown), \
                     f"{through:.0f} samples/s went through the end neuron; the screen read {shown}"
                 await select(pilot, app, "root/L2/L2.n0")
                 await shows(pilot, "L2.n0 pid", "learning", "msg/s", "missed joins", "weights mean", "flush every")

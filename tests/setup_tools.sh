@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tools the deployment tests drive for real (tests/test_systemd*.py, tests/test_ansible*.py,
 # tests/test_netns*.py): systemd-analyze, systemd-nspawn, mmdebstrap, nsenter and ip (network
-# namespaces, veth, bridge) from Debian's packages; ansible-core and ansible-lint from PyPI into the
+# namespaces, veth, bridge) and openssl (tests/test_ext_webhook_tls.py) from Debian's packages; ansible-core and ansible-lint from PyPI into the
 # project's virtual environment.
 #
 # Idempotent and quiet: it installs only what is missing, so `make test` can call it every time.
@@ -17,6 +17,7 @@ command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
 command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v nsenter >/dev/null || missing+=(util-linux)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v openssl >/dev/null || missing+=(openssl)   # a test certificate for the webhook's HTTPS
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "setup_tools.sh: need root to install ${missing[*]} with apt-get" >&2

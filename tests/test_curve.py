@@ -45,7 +45,8 @@ def test_keys_are_made_once_with_a_private_secret_that_is_never_shown(tmp_path, 
     assert (tmp_path / "k" / "h1.key_secret").read_bytes() == first
     assert os.stat(tmp_path / "k" / "h1.key_secret").st_mode & 0o777 == 0o600
     assert main(["keys", "--dir", str(tmp_path / "k"), "../h2"]) == 2
-    os.makedirs(tmp_path / "k" / "allowed")
+    assert os.stat(tmp_path / "k" / "allowed").st_mode & 0o777 == 0o750, "the allow-list to fill is made too"
+    assert os.listdir(tmp_path / "k" / "allowed") == []
     shutil.copy(tmp_path / "k" / "h1.key", tmp_path / "k" / "allowed" / "h1.key")
     keys = CurveKeys.load(str(tmp_path / "k"), "h1")
     assert keys.secret.decode() not in repr(keys) + capsys.readouterr().out

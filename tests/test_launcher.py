@@ -182,8 +182,8 @@ def test_a_child_inherits_no_descriptor_of_the_launcher(client):
     client.wait(pid, "exit")
 
 
-def test_a_child_is_named_as_asked_and_the_launcher_has_no_thread_but_its_own(client, launcher):
-    pid = client.spawn("workers:serve", {}, {"name": "nx:t-named", "path": "t", "control": "ipc:///tmp/nx-t-named.ctl"})
+def test_a_child_is_named_as_asked_and_the_launcher_has_no_thread_but_its_own(client, launcher, tmp_path):
+    pid = client.spawn("workers:serve", {}, {"name": "nx:t-named", "path": "t", "control": f"ipc://{tmp_path}/named.ctl"})
     client.wait(pid, "ready")
     assert psutil.Process(pid).name() == "nx:t-named"
     assert psutil.Process(launcher[1].pid).num_threads() == 1, "no ZeroMQ context before a fork"

@@ -110,7 +110,7 @@ def test_bad_requests_get_clear_errors_and_nothing_crashes(tmp_path):
         raw.send_multipart([b"", pack({"message_hash_id": "big", "vector": [0.0] * 100_000})])
         assert unpack_map(raw.recv_multipart()[-1])["error"] == "oversized"
         raw.send_multipart([b"", pack(["not", "a", "map"])])
-        assert unpack_map(raw.recv_multipart()[-1])["error"] == "malformed"
+        assert unpack_map(raw.recv_multipart()[-1])["error"] == "wrong_type"  # the framing rule's atom
         # garbage, wrong shapes and unknown sources straight into neuron inboxes: counted drops
         push = zmq.Context.instance().socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 2000)

@@ -404,6 +404,43 @@ def test_only_a_client_with_an_allowed_curve_key_gets_in(cluster):
 
 
 @pytest.mark.timeout(180)
+def test_a_client_elsewhere_walks_every_host_and_changes_host_2_through_its_gateway(cluster):
+    """Each host's control gateway (BASE+5, CURVE): from the client namespace, with the admin's keys
+    and the hosts' public keys only, every host's whole tree is walked and host 2's layer L3 is put to
+    another state; mallory's key gets no answer and changes nothing."""
+    work, namespaces, hosts = cluster
+    for name in HOSTS:  # public keys are public: the clients know every host's
+        for keys_dir in (work / "admin", work / "mallory"):
+            shutil.copy(hosts[name].dir / "keys" / f"{name}.key", keys_dir / "allowed" / f"{name}.key")
+
+    def neurox(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", namespaces.name("c"), sys.executable, "-m", "neurox.cli", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    def via(host: str, keys: str = "admin") -> list[str]:
+        return ["--remote", f"tcp://{HOSTS[host]}:{BASE_PORT + 5}", "--keys", str(work / keys), "--key-name", keys,
+                "--server", host]
+
+    for name in HOSTS:
+        done = neurox("probe", "tree", *via(name))
+        assert done.returncode == 0, done.stdout + done.stderr
+        shown = {line.strip().split(" [")[0] for line in done.stdout.splitlines()}
+        assert {"root", "service", *ROOT_LAYER_CHILDREN[name], *NEURONS_ON[name]} <= shown, (name, shown)
+        assert not set(NEURONS_ON["h1" if name != "h1" else "h2"]) & shown, "each host shows its own part"
+    for neuron in ("L3.n0", "L3.n1"):  # host 2's layer L3, changed from outside
+        done = neurox("probe", "state", f"root/L3/{neuron}", "meditative", *via("h2"))
+        assert json.loads(done.stdout)["state"] == "meditative", done.stdout + done.stderr
+        assert hosts["h2"].neuron(neuron, "status")["state"] == "meditative"
+    done = neurox("reshape", *via("h1"), "add-neuron", "L2")  # the reshaper answers through h1's gateway
+    assert done.returncode == 1 and "spread_over_hosts" in done.stdout, done.stdout
+    refused = neurox("probe", "state", "root/L3/L3.n0", "awake", *via("h2", "mallory"), "--timeout", "1")
+    assert refused.returncode == 3 and "did not answer" in refused.stdout, refused.stdout
+    assert hosts["h2"].neuron("L3.n0", "status")["state"] == "meditative", "mallory changed nothing"
+    for neuron in ("L3.n0", "L3.n1"):
+        assert json.loads(neurox("probe", "state", f"root/L3/{neuron}", "awake", *via("h2")).stdout)["state"] == "awake"
+
+
+@pytest.mark.timeout(180)
 def test_a_dead_host_is_waited_for_and_no_request_is_lost_without_an_error(cluster):
     """The documented recovery (docs/deployment.md): the other hosts wait for the dead host's
     supervisor (systemd; here the test) to restart its agent; meanwhile every request is answered,

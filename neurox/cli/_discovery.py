@@ -16,6 +16,27 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", help="talk to this endpoint instead of finding it through --data-dir")
 
 
+def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--remote``: a host of a network spread over hosts, through its control gateway (docs/deployment.md)."""
+    group = parser.add_argument_group("a remote host, through its control gateway (CURVE)")
+    group.add_argument("--remote", metavar="TCP_ENDPOINT", help="the host's gateway, tcp://ADDRESS:BASE+5")
+    group.add_argument("--keys", metavar="DIR", help="with --remote: the directory of this client's key pair "
+                                                     "and of allowed/HOST.key")
+    group.add_argument("--key-name", default="admin", help="with --remote: the client's pair, NAME.key_secret "
+                                                           "(default: %(default)s)")
+    group.add_argument("--server", metavar="HOST", help="with --remote: the host's name (its allowed/HOST.key)")
+
+
+def remote_of(args: argparse.Namespace):
+    """The ``Remote`` the arguments name, or None; ValueError with what is missing."""
+    if not getattr(args, "remote", None):
+        return None
+    if not args.keys or not args.server:
+        raise ValueError("--remote needs --keys DIR and --server HOST (and --key-name, default admin)")
+    from ..ops._gateway import Remote
+    return Remote(args.remote, args.keys, args.key_name, args.server)
+
+
 def find_network(data_dir: str) -> dict:
     """The endpoints of the network running from ``data_dir``, or {} if none is running there."""
     try:

@@ -39,6 +39,9 @@ TCP for allow-listed peers (``docs/deployment.md``, "A network across hosts").
 Which shape the network starts with: a topology file that changed since the last start (a reshape
 pushed by Ansible) wins; otherwise the live shape kept in the data directory, so a restart after a
 crash keeps what live reshaping did meanwhile.
+
+A run directory of one's own (``run_dir``) is cleared of the sockets and ``tcp.json`` a crashed
+predecessor left (:mod:`neurox.cli._run_dir`); the node refuses to start where a network still runs.
 """
 from __future__ import annotations
 
@@ -55,13 +58,15 @@ from dataclasses import dataclass
 import zmq
 
 from ..ext import PRELOAD, maintenance_children, network_children
-from ..neuron import (Network, Topology, TopologyError, control_tcp, front_host, layers_on, live_topology,
-                      load_topology)
+from ..neuron import (Network, Topology, TopologyError, control_tcp, events_tcp, front_host, layers_on,
+                      live_topology, load_topology)
 from ..ops import PRELOAD as OPS_PRELOAD, MetricsServer, ServiceConfig, serve_metrics, service_children, service_source
 from ..runtime import ControlClient, ControlError, CurveKeys, KeysError
+from ..ops._gateway import Gateway, gateway_endpoint
 from ..runtime import Notifier
 from ..supervisor_tree import TreeError
 from ._discovery import write_run_file
+from ._run_dir import RunDirInUse, clear_stale_run_dir
 
 PUSHED_TOPOLOGY_FILE = "node-topology.sha256"
 """In the data directory: the digest of the topology file the node last started from."""
@@ -245,9 +250,13 @@ def node(args: argparse.Namespace) -> int:
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
         topology = starting_topology(config)
         check_host(config, topology)
-    except (ConfigError, TopologyError, KeysError, OSError) as exc:
+        stale = clear_stale_run_dir(config.run_dir)
+    except (ConfigError, TopologyError, KeysError, OSError, RunDirInUse) as exc:
         print(f"neurox node: {exc}", flush=True)
         return EXIT_CONFIG
+    if stale:
+        print(f"neurox node {config.label}: removed {len(stale)} sockets and files a previous run left in "
+              f"{config.run_dir}", flush=True)
     notifier = Notifier.from_environment()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -276,12 +285,22 @@ def node(args: argparse.Namespace) -> int:
             metrics.close()
         return EXIT_TREE_FAILED
     run_file = write_run_file(network)
-    print(f"neurox node {config.label}: up; control {network.control}"
-          + (f", MessengerIn {network.messenger_in}" if front else ""), flush=True)
+    gateway = None
     try:
-        code = watch(config, network, notifier, stop)
+        try:
+            gateway = _start_gateway(config, network)
+        except zmq.ZMQError as exc:
+            print(f"neurox node {config.label}: cannot serve the control gateway: {exc}", flush=True)
+            code = EXIT_CONFIG
+        else:
+            print(f"neurox node {config.label}: up; control {network.control}"
+                  + (f", MessengerIn {network.messenger_in}" if front else "")
+                  + (f", gateway {gateway.endpoint}" if gateway else ""), flush=True)
+            code = watch(config, network, notifier, stop)
     finally:
         notifier.stopping(f"{config.label}: stopping, flushing every neuron's state")
+        if gateway is not None:
+            gateway.close()
         reason = network.stop()
         if metrics is not None:
             metrics.close()
@@ -290,6 +309,21 @@ def node(args: argparse.Namespace) -> int:
         print(f"neurox node {config.label}: stopped ({reason.describe() if reason else 'shutdown'})", flush=True)
         notifier.close()
     return code
+
+
+def _start_gateway(config: NodeConfig, network: Network) -> Gateway | None:
+    """Spread over hosts: every control socket of this host over TCP, under CURVE, through one port
+    (neurox.ops._gateway; docs/deployment.md says why a gateway)."""
+    if config.host is None:
+        return None
+    root = control_tcp(network.topology, config.host)
+    events, events_control = events_tcp(network.topology, config.host)
+    gateway = Gateway(zmq.Context.instance(), network.run_dir, gateway_endpoint(root),
+                      CurveKeys.load(config.keys_dir, config.host),
+                      {"host": config.host, "network": config.name, "root": root, "events": events,
+                       "events_control": events_control})
+    gateway.start()
+    return gateway
 
 
 def _serve_metrics(config: NodeConfig, network: Network) -> MetricsServer | None:

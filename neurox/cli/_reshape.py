@@ -4,14 +4,17 @@ from __future__ import annotations
 import argparse
 import json
 
+import zmq
+
 from ..neuron import Reshaping
-from ..runtime import ControlError
-from ._discovery import add_target_arguments, find_network
+from ..runtime import ControlError, KeysError
+from ._discovery import add_remote_arguments, add_target_arguments, find_network, remote_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("reshape", help="change the shape or settings of a running network")
     add_target_arguments(parser)
+    add_remote_arguments(parser)
     ops = parser.add_subparsers(dest="op", required=True)
     p = ops.add_parser("add-neuron", help="add a neuron to an inner layer (seeded from its siblings)")
     p.add_argument("layer")
@@ -39,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     topology = sub.add_parser("topology", help="the live topology of a running network")
     add_target_arguments(topology)
+    add_remote_arguments(topology)
     topology.add_argument("action", choices=["export", "show"], help="export: TOML; show: JSON")
     topology.add_argument("--output", "-o", help="write to this file instead of stdout")
     topology.set_defaults(handler=show_topology)
@@ -56,6 +60,13 @@ def _settings(pairs: list[str]) -> dict:
 
 
 def _client(args: argparse.Namespace) -> Reshaping | None:
+    try:
+        remote = remote_of(args)
+    except (ValueError, KeysError) as exc:
+        print(f"neurox: {exc}")
+        return None
+    if remote is not None:  # the front host's reshaper, through its control gateway
+        return Reshaping(None, client=remote.client(zmq.Context.instance(), "root/reshaper", timeout=60.0))
     endpoint = args.endpoint or find_network(args.data_dir).get("reshaper")
     if endpoint is None:
         print(f"neurox: no running network found in {args.data_dir} (give --endpoint, or start `neurox run`)")
@@ -102,6 +113,8 @@ def show_topology(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "w") as f:
             f.write(text)
+        print(f"wrote the live topology ({'TOML' if args.action == 'export' else 'JSON'}, {len(text):,} bytes) "
+              f"to {args.output}")
     else:
         print(text)
     return 0

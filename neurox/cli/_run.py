@@ -19,7 +19,8 @@ import zmq
 from ..ext import PRELOAD, DatasetError, Stream, load_dataset, network_children
 from ..neuron import DEFAULT_WINDOW, Network, TopologyError, live_topology, load_topology, neuron_control
 from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
-from ..runtime import ControlError, call, unpack_map
+from ..runtime import ControlError, call
+from ._console import Console
 from ._discovery import DEFAULT_DATA_DIR, write_run_file
 
 
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"up in {time.monotonic() - started:.1f} s. MessengerIn: {network.messenger_in}\n"
           f"  try: neurox ask --data-dir {args.data_dir} --random    (Ctrl-C stops, state is flushed)", flush=True)
     ctx = zmq.Context.instance()
-    watcher = _Watcher(ctx, network)
+    console = Console(ctx, network.events, network.topology)
     chaos = _Chaos(ctx, network, args.chaos) if args.chaos else None
     stream = Stream(ctx, network.run_dir, network.topology, dataset, window=args.window, batch=args.batch,
                     rate=args.rate)
@@ -94,22 +95,16 @@ def run(args: argparse.Namespace) -> int:
     def should_stop() -> bool:
         if chaos:
             chaos.tick()
+        console.follow()
         return stop.is_set() or (deadline is not None and time.monotonic() > deadline) or not network.tree.alive
-
-    def report(p) -> None:
-        accuracy = f"acc {p.accuracy:.3f} (last 1000: {p.rolling_accuracy:.3f})" if p.accuracy is not None else \
-            f"loss {p.mean_loss:.4f}" if p.mean_loss is not None else "no answers yet"
-        print(f"epoch {p.epoch + 1}  samples {p.answered:>8,}  {accuracy}  {p.samples_per_s:,.0f} samples/s  "
-              f"neurons {watcher.alive()}/{len(network.topology.neurons())} alive  restarts {watcher.restarts}  "
-              f"lost {p.lost}", flush=True)
 
     try:
         epochs = args.epochs or 10 ** 9
-        final = stream.run(epochs, on_progress=report, should_stop=should_stop)
-        report(final)
+        final = stream.run(epochs, on_progress=console.report, should_stop=should_stop)
+        console.report(final)
     finally:
         stream.close()
-        watcher.close()
+        console.close()
         if metrics is not None:
             metrics.close()
         print("stopping (flushing every neuron's state) ...", flush=True)
@@ -122,34 +117,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _shape(topology) -> str:
     return "-".join(str(len(layer.neurons)) for layer in topology.layers)
-
-
-class _Watcher:
-    """Counts neurons alive and restarts from the event bus (no polling of every neuron)."""
-
-    def __init__(self, ctx: zmq.Context, network: Network):
-        self.sub = ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.connect(network.events)
-        for topic in (b"child_exited", b"child_restarted"):
-            self.sub.setsockopt(zmq.SUBSCRIBE, topic)
-        self.total = len(network.topology.neurons())
-        self.down: set[str] = set()
-        self.restarts = 0
-
-    def alive(self) -> int:
-        while self.sub.poll(0):
-            topic, body = self.sub.recv_multipart()
-            event = unpack_map(body)
-            if topic == b"child_exited":
-                self.down.add(event["id"])
-            else:
-                self.down.discard(event["id"])
-                self.restarts += 1
-        return self.total - len(self.down)
-
-    def close(self) -> None:
-        self.sub.close()
 
 
 class _Chaos:

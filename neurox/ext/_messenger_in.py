@@ -115,7 +115,7 @@ class MessengerIn(InputExtension):
             try:
                 request = unpack_map(body, REQUEST_MAX_BYTES)
             except FrameError as exc:
-                raise BadRequest("malformed" if exc.kind != "oversized" else "oversized", exc.detail) from None
+                raise BadRequest(exc.kind, exc.detail) from None  # malformed, oversized or wrong_type (not a map)
             message_id = request.get("message_hash_id")
             message_id, row, targets, learn = parse_request(request, self.width, self.classes, self.outputs)
             timeout_ms = request.get("timeout_ms", self.timeout_s * 1000)
@@ -129,7 +129,7 @@ class MessengerIn(InputExtension):
                 raise BadRequest("busy", "the start of the network is not taking requests right now") from None
         except BadRequest as exc:
             self.count("busy" if exc.error == "busy" else "errors")
-            if exc.error in ("malformed", "oversized"):
+            if exc.error in ("malformed", "oversized", "wrong_type"):
                 self.bad.note(exc.error, exc.detail)
             self._reply(envelope, {"message_hash_id": message_id, "ok": False, "error": exc.error,
                                    "detail": exc.detail})

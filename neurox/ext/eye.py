@@ -11,7 +11,9 @@ its index, 0, 1, 2, ...).
 An image that cannot be used -- not an image, truncated, too large, an unknown label -- is counted by
 kind, the first of each kind logged, the last few listed in ``status``; the eye carries on. It
 remembers which images it took (``remember``), so a restarted eye does not send them again; a file
-that changes is a new image. See docs/extensions.md, "eye".
+that changes is a new image. A directory or file is watched with inotify (``watchfiles``, in a thread
+that only wakes the loop: :mod:`~neurox.ext._watch`), with a scan every ``poll_s`` as the fallback
+where inotify cannot be used. See docs/extensions.md, "eye".
 
     [[extension]]
     name = "eye"
@@ -35,10 +37,13 @@ from ._images import DEFAULT_FORMATS, ImageSpec, ImageSplitter, decode_image, im
 from ._pipes import Pipe, is_pipe
 from ._samples import InputError, Sample
 from ._settings import ExtensionError, Setting
+from ._watch import DirectoryWatch
 
 SETTLE_S = 1.0
 """A file last modified longer ago than this is complete when first seen; a newer one is taken once it
 stays the same size and time over one scan (write-then-rename into the directory is taken at once)."""
+RESCAN_S = 30.0
+"""With inotify, a full scan still runs this often, in case a change was missed (the path replaced)."""
 WORK_BUDGET_S = 0.05
 """Decoding per turn of the loop, so that answers and control requests are not kept waiting."""
 
@@ -67,7 +72,10 @@ class Extension(SampleInput):
                          "from a directory sorted by class would see all of one class, then all of the next)",
                          "name", choices=("name", "shuffled")),
         "seed": Setting("of the shuffling", 0, "int"),
-        "poll_s": Setting("how often a directory or file is looked at for new images", 0.5, "float", minimum=0.01),
+        "poll_s": Setting("how often a directory or file is looked at for new images when it is polled (with "
+                          "inotify, a change is seen at once)", 0.5, "float", minimum=0.01),
+        "watch": Setting("'auto': inotify (watchfiles) where it works, else polling every poll_s; 'poll': "
+                         "always poll", "auto", choices=("auto", "poll")),
         "formats": Setting("the image formats accepted (Pillow's names; PPM is PGM, PPM and PBM)",
                            list(DEFAULT_FORMATS), "strings"),
         "max_bytes": Setting("larger image files are refused (too_large)", 16 * 1024 * 1024, "int", minimum=1),
@@ -136,8 +144,12 @@ class Extension(SampleInput):
             self.seen: dict[str, tuple[int, int]] = {}
             self.backlog: deque[tuple[str, str, tuple]] = deque()
             self.queued: set[tuple] = set()
-            self.next_scan = 0.0
+            self.next_scan = self.next_labels = 0.0
             self.rng = random.Random(settings["seed"]) if settings["order"] == "shuffled" else None
+            self.watcher: DirectoryWatch | None = None
+            self.watching = "polling" if settings["watch"] == "poll" else "starting"
+            """How changes are seen: ``inotify``, or ``polling`` (and why, when inotify was wanted)."""
+            self.unsettled = False
 
     def ready_info(self) -> dict:
         return {"kind": self.kind, "source": "pipe" if self.pipe is not None else "path", "path": self.path,
@@ -145,6 +157,7 @@ class Extension(SampleInput):
 
     def status(self) -> dict:
         return {**super().status(), "state": self.state, "path": self.path,
+                **({"watch": self.watching} if self.pipe is None else {}),
                 **({"labels_file": self.labels.state} if self.labels else {})}
 
     # -- a directory or a file -------------------------------------------------------------------
@@ -152,17 +165,48 @@ class Extension(SampleInput):
         if self.pipe is not None:
             return 0.0 if self._drain_splitter() else None
         now = time.monotonic()
+        if self.labels and now >= self.next_labels:  # a stat every poll_s: it may lie outside the watched path
+            self.labels.refresh()
+            self.next_labels = now + self.poll_s
         if now >= self.next_scan and not self.backlog:
-            self.next_scan = now + self.poll_s
-            if self.labels:
-                self.labels.refresh()
             self._scan()
+            self.next_scan = now + self._scan_interval()
         started = time.monotonic()
         while self.backlog and self.room > 0:
             if time.monotonic() - started > WORK_BUDGET_S:
                 return 0.0
             self._take(*self.backlog.popleft())
-        return 0.0 if self.backlog and self.room > 0 else max(0.0, self.next_scan - time.monotonic())
+        due = min(self.next_scan, self.next_labels) if self.labels else self.next_scan
+        return 0.0 if self.backlog and self.room > 0 else max(0.0, due - time.monotonic())
+
+    def _scan_interval(self) -> float:
+        """Seconds to the next scan: ``poll_s`` when polling, or while a new file may still be being written
+        (it is taken once it stays the same over a scan); with inotify, a change brings the scan forward."""
+        if self.watcher is not None and not self.watcher.alive:
+            self.watching = f"polling ({self.watcher.failed or 'inotify stopped'})"
+            self._stop_watching()
+        if self.watcher is None:
+            return self.poll_s
+        return min(self.poll_s, SETTLE_S) if self.unsettled else RESCAN_S
+
+    def _start_watching(self) -> None:
+        self.watcher = DirectoryWatch(self.path)
+        if self.watcher.failed:
+            self.watching = f"polling ({self.watcher.failed})"
+            self._stop_watching()
+            return
+        self.watching = "inotify"
+        self.watch_source(self.watcher.fd, self._on_change)
+
+    def _on_change(self) -> None:
+        self.watcher.drain()
+        self.next_scan = 0.0
+
+    def _stop_watching(self) -> None:
+        if self.watcher is not None:
+            self.unwatch_source(self.watcher.fd)
+            self.watcher.close()
+            self.watcher = None
 
     def _scan(self) -> None:
         try:
@@ -178,9 +222,12 @@ class Extension(SampleInput):
             self._set_state(f"waiting: {self.path} is neither a directory nor a file")
             return
         self._set_state("watching")
+        if self.watching == "starting":
+            self._start_watching()
         if self.rng is not None:
             self.rng.shuffle(found)
         wall = time.time()
+        self.unsettled = False
         for rel, full, st in found:
             key = (rel, st.st_size, st.st_mtime_ns)
             if key in self.queued or self.taken.has(key):
@@ -190,6 +237,8 @@ class Extension(SampleInput):
             if settled:
                 self.backlog.append((rel, full, key))
                 self.queued.add(key)
+            else:
+                self.unsettled = True
 
     def _walk(self) -> list[tuple[str, str, os.stat_result]]:
         """Every regular file under the directory (not hidden ones), in name order."""
@@ -289,6 +338,7 @@ class Extension(SampleInput):
             self.unwatch_source(self.pipe)
             self.pipe.close()
         else:
+            self._stop_watching()
             self.taken.close()
         super().close()
 

@@ -12,6 +12,10 @@ prequentially (``accuracy``, ``rolling_accuracy``, ``mean_loss`` in its ``metric
   A CSV line is ``feature,...,target``; a JSON line is a sample ``{"vector": [...], "target": ...}`` as
   the webhook takes it. An NPZ on standard input is read to its end first.
 
+A file's place (the next line's byte offset, or the position in the epoch's order) is kept in
+``DATA_DIR/extensions/NAME.offset`` (``resume``, :mod:`~neurox.ext._offsets`): a stream restarted after
+a crash goes on from there, not from the file's start.
+
 Targets are class indices or names from the topology's ``[output] labels`` (or vectors for a
 regression network). A line that cannot be used is counted by kind (``bad_row``, ``bad_json``,
 ``wrong_shape``, ``unknown_label``, ...) and skipped. See docs/extensions.md, "stream".
@@ -29,12 +33,15 @@ import csv
 import io
 import json
 import os
+import time
+from collections import deque
 
 import numpy as np
 
 from ..neuron import Topology
 from ._api import SampleInput
 from ._datasets import DatasetError, _is_number, load_dataset
+from ._offsets import SavedOffset
 from ._pipes import Pipe, is_pipe
 from ._samples import InputError, Sample, parse_sample
 from ._settings import ExtensionError, Setting
@@ -59,6 +66,8 @@ class Extension(SampleInput):
         "shuffle": Setting("a file's samples in a new random order each epoch (scale minmax or NPZ)", True, "bool"),
         "seed": Setting("of the shuffling", 0, "int"),
         "max_line_bytes": Setting("longer lines are refused (too_large)", 1024 * 1024, "int", minimum=16),
+        "resume": Setting("after a restart, go on from the place in the file saved in the data directory "
+                          "(a file only; standard input and pipes start where they are)", True, "bool"),
     }
 
     @classmethod
@@ -100,13 +109,70 @@ class Extension(SampleInput):
         self.ended = False
         """The file (this pass) or the pipe has no more bytes; what is buffered is still to be parsed."""
         self.counters.update(records=0)
+        self.saved = None
+        self.read_at: deque[tuple[Sample, dict]] = deque()
         if is_pipe(self.path):
             self.pipe = Pipe(self.path)
             self.watch_source(self.pipe, self._on_readable)
-        elif settings["scale"] == "minmax" or self.format == "npz":
+            return
+        if settings["scale"] == "minmax" or self.format == "npz":
             self._load_whole(settings["scale"])
         else:
             self._open_file()
+        if settings["resume"]:
+            self.saved = SavedOffset(os.path.join(self.data_dir, "extensions", f"{self.name}.offset"), self.path)
+            if self.state == "reading":
+                self._resume(self.saved.load())
+
+    # -- the place in a file, kept across restarts ---------------------------------------------------
+    def _read_place(self) -> dict:
+        """Where the next sample will be read from."""
+        if self.file is None:  # read whole: the position in this epoch's order
+            return {"epoch": self.epoch, "position": self.position if self.arrays is not None else 0}
+        return {"epoch": self.epoch, "offset": self.file.tell() - len(self.buffer), "line_number": self.line_number,
+                "header": self.header}
+
+    def _offered(self, sample: Sample, place: dict) -> None:
+        """Remember where a queued sample was read, so the place saved is that of the first sample not sent."""
+        if self.saved is not None:
+            self.read_at.append((sample, place))
+
+    def _place(self) -> dict:
+        """The place of the first sample still waiting in the queue, else where the next will be read: what was
+        queued but not sent when the process died is read again after the restart."""
+        first = self.pending[0] if self.pending else None
+        while self.read_at and self.read_at[0][0] is not first:
+            self.read_at.popleft()
+        return self.read_at[0][1] if self.read_at else self._read_place()
+
+    def _resume(self, place: dict | None) -> None:
+        if place is None:
+            return
+        self.epoch = int(place.get("epoch", 0))
+        if self.epochs and self.epoch >= self.epochs:
+            self.state, self.arrays = "done", None
+        elif self.arrays is not None:
+            for _ in range(self.epoch):  # the same seeded orders as before the restart
+                self._new_epoch_order()
+            self.position = min(int(place.get("position", 0)), len(self.order))
+        else:
+            self.file.seek(int(place.get("offset", 0)))
+            self.line_number = int(place.get("line_number", 0))
+            self.header = place.get("header")
+            if self.header is not None:
+                self.target_column = self._column(self.header)
+
+    def _keep_place(self, force: bool = False) -> float | None:
+        """Save the place if it is time to; seconds until the next save is due (None: nothing to save)."""
+        if self.saved is None or self.state not in ("reading", "done"):
+            return None
+        now = time.monotonic()
+        if force or now >= self.saved.next_save:
+            self.saved.save(self._place(), now, force)
+            return None
+        if self._place() == self.saved.last:
+            return None  # nothing new to save: an idle stream does not wake for it
+        return self.saved.next_save - now
 
     def ready_info(self) -> dict:
         return {"kind": self.kind, "path": self.path, "format": self.format}
@@ -175,12 +241,15 @@ class Extension(SampleInput):
                     self.arrays = None
                     return
                 self._new_epoch_order()
+            place = self._read_place() if self.saved is not None else None
             i = int(self.order[self.position])
             self.position += 1
             target = targets[i]
             if isinstance(target, InputError):
                 continue  # counted once per distinct problem when the file was read
-            self.offer(Sample(features[i], target, i))
+            sample = Sample(features[i], target, i)
+            self.offer(sample)
+            self._offered(sample, place)
             self.count("records")
 
     # -- lines (CSV or JSON) from a file, standard input or a pipe ---------------------------------
@@ -191,6 +260,10 @@ class Extension(SampleInput):
             self._fail("bad_file", f"{self.path}: {exc.strerror or exc}")
 
     def refill(self) -> float | None:
+        due, wait = self._keep_place(), self._read_more()
+        return wait if due is None else due if wait is None else min(due, wait)
+
+    def _read_more(self) -> float | None:
         if self.state != "reading":
             return None
         if self.arrays is not None:
@@ -244,6 +317,7 @@ class Extension(SampleInput):
                 if not final or not self.buffer:
                     return
                 end = len(self.buffer)
+            place = self._read_place() if self.saved is not None and self.file is not None else None
             line = bytes(self.buffer[:end])
             del self.buffer[:end + 1]
             self.line_number += 1
@@ -251,14 +325,14 @@ class Extension(SampleInput):
             if len(line) > self.max_line:
                 self.reject("too_large", f"line {self.line_number}: longer than max_line_bytes ({self.max_line})")
                 continue
-            self._line(line)
+            self._line(line, place)
 
     def _skip_long_line(self) -> None:
         """Drop the rest of a line that is too long (up to its newline, or all that came so far)."""
         end = self.buffer.find(b"\n")
         del self.buffer[:len(self.buffer) if end < 0 else end + 1]
 
-    def _line(self, line: bytes) -> None:
+    def _line(self, line: bytes, place: dict | None = None) -> None:
         text = line.decode("utf-8", errors="replace").strip()
         if not text:
             return
@@ -270,6 +344,8 @@ class Extension(SampleInput):
         if sample is not None:
             self.offer(sample)
             self.count("records")
+            if place is not None:
+                self._offered(sample, place)
 
     def _json_line(self, text: str) -> Sample:
         try:
@@ -325,6 +401,7 @@ class Extension(SampleInput):
         print(f"{self.name}: {detail}", flush=True)
 
     def close(self) -> None:
+        self._keep_place(force=True)
         if self.pipe is not None:
             self.unwatch_source(self.pipe)
             self.pipe.close()

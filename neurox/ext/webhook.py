@@ -13,6 +13,9 @@ index}``. Other answers: 401 (``token_file``/``token_env`` set and no valid ``Au
 404, 405, 411 (no Content-Length), 413 (a body over ``max_bytes``, refused before it is read), 415, 503
 (the queue is full: back-pressure, with ``Retry-After``). Every refusal is counted by its atom.
 
+With ``tls_cert`` and ``tls_key`` it speaks HTTPS only (TLS 1.2 or later, the standard library's ``ssl``;
+each connection's handshake happens on its own thread, so a slow client holds up no other).
+
 It is Python's own ``http.server`` on threads: the HTTP threads only parse, check and hand samples to
 the extension's loop through a lock-protected inbox; everything else stays on the loop. See
 docs/extensions.md, "webhook".
@@ -23,6 +26,7 @@ import hmac
 import itertools
 import json
 import os
+import ssl
 import sys
 import threading
 from collections import deque
@@ -55,6 +59,8 @@ class Extension(SampleInput):
                                    minimum=1),
         "timeout_s": Setting("a client that sends nothing for this long is disconnected", 10.0, "float",
                              minimum=0.01),
+        "tls_cert": Setting("a PEM certificate (chain): serve HTTPS only, with tls_key", None, "path"),
+        "tls_key": Setting("the PEM private key of tls_cert", None, "path"),
     }
 
     @classmethod
@@ -66,7 +72,8 @@ class Extension(SampleInput):
             raise ExtensionError(f"extension {name!r}: 'route' must start with '/', got {settings['route']!r}")
         try:
             _read_token(settings)
-        except (ExtensionError, OSError) as exc:
+            _tls_context(settings)
+        except (ExtensionError, OSError, ssl.SSLError) as exc:
             raise ExtensionError(f"extension {name!r}: {exc}") from None
         return settings
 
@@ -78,9 +85,11 @@ class Extension(SampleInput):
                   f"feed the network", file=sys.stderr, flush=True)
         self.intake = Intake()
         self.watch(self.intake.wake_r, self._on_intake)
-        self.server = _Server((settings["bind"], settings["port"]), _Handler, self, settings, token)
+        self.server = _Server((settings["bind"], settings["port"]), _Handler, self, settings, token,
+                              _tls_context(settings))
         host, port = self.server.server_address[:2]
-        self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}{settings['route']}"
+        scheme = "https" if self.server.tls else "http"
+        self.url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}{settings['route']}"
         self.counters.update(requests=0, accepted=0)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
                                        name="webhook", daemon=True)
@@ -90,7 +99,8 @@ class Extension(SampleInput):
         return {"kind": self.kind, "url": self.url}
 
     def status(self) -> dict:
-        return {**super().status(), "url": self.url, "token": self.server.token is not None}
+        return {**super().status(), "url": self.url, "token": self.server.token is not None,
+                "tls": self.server.tls is not None}
 
     def waiting(self) -> int:
         """Samples accepted and not sent yet (called from the HTTP threads: reads only)."""
@@ -155,8 +165,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address, handler, extension: Extension, settings: dict, token: str | None):
+    def __init__(self, address, handler, extension: Extension, settings: dict, token: str | None,
+                 tls: ssl.SSLContext | None = None):
         self.extension = extension
+        self.tls = tls
         self.settings = settings
         self.token = token
         self.targets = TargetSpace(extension.topology)
@@ -169,7 +181,8 @@ class _Server(ThreadingHTTPServer):
     def process_request(self, request, client_address):
         if not self.connections.acquire(blocking=False):
             try:
-                request.sendall(_response_bytes(503, "busy", "too many connections; try again shortly"))
+                if self.tls is None:  # over TLS a plain answer would be noise: the connection is just closed
+                    request.sendall(_response_bytes(503, "busy", "too many connections; try again shortly"))
             finally:
                 self.shutdown_request(request)
             self.extension.intake.put(("rejected", 503, "busy", "too many connections"))
@@ -181,6 +194,21 @@ class _Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.connections.release()
+
+    def finish_request(self, request, client_address):
+        """Over TLS, the handshake first (on this connection's thread, within ``timeout_s``)."""
+        if self.tls is None:
+            return super().finish_request(request, client_address)
+        try:
+            request.settimeout(self.settings["timeout_s"])
+            secure = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            self.extension.intake.put(("rejected", 400, "tls_handshake", f"{client_address[0]}: {exc}"))
+            return None
+        try:
+            return super().finish_request(secure, client_address)
+        finally:
+            self.shutdown_request(secure)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -304,6 +332,19 @@ def _response_bytes(status: int, error: str, detail: str) -> bytes:
     body = json.dumps({"ok": False, "error": error, "detail": detail}).encode()
     return (f"HTTP/1.1 {status} Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
             f"\r\nRetry-After: 1\r\nConnection: close\r\n\r\n").encode() + body
+
+
+def _tls_context(settings: dict) -> ssl.SSLContext | None:
+    """The server's TLS context from ``tls_cert`` and ``tls_key`` (both or neither); None for plain HTTP."""
+    cert, key = settings["tls_cert"], settings["tls_key"]
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        raise ExtensionError("HTTPS needs both tls_cert and tls_key")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def _read_token(settings: dict) -> str | None:

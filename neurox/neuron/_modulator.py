@@ -52,7 +52,14 @@ def reports_endpoint(run_dir: str, region: str) -> str:
     return ipc_endpoint(run_dir, f"modulator.{region}.in")
 
 
-def modulator_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
+def modulator_changes(old: Topology, new: Topology) -> tuple[list[str], list[str]]:
+    """The regions whose modulator a reshape from ``old`` to ``new`` starts (a layer opened the region) and
+    stops (the region's last layer went): a modulator lives as long as its region."""
+    before, after = old.modulated_regions(), new.modulated_regions()
+    return [r for r in after if r not in before], [r for r in before if r not in after]
+
+
+def modulator_children(topology: Topology, data_dir: str) -> list[dict]:
     """One modulator per region that needs one (``Topology.modulated_regions``), as root children."""
     return [Modulator.child_spec(modulator_id(region), {"data_dir": data_dir, "region": region})
             for region in topology.modulated_regions()]

@@ -26,6 +26,7 @@ from ..runtime import ControlError, Process, Reply, call
 from ..supervisor_tree import SupervisorClient, control_endpoint
 from ._activations import check_activation
 from ._endpoints import neuron_control, topology_path
+from ._modulator import modulator_changes, modulator_children, modulator_id
 from ._tree_specs import neuron_spec, start_site, stop_site
 from ._topology import Layer, Topology, TopologyError
 
@@ -61,7 +62,7 @@ class Reshaper(Process):
     def _guarded(self, op: str, handler):
         """The handler with topology errors turned into error replies and its successes recorded."""
         def run(request: dict):
-            if self.topology.hosts and op not in READ_ONLY_OPS:
+            if len(self.topology.hosts) > 1 and op not in READ_ONLY_OPS:  # one host in [hosts] is all here
                 raise Reply("spread_over_hosts", "this network spans hosts and the reshaper reaches only its own; "
                                                  "push a new topology instead (ansible/reshape.yml)")
             try:
@@ -81,6 +82,23 @@ class Reshaper(Process):
             f.write(json.dumps(entry) + "\n")
         self.emit("reshaped", op=op, request=entry, result=result,
                          shape=[len(layer.neurons) for layer in self.topology.layers])
+
+    def _follow_modulators(self, old: Topology) -> None:
+        """A region's modulator ends with its last layer and, where the network runs modulators, starts with
+        its first (docs/brain.md)."""
+        opened, closed = modulator_changes(old, self.topology)
+        if not opened and not closed:
+            return
+        root = self._supervisor("root")
+        running = {child["id"] for child in root.which_children()}
+        for region in closed:
+            if modulator_id(region) in running:
+                root.terminate_child(modulator_id(region))
+                root.delete_child(modulator_id(region))
+        if any(child.startswith("modulator.") for child in running):
+            for spec in modulator_children(self.topology, self.data_dir):
+                if spec["id"] in {modulator_id(region) for region in opened}:
+                    root.start_child(spec)
 
     # -- talking to the processes ----------------------------------------------------------------
     def _neuron(self, neuron_id: str, op: str, **args):
@@ -217,7 +235,9 @@ class Reshaper(Process):
         new = [(s, n) for s in before.neurons for n in layer.neurons] + \
               [(n, d) for n in layer.neurons for d in following.neurons]
         topology.links = [link for link in topology.links if link not in old] + new
+        before_change = self.topology
         self._save(topology)
+        self._follow_modulators(before_change)
         supervisor, spec = start_site(topology, name, self.data_dir)
         self._supervisor(supervisor).start_child(spec)
         self._connect(new, started=tuple(layer.neurons))
@@ -246,7 +266,9 @@ class Reshaper(Process):
         topology = Topology.from_dict(self.topology.to_dict())
         topology.layers = [l for l in topology.layers if l.name != layer.name]
         topology.links = [l for l in topology.links if l[0] not in layer.neurons and l[1] not in layer.neurons] + bridge
+        before_change = self.topology
         self._save(topology)
+        self._follow_modulators(before_change)
         return {"layer": layer.name}
 
     def set_settings(self, request: dict) -> dict:

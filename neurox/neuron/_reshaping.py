@@ -13,8 +13,10 @@ class Reshaping:
     ``last_neuron``, ``would_orphan``, ``already_linked``, ``not_found``, ``bad_request``).
     """
 
-    def __init__(self, endpoint: str, ctx: zmq.Context | None = None, timeout: float = 60.0):
-        self.client = ControlClient(ctx or zmq.Context.instance(), endpoint, timeout)
+    def __init__(self, endpoint: str | None, ctx: zmq.Context | None = None, timeout: float = 60.0, client=None):
+        """``client``: any object with ``ControlClient``'s ``call`` and ``close`` instead of an endpoint (a
+        remote host's reshaper through its control gateway, ``neurox.ops._gateway.GatewayClient``)."""
+        self.client = client or ControlClient(ctx or zmq.Context.instance(), endpoint, timeout)
 
     def add_neuron(self, layer: str) -> dict:
         return self.client.call("add_neuron", layer=layer)

@@ -220,14 +220,17 @@ class Calls:
         self.pending.clear()
 
 
-async def call_async(ctx, endpoint: str, op: str, timeout: float = 2.0, **args):
-    """One request from asyncio code; ``ctx`` is a ``zmq.asyncio.Context``. ControlError on an error
-    reply, a timeout (``timeout``) or a socket that cannot be used (``unreachable``, e.g. while closing)."""
+async def call_async(ctx, endpoint: str, op: str, timeout: float = 2.0, curve: dict | None = None, **args):
+    """One request from asyncio code; ``ctx`` is a ``zmq.asyncio.Context``; ``curve`` (public, secret,
+    server) for a TCP endpoint under CURVE. ControlError on an error reply, a timeout (``timeout``) or a
+    socket that cannot be used (``unreachable``, e.g. while closing)."""
     try:
         sock = ctx.socket(zmq.DEALER)
     except zmq.ZMQError as exc:
         raise ControlError("unreachable", str(exc)) from None
     sock.setsockopt(zmq.LINGER, 0)
+    if curve:
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = curve["public"], curve["secret"], curve["server"]
     try:
         sock.connect(endpoint)
         await sock.send_multipart(request_frames(op, next(_request_ids), args))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 
 import msgpack
-import numpy as np
 
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 """Default upper bound on one frame; a larger frame is rejected before it is parsed."""
@@ -61,6 +60,7 @@ def unpack_map(frame: bytes, max_bytes: int = MAX_FRAME_BYTES) -> dict:
 
 def vector_bytes(array: np.ndarray) -> bytes:
     """A float32 array as the raw little-endian bytes carried on the wire."""
+    import numpy as np  # here, not at the top: a tool that never touches a vector starts without numpy
     return np.ascontiguousarray(array, dtype="<f4").tobytes()
 
 
@@ -70,4 +70,5 @@ def vector_from(data: bytes, width: int) -> np.ndarray:
         raise FrameError("wrong_type", f"vector data must be bin, got {type(data).__name__}")
     if width <= 0 or len(data) == 0 or len(data) % (4 * width):
         raise FrameError("wrong_shape", f"{len(data)} bytes is not a whole number of rows of {width} float32")
+    import numpy as np
     return np.frombuffer(data, dtype="<f4").reshape(-1, width)

@@ -5,6 +5,10 @@ Kept free of any UI import (a test checks it), so the same observer can serve an
 A snapshot is one ``tree`` request to the network's Supervisor service when it runs (docs/operations.md):
 what every process last said of itself, however many there are. Without the service, or while it does
 not answer, the observer asks every process itself, and tries the service again a little later.
+
+A host of a network spread over hosts is watched from anywhere through its control gateway
+(``Endpoints.through``): every process is then named by its path, asked through the gateway under
+CURVE, and the events come from the host's bus over TCP.
 """
 from __future__ import annotations
 
@@ -36,6 +40,21 @@ class Endpoints:
     reshaper: str
     service: str | None = None
     """The Supervisor service's control endpoint (an ipc one), if the network may have one."""
+    remote: object | None = None
+    """A ``neurox.ops._gateway.Remote``: then ``control`` and ``reshaper`` are paths asked through it."""
+    events_curve: dict | None = None
+
+    @classmethod
+    def through(cls, remote, ctx: zmq.Context | None = None, timeout: float = 3.0) -> "Endpoints":
+        """A remote host's endpoints, from its gateway's ``endpoints`` answer (ObserverError if it is silent)."""
+        client = remote.client(ctx or zmq.Context.instance(), "gateway", timeout)
+        try:
+            found = client.call("endpoints")
+        except ControlError as exc:
+            raise ObserverError(f"the gateway {remote.gateway} did not answer: {exc}") from None
+        finally:
+            client.close()
+        return cls("root", found["events"], "root/reshaper", None, remote, remote.curve)
 
     @classmethod
     def from_data_dir(cls, data_dir: str) -> "Endpoints":
@@ -57,6 +76,8 @@ class ProcessRow:
     kind: str
     pid: int | str
     status: dict
+    local: bool = True
+    """On this host (its pid is one of this machine's), not seen through a gateway."""
 
     @property
     def name(self) -> str:
@@ -94,9 +115,17 @@ class Observer:
         self.via_service = False
         """Whether the last snapshot came from the Supervisor service."""
 
+    @property
+    def remote(self) -> bool:
+        return self.endpoints.remote is not None
+
     async def call(self, endpoint: str, op: str, **args):
+        """One request to an endpoint, or -- through a gateway -- to the process at a path."""
+        curve = None
+        if self.remote and not endpoint.startswith(("ipc://", "tcp://")):
+            args, endpoint, curve = {**args, "path": endpoint}, self.endpoints.remote.gateway, self.endpoints.remote.curve
         try:
-            return await call_async(self.ctx, endpoint, op, self.timeout, **args)
+            return await call_async(self.ctx, endpoint, op, self.timeout, curve=curve, **args)
         except ControlError as exc:
             raise ObserverError(str(exc)) from None
 
@@ -131,16 +160,18 @@ class Observer:
 
     async def _walk(self) -> list[ProcessRow]:
         root = await self.call(self.endpoints.control, "status")
-        rows = [ProcessRow("root", 0, "supervisor", root["pid"], root)]
+        rows = [ProcessRow("root", 0, "supervisor", root["pid"], root, not self.remote)]
         await self._visit(root, "root", 1, rows)
         return rows
 
     async def _visit(self, status: dict, path: str, depth: int, rows: list[ProcessRow]) -> None:
         children = status.get("children", [])
         op = {"supervisor": "status", "worker": "status"}
+        if self.remote:  # each child by its path, through the gateway
+            children = [{**c, "control": f"{path}/{c['id']}"} for c in children]
         statuses = await asyncio.gather(*[self._status_or_error(c, op[c["type"]]) for c in children])
         for child, child_status in zip(children, statuses):
-            row = ProcessRow(f"{path}/{child['id']}", depth, child["type"], child["pid"], child_status)
+            row = ProcessRow(f"{path}/{child['id']}", depth, child["type"], child["pid"], child_status, not self.remote)
             rows.append(row)
             if child["type"] == "supervisor" and "children" in child_status:
                 await self._visit(child_status, row.path, depth + 1, rows)
@@ -161,6 +192,8 @@ class Observer:
         sub = self.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
+        if self.endpoints.events_curve:
+            _curve(sub, self.endpoints.events_curve)
         sub.connect(self.endpoints.events)
         try:
             while True:
@@ -182,3 +215,8 @@ class Observer:
 
     def close(self) -> None:
         self.ctx.destroy(linger=0)
+
+
+def _curve(sock: zmq.Socket, curve: dict) -> None:
+    """Make the socket's next connect a CURVE client (``Remote.curve``: public, secret, server)."""
+    sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = curve["public"], curve["secret"], curve["server"]

@@ -8,16 +8,18 @@ from __future__ import annotations
 import asyncio
 import os
 from functools import partial
+from pathlib import Path
 
 from textual import work
 from textual.app import App
 from textual.command import Hit, Hits, Provider
-from textual.widgets import Input, Tree
+from textual.widgets import Tree
 
 from ._observer import Endpoints, Observer, ObserverError, ProcessRow, layer_of
+from ._words import describe_attempt, describe_reshape, learning_state
 from .messages import NetworkEvent, ObserverTrouble, TreeSnapshot
 from .screens import ConfirmScreen, MainScreen, PromptScreen
-from .widgets import EventLog, LayerGraph, NeuronDetail, SupervisionTree, Vitals
+from .widgets import EventFilter, EventLog, LayerGraph, NeuronDetail, SupervisionTree, Vitals
 
 REFRESH_S = 1.0
 
@@ -39,19 +41,19 @@ class NetworkCommands(Provider):
 
 class NeuroxApp(App):
     TITLE = "NeuroX"
-    CSS_PATH = "neurox.tcss"
+    CSS_PATH = Path(__file__).with_name("neurox.tcss")  # absolute: a subclass elsewhere finds it too
     COMMANDS = App.COMMANDS | {NetworkCommands}
-    BINDINGS = [("k", "kill", "kill neuron"), ("a", "add", "add neuron"), ("d", "remove", "remove neuron"),
-                ("l", "link", "add link"), ("u", "unlink", "remove link"), ("s", "settings", "settings"),
-                ("p", "pause", "pause/resume"), ("x", "export", "export topology"), ("/", "filter", "filter"),
+    BINDINGS = [("k", "kill", "kill"), ("a", "add", "add"), ("d", "remove", "drain"),
+                ("l", "link", "link"), ("u", "unlink", "unlink"), ("s", "settings", "settings"),
+                ("p", "pause", "pause"), ("x", "export", "export"), ("/", "filter", "filter"),
                 ("q", "quit", "quit")]
+    """Every key here is in docs/tui.md (a test checks); descriptions short enough for an 80-column footer."""
 
     def __init__(self, endpoints: Endpoints, data_dir: str = "."):
         super().__init__()
         self.observer = Observer(endpoints)
         self.data_dir = data_dir
         self.rows: dict[str, ProcessRow] = {}
-        self.learning = True
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen())
@@ -87,7 +89,9 @@ class NeuroxApp(App):
         screen.query_one(LayerGraph).show(message.rows)
         screen.query_one(Vitals).show(message.rows)
         screen.query_one(NeuronDetail).show(self.selected())
-        self.sub_title = f"{sum(r.is_neuron for r in message.rows)} neurons"
+        neurons = [r for r in message.rows if r.is_neuron]
+        paused = sum(learning_state(r.status) != "learning" for r in neurons)
+        self.sub_title = f"{len(neurons)} neurons" + (f", {paused} not learning" if paused else "")
 
     def on_network_event(self, message: NetworkEvent) -> None:
         if not isinstance(self.screen, MainScreen):
@@ -118,15 +122,24 @@ class NeuroxApp(App):
         return row
 
     def action_kill(self) -> None:
+        if self.observer.remote:
+            self.notify("kill sends a signal on this machine; a remote host's neurons cannot be killed from here",
+                        severity="warning")
+            return
         row = self._neuron_or_warn()
         if row is not None and isinstance(row.pid, int):
-            self.push_screen(ConfirmScreen(f"SIGKILL {row.name} (pid {row.pid})? Its supervisor will replace it."),
-                             partial(self._kill, row))
+            self.push_screen(ConfirmScreen(f"Kill neuron {row.name} (pid {row.pid}) with SIGKILL? "
+                                           "Its supervisor starts a replacement."), partial(self._kill, row))
 
     def _kill(self, row: ProcessRow, yes: bool | None) -> None:
-        if yes:
+        if not yes:
+            return
+        try:
             self.observer.kill(row.pid)
-            self.notify(f"killed {row.name} (pid {row.pid})")
+        except ProcessLookupError:
+            self.notify(f"{row.name} (pid {row.pid}) had already gone", severity="warning")
+            return
+        self.notify(f"killed {row.name} (pid {row.pid}); its supervisor replaces it")
 
     def selected_layer(self) -> str | None:
         """The layer of the selected neuron or layer supervisor; None (and a warning) for anything else."""
@@ -144,7 +157,7 @@ class NeuroxApp(App):
     def action_remove(self) -> None:
         row = self._neuron_or_warn()
         if row is not None:
-            self.push_screen(ConfirmScreen(f"Drain and remove {row.name}?"),
+            self.push_screen(ConfirmScreen(f"Drain neuron {row.name} and remove it from layer {row.neuron_layer}?"),
                              lambda yes: yes and self.run_reshape("remove_neuron", id=row.name))
 
     def action_link(self) -> None:
@@ -181,26 +194,28 @@ class NeuroxApp(App):
             self.run_reshape("set_settings", layer=layer, settings=settings)
 
     def action_pause(self) -> None:
-        self.learning = not self.learning
-        self.run_reshape("set_learning", learning=self.learning)
+        """Pause learning if any neuron learns, else resume it (the network says which, not a toggle kept here)."""
+        learning = any(r.status.get("learning", True) for r in self.rows.values() if r.is_neuron)
+        self.run_reshape("set_learning", learning=not learning)
 
     def action_export(self) -> None:
         self.run_reshape("export")
 
     def action_filter(self) -> None:
-        self.screen.query_one(Input).focus()
+        self.screen.query_one(EventFilter).focus()
 
     @work(group="reshape")
     async def run_reshape(self, op: str, **args) -> None:
         try:
             result = await self.observer.reshape(op, **args)
         except ObserverError as exc:
-            self.notify(f"{op}: {exc}", severity="error")
+            self.notify(f"Could not {describe_attempt(op, args)}: {exc}", severity="error")
             return
         if op == "export":
             path = os.path.join(self.data_dir, "exported-topology.toml")
+            os.makedirs(self.data_dir, exist_ok=True)
             with open(path, "w") as f:
                 f.write(result)
             self.notify(f"topology written to {path}")
         else:
-            self.notify(f"{op}: {result}")
+            self.notify(describe_reshape(op, result))

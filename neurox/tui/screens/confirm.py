@@ -1,4 +1,4 @@
-"""A yes/no question before anything destructive (kill, remove)."""
+"""A yes/no question before anything destructive (kill, remove), wrapped to fit the screen."""
 from __future__ import annotations
 
 from textual.app import ComposeResult

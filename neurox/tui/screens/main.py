@@ -6,7 +6,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
-from ..widgets import EventLog, LayerGraph, NeuronDetail, SupervisionTree, Vitals
+from ..widgets import EventFilter, EventLog, LayerGraph, NeuronDetail, SupervisionTree, Vitals
 
 
 class MainScreen(Screen):
@@ -21,9 +21,14 @@ class MainScreen(Screen):
             with Vertical(id="right"):
                 yield LayerGraph(id="graph")
                 yield Vitals(id="vitals")
-                yield Input(placeholder="filter events (press / to edit)", id="filter")
+                yield EventFilter(id="filter")
                 yield EventLog(id="events")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        for selector, title in (("#tree", "supervision tree"), ("#detail", "neuron"), ("#graph", "layers"),
+                                ("#vitals", "vitals"), ("#events", "events")):
+            self.query_one(selector).border_title = title
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self.query_one(EventLog).set_filter(event.value)

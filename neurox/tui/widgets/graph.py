@@ -6,6 +6,16 @@ from textual.widgets import Static
 from .._observer import ProcessRow
 
 
+def fan_in(counts: list[int]) -> str:
+    """A layer's inputs per neuron, as they are now (a link added into one neuron shows at once): ``5 in each``
+    when they agree, each neuron's count for a small layer, the range for a large one."""
+    if not counts:
+        return "? in"
+    if min(counts) == max(counts):
+        return f"{counts[0]} in each"
+    return f"{' '.join(map(str, counts))} in" if len(counts) <= 8 else f"{min(counts)}–{max(counts)} in"
+
+
 class LayerGraph(Static):
     def __init__(self, **kwargs):
         super().__init__("", **kwargs)
@@ -36,6 +46,6 @@ class LayerGraph(Static):
                     "green" if delta > 0 else "grey50"
                 mark = self.recent.pop(row.name, "")
                 cells.append(f"[{colour}]■[/]{mark}{row.name.split('.')[-1]}")
-            fan = len(neurons[0].status.get("inputs", [])) if neurons and neurons[0].status else 0
-            lines.append(f"[b]{layer:>4}[/] {' '.join(cells)}  [dim]← {fan} in each[/]")
+            fan = fan_in([len(r.status["inputs"]) for r in neurons if "inputs" in r.status])
+            lines.append(f"[b]{layer:>4}[/] {' '.join(cells)}  [dim]← {fan}[/]")
         self.update("\n".join(lines) or "[dim]no neurons[/]")

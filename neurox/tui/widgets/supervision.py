@@ -4,6 +4,7 @@ from __future__ import annotations
 from textual.widgets import Tree
 
 from .._observer import ProcessRow
+from .._words import learning_state
 
 
 def rss_mib(pid) -> str:
@@ -24,7 +25,18 @@ def label(row: ProcessRow) -> str:
         extra = f" {row.status.get('strategy', '')} restarts {row.status.get('restarts_in_period', 0)}"
     elif "uptime_s" in row.status:
         extra = f" up {row.status['uptime_s']:.0f}s"
-    return f"[green]●[/] {row.name} [dim]pid {row.pid}{extra} {rss_mib(row.pid)}[/]"
+    memory = rss_mib(row.pid) if row.local else ""  # a remote host's pid is not one of this machine's
+    return f"[green]●[/] {row.name}{_neuron_tags(row)} [dim]pid {row.pid}{extra} {memory}[/]"
+
+
+def _neuron_tags(row: ProcessRow) -> str:
+    """What an operator must see at a glance on a neuron's row: learning paused or frozen, a state other than awake."""
+    if not row.is_neuron:
+        return ""
+    tags = [learning_state(row.status)] if learning_state(row.status) != "learning" else []
+    if row.status.get("state", "awake") != "awake":
+        tags.append(str(row.status["state"]))
+    return "".join(f" [b yellow]{tag}[/]" for tag in tags)
 
 
 class SupervisionTree(Tree):

@@ -14,7 +14,7 @@ RUNTIME = {
     "notify_ready", "pack", "reason_from_status", "reason_from_wait_status", "run_event_bus", "serve_one",
     "set_parent_death_signal", "set_process_name", "start_launcher", "unpack", "unpack_map", "vector_bytes",
     "vector_from", "CurveKeys", "KeysError", "create_keys", "Route", "write_tcp_plan",
-    "Process", "Stop", "Calls", "call_async", "fan_out", "EVENT_MAX_BYTES", "Notifier", "connect_curve", "tcp_plan",
+    "Process", "Stop", "ALLOWED_DIR", "serve_curve", "TCP_FILE", "Calls", "call_async", "fan_out", "EVENT_MAX_BYTES", "Notifier", "connect_curve", "tcp_plan",
 }
 SUPERVISOR_TREE = {
     "ChildSpec", "ChildSpecError", "RestartPlan", "SUPERVISOR_TARGET", "SupervisorClient", "Tree", "TreeError",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from ..runtime import FrameError, unpack_map
-from ..tui._words import describe_reshape, describe_self_reshape, shape_text
+from ..tui import describe_reshape, describe_self_reshape, shape_text
 
 TOPICS = (b"child_exited", b"child_restarted", b"reshaped", b"self_reshaped")
 FOLLOW_EVERY_S = 0.1

@@ -33,7 +33,7 @@ def remote_of(args: argparse.Namespace):
         return None
     if not args.keys or not args.server:
         raise ValueError("--remote needs --keys DIR and --server HOST (and --key-name, default admin)")
-    from ..ops._gateway import Remote
+    from ..ops import Remote  # only with --remote: the plain probes stay light
     return Remote(args.remote, args.keys, args.key_name, args.server)
 
 

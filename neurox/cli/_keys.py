@@ -11,7 +11,7 @@ import argparse
 import os
 
 from ..runtime import create_keys
-from ..runtime._curve import ALLOWED_DIR
+from ..runtime import ALLOWED_DIR
 
 EXIT_BAD_NAME = 2
 

@@ -60,9 +60,8 @@ import zmq
 from ..ext import PRELOAD, maintenance_children, network_children
 from ..neuron import (Network, Topology, TopologyError, control_tcp, events_tcp, front_host, layers_on,
                       live_topology, load_topology)
-from ..ops import PRELOAD as OPS_PRELOAD, MetricsServer, ServiceConfig, serve_metrics, service_children, service_source
+from ..ops import PRELOAD as OPS_PRELOAD, Gateway, MetricsServer, gateway_endpoint, ServiceConfig, serve_metrics, service_children, service_source
 from ..runtime import ControlClient, ControlError, CurveKeys, KeysError
-from ..ops._gateway import Gateway, gateway_endpoint
 from ..runtime import Notifier
 from ..supervisor_tree import TreeError
 from ._discovery import write_run_file

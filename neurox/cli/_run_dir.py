@@ -13,7 +13,7 @@ import os
 import socket
 import stat
 
-from ..runtime._tcp import TCP_FILE
+from ..runtime import TCP_FILE
 
 LAUNCHER_SOCKET = "launcher.sock"
 

@@ -2,6 +2,7 @@
 exporter, and Telegram chat-ops (docs/operations.md)."""
 from ..runtime import fan_out as fan_out
 from ._client import ServiceClient as ServiceClient
+from ._gateway import Gateway as Gateway, Remote as Remote, gateway_endpoint as gateway_endpoint
 from ._picture import STATES as STATES
 from ._prometheus import (FAMILIES as FAMILIES, MetricsServer as MetricsServer, NetworkCollector as NetworkCollector,
                           serve_metrics as serve_metrics, service_source as service_source)

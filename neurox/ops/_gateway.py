@@ -26,7 +26,7 @@ import time
 import zmq
 
 from ..runtime import ControlClient, CurveKeys, FrameError, make_socket, pack, unpack_map
-from ..runtime._curve import serve_curve
+from ..runtime import serve_curve
 from ..supervisor_tree import control_endpoint
 
 GATEWAY_OFFSET = 5

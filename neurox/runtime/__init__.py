@@ -7,7 +7,7 @@ from ._control import (CONTROL_MAX_BYTES as CONTROL_MAX_BYTES, Reply as Reply, a
                        handle_request as handle_request, serve_one as serve_one)
 from ._bus import run_event_bus as run_event_bus
 from ._events import EVENT_MAX_BYTES as EVENT_MAX_BYTES, EventPublisher as EventPublisher
-from ._curve import (CurveKeys as CurveKeys, KeysError as KeysError, connect_curve as connect_curve,
+from ._curve import (ALLOWED_DIR as ALLOWED_DIR, CurveKeys as CurveKeys, serve_curve as serve_curve, KeysError as KeysError, connect_curve as connect_curve,
                      create_keys as create_keys)
 from ._exit import (EXIT_SHUTDOWN as EXIT_SHUTDOWN, EXIT_START_FAILED as EXIT_START_FAILED,
                     ExitReason as ExitReason, reason_from_status as reason_from_status,
@@ -18,7 +18,7 @@ from ._launcher_client import (LauncherClient as LauncherClient, LauncherError a
                                start_launcher as start_launcher)
 from ._sockets import EVENT_HWM as EVENT_HWM, ipc_endpoint as ipc_endpoint, make_socket as make_socket
 from ._sd_notify import Notifier as Notifier
-from ._tcp import Route as Route, tcp_plan as tcp_plan, write_tcp_plan as write_tcp_plan
+from ._tcp import TCP_FILE as TCP_FILE, Route as Route, tcp_plan as tcp_plan, write_tcp_plan as write_tcp_plan
 from ._wire import (MAX_FRAME_BYTES as MAX_FRAME_BYTES, FrameError as FrameError, pack as pack,
                     unpack as unpack, unpack_map as unpack_map, vector_bytes as vector_bytes,
                     vector_from as vector_from)

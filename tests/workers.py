@@ -80,8 +80,14 @@ def _stop(args: dict, env: dict) -> None:
 
 
 def report_fds(args: dict, env: dict) -> None:
-    """Become ready saying which descriptors this process inherited, then wait to be stopped."""
-    notify_ready({"fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd"))})
+    """Become ready saying which descriptors this process has (number, what it is), then wait to be stopped."""
+    fds = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds.append([int(fd), os.readlink(f"/proc/self/fd/{fd}")])
+        except FileNotFoundError:
+            pass  # the listing's own descriptor, closed by now
+    notify_ready({"fds": fds})
     signal.pause()
 
 

@@ -11,7 +11,8 @@ RUNTIME = {
     "BadFrames", "CONTROL_MAX_BYTES", "ControlClient", "ControlError", "EVENT_HWM", "EXIT_SHUTDOWN",
     "EXIT_START_FAILED", "EventPublisher", "ExitReason", "FrameError", "LauncherClient", "LauncherError",
     "MAX_FRAME_BYTES", "Reply", "SPARE_NAME", "answer", "call", "handle_request", "ipc_endpoint", "make_socket",
-    "notify_ready", "pack", "reason_from_status", "reason_from_wait_status", "run_event_bus", "serve_one",
+    "new_context", "notify_ready", "pack", "reason_from_status", "reason_from_wait_status", "run_base",
+    "run_event_bus", "serve_one", "start_early",
     "set_parent_death_signal", "set_process_name", "start_launcher", "unpack", "unpack_map", "vector_bytes",
     "vector_from", "CurveKeys", "KeysError", "create_keys", "Route", "write_tcp_plan",
 }

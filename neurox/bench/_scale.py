@@ -15,7 +15,7 @@ import zmq
 
 from ..ext import PRELOAD, Dataset, Stream, messenger_children
 from ..neuron import Network, parse_topology
-from ..runtime import LauncherClient, ipc_endpoint, make_socket, notify_ready, start_launcher
+from ..runtime import LauncherClient, ipc_endpoint, make_socket, notify_ready, run_base, start_launcher
 
 BARE_TARGET = "neurox.bench._scale:run_bare_child"
 FORK_TARGET = "neurox.bench._scale:run_forked_child"
@@ -104,12 +104,13 @@ def bare_baseline(count: int, target: str = BARE_TARGET) -> tuple[float, float]:
     """Start ``count`` bare children (see :func:`run_bare_child`, or :func:`run_forked_child` for the
     fork floor) from a fresh launcher: the seconds until all are ready -- the floor of starting that
     many processes on this machine -- and their mean PSS in MiB."""
-    run_dir = tempfile.mkdtemp(prefix="nx-bare-", dir="/tmp")
+    run_dir = tempfile.mkdtemp(prefix="nx-bare-", dir=run_base())  # as a network's: see run_base
+    data_dir = tempfile.mkdtemp(prefix="nx-bare-", dir="/tmp")
     launcher = start_launcher(os.path.join(run_dir, "launcher.sock"), ("neurox.bench._scale",))
     client = LauncherClient(os.path.join(run_dir, "launcher.sock"))
     try:
         started = time.perf_counter()
-        pids = [client.spawn(target, {"endpoint": ipc_endpoint(run_dir, f"b{i}"), "db": f"{run_dir}/db{i}"},
+        pids = [client.spawn(target, {"endpoint": ipc_endpoint(run_dir, f"b{i}"), "db": f"{data_dir}/db{i}"},
                              {"name": "nx:bare"}) for i in range(count)]
         ready = 0
         while ready < count:
@@ -120,6 +121,7 @@ def bare_baseline(count: int, target: str = BARE_TARGET) -> tuple[float, float]:
         launcher.terminate()
         launcher.wait(30)
         shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -142,6 +142,8 @@ class Spare:
     ready_r: int
     modules: int
     """``len(sys.modules)`` in the launcher when the spare was forked."""
+    ahead: bool
+    """Whether it starts a context and a thread ahead of its job (see :func:`fork_spare`)."""
 
     def give(self, request: dict) -> bool:
         """Hand the spawn request over; False if the spare is gone. The spare is used up either way."""
@@ -170,21 +172,24 @@ def fork_child(launcher_pid: int, func: Callable, request: dict) -> tuple[int, i
     return pid, ready_r
 
 
-def fork_spare(launcher_pid: int) -> Spare:
-    """Fork a spare; it prepares itself and then blocks until it is given a job or retired."""
+def fork_spare(launcher_pid: int, ahead: bool = True) -> Spare:
+    """Fork a spare; it prepares itself and then blocks until it is given a job or retired. With
+    ``ahead`` it also starts a context and a thread while it waits (the spare a restart will take;
+    a spare of a batch is taken at once, with no time to gain)."""
     job_r, job_w = os.pipe()
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _child(launcher_pid, ready_w, (job_r,), lambda: _await_job(job_r))
+        _child(launcher_pid, ready_w, (job_r,), lambda: _await_job(job_r, ahead))
     os.close(job_r)
     os.close(ready_w)
-    return Spare(pid, job_w, ready_r, len(sys.modules))
+    return Spare(pid, job_w, ready_r, len(sys.modules), ahead)
 
 
-def _await_job(job_r: int) -> tuple[Callable, dict] | None:
+def _await_job(job_r: int, ahead: bool) -> tuple[Callable, dict] | None:
     set_process_name(SPARE_NAME)
-    _start_ahead()
+    if ahead:
+        _start_ahead()
     data = bytearray()
     while chunk := os.read(job_r, 65536):
         data += chunk

@@ -24,8 +24,8 @@ so the fork is not on the restart path; the next spare is forked when the launch
 that come in a run (a network starting) find spares forked in batches, each batch twice the last
 (up to ``SPARE_BATCH_MAX``): after a fork every page of the launcher is shared with the child, and
 each page the launcher then writes (Python writes a reference count on every object it touches)
-costs a fault and a copy. Forked one at a time, between requests, that was about 215 faults per
-spawn, more than the fork itself; forked back to back, a batch pays them once.
+costs a fault and a copy. Forked one at a time, between requests, that was 185-215 faults per
+spawn, more CPU than the fork itself; forked back to back, a batch pays them once.
 
 Link semantics: every child belongs to the connection that asked for it. When that connection
 closes -- the supervisor ended, even by SIGKILL, so the kernel closed its socket -- the launcher
@@ -151,6 +151,8 @@ class Launcher:
         self.selector.register(conn, selectors.EVENT_READ, "conn")
 
     def _on_request(self, conn: socket.socket) -> None:
+        if conn not in self.connections:
+            return  # dropped earlier in this round (a notice to it failed): its readiness is stale
         try:
             packet = conn.recv(PACKET_MAX)
         except OSError:
@@ -197,6 +199,8 @@ class Launcher:
 
     def _drop_connection(self, conn: socket.socket) -> None:
         """The owner is gone: its children die with it (link semantics)."""
+        if conn not in self.connections:
+            return
         self.selector.unregister(conn)
         self.connections.discard(conn)
         self.parts.pop(conn, None)
@@ -259,8 +263,8 @@ class Launcher:
     def _settle(self) -> None:
         """Idle: the run of spawns is over; keep one spare, one that starts ahead (see ``_fork``)."""
         self.batch = 0
-        self._retire_spares(lambda spare: not spare.ahead or spare.modules != len(sys.modules))
-        self._retire_spares(lambda spare: spare is not self.spares[0])
+        keep = [spare for spare in self.spares if spare.ahead and spare.modules == len(sys.modules)][:1]
+        self._retire_spares(lambda spare: spare not in keep)
         if not self.spares and not self.stopping:
             self._fork_spares(1, ahead=True)
 

@@ -30,8 +30,11 @@ def test_latency_bench_reports_its_floor():
 
 @pytest.mark.timeout(180)
 def test_scale_bench_starts_learns_and_stops_a_sparse_network_beside_bare_children():
-    result = bench("scale", "--neurons", "60", "--layers", "4", "--learn-seconds", "4", timeout=170)
+    result = bench("scale", "--neurons", "60", "--layers", "4", "--learn-seconds", "4", "--reference-neurons", "30",
+                   timeout=170)
     assert result["neurons"] == 60 and result["left_running"] == 0
+    assert result["reference_start_s"] > 0 and result["start_ratio_vs_30"] == pytest.approx(
+        result["start_s"] / result["reference_start_s"], rel=0.05)
     assert result["baseline_start_s"] > 0 and result["start_ratio"] == pytest.approx(
         result["start_s"] / result["baseline_start_s"], rel=0.05)
     assert result["pss_mib_per_neuron"] > 0 and result["baseline_pss_mib"] > 0

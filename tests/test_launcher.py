@@ -174,10 +174,15 @@ def test_children_die_with_the_launcher(own_launcher):
     client.close()
 
 
-def test_a_child_inherits_no_descriptor_of_the_launcher(client):
+def test_a_child_inherits_no_descriptor_of_the_launcher(client, launcher):
     pid = client.spawn("workers:report_fds", {}, {"name": "nx:t-fds"})
-    fds = set(client.wait(pid, "ready")["info"]["fds"])
-    assert len(fds - {0, 1, 2}) <= 2, f"only its readiness pipe and the listing itself, got {sorted(fds)}"
+    fds = {fd: what for fd, what in client.wait(pid, "ready")["info"]["fds"] if fd > 2}
+    launchers = {os.readlink(f"/proc/{launcher[1].pid}/fd/{fd}") for fd in os.listdir(f"/proc/{launcher[1].pid}/fd")}
+    # (an anon_inode -- the eventfd and epoll of a ZeroMQ context its spare started -- has no identity to compare)
+    shared = [what for what in fds.values() if what in launchers and not what.startswith("anon_inode:")]
+    assert shared in ([], [p for p in fds.values() if p.startswith("pipe:")]), f"launcher's: {shared} of {fds}"
+    assert [what[:5] for what in fds.values() if not what.startswith("anon_inode:")] == ["pipe:"], \
+        f"only its readiness pipe (and its own eventfds), got {fds}"
     client.signal(pid, signal.SIGKILL)
     client.wait(pid, "exit")
 
@@ -225,6 +230,60 @@ def test_a_spare_killed_from_outside_is_replaced(client, launcher):
     pid = client.spawn("workers:exit_with", {"code": 0}, {})
     assert pid != spare.pid
     assert client.wait(pid, "exit")["reason"]["kind"] == "normal"
+
+
+def threads_of(pid: int) -> list[str]:
+    """The kernel's names of a process's threads ([] once it is gone)."""
+    names = []
+    with contextlib.suppress(FileNotFoundError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/task/{task}/comm") as f:
+                names.append(f.read().strip())
+    return sorted(names)
+
+
+def wait_until(condition, timeout: float = 5.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.01)
+    return result
+
+
+@pytest.mark.parametrize("take", [True, False])
+def test_the_waiting_spare_started_a_context_and_a_thread_ahead_and_lets_go_of_what_is_not_taken(client, launcher, take):
+    spare = wait_until(lambda: (s := spare_of(launcher[1].pid)) and "ZMQbg/IO/0" in threads_of(s.pid) and s,
+                       what="a spare that started its context ahead")  # (not a leftover of a batch)
+    pid = client.spawn("workers:report_ahead", {"take": take}, {"name": "nx:t-ahead"})
+    assert pid == spare.pid
+    info = client.wait(pid, "ready")["info"]
+    # the target's own, the context's I/O thread and reaper, and the early thread (which kept the spare's name)
+    assert len(info["at_entry"]) == 4 and "ZMQbg/IO/0" in info["at_entry"], info
+    assert info["python_threads"] == ["MainThread", "nx-early"], info
+    if take:
+        assert info["ran_on"] == "nx-early", "start_early ran on the thread the spare started"
+        # the context is the target's now (I/O thread and reaper); the early thread ended with its one task
+        wait_until(lambda: len(threads_of(pid)) == 3 and "ZMQbg/IO/0" in threads_of(pid), what="early thread gone")
+    else:  # ready without taking them: the thread and the context are let go
+        wait_until(lambda: threads_of(pid) == ["nx:t-ahead"], what="a single thread")
+    client.signal(pid, signal.SIGKILL)
+    client.wait(pid, "exit")
+
+
+def test_a_run_of_spawns_is_served_by_batches_of_spares_whose_leftovers_go_once_it_is_over(client, launcher):
+    def spares():
+        found = []
+        for proc in psutil.Process(launcher[1].pid).children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if proc.name() == SPARE_NAME:
+                    found.append(proc)
+        return found
+    pids = [client.spawn("workers:exit_with", {"code": 0, "silent": True}, {"name": "nx:t-run"}) for _ in range(12)]
+    assert len(spares()) > 1, "spares forked in batches, some left over right after the run"
+    for pid in pids:
+        client.wait(pid, "exit")
+    wait_until(lambda: len(kept := spares()) == 1 and "ZMQbg/IO/0" in threads_of(kept[0].pid),
+               what="a single spare, one that starts ahead, once the run is over")
 
 
 def test_a_connection_may_pipeline_spawns(client):

@@ -19,11 +19,12 @@ by exiting with that code right after replying.
 """
 import os
 import signal
+import threading
 import time
 
 import zmq
 
-from neurox.runtime import EXIT_SHUTDOWN, notify_ready, pack, unpack_map
+from neurox.runtime import EXIT_SHUTDOWN, new_context, notify_ready, pack, start_early, unpack_map
 
 
 def serve(args: dict, env: dict) -> None:
@@ -80,8 +81,38 @@ def _stop(args: dict, env: dict) -> None:
 
 
 def report_fds(args: dict, env: dict) -> None:
-    """Become ready saying which descriptors this process inherited, then wait to be stopped."""
-    notify_ready({"fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd"))})
+    """Become ready saying which descriptors this process has (number, what it is), then wait to be stopped."""
+    fds = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds.append([int(fd), os.readlink(f"/proc/self/fd/{fd}")])
+        except FileNotFoundError:
+            pass  # the listing's own descriptor, closed by now
+    notify_ready({"fds": fds})
+    signal.pause()
+
+
+def thread_names() -> list[str]:
+    """Every thread of this process as the kernel names it (ZeroMQ's threads are not Python's)."""
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:
+            pass  # ended meanwhile
+    return sorted(names)
+
+
+def report_ahead(args: dict, env: dict) -> None:
+    """Say which threads ran at entry; with ``take``, take the context and run a task with start_early
+    (saying on which thread it ran) before becoming ready; then wait to be stopped."""
+    info = {"at_entry": thread_names(), "python_threads": sorted(t.name for t in threading.enumerate())}
+    if args.get("take"):
+        ctx = new_context()
+        info["ran_on"] = start_early(lambda: threading.current_thread().name).result()
+        info["context_threads"] = thread_names()
+    notify_ready(info)
     signal.pause()
 
 

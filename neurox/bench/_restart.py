@@ -6,7 +6,9 @@ the launcher; each kill is timed from ``os.kill(SIGKILL)`` until a client's requ
 replacement. The same run then times the exec-style restart an exec-based supervisor pays (notice the
 death with ``waitpid``, start ``python -c`` with the same imports, the same database and the same
 socket) and reports the ratio. Kills are spaced by ``--interval-ms`` so that each restart starts from a
-settled host, as a crash in a running network does.
+settled host, as a crash in a running network does. As in a network, the socket lives in the tree's
+run directory (in memory where the host has it: ``run_base``) and the database in a data directory
+on the disk.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import time
 import numpy as np
 import zmq
 
-from ..runtime import ipc_endpoint
+from ..runtime import ipc_endpoint, run_base
 from ._worker import EXEC_SOURCE, TARGET
 from ..supervisor_tree import SupervisorClient, Tree, root_args
 
@@ -81,12 +83,13 @@ def _milliseconds(seconds: list[float]) -> np.ndarray:
 def supervised_restarts(kills: int, interval_s: float) -> np.ndarray:
     """Kill the launcher-forked worker ``kills`` times; the kill -> answer times in ms."""
     ctx = zmq.Context.instance()
-    with tempfile.TemporaryDirectory(prefix="nx-restart-", dir="/tmp") as work:
-        endpoint = ipc_endpoint(work, "worker")
-        child = {"id": "worker", "start": [TARGET, {"endpoint": endpoint, "db": os.path.join(work, "db")}],
+    with (tempfile.TemporaryDirectory(prefix="nx-restart-", dir="/tmp") as data,
+          tempfile.TemporaryDirectory(prefix="nx-restart-", dir=run_base()) as run):
+        endpoint = ipc_endpoint(run, "worker")
+        child = {"id": "worker", "start": [TARGET, {"endpoint": endpoint, "db": os.path.join(data, "db")}],
                  "shutdown": "brutal_kill"}
         root = root_args([child], intensity=kills + 10, period=1.0)
-        with Tree(root, run_dir=os.path.join(work, "run"), preload=("neurox.bench._worker",)) as tree:
+        with Tree(root, run_dir=run, preload=("neurox.bench._worker",)) as tree:
             supervisor = SupervisorClient(tree.control)
             pinger = Pinger(ctx, endpoint)
             try:
@@ -108,9 +111,10 @@ def supervised_restarts(kills: int, interval_s: float) -> np.ndarray:
 def exec_restarts(kills: int, interval_s: float) -> np.ndarray:
     """What an exec-based supervisor pays for the same worker; the kill -> answer times in ms."""
     ctx = zmq.Context.instance()
-    with tempfile.TemporaryDirectory(prefix="nx-exec-", dir="/tmp") as work:
-        endpoint = ipc_endpoint(work, "worker")
-        command = [sys.executable, "-c", EXEC_SOURCE, endpoint, os.path.join(work, "db")]
+    with (tempfile.TemporaryDirectory(prefix="nx-exec-", dir="/tmp") as data,
+          tempfile.TemporaryDirectory(prefix="nx-exec-", dir=run_base()) as run):
+        endpoint = ipc_endpoint(run, "worker")
+        command = [sys.executable, "-c", EXEC_SOURCE, endpoint, os.path.join(data, "db")]
         proc = subprocess.Popen(command)
         pinger = Pinger(ctx, endpoint)
         try:

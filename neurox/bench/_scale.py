@@ -1,4 +1,5 @@
-"""a thousand neuron processes on one host: start time, PSS per neuron, learning rate, stop time"""
+"""a thousand neuron processes on one host: start time (and its ratio to a reference network's start in the
+same run), PSS per neuron, learning rate, stop time"""
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,7 @@ import zmq
 
 from ..ext import PRELOAD, Dataset, Stream, messenger_children
 from ..neuron import Network, parse_topology
-from ..runtime import LauncherClient, ipc_endpoint, make_socket, notify_ready, start_launcher
+from ..runtime import LauncherClient, ipc_endpoint, make_socket, notify_ready, run_base, start_launcher
 
 BARE_TARGET = "neurox.bench._scale:run_bare_child"
 FORK_TARGET = "neurox.bench._scale:run_forked_child"
@@ -31,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fan-out", type=int, default=3, help="links from each neuron to the next layer")
     parser.add_argument("--units", type=int, default=4, help="units per neuron (default: %(default)s)")
     parser.add_argument("--learn-seconds", type=float, default=20.0)
+    parser.add_argument("--reference-neurons", type=int, default=1000,
+                        help="also start (and stop) a network of this many, for start_ratio_vs_N (default: "
+                             "%(default)s; 0: no reference; the same as --neurons: no second start)")
 
 
 def sparse_topology(neurons: int, layers: int, fan_out: int, units: int, width: int = 16, classes: int = 4):
@@ -78,16 +82,19 @@ def _machine_cpu_s() -> float:
 
 
 def _tree_cpu_s(launcher_pid: int) -> float:
-    """CPU seconds used so far by the launcher and every process it forked that is still running."""
-    total = 0.0
+    """CPU seconds used so far by the launcher and every process it forked that is still running, every
+    thread of each, to the nanosecond (``schedstat``: the clock-tick counts of ``stat`` missed two thirds
+    of the neurons' short bursts)."""
+    total_ns = 0
     launcher = psutil.Process(launcher_pid)
     for proc in (launcher, *launcher.children()):
         try:
-            times = proc.cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
+            for task in os.listdir(f"/proc/{proc.pid}/task"):
+                with open(f"/proc/{proc.pid}/task/{task}/schedstat") as f:
+                    total_ns += int(f.read().split()[0])
+        except (OSError, psutil.Error):
+            pass  # gone meanwhile
+    return total_ns / 1e9
 
 
 def _pss_mib(pids) -> list[float]:
@@ -104,12 +111,13 @@ def bare_baseline(count: int, target: str = BARE_TARGET) -> tuple[float, float]:
     """Start ``count`` bare children (see :func:`run_bare_child`, or :func:`run_forked_child` for the
     fork floor) from a fresh launcher: the seconds until all are ready -- the floor of starting that
     many processes on this machine -- and their mean PSS in MiB."""
-    run_dir = tempfile.mkdtemp(prefix="nx-bare-", dir="/tmp")
+    run_dir = tempfile.mkdtemp(prefix="nx-bare-", dir=run_base())  # as a network's: see run_base
+    data_dir = tempfile.mkdtemp(prefix="nx-bare-", dir="/tmp")
     launcher = start_launcher(os.path.join(run_dir, "launcher.sock"), ("neurox.bench._scale",))
     client = LauncherClient(os.path.join(run_dir, "launcher.sock"))
     try:
         started = time.perf_counter()
-        pids = [client.spawn(target, {"endpoint": ipc_endpoint(run_dir, f"b{i}"), "db": f"{run_dir}/db{i}"},
+        pids = [client.spawn(target, {"endpoint": ipc_endpoint(run_dir, f"b{i}"), "db": f"{data_dir}/db{i}"},
                              {"name": "nx:bare"}) for i in range(count)]
         ready = 0
         while ready < count:
@@ -120,6 +128,28 @@ def bare_baseline(count: int, target: str = BARE_TARGET) -> tuple[float, float]:
         launcher.terminate()
         launcher.wait(30)
         shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _network(neurons: int, args: argparse.Namespace, data_dir: str) -> Network:
+    topology = sparse_topology(neurons, args.layers, args.fan_out, args.units)
+    return Network(topology, data_dir, extensions=messenger_children(data_dir), preload=PRELOAD)
+
+
+def _start(network: Network, neurons: int) -> float:
+    started = time.perf_counter()
+    network.tree.start(timeout=max(60.0, neurons * START_S_PER_NEURON))
+    return time.perf_counter() - started
+
+
+def reference_start_s(args: argparse.Namespace) -> float:
+    """Start and stop a network of ``--reference-neurons``: its start time in this run."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        network = _network(args.reference_neurons, args, data_dir)
+        try:
+            return _start(network, args.reference_neurons)
+        finally:
+            network.stop()
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -129,14 +159,12 @@ def run(args: argparse.Namespace) -> dict:
     bare_start_s, bare = bare_baseline(args.neurons)
     print(f"baseline: {args.neurons} bare forked children (zmq + PULL + LevelDB each) up in {bare_start_s:.1f} s, "
           f"{bare:.2f} MiB PSS each", flush=True)
-    topology = sparse_topology(args.neurons, args.layers, args.fan_out, args.units)
     rng = np.random.default_rng(0)
     data = Dataset(rng.random((2048, 16), dtype=np.float32), rng.integers(0, 4, 2048), [str(i) for i in range(4)])
     with tempfile.TemporaryDirectory() as data_dir:
-        network = Network(topology, data_dir, extensions=messenger_children(data_dir), preload=PRELOAD)
-        started, machine_before = time.perf_counter(), _machine_cpu_s()
-        network.tree.start(timeout=max(60.0, args.neurons * START_S_PER_NEURON))
-        start_s = time.perf_counter() - started
+        network = _network(args.neurons, args, data_dir)
+        machine_before = _machine_cpu_s()
+        start_s = _start(network, args.neurons)
         machine_s, tree_s = _machine_cpu_s() - machine_before, _tree_cpu_s(network.tree.launcher_proc.pid)
         print(f"{args.neurons} neurons up in {start_s:.1f} s; the tree used {tree_s:.1f} CPU s of the {machine_s:.1f} "
               f"the machine's {os.cpu_count()} cores did meanwhile", flush=True)
@@ -154,7 +182,13 @@ def run(args: argparse.Namespace) -> dict:
             network.stop()
             stop_s = time.perf_counter() - stopped
         left = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    return {"neurons": len(neuron_pids), "start_s": round(start_s, 2), "baseline_start_s": round(bare_start_s, 2),
+    reference = {}
+    if args.reference_neurons > 0:
+        ref_s = start_s if args.reference_neurons == args.neurons else reference_start_s(args)
+        print(f"reference: {args.reference_neurons} neurons up in {ref_s:.1f} s", flush=True)
+        reference = {"reference_start_s": round(ref_s, 2),
+                     f"start_ratio_vs_{args.reference_neurons}": round(start_s / ref_s, 3)}
+    return {**reference, "neurons": len(neuron_pids), "start_s": round(start_s, 2), "baseline_start_s": round(bare_start_s, 2),
             "start_ratio": round(start_s / bare_start_s, 3), "fork_floor_s": round(fork_start_s, 2),
             "start_cpu_s": round(tree_s, 1), "machine_cpu_s": round(machine_s, 1), "pss_mib_per_neuron": round(float(np.mean(pss)), 2),
             "baseline_pss_mib": round(bare, 2), "pss_ratio": round(float(np.mean(pss)) / bare, 3),

@@ -3,19 +3,20 @@ open in its directory, a ROUTER bound, every request echoed.
 
 Two twins do the same steps in the same order: :func:`run_worker`, forked by the launcher (which
 has imported numpy, pyzmq, msgpack and plyvel already), and :data:`EXEC_SOURCE`, a fresh interpreter
-as an exec-style supervisor (systemd, supervisord, Circus) would start it. Both open the database
-in a thread while they set up the socket: LevelDB's open mostly waits for the disk (it writes and
-syncs a new manifest), and meanwhile the ZeroMQ context starts, the socket is bound, and a client's
-reconnection and first request arrive. The first answer still comes only once the database is open.
+as an exec-style supervisor (systemd, supervisord, Circus) would start it. Both start the database's
+open first, on a thread, and set up the socket meanwhile: LevelDB's open mostly waits for the disk
+(it writes and syncs a new manifest), and meanwhile the ZeroMQ context starts, the socket is bound,
+and a client's reconnection and first request arrive. The first answer still comes only once the
+database is open. The forked twin takes the thread and the context its spare started ahead of need
+(:func:`~neurox.runtime._fork.start_early`, :func:`~neurox.runtime._fork.new_context`); the exec'd
+one has no spare and starts both itself.
 """
 from __future__ import annotations
-
-from concurrent.futures import ThreadPoolExecutor
 
 import plyvel
 import zmq
 
-from ..runtime import make_socket, notify_ready
+from ..runtime import make_socket, new_context, notify_ready, start_early
 
 TARGET = "neurox.bench._worker:run_worker"
 EXEC_SOURCE = """
@@ -33,11 +34,9 @@ while True:
 
 def run_worker(args: dict, env: dict) -> None:
     """Launcher target: ``args`` has ``endpoint`` (to bind) and ``db`` (the LevelDB directory)."""
-    with ThreadPoolExecutor(1) as pool:
-        opening = pool.submit(plyvel.DB, args["db"], create_if_missing=True)
-        ctx = zmq.Context()
-        sock = make_socket(ctx, zmq.ROUTER, bind=args["endpoint"])
-        db = opening.result()
+    opening = start_early(plyvel.DB, args["db"], create_if_missing=True)
+    sock = make_socket(new_context(), zmq.ROUTER, bind=args["endpoint"])
+    db = opening.result()
     notify_ready({})
     try:
         while True:

@@ -12,10 +12,11 @@ from ._curve import (ALLOWED_DIR as ALLOWED_DIR, CurveKeys as CurveKeys, serve_c
 from ._exit import (EXIT_SHUTDOWN as EXIT_SHUTDOWN, EXIT_START_FAILED as EXIT_START_FAILED,
                     ExitReason as ExitReason, reason_from_status as reason_from_status,
                     reason_from_wait_status as reason_from_wait_status)
-from ._fork import (SPARE_NAME as SPARE_NAME, notify_ready as notify_ready,
-                    set_parent_death_signal as set_parent_death_signal, set_process_name as set_process_name)
+from ._fork import (SPARE_NAME as SPARE_NAME, new_context as new_context, notify_ready as notify_ready,
+                    set_parent_death_signal as set_parent_death_signal, set_process_name as set_process_name,
+                    start_early as start_early)
 from ._launcher_client import (LauncherClient as LauncherClient, LauncherError as LauncherError,
-                               start_launcher as start_launcher)
+                               run_base as run_base, start_launcher as start_launcher)
 from ._sockets import EVENT_HWM as EVENT_HWM, ipc_endpoint as ipc_endpoint, make_socket as make_socket
 from ._sd_notify import Notifier as Notifier
 from ._tcp import TCP_FILE as TCP_FILE, Route as Route, tcp_plan as tcp_plan, write_tcp_plan as write_tcp_plan

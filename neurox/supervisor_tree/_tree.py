@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 
-from ..runtime import ExitReason, LauncherClient, LauncherError, ipc_endpoint, start_launcher
+from ..runtime import ExitReason, LauncherClient, LauncherError, ipc_endpoint, run_base, start_launcher
 from ._naming import control_endpoint
 from ._supervisor import SUPERVISOR_TARGET
 
@@ -32,7 +32,7 @@ class Tree:
                  control: str | None = None, events_publish: str | None = None):
         self.root_args = root
         self.own_run_dir = run_dir is None
-        self.run_dir = run_dir or tempfile.mkdtemp(prefix="nx-", dir="/tmp")
+        self.run_dir = run_dir or tempfile.mkdtemp(prefix="nx-", dir=run_base())
         os.makedirs(self.run_dir, mode=0o700, exist_ok=True)
         self.preload = preload
         self.launcher_path = os.path.join(self.run_dir, "launcher.sock")

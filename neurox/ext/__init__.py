@@ -18,14 +18,20 @@ from ._pipes import Pipe as Pipe
 from ._samples import (InputError as InputError, Sample as Sample, TargetSpace as TargetSpace,
                        encode_text as encode_text, parse_sample as parse_sample, parse_vector as parse_vector,
                        sample_records as sample_records)
+from ._scaling import (MODES as SCALE_MODES, ScaleConfig as ScaleConfig, Scaler as Scaler,
+                       ScalingError as ScalingError, scale_config as scale_config)
 from ._settings import ExtensionError as ExtensionError, Setting as Setting
 from ._stream import Feed as Feed, Stream as Stream, StreamProgress as StreamProgress
 
 PRELOAD = ("neurox.ext._api", "neurox.ext._messenger_in", "neurox.ext._messenger_out")
 
 
-def messenger_children(data_dir: str, timeout_ms: int = 5000, bind: list[str] = ()) -> list[ChildSpec]:
-    """MessengerOut and MessengerIn as children of a network's root (after the layers)."""
+def messenger_children(data_dir: str, timeout_ms: int = 5000, bind: list[str] = (),
+                       topology: Topology | None = None) -> list[ChildSpec]:
+    """MessengerOut and MessengerIn as children of a network's root (after the layers); the topology's
+    ``[input]`` table, if given, is checked here (ScalingError, a TopologyError), before any process starts."""
+    if topology is not None:
+        scale_config(topology.input)
     return [ChildSpec("messenger_out", MESSENGER_OUT_TARGET, {"data_dir": data_dir}, "permanent", 5000, "worker",
                       ("neurox.ext._messenger_out",)),
             ChildSpec("messenger_in", MESSENGER_IN_TARGET, {"data_dir": data_dir, "timeout_ms": timeout_ms,
@@ -54,6 +60,6 @@ def network_children(topology: Topology, data_dir: str, host: str | None = None,
     """Everything beside the layers, on the front host: MessengerOut, MessengerIn, the topology's
     extensions, its regions' neuromodulators and, if it asks for them, its self-reshaper and -- unless
     it runs on another host (``[maintenance] host``) -- its maintenance (sleep)."""
-    return (messenger_children(data_dir, **messenger_options) + extension_children(topology, data_dir)
+    return (messenger_children(data_dir, topology=topology, **messenger_options) + extension_children(topology, data_dir)
             + modulator_children(topology, data_dir) + self_reshaper_children(topology, data_dir)
             + maintenance_children(topology, data_dir, host))

@@ -160,10 +160,12 @@ class InputExtension(Extension):
     """An origin at the start node: :meth:`submit` packets; their answers come to :meth:`on_result`."""
 
     kind = "input"
+    direct = False
+    """Whether its packets go straight into the first layer (MessengerIn only) or through MessengerIn."""
 
     def __init__(self, settings: dict, env: dict):
         super().__init__(settings, env)
-        self.origin = Origin(self.ctx, self.run_dir, self.topology, self.name)
+        self.origin = Origin(self.ctx, self.run_dir, self.topology, self.name, direct=self.direct)
         self.watch(self.origin.returns, self._on_returns)
 
     @property
@@ -171,7 +173,7 @@ class InputExtension(Extension):
         return self.topology.input_width
 
     def submit(self, rows: np.ndarray, targets: list | None = None, block: bool = False, tag=None,
-               learn: bool | None = None) -> int:
+               learn: bool | None = None, meta: dict | None = None) -> int:
         """Send rows (each ``width`` values) into the network as one packet; returns its packet id.
 
         With ``targets`` it learns from them too (unless ``learn`` is False). ``tag`` travels with the
@@ -180,7 +182,7 @@ class InputExtension(Extension):
         """
         learn = targets is not None if learn is None else learn and targets is not None
         packet = self.origin.send(np.asarray(rows, dtype=np.float32).reshape(-1, self.width), targets,
-                                  learn=learn, block=block, tag=tag)
+                                  learn=learn, block=block, tag=tag, meta=meta)
         self.count("submitted")
         return packet
 

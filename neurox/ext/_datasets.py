@@ -31,8 +31,8 @@ MISSING_CELLS = {"", "nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "
 NEWLINE = b"\n"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MAX_CLASSES = 30
-"""Auto-detection: whole numbers with at most this many distinct values (and at least five rows a
-value on average) are classes; more are a quantity to regress (e.g. 214 distinct values in 442 rows)."""
+"""Auto-detection: whole numbers with at most this many distinct values are classes; more are a
+quantity to regress (e.g. diabetes progression: 214 distinct whole numbers in 442 rows)."""
 
 
 class DatasetError(ValueError):
@@ -246,7 +246,7 @@ def detect_task(values: list) -> tuple[str, str]:
         return "classification", "the target holds text"
     distinct = set(numbers)
     whole = all(float(n).is_integer() for n in distinct)
-    if whole and len(distinct) <= MAX_CLASSES and len(distinct) * 5 <= len(numbers):
+    if whole and len(distinct) <= MAX_CLASSES:
         return "classification", f"the target holds {len(distinct)} distinct whole numbers"
     what = "whole numbers" if whole else "numbers"
     return "regression", f"the target holds {len(distinct):,} distinct {what} in {len(numbers):,} rows"

@@ -319,7 +319,9 @@ class SampleInput(InputExtension):
                 self.count("backpressure")
                 self._retry_at = now + BACKOFF_S
                 return BACKOFF_S
-            self.feed.sending(packet, len(group), targets if learning and self.targets.classification else None, now)
+            classes = learning and self.targets.classification
+            self.feed.sending(packet, len(group), targets if classes else None, now,
+                              targets if learning and not classes else None)
             self.count("sent", len(group))
         return None
 
@@ -342,7 +344,8 @@ class SampleInput(InputExtension):
         progress = self.feed.progress()
         return {**super().metrics(), "pending": len(self.pending), "in_flight": len(self.feed.in_flight),
                 "accuracy": progress.accuracy, "rolling_accuracy": progress.rolling_accuracy,
-                "scored": progress.scored, "mean_loss": progress.mean_loss}
+                "scored": progress.scored, "mean_loss": progress.mean_loss, "rmse": progress.rmse,
+                "mae": progress.mae}
 
 
 class OutputExtension(Extension):

@@ -41,6 +41,12 @@ class StreamProgress:
     elapsed_s: float
     scored: int = 0
     """Answered samples that had a class target (what the accuracies are over)."""
+    rmse: float | None = None
+    """Regression: prequential root mean squared error, in the user's units (answers come back in them)."""
+    mae: float | None = None
+    """Regression: prequential mean absolute error, in the user's units."""
+    rolling_rmse: float | None = None
+    """Regression: the RMSE over the last 1,000 answered samples."""
 
 
 class Feed:
@@ -54,6 +60,11 @@ class Feed:
         self.loss_sum = 0.0
         self.loss_count = 0
         self.recent: deque[bool] = deque(maxlen=ROLLING)
+        self.values: dict[int, np.ndarray] = {}
+        """packet -> regression targets (rows x outputs, the user's units) its answer is scored against."""
+        self.squared = self.absolute = 0.0
+        self.regressed = 0
+        self.recent_squared: deque[float] = deque(maxlen=ROLLING)
         self.started = time.perf_counter()
         self.next_slot = 0.0
         """When the rate lets the next packet go: time idle earns no burst."""
@@ -62,9 +73,12 @@ class Feed:
         """Whether one more packet may go now (window and rate)."""
         return len(self.in_flight) < self.window and (self.rate is None or now >= self.next_slot)
 
-    def sending(self, packet: int, rows: int, class_targets, now: float) -> None:
-        """Book a packet just sent; ``class_targets`` (class indices) if its answer is to be scored."""
+    def sending(self, packet: int, rows: int, class_targets, now: float, values=None) -> None:
+        """Book a packet just sent; ``class_targets`` (class indices) or ``values`` (regression targets) if
+        its answer is to be scored."""
         self.in_flight[packet] = (None if class_targets is None else np.asarray(class_targets), rows, now)
+        if values is not None:
+            self.values[packet] = np.asarray(values, dtype=np.float64).reshape(rows, -1)
         self.sent += rows
         if self.rate is not None:
             self.next_slot = max(self.next_slot, now) + rows / self.rate
@@ -77,6 +91,7 @@ class Feed:
             return False
         targets, rows, _ = entry
         self.answered += rows
+        self._score_values(self.values.pop(packet, None), result.get("output"))
         labels = result.get("label")
         if targets is not None and isinstance(labels, list) and len(labels) == len(targets):
             hits = np.asarray(labels) == targets
@@ -89,11 +104,28 @@ class Feed:
             self.loss_count += rows
         return True
 
+    def _score_values(self, values: np.ndarray | None, output) -> None:
+        """Squared and absolute errors of a regression answer (``output``: float32 bytes or a list)."""
+        if values is None or output is None:
+            return
+        try:
+            answer = (np.frombuffer(output, dtype="<f4") if isinstance(output, bytes) else np.asarray(
+                output, dtype=np.float64)).reshape(values.shape)
+        except (TypeError, ValueError):
+            return
+        errors = answer - values
+        squared = (errors ** 2).mean(axis=1)
+        self.squared += float(squared.sum())
+        self.absolute += float(np.abs(errors).mean(axis=1).sum())
+        self.regressed += len(values)
+        self.recent_squared.extend(squared.tolist())
+
     def expire(self, now: float) -> int:
         """Give up on packets unanswered for ``packet_timeout_s``; the samples lost by this call."""
         lost = 0
         for packet in [p for p, (_, _, t) in self.in_flight.items() if now - t > self.packet_timeout_s]:
             lost += self.in_flight.pop(packet)[1]
+            self.values.pop(packet, None)
         self.lost += lost
         return lost
 
@@ -113,7 +145,10 @@ class Feed:
             self.correct / self.scored if self.scored else None,
             float(np.mean(self.recent)) if self.recent else None,
             self.loss_sum / self.loss_count if self.loss_count else None,
-            self.answered / elapsed if elapsed > 0 else 0.0, elapsed, self.scored)
+            self.answered / elapsed if elapsed > 0 else 0.0, elapsed, self.scored,
+            float(np.sqrt(self.squared / self.regressed)) if self.regressed else None,
+            self.absolute / self.regressed if self.regressed else None,
+            float(np.sqrt(np.mean(self.recent_squared))) if self.recent_squared else None)
 
 
 class Stream:
@@ -146,7 +181,8 @@ class Stream:
                 self.epoch = epoch
                 targets = self.dataset.targets[rows]
                 packet = self.origin.send(self.dataset.features[rows], targets.tolist(), self.learn)
-                feed.sending(packet, len(rows), targets if classified else None, now)
+                feed.sending(packet, len(rows), targets if classified else None, now,
+                             None if classified else targets)
                 pending = next(schedule, None)
             wait_ms = 5 if pending is not None and feed.rate else 50
             if self.origin.returns.poll(wait_ms):

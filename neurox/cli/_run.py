@@ -22,6 +22,7 @@ import zmq
 from ..ext import (PRELOAD, SCALE_MODES, Dataset, DatasetError, Stream, load_dataset, network_children,
                    scale_config)
 from ..ext._datasets import MISSING, TASKS
+from ..ext._stream import RUN_BATCH, RUN_WINDOW
 from ..neuron import Network, Topology, TopologyError, live_topology, load_topology, neuron_control, topology_path
 from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
 from ..runtime import ControlError, call, unpack_map
@@ -50,8 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fresh", action="store_true", help="discard the state saved in --data-dir and start anew")
     parser.add_argument("--epochs", type=int, default=0, help="passes over the data, 0 for until stopped (default)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument("--window", type=int, default=2, help="packets in flight (default: %(default)s)")
-    parser.add_argument("--batch", type=int, default=1, help="samples per packet (default: %(default)s)")
+    parser.add_argument("--window", type=int, default=RUN_WINDOW, help="packets in flight (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=RUN_BATCH, help="samples per packet (default: %(default)s)")
     parser.add_argument("--rate", type=float, help="samples per second to feed (default: as fast as it takes them)")
     parser.add_argument("--chaos", type=float, metavar="SECONDS", help="SIGKILL a random neuron this often")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",

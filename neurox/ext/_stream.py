@@ -12,6 +12,7 @@ supervised process, from a file or standard input, through the same Feed.
 """
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ from ._datasets import Dataset
 from ._origin import Origin
 
 ROLLING = 1000
+RUN_WINDOW = 2
+"""Packets in flight when ``neurox run`` feeds a dataset (what a user gets; the benchmarks use it too)."""
+RUN_BATCH = 1
+"""Samples per packet when ``neurox run`` feeds a dataset."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,7 @@ class Stream:
 
     def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, dataset: Dataset, window: int = 64,
                  batch: int = 1, rate: float | None = None, learn: bool = True, packet_timeout_s: float = 5.0,
-                 seed: int = 0, name: str = "stream"):
+                 seed: int = 0, name: str = "stream", shuffle: bool = True):
         if dataset.width != topology.input_width:
             raise ValueError(f"the dataset has {dataset.width} features; the network takes {topology.input_width}")
         self.origin = Origin(ctx, run_dir, topology, name)
@@ -164,6 +169,8 @@ class Stream:
         self.batch, self.learn = batch, learn
         self.feed = Feed(window, rate, packet_timeout_s)
         self.rng = np.random.default_rng(seed)
+        self.shuffle = shuffle
+        """False: every epoch in the dataset's own order (a stream with drift)."""
         self.epoch = 0
 
     def run(self, epochs: int = 1, on_progress=None, every_s: float = 1.0, should_stop=lambda: False) -> StreamProgress:
@@ -199,9 +206,19 @@ class Stream:
                 next_report += every_s
         return self.progress()
 
+    def orders(self, epochs: int) -> list[np.ndarray]:
+        """The sample order of each of the next ``epochs`` epochs :meth:`run` will feed (for references
+        that must see the same order)."""
+        rng = copy.deepcopy(self.rng)
+        return [self._order(rng) for _ in range(epochs)]
+
+    def _order(self, rng: np.random.Generator) -> np.ndarray:
+        count = len(self.dataset.targets)
+        return rng.permutation(count) if self.shuffle else np.arange(count)
+
     def _packets(self, epochs: int):
         for epoch in range(epochs):
-            order = self.rng.permutation(len(self.dataset.targets))
+            order = self._order(self.rng)
             for at in range(0, len(order), self.batch):
                 yield epoch, order[at:at + self.batch]
 

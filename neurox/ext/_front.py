@@ -126,8 +126,7 @@ class Front:
 
     def prepare(self, rows: np.ndarray, targets: list | None, learn: bool) -> tuple[np.ndarray, list | None, dict]:
         """(rows, targets, meta additions) in the network's units; InputError ``non_finite``."""
-        rows = np.asarray(rows, dtype=np.float32).reshape(-1, self.width)
-        _finite(rows, "the vector")
+        rows, values = self._checked(rows, targets)
         extra = {}
         if learn and targets is not None:
             self.inputs.learn(rows)
@@ -136,15 +135,26 @@ class Front:
         if self.regression:
             offset, factor = self.targets.unit_scale()
             extra["units"] = {"offset": offset.tolist(), "factor": factor.tolist()}
-            if targets is not None:
-                values = np.asarray(targets, dtype=np.float64).reshape(-1, self.outputs)
-                _finite(values, "the target")
+            if values is not None:
                 extra["user_targets"] = values.tolist()
                 if learn:
                     self.targets.learn(values)
                 targets = self.targets.transform(values).tolist()
         self.counters["scaled"] += len(rows)
         return scaled, targets, extra
+
+    def _checked(self, rows, targets) -> tuple[np.ndarray, np.ndarray | None]:
+        """The rows (and a regression's targets) as arrays; InputError ``non_finite`` before anything is learnt."""
+        rows = np.asarray(rows, dtype=np.float32).reshape(-1, self.width)
+        _finite(rows, "the vector")
+        if not self.regression or targets is None:
+            return rows, None
+        try:
+            values = np.asarray(targets, dtype=np.float64).reshape(-1, self.outputs)
+        except (TypeError, ValueError):
+            raise InputError("bad_input", f"the targets are not rows of {self.outputs} numbers") from None
+        _finite(values, "the target")
+        return rows, values
 
     def forward(self, frame: bytes) -> tuple[bytes, list]:
         """An origin's forward frame, scaled: its packets' rows (and regression targets) in the network's
@@ -154,10 +164,12 @@ class Front:
         if src != INPUT:
             raise FrameError("unknown_source", f"a forward frame into the network comes from {INPUT!r}, not {src!r}")
         blocks, new_metas, learnt = [], [], []
-        for block, lrn, meta in zip(split_rows(data, rows, self.width), learn, metas):
-            meta = unpack_map(meta) if isinstance(meta, bytes) else {}
-            targets = meta.get("targets")
-            scaled, targets, extra = self.prepare(block, targets, bool(lrn))
+        packed = list(zip(split_rows(data, rows, self.width), learn,
+                          [unpack_map(m) if isinstance(m, bytes) else {} for m in metas]))
+        for block, _, meta in packed:  # all checked before any is learnt from
+            self._checked(block, meta.get("targets"))
+        for block, lrn, meta in packed:
+            scaled, targets, extra = self.prepare(block, meta.get("targets"), bool(lrn))
             if targets is not None and self.regression:
                 meta["targets"] = targets
             blocks.append(scaled)

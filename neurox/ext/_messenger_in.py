@@ -128,7 +128,7 @@ class MessengerIn(InputExtension):
                 self.bad.note(exc.kind, exc.detail)
                 continue
             except BadRequest as exc:
-                self.scaling.counters["non_finite"] += 1
+                self.scaling.counters["non_finite"] += exc.error == "non_finite"
                 self.reject(exc.error, f"a packet from another origin: {exc.detail}")
                 continue
             if self.origin.forward(frame, learnt):

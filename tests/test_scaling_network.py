@@ -131,7 +131,8 @@ def test_scaling_travels_with_the_network_ask_takes_user_units_and_the_state_sur
         state = json.loads(probe.stdout)
         assert state["inputs"]["count"] in (saved["count"], saved["count"] + 1)  # --rate: at most one more sample
         np.testing.assert_allclose(state["inputs"]["mean"], saved["mean"], rtol=1e-3, atol=1e-3)
-        client = MessengerClient(json.load(open(data_dir / "run.json"))["messenger_in"])
+        with open(data_dir / "run.json") as f:
+            client = MessengerClient(json.load(f)["messenger_in"])
         rows = np.random.default_rng(0).choice(1797, 200, replace=False)
         try:
             raw = np.mean([client.ask(vector=big[i].tolist())["label"] == data.targets[i] for i in rows])
@@ -156,7 +157,7 @@ def test_ask_random_draws_a_row_of_the_dataset_the_network_learns(tmp_path, no_s
     rng = np.random.default_rng(5)
     classes = ["class_0", "class_1", "class_2"]
     target = rng.integers(0, 3, 178)
-    features = rng.normal(target[:, None] * [1.0] * 13, 1.0) * 100 + 13
+    features = rng.normal(target[:, None] * np.ones(13), 1.0) * 100 + 13
     path = tmp_path / "wine.csv"
     with open(path, "w") as f:
         f.write(",".join(f"f{i}" for i in range(13)) + ",cultivar\n")

@@ -48,3 +48,15 @@ def test_brain_bench_runs_the_parts_asked_for_with_their_baselines():
     done = subprocess.run([sys.executable, "-m", "neurox.cli", "bench", "brain", "--parts", "nonsense"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "unknown parts ['nonsense']" in done.stderr
+
+
+@pytest.mark.timeout(320)
+def test_datasets_bench_runs_a_set_through_the_network_beside_its_references():
+    result = bench("datasets", "--sets", "iris,diabetes", "--epochs", "1", timeout=300)
+    iris, diabetes = result["datasets"]["iris"], result["datasets"]["diabetes"]
+    for method in ("neurox", "in_process", "sklearn_mlp", "river_logistic", "river_tree"):
+        assert 0.0 <= iris[method]["accuracy"] <= 1.0 and iris[method]["samples_per_s"] > 0, method
+        assert diabetes[method]["rmse"] > 0, method
+    assert iris["neurox"]["accuracy"] > 0.6 and iris["margin"] == result["min_accuracy_margin"]
+    assert diabetes["neurox"]["rmse"] < 120 and result["rmse_ratio"] == diabetes["rmse_ratio"] < 1.5
+    assert iris["samples"] == 150 and diabetes["task"] == "regression" and result["window"] >= 1

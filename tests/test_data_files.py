@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neurox.ext import DatasetError, load_dataset
-from neurox.ext._datasets import detect_task
+from neurox.ext._datasets import check_learnable, detect_task
 from neurox.neuron._topology import DIAMOND_TOML
 
 GOOD_HEAD = "a,b,label\n0,10,cat\n1,20,dog\n"
@@ -111,5 +111,6 @@ def test_a_regression_target_and_the_task_option(tmp_path):
     forced = load_dataset(str(path), task="classification")
     assert forced.task == "classification" and "said with --task" in forced.reason and len(forced.classes) == 100
     (tmp_path / "flat.csv").write_text("x,y\n1,5.5\n2,5.5\n")
-    with pytest.raises(DatasetError, match="is \\[5.5\\] in every row: nothing to learn"):
-        load_dataset(str(tmp_path / "flat.csv"))
+    flat = load_dataset(str(tmp_path / "flat.csv"))  # a stream into a given network may hold one value
+    with pytest.raises(DatasetError, match="flat.csv: the target 'y' is \\[5.5\\] in every row: nothing to learn"):
+        check_learnable(flat, str(tmp_path / "flat.csv"))

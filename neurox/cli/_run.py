@@ -21,7 +21,7 @@ import zmq
 
 from ..ext import (PRELOAD, SCALE_MODES, Dataset, DatasetError, Stream, load_dataset, network_children,
                    scale_config)
-from ..ext._datasets import MISSING, TASKS
+from ..ext._datasets import MISSING, TASKS, check_learnable
 from ..ext._stream import RUN_BATCH, RUN_WINDOW
 from ..neuron import Network, Topology, TopologyError, live_topology, load_topology, neuron_control, topology_path
 from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
@@ -69,6 +69,7 @@ def prepare(args: argparse.Namespace):
     with one line if the data, the topology or the network already in --data-dir cannot go together."""
     try:
         dataset = load_dataset(args.data, args.target, args.task, args.missing)
+        check_learnable(dataset, args.data)
         topology = load_topology(args.topology).fit_to_data(dataset.width, dataset.outputs, dataset.classes is not None)
         if args.scale is not None or args.frozen_after is not None:
             topology.input = {**topology.input, **({"scale": args.scale} if args.scale else {}),

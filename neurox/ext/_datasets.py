@@ -51,6 +51,8 @@ class Dataset:
     """Why it is classification or regression (said on ``neurox run``'s start line)."""
     dropped: int = 0
     """Rows skipped for a missing value (``missing = "drop"``)."""
+    target: str = "target"
+    """The target's column (or array) name."""
 
     @property
     def width(self) -> int:
@@ -266,17 +268,23 @@ def _finish(path: str, name: str, features: np.ndarray, raw: list[tuple], task: 
             raise DatasetError(f"{path}: row {row}, target {name!r}: {cell!r} is not a number; a regression target "
                                f"is numeric (--task classification?)") from None
         targets = targets.reshape(len(values), -1)
-        if np.ptp(targets, axis=0).max() == 0:
-            raise DatasetError(f"{path}: the target {name!r} is {targets[0].tolist()} in every row: nothing to learn")
-        return Dataset(features, targets.astype(np.float32), None, reason, dropped)
+        return Dataset(features, targets.astype(np.float32), None, reason, dropped, name)
     labels = [_class_name(v) for v in values]
     classes = sorted(set(labels), key=lambda c: (0, float(c), c) if _is_number(c) else (1, 0.0, c))
-    if len(classes) < 2:
-        raise DatasetError(f"{path}: the target {name!r} has one class only ({classes[0]!r} in {len(labels)} rows): "
-                           f"nothing to tell apart")
     index = {c: i for i, c in enumerate(classes)}
     return Dataset(features, np.array([index[c] for c in labels], dtype=np.int64), classes,
-                   f"{reason}: {len(classes)} classes", dropped)
+                   f"{reason}: {len(classes)} classes", dropped, name)
+
+
+def check_learnable(dataset: Dataset, path: str) -> None:
+    """DatasetError if a network fitted to this data (``neurox run``) would have nothing to learn: one
+    class only, or a regression target that never changes. (A stream into a given network may hold one.)"""
+    if dataset.classes is not None and len(dataset.classes) < 2:
+        raise DatasetError(f"{path}: the target {dataset.target!r} has one class only ({dataset.classes[0]!r} in "
+                           f"{len(dataset.targets)} rows): nothing to tell apart")
+    if dataset.classes is None and np.ptp(dataset.targets, axis=0).max() == 0:
+        raise DatasetError(f"{path}: the target {dataset.target!r} is {dataset.targets[0].tolist()} in every row: "
+                           f"nothing to learn")
 
 
 def _class_name(value) -> str:

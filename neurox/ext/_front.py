@@ -196,7 +196,8 @@ class Front:
     def state(self) -> dict:
         """The ``scaling`` op's answer: the mode and both scalers' statistics."""
         return {"mode": self.config.describe(), "task": "regression" if self.regression else "classification",
-                "inputs": self.inputs.summary(), "targets": self.targets.summary() if self.regression else None}
+                "inputs": self.inputs.summary(), "targets": self.targets.summary() if self.regression else None,
+                "state": {"inputs": self.inputs.to_state(), "targets": self.targets.to_state()}}
 
     def close(self) -> None:
         self.flush(sync=True)

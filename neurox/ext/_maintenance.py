@@ -26,8 +26,9 @@ from ..neuron import Topology, maintenance_host, neuron_control, topology_path
 from ..neuron._sleep import Phase, SleepConfig, advance, experiences_endpoint, reservoir_slot, start
 from ..runtime import (EXIT_SHUTDOWN, BadFrames, ControlClient, ControlError, EventPublisher, FrameError,
                        make_socket, notify_ready, serve_one, unpack_map)
-from ..supervisor_tree import ChildSpec
+from ..supervisor_tree import ChildSpec, control_endpoint
 from ._datasets import load_dataset
+from ._scaling import Scaler, scale_config
 from ._pool import Pool, pool_spec
 
 MAINTENANCE_TARGET = "neurox.ext._maintenance:run_maintenance"
@@ -80,6 +81,8 @@ class Maintenance:
         self.rng = np.random.default_rng(0)
         self.hippocampus = Hippocampus(self.config.capacity, topology.input_width, self.rng)
         self.education = load_dataset(self.config.education) if self.config.education else None
+        self.lesson: np.ndarray | None = None
+        """The education's rows in the network's units, as of the start of this maintenance."""
         self.ctx = zmq.Context()
         self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
         self.experiences = make_socket(self.ctx, zmq.PULL, bind=experiences_endpoint(self.run_dir))
@@ -204,11 +207,27 @@ class Maintenance:
         """Copy every neuron into the pool, frozen; the groups then take turns learning there."""
         self.groups = groups
         topology = Topology.load(topology_path(self.data_dir), validate=False)
+        self.lesson = self._lesson(topology)
         failures = self.pool.start(topology, {n: neuron_control(self.run_dir, topology, n)
                                               for group in groups for _, n in group})
         for neuron, error in failures:
             self.events.emit("maintenance_move_failed", id=neuron, state="maintenance", error=error)
         self.events.emit("maintenance_started", stored=self.hippocampus.size, pool=sorted(self.pool.copies))
+
+    def _lesson(self, topology: Topology) -> np.ndarray | None:
+        """The education's rows in the network's units: scaled as MessengerIn scales what it learns now
+        (as they are if it cannot be asked)."""
+        if self.education is None:
+            return None
+        client = ControlClient(self.ctx, control_endpoint(self.run_dir, "root/messenger_in"), 2.0)
+        try:
+            state = client.call("scaling").get("state", {}).get("inputs", {})
+        except ControlError:
+            state = {}
+        finally:
+            client.close()
+        scaler = Scaler.from_state(state, topology.input_width, scale_config(topology.input))
+        return scaler.transform(self.education.features)
 
     def _give_back(self) -> None:
         """The group whose turn ends takes back what its twins learnt, and is awake again."""
@@ -249,7 +268,7 @@ class Maintenance:
             self.counters["replayed"] += replay_n
         if self.education is not None:
             picks = self.rng.integers(0, len(self.education.targets), DREAM_BATCH - replay_n)
-            rows.append(self.education.features[picks])
+            rows.append(self.lesson[picks])
             targets += self.education.targets[picks].tolist()
             self.counters["educated"] += len(picks)
         if not rows:

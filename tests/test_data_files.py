@@ -9,6 +9,7 @@ import pytest
 
 from neurox.ext import DatasetError, load_dataset
 from neurox.ext._datasets import check_learnable, detect_task
+from neurox.neuron import load_topology
 from neurox.neuron._topology import DIAMOND_TOML
 
 GOOD_HEAD = "a,b,label\n0,10,cat\n1,20,dog\n"
@@ -114,3 +115,17 @@ def test_a_regression_target_and_the_task_option(tmp_path):
     flat = load_dataset(str(tmp_path / "flat.csv"))  # a stream into a given network may hold one value
     with pytest.raises(DatasetError, match="flat.csv: the target 'y' is \\[5.5\\] in every row: nothing to learn"):
         check_learnable(flat, str(tmp_path / "flat.csv"))
+
+
+@pytest.mark.timeout(60)
+def test_data_that_does_not_fit_the_network_kept_in_the_data_dir_is_one_line(tmp_path, no_stray_processes):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    load_topology().save(str(data_dir / "topology.json"))  # a digits network was run here
+    path = tmp_path / "small.csv"
+    path.write_text(GOOD_HEAD + "2,30,cat\n")
+    done = neurox_run("--data", str(path), "--data-dir", str(data_dir), "--epochs", "1")
+    assert done.returncode == 2 and not done.stderr, done
+    assert done.stdout.strip() == (f"neurox run: the network in {data_dir} has 64 inputs, 10 classes; {path} needs "
+                                   f"2 inputs, 2 classes: --fresh starts a new network for it (or another --data-dir)")
+    assert sorted(os.listdir(data_dir)) == ["topology.json"]

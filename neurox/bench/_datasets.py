@@ -21,8 +21,8 @@ import tempfile
 import numpy as np
 import zmq
 
-from ..ext import PRELOAD, Dataset, Stream, load_dataset, network_children, scale_config
-from ..ext._stream import RUN_BATCH, RUN_WINDOW
+from ..ext import (PRELOAD, RUN_BATCH, RUN_WINDOW, Dataset, Stream, load_dataset, network_children,
+                   scale_config)
 from ..neuron import Network, load_topology
 from ._references import Score, in_process, river_model, sklearn_mlp
 

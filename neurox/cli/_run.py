@@ -19,10 +19,8 @@ import time
 
 import zmq
 
-from ..ext import (PRELOAD, SCALE_MODES, Dataset, DatasetError, Stream, load_dataset, network_children,
-                   scale_config)
-from ..ext._datasets import MISSING, TASKS, check_learnable
-from ..ext._stream import RUN_BATCH, RUN_WINDOW
+from ..ext import (MISSING, PRELOAD, RUN_BATCH, RUN_WINDOW, SCALE_MODES, TASKS, Dataset, DatasetError, Stream,
+                   check_learnable, load_dataset, network_children, scale_config)
 from ..neuron import Network, Topology, TopologyError, live_topology, load_topology, neuron_control, topology_path
 from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
 from ..runtime import ControlError, call, unpack_map

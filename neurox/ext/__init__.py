@@ -7,8 +7,8 @@ from ._api import (BUILT_IN as BUILT_IN, EXTENSION_TARGET, Extension as Extensio
                    InputExtension as InputExtension, OutputExtension as OutputExtension, SampleInput as SampleInput,
                    extension_class as extension_class, outputs_endpoint as outputs_endpoint)
 from ._client import AskError as AskError, MessengerClient as MessengerClient
-from ._datasets import (Dataset as Dataset, DatasetError as DatasetError, digits as digits,
-                        load_dataset as load_dataset)
+from ._datasets import (MISSING as MISSING, TASKS as TASKS, Dataset as Dataset, DatasetError as DatasetError,
+                        check_learnable as check_learnable, digits as digits, load_dataset as load_dataset)
 from ._messenger_in import MESSENGER_IN_TARGET
 from ._messenger_out import MESSENGER_OUT_TARGET, decode_outputs as decode_outputs
 from ._maintenance import maintenance_children as maintenance_children
@@ -21,7 +21,8 @@ from ._samples import (InputError as InputError, Sample as Sample, TargetSpace a
 from ._scaling import (MODES as SCALE_MODES, ScaleConfig as ScaleConfig, Scaler as Scaler,
                        ScalingError as ScalingError, scale_config as scale_config)
 from ._settings import ExtensionError as ExtensionError, Setting as Setting
-from ._stream import Feed as Feed, Stream as Stream, StreamProgress as StreamProgress
+from ._stream import (RUN_BATCH as RUN_BATCH, RUN_WINDOW as RUN_WINDOW, Feed as Feed, Stream as Stream,
+                      StreamProgress as StreamProgress)
 
 PRELOAD = ("neurox.ext._api", "neurox.ext._messenger_in", "neurox.ext._messenger_out")
 

@@ -149,12 +149,12 @@ class MessengerIn(InputExtension):
                 raise BadRequest("malformed" if exc.kind != "oversized" else "oversized", exc.detail) from None
             message_id = request.get("message_hash_id")
             message_id, row, targets, learn = parse_request(request, self.width, self.classes, self.outputs)
-            row, targets, units = self.scaling.prepare(row, targets, learn)
             timeout_ms = request.get("timeout_ms", self.timeout_s * 1000)
             if not isinstance(timeout_ms, (int, float)) or isinstance(timeout_ms, bool) or not 0 < timeout_ms <= 600_000:
                 raise BadRequest("bad_input", "'timeout_ms' must be a number of milliseconds in (0, 600000]")
             if len(self.waiting) >= self.max_in_flight:
                 raise BadRequest("busy", f"{len(self.waiting)} requests in flight; try again shortly")
+            row, targets, units = self.scaling.prepare(row, targets, learn)  # refused ones teach nothing
             try:
                 packet = self.submit(row, targets, block=False, tag=message_id, learn=learn, meta=units)
             except zmq.Again:

@@ -126,7 +126,10 @@ class Front:
 
     def prepare(self, rows: np.ndarray, targets: list | None, learn: bool) -> tuple[np.ndarray, list | None, dict]:
         """(rows, targets, meta additions) in the network's units; InputError ``non_finite``."""
-        rows, values = self._checked(rows, targets)
+        return self._apply(*self._checked(rows, targets), targets, learn)
+
+    def _apply(self, rows: np.ndarray, values: np.ndarray | None, targets, learn: bool) -> tuple:
+        """:meth:`prepare` for rows (and a regression's target ``values``) already checked."""
         extra = {}
         if learn and targets is not None:
             self.inputs.learn(rows)
@@ -166,10 +169,9 @@ class Front:
         blocks, new_metas, learnt = [], [], []
         packed = list(zip(split_rows(data, rows, self.width), learn,
                           [unpack_map(m) if isinstance(m, bytes) else {} for m in metas]))
-        for block, _, meta in packed:  # all checked before any is learnt from
-            self._checked(block, meta.get("targets"))
-        for block, lrn, meta in packed:
-            scaled, targets, extra = self.prepare(block, meta.get("targets"), bool(lrn))
+        checked = [self._checked(block, meta.get("targets")) for block, _, meta in packed]  # all, before any learns
+        for (block, values), (_, lrn, meta) in zip(checked, packed):
+            scaled, targets, extra = self._apply(block, values, meta.get("targets"), bool(lrn))
             if targets is not None and self.regression:
                 meta["targets"] = targets
             blocks.append(scaled)

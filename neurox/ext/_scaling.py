@@ -65,6 +65,7 @@ class Scaler:
         self.m2 = np.zeros(width)
         self.low = np.full(width, np.inf)
         self.high = np.full(width, -np.inf)
+        self._factors: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def frozen(self) -> bool:
@@ -79,7 +80,17 @@ class Scaler:
             rows = rows[:max(0, self.config.frozen_after - self.count)]
         if not len(rows):
             return
-        # Chan et al.'s parallel update: Welford's for a block of rows at once (one row: Welford's own).
+        self._factors = None
+        if len(rows) == 1:  # Welford's own update (the common case: one sample a packet), in place
+            row = rows[0]
+            self.count += 1
+            delta = row - self.mean
+            self.mean += delta / self.count
+            self.m2 += delta * (row - self.mean)
+            np.minimum(self.low, row, out=self.low)
+            np.maximum(self.high, row, out=self.high)
+            return
+        # Chan et al.'s parallel update: Welford's for a block of rows at once.
         n = len(rows)
         block_mean = rows.mean(axis=0)
         block_m2 = ((rows - block_mean) ** 2).sum(axis=0)
@@ -100,15 +111,12 @@ class Scaler:
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, self.width)
         if self.config.mode == "none" or not self.count:
             return rows.astype(np.float32)
-        if self.config.mode == "minmax":
-            span = self.high - self.low
-            safe = np.where(span > 0, span, 1.0)
-            out = np.where(span > 0, (rows - self.low) / safe, 0.0)
-        else:
-            std = self.std()
-            safe = np.where(std > 0, std, 1.0)
-            out = np.where(std > 0, (rows - self.mean) / safe, 0.0)
-        return out.astype(np.float32)
+        if self._factors is None:  # (offset, 1/spread, 0 where a column has shown none), until it learns again
+            spread = self.high - self.low if self.config.mode == "minmax" else self.std()
+            offset = self.low if self.config.mode == "minmax" else self.mean
+            self._factors = (offset.copy(), np.divide(1.0, spread, out=np.zeros(self.width), where=spread > 0))
+        offset, inverse = self._factors
+        return ((rows - offset) * inverse).astype(np.float32)
 
     def unit_scale(self) -> tuple[np.ndarray, np.ndarray]:
         """(offset, factor) with ``user = network * factor + offset``: what turns answers back into the
@@ -150,4 +158,5 @@ class Scaler:
             return scaler
         scaler.count = count
         scaler.mean, scaler.m2, scaler.low, scaler.high = arrays
+        scaler._factors = None
         return scaler

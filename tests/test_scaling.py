@@ -90,7 +90,8 @@ def test_the_front_scales_every_packet_alike_and_regression_answers_come_back_in
     for _ in range(200):
         x = rng.normal(5000.0, 300.0, (2, 3))
         y = (x @ [1.0, 2.0, -1.0]).reshape(2, 1) + 10_000.0
-        frame, learnt = front.forward(forward_frame(x, y.tolist()))
+        frame, learnt, refused = front.forward([forward_frame(x, y.tolist())])
+        assert not refused
     _, src, packets, rows, data, learn, metas = decode_frame(frame, (FORWARD,))
     meta = unpack_map(metas[0])
     scaled = split_rows(data, rows, 3)[0]
@@ -103,14 +104,19 @@ def test_the_front_scales_every_packet_alike_and_regression_answers_come_back_in
     assert factor > 100 and offset > 5000
     np.testing.assert_allclose(answer, y, rtol=2e-3)  # the packet's own target moved the scale a little
     assert front.inputs.count == 400 and front.targets.count == 400
-    with pytest.raises(InputError) as refused:
-        front.forward(forward_frame(np.array([[1.0, np.nan, 2.0]]), [[1.0]]))
-    assert refused.value.error == "non_finite"
-    with pytest.raises(InputError):
-        front.forward(forward_frame(np.ones((1, 3)), [[np.inf]]))
-    with pytest.raises(FrameError):
-        front.forward(encode_forward("L0.n0", [1], [np.ones((1, 3), np.float32)], [False], [pack({})]))
+    good = forward_frame(np.ones((1, 3)), [[1.0]], learn=False)
+    frame, learnt, refused = front.forward([forward_frame(np.array([[1.0, np.nan, 2.0]]), [[1.0]]), good,
+                                            forward_frame(np.ones((1, 3)), [[np.inf]]),
+                                            encode_forward("L0.n0", [1], [np.ones((1, 3), np.float32)], [False],
+                                                           [pack({})])])
+    assert [getattr(e, "error", getattr(e, "kind", None)) for e in refused] == ["non_finite", "non_finite",
+                                                                               "unknown_source"]
+    assert isinstance(refused[0], InputError) and isinstance(refused[2], FrameError)
+    assert decode_frame(frame, (FORWARD,))[2] == [7] and not learnt, "the good frame goes on, alone"
     assert front.inputs.count == 400, "refused packets teach nothing"
+    bundle, _, _ = front.forward([forward_frame(np.ones((2, 3)), None, learn=False)] * 3)
+    assert decode_frame(bundle, (FORWARD,))[3] == [2, 2, 2], "frames waiting together go on as one bundle"
+    assert front.forward([]) == (None, [], [])
     front.close()
     again = Front(regression_topology(), str(tmp_path))  # a restarted MessengerIn goes on from the saved state
     assert again.inputs.to_state() == front.inputs.to_state() and again.targets.count == 400
@@ -119,10 +125,10 @@ def test_the_front_scales_every_packet_alike_and_regression_answers_come_back_in
 
 def test_asking_does_not_move_the_statistics_and_a_classification_front_leaves_targets_alone(tmp_path):
     front = Front(load_topology().fit_to_data(2, 3, classification=True), str(tmp_path))
-    front.forward(forward_frame(np.array([[1.0, 2.0], [3.0, 6.0]]), [0, 2]))
-    frame, learnt = front.forward(forward_frame(np.array([[100.0, 100.0]]), None, learn=False))
+    front.forward([forward_frame(np.array([[1.0, 2.0], [3.0, 6.0]]), [0, 2])])
+    frame, learnt, _ = front.forward([forward_frame(np.array([[100.0, 100.0]]), None, learn=False)])
     meta = unpack_map(decode_frame(frame, (FORWARD,))[6][0])
     assert front.inputs.count == 2 and not learnt and "units" not in meta
-    frame, _ = front.forward(forward_frame(np.array([[1.0, 2.0]]), [1]))
+    frame, _, _ = front.forward([forward_frame(np.array([[1.0, 2.0]]), [1])])
     assert unpack_map(decode_frame(frame, (FORWARD,))[6][0])["targets"] == [1]
     front.close()

@@ -159,26 +159,37 @@ class Front:
         _finite(values, "the target")
         return rows, values
 
-    def forward(self, frame: bytes) -> tuple[bytes, list]:
-        """An origin's forward frame, scaled: its packets' rows (and regression targets) in the network's
-        units, and the (rows, targets) it learns from, as scaled (for the hippocampus). FrameError if it is
-        not a forward frame from outside; InputError ``non_finite`` (the whole frame is refused)."""
+    def forward(self, frames: list[bytes]) -> tuple[bytes | None, list, list[Exception]]:
+        """Origins' forward frames, scaled, as one bundle for the first layer (one message for everything
+        that was waiting, as neurons bundle theirs): its packets' rows (and regression targets) in the
+        network's units; the (rows, targets) it learns from, as scaled (for the hippocampus); and what was
+        refused, a frame at a time: FrameError (not a forward frame from outside), InputError
+        ``non_finite`` (nothing of that frame is learnt). The bundle is None if nothing was left."""
+        bundle = ([], [], [], [])  # packets, blocks, learn flags, metas
+        learnt, refused = [], []
+        for frame in frames:
+            try:
+                self._scale_frame(frame, bundle, learnt)
+            except (FrameError, InputError) as exc:
+                refused.append(exc)
+        packets, blocks, learn, metas = bundle
+        return (encode_forward(INPUT, packets, blocks, learn, metas) if packets else None), learnt, refused
+
+    def _scale_frame(self, frame: bytes, bundle: tuple, learnt: list) -> None:
         _, src, packets, rows, data, learn, metas = decode_frame(frame, (FORWARD,))
         if src != INPUT:
             raise FrameError("unknown_source", f"a forward frame into the network comes from {INPUT!r}, not {src!r}")
-        blocks, new_metas, learnt = [], [], []
-        packed = list(zip(split_rows(data, rows, self.width), learn,
+        packed = list(zip(packets, split_rows(data, rows, self.width), learn,
                           [unpack_map(m) if isinstance(m, bytes) else {} for m in metas]))
-        checked = [self._checked(block, meta.get("targets")) for block, _, meta in packed]  # all, before any learns
-        for (block, values), (_, lrn, meta) in zip(checked, packed):
+        checked = [self._checked(block, meta.get("targets")) for _, block, _, meta in packed]  # all, before any learns
+        for (block, values), (packet, _, lrn, meta) in zip(checked, packed):
             scaled, targets, extra = self._apply(block, values, meta.get("targets"), bool(lrn))
             if targets is not None and self.regression:
                 meta["targets"] = targets
-            blocks.append(scaled)
-            new_metas.append(pack({**meta, **extra}))
+            for part, value in zip(bundle, (packet, scaled, lrn, pack({**meta, **extra}))):
+                part.append(value)
             if lrn and targets is not None:
                 learnt.append((scaled, targets))
-        return encode_forward(INPUT, packets, blocks, learn, new_metas), learnt
 
     def tick(self, now: float) -> float:
         """Write the statistics behind; seconds until the next write is due."""

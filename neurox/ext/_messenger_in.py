@@ -28,6 +28,8 @@ REQUEST_MAX_BYTES = 256 * 1024
 DEFAULT_TIMEOUT_MS = 5000
 DEFAULT_MAX_IN_FLIGHT = 1024
 MESSENGER_IN_TARGET = "neurox.ext._messenger_in:run_messenger_in"
+FEED_BUNDLE = 64
+"""Other origins' frames waiting at the feed that MessengerIn passes on as one bundle."""
 
 
 @dataclass
@@ -116,25 +118,22 @@ class MessengerIn(InputExtension):
         return min(flush_in, self.deadlines[0][0] - now) if self.deadlines else flush_in
 
     def _on_feed(self) -> None:
-        """Other origins' packets: scaled, then on into the first layer (their answers go to them)."""
-        for _ in range(256):
+        """Other origins' packets: scaled, then on into the first layer in one bundle (their answers go to them)."""
+        frames = []
+        while len(frames) < FEED_BUNDLE:
             try:
-                frame = self.feed.recv(zmq.NOBLOCK)
+                frames.append(self.feed.recv(zmq.NOBLOCK))
             except zmq.Again:
-                return
-            try:
-                frame, learnt = self.scaling.forward(frame)
-            except FrameError as exc:
+                break
+        bundle, learnt, refused = self.scaling.forward(frames)
+        for exc in refused:
+            if isinstance(exc, FrameError):
                 self.bad.note(exc.kind, exc.detail)
-                continue
-            except BadRequest as exc:
+            else:
                 self.scaling.counters["non_finite"] += exc.error == "non_finite"
                 self.reject(exc.error, f"a packet from another origin: {exc.detail}")
-                continue
-            if self.origin.forward(frame, learnt):
-                self.count("forwarded")
-            else:
-                self.count("feed_dropped")
+        if bundle is not None:
+            self.count("forwarded" if self.origin.forward(bundle, learnt) else "feed_dropped", len(frames) - len(refused))
 
     def _on_request(self, frames: list[bytes]) -> None:
         if len(frames) < 2:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import msgpack
 import numpy as np
@@ -15,8 +16,9 @@ import zmq
 
 from _netutil import learn, neuron_call, params, running_network
 from neurox.ext import Dataset, MessengerClient, digits
-from neurox.neuron import load_topology
-from neurox.runtime import ControlClient
+from neurox.ext._front import feed_endpoint
+from neurox.neuron import INPUT, encode_forward, load_topology
+from neurox.runtime import ControlClient, pack
 from neurox.supervisor_tree import control_endpoint
 
 
@@ -49,15 +51,30 @@ def test_nan_and_inf_from_a_plain_zeromq_client_are_refused_and_nothing_restarts
             assert sock.poll(5000)
             reply = msgpack.unpackb(sock.recv())
             assert reply["message_hash_id"] == name and not reply["ok"] and reply["error"] == "non_finite", reply
+        feed = zmq.Context.instance().socket(zmq.PUSH)  # what a third-party origin could push at the feed
+        feed.setsockopt(zmq.LINGER, 0)
+        feed.connect(feed_endpoint(network.run_dir))
+        rows = np.array([vector], dtype="<f4")
+        garbage = [b"\xc1 not msgpack", msgpack.packb([0, "input", [1], [1], b"\0" * 12, [True], [b""]]),
+                   encode_forward("L3.n0", [2], [rows], [False], [pack({})]),
+                   encode_forward(INPUT, [3], [rows * np.float32("nan")], [False], [pack({})]),
+                   encode_forward(INPUT, [4], [rows], [True], [b"\x93 not a map"])]
+        for frame in garbage:
+            feed.send(frame)
+        feed.close()
         sock.send(msgpack.packb({"message_hash_id": "good", "vector": vector}))
         assert sock.poll(5000)
         reply = msgpack.unpackb(sock.recv())
         assert reply["ok"] and reply["message_hash_id"] == "good" and len(reply["output"]) == 10
         assert set(reply["probabilities"]) == {str(d) for d in range(10)}
-        metrics = control(network, "root/messenger_in", "metrics")
+        deadline = time.monotonic() + 10  # the feed's frames and the requests come on different sockets
+        while (metrics := control(network, "root/messenger_in", "metrics"))["bad_frames"] < 5:
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.05)
         sock.close()
         assert pids(network) == before, "every process keeps its pid"
-    assert metrics["non_finite"] == 4 and metrics["errors"] == 4 and metrics["replied"] == 1, metrics
+    assert metrics["non_finite"] == 5 and metrics["errors"] == 4 and metrics["replied"] == 1, metrics
+    assert metrics["bad_frames"] == 5 and metrics["forwarded"] == 0, metrics  # 4 bad frames and the NaN packet
 
 
 @pytest.mark.timeout(240)

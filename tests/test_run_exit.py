@@ -11,7 +11,8 @@ import pytest
 import zmq
 
 from neurox.cli._run import why_it_died
-from neurox.runtime import ControlClient, ExitReason
+from neurox.runtime import ControlClient, ControlError, ExitReason
+from neurox.supervisor_tree import control_endpoint
 
 
 def start(tmp_path, *args) -> subprocess.Popen:
@@ -48,6 +49,30 @@ def test_the_root_killed_is_a_non_zero_exit_with_one_line_and_no_orphan(tmp_path
     assert run.returncode == 1, out
     assert out.splitlines()[-1] == "neurox run: the network died: the root supervisor was killed (SIGKILL)", out
     assert "Traceback" not in out and "stopped" not in out
+
+
+@pytest.mark.timeout(120)
+def test_a_root_that_gives_up_at_its_intensity_is_a_non_zero_exit_naming_it(tmp_path, no_stray_processes):
+    run = start(tmp_path)
+    with open(tmp_path / "data" / "run.json") as f:
+        run_dir = json.load(f)["run_dir"]
+    killed = set()
+    while run.poll() is None and len(killed) < 10:  # the root tolerates 3 restarts in 5 s
+        client = ControlClient(zmq.Context.instance(), control_endpoint(run_dir, "root/messenger_out"), 2.0)
+        try:
+            pid = client.call("status")["pid"]
+        except ControlError:
+            continue  # being restarted, or the network is gone
+        finally:
+            client.close()
+        if pid not in killed:
+            os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+    out, _ = run.communicate(timeout=90)
+    assert run.returncode == 1 and 4 <= len(killed), (killed, out)
+    assert out.splitlines()[-1] == ("neurox run: the network died: root gave up: 4 restarts in 5.0 s, over its "
+                                    "restart intensity of 3"), out
+    assert "Traceback" not in out
 
 
 def test_why_a_network_died_in_one_line():

@@ -64,3 +64,15 @@ def test_learn_bench_sweeps_windows_beside_one_process_from_the_same_first_weigh
         assert list(row["mean_bundle"]) == ["L0", "L1", "L2", "L3", "L4"]
         assert all(1 <= size <= row["window"] for size in row["mean_bundle"].values()), row
     assert result["reference_accuracy"] > 0.6  # one epoch of the digits, one sample at a time
+
+
+@pytest.mark.timeout(320)
+def test_datasets_bench_runs_a_set_through_the_network_beside_its_references():
+    result = bench("datasets", "--sets", "iris,diabetes", "--epochs", "1", timeout=300)
+    iris, diabetes = result["datasets"]["iris"], result["datasets"]["diabetes"]
+    for method in ("neurox", "in_process", "sklearn_mlp", "river_logistic", "river_tree"):
+        assert 0.0 <= iris[method]["accuracy"] <= 1.0 and iris[method]["samples_per_s"] > 0, method
+        assert diabetes[method]["rmse"] > 0, method
+    assert iris["neurox"]["accuracy"] > 0.6 and iris["margin"] == result["min_accuracy_margin"]
+    assert diabetes["neurox"]["rmse"] < 120 and result["rmse_ratio"] == diabetes["rmse_ratio"] < 1.5
+    assert iris["samples"] == 150 and diabetes["task"] == "regression" and result["window"] >= 1

@@ -27,6 +27,8 @@ PUBLIC = {
     "Topology", "decode_outputs", "digits", "encode_text", "extension_children", "extension_class", "load_dataset",
     "messenger_children", "network_children", "outputs_endpoint", "parse_sample", "parse_vector", "sample_records",
     "maintenance_children", "POOL_ID", "modulator_children", "self_reshaper_children",
+    "SCALE_MODES", "ScaleConfig", "Scaler", "ScalingError", "scale_config", "MISSING", "TASKS", "check_learnable",
+    "RUN_BATCH", "RUN_WINDOW",
 }
 
 

@@ -82,13 +82,13 @@ def test_a_file_that_cannot_be_used_is_reported_and_the_process_idles(tmp_path, 
     ragged = tmp_path / "ragged.csv"
     ragged.write_text("a,b,label\n1,2,0\n1,2\n")
     narrow = tmp_path / "narrow.npz"
-    np.savez(narrow, X=np.zeros((5, 3)), y=np.zeros(5, dtype=int))
+    np.savez(narrow, X=np.zeros((5, 3)), y=np.arange(5) % 2)
     extensions = [{"name": "ragged", "module": "stream", "path": str(ragged)},
                   {"name": "narrow", "module": "stream", "path": str(narrow)},
                   {"name": "missing", "module": "stream", "path": str(tmp_path / "nope.jsonl")}]
     with network_with(tmp_path, extensions) as network:
         states = {n: ext_call(network, n, "status") for n in ("ragged", "narrow", "missing")}
-    assert states["ragged"]["state"].startswith("failed:") and "do not have 3 columns" in states["ragged"]["state"]
+    assert states["ragged"]["state"].startswith("failed:") and "row 3: 2 cells; the header has 3" in states["ragged"]["state"]
     assert "3 features a row; the network takes 64" in states["narrow"]["state"]
     assert "No such file" in states["missing"]["state"]
     assert [r["error"] for r in states["narrow"]["recent_rejects"]] == ["wrong_shape"]

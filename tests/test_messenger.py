@@ -98,7 +98,7 @@ def test_bad_requests_get_clear_errors_and_nothing_crashes(tmp_path):
             ({"text": "hello", "encoding": "ebcdic"}, "bad_input", "unknown text encoding"),
             ({"vector": ["x"] * 64}, "bad_input", "list of numbers"),
             ({"vector": [0.0] * 64, "target": 99}, "bad_input", "class index"),
-            ({"vector": [float("nan")] * 64}, "bad_input", "NaN"),
+            ({"vector": [float("nan")] * 64}, "non_finite", "NaN"),
             ({}, "bad_input", "'vector' or 'text'"),
         ]
         for request, error, detail in cases:

@@ -193,7 +193,7 @@ def test_datasets_from_csv_and_npz_with_clear_errors(tmp_path):
     csv = tmp_path / "d.csv"
     csv.write_text("a,b,label\n0,10,cat\n1,20,dog\n2,30,cat\n")
     data = load_dataset(str(csv), "label")
-    assert data.classes == ["cat", "dog"] and data.features.max() == 1.0 and list(data.targets) == [0, 1, 0]
+    assert data.classes == ["cat", "dog"] and data.features.max() == 30.0 and list(data.targets) == [0, 1, 0]
     (tmp_path / "r.csv").write_text("x,y\n0,0.5\n1,1.5\n")
     assert load_dataset(str(tmp_path / "r.csv")).classes is None
     np.savez(tmp_path / "d.npz", X=np.arange(6).reshape(3, 2), y=np.array([0, 1, 2]))
@@ -201,7 +201,7 @@ def test_datasets_from_csv_and_npz_with_clear_errors(tmp_path):
     with pytest.raises(DatasetError, match="no target column"):
         load_dataset(str(csv), "nope")
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n3\n")
-    with pytest.raises(DatasetError, match="columns"):
+    with pytest.raises(DatasetError, match="row 3: 1 cells; the header has 2"):
         load_dataset(str(tmp_path / "bad.csv"))
     with pytest.raises(DatasetError, match="no such file"):
         load_dataset(os.path.join(tmp_path, "missing.csv"))

@@ -165,7 +165,8 @@ def hebbian_topology(width: int, learning_rate: float) -> Topology:
         "name": "hebbian", "input_width": width, "seed": 0,
         "layer": [{"name": "L0", "neurons": 1, "units": 1, "activation": "linear", "plasticity": "oja",
                    "learning_rate": learning_rate}],
-        "output": {"decode": "vector"}})
+        "output": {"decode": "vector"},
+        "input": {"scale": "none"}})  # the first principal component of the data as it is, not standardised
 
 
 def measure_hebbian(samples: int = 3000, width: int = 8, epochs: int = 2, learning_rate: float = 0.01,

@@ -19,6 +19,8 @@ BENCHMARKS = {
     "soak": ("neurox.bench._soak", "steady load for a while: growth of RSS, fds and threads"),
     "chaos": ("neurox.bench._chaos", "SIGKILL neurons and supervisors under load: lost, duplicated, orphaned"),
     "fuzz": ("neurox.bench._fuzz", "100,000 bad frames to every socket kind: counted, nothing dies, memory bounded"),
+    "datasets": ("neurox.bench._datasets", "digits, iris, wine, breast cancer, diabetes (and --drift streams) beside "
+                                           "an in-process MLP, scikit-learn and River"),
     "brain": ("neurox.bench._brain", "dopamine reward learning on a moving bandit, Hebbian vs the first PC, ..."),
 }
 

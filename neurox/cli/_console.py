@@ -17,7 +17,7 @@ import zmq
 from ..runtime import FrameError, unpack_map
 from ..tui import describe_reshape, describe_self_reshape, shape_text
 
-TOPICS = (b"child_exited", b"child_restarted", b"reshaped", b"self_reshaped")
+TOPICS = (b"child_exited", b"child_restarted", b"reshaped", b"self_reshaped", b"intensity_exceeded")
 FOLLOW_EVERY_S = 0.1
 """The bus is read at most this often (the stream's loop asks far more often), soon enough for a person."""
 
@@ -90,6 +90,8 @@ class Console:
             self.sub.setsockopt(zmq.SUBSCRIBE, topic)
         self.sub.connect(events)
         self.live = LiveShape.of(topology)
+        self.gave_up: dict | None = None
+        """The last ``intensity_exceeded`` event: which supervisor gave up, and at what."""
         self.out = out or sys.stdout
         self.next_follow = 0.0
 
@@ -102,21 +104,32 @@ class Console:
         while self.sub.poll(0):
             topic, body = self.sub.recv_multipart()
             try:
-                line = self.live.apply(topic.decode(errors="replace"), unpack_map(body))
+                event = unpack_map(body)
             except FrameError:
                 continue  # the bus forwards what publishers send; a bad one is not the console's to fix
+            if topic == b"intensity_exceeded":
+                self.gave_up = event
+                continue
+            line = self.live.apply(topic.decode(errors="replace"), event)
             if line:
                 print(line, file=self.out, flush=True)
 
     def report(self, p) -> None:
         """The progress line of a ``StreamProgress``, with the shape as it is now."""
         self.follow(now=float("inf"))
-        accuracy = f"acc {p.accuracy:.3f} (last 1000: {p.rolling_accuracy:.3f})" if p.accuracy is not None else \
-            f"loss {p.mean_loss:.4f}" if p.mean_loss is not None else "no answers yet"
         live = self.live
-        print(f"epoch {p.epoch + 1}  samples {p.answered:>8,}  {accuracy}  {p.samples_per_s:,.0f} samples/s  "
+        print(f"epoch {p.epoch + 1}  samples {p.answered:>8,}  {score(p)}  {p.samples_per_s:,.0f} samples/s  "
               f"neurons {live.alive}/{live.neurons} alive ({live.shape})  restarts {live.restarts}  lost {p.lost}",
               file=self.out, flush=True)
 
     def close(self) -> None:
         self.sub.close()
+
+
+def score(p) -> str:
+    """How well it learns so far: prequential accuracy, or RMSE and MAE for a regression, or the loss."""
+    if p.accuracy is not None:
+        return f"acc {p.accuracy:.3f} (last 1000: {p.rolling_accuracy:.3f})"
+    if p.rmse is not None:
+        return f"RMSE {p.rmse:.4g} (last 1000: {p.rolling_rmse:.4g})  MAE {p.mae:.4g}"
+    return f"loss {p.mean_loss:.4f}" if p.mean_loss is not None else "no answers yet"

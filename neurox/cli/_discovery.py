@@ -46,11 +46,13 @@ def find_network(data_dir: str) -> dict:
         return {}
 
 
-def write_run_file(network) -> str:
-    """Write ``run.json`` for a started network (``neurox.neuron.Network``); returns its path."""
+def write_run_file(network, dataset: dict | None = None) -> str:
+    """Write ``run.json`` for a started network (``neurox.neuron.Network``); returns its path. ``dataset``
+    (``path``, None for the digits; ``target``, ``task``, ``missing``): what it learns, for ``ask --random``."""
     path = os.path.join(network.data_dir, RUN_FILE)
     with open(path, "w") as f:
         json.dump({"run_dir": network.run_dir, "messenger_in": network.messenger_in, "control": network.control,
                    "events": network.events, "events_control": network.tree.events_control,
-                   "reshaper": network.reshaper, "data_dir": network.data_dir, "pid": os.getpid()}, f)
+                   "reshaper": network.reshaper, "data_dir": network.data_dir, "pid": os.getpid(),
+                   "dataset": dataset}, f)
     return path

@@ -71,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = probe("metrics", "a neuron's (or any process's) metrics as JSON", metrics, True, True)
     p.add_argument("target")
     p = probe("state", "show or set the state (awake, meditative, maintenance) of a neuron, or of a region "
-                       "through its modulator (target root/modulator.REGION)", state, remote=True)
+                       "through its modulator (target root/modulator.REGION); target 'scaling': the statistics "
+                       "with which the network scales its inputs (and regression targets)", state, remote=True)
     p.add_argument("target")
     p.add_argument("state", nargs="?", help="the new state (default: show the current one)")
     probe("service", "the Supervisor service: the hosts it hears, what it holds", service)
@@ -362,6 +363,12 @@ def service(args, ctx) -> int:
 
 
 def state(args, ctx) -> int:
+    if args.target in ("scaling", "root/messenger_in"):  # the network's input scaling, kept by MessengerIn
+        if args.state:
+            raise ProbeError("the scaling is set in the topology ([input] scale) or with neurox run --scale")
+        scaling = _call(ctx, _resolve(args, "root/messenger_in"), "scaling", args.timeout)
+        print(json.dumps({"target": "scaling", **scaling}))
+        return 0
     endpoint = _resolve(args, args.target)
     if args.state:
         _call(ctx, endpoint, "set_state", args.timeout, state=args.state)

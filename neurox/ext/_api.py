@@ -159,10 +159,12 @@ class InputExtension(Extension):
     """An origin at the start node: :meth:`submit` packets; their answers come to :meth:`on_result`."""
 
     kind = "input"
+    direct = False
+    """Whether its packets go straight into the first layer (MessengerIn only) or through MessengerIn."""
 
     def __init__(self, settings: dict, env: dict):
         super().__init__(settings, env)
-        self.origin = Origin(self.ctx, self.run_dir, self.topology, self.name)
+        self.origin = Origin(self.ctx, self.run_dir, self.topology, self.name, direct=self.direct)
         self.watch(self.origin.returns, self._on_returns, drain=DRAIN)
 
     @property
@@ -170,7 +172,7 @@ class InputExtension(Extension):
         return self.topology.input_width
 
     def submit(self, rows: np.ndarray, targets: list | None = None, block: bool = False, tag=None,
-               learn: bool | None = None) -> int:
+               learn: bool | None = None, meta: dict | None = None) -> int:
         """Send rows (each ``width`` values) into the network as one packet; returns its packet id.
 
         With ``targets`` it learns from them too (unless ``learn`` is False). ``tag`` travels with the
@@ -179,7 +181,7 @@ class InputExtension(Extension):
         """
         learn = targets is not None if learn is None else learn and targets is not None
         packet = self.origin.send(np.asarray(rows, dtype=np.float32).reshape(-1, self.width), targets,
-                                  learn=learn, block=block, tag=tag)
+                                  learn=learn, block=block, tag=tag, meta=meta)
         self.count("submitted")
         return packet
 
@@ -314,7 +316,9 @@ class SampleInput(InputExtension):
                 self.count("backpressure")
                 self._retry_at = now + BACKOFF_S
                 return BACKOFF_S
-            self.feed.sending(packet, len(group), targets if learning and self.targets.classification else None, now)
+            classes = learning and self.targets.classification
+            self.feed.sending(packet, len(group), targets if classes else None, now,
+                              targets if learning and not classes else None)
             self.count("sent", len(group))
         return None
 
@@ -337,7 +341,8 @@ class SampleInput(InputExtension):
         progress = self.feed.progress()
         return {**super().metrics(), "pending": len(self.pending), "in_flight": len(self.feed.in_flight),
                 "accuracy": progress.accuracy, "rolling_accuracy": progress.rolling_accuracy,
-                "scored": progress.scored, "mean_loss": progress.mean_loss}
+                "scored": progress.scored, "mean_loss": progress.mean_loss, "rmse": progress.rmse,
+                "mae": progress.mae}
 
 
 class OutputExtension(Extension):

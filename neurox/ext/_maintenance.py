@@ -25,8 +25,9 @@ import zmq
 from ..neuron import Topology, maintenance_host, neuron_control, topology_path
 from ..neuron import Phase, SleepConfig, advance_sleep, experiences_endpoint, reservoir_slot, start_sleep
 from ..runtime import BadFrames, ControlError, FrameError, Process, call, make_socket, unpack_map
-from ..supervisor_tree import ChildSpec
+from ..supervisor_tree import ChildSpec, control_endpoint
 from ._datasets import load_dataset
+from ._scaling import Scaler, scale_config
 from ._pool import Pool, pool_spec
 
 DREAM_BATCH = 8
@@ -84,6 +85,8 @@ class Maintenance(Process):
         self.rng = np.random.default_rng(0)
         self.hippocampus = Hippocampus(self.config.capacity, topology.input_width, self.rng)
         self.education = load_dataset(self.config.education) if self.config.education else None
+        self.lesson: np.ndarray | None = None
+        """The education's rows in the network's units, as of the start of this maintenance."""
         self.experiences = make_socket(self.ctx, zmq.PULL, bind=experiences_endpoint(self.run_dir))
         self.watch(self.experiences, drain=EXPERIENCES_DRAIN)
         self.pool = Pool(self.ctx, self.run_dir, self.data_dir)
@@ -190,11 +193,25 @@ class Maintenance(Process):
         """Copy every neuron into the pool, frozen; the groups then take turns learning there."""
         self.groups = groups
         topology = Topology.load(topology_path(self.data_dir), validate=False)
+        self.lesson = self._lesson(topology)
         failures = self.pool.start(topology, {n: neuron_control(self.run_dir, topology, n)
                                               for group in groups for _, n in group})
         for neuron, error in failures:
             self.emit("maintenance_move_failed", id=neuron, state="maintenance", error=error)
         self.emit("maintenance_started", stored=self.hippocampus.size, pool=sorted(self.pool.copies))
+
+    def _lesson(self, topology: Topology) -> np.ndarray | None:
+        """The education's rows in the network's units: scaled as MessengerIn scales what it learns now
+        (as they are if it cannot be asked)."""
+        if self.education is None:
+            return None
+        try:
+            state = call(self.ctx, control_endpoint(self.run_dir, "root/messenger_in"), "scaling", 2.0)
+            state = state.get("state", {}).get("inputs", {})
+        except ControlError:
+            state = {}
+        scaler = Scaler.from_state(state, topology.input_width, scale_config(topology.input))
+        return scaler.transform(self.education.features)
 
     def _give_back(self) -> None:
         """The group whose turn ends takes back what its twins learnt, and is awake again."""
@@ -232,7 +249,7 @@ class Maintenance(Process):
             self.counters["replayed"] += replay_n
         if self.education is not None:
             picks = self.rng.integers(0, len(self.education.targets), DREAM_BATCH - replay_n)
-            rows.append(self.education.features[picks])
+            rows.append(self.lesson[picks])
             targets += self.education.targets[picks].tolist()
             self.counters["educated"] += len(picks)
         if not rows:

@@ -5,6 +5,9 @@ to a ROUTER. MessengerIn validates it, pushes it into the first layer as a packe
 asked. The answer comes back through MessengerOut; MessengerIn replies to exactly that client, once.
 If no answer comes within the request's timeout (a neuron died with the sample in flight), the client
 gets an explicit ``timeout`` error and a late answer is dropped. See docs/protocol.md, "MessengerIn".
+
+Every other origin's packets pass here too (:func:`~neurox.ext._front.feed_endpoint`): the
+:class:`~neurox.ext._front.Front` scales them all alike before they reach the first layer.
 """
 from __future__ import annotations
 
@@ -18,12 +21,15 @@ import zmq
 from ..neuron import messenger_in_endpoint
 from ..runtime import FrameError, make_socket, pack, unpack_map
 from ._api import DRAIN, InputExtension
+from ._front import Front, feed_endpoint
 from ._samples import InputError as BadRequest, encode_text
 
 REQUEST_MAX_BYTES = 256 * 1024
 DEFAULT_TIMEOUT_MS = 5000
 DEFAULT_MAX_IN_FLIGHT = 1024
 MESSENGER_IN_TARGET = "neurox.ext._messenger_in:run_messenger_in"
+FEED_BUNDLE = 64
+"""Other origins' frames waiting at the feed that MessengerIn passes on as one bundle."""
 
 
 @dataclass
@@ -51,7 +57,7 @@ def parse_request(request: dict, width: int, classes: int | None, outputs: int) 
         if row.size != width:
             raise BadRequest("bad_input", f"wrong vector length: expected {width} values, got {row.size}")
         if not np.all(np.isfinite(row)):
-            raise BadRequest("bad_input", "the vector holds NaN or infinity")
+            raise BadRequest("non_finite", "the vector holds NaN or infinity (or a number too large for float32)")
     elif "text" in request:
         if not isinstance(request["text"], str):
             raise BadRequest("bad_input", "'text' must be a string")
@@ -63,8 +69,11 @@ def parse_request(request: dict, width: int, classes: int | None, outputs: int) 
         if classes is not None:
             if not isinstance(target, int) or isinstance(target, bool) or not 0 <= target < classes:
                 raise BadRequest("bad_input", f"'target' must be a class index 0..{classes - 1}")
-        elif not (isinstance(target, list) and len(target) == outputs):
+        elif not (isinstance(target, list) and len(target) == outputs and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in target)):
             raise BadRequest("bad_input", f"'target' must be a list of {outputs} numbers")
+        elif not np.all(np.isfinite(np.asarray(target, dtype=np.float64))):
+            raise BadRequest("non_finite", "the target holds NaN or infinity")
     learn = bool(request.get("learn", target is not None))
     if learn and target is None:
         raise BadRequest("bad_input", "'learn' needs a 'target'")
@@ -73,6 +82,7 @@ def parse_request(request: dict, width: int, classes: int | None, outputs: int) 
 
 class MessengerIn(InputExtension):
     target = MESSENGER_IN_TARGET
+    direct = True  # the one origin that pushes into the first layer itself
 
     def __init__(self, settings: dict, env: dict):
         super().__init__(settings, env)
@@ -87,19 +97,38 @@ class MessengerIn(InputExtension):
         for extra in settings.get("bind", []):
             self.front.bind(extra)
         self.watch(self.front, self._on_requests, drain=DRAIN, multipart=True)
+        self.scaling = Front(self.topology, self.data_dir)
+        self.handlers["scaling"] = lambda r: self.scaling.state()
+        self.feed = make_socket(self.ctx, zmq.PULL, bind=feed_endpoint(self.run_dir))
+        self.watch(self.feed, self._on_feed, drain=FEED_BUNDLE)
         self.waiting: dict[int, Waiting] = {}
         self.deadlines: list[tuple[float, int]] = []
-        self.counters.update(requests=0, replied=0, errors=0, timeouts=0, busy=0, late=0, unroutable=0)
+        self.counters.update(requests=0, replied=0, errors=0, timeouts=0, busy=0, late=0, unroutable=0,
+                             forwarded=0, feed_dropped=0)
 
     def ready_info(self) -> dict:
         return {"kind": self.kind, "endpoint": self.endpoint}
 
     def metrics(self) -> dict:
-        return {**super().metrics(), "in_flight": len(self.waiting)}
+        return {**super().metrics(), **self.scaling.counters, "in_flight": len(self.waiting)}
 
     def tick(self) -> float | None:
-        self._expire(time.monotonic())
-        return self.deadlines[0][0] - time.monotonic() if self.deadlines else None
+        now = time.monotonic()
+        self._expire(now)
+        flush_in = self.scaling.tick(now)
+        return min(flush_in, self.deadlines[0][0] - now) if self.deadlines else flush_in
+
+    def _on_feed(self, frames: list[bytes]) -> None:
+        """Other origins' packets: scaled, then on into the first layer in one bundle (their answers go to them)."""
+        bundle, learnt, refused = self.scaling.forward(frames)
+        for exc in refused:
+            if isinstance(exc, FrameError):
+                self.bad.note(exc.kind, exc.detail)
+            else:
+                self.scaling.counters["non_finite"] += exc.error == "non_finite"
+                self.reject(exc.error, f"a packet from another origin: {exc.detail}")
+        if bundle is not None:
+            self.count("forwarded" if self.origin.forward(bundle, learnt) else "feed_dropped", len(frames) - len(refused))
 
     def _on_requests(self, requests: list[list[bytes]]) -> None:
         for frames in requests:
@@ -123,12 +152,15 @@ class MessengerIn(InputExtension):
                 raise BadRequest("bad_input", "'timeout_ms' must be a number of milliseconds in (0, 600000]")
             if len(self.waiting) >= self.max_in_flight:
                 raise BadRequest("busy", f"{len(self.waiting)} requests in flight; try again shortly")
+            row, targets, units = self.scaling.prepare(row, targets, learn)  # refused ones teach nothing
             try:
-                packet = self.submit(row, targets, block=False, tag=message_id, learn=learn)
+                packet = self.submit(row, targets, block=False, tag=message_id, learn=learn, meta=units)
             except zmq.Again:
                 raise BadRequest("busy", "the start of the network is not taking requests right now") from None
         except BadRequest as exc:
             self.count("busy" if exc.error == "busy" else "errors")
+            if exc.error == "non_finite":
+                self.scaling.counters["non_finite"] += 1
             if exc.error in ("malformed", "oversized", "wrong_type"):
                 self.bad.note(exc.error, exc.detail)
             self._reply(envelope, {"message_hash_id": message_id, "ok": False, "error": exc.error,
@@ -148,6 +180,9 @@ class MessengerIn(InputExtension):
         for key in ("label", "text"):
             if key in result:
                 reply[key] = result[key][0]
+        names = self.topology.output.get("labels")
+        if self.classes is not None and names and len(names) == len(reply["output"]):
+            reply["probabilities"] = dict(zip(map(str, names), reply["output"]))
         self.count("replied")
         self._reply(waiting.envelope, reply)
 
@@ -175,6 +210,7 @@ class MessengerIn(InputExtension):
             self._reply(waiting.envelope, {"message_hash_id": waiting.message_hash_id, "ok": False,
                                            "error": "shutdown", "detail": "the network is stopping"})
         self.waiting.clear()
+        self.scaling.close()
         super().close()
 
 

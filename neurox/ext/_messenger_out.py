@@ -16,6 +16,7 @@ import zmq
 from ..neuron import OUTPUT, OUTPUT_FRAME, decode_frame, inbox_endpoint, split_rows
 from ..runtime import EVENT_HWM, FrameError, make_socket, pack, unpack_map
 from ._api import DRAIN, Extension, outputs_endpoint
+from ._front import to_user_units
 
 RECENT_SCORES = 1000
 """The answers over which MessengerOut's rolling accuracy is computed."""
@@ -65,6 +66,7 @@ class MessengerOut(Extension):
         by_origin: dict[str, list[dict]] = {}
         for packet, outputs, meta, loss in zip(packets, split_rows(data, rows, self.width), metas, losses):
             meta = unpack_map(meta) if isinstance(meta, bytes) else {}
+            outputs = to_user_units(outputs, meta)  # a regression answer in the user's units
             origin = meta.get("origin")
             result = {"packet": packet, "rows": outputs.shape[0], "output": outputs.tobytes(), "width": self.width,
                       "loss": loss, **decode_outputs(outputs, self.topology.output)}
@@ -95,6 +97,7 @@ class MessengerOut(Extension):
     def _publish(self, result: dict, meta: dict) -> None:
         """The answer for the output extensions, with what its origin said about the packet."""
         answer = {**result, "output": np.frombuffer(result["output"], dtype="<f4").tolist()}
+        meta = {**meta, "targets": meta.get("user_targets", meta.get("targets"))}  # regression: the user's units
         for key, name in (("tag", "message_hash_id"), ("source", "source"), ("targets", "targets")):
             if meta.get(key) is not None:
                 answer[name] = meta[key]

@@ -1,8 +1,11 @@
 """An origin: anything that feeds packets into the start of a network and gets results back.
 
 MessengerIn and the stream extension are origins. Each has a return endpoint of its own (a PULL that
-MessengerOut pushes results to), PUSHes forward frames to every neuron of the first layer, and numbers
-its packets in its own range so that packets of different origins never share an id.
+MessengerOut pushes results to), PUSHes forward frames towards the first layer, and numbers its packets
+in its own range so that packets of different origins never share an id. Every origin but MessengerIn
+sends them *through* MessengerIn (``feed_endpoint``), which scales them all alike (``_front``) and pushes
+them on to every neuron of the first layer; a ``direct`` origin (MessengerIn, the dreams of the pool,
+whose rows are already scaled) pushes to those neurons itself.
 """
 from __future__ import annotations
 
@@ -15,39 +18,43 @@ import zmq
 from ..neuron import INPUT, Topology, encode_forward, inbox_endpoint
 from ..neuron import experiences_endpoint
 from ..runtime import FrameError, ipc_endpoint, make_socket, pack, unpack
+from ._front import feed_endpoint
 
 ORIGIN_BITS = 40
 """Packet ids are ``origin_number << 40 | sequence``."""
 
 
 class Origin:
-    """``remember``: also push every sample sent to learn from to the network's hippocampus, if it has
-    one (a ``[maintenance]`` table); dreams, replayed from it, are not remembered again."""
+    """``remember``: a direct origin also pushes every sample sent to learn from to the network's
+    hippocampus, if it has one (a ``[maintenance]`` table), scaled as the network learnt it; dreams,
+    replayed from it, are not remembered again."""
 
     def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, name: str, hwm: int = 10000,
-                 remember: bool = True):
+                 remember: bool = True, direct: bool = False):
         self.ctx = ctx
         self.hippocampus = (make_socket(ctx, zmq.PUSH, connect=experiences_endpoint(run_dir), hwm=hwm)
-                            if remember and topology.maintenance is not None else None)
+                            if remember and direct and topology.maintenance is not None else None)
         self.forgotten = 0
         """Samples the hippocampus could not take (its queue was full): not remembered, still learnt."""
         self.name = name
         self.return_endpoint = ipc_endpoint(run_dir, f"{name}.{os.getpid()}.ret")
         self.returns = make_socket(ctx, zmq.PULL, bind=self.return_endpoint, hwm=hwm)
-        self.starts = [make_socket(ctx, zmq.PUSH, connect=inbox_endpoint(run_dir, n), hwm=hwm)
-                       for n in topology.layers[0].neurons]
+        ends = [inbox_endpoint(run_dir, n) for n in topology.layers[0].neurons] if direct else [
+            feed_endpoint(run_dir)]
+        self.starts = [make_socket(ctx, zmq.PUSH, connect=end, hwm=hwm) for end in ends]
         number = int.from_bytes(os.urandom(2), "big") | 1
         self._ids = itertools.count(number << ORIGIN_BITS)
 
-    def send(self, rows: np.ndarray, targets=None, learn: bool = False, block: bool = True, tag=None) -> int:
+    def send(self, rows: np.ndarray, targets=None, learn: bool = False, block: bool = True, tag=None,
+             meta: dict | None = None) -> int:
         """Push one packet of rows (with targets when learning); returns its packet id.
 
         With ``block=False`` a full queue towards the first layer raises ``zmq.Again`` instead of waiting.
         ``tag`` (e.g. a request's message_hash_id) travels with the packet to the output extensions, and so
-        does this origin's ``name`` (as ``source``).
+        does this origin's ``name`` (as ``source``); ``meta`` adds to the packet's meta.
         """
         packet = next(self._ids)
-        meta = {"origin": self.return_endpoint, "source": self.name}
+        meta = {**(meta or {}), "origin": self.return_endpoint, "source": self.name}
         if learn and targets is not None:
             meta["targets"] = targets
         if tag is not None:
@@ -58,6 +65,19 @@ class Origin:
         if self.hippocampus is not None and learn and targets is not None:
             self._remember(rows, targets)
         return packet
+
+    def forward(self, frame: bytes, learnt: list) -> bool:
+        """Push another origin's forward frame on (MessengerIn), remembering the (rows, targets) it learns
+        from; False if the first layer is not taking more (the frame is dropped: its origin counts it lost)."""
+        try:
+            for sock in self.starts:
+                sock.send(frame, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        if self.hippocampus is not None:
+            for rows, targets in learnt:
+                self._remember(rows, targets)
+        return True
 
     def _remember(self, rows: np.ndarray, targets) -> None:
         rows = np.ascontiguousarray(rows, dtype="<f4").reshape(len(targets), -1)

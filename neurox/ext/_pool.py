@@ -67,7 +67,7 @@ class Pool:
         self.clear()
         os.makedirs(self.plane_dir, exist_ok=True)
         self.outputs = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.plane_dir, OUTPUT))
-        self.origin = Origin(self.ctx, self.plane_dir, topology, "dreams", remember=False)
+        self.origin = Origin(self.ctx, self.plane_dir, topology, "dreams", remember=False, direct=True)
         failures = []
         for neuron, endpoint in neurons.items():
             args = {"neuron": neuron, "data_dir": self.data_dir, "twin_of": endpoint, "frozen": True,

@@ -22,8 +22,8 @@ SAMPLE_KEYS = ("vector", "text", "encoding", "target", "message_hash_id")
 
 
 class InputError(ValueError):
-    """Outside data that cannot become a sample. ``error`` is the atom: ``bad_input``, ``wrong_shape``,
-    ``unknown_label``, ``bad_json``, ``bad_image``, ``too_large``, ``bad_row``, ..."""
+    """Outside data that cannot become a sample. ``error`` is the atom: ``bad_input``, ``non_finite``,
+    ``wrong_shape``, ``unknown_label``, ``bad_json``, ``bad_image``, ``too_large``, ``bad_row``, ..."""
 
     def __init__(self, error: str, detail: str):
         super().__init__(f"{error}: {detail}")
@@ -60,7 +60,7 @@ def parse_vector(value, width: int) -> np.ndarray:
     except OverflowError:
         row = np.full(width, np.inf, dtype=np.float32)
     if not np.all(np.isfinite(row)):
-        raise InputError("bad_input", "the vector holds NaN or infinity (or a number too large for float32)")
+        raise InputError("non_finite", "the vector holds NaN or infinity (or a number too large for float32)")
     return row
 
 
@@ -96,8 +96,10 @@ class TargetSpace:
             return index
         values = value if isinstance(value, list) else [value]
         if len(values) != self.outputs or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             raise InputError("wrong_shape", f"target {value!r}: expected {self.describe()}")
+        if not all(math.isfinite(v) for v in values):
+            raise InputError("non_finite", f"target {value!r}: NaN or infinity")
         return [float(v) for v in values]
 
 

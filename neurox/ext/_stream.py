@@ -12,6 +12,7 @@ supervised process, from a file or standard input, through the same Feed.
 """
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -24,6 +25,11 @@ from ._datasets import Dataset
 from ._origin import Origin
 
 ROLLING = 1000
+RUN_WINDOW = DEFAULT_WINDOW
+"""Packets in flight when ``neurox run`` feeds a dataset (what a user gets; the benchmarks use it too): the
+most that keeps the accuracy of one process under the staleness rule (docs/neuron.md, "Staleness")."""
+RUN_BATCH = 1
+"""Samples per packet when ``neurox run`` feeds a dataset."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,12 @@ class StreamProgress:
     elapsed_s: float
     scored: int = 0
     """Answered samples that had a class target (what the accuracies are over)."""
+    rmse: float | None = None
+    """Regression: prequential root mean squared error, in the user's units (answers come back in them)."""
+    mae: float | None = None
+    """Regression: prequential mean absolute error, in the user's units."""
+    rolling_rmse: float | None = None
+    """Regression: the RMSE over the last 1,000 answered samples."""
 
 
 class Feed:
@@ -54,6 +66,11 @@ class Feed:
         self.loss_sum = 0.0
         self.loss_count = 0
         self.recent: deque[bool] = deque(maxlen=ROLLING)
+        self.values: dict[int, np.ndarray] = {}
+        """packet -> regression targets (rows x outputs, the user's units) its answer is scored against."""
+        self.squared = self.absolute = 0.0
+        self.regressed = 0
+        self.recent_squared: deque[float] = deque(maxlen=ROLLING)
         self.started = time.perf_counter()
         self.next_slot = 0.0
         """When the rate lets the next packet go: time idle earns no burst."""
@@ -62,9 +79,12 @@ class Feed:
         """Whether one more packet may go now (window and rate)."""
         return len(self.in_flight) < self.window and (self.rate is None or now >= self.next_slot)
 
-    def sending(self, packet: int, rows: int, class_targets, now: float) -> None:
-        """Book a packet just sent; ``class_targets`` (class indices) if its answer is to be scored."""
+    def sending(self, packet: int, rows: int, class_targets, now: float, values=None) -> None:
+        """Book a packet just sent; ``class_targets`` (class indices) or ``values`` (regression targets) if
+        its answer is to be scored."""
         self.in_flight[packet] = (None if class_targets is None else np.asarray(class_targets), rows, now)
+        if values is not None:
+            self.values[packet] = np.asarray(values, dtype=np.float64).reshape(rows, -1)
         self.sent += rows
         if self.rate is not None:
             self.next_slot = max(self.next_slot, now) + rows / self.rate
@@ -77,6 +97,7 @@ class Feed:
             return False
         targets, rows, _ = entry
         self.answered += rows
+        self._score_values(self.values.pop(packet, None), result.get("output"))
         labels = result.get("label")
         if targets is not None and isinstance(labels, list) and len(labels) == len(targets):
             hits = np.asarray(labels) == targets
@@ -89,11 +110,28 @@ class Feed:
             self.loss_count += rows
         return True
 
+    def _score_values(self, values: np.ndarray | None, output) -> None:
+        """Squared and absolute errors of a regression answer (``output``: float32 bytes or a list)."""
+        if values is None or output is None:
+            return
+        try:
+            answer = (np.frombuffer(output, dtype="<f4") if isinstance(output, bytes) else np.asarray(
+                output, dtype=np.float64)).reshape(values.shape)
+        except (TypeError, ValueError):
+            return
+        errors = answer - values
+        squared = (errors ** 2).mean(axis=1)
+        self.squared += float(squared.sum())
+        self.absolute += float(np.abs(errors).mean(axis=1).sum())
+        self.regressed += len(values)
+        self.recent_squared.extend(squared.tolist())
+
     def expire(self, now: float) -> int:
         """Give up on packets unanswered for ``packet_timeout_s``; the samples lost by this call."""
         lost = 0
         for packet in [p for p, (_, _, t) in self.in_flight.items() if now - t > self.packet_timeout_s]:
             lost += self.in_flight.pop(packet)[1]
+            self.values.pop(packet, None)
         self.lost += lost
         return lost
 
@@ -113,7 +151,10 @@ class Feed:
             self.correct / self.scored if self.scored else None,
             float(np.mean(self.recent)) if self.recent else None,
             self.loss_sum / self.loss_count if self.loss_count else None,
-            self.answered / elapsed if elapsed > 0 else 0.0, elapsed, self.scored)
+            self.answered / elapsed if elapsed > 0 else 0.0, elapsed, self.scored,
+            float(np.sqrt(self.squared / self.regressed)) if self.regressed else None,
+            self.absolute / self.regressed if self.regressed else None,
+            float(np.sqrt(np.mean(self.recent_squared))) if self.recent_squared else None)
 
 
 class Stream:
@@ -121,7 +162,7 @@ class Stream:
 
     def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, dataset: Dataset, window: int = DEFAULT_WINDOW,
                  batch: int = 1, rate: float | None = None, learn: bool = True, packet_timeout_s: float = 5.0,
-                 seed: int = 0, name: str = "stream"):
+                 seed: int = 0, name: str = "stream", shuffle: bool = True):
         if dataset.width != topology.input_width:
             raise ValueError(f"the dataset has {dataset.width} features; the network takes {topology.input_width}")
         self.origin = Origin(ctx, run_dir, topology, name)
@@ -129,6 +170,8 @@ class Stream:
         self.batch, self.learn = batch, learn
         self.feed = Feed(window, rate, packet_timeout_s)
         self.rng = np.random.default_rng(seed)
+        self.shuffle = shuffle
+        """False: every epoch in the dataset's own order (a stream with drift)."""
         self.epoch = 0
 
     def run(self, epochs: int = 1, on_progress=None, every_s: float = 1.0, should_stop=lambda: False) -> StreamProgress:
@@ -146,7 +189,8 @@ class Stream:
                 self.epoch = epoch
                 targets = self.dataset.targets[rows]
                 packet = self.origin.send(self.dataset.features[rows], targets.tolist(), self.learn)
-                feed.sending(packet, len(rows), targets if classified else None, now)
+                feed.sending(packet, len(rows), targets if classified else None, now,
+                             None if classified else targets)
                 pending = next(schedule, None)
             wait_ms = 5 if pending is not None and feed.rate else 50
             if self.origin.returns.poll(wait_ms):
@@ -163,9 +207,19 @@ class Stream:
                 next_report += every_s
         return self.progress()
 
+    def orders(self, epochs: int) -> list[np.ndarray]:
+        """The sample order of each of the next ``epochs`` epochs :meth:`run` will feed (for references
+        that must see the same order)."""
+        rng = copy.deepcopy(self.rng)
+        return [self._order(rng) for _ in range(epochs)]
+
+    def _order(self, rng: np.random.Generator) -> np.ndarray:
+        count = len(self.dataset.targets)
+        return rng.permutation(count) if self.shuffle else np.arange(count)
+
     def _packets(self, epochs: int):
         for epoch in range(epochs):
-            order = self.rng.permutation(len(self.dataset.targets))
+            order = self._order(self.rng)
             for at in range(0, len(order), self.batch):
                 yield epoch, order[at:at + self.batch]
 

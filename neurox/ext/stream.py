@@ -4,11 +4,12 @@ The process version of :class:`~neurox.ext.Stream` (what ``neurox run --data`` d
 same :class:`~neurox.ext.Feed` keeps at most ``window`` packets in flight and scores every answer
 prequentially (``accuracy``, ``rolling_accuracy``, ``mean_loss`` in its ``metrics``).
 
-- A CSV or NPZ **file** is read whole with :func:`~neurox.ext.load_dataset`, features scaled to [0, 1]
-  per column exactly as ``neurox run --data`` does (``scale = "minmax"``), and fed ``epochs`` times,
-  shuffled each time.
+- A CSV or NPZ **file** is read whole with :func:`~neurox.ext.load_dataset` (the checks of ``neurox run
+  --data``), and fed ``epochs`` times, shuffled each time. Its values go as they are: the network
+  scales every origin's inputs alike, at MessengerIn (``[input] scale``); ``scale = "minmax"`` also
+  scales each column to [0, 1] over the whole file first.
 - **Standard input** (``path = "-"``), a named pipe, and JSON lines are read as they come, one record
-  at a time, their values taken as they are (``scale = "none"``: the whole column is not known ahead).
+  at a time (and so is a CSV file with ``scale = "none"``), their values taken as they are.
   A CSV line is ``feature,...,target``; a JSON line is a sample ``{"vector": [...], "target": ...}`` as
   the webhook takes it. An NPZ on standard input is read to its end first.
 
@@ -59,11 +60,12 @@ class Extension(SampleInput):
                           ".ndjson); standard input needs it said", "auto", choices=("auto", "csv", "npz", "jsonl")),
         "target": Setting("the target: a CSV column (name or index; default the last), an NPZ array (default "
                           "'y'); '-': none, every column is a feature. JSON lines carry their own", None),
-        "scale": Setting("'minmax': each feature column scaled to [0, 1] over the whole file (as neurox run "
-                         "--data); 'none': values as they are; 'auto': minmax for a CSV or NPZ file, none "
-                         "otherwise", "auto", choices=("auto", "minmax", "none")),
+        "scale": Setting("'auto': a CSV or NPZ file read whole (as neurox run --data), values as they are (the "
+                         "network scales them at MessengerIn); 'minmax': each feature column of such a file "
+                         "first scaled to [0, 1] over the whole file; 'none': a CSV file read a line at a time",
+                         "auto", choices=("auto", "minmax", "none")),
         "epochs": Setting("passes over a file, 0: forever (standard input and pipes: one)", 1, "int", minimum=0),
-        "shuffle": Setting("a file's samples in a new random order each epoch (scale minmax or NPZ)", True, "bool"),
+        "shuffle": Setting("a file's samples in a new random order each epoch (a file read whole)", True, "bool"),
         "seed": Setting("of the shuffling", 0, "int"),
         "max_line_bytes": Setting("longer lines are refused (too_large)", 1024 * 1024, "int", minimum=16),
         "resume": Setting("after a restart, go on from the place in the file saved in the data directory "
@@ -83,8 +85,8 @@ class Extension(SampleInput):
         settings["format"] = fmt
         piped = is_pipe(path)
         scale = settings["scale"]
-        if scale == "auto":
-            scale = "minmax" if fmt in ("csv", "npz") and not piped else "none"
+        if scale == "auto" and (piped or fmt == "jsonl"):
+            scale = "none"
         if scale == "minmax" and (piped or fmt == "jsonl"):
             raise ExtensionError(f"extension {name!r}: 'scale': minmax needs the whole of a CSV or NPZ file; "
                                  f"standard input, pipes and JSON lines are taken as they are (scale = \"none\")")
@@ -115,7 +117,7 @@ class Extension(SampleInput):
             self.pipe = Pipe(self.path)
             self.watch_source(self.pipe, self._on_readable)
             return
-        if settings["scale"] == "minmax" or self.format == "npz":
+        if settings["scale"] in ("auto", "minmax") or self.format == "npz":
             self._load_whole(settings["scale"])
         else:
             self._open_file()
@@ -181,16 +183,23 @@ class Extension(SampleInput):
         return {**super().status(), "state": self.state, "epoch": self.epoch, "path": self.path,
                 "format": self.format}
 
-    # -- a file read whole (CSV or NPZ, scaled like neurox run --data) -----------------------------
+    # -- a file read whole (CSV or NPZ, checked like neurox run --data) ----------------------------
     def _load_whole(self, scale: str, data: bytes | None = None) -> None:
         try:
-            if scale == "minmax":
-                dataset = load_dataset(self.path, None if self.target in (None, "-") else self.target)
+            if scale in ("auto", "minmax"):
+                dataset = load_dataset(self.path, None if self.target in (None, "-") else self.target,
+                                       "classification" if self.targets.classification else "regression")
                 features, classes = dataset.features, dataset.classes
+                if scale == "minmax":
+                    low, span = features.min(axis=0), np.ptp(features, axis=0)
+                    features = np.where(span > 0, (features - low) / np.where(span > 0, span, 1), 0.0)
                 raw = [classes[i] for i in dataset.targets] if classes is not None else dataset.targets.tolist()
             else:
                 features, raw = self._npz_arrays(data)
-        except (DatasetError, OSError, ValueError, KeyError) as exc:
+        except DatasetError as exc:  # it names the file
+            self._fail("bad_file", str(exc))
+            return
+        except (OSError, ValueError, KeyError) as exc:
             self._fail("bad_file", f"{self.path}: {exc}")
             return
         if features.ndim != 2 or features.shape[1] != self.width:

@@ -80,6 +80,9 @@ class Topology:
     region_flags: dict = field(default_factory=dict)
     """Region name -> its supervisor's flags (``strategy``, ``intensity``, ``period_s``): its template's,
     overridden by the topology's ``[region.NAME]`` table (see ``region_supervision``)."""
+    input: dict = field(default_factory=dict)
+    """The ``[input]`` table: how MessengerIn scales what comes in (``scale``, ``frozen_after``; checked
+    and used by neurox.ext's ``_scaling``)."""
 
     # -- questions neurons and supervisors ask --------------------------------------------------
     def layer_of(self, neuron_id: str) -> Layer:
@@ -321,7 +324,7 @@ class Topology:
                 "explicit_links": self.explicit_links, "extensions": self.extensions,
                 "neurotransmitters": self.neurotransmitters, "hosts": self.hosts,
                 "self_reshaping": self.self_reshaping, "maintenance": self.maintenance,
-                "region": self.region_flags,
+                "region": self.region_flags, "input": self.input,
                 "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
                             "next_index": l.next_index} for l in self.layers],
                 "links": [list(link) for link in self.links]}
@@ -335,7 +338,8 @@ class Topology:
                        int(data.get("seed", 0)), bool(data.get("explicit_links", False)),
                        list(data.get("extensions", [])), data.get("neurotransmitters"), dict(data.get("hosts", {})),
                        data.get("self_reshaping"), data.get("maintenance"),
-                       {name: dict(flags) for name, flags in data.get("region", {}).items()})
+                       {name: dict(flags) for name, flags in data.get("region", {}).items()},
+                       dict(data.get("input", {})))
         return topology.validate() if validate else topology
 
     def save(self, path: str) -> None:
@@ -370,6 +374,8 @@ class Topology:
             doc["self_reshaping"] = self.self_reshaping
         if self.maintenance is not None:
             doc["maintenance"] = self.maintenance
+        if self.input:
+            doc["input"] = self.input
         regions = self.supervised_regions()  # a region whose last layer was removed keeps its flags, unexported
         flags = {name: table for name, table in self.region_flags.items() if table and name in regions}
         if flags:
@@ -380,7 +386,7 @@ class Topology:
 def parse_topology(doc: dict) -> Topology:
     """A Topology from a parsed TOML document."""
     known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension",
-             "neurotransmitters", "hosts", "self_reshaping", "maintenance", "region"}
+             "neurotransmitters", "hosts", "self_reshaping", "maintenance", "region", "input"}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -413,6 +419,9 @@ def parse_topology(doc: dict) -> Topology:
     topology.neurotransmitters = doc.get("neurotransmitters")
     topology.hosts = dict(doc.get("hosts", {}))
     topology.self_reshaping = doc.get("self_reshaping")
+    if not isinstance(doc.get("input", {}), dict):
+        raise TopologyError("[input] must be a table (scale, frozen_after)")
+    topology.input = dict(doc.get("input", {}))
     topology.maintenance = doc.get("maintenance", {} if regions.episodic_store else None)
     topology.region_flags = merge_region_flags(regions.region_flags, doc.get("region", {}),
                                                topology.supervised_regions())

@@ -52,7 +52,7 @@ def test_nan_and_inf_from_a_plain_zeromq_client_are_refused_and_nothing_restarts
             reply = msgpack.unpackb(sock.recv())
             assert reply["message_hash_id"] == name and not reply["ok"] and reply["error"] == "non_finite", reply
         feed = zmq.Context.instance().socket(zmq.PUSH)  # what a third-party origin could push at the feed
-        feed.setsockopt(zmq.LINGER, 0)
+        feed.setsockopt(zmq.LINGER, 5000)  # closed right after sending: let the frames go first
         feed.connect(feed_endpoint(network.run_dir))
         rows = np.array([vector], dtype="<f4")
         garbage = [b"\xc1 not msgpack", msgpack.packb([0, "input", [1], [1], b"\0" * 12, [True], [b""]]),

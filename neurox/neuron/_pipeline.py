@@ -134,7 +134,7 @@ class Pipeline:
     def learn_from(self, returned: list[tuple]) -> None:
         """Update from each packet's gradient in arrival order, then one bundle per upstream link."""
         lr, activation, scale = self._step_rate(), self.settings["activation"], self._scale()
-        for packet, grad, *_ in returned:
+        for packet, grad, _, _ in returned:
             try:
                 dx = self.rule.on_gradient(packet, grad, lr, activation, scale)
             except FrameError as exc:

@@ -3,6 +3,7 @@ Receptors, Persistence (on a real LevelDB), the Pipeline over them, and the requ
 import os
 
 import numpy as np
+import plyvel
 import pytest
 import zmq
 
@@ -415,6 +416,28 @@ def test_a_database_that_cannot_be_written_degrades_and_recovers(tmp_path):
     assert p.status()["persistence"] == "ok" and p.status()["flushes"] == 1 and not p.dirty
     assert events.events[-1] == ("flush_recovered", {"id": "n", "flushes": 1, "persistence": "ok"})
     p.close(clean=True)
+
+
+def test_a_database_that_cannot_be_opened_in_place_is_read_from_a_copy(tmp_path):
+    """As on a full disk, where opening needs space: the replacement still restores the last flush."""
+    path, c = str(tmp_path / "neurons" / "n"), counters()
+    p = Persistence(path, "n", Recorder(), c)
+    start(p)
+    c["updates"] += 1
+    p.flush(lambda: (np.full((3, 2), 7, np.float32), np.zeros(2, np.float32), {}, c), 1.0)
+    p.close(clean=True)
+    holder = plyvel.DB(path)  # holds the lock: this process cannot open it a second time
+    try:
+        p2 = Persistence(path, "n", Recorder(), counters())
+        w, _, origin, saved = start(p2, policy="restore")
+    finally:
+        holder.close()
+    assert p2.status()["persistence"] == "degraded" and "lock" in p2.status()["persistence_detail"]
+    assert origin == {"restored": {"flushes": 1, "after": "polite stop"}} and (w == 7).all()
+    assert saved.counters["updates"] == 1 and os.path.isdir(path), "the database itself untouched"
+    p2.flush(lambda: (w, np.zeros(2, np.float32), {}, counters()), 1.0)
+    assert p2.status()["persistence"] == "ok" and p2.status()["flushes"] == 2
+    p2.close(clean=True)
 
 
 # -- the Pipeline over the parts ------------------------------------------------------------------------------------

@@ -120,13 +120,16 @@ class Joins:
 
     def _finished(self, packet: int, join: Join) -> tuple:
         missing = len(join.parts) - join.count
-        if self.concat:
+        if not self.concat:
+            value = summed(join.parts)
+        elif missing or len({part.shape[0] for part in join.parts}) > 1:
             parts, replaced = filled(join.parts, self.widths)
             value = np.concatenate(parts, axis=1)
             missing += replaced
         else:
-            value = summed(join.parts)
-        self.counters[self.missed] += missing
+            value = np.concatenate(join.parts, axis=1)
+        if missing:
+            self.counters[self.missed] += missing
         if self.remember:
             self.done[packet] = None
             if len(self.done) > self.remember:

@@ -28,6 +28,8 @@ DRAIN_BATCH = 512
 """The most messages taken from one socket per wake-up (the rest wait for the next)."""
 IDLE_S = 60.0
 """The longest a process with nothing due sleeps."""
+NOBLOCK, EVENTS, POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
+"""Plain ints: pyzmq's flag enums cost a Python-level ``&`` per message."""
 
 
 def drain(sock: zmq.Socket, multipart: bool = False, limit: int = DRAIN_BATCH) -> list:
@@ -40,9 +42,9 @@ def drain(sock: zmq.Socket, multipart: bool = False, limit: int = DRAIN_BATCH) -
     get = sock.get
     batch = []
     try:
-        batch.append(recv(zmq.NOBLOCK))
-        while len(batch) < limit and get(zmq.EVENTS) & zmq.POLLIN:
-            batch.append(recv(zmq.NOBLOCK))
+        batch.append(recv(NOBLOCK))
+        while len(batch) < limit and get(EVENTS) & POLLIN:
+            batch.append(recv(NOBLOCK))
     except zmq.Again:  # readable, said the poller, yet nothing came (it happens): nothing lost
         pass
     return batch

@@ -11,8 +11,11 @@ keeps serving from memory. Its status says ``persistence: "degraded"`` (and why)
 event says so once, and every flush interval (at least every :data:`RETRY_S`) it tries again,
 reopening the database; the first write that lands emits ``flush_recovered``. A database that
 cannot be opened where it is, is read from a copy in memory (``/dev/shm``), so a replacement on a
-full disk still knows whether its predecessor stopped politely and what it last flushed. A failed
-write leaves the previous flush as it was (LevelDB's atomic batch): nothing flushed is corrupted.
+full disk still knows whether its predecessor stopped politely and what it last flushed; a dead
+neuron's database is then not discarded (policy ``replace``) but kept until the new state can be
+written over it: deleting it first would only lose the layer's ``own_last_flush`` fallback. A
+failed write leaves the previous flush as it was (LevelDB's atomic batch): nothing flushed is
+corrupted.
 """
 from __future__ import annotations
 
@@ -157,7 +160,7 @@ class Persistence:
         if plan == "twin":
             weights, bias, endpoint = twin()
             return weights, bias, {"seeding": {"method": "twin", "of": endpoint}}, None
-        if died:
+        if died and self.degraded is None:  # unreadable in place: kept until the new state is written over it
             self.discard()
         if plan == "fresh":
             return (*fresh(), {"fresh": True}, None)

@@ -287,7 +287,9 @@ def report_interval_s(neurons: int) -> float:
 
 
 def run_neuron(args: dict, env: dict) -> None:
-    """Process entry point of a neuron (``neurox.neuron._network.NEURON_TARGET``)."""
+    """Process entry point of a neuron (``neurox.neuron._network.NEURON_TARGET``). numpy's floating-point
+    warnings are off: what is not finite is refused, counted and reported by the neuron itself."""
+    np.seterr(all="ignore")
     serve(Neuron(args, env))
 
 

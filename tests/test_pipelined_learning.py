@@ -18,7 +18,7 @@ from neurox.neuron import load_topology, parse_topology
 
 def tiny_topology(rule: str):
     return parse_topology({
-        "name": "tiny", "input_width": 6, "seed": 3,
+        "name": "tiny", "input_width": 6, "seed": 3, "input": {"scale": "none"},  # the reference does not scale
         "defaults": {"units": 4, "learning_rate": 0.1, "staleness": rule, "staleness_group": 5},
         "layer": [{"name": "A", "neurons": 1}, {"name": "B", "neurons": 2},
                   {"name": "C", "neurons": 1, "units": 3, "activation": "softmax"}]})

@@ -13,7 +13,7 @@ from collections import Counter
 import psutil
 import zmq
 
-from ..ext import PRELOAD, MessengerClient, Origin, Stream, digits, messenger_children
+from ..ext import PRELOAD, Client, Origin, Stream, digits, messenger_children
 from ..neuron import Network, load_topology
 from ..runtime import ControlError
 from ..runtime._fork import SPARE_NAME
@@ -82,6 +82,8 @@ class Clients:
         self.replies: Counter = Counter()
         self.outcomes: Counter = Counter()
         self.sent = 0
+        self.duplicates_dropped = 0
+        """Second replies the clients received and dropped (MessengerIn answered one request twice)."""
         self.lock = threading.Lock()
         per_client = requests // clients
         self.threads = [threading.Thread(target=self._run, args=(endpoint, c, per_client, data)) for c in range(clients)]
@@ -96,29 +98,24 @@ class Clients:
             thread.join()
 
     def _run(self, endpoint: str, client_no: int, count: int, data) -> None:
-        client = MessengerClient(endpoint, zmq.Context.instance())
-        outstanding = 0
+        client = Client(endpoint, zmq.Context.instance())
         started = time.monotonic()
         try:
             for i in range(count):
-                while time.monotonic() - started < i * self.pace_s or outstanding >= 16:
-                    if client.sock.poll(5):
-                        self._note(client.receive())
-                        outstanding -= 1
-                    elif outstanding >= 16 and time.monotonic() - started > i * self.pace_s + 30:
-                        break
+                while time.monotonic() - started < i * self.pace_s or len(client.pending) >= 16:
+                    for reply in client.results(timeout=0.005):
+                        self._note(reply)
                 row = (client_no * count + i) % len(data.targets)
-                client.send(f"{client_no}-{i}", vector=data.features[row].tolist(), target=int(data.targets[row]),
-                            timeout_ms=2000)
+                client.submit(f"{client_no}-{i}", vector=data.features[row].tolist(), target=int(data.targets[row]),
+                              timeout_ms=2000)
                 with self.lock:
                     self.sent += 1
-                outstanding += 1
-            quiet_since = time.monotonic()
-            while time.monotonic() - quiet_since < 3.0:  # collect the rest, and any duplicate
-                if client.sock.poll(100):
-                    self._note(client.receive())
-                    quiet_since = time.monotonic()
+            while client.pending:
+                for reply in client.results(timeout=1.0):
+                    self._note(reply)
         finally:
+            with self.lock:
+                self.duplicates_dropped += client.stats["duplicates"]
             client.close()
 
     def _note(self, reply: dict) -> None:
@@ -163,7 +160,7 @@ def run(args: argparse.Namespace) -> dict:
             launcher_children = {p.pid for p in psutil.Process(network.tree.launcher_proc.pid).children()
                                  if p.name() != SPARE_NAME}  # the launcher's own spare is nobody's child yet
             orphans = len(launcher_children - tree_pids(network))
-    duplicates = sum(n - 1 for n in clients.replies.values() if n > 1)
+    duplicates = sum(n - 1 for n in clients.replies.values() if n > 1) + clients.duplicates_dropped
     replied_ids = len(clients.replies)
     return {"requests": clients.sent, "replied": clients.outcomes["replied"], "errors": clients.outcomes["errors"],
             "duplicates": duplicates, "lost": clients.sent - replied_ids, "orphans": orphans,

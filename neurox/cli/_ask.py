@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from ..ext import AskError, MessengerClient, digits
+from ..ext import Client, digits
 from ._discovery import add_target_arguments, find_network
 
 
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--random", action="store_true", help="a random sample of the bundled digits (shows its true label)")
     parser.add_argument("--encoding", default="utf8", help="text encoding (default: %(default)s)")
     parser.add_argument("--target", type=int, help="learn from this request too (the class index)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer, retries included (default: %(default)s)")
     parser.set_defaults(handler=ask)
 
 
@@ -44,12 +44,9 @@ def ask(args: argparse.Namespace) -> int:
         print(f"sample {index} of the digits, true label {data.targets[index]}")
     if args.target is not None:
         request["target"] = args.target
-    client = MessengerClient(endpoint)
+    client = Client(endpoint, deadline_s=args.timeout)
     try:
-        reply = client.ask(timeout=args.timeout, **request)
-    except AskError as exc:
-        print(f"neurox ask: {exc}")
-        return 1
+        reply = client.ask(**request)
     finally:
         client.close()
     print(json.dumps(reply))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import signal
 import threading
 import time
@@ -17,7 +16,8 @@ import time
 import zmq
 
 from ..ext import PRELOAD, DatasetError, Stream, load_dataset, network_children
-from ..neuron import Network, TopologyError, live_topology, load_topology, neuron_control
+from ..neuron import (DataDirError, Network, TopologyError, live_topology, load_topology, neuron_control,
+                      wipe_data_dir)
 from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
 from ..runtime import ControlError, call, unpack_map
 from ._discovery import DEFAULT_DATA_DIR, write_run_file
@@ -55,8 +55,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if dataset.classes is not None and len(dataset.classes) == topology.width_of(topology.layers[-1].neurons[0]):
         topology.output = {"decode": "label", "labels": list(dataset.classes)}
-    if args.fresh and os.path.isdir(args.data_dir):
-        shutil.rmtree(args.data_dir)
+    if args.fresh:
+        try:
+            wipe_data_dir(args.data_dir)
+        except DataDirError as exc:
+            print(f"neurox run: --fresh: {exc}")
+            return 2
     data_dir = os.path.abspath(args.data_dir)
     topology = live_topology(topology, data_dir, resume=not args.fresh)
     if args.no_service and args.metrics_port is not None:

@@ -282,12 +282,12 @@ def node(args: argparse.Namespace) -> int:
         code = watch(config, network, notifier, stop)
     finally:
         notifier.stopping(f"{config.label}: stopping, flushing every neuron's state")
-        reason = network.stop()
+        network.stop()
         if metrics is not None:
             metrics.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(run_file)
-        print(f"neurox node {config.label}: stopped ({reason.describe() if reason else 'shutdown'})", flush=True)
+        print(f"neurox node {config.label}: " + ("stopped" if code == 0 else "stopped after the failure"), flush=True)
         notifier.close()
     return code
 
@@ -315,9 +315,9 @@ def watch(config: NodeConfig, network: Network, notifier: Notifier, stop: thread
         notifier.ready(_status(config, health))
         while not stop.wait(tick):
             if not network.tree.alive:
-                reason = network.tree.root_exit
-                notifier.status(f"{config.label}: the root supervisor exited ({reason.describe()})")
-                print(f"neurox node {config.label}: the root supervisor exited ({reason.describe()})", flush=True)
+                failure = network.tree.failure()
+                notifier.status(f"{config.label}: {failure}")
+                print(f"neurox node {config.label}: {failure}", flush=True)
                 return EXIT_TREE_FAILED
             if health.root_answers():
                 notifier.watchdog_ping()

@@ -117,10 +117,14 @@ def run(args: argparse.Namespace) -> int:
         if metrics is not None:
             metrics.close()
         print("stopping (flushing every neuron's state) ...", flush=True)
-        reason = network.stop()
+        network.stop()
         if os.path.exists(run_file):
             os.unlink(run_file)
-        print(f"stopped: {reason.describe() if reason else 'shutdown'}", flush=True)
+    failure = network.tree.failure()
+    if failure is not None:
+        print(f"neurox run: {failure}", flush=True)
+        return 1
+    print("stopped", flush=True)
     return 0
 
 

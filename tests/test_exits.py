@@ -94,3 +94,25 @@ def test_a_stop_someone_asked_for_is_exit_0_and_says_stopped(tmp_path, how):
     assert out.strip().splitlines()[-1] == "stopped", out
     assert "Traceback" not in err, err
     assert_gone(processes)
+
+
+@pytest.mark.timeout(120)
+def test_starting_on_a_full_disk_is_one_line_and_exit_2(tmp_path):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True, timeout=30)
+    try:
+        (mount / "net").mkdir()
+        with open(mount / "filler", "wb") as f:
+            with pytest.raises(OSError):
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+        proc = start_run(mount / "net", "--duration", "5")
+        code, out, err = finish(proc)
+        assert code == 2, (code, out, err)
+        lines = out.strip().splitlines()
+        assert len(lines) == 1 and "free" in lines[0] and str(mount / "net") in lines[0], out
+        assert "Traceback" not in err, err
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], timeout=30)

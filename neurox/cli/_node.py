@@ -55,8 +55,8 @@ from dataclasses import dataclass
 import zmq
 
 from ..ext import PRELOAD, maintenance_children, network_children
-from ..neuron import (Network, Topology, TopologyError, control_tcp, front_host, layers_on, live_topology,
-                      load_topology)
+from ..neuron import (DataDirError, Network, Topology, TopologyError, control_tcp, ensure_usable_data_dir, front_host,
+                      layers_on, live_topology, load_topology)
 from ..ops import PRELOAD as OPS_PRELOAD, MetricsServer, ServiceConfig, serve_metrics, service_children, service_source
 from ..runtime import ControlClient, ControlError, CurveKeys, KeysError
 from ..runtime._sd_notify import Notifier
@@ -243,9 +243,10 @@ def node(args: argparse.Namespace) -> int:
     try:
         config = NodeConfig.load(args.config)
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+        ensure_usable_data_dir(config.data_dir)
         topology = starting_topology(config)
         check_host(config, topology)
-    except (ConfigError, TopologyError, KeysError, OSError) as exc:
+    except (ConfigError, TopologyError, KeysError, DataDirError, OSError) as exc:
         print(f"neurox node: {exc}", flush=True)
         return EXIT_CONFIG
     notifier = Notifier.from_environment()

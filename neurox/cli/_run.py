@@ -16,10 +16,11 @@ import time
 import zmq
 
 from ..ext import PRELOAD, DatasetError, Stream, load_dataset, network_children
-from ..neuron import (DataDirError, Network, TopologyError, live_topology, load_topology, neuron_control,
-                      wipe_data_dir)
+from ..neuron import (DataDirError, Network, TopologyError, ensure_usable_data_dir, live_topology, load_topology,
+                      neuron_control, wipe_data_dir)
 from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
 from ..runtime import ControlError, call, unpack_map
+from ..supervisor_tree import TreeError
 from ._discovery import DEFAULT_DATA_DIR, write_run_file
 
 
@@ -55,14 +56,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if dataset.classes is not None and len(dataset.classes) == topology.width_of(topology.layers[-1].neurons[0]):
         topology.output = {"decode": "label", "labels": list(dataset.classes)}
-    if args.fresh:
-        try:
-            wipe_data_dir(args.data_dir)
-        except DataDirError as exc:
-            print(f"neurox run: --fresh: {exc}")
-            return 2
     data_dir = os.path.abspath(args.data_dir)
-    topology = live_topology(topology, data_dir, resume=not args.fresh)
+    try:
+        if args.fresh:
+            wipe_data_dir(data_dir)
+        ensure_usable_data_dir(data_dir)
+        topology = live_topology(topology, data_dir, resume=not args.fresh)
+    except (DataDirError, OSError) as exc:
+        print(f"neurox run: {exc if isinstance(exc, DataDirError) else f'{data_dir}: {exc.strerror}'}")
+        return 2
     if args.no_service and args.metrics_port is not None:
         print("neurox run: --metrics-port reads the Supervisor service; it cannot go with --no-service")
         return 2
@@ -84,7 +86,11 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = time.monotonic()
     print(f"starting {len(network.topology.neurons())} neurons ({_shape(network.topology)}) ...", flush=True)
-    network.start()
+    try:
+        network.start()
+    except TreeError as exc:
+        print(f"neurox run: the network did not start: {exc}", flush=True)
+        return 1
     run_file = write_run_file(network)
     print(f"up in {time.monotonic() - started:.1f} s. MessengerIn: {network.messenger_in}\n"
           f"  try: neurox ask --data-dir {args.data_dir} --random    (Ctrl-C stops, state is flushed)", flush=True)

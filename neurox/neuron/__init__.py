@@ -6,7 +6,7 @@ from ._frames import (FORWARD as FORWARD, GRADIENT as GRADIENT, OUTPUT as OUTPUT
                       split_rows as split_rows)
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._data_dir import (MARKER as DATA_DIR_MARKER, OWNED as DATA_DIR_ENTRIES, DataDirError as DataDirError,
-                        wipe as wipe_data_dir)
+                        ensure_usable as ensure_usable_data_dir, wipe as wipe_data_dir)
 from ._network import Network as Network, live_topology as live_topology, layer_spec as layer_spec, neuron_spec as neuron_spec
 from ._placement import (PlacementError as PlacementError, control_tcp as control_tcp, events_tcp as events_tcp,
                          front_host as front_host, layers_on as layers_on, maintenance_host as maintenance_host)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 
+MIN_FREE_BYTES = 16 * 1024 * 1024
+"""Free space a network needs to start: its LevelDBs' first logs and tables (a few MiB for the diamond)."""
 MARKER = ".neurox"
 """Present in every data directory NeuroX has used."""
 OWNED = ("neurons", "pool", "extensions", "modulators", "scaling", "topology.json", "reshape.log", "run.json",
@@ -34,6 +36,21 @@ def claim(data_dir: str) -> None:
     if not os.path.exists(marker):
         with open(marker, "w") as f:
             f.write("A NeuroX data directory: `neurox run --fresh` removes only " + ", ".join(OWNED) + ".\n")
+
+
+def ensure_usable(data_dir: str, min_free: int = MIN_FREE_BYTES) -> None:
+    """Claim ``data_dir`` and check that a network can keep its state there, else :class:`DataDirError`
+    in one line (a full disk, a read-only or foreign-owned directory), before anything starts."""
+    try:
+        os.makedirs(data_dir, exist_ok=True)
+        stat = os.statvfs(data_dir)
+        free = stat.f_bavail * stat.f_frsize
+        if free < min_free:
+            raise DataDirError(f"the disk holding {data_dir} has {free // 1024} KiB free; a network needs at least "
+                               f"{min_free // (1024 * 1024)} MiB to keep its state: free some space and start again")
+        claim(data_dir)
+    except OSError as exc:
+        raise DataDirError(f"cannot use {data_dir} as the data directory: {exc.strerror}") from None
 
 
 def wipe(data_dir: str) -> list[str]:

@@ -22,7 +22,7 @@ from neurox.runtime import ipc_endpoint, pack
 DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "extensions.md")
 PUBLIC = {
     "BUILT_IN", "ChildSpec", "Dataset", "DatasetError", "EXTENSION_TARGET", "Extension", "ExtensionError",
-    "Feed", "InputError", "InputExtension", "MESSENGER_IN_TARGET", "MESSENGER_OUT_TARGET", "Client", "Origin",
+    "DEFAULT_BATCH", "DEFAULT_WINDOW", "Feed", "InputError", "InputExtension", "MESSENGER_IN_TARGET", "MESSENGER_OUT_TARGET", "Client", "Origin",
     "OutputExtension", "Pipe", "PRELOAD", "Sample", "SampleInput", "Setting", "Stream", "StreamProgress", "TargetSpace",
     "Topology", "decode_outputs", "digits", "encode_text", "extension_children", "extension_class", "load_dataset",
     "messenger_children", "network_children", "outputs_endpoint", "parse_sample", "parse_vector", "sample_records",

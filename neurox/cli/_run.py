@@ -15,7 +15,7 @@ import time
 
 import zmq
 
-from ..ext import PRELOAD, DatasetError, Stream, load_dataset, network_children
+from ..ext import DEFAULT_BATCH, DEFAULT_WINDOW, PRELOAD, DatasetError, Stream, load_dataset, network_children
 from ..neuron import (DataDirError, Network, TopologyError, ensure_usable_data_dir, live_topology, load_topology,
                       neuron_control, wipe_data_dir)
 from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
@@ -34,8 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--fresh", action="store_true", help="discard the state saved in --data-dir and start anew")
     parser.add_argument("--epochs", type=int, default=0, help="passes over the data, 0 for until stopped (default)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument("--window", type=int, default=2, help="packets in flight (default: %(default)s)")
-    parser.add_argument("--batch", type=int, default=1, help="samples per packet (default: %(default)s)")
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW, help="packets in flight (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="samples per packet (default: %(default)s)")
     parser.add_argument("--rate", type=float, help="samples per second to feed (default: as fast as it takes them)")
     parser.add_argument("--chaos", type=float, metavar="SECONDS", help="SIGKILL a random neuron this often")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",

@@ -19,7 +19,8 @@ from ._samples import (InputError as InputError, Sample as Sample, TargetSpace a
                        encode_text as encode_text, parse_sample as parse_sample, parse_vector as parse_vector,
                        sample_records as sample_records)
 from ._settings import ExtensionError as ExtensionError, Setting as Setting
-from ._stream import Feed as Feed, Stream as Stream, StreamProgress as StreamProgress
+from ._stream import (DEFAULT_BATCH as DEFAULT_BATCH, DEFAULT_WINDOW as DEFAULT_WINDOW, Feed as Feed, Stream as Stream,
+                      StreamProgress as StreamProgress)
 
 PRELOAD = ("neurox.ext._api", "neurox.ext._messenger_in", "neurox.ext._messenger_out")
 

@@ -24,6 +24,10 @@ from ._datasets import Dataset
 from ._origin import Origin
 
 ROLLING = 1000
+DEFAULT_WINDOW = 2
+"""Packets in flight when feeding a network: what `neurox run` does, and the benchmarks that say so."""
+DEFAULT_BATCH = 1
+"""Samples per packet when feeding a network: a stream of single samples, as users send them."""
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,8 @@ class Tree:
         return None
 
     def _signal(self, pid: int, sig: int) -> None:
+        if self.client is None:
+            return
         try:
             self.client.signal(pid, sig)
         except (LauncherError, OSError):
@@ -158,14 +160,14 @@ class Tree:
         if self.client is None or self.root_pid is None:
             return False
         self._note_exits(self._events(0.0))
-        return self.root_exit is None
+        return self.client is not None and self.root_exit is None
 
     def stop(self, timeout: float = 60.0) -> ExitReason | None:
         """Stop the root politely (its children go in reverse order), then the bus and the launcher."""
         if self.client is not None and self.root_pid is not None and self.alive:
             self.stopping = True
             self._signal(self.root_pid, signal.SIGTERM)
-            if self.wait(timeout) is None:
+            if self.wait(timeout) is None and self.client is not None:
                 self._signal(self.root_pid, signal.SIGKILL)
                 self.wait(10.0)
         if self.client is not None and self.bus_pid is not None:

@@ -186,6 +186,7 @@ def run(args: argparse.Namespace) -> dict:
         requests = Requests(host.network.messenger_in, args.clients, args.rate, data, faults[0])
         try:
             for fault in faults:
+                host.wait_healthy()
                 requests.phase = fault
                 restarts = host.restarts
                 injected = APPLY[fault](host, rng, args.fault_seconds)
@@ -193,6 +194,7 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"{fault}: injected {injected}; network restarts so far {host.restarts - restarts}", flush=True)
                 results["faults"][fault]["network_restarts"] = host.restarts - restarts
             requests.phase = "after"
+            results["healthy_after_faults"] = host.wait_healthy()
             time.sleep(2.0)
             requests.finish()
             results["accuracy_end"] = round(evaluate(host.network, data), 4)

@@ -55,6 +55,23 @@ class Host:
         self.restarts += 1
         return True
 
+    def wait_healthy(self, timeout: float = 60.0) -> bool:
+        """Wait until the network is up and every child of its root is running (the keeper restarts it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            network = self.network  # the keeper's thread alone talks to the tree's launcher
+            if network is not None:
+                client = SupervisorClient(network.control, timeout=1.0)
+                try:
+                    if all(isinstance(c["pid"], int) for c in client.which_children()):
+                        return True
+                except ControlError:
+                    pass
+                finally:
+                    client.close()
+            time.sleep(0.1)
+        return False
+
     def stop(self) -> None:
         if self.network is not None:
             self.network.stop()
@@ -126,7 +143,7 @@ def kill_messengers(host: Host, rng: random.Random, seconds: float) -> int:
     restart intensity of 3 in 5 s: the root gives up, and the host starts the network again)."""
     kills = 0
     for child in ("messenger_out", "messenger_in", "messenger_out", "messenger_in"):
-        host.keep_up()
+        host.wait_healthy()
         kills += _signal(host.child_pid("root", child), signal.SIGKILL)
         time.sleep(1.0)
     time.sleep(max(0.0, seconds - 4.0))
@@ -148,10 +165,10 @@ def kill_root(host: Host, rng: random.Random, seconds: float) -> int:
 
 
 def polite_stop(host: Host, rng: random.Random, seconds: float) -> int:
-    """SIGTERM the network (what systemd's stop does), every neuron flushing; then it is started again."""
-    host.network.stop()
+    """SIGTERM the root supervisor (a polite stop: every neuron flushes); then the host starts it again."""
+    stopped = _signal(host.network.tree.root_pid, signal.SIGTERM)
     time.sleep(seconds)
-    return 1
+    return int(stopped)
 
 
 def fill_disk(host: Host, rng: random.Random, seconds: float) -> int:

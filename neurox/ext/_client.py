@@ -85,11 +85,11 @@ class Client:
     def results(self, timeout: float = 1.0) -> list[dict]:
         """The final replies that came within ``timeout`` seconds (at least one if any is due by then)."""
         until = time.monotonic() + timeout
-        while not self.done:
+        while True:
             now = time.monotonic()
-            if now >= until:
+            self._pump(max(0.0, min(until, self._next_due(now)) - now))
+            if self.done or time.monotonic() >= until:
                 break
-            self._pump(min(until, self._next_due(now)) - now)
         out, self.done = self.done, []
         return out
 

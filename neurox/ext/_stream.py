@@ -149,7 +149,10 @@ class Stream:
                 epoch, rows = pending
                 self.epoch = epoch
                 targets = self.dataset.targets[rows]
-                packet = self.origin.send(self.dataset.features[rows], targets.tolist(), self.learn)
+                try:
+                    packet = self.origin.send(self.dataset.features[rows], targets.tolist(), self.learn, block=False)
+                except zmq.Again:
+                    break  # the first layer is not taking packets (restarting): try again after a poll
                 feed.sending(packet, len(rows), targets if classified else None, now)
                 pending = next(schedule, None)
             wait_ms = 5 if pending is not None and feed.rate else 50

@@ -87,15 +87,15 @@ class Tree:
             raise TreeError(f"{env['path']} could not be forked: {exc}") from None
         deadline = time.monotonic() + timeout
         outcome = None
-        while outcome is None and (left := deadline - time.monotonic()) > 0:
+        while outcome is None and self.client is not None and (left := deadline - time.monotonic()) > 0:
             for notice in self._events(left):
                 if notice.get("pid") != pid:
                     self._note_exits([notice])
                 elif outcome is None and notice["ev"] in ("ready", "exit"):
                     outcome = notice
         if outcome is None:
-            raise TreeError(f"{env['path']} did not become ready within {timeout} s"
-                            + (f": {self.failure()}" if self.launcher_exit else ""))
+            raise TreeError(f"{env['path']} did not become ready: {self.failure()}" if self.launcher_exit
+                            else f"{env['path']} did not become ready within {timeout} s")
         if outcome["ev"] == "exit":
             raise TreeError(f"{env['path']} exited while starting: "
                             f"{ExitReason.from_wire(outcome['reason']).describe()}")

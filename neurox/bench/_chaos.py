@@ -190,9 +190,12 @@ def run(args: argparse.Namespace) -> dict:
                 requests.phase = fault
                 restarts = host.restarts
                 injected = APPLY[fault](host, rng, args.fault_seconds)
-                results["faults"][fault] = {"injected": injected}
-                print(f"{fault}: injected {injected}; network restarts so far {host.restarts - restarts}", flush=True)
-                results["faults"][fault]["network_restarts"] = host.restarts - restarts
+                host.wait_healthy()
+                accuracy = round(evaluate(host.network, data), 4)
+                results["faults"][fault] = {"injected": injected, "network_restarts": host.restarts - restarts,
+                                            "accuracy_after": accuracy}
+                print(f"{fault}: injected {injected}, network restarts {host.restarts - restarts}, "
+                      f"accuracy {accuracy:.3f}", flush=True)
             requests.phase = "after"
             results["healthy_after_faults"] = host.wait_healthy()
             time.sleep(2.0)

@@ -1,18 +1,27 @@
-"""Chaos, short: SIGKILL neurons every 250 ms and layer supervisors every 2 s while clients send
-requests and the network learns. Nothing is lost, duplicated or orphaned."""
+"""Chaos, short: every fault kind an operator meets, one after another, while neurox.Clients send
+requests and the network learns. Nothing is lost, answered twice or orphaned, and the network is back."""
 import argparse
 
 import pytest
 
 from neurox.bench import _chaos
 
+FAULTS = "neurons,layer,sigstop,messengers,launcher,root,disk,sigterm"
 
-@pytest.mark.timeout(240)
-def test_chaos_loses_duplicates_and_orphans_nothing():
-    result = _chaos.run(argparse.Namespace(seconds=8.0, requests=800, kill_every=0.25, supervisor_every=2.0,
-                                           recovery=5.0, clients=4, epochs=3))
-    assert result["requests"] == 800
+
+@pytest.mark.timeout(420)
+def test_every_fault_kind_loses_duplicates_and_orphans_nothing():
+    result = _chaos.run(argparse.Namespace(faults=FAULTS, fault_seconds=3.0, load=0, rate=40.0, clients=2,
+                                           epochs=1, recovery=6.0, seed=0))
+    faults = result["faults"]
+    assert list(faults) == FAULTS.split(","), faults
+    for name, fault in faults.items():
+        assert fault["injected"] >= 1, (name, fault)
+        assert fault["sent"] > 0 and fault["lost"] == 0, (name, fault)
+        assert fault["answered"] + fault["errors"] == fault["sent"], (name, fault)
+    for name in ("launcher", "root", "sigterm"):
+        assert faults[name]["network_restarts"] >= 1, (name, faults[name])  # the host brought it back
     assert result["lost"] == 0 and result["duplicates"] == 0 and result["orphans"] == 0, result
-    assert result["replied"] + result["errors"] == 800, result
-    assert result["neuron_kills"] >= 20 and result["supervisor_kills"] >= 1, result
-    assert result["accuracy_before"] > 0.5, result  # it learnt before the chaos (chance is 0.1)
+    assert result["healthy_after_faults"], result
+    assert result["accuracy_before"] > 0.3, result  # it learnt before the faults (chance is 0.1)
+    assert result["accuracy_60s"] > 0.3, result  # and is learning again after them

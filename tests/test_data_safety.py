@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from _netutil import EventWatcher, neuron_call, params, running_network
-from neurox.ext import MessengerClient, Stream, digits
+from neurox.ext import Client, Stream, digits
 from neurox.neuron import Network, load_topology
 from neurox.neuron._state import params_checksum
 
@@ -99,7 +99,7 @@ def test_a_full_disk_gives_clear_errors_and_state_resumes_when_space_returns(tmp
                     pass  # the disk is full
             failed = watcher.wait_for(lambda e: e["event"] == "flush_failed", timeout=20)
             assert failed["detail"], "the error says what went wrong"
-            client = MessengerClient(network.messenger_in)
+            client = Client(network.messenger_in)
             reply = client.ask(vector=digits().features[0].tolist())
             client.close()
             assert reply["ok"], "the network keeps answering on a full disk"

@@ -21,8 +21,8 @@ from neurox.runtime import ipc_endpoint, pack
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "docs", "extensions.md")
 PUBLIC = {
-    "AskError", "BUILT_IN", "ChildSpec", "Dataset", "DatasetError", "Extension", "ExtensionError",
-    "Feed", "InputError", "InputExtension", "MessengerIn", "MessengerOut", "MessengerClient", "Origin",
+    "BUILT_IN", "ChildSpec", "Dataset", "DatasetError", "Extension", "ExtensionError",
+    "Feed", "InputError", "InputExtension", "MessengerIn", "MessengerOut", "Client", "Origin",
     "OutputExtension", "Pipe", "PRELOAD", "Sample", "SampleInput", "Setting", "Stream", "StreamProgress", "TargetSpace",
     "Topology", "decode_outputs", "digits", "encode_text", "extension_children", "extension_class", "load_dataset",
     "messenger_children", "network_children", "outputs_endpoint", "parse_sample", "parse_vector", "sample_records",

@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from _extutil import ext_call, network_with, read_jsonl, wait_metric, wait_until
-from neurox.ext import InputError, MessengerClient, digits, sample_records
+from neurox.ext import InputError, Client, digits, sample_records
 from neurox.neuron import INPUT, encode_forward, inbox_endpoint
 from neurox.runtime import pack
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def ask_many(network, ids) -> list[dict]:
-    client = MessengerClient(network.messenger_in)
+    client = Client(network.messenger_in)
     try:
         return [client.ask(message_hash_id=i, vector=digits().features[n % 1797].tolist(), target=int(
             digits().targets[n % 1797])) for n, i in enumerate(ids)]

@@ -14,7 +14,7 @@ import zmq
 from _extutil import ext_call, network_with, wait_metric
 from _netutil import neuron_call, running_network
 from neurox.bench._fuzz import WEBHOOK, bad_bodies, bad_frames, post_all, valid_forward
-from neurox.ext import MessengerClient, digits
+from neurox.ext import Client, digits
 from neurox.neuron import inbox_endpoint, load_topology, neuron_control
 from neurox.runtime import ControlClient, ipc_endpoint
 from neurox.supervisor_tree import SupervisorClient
@@ -80,7 +80,7 @@ def check(network, processes, pids, fuzz_round, root, messenger, bus, rss_before
     fuzz_round()  # the allocator's high-water marks are reached
     rss_after_two = sum(p.memory_info().rss for p in processes)
     fuzz_round()  # bounded memory: one more round of the same abuse must not grow it further
-    client = MessengerClient(network.messenger_in)
+    client = Client(network.messenger_in)
     reply = client.ask(vector=digits().features[0].tolist(), timeout=30)
     client.close()
     assert reply["ok"], "the network still answers"

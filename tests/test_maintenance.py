@@ -11,7 +11,7 @@ import zmq
 
 from _netutil import learn, neuron_call, params
 from neurox.bench._chaos import evaluate
-from neurox.ext import PRELOAD, Dataset, MessengerClient, digits, network_children
+from neurox.ext import PRELOAD, Dataset, Client, digits, network_children
 from neurox.neuron import Network, TopologyError, load_topology
 from neurox.neuron._sleep import Phase, SleepConfig, advance, reservoir_slot, start
 from neurox.runtime import ControlClient
@@ -102,7 +102,7 @@ def test_a_maintenance_cycle_dreams_in_the_pool_and_loses_no_request(tmp_path, w
             replies, stop = [], threading.Event()
 
             def ask() -> None:
-                client = MessengerClient(network.messenger_in)
+                client = Client(network.messenger_in)
                 try:
                     for i in range(10_000):
                         if stop.is_set():

@@ -9,28 +9,30 @@ import pytest
 import zmq
 
 from _netutil import neuron_call, running_network
-from neurox.ext import MessengerClient, digits
+from neurox.ext import Client, digits
 from neurox.neuron import inbox_endpoint, load_topology
 from neurox.runtime import pack, unpack_map
+from neurox.supervisor_tree import SupervisorClient
 
 
 def client_run(endpoint: str, requests: list[dict], replies: list, timeout: float = 30.0) -> None:
-    """Pipeline every request, then collect replies until each has one or the client gives up."""
-    client = MessengerClient(endpoint, zmq.Context.instance())
+    """Pipeline every request on a raw DEALER (MessengerIn's own guarantee, no retrying client between),
+    then collect replies until each has one or the time is up, and a moment more for any duplicate."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
     try:
-        sent = [client.send(**request) for request in requests]
+        for request in requests:
+            sock.send_multipart([b"", pack(request)])
+        sent = [request["message_hash_id"] for request in requests]
         deadline = time.monotonic() + timeout
-        while len(replies) < len(sent) and time.monotonic() < deadline:
-            try:
-                replies.append(client.receive(timeout=max(0.1, deadline - time.monotonic())))
-            except Exception:
-                break
-        # anything more would be a duplicate: give it a moment to show up
-        while client.sock.poll(300):
-            replies.append(unpack_map(client.sock.recv_multipart()[-1]))
+        while len(replies) < len(sent) and sock.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+            replies.append(unpack_map(sock.recv_multipart()[-1]))
+        while sock.poll(300):
+            replies.append(unpack_map(sock.recv_multipart()[-1]))
         replies.append(("sent", sent))
     finally:
-        client.close()
+        sock.close()
 
 
 def run_clients(endpoint: str, clients: int, per_client: int, during=None) -> list[tuple[list, list]]:
@@ -38,8 +40,8 @@ def run_clients(endpoint: str, clients: int, per_client: int, during=None) -> li
     results = []
     threads = []
     for c in range(clients):
-        requests = [{"message_hash_id": f"c{c}-{i}", "vector": data.features[(c * per_client + i) % 1797].tolist(),
-                     **({"target": int(data.targets[i % 1797])} if i % 2 else {})} for i in range(per_client)]
+        requests = [{"message_hash_id": f"c{c}-{i}", "vector": data.features[(c * per_client + i) % len(data.targets)].tolist(),
+                     **({"target": int(data.targets[i % len(data.targets)])} if i % 2 else {})} for i in range(per_client)]
         replies: list = []
         results.append(replies)
         threads.append(threading.Thread(target=client_run, args=(endpoint, requests, replies)))
@@ -92,7 +94,7 @@ def test_a_neuron_killed_mid_stream_costs_no_request_its_reply(tmp_path):
 def test_bad_requests_get_clear_errors_and_nothing_crashes(tmp_path):
     with running_network(load_topology(), tmp_path) as network:
         pids = {n: neuron_call(network, n, "status")["pid"] for n in ("L0.n0", "L2.n1")}
-        client = MessengerClient(network.messenger_in)
+        client = Client(network.messenger_in)
         cases = [
             ({"vector": [1.0, 2.0]}, "bad_input", "expected 64 values"),
             ({"text": "hello", "encoding": "ebcdic"}, "bad_input", "unknown text encoding"),
@@ -130,3 +132,85 @@ def test_bad_requests_get_clear_errors_and_nothing_crashes(tmp_path):
         assert reply["ok"], "the network still answers"
         assert {n: neuron_call(network, n, "status")["pid"] for n in pids} == pids, "no process died"
         client.close()
+
+
+def _root_child_pid(network, child_id: str) -> int:
+    client = SupervisorClient(network.control, timeout=5.0)
+    try:
+        return next(c["pid"] for c in client.which_children() if c["id"] == child_id)
+    finally:
+        client.close()
+
+
+def _ask_all(endpoint: str, ids: list, rows: np.ndarray, out: dict, pace_s: float = 0.0) -> None:
+    """One neurox.Client pipelining a request per id (at most 32 waiting), every final reply kept per id."""
+    client = Client(endpoint, zmq.Context.instance(), deadline_s=60)
+    try:
+        for message_id, row in zip(ids, rows):
+            while len(client.pending) >= 32:
+                for reply in client.results(timeout=0.05):
+                    out.setdefault(reply["message_hash_id"], []).append(reply)
+            client.submit(message_id, vector=row.tolist(), timeout_ms=2000)
+            time.sleep(pace_s)
+        while client.pending:
+            for reply in client.results(timeout=1.0):
+                out.setdefault(reply["message_hash_id"], []).append(reply)
+        out["stats"] = client.stats
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(150)
+def test_messenger_in_killed_twice_with_requests_in_flight_loses_nothing(tmp_path):
+    """Two neurox.Clients stream requests; MessengerIn is SIGKILLed twice meanwhile. Every request gets
+    exactly one reply, and it is an answer: the clients sent the same ids again to the replacement."""
+    data = digits()
+    with running_network(load_topology(), tmp_path, timeout_ms=2000) as network:
+        outs = [{}, {}]
+        ids = [[f"c{c}-{i}" for i in range(400)] for c in range(2)]
+        threads = [threading.Thread(target=_ask_all, args=(network.messenger_in, ids[c], data.features[:400], outs[c],
+                                                            0.004)) for c in range(2)]
+        for thread in threads:
+            thread.start()
+        pids = []
+        for _ in range(2):
+            time.sleep(0.6)
+            pids.append(_root_child_pid(network, "messenger_in"))
+            os.kill(pids[-1], signal.SIGKILL)
+        for thread in threads:
+            thread.join(120)
+        assert _root_child_pid(network, "messenger_in") not in pids, "MessengerIn was replaced"
+    stats = [outs[c].pop("stats") for c in range(2)]
+    for c in range(2):
+        assert sorted(outs[c]) == sorted(ids[c]), f"client {c}: {len(set(ids[c]) - set(outs[c]))} never answered"
+        assert all(len(replies) == 1 for replies in outs[c].values()), "a request answered twice"
+        failed = [r[0] for r in outs[c].values() if not r[0]["ok"]]
+        assert not failed, failed[:3]
+    assert sum(s["resent_reconnect"] + s["resent_silence"] for s in stats) > 0, "the deaths caught requests in flight"
+
+
+@pytest.mark.timeout(90)
+def test_two_clients_using_the_same_ids_each_get_their_own_answers(tmp_path):
+    """Ids are scoped by connection: two clients sending the same message_hash_ids at once each get one
+    answer per request, the answer to their own vector (no learning, so answers are comparable)."""
+    data = digits()
+    rows = [data.features[:150], data.features[150:300]]
+    with running_network(load_topology(), tmp_path) as network:
+        expected: dict = {}
+        _ask_all(network.messenger_in, [f"e{i}" for i in range(300)], data.features[:300], expected)
+        expected.pop("stats")
+        outs = [{}, {}]
+        ids = [f"q-{i}" for i in range(150)]
+        threads = [threading.Thread(target=_ask_all, args=(network.messenger_in, ids, rows[c], outs[c]))
+                   for c in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    for c in range(2):
+        outs[c].pop("stats")
+        assert sorted(outs[c]) == sorted(ids)
+        for i, message_id in enumerate(ids):
+            (reply,) = outs[c][message_id]
+            assert reply["ok"], reply
+            np.testing.assert_allclose(reply["output"], expected[f"e{c * 150 + i}"][0]["output"], atol=1e-5)

@@ -29,7 +29,7 @@ import zmq
 
 from conftest import leaves_no_process
 from test_node import FakeSystemd
-from neurox.ext import MessengerClient
+from neurox.ext import Client
 from neurox.neuron import NeuronStore, messenger_in_endpoint, neuron_control, parse_topology
 from neurox.runtime import ControlClient, ControlError, create_keys
 from neurox.supervisor_tree import control_endpoint
@@ -246,8 +246,8 @@ def cluster(work):
     assert namespaces.prefix not in left, left
 
 
-def messenger(host: Host) -> MessengerClient:
-    return MessengerClient(messenger_in_endpoint(host.run_dir))
+def messenger(host: Host) -> Client:
+    return Client(messenger_in_endpoint(host.run_dir))
 
 
 @pytest.mark.timeout(120)
@@ -452,20 +452,19 @@ def test_a_dead_host_is_waited_for_and_no_request_is_lost_without_an_error(clust
     sent: list[str] = []
     done = threading.Event()
 
+    duplicates: list[int] = []
+
     def traffic() -> None:
         client = messenger(h1)
         try:
             while not done.is_set():
-                sent.append(client.send(vector=VECTOR, timeout_ms=1000))
-                with contextlib.suppress(Exception):
-                    while True:
-                        reply = client.receive(timeout=0.05)
-                        replies.setdefault(reply["message_hash_id"], []).append(reply)
-            deadline = time.monotonic() + 5
-            while len(replies) < len(sent) and time.monotonic() < deadline:
-                with contextlib.suppress(Exception):
-                    reply = client.receive(timeout=0.5)
+                sent.append(client.submit(vector=VECTOR, timeout_ms=1000, deadline_s=1.5))
+                for reply in client.results(timeout=0.05):
                     replies.setdefault(reply["message_hash_id"], []).append(reply)
+            while client.pending:
+                for reply in client.results(timeout=0.5):
+                    replies.setdefault(reply["message_hash_id"], []).append(reply)
+            duplicates.append(client.stats["duplicates"])
         finally:
             client.close()
 
@@ -487,9 +486,9 @@ def test_a_dead_host_is_waited_for_and_no_request_is_lost_without_an_error(clust
         done.set()
         sender.join(30)
     assert set(replies) == set(sent), f"{len(set(sent) - set(replies))} requests got no reply"
-    assert all(len(r) == 1 for r in replies.values()), "a request answered twice"
+    assert all(len(r) == 1 for r in replies.values()) and duplicates == [0], "a request answered twice"
     outcomes = [replies[m][0] for m in sent]
-    assert all(r["ok"] or r["error"] == "timeout" for r in outcomes), {r.get("error") for r in outcomes}
+    assert all(r["ok"] or r["error"] in ("timeout", "deadline") for r in outcomes), {r.get("error") for r in outcomes}
     assert any(not r["ok"] for r in outcomes[:killed_at]), "the dead layer never showed"
     after = outcomes[recovered_at:]
     assert len(after) > 20 and all(r["ok"] for r in after[-10:]), "answers did not come back after the restart"

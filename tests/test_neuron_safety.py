@@ -17,7 +17,7 @@ import pytest
 import zmq
 
 from _netutil import EventWatcher, neuron_call, params, running_network
-from neurox.ext import MessengerClient, digits
+from neurox.ext import Client, digits
 from neurox.neuron import inbox_endpoint, load_topology, parse_topology
 from neurox.neuron import _frames as frames
 from neurox.runtime import pack, unpack
@@ -59,7 +59,7 @@ def test_nan_and_inf_reaching_a_neuron_are_refused_and_counted_and_it_keeps_serv
                            what="the two refused packets counted")
         assert metrics["bad_frames_by_kind"].get("non_finite") == 1, "one frame, logged once"
         wait_for(lambda: neuron_call(network, "L4.n0", "metrics")["forwards"] >= 1, what="the good packet of the bundle")
-        client = MessengerClient(network.messenger_in)
+        client = Client(network.messenger_in)
         try:
             reply = client.ask(vector=digits().features[0].tolist(), target=int(digits().targets[0]))
         finally:
@@ -75,7 +75,7 @@ def test_an_input_too_large_to_learn_from_is_refused_and_the_network_keeps_answe
     with running_network(topology, tmp_path / "data") as network:
         before = pids(network)
         watcher = EventWatcher(network)
-        client = MessengerClient(network.messenger_in)
+        client = Client(network.messenger_in)
         try:
             reply = client.ask(vector=[1e30] * 64, target=3)  # finite, but its gradient's norm is not
             assert reply["ok"], reply
@@ -104,7 +104,7 @@ def test_regression_targets_of_raw_magnitude_are_clipped_and_every_weight_stays_
     w_true = rng.normal(0, 1, 6)
     with running_network(topology, tmp_path / "data") as network:
         before = pids(network)
-        client = MessengerClient(network.messenger_in)
+        client = Client(network.messenger_in)
         losses = []
         try:
             for _ in range(300):
@@ -156,7 +156,7 @@ def test_a_replacement_on_a_full_disk_serves_from_memory_and_persists_when_space
         topology.defaults["flush_interval_s"] = 0.05
         with running_network(topology, disk / "data") as network:
             watcher = EventWatcher(network)
-            client = MessengerClient(network.messenger_in)
+            client = Client(network.messenger_in)
             x, label = digits().features[2].tolist(), int(digits().targets[2])
             assert client.ask(vector=x, target=label)["ok"]
             wait_for(lambda: neuron_call(network, "L2.n1", "snapshot")["flushes"] >= 1, what="a first flush")

@@ -23,7 +23,7 @@ import zmq
 from neurox.cli import main
 from neurox.cli._discovery import find_network
 from neurox.cli._node import NodeConfig, peer_summary, starting_topology
-from neurox.ext import MessengerClient, digits
+from neurox.ext import Client, digits
 from neurox.neuron import NeuronStore, Topology, load_topology, neuron_control, topology_path
 from neurox.neuron._topology import DIAMOND_TOML
 from neurox.runtime import call
@@ -248,7 +248,7 @@ def test_ready_watchdog_stopping_and_a_polite_stop_with_state_flushed(tmp_path, 
         ctx = zmq.Context.instance()
         assert call(ctx, found["control"], "ping") == "pong"  # the same control API as everywhere
         samples = digits()
-        client = MessengerClient(found["messenger_in"])
+        client = Client(found["messenger_in"])
         taught = 20
         try:
             for i in range(taught):

@@ -11,7 +11,7 @@ import pytest
 import tomli_w
 
 from _netutil import learn, neuron_call, running_network
-from neurox.ext import MessengerClient, digits
+from neurox.ext import Client, digits
 from neurox.neuron import Reshaping, TopologyError, layers_on, parse_topology
 from neurox.neuron._tree_specs import layer_children
 from neurox.runtime import ControlError
@@ -156,7 +156,7 @@ def child_pid(network, path: str) -> int:
         client.close()
 
 
-def answer(client: MessengerClient, vector) -> np.ndarray:
+def answer(client: Client, vector) -> np.ndarray:
     reply = client.ask(vector=list(map(float, vector)), timeout=30)
     assert reply["ok"], reply
     return np.asarray(reply["output"])
@@ -185,7 +185,7 @@ def test_a_brain_of_regions_runs_supervised_by_their_strategies_and_holds_contex
         after = wait_for_new_pids(network, before, ("pfc.n0", "pfc.n1"))
         assert [after[n] for n in ("hc.n0", "L0.n0", "out.n0")] == [before[n] for n in ("hc.n0", "L0.n0", "out.n0")]
         # context: the same input answers differently after different inputs (the cortex remembers)
-        client = MessengerClient(network.messenger_in)
+        client = Client(network.messenger_in)
         try:
             x, y = data.features[0], data.features[1]
             answer(client, x)
@@ -233,7 +233,7 @@ def test_a_region_restarts_its_layers_by_its_own_strategy(tmp_path, no_stray_pro
 def test_reshaping_a_region_goes_through_its_supervisors(tmp_path, no_stray_processes):
     with running_network(parse_topology(brain()), tmp_path) as network:
         reshaping = Reshaping(network.reshaper)
-        client = MessengerClient(network.messenger_in)
+        client = Client(network.messenger_in)
         try:
             added = reshaping.add_neuron("bg_striatum_go")["id"]
             assert supervisors(network)["root/bg/bg_striatum_go"][1] == ["bg_striatum_go.n0", "bg_striatum_go.n1", added]

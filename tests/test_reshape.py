@@ -6,7 +6,7 @@ import pytest
 import zmq
 
 from _netutil import learn, running_network
-from neurox.ext import MessengerClient, digits
+from neurox.ext import Client, digits
 from neurox.neuron import Reshaping, load_topology, parse_topology
 from neurox.runtime import ControlError
 
@@ -14,22 +14,20 @@ from neurox.runtime import ControlError
 def stream_requests(endpoint: str, stop: threading.Event, outcome: dict) -> None:
     """Pipelined requests (half of them learning) until told to stop; records every reply per id."""
     data = digits()
-    client = MessengerClient(endpoint, zmq.Context.instance())
+    client = Client(endpoint, zmq.Context.instance())
     sent, replies, i = [], {}, 0
     try:
         while not stop.is_set():
             for _ in range(8):
                 row = i % len(data.targets)
-                sent.append(client.send(vector=data.features[row].tolist(), timeout_ms=3000,
-                                        **({"target": int(data.targets[row])} if i % 2 else {})))
+                sent.append(client.submit(vector=data.features[row].tolist(), timeout_ms=3000,
+                                          **({"target": int(data.targets[row])} if i % 2 else {})))
                 i += 1
-            for _ in range(8):
-                reply = client.receive(timeout=10)
-                replies[reply["message_hash_id"]] = replies.get(reply["message_hash_id"], 0) + 1
-                outcome["ok" if reply["ok"] else "errors"] = outcome.get("ok" if reply["ok"] else "errors", 0) + 1
-        while client.sock.poll(500):
-            reply = client.receive()
-            replies[reply["message_hash_id"]] = replies.get(reply["message_hash_id"], 0) + 1
+            while client.pending:
+                for reply in client.results(timeout=10):
+                    replies[reply["message_hash_id"]] = replies.get(reply["message_hash_id"], 0) + 1
+                    outcome["ok" if reply["ok"] else "errors"] = outcome.get("ok" if reply["ok"] else "errors", 0) + 1
+        outcome["duplicates"] = client.stats["duplicates"]
     finally:
         client.close()
         outcome.update(sent=sent, replies=replies)
@@ -61,7 +59,7 @@ def test_reshape_to_1_3_4_3_1_and_back_while_requests_stream(tmp_path):
         after = learn(network, digits(), epochs=1, window=2)
     assert outcome["replies"], "requests were answered during the reshaping"
     assert sorted(outcome["replies"]) == sorted(outcome["sent"]), "every request got a reply"
-    assert max(outcome["replies"].values()) == 1, "and only one"
+    assert max(outcome["replies"].values()) == 1 and outcome["duplicates"] == 0, "and only one"
     assert outcome.get("errors", 0) <= len(outcome["sent"]) // 20, outcome.get("errors")
     assert after.rolling_accuracy > 0.6, "learning continues"
     reparsed = parse_topology(tomllib.loads(exported))

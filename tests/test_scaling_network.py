@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 from _netutil import learn, neuron_call, params, running_network
-from neurox.ext import Dataset, MessengerClient, digits
+from neurox.ext import Dataset, Client, digits
 from neurox.ext._front import feed_endpoint
 from neurox.neuron import INPUT, encode_forward, load_topology
 from neurox.runtime import ControlClient, pack
@@ -149,7 +149,7 @@ def test_scaling_travels_with_the_network_ask_takes_user_units_and_the_state_sur
         assert state["inputs"]["count"] in (saved["count"], saved["count"] + 1)  # --rate: at most one more sample
         np.testing.assert_allclose(state["inputs"]["mean"], saved["mean"], rtol=1e-3, atol=1e-3)
         with open(data_dir / "run.json") as f:
-            client = MessengerClient(json.load(f)["messenger_in"])
+            client = Client(json.load(f)["messenger_in"])
         rows = np.random.default_rng(0).choice(1797, 200, replace=False)
         try:
             raw = np.mean([client.ask(vector=big[i].tolist())["label"] == data.targets[i] for i in rows])

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from ..ext import MessengerClient
+from ..ext import Client
 
 
 class SteadyAsker:
@@ -26,7 +26,7 @@ class SteadyAsker:
         self._thread.join(60)
 
     def _run(self, endpoint: str, vectors: np.ndarray, pause_s: float, timeout_s: float) -> None:
-        client = MessengerClient(endpoint)
+        client = Client(endpoint)
         try:
             i = 0
             while not self._stop.is_set():

@@ -1,37 +1,45 @@
-"""SIGKILL neurons (then supervisors too) while clients send requests and the network learns"""
+"""every fault an operator meets, while clients ask and the network learns: lost, duplicated, orphaned, accuracy back
+
+The network learns the digits as ``neurox run`` does by default, then clients (``neurox.Client``, the
+project's own) send requests at a steady rate while a learning stream goes on and the faults of
+:mod:`neurox.bench._faults` are injected one kind after another. The host starts the network again
+whenever it has ended (as systemd does for ``neurox node``). Per fault kind: requests sent, answered,
+ended in an explicit error, lost (no final reply at all) and answered twice; accuracy before the faults,
+at their end, and 30 s and 60 s after; orphans at the end.
+"""
 from __future__ import annotations
 
 import argparse
 import os
 import random
-import signal
+import shutil
 import tempfile
 import threading
 import time
 from collections import Counter
 
-import psutil
 import zmq
 
-from ..ext import PRELOAD, MessengerClient, Origin, Stream, digits, messenger_children
-from ..neuron import Network, load_topology
-from ..runtime import SPARE_NAME, ControlError
-from ..supervisor_tree import SupervisorClient, control_endpoint
+from ..ext import RUN_BATCH, RUN_WINDOW, Client, Origin, Stream, digits
+from ..neuron import load_topology
+from ._faults import APPLY, FAULTS, Burners, Host, SmallDisk, orphans
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of the chaos (default: %(default)s)")
-    parser.add_argument("--requests", type=int, default=10000, help="MessengerIn requests (default: %(default)s)")
-    parser.add_argument("--kill-every", type=float, default=0.25, help="seconds between neuron kills")
-    parser.add_argument("--supervisor-every", type=float, default=2.0, help="seconds between supervisor kills (2nd half)")
-    parser.add_argument("--recovery", type=float, default=60.0, help="seconds of learning after the chaos")
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=5, help="epochs of the digits learned before the chaos")
+    parser.add_argument("--faults", default=",".join(FAULTS),
+                        help="fault kinds, in order (default: all: %(default)s)")
+    parser.add_argument("--fault-seconds", type=float, default=8.0, help="length of each fault kind (default: %(default)s)")
+    parser.add_argument("--load", type=int, default=0, help="CPU-burning processes beside it (default: %(default)s)")
+    parser.add_argument("--rate", type=float, default=40.0, help="client requests per second (default: %(default)s)")
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the digits learnt before the faults")
+    parser.add_argument("--recovery", type=float, default=60.0, help="seconds of learning after the faults")
+    parser.add_argument("--seed", type=int, default=0)
 
 
-def evaluate(network: Network, data) -> float:
+def evaluate(network, data) -> float:
     """Inference-only accuracy over the whole set (no learning), through the real network."""
-    origin = Origin(zmq.Context.instance(), network.run_dir, network.topology, "eval")
+    origin = Origin(zmq.Context.instance(), network.run_dir, network.topology, "eval", remember=False)
     try:
         waiting = {}
         correct = answered = 0
@@ -55,149 +63,167 @@ def evaluate(network: Network, data) -> float:
         origin.close()
 
 
-def tree_pids(network: Network) -> set[int]:
-    """Every pid the supervision tree knows of: supervisors, workers, the event bus."""
-    pids = {network.tree.root_pid, network.tree.bus_pid}
-    stack = [network.control]
-    while stack:
-        client = SupervisorClient(stack.pop(), timeout=5.0)
-        try:
-            for child in client.which_children():
-                if isinstance(child["pid"], int):
-                    pids.add(child["pid"])
-                    if child["type"] == "supervisor":
-                        stack.append(child["control"])
-        except ControlError:
-            pass
-        finally:
-            client.close()
-    return pids
+class Requests:
+    """Client threads sending paced requests; every final reply is booked under the fault during which
+    its request was sent."""
 
-
-class Clients:
-    """Pipelining MessengerIn clients that record every reply per message id."""
-
-    def __init__(self, endpoint: str, requests: int, clients: int, data):
+    def __init__(self, endpoint: str, clients: int, rate: float, data, phase: str):
+        self.phase = phase
+        self.sent: Counter = Counter()
+        self.outcomes: dict[str, Counter] = {}
         self.replies: Counter = Counter()
-        self.outcomes: Counter = Counter()
-        self.sent = 0
+        self.redundant = 0
         self.lock = threading.Lock()
-        per_client = requests // clients
-        self.threads = [threading.Thread(target=self._run, args=(endpoint, c, per_client, data)) for c in range(clients)]
-
-    def start(self, pace_s: float) -> None:
-        self.pace_s = pace_s
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(endpoint, c, clients / rate, data), daemon=True)
+                        for c in range(clients)]
         for thread in self.threads:
             thread.start()
 
-    def join(self) -> None:
-        for thread in self.threads:
-            thread.join()
-
-    def _run(self, endpoint: str, client_no: int, count: int, data) -> None:
-        client = MessengerClient(endpoint, zmq.Context.instance())
-        outstanding = 0
-        started = time.monotonic()
+    def _run(self, endpoint: str, client_no: int, pause_s: float, data) -> None:
+        client = Client(endpoint, zmq.Context.instance())
+        phase_of: dict[str, str] = {}
+        i = 0
+        next_at = time.monotonic()
         try:
-            for i in range(count):
-                while time.monotonic() - started < i * self.pace_s or outstanding >= 16:
-                    if client.sock.poll(5):
-                        self._note(client.receive())
-                        outstanding -= 1
-                    elif outstanding >= 16 and time.monotonic() - started > i * self.pace_s + 30:
-                        break
-                row = (client_no * count + i) % len(data.targets)
-                client.send(f"{client_no}-{i}", vector=data.features[row].tolist(), target=int(data.targets[row]),
-                            timeout_ms=2000)
-                with self.lock:
-                    self.sent += 1
-                outstanding += 1
-            quiet_since = time.monotonic()
-            while time.monotonic() - quiet_since < 3.0:  # collect the rest, and any duplicate
-                if client.sock.poll(100):
-                    self._note(client.receive())
-                    quiet_since = time.monotonic()
+            while not self.stopping.is_set() or client.pending:
+                if not self.stopping.is_set() and time.monotonic() >= next_at:
+                    row = (client_no * 7919 + i) % len(data.targets)
+                    message_id = client.submit(f"{client_no}-{i}", vector=data.features[row].tolist(),
+                                               target=int(data.targets[row]), timeout_ms=2000)
+                    phase_of[message_id] = self.phase
+                    with self.lock:
+                        self.sent[self.phase] += 1
+                    i += 1
+                    next_at += pause_s
+                for reply in client.results(timeout=max(0.0, min(0.05, next_at - time.monotonic()))):
+                    self._book(phase_of.pop(reply["message_hash_id"]), reply)
         finally:
+            with self.lock:
+                self.redundant += client.stats["duplicates"]
             client.close()
 
-    def _note(self, reply: dict) -> None:
+    def _book(self, phase: str, reply: dict) -> None:
         with self.lock:
-            self.replies[reply.get("message_hash_id")] += 1
-            self.outcomes["replied" if reply.get("ok") else "errors"] += 1
+            self.replies[reply["message_hash_id"]] += 1
+            self.outcomes.setdefault(phase, Counter())["answered" if reply["ok"] else "errors"] += 1
+
+    def finish(self) -> None:
+        """Stop sending; wait until every request sent has its final reply (or its deadline passed)."""
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(120)
+
+    def report(self, phase: str) -> dict:
+        outcome = self.outcomes.get(phase, Counter())
+        sent = self.sent[phase]
+        return {"sent": sent, "answered": outcome["answered"], "errors": outcome["errors"],
+                "lost": sent - outcome["answered"] - outcome["errors"]}
+
+
+class Learning:
+    """The network's own learning stream, in a thread, for as long as the bench runs (as `neurox run`)."""
+
+    def __init__(self, host: Host, data, seed: int):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(host, data, seed))
+        self.thread.start()
+
+    def _run(self, host: Host, data, seed: int) -> None:
+        stream = Stream(zmq.Context.instance(), host.run_dir, host.topology, data, window=RUN_WINDOW,
+                        batch=RUN_BATCH, seed=seed, name="learning")
+        try:
+            stream.run(10 ** 6, should_stop=self.stop.is_set)
+        finally:
+            stream.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+class Keeper:
+    """Starts the network again whenever it has ended, as systemd's Restart= does for `neurox node`."""
+
+    def __init__(self, host: Host):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(host,))
+        self.thread.start()
+
+    def _run(self, host: Host) -> None:
+        while not self.stop.wait(0.2):
+            host.keep_up()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(60)
 
 
 def run(args: argparse.Namespace) -> dict:
+    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        raise SystemExit(f"neurox bench chaos: unknown fault kinds {unknown}; known: {', '.join(FAULTS)}")
     data = digits()
-    with tempfile.TemporaryDirectory() as data_dir:
-        network = Network(load_topology(), data_dir, extensions=messenger_children(data_dir, timeout_ms=2000),
-                          preload=PRELOAD)
-        with network:
-            learn(network, data, epochs=args.epochs)
-            accuracy_before = evaluate(network, data)
-            print(f"accuracy before: {accuracy_before:.3f}", flush=True)
-            clients = Clients(network.messenger_in, args.requests, args.clients, data)
-            clients.start(pace_s=args.seconds * args.clients / args.requests)
-            kills = Counter()
-            chaos_end = time.monotonic() + args.seconds
-            next_supervisor = time.monotonic() + args.seconds / 2
-            rng = random.Random(0)
-            while time.monotonic() < chaos_end:
-                time.sleep(args.kill_every)
-                topology = network.topology
-                neuron = rng.choice(topology.neurons())
-                if _kill_child(network, topology.supervisor_path(topology.layer_of(neuron).name), neuron):
-                    kills["neurons"] += 1
-                if time.monotonic() >= next_supervisor:
-                    next_supervisor += args.supervisor_every
-                    layer = rng.choice([l.name for l in topology.layers])
-                    if _kill_child(network, *topology.supervisor_path(layer).rsplit("/", 1)):
-                        kills["supervisors"] += 1
-            clients.join()
-            accuracy_end_of_chaos = evaluate(network, data)
-            print(f"chaos over: {dict(kills)} kills, accuracy {accuracy_end_of_chaos:.3f}; "
-                  f"learning for {args.recovery:.0f} s more", flush=True)
-            learn(network, data, seconds=args.recovery)
-            accuracy_after = evaluate(network, data)
-            time.sleep(0.5)
-            launcher_children = {p.pid for p in psutil.Process(network.tree.launcher_proc.pid).children()
-                                 if p.name() != SPARE_NAME}  # the launcher's own spare is nobody's child yet
-            orphans = len(launcher_children - tree_pids(network))
-    duplicates = sum(n - 1 for n in clients.replies.values() if n > 1)
-    replied_ids = len(clients.replies)
-    return {"requests": clients.sent, "replied": clients.outcomes["replied"], "errors": clients.outcomes["errors"],
-            "duplicates": duplicates, "lost": clients.sent - replied_ids, "orphans": orphans,
-            "accuracy_before": round(accuracy_before, 4), "accuracy_end_of_chaos": round(accuracy_end_of_chaos, 4),
-            "accuracy_after": round(accuracy_after, 4), "recovery_s": args.recovery,
-            "neuron_kills": kills["neurons"], "supervisor_kills": kills["supervisors"], "seconds": args.seconds}
-
-
-def learn(network: Network, data, epochs: int = 10 ** 6, seconds: float | None = None) -> None:
-    """The network's own training stream, as ``neurox bench learn`` runs it (8 samples a packet)."""
-    stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2, batch=8)
+    rng = random.Random(args.seed)
+    base = tempfile.mkdtemp(prefix="nx-chaos-")
+    disk = SmallDisk(os.path.join(base, "disk")) if "disk" in faults else None
+    data_dir = os.path.join(disk.path if disk else base, "net")
+    host = Host(load_topology(), data_dir, os.path.join(base, "run"))
+    burners = Burners(args.load)
+    results: dict = {"faults": {}, "load": args.load, "fault_seconds": args.fault_seconds}
     try:
-        stream.run(epochs, should_stop=_after(seconds) if seconds is not None else lambda: False)
+        host.start()
+        warmup = Stream(zmq.Context.instance(), host.run_dir, host.topology, data, window=RUN_WINDOW,
+                        batch=RUN_BATCH, seed=args.seed, name="warmup")
+        try:
+            warmup.run(args.epochs)
+        finally:
+            warmup.close()
+        results["accuracy_before"] = round(evaluate(host.network, data), 4)
+        print(f"accuracy before: {results['accuracy_before']:.3f} (load: {args.load} burning processes)", flush=True)
+        learning, keeper = Learning(host, data, args.seed + 1), Keeper(host)
+        requests = Requests(host.network.messenger_in, args.clients, args.rate, data, faults[0])
+        try:
+            for fault in faults:
+                host.wait_healthy()
+                requests.phase = fault
+                restarts = host.restarts
+                injected = APPLY[fault](host, rng, args.fault_seconds)
+                host.wait_healthy()
+                accuracy = round(evaluate(host.network, data), 4)
+                results["faults"][fault] = {"injected": injected, "network_restarts": host.restarts - restarts,
+                                            "accuracy_after": accuracy}
+                print(f"{fault}: injected {injected}, network restarts {host.restarts - restarts}, "
+                      f"accuracy {accuracy:.3f}", flush=True)
+            requests.phase = "after"
+            results["healthy_after_faults"] = host.wait_healthy()
+            time.sleep(2.0)
+            requests.finish()
+            results["accuracy_end"] = round(evaluate(host.network, data), 4)
+            for after in (30, 60):
+                time.sleep(30.0 * args.recovery / 60.0)
+                results[f"accuracy_{after}s"] = round(evaluate(host.network, data), 4)
+                print(f"accuracy {after * args.recovery / 60:.0f} s after the faults: "
+                      f"{results[f'accuracy_{after}s']:.3f}", flush=True)
+        finally:
+            requests.finish()
+            keeper.close()
+            learning.close()
+        results["orphans"] = orphans(host)
     finally:
-        stream.close()
-
-
-def _after(seconds: float):
-    deadline = time.monotonic() + seconds
-    return lambda: time.monotonic() > deadline
-
-
-def _kill_child(network: Network, supervisor_path: str, child_id: str) -> bool:
-    """SIGKILL a running child of a supervisor; False if it is not running right now."""
-    client = SupervisorClient(control_endpoint(network.run_dir, supervisor_path), timeout=2.0)
-    try:
-        pid = next((c["pid"] for c in client.which_children() if c["id"] == child_id), None)
-    except ControlError:
-        return False
-    finally:
-        client.close()
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    return True
+        burners.close()
+        host.stop()
+        if disk is not None:
+            disk.close()
+        shutil.rmtree(base, ignore_errors=True)
+    for fault in faults:
+        results["faults"][fault].update(requests.report(fault))
+    results["after_faults"] = requests.report("after")
+    duplicates = sum(n - 1 for n in requests.replies.values() if n > 1)
+    lost = sum(f["lost"] for f in results["faults"].values()) + results["after_faults"]["lost"]
+    results.update(lost=lost, duplicates=duplicates,
+                   redundant_replies_dropped=requests.redundant, network_restarts=host.restarts,
+                   start_failures=host.start_failures[:3],
+                   recovered_accuracy_ratio=round(results["accuracy_60s"] / max(results["accuracy_before"], 1e-9), 4))
+    return results

@@ -23,7 +23,7 @@ import msgpack
 import psutil
 import zmq
 
-from ..ext import PRELOAD, MessengerClient, digits, network_children
+from ..ext import PRELOAD, Client, digits, network_children
 from ..neuron import Network, encode_forward, inbox_endpoint, load_topology, neuron_control
 from ..runtime import ControlClient, ipc_endpoint, pack
 from ..supervisor_tree import SupervisorClient, control_endpoint
@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> dict:
                     seconds = time.perf_counter() - started
                     per_kind[name] = {"sent": sent, "counted": counted, "frames_per_s": round(sent / seconds)}
                     print(f"{name}: {per_kind[name]}", flush=True)
-                client = MessengerClient(network.messenger_in, ctx)
+                client = Client(network.messenger_in, ctx)
                 reply = client.ask(vector=digits().features[0].tolist(), timeout=30)
                 client.close()
                 alive = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from ..ext import PRELOAD, MessengerClient, digits, messenger_children
+from ..ext import PRELOAD, Client, digits, messenger_children
 from ..neuron import Network, load_topology
 from ._floor import FloorDiamond
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> dict:
     vectors = digits().features
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(load_topology(), data_dir, extensions=messenger_children(data_dir), preload=PRELOAD) as network:
-            client = MessengerClient(network.messenger_in)
+            client = Client(network.messenger_in)
             try:
                 for i in range(200):
                     client.ask(vector=vectors[i].tolist())

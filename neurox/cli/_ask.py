@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from ..ext import AskError, DatasetError, MessengerClient, load_dataset
+from ..ext import Client, DatasetError, load_dataset
 from ._discovery import add_target_arguments, find_network
 
 
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="a random row of the dataset the network is learning (shows its true class or value)")
     parser.add_argument("--encoding", default="utf8", help="text encoding (default: %(default)s)")
     parser.add_argument("--target", type=int, help="learn from this request too (the class index)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer, retries included (default: %(default)s)")
     parser.set_defaults(handler=ask)
 
 
@@ -44,12 +44,9 @@ def ask(args: argparse.Namespace) -> int:
     except _Refused as exc:
         print(f"neurox ask: {exc}")
         return 2
-    client = MessengerClient(endpoint)
+    client = Client(endpoint, deadline_s=args.timeout)
     try:
-        reply = client.ask(timeout=args.timeout, **request)
-    except AskError as exc:
-        print(f"neurox ask: {exc}")
-        return 1
+        reply = client.ask(**request)
     finally:
         client.close()
     if reply.get("ok"):

@@ -58,9 +58,10 @@ from dataclasses import dataclass
 import zmq
 
 from ..ext import PRELOAD, maintenance_children, network_children
-from ..neuron import (Network, Topology, TopologyError, control_tcp, events_tcp, front_host, layers_on,
-                      live_topology, load_topology)
-from ..ops import PRELOAD as OPS_PRELOAD, Gateway, MetricsServer, gateway_endpoint, ServiceConfig, serve_metrics, service_children, service_source
+from ..neuron import (DataDirError, Network, Topology, TopologyError, control_tcp, ensure_usable_data_dir, events_tcp,
+                      front_host, layers_on, live_topology, load_topology)
+from ..ops import (PRELOAD as OPS_PRELOAD, Gateway, MetricsServer, ServiceConfig, gateway_endpoint, serve_metrics,
+                   service_children, service_source)
 from ..runtime import ControlClient, ControlError, CurveKeys, KeysError
 from ..runtime import Notifier
 from ..supervisor_tree import TreeError
@@ -247,10 +248,11 @@ def node(args: argparse.Namespace) -> int:
     try:
         config = NodeConfig.load(args.config)
         os.makedirs(config.data_dir, mode=0o700, exist_ok=True)
+        ensure_usable_data_dir(config.data_dir)
         topology = starting_topology(config)
         check_host(config, topology)
         stale = clear_stale_run_dir(config.run_dir)
-    except (ConfigError, TopologyError, KeysError, OSError, RunDirInUse) as exc:
+    except (ConfigError, TopologyError, KeysError, DataDirError, OSError, RunDirInUse) as exc:
         print(f"neurox node: {exc}", flush=True)
         return EXIT_CONFIG
     if stale:
@@ -298,14 +300,13 @@ def node(args: argparse.Namespace) -> int:
             code = watch(config, network, notifier, stop)
     finally:
         notifier.stopping(f"{config.label}: stopping, flushing every neuron's state")
-        if gateway is not None:
-            gateway.close()
-        reason = network.stop()
+        stale = clear_stale_run_dir(config.run_dir)
+    except (ConfigError, TopologyError, KeysError, DataDirError, OSError, RunDirInUse) as exc:
         if metrics is not None:
             metrics.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(run_file)
-        print(f"neurox node {config.label}: stopped ({reason.describe() if reason else 'shutdown'})", flush=True)
+        print(f"neurox node {config.label}: " + ("stopped" if code == 0 else "stopped after the failure"), flush=True)
         notifier.close()
     return code
 
@@ -348,9 +349,9 @@ def watch(config: NodeConfig, network: Network, notifier: Notifier, stop: thread
         notifier.ready(_status(config, health))
         while not stop.wait(tick):
             if not network.tree.alive:
-                reason = network.tree.root_exit
-                notifier.status(f"{config.label}: the root supervisor exited ({reason.describe()})")
-                print(f"neurox node {config.label}: the root supervisor exited ({reason.describe()})", flush=True)
+                failure = network.tree.failure()
+                notifier.status(f"{config.label}: {failure}")
+                print(f"neurox node {config.label}: {failure}", flush=True)
                 return EXIT_TREE_FAILED
             if health.root_answers():
                 notifier.watchdog_ping()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import signal
 import threading
 import time
@@ -21,12 +20,13 @@ import zmq
 
 from ..ext import (MISSING, PRELOAD, RUN_BATCH, RUN_WINDOW, SCALE_MODES, TASKS, Dataset, DatasetError, Stream,
                    check_learnable, load_dataset, network_children, scale_config)
-from ..neuron import Network, Topology, TopologyError, live_topology, load_topology, neuron_control, topology_path
+from ..neuron import (DataDirError, Network, Topology, TopologyError, ensure_usable_data_dir, live_topology, load_topology,
+                      neuron_control, topology_path, wipe_data_dir)
 from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
 from ..runtime import ControlError, call
+from ..supervisor_tree import TreeError
 from ._console import Console
 from ._discovery import DEFAULT_DATA_DIR, write_run_file
-
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -114,9 +114,14 @@ def run(args: argparse.Namespace) -> int:
     except TopologyError as exc:
         print(f"neurox run: {exc}")
         return 2
-    if args.fresh and os.path.isdir(args.data_dir):
-        shutil.rmtree(args.data_dir)
-    topology = live_topology(topology, data_dir, resume=False)
+    try:
+        if args.fresh:
+            wipe_data_dir(data_dir)
+        ensure_usable_data_dir(data_dir)
+        topology = live_topology(topology, data_dir, resume=False)
+    except (DataDirError, OSError) as exc:
+        print(f"neurox run: {exc if isinstance(exc, DataDirError) else f'{data_dir}: {exc.strerror}'}")
+        return 2
     network = Network(topology, data_dir, extensions=extensions, preload=PRELOAD + OPS_PRELOAD)
     metrics = None
     if args.metrics_port is not None:
@@ -135,7 +140,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"data: {_describe(args.data, dataset)}\n"
           f"inputs scaled by the network: {scale_config(network.topology.input).describe()} (online)", flush=True)
     print(f"starting {len(network.topology.neurons())} neurons ({_shape(network.topology)}) ...", flush=True)
-    network.start()
+    try:
+        network.start()
+    except TreeError as exc:
+        print(f"neurox run: the network did not start: {exc}", flush=True)
+        return 1
     run_file = write_run_file(network, {"path": None if args.data is None else os.path.abspath(args.data),
                                         "target": args.target, "task": dataset.task, "missing": args.missing})
     print(f"up in {time.monotonic() - started:.1f} s. MessengerIn: {network.messenger_in}\n"
@@ -175,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
         if os.path.exists(run_file):
             os.unlink(run_file)
     if died:
-        print(f"neurox run: the network died: {why_it_died(reason, console.gave_up)}", flush=True)
+        why = network.tree.failure() if network.tree.launcher_exit else why_it_died(reason, console.gave_up)
+        print(f"neurox run: the network died: {why}", flush=True)
         return 1
     print("stopped", flush=True)
     return 0

@@ -6,7 +6,7 @@ from ..supervisor_tree import ChildSpec
 from ._api import (BUILT_IN as BUILT_IN, Extension as Extension,
                    InputExtension as InputExtension, OutputExtension as OutputExtension, SampleInput as SampleInput,
                    extension_class as extension_class, outputs_endpoint as outputs_endpoint)
-from ._client import AskError as AskError, MessengerClient as MessengerClient
+from ._client import Client as Client
 from ._datasets import (MISSING as MISSING, TASKS as TASKS, Dataset as Dataset, DatasetError as DatasetError,
                         check_learnable as check_learnable, digits as digits, load_dataset as load_dataset)
 from ._messenger_in import MessengerIn as MessengerIn

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,8 @@ from ._samples import InputError as BadRequest, encode_text
 REQUEST_MAX_BYTES = 256 * 1024
 DEFAULT_TIMEOUT_MS = 5000
 DEFAULT_MAX_IN_FLIGHT = 1024
+REPLY_CACHE = 8192
+"""Final replies kept to answer a client that sends the same request again (after a silence)."""
 MESSENGER_IN_TARGET = "neurox.ext._messenger_in:run_messenger_in"
 FEED_BUNDLE = 64
 """Other origins' frames waiting at the feed that MessengerIn passes on as one bundle."""
@@ -37,6 +40,13 @@ class Waiting:
     envelope: list[bytes]
     message_hash_id: object
     deadline: float
+    key: tuple
+
+
+def request_key(envelope: list[bytes], message_id) -> tuple:
+    """Who asked what: the connection's identity (given by the ROUTER, so no client can forge another's)
+    and the client's own message_hash_id. Two clients may use the same ids; one client may repeat one."""
+    return envelope[0], type(message_id).__name__, message_id
 
 
 def parse_request(request: dict, width: int, classes: int | None, outputs: int) -> tuple:
@@ -102,9 +112,13 @@ class MessengerIn(InputExtension):
         self.feed = make_socket(self.ctx, zmq.PULL, bind=feed_endpoint(self.run_dir))
         self.watch(self.feed, self._on_feed, drain=FEED_BUNDLE)
         self.waiting: dict[int, Waiting] = {}
+        self.packet_of: dict[tuple, int] = {}
+        """request_key -> the packet computing it, while in flight."""
+        self.replies: OrderedDict[tuple, dict] = OrderedDict()
+        """request_key -> its final reply, for a repeat (bounded: the oldest go first)."""
         self.deadlines: list[tuple[float, int]] = []
         self.counters.update(requests=0, replied=0, errors=0, timeouts=0, busy=0, late=0, unroutable=0,
-                             forwarded=0, feed_dropped=0)
+                             forwarded=0, feed_dropped=0, repeats_answered=0, repeats_in_flight=0)
 
     def ready_info(self) -> dict:
         return {"kind": self.kind, "endpoint": self.endpoint}
@@ -147,6 +161,9 @@ class MessengerIn(InputExtension):
                 raise BadRequest(exc.kind, exc.detail) from None  # malformed, oversized or wrong_type (not a map)
             message_id = request.get("message_hash_id")
             message_id, row, targets, learn = parse_request(request, self.width, self.classes, self.outputs)
+            key = request_key(envelope, message_id)
+            if self._repeat(key, envelope):
+                return
             timeout_ms = request.get("timeout_ms", self.timeout_s * 1000)
             if not isinstance(timeout_ms, (int, float)) or isinstance(timeout_ms, bool) or not 0 < timeout_ms <= 600_000:
                 raise BadRequest("bad_input", "'timeout_ms' must be a number of milliseconds in (0, 600000]")
@@ -167,11 +184,24 @@ class MessengerIn(InputExtension):
                                    "detail": exc.detail})
             return
         deadline = time.monotonic() + timeout_ms / 1000.0
-        self.waiting[packet] = Waiting(envelope, message_id, deadline)
+        self.waiting[packet] = Waiting(envelope, message_id, deadline, key)
+        self.packet_of[key] = packet
         heapq.heappush(self.deadlines, (deadline, packet))
 
+    def _repeat(self, key: tuple, envelope: list[bytes]) -> bool:
+        """A request seen before is answered from the cache, or left to the computation under way."""
+        cached = self.replies.get(key)
+        if cached is not None:
+            self.count("repeats_answered")
+            self._reply(envelope, cached)
+            return True
+        if key in self.packet_of:
+            self.count("repeats_in_flight")
+            return True
+        return False
+
     def on_result(self, result: dict) -> None:
-        waiting = self.waiting.pop(result.get("packet"), None)
+        waiting = self._settle(result.get("packet"))
         if waiting is None:
             self.count("late")
             return
@@ -184,13 +214,22 @@ class MessengerIn(InputExtension):
         if self.classes is not None and names and len(names) == len(reply["output"]):
             reply["probabilities"] = dict(zip(map(str, names), reply["output"]))
         self.count("replied")
+        self.replies[waiting.key] = reply
+        if len(self.replies) > REPLY_CACHE:
+            self.replies.popitem(last=False)
         self._reply(waiting.envelope, reply)
+
+    def _settle(self, packet) -> Waiting | None:
+        waiting = self.waiting.pop(packet, None)
+        if waiting is not None:
+            del self.packet_of[waiting.key]
+        return waiting
 
     def _expire(self, now: float) -> None:
         """Requests past their deadline get an explicit timeout error."""
         while self.deadlines and self.deadlines[0][0] <= now:
             _, packet = heapq.heappop(self.deadlines)
-            waiting = self.waiting.pop(packet, None)
+            waiting = self._settle(packet)
             if waiting is None:
                 continue  # answered in time
             self.count("timeouts")
@@ -210,6 +249,7 @@ class MessengerIn(InputExtension):
             self._reply(waiting.envelope, {"message_hash_id": waiting.message_hash_id, "ok": False,
                                            "error": "shutdown", "detail": "the network is stopping"})
         self.waiting.clear()
+        self.packet_of.clear()
         self.scaling.close()
         super().close()
 

@@ -188,7 +188,10 @@ class Stream:
                 epoch, rows = pending
                 self.epoch = epoch
                 targets = self.dataset.targets[rows]
-                packet = self.origin.send(self.dataset.features[rows], targets.tolist(), self.learn)
+                try:
+                    packet = self.origin.send(self.dataset.features[rows], targets.tolist(), self.learn, block=False)
+                except zmq.Again:
+                    break  # the start of the network is not taking packets (restarting): again after a poll
                 feed.sending(packet, len(rows), targets if classified else None, now,
                              None if classified else targets)
                 pending = next(schedule, None)

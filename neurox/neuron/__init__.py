@@ -5,6 +5,8 @@ from ._frames import (FORWARD as FORWARD, GRADIENT as GRADIENT, OUTPUT as OUTPUT
                       array_to_wire as array_to_wire, decode as decode_frame, encode_forward as encode_forward,
                       split_rows as split_rows)
 from ._activations import ACTIVATIONS as ACTIVATIONS
+from ._data_dir import (MARKER as DATA_DIR_MARKER, OWNED as DATA_DIR_ENTRIES, DataDirError as DataDirError,
+                        ensure_usable as ensure_usable_data_dir, wipe as wipe_data_dir)
 from ._network import Network as Network, live_topology as live_topology
 from ._tree_specs import layer_spec as layer_spec, neuron_spec as neuron_spec
 from ._hosts import PlacementError as PlacementError

@@ -16,6 +16,7 @@ import os
 
 from ..runtime import write_tcp_plan
 from ..supervisor_tree import ChildSpec, Tree, control_endpoint, root_args
+from ._data_dir import claim
 from ._endpoints import messenger_in_endpoint, topology_path
 from ._placement import front_host, layers_on, tcp_exports, tcp_routes
 from ._reshaper import Reshaper
@@ -28,7 +29,7 @@ PRELOAD = ("neurox.neuron._process", "neurox.neuron._reshaper", "neurox.supervis
 
 def live_topology(topology: Topology, data_dir: str, resume: bool) -> Topology:
     """The shape a network in ``data_dir`` starts with: the one it had (``resume``), else ``topology``."""
-    os.makedirs(data_dir, exist_ok=True)
+    claim(data_dir)
     live = topology_path(data_dir)
     return Topology.load(live) if resume and os.path.exists(live) else topology
 

@@ -200,6 +200,10 @@ def _await_job(job_r: int, ahead: bool) -> tuple[Callable, dict] | None:
     return resolve_target(request["target"]), request
 
 
+class ParentGone(Exception):
+    """Raised in a child that finds its launcher gone: the tree dies with the launcher, quietly."""
+
+
 def _child(launcher_pid: int, ready_w: int, keep: tuple[int, ...], get_job) -> None:
     """Runs in the forked process and never returns: cut every tie to the launcher, then work."""
     global _ready_fd
@@ -222,6 +226,8 @@ def _child(launcher_pid: int, ready_w: int, keep: tuple[int, ...], get_job) -> N
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except ParentGone:
+        code = 1  # the launcher died and its parent-death signal is taking the tree: an echo, not news
     except BaseException:
         traceback.print_exc()
         code = 1

@@ -9,6 +9,7 @@ import sys
 import time
 from collections import deque
 
+from ._fork import ParentGone
 from ._launcher import PACKET_MAX, PART_BYTES
 from ._wire import pack, unpack_map
 
@@ -38,6 +39,10 @@ def run_base() -> str:
 
 class LauncherError(RuntimeError):
     """The launcher refused a request or could not be reached."""
+
+
+class LauncherGone(LauncherError, ParentGone):
+    """The launcher closed the connection: it died, and every child of it is dying with it."""
 
 
 class LauncherClient:
@@ -97,17 +102,23 @@ class LauncherClient:
 
     def _send(self, request: bytes) -> None:
         """One packet, or, for a long request, its parts (see ``_launcher.PART_BYTES``)."""
-        if len(request) <= PART_BYTES:
-            self.sock.send(request)
-            return
-        for at in range(0, len(request), PART_BYTES):
-            last = at + PART_BYTES >= len(request)
-            self.sock.send(pack({"op": "end" if last else "part", "data": request[at:at + PART_BYTES]}))
+        try:
+            if len(request) <= PART_BYTES:
+                self.sock.send(request)
+                return
+            for at in range(0, len(request), PART_BYTES):
+                last = at + PART_BYTES >= len(request)
+                self.sock.send(pack({"op": "end" if last else "part", "data": request[at:at + PART_BYTES]}))
+        except (BrokenPipeError, ConnectionResetError):
+            raise LauncherGone("the launcher closed the connection") from None
 
     def _receive(self) -> dict:
-        packet = self.sock.recv(PACKET_MAX)
+        try:
+            packet = self.sock.recv(PACKET_MAX)
+        except ConnectionResetError:
+            packet = b""
         if not packet:
-            raise LauncherError("the launcher closed the connection")
+            raise LauncherGone("the launcher closed the connection")
         return unpack_map(packet, PACKET_MAX)
 
 

@@ -14,7 +14,8 @@ import subprocess
 import tempfile
 import time
 
-from ..runtime import ExitReason, LauncherClient, LauncherError, ipc_endpoint, run_base, start_launcher
+from ..runtime import (ExitReason, LauncherClient, LauncherError, ipc_endpoint, reason_from_status, run_base,
+                      start_launcher)
 from ._naming import control_endpoint
 from ._supervisor import SUPERVISOR_TARGET
 
@@ -45,6 +46,9 @@ class Tree:
         self.bus_pid: int | None = None
         self.root_pid: int | None = None
         self.root_exit: ExitReason | None = None
+        self.launcher_exit: ExitReason | None = None
+        """Set when the launcher died under the tree (its children, the whole tree, died with it)."""
+        self.stopping = False
 
     def __enter__(self) -> "Tree":
         return self.start()
@@ -84,14 +88,15 @@ class Tree:
             raise TreeError(f"{env['path']} could not be forked: {exc}") from None
         deadline = time.monotonic() + timeout
         outcome = None
-        while outcome is None and (left := deadline - time.monotonic()) > 0:
-            for notice in self.client.events(left):
+        while outcome is None and self.client is not None and (left := deadline - time.monotonic()) > 0:
+            for notice in self._events(left):
                 if notice.get("pid") != pid:
                     self._note_exits([notice])
                 elif outcome is None and notice["ev"] in ("ready", "exit"):
                     outcome = notice
         if outcome is None:
-            raise TreeError(f"{env['path']} did not become ready within {timeout} s")
+            raise TreeError(f"{env['path']} did not become ready: {self.failure()}" if self.launcher_exit
+                            else f"{env['path']} did not become ready within {timeout} s")
         if outcome["ev"] == "exit":
             raise TreeError(f"{env['path']} exited while starting: "
                             f"{ExitReason.from_wire(outcome['reason']).describe()}")
@@ -104,8 +109,45 @@ class Tree:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return None
-            self._note_exits(self.client.events(remaining))
+            self._note_exits(self._events(remaining))
         return self.root_exit
+
+    def _events(self, timeout: float | None) -> list[dict]:
+        """The launcher's notices; if the launcher is gone, the tree is too: recorded, no notice."""
+        try:
+            return self.client.events(timeout)
+        except LauncherError:
+            self._launcher_died()
+            return []
+
+    def _launcher_died(self) -> None:
+        """The launcher's death is the host's tree's death (docs/supervision.md): its children carry a
+        parent-death signal, so every process of the tree is gone; nothing is left to stop."""
+        code = self.launcher_proc.wait(10.0) if self.launcher_proc is not None else 0
+        self.launcher_exit = reason_from_status(None, -code) if code < 0 else reason_from_status(code, None)
+        self.launcher_proc = None
+        self.client.close()
+        self.client = None
+        self.root_pid = self.bus_pid = None
+
+    def failure(self) -> str | None:
+        """One line saying what ended the tree without being asked to, or None (running, or stopped on request)."""
+        if self.launcher_exit is not None:
+            return (f"the launcher (fork server) died ({self.launcher_exit.describe()}); every process of the "
+                    f"network died with it")
+        if self.root_exit is not None and not self.stopping:
+            gave_up = self.root_exit.kind == "shutdown" and self.root_exit.signal is None
+            return ("the root supervisor gave up (its restart intensity was reached)" if gave_up
+                    else f"the root supervisor died ({self.root_exit.describe()})")
+        return None
+
+    def _signal(self, pid: int, sig: int) -> None:
+        if self.client is None:
+            return
+        try:
+            self.client.signal(pid, sig)
+        except (LauncherError, OSError):
+            self._launcher_died()
 
     def _note_exits(self, notices: list[dict]) -> None:
         for notice in notices:
@@ -118,22 +160,23 @@ class Tree:
     def alive(self) -> bool:
         if self.client is None or self.root_pid is None:
             return False
-        self._note_exits(self.client.events(0.0))
-        return self.root_exit is None
+        self._note_exits(self._events(0.0))
+        return self.client is not None and self.root_exit is None
 
     def stop(self, timeout: float = 60.0) -> ExitReason | None:
         """Stop the root politely (its children go in reverse order), then the bus and the launcher."""
+        if self.client is not None and self.root_pid is not None and self.alive:
+            self.stopping = True
+            self._signal(self.root_pid, signal.SIGTERM)
+            if self.wait(timeout) is None and self.client is not None:
+                self._signal(self.root_pid, signal.SIGKILL)
+                self.wait(10.0)
+        if self.client is not None and self.bus_pid is not None:
+            self._signal(self.bus_pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5.0
+            while self.client is not None and self.bus_pid is not None and (left := deadline - time.monotonic()) > 0:
+                self._note_exits(self._events(left))
         if self.client is not None:
-            if self.root_pid is not None and self.alive:
-                self.client.signal(self.root_pid, signal.SIGTERM)
-                if self.wait(timeout) is None:
-                    self.client.signal(self.root_pid, signal.SIGKILL)
-                    self.wait(10.0)
-            if self.bus_pid is not None:
-                self.client.signal(self.bus_pid, signal.SIGTERM)
-                deadline = time.monotonic() + 5.0
-                while self.bus_pid is not None and (left := deadline - time.monotonic()) > 0:
-                    self._note_exits(self.client.events(left))
             self.client.close()
             self.client = None
         if self.launcher_proc is not None:

@@ -1,0 +1,51 @@
+"""`neurox run --fresh` removes only what NeuroX made, and refuses a directory that is not NeuroX's."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from neurox.neuron import DATA_DIR_ENTRIES as OWNED, DATA_DIR_MARKER as MARKER
+
+PROJECT = os.path.join(os.path.dirname(__file__), "..")
+
+
+def neurox_run(data_dir, *args, timeout=90) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(PROJECT)}
+    return subprocess.run([sys.executable, "-m", "neurox.cli", "run", "--data-dir", str(data_dir), "--no-service",
+                           *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.timeout(180)
+def test_fresh_keeps_a_users_file_and_removes_the_networks_state(tmp_path):
+    data_dir = tmp_path / "net"
+    first = neurox_run(data_dir, "--duration", "3")
+    assert first.returncode == 0, first.stdout + first.stderr
+    made = set(os.listdir(data_dir))
+    assert MARKER in made and "neurons" in made
+    assert made <= {MARKER, *OWNED}, f"NeuroX wrote entries --fresh would not remove: {made - {MARKER, *OWNED}}"
+    (data_dir / "notes.txt").write_text("mine")
+    (data_dir / "datasets").mkdir()
+    (data_dir / "datasets" / "a.csv").write_text("x,y\n1,2\n")
+    neurons_before = {p: os.stat(data_dir / "neurons" / p).st_ino for p in os.listdir(data_dir / "neurons")}
+    again = neurox_run(data_dir, "--fresh", "--duration", "3")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (data_dir / "notes.txt").read_text() == "mine"
+    assert (data_dir / "datasets" / "a.csv").exists()
+    neurons_after = {p: os.stat(data_dir / "neurons" / p).st_ino for p in os.listdir(data_dir / "neurons")}
+    assert set(neurons_after) == set(neurons_before)
+    assert all(neurons_after[p] != neurons_before[p] for p in neurons_after), "the neurons' stores were made anew"
+
+
+@pytest.mark.timeout(60)
+def test_fresh_refuses_a_directory_that_is_not_neuroxs(tmp_path):
+    data_dir = tmp_path / "home"
+    data_dir.mkdir()
+    (data_dir / "thesis.tex").write_text("years of work")
+    (data_dir / "neurons").mkdir()  # a name NeuroX uses, but not NeuroX's
+    done = neurox_run(data_dir, "--fresh", "--duration", "1")
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and "not a NeuroX data directory" in lines[0] and "nothing deleted" in lines[0], done.stdout
+    assert "Traceback" not in done.stderr
+    assert sorted(os.listdir(data_dir)) == ["neurons", "thesis.tex"]

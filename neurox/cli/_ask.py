@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--vector", help="comma-separated numbers")
     what.add_argument("--text", help="text, encoded by MessengerIn")
     what.add_argument("--random", action="store_true", help="a random sample of the bundled digits (shows its true label)")
-    parser.add_argument("--encoding", default="utf8", help="text encoding (default: %(default)s)")
+    parser.add_argument("--encoding", help="the text encoding the network must have (default: whatever its "
+                        "topology's [text] table says)")
     parser.add_argument("--target", type=int, help="learn from this request too (the class index)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer, retries included (default: %(default)s)")
     parser.set_defaults(handler=ask)
@@ -36,7 +37,7 @@ def ask(args: argparse.Namespace) -> int:
             print("neurox ask: --vector takes comma-separated numbers")
             return 2
     elif args.text is not None:
-        request.update(text=args.text, encoding=args.encoding)
+        request.update(text=args.text, **({"encoding": args.encoding} if args.encoding else {}))
     else:
         data = digits()
         index = int(np.random.default_rng().integers(len(data.targets)))

@@ -19,6 +19,7 @@ from ._samples import (InputError as InputError, Sample as Sample, TargetSpace a
                        encode_text as encode_text, parse_sample as parse_sample, parse_vector as parse_vector,
                        sample_records as sample_records)
 from ._settings import ExtensionError as ExtensionError, Setting as Setting
+from ._text import TextEncoder as TextEncoder, text_encoder as text_encoder
 from ._stream import (DEFAULT_BATCH as DEFAULT_BATCH, DEFAULT_WINDOW as DEFAULT_WINDOW, Feed as Feed, Stream as Stream,
                       StreamProgress as StreamProgress)
 
@@ -40,6 +41,7 @@ def extension_children(topology: Topology, data_dir: str) -> list[ChildSpec]:
     Each line is checked against its extension's settings here, before any process starts:
     ExtensionError (a TopologyError) names the extension and every setting that is wrong.
     """
+    text_encoder(topology)  # a [text] table with a mistake is refused here too
     specs = []
     for extension in topology.extensions:
         name = extension["name"]

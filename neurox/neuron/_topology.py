@@ -77,6 +77,8 @@ class Topology:
     region_flags: dict = field(default_factory=dict)
     """Region name -> its supervisor's flags (``strategy``, ``intensity``, ``period_s``): its template's,
     overridden by the topology's ``[region.NAME]`` table (see ``region_supervision``)."""
+    text: dict | None = None
+    """The ``[text]`` table (None: the defaults): how text samples become rows (see neurox/ext/_text.py)."""
 
     # -- questions neurons and supervisors ask --------------------------------------------------
     def layer_of(self, neuron_id: str) -> Layer:
@@ -304,7 +306,7 @@ class Topology:
                 "explicit_links": self.explicit_links, "extensions": self.extensions,
                 "neurotransmitters": self.neurotransmitters, "hosts": self.hosts,
                 "self_reshaping": self.self_reshaping, "maintenance": self.maintenance,
-                "region": self.region_flags,
+                "region": self.region_flags, "text": self.text,
                 "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
                             "next_index": l.next_index} for l in self.layers],
                 "links": [list(link) for link in self.links]}
@@ -318,7 +320,7 @@ class Topology:
                        int(data.get("seed", 0)), bool(data.get("explicit_links", False)),
                        list(data.get("extensions", [])), data.get("neurotransmitters"), dict(data.get("hosts", {})),
                        data.get("self_reshaping"), data.get("maintenance"),
-                       {name: dict(flags) for name, flags in data.get("region", {}).items()})
+                       {name: dict(flags) for name, flags in data.get("region", {}).items()}, data.get("text"))
         return topology.validate() if validate else topology
 
     def save(self, path: str) -> None:
@@ -353,6 +355,8 @@ class Topology:
             doc["self_reshaping"] = self.self_reshaping
         if self.maintenance is not None:
             doc["maintenance"] = self.maintenance
+        if self.text is not None:
+            doc["text"] = self.text
         regions = self.supervised_regions()  # a region whose last layer was removed keeps its flags, unexported
         flags = {name: table for name, table in self.region_flags.items() if table and name in regions}
         if flags:
@@ -363,7 +367,7 @@ class Topology:
 def parse_topology(doc: dict) -> Topology:
     """A Topology from a parsed TOML document."""
     known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension",
-             "neurotransmitters", "hosts", "self_reshaping", "maintenance", "region"}
+             "neurotransmitters", "hosts", "self_reshaping", "maintenance", "region", "text"}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -396,6 +400,7 @@ def parse_topology(doc: dict) -> Topology:
     topology.neurotransmitters = doc.get("neurotransmitters")
     topology.hosts = dict(doc.get("hosts", {}))
     topology.self_reshaping = doc.get("self_reshaping")
+    topology.text = doc.get("text")
     topology.maintenance = doc.get("maintenance", {} if regions.episodic_store else None)
     topology.region_flags = merge_region_flags(regions.region_flags, doc.get("region", {}),
                                                topology.supervised_regions())

@@ -104,4 +104,16 @@ def test_ask_text_after_learning_from_text_gets_the_learnt_label(tmp_path, no_st
         done = subprocess.run([sys.executable, "-m", "neurox.cli", "ask", "--text", "rain", "--encoding", "utf8",
                                "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=60)
         reply = json.loads(done.stdout.strip().splitlines()[-1])
-        assert done.returncode == 1 and reply["error"] == "bad_input" and "encodes text with 'hashing'" in reply["detail"]
+        assert done.returncode == 1 and reply["error"] == "bad_input"
+        assert "encodes text with 'hashing'" in reply["detail"]
+
+
+@pytest.mark.timeout(170)
+def test_text_bench_learns_generated_texts_beside_a_linear_model():
+    done = subprocess.run([sys.executable, "-m", "neurox.cli", "bench", "text", "--train", "600", "--test", "200",
+                           "--epochs", "2"], capture_output=True, text=True, timeout=160)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["errors"] == 0 and result["lost"] == 0 and result["test"] == 200
+    assert result["linear_accuracy"] > 0.6 > 0.4 > result["linear_utf8_accuracy"]  # hashing carries the topic
+    assert result["accuracy"] > 0.5 and result["ratio"] == round(result["accuracy"] / result["linear_accuracy"], 4)

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "soak": ("neurox.bench._soak", "steady load for a while: growth of RSS, fds and threads"),
     "chaos": ("neurox.bench._chaos", "SIGKILL neurons and supervisors under load: lost, duplicated, orphaned"),
     "fuzz": ("neurox.bench._fuzz", "100,000 bad frames to every socket kind: counted, nothing dies, memory bounded"),
+    "text": ("neurox.bench._text", "generated texts learnt through the hashing encoder beside a linear model"),
     "brain": ("neurox.bench._brain", "dopamine reward learning on a moving bandit, Hebbian vs the first PC, ..."),
 }
 

@@ -52,7 +52,8 @@ BACKOFF_S = 0.01
 DRAIN = 1000
 """Answers an OutputExtension takes per wake-up before it lets its control socket in."""
 BUILT_IN = {"eye": "neurox.ext.eye", "webhook": "neurox.ext.webhook", "stream": "neurox.ext.stream",
-            "jsonl": "neurox.ext.jsonl", "http_post": "neurox.ext.http_post", "zmq_pub": "neurox.ext.zmq_pub"}
+            "jsonl": "neurox.ext.jsonl", "http_post": "neurox.ext.http_post", "zmq_pub": "neurox.ext.zmq_pub",
+            "telegram": "neurox.ext.telegram"}
 """The built-in extensions: a topology line may name one by its short name (``module = "eye"``)."""
 
 

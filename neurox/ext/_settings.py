@@ -31,8 +31,8 @@ class Setting:
 
     ``kind`` is one of ``int``, ``float``, ``bool``, ``str``, ``path`` (a str made absolute against the
     working directory of whoever builds the network; ``-`` stays as it is and means standard input or
-    output), ``strings`` (a list of str), ``ints`` (a list of integers). ``choices`` limits a str; ``minimum`` a number. A default of
-    None means "not set" (the extension decides what that means).
+    output), ``strings`` (a list of str), ``ints`` (a list of integers). ``choices`` limits a str;
+    ``minimum`` a number. A default of None means "not set" (the extension decides what that means).
     """
     doc: str
     default: object = REQUIRED

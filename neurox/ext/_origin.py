@@ -15,6 +15,7 @@ import zmq
 from ..neuron import INPUT, Topology, encode_forward, inbox_endpoint
 from ..neuron._sleep import experiences_endpoint
 from ..runtime import FrameError, ipc_endpoint, make_socket, pack, unpack
+from ._mixing import Mixer
 
 ORIGIN_BITS = 40
 """Packet ids are ``origin_number << 40 | sequence``."""
@@ -36,6 +37,7 @@ class Origin:
         self.returns = make_socket(ctx, zmq.PULL, bind=self.return_endpoint, hwm=hwm)
         self.starts = [make_socket(ctx, zmq.PUSH, connect=inbox_endpoint(run_dir, n), hwm=hwm)
                        for n in topology.layers[0].neurons]
+        self.mixer = Mixer(ctx, run_dir, topology, name)
         number = int.from_bytes(os.urandom(2), "big") | 1
         self._ids = itertools.count(number << ORIGIN_BITS)
 
@@ -47,6 +49,7 @@ class Origin:
         does this origin's ``name`` (as ``source``).
         """
         packet = next(self._ids)
+        rows = self.mixer.apply(rows)  # the samples of mixing inputs, in their positions
         meta = {"origin": self.return_endpoint, "source": self.name}
         if learn and targets is not None:
             meta["targets"] = targets
@@ -77,5 +80,6 @@ class Origin:
     def close(self) -> None:
         for sock in (self.returns, *self.starts):
             sock.close(linger=0)
+        self.mixer.close()
         if self.hippocampus is not None:
             self.hippocampus.close(linger=0)

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--text", help="text, encoded by MessengerIn")
     what.add_argument("--random", action="store_true",
                       help="a random row of the dataset the network is learning (shows its true class or value)")
-    parser.add_argument("--encoding", default="utf8", help="text encoding (default: %(default)s)")
+    parser.add_argument("--encoding", help="the text encoding the network must have (default: whatever its "
+                        "topology's [text] table says)")
     parser.add_argument("--target", type=int, help="learn from this request too (the class index)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer, retries included (default: %(default)s)")
     parser.set_defaults(handler=ask)
@@ -63,7 +64,7 @@ def _request(args: argparse.Namespace, found: dict) -> dict:
         except ValueError:
             raise _Refused("--vector takes comma-separated numbers") from None
     elif args.text is not None:
-        request.update(text=args.text, encoding=args.encoding)
+        request.update(text=args.text, **({"encoding": args.encoding} if args.encoding else {}))
     else:
         request["vector"] = _random_row(args, found)
     if args.target is not None:

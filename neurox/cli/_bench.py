@@ -21,6 +21,7 @@ BENCHMARKS = {
     "fuzz": ("neurox.bench._fuzz", "100,000 bad frames to every socket kind: counted, nothing dies, memory bounded"),
     "datasets": ("neurox.bench._datasets", "digits, iris, wine, breast cancer, diabetes (and --drift streams) beside "
                                            "an in-process MLP, scikit-learn and River"),
+    "text": ("neurox.bench._text", "generated texts learnt through the hashing encoder beside a linear model"),
     "brain": ("neurox.bench._brain", "dopamine reward learning on a moving bandit, Hebbian vs the first PC, ..."),
 }
 

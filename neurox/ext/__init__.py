@@ -21,6 +21,7 @@ from ._samples import (InputError as InputError, Sample as Sample, TargetSpace a
 from ._scaling import (MODES as SCALE_MODES, ScaleConfig as ScaleConfig, Scaler as Scaler,
                        ScalingError as ScalingError, scale_config as scale_config)
 from ._settings import ExtensionError as ExtensionError, Setting as Setting
+from ._text import TextEncoder as TextEncoder, text_encoder as text_encoder
 from ._stream import (RUN_BATCH as RUN_BATCH, RUN_WINDOW as RUN_WINDOW, Feed as Feed, Stream as Stream,
                       StreamProgress as StreamProgress)
 
@@ -44,6 +45,7 @@ def extension_children(topology: Topology, data_dir: str) -> list[dict]:
     Each line is checked against its extension's settings here, before any process starts:
     ExtensionError (a TopologyError) names the extension and every setting that is wrong.
     """
+    text_encoder(topology)  # a [text] table with a mistake is refused here too
     specs = []
     for extension in topology.extensions:
         name = extension["name"]

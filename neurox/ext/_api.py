@@ -36,6 +36,7 @@ import zmq
 
 from ..neuron import DEFAULT_WINDOW, Topology, topology_path
 from ..runtime import BadFrames, FrameError, Process, ipc_endpoint, make_socket, unpack_map
+from ._mixing import JOIN_SETTINGS, MixSource, check_join, joined_width
 from ._origin import Origin, results_of
 from ._pipes import Pipe
 from ._samples import InputError, Sample, TargetSpace, sample_records
@@ -51,7 +52,8 @@ BACKOFF_S = 0.01
 DRAIN = 1000
 """Messages (answers, returns) an extension takes per wake-up before it lets its control socket in."""
 BUILT_IN = {"eye": "neurox.ext.eye", "webhook": "neurox.ext.webhook", "stream": "neurox.ext.stream",
-            "jsonl": "neurox.ext.jsonl", "http_post": "neurox.ext.http_post", "zmq_pub": "neurox.ext.zmq_pub"}
+            "jsonl": "neurox.ext.jsonl", "http_post": "neurox.ext.http_post", "zmq_pub": "neurox.ext.zmq_pub",
+            "telegram": "neurox.ext.telegram"}
 """The built-in extensions: a topology line may name one by its short name (``module = "eye"``)."""
 
 
@@ -169,7 +171,7 @@ class InputExtension(Extension):
 
     @property
     def width(self) -> int:
-        return self.topology.input_width
+        return joined_width(self.settings, self.topology)
 
     def submit(self, rows: np.ndarray, targets: list | None = None, block: bool = False, tag=None,
                learn: bool | None = None, meta: dict | None = None) -> int:
@@ -222,7 +224,12 @@ class SampleInput(InputExtension):
         "queue": Setting("samples waiting to be sent at most; a full queue holds the source back", 1000, "int",
                          minimum=1),
         "packet_timeout_s": Setting("a packet unanswered this long is counted lost", 5.0, "float", minimum=0.001),
+        **JOIN_SETTINGS,
     }
+
+    @classmethod
+    def configure(cls, raw: dict, name: str, topology: Topology) -> dict:
+        return check_join(super().configure(raw, name, topology), name, topology)
 
     def __init__(self, settings: dict, env: dict):
         super().__init__(settings, env)
@@ -234,6 +241,7 @@ class SampleInput(InputExtension):
         self._watched: set[int] = set()
         self._retry_at = 0.0
         self.counters.update(offered=0, sent=0, answered=0, lost=0)
+        self.mix = MixSource(self.ctx, self.run_dir, self.name, settings["rate"]) if settings["join"] == "mix" else None
 
     @property
     def room(self) -> int:
@@ -298,6 +306,8 @@ class SampleInput(InputExtension):
         return min(waits) if waits else None
 
     def _pump(self, now: float) -> float | None:
+        if self.mix is not None:
+            return self.mix.pump(self, now)  # published for the other inputs to mix in, not sent
         if now < self._retry_at:
             return self._retry_at - now
         while self.pending and self.feed.may_send(now):
@@ -343,6 +353,11 @@ class SampleInput(InputExtension):
                 "accuracy": progress.accuracy, "rolling_accuracy": progress.rolling_accuracy,
                 "scored": progress.scored, "mean_loss": progress.mean_loss, "rmse": progress.rmse,
                 "mae": progress.mae}
+
+    def close(self) -> None:
+        if self.mix is not None:
+            self.mix.close()
+        super().close()
 
 
 class OutputExtension(Extension):

@@ -44,17 +44,20 @@ class Client:
     """A DEALER to MessengerIn. :meth:`submit` and :meth:`results` pipeline; :meth:`ask` is one request.
 
     ``deadline_s`` bounds each request from its submission to its final reply, retries included.
+    ``identity``: a fixed routing id, for a client that must find its answers again after its own restart.
     ``stats``: replies delivered, resends (and why), duplicates dropped, deadlines missed.
     """
 
     def __init__(self, endpoint: str, ctx: zmq.Context | None = None, deadline_s: float = DEFAULT_DEADLINE_S,
-                 curve: dict | None = None):
+                 curve: dict | None = None, identity: bytes | None = None):
         self.ctx = ctx or zmq.Context.instance()
         self.deadline_s = deadline_s
         self.sock = make_socket(self.ctx, zmq.DEALER, linger_ms=0)
         if curve:
             self.sock.curve_publickey, self.sock.curve_secretkey = curve["public"], curve["secret"]
             self.sock.curve_serverkey = curve["server"]
+        if identity:  # MessengerIn keys its reply cache by connection: a client restarted under the same
+            self.sock.setsockopt(zmq.ROUTING_ID, identity)  # identity finds its earlier answers there
         self.monitor = self.sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.sock.connect(endpoint)
         self.poller = zmq.Poller()

@@ -76,6 +76,15 @@ def decode_image(data: bytes, spec: ImageSpec) -> np.ndarray:
         # file (OSError, SyntaxError, ValueError, struct.error, EOFError, ...); each is a bad image.
         raise InputError("bad_image", f"not a readable {'/'.join(spec.formats)} image "
                                       f"({type(exc).__name__}: {exc})") from None
+    return _finish(values, spec)
+
+
+def image_row(img: Image.Image, spec: ImageSpec) -> np.ndarray:
+    """A decoded picture (a video frame) as a row of ``spec.width`` values, exactly as an image file's."""
+    return _finish(_pixels(img, spec), spec)
+
+
+def _finish(values: np.ndarray, spec: ImageSpec) -> np.ndarray:
     if spec.normalize == "minmax":
         low, high = float(values.min()), float(values.max())
         values = (values - low) / (high - low) if high > low else np.zeros_like(values)

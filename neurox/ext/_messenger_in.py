@@ -24,6 +24,7 @@ from ..runtime import FrameError, make_socket, pack, unpack_map
 from ._api import DRAIN, InputExtension
 from ._front import Front, feed_endpoint
 from ._samples import InputError as BadRequest, encode_text
+from ._text import TextEncoder, text_encoder
 
 REQUEST_MAX_BYTES = 256 * 1024
 DEFAULT_TIMEOUT_MS = 5000
@@ -49,8 +50,10 @@ def request_key(envelope: list[bytes], message_id) -> tuple:
     return envelope[0], type(message_id).__name__, message_id
 
 
-def parse_request(request: dict, width: int, classes: int | None, outputs: int) -> tuple:
-    """(message_hash_id, input row, targets or None, learn) from a request map, or BadRequest."""
+def parse_request(request: dict, width: int, classes: int | None, outputs: int,
+                  text: TextEncoder | None = None) -> tuple:
+    """(message_hash_id, input row, targets or None, learn) from a request map, or BadRequest; ``text``
+    encodes a ``text`` request (the topology's ``[text]`` encoder)."""
     message_id = request.get("message_hash_id")
     if not isinstance(message_id, (str, int)) or isinstance(message_id, bool):
         raise BadRequest("bad_input", "a request needs a 'message_hash_id' (string or integer)")
@@ -71,7 +74,7 @@ def parse_request(request: dict, width: int, classes: int | None, outputs: int) 
     elif "text" in request:
         if not isinstance(request["text"], str):
             raise BadRequest("bad_input", "'text' must be a string")
-        row = encode_text(request["text"], request.get("encoding", "utf8"), width)
+        row = encode_text(request["text"], request.get("encoding"), width, text)
     else:
         raise BadRequest("bad_input", "a request needs 'vector' or 'text'")
     target = request.get("target")
@@ -100,6 +103,7 @@ class MessengerIn(InputExtension):
         end_settings = self.topology.settings_of(end)
         self.classes = int(end_settings["units"]) if end_settings["activation"] == "softmax" else None
         self.outputs = int(end_settings["units"])
+        self.text = text_encoder(self.topology)
         self.timeout_s = settings.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 1000.0
         self.max_in_flight = int(settings.get("max_in_flight", DEFAULT_MAX_IN_FLIGHT))
         self.endpoint = messenger_in_endpoint(self.run_dir)
@@ -160,7 +164,8 @@ class MessengerIn(InputExtension):
             except FrameError as exc:
                 raise BadRequest(exc.kind, exc.detail) from None  # malformed, oversized or wrong_type (not a map)
             message_id = request.get("message_hash_id")
-            message_id, row, targets, learn = parse_request(request, self.width, self.classes, self.outputs)
+            message_id, row, targets, learn = parse_request(request, self.width, self.classes, self.outputs,
+                                                            self.text)
             key = request_key(envelope, message_id)
             if self._repeat(key, envelope):
                 return

@@ -19,6 +19,7 @@ from ..neuron import INPUT, Topology, encode_forward, inbox_endpoint
 from ..neuron import experiences_endpoint
 from ..runtime import FrameError, ipc_endpoint, make_socket, pack, unpack
 from ._front import feed_endpoint
+from ._mixing import Mixer
 
 ORIGIN_BITS = 40
 """Packet ids are ``origin_number << 40 | sequence``."""
@@ -42,6 +43,7 @@ class Origin:
         ends = [inbox_endpoint(run_dir, n) for n in topology.layers[0].neurons] if direct else [
             feed_endpoint(run_dir)]
         self.starts = [make_socket(ctx, zmq.PUSH, connect=end, hwm=hwm) for end in ends]
+        self.mixer = Mixer(ctx, run_dir, topology, name)
         number = int.from_bytes(os.urandom(2), "big") | 1
         self._ids = itertools.count(number << ORIGIN_BITS)
 
@@ -54,6 +56,7 @@ class Origin:
         does this origin's ``name`` (as ``source``); ``meta`` adds to the packet's meta.
         """
         packet = next(self._ids)
+        rows = self.mixer.apply(rows)  # the samples of mixing inputs, in their positions
         meta = {**(meta or {}), "origin": self.return_endpoint, "source": self.name}
         if learn and targets is not None:
             meta["targets"] = targets
@@ -94,6 +97,7 @@ class Origin:
     def close(self) -> None:
         for sock in (self.returns, *self.starts):
             sock.close(linger=0)
+        self.mixer.close()
         if self.hippocampus is not None:
             self.hippocampus.close(linger=0)
 

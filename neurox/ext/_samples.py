@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..neuron import Topology
+from ._text import TextEncoder
 
-TEXT_ENCODINGS = ("utf8",)
 SAMPLE_KEYS = ("vector", "text", "encoding", "target", "message_hash_id")
 
 
@@ -41,12 +41,14 @@ class Sample:
     """Travels with the sample to the output extensions as ``message_hash_id`` (a str or int)."""
 
 
-def encode_text(text: str, encoding: str, width: int) -> np.ndarray:
-    """Text as an input vector: ``utf8`` bytes scaled to [0, 1], zero-padded or cut to ``width``."""
-    if encoding not in TEXT_ENCODINGS:
-        raise InputError("bad_input", f"unknown text encoding {encoding!r}; known: {', '.join(TEXT_ENCODINGS)}")
-    raw = np.frombuffer(text.encode("utf-8")[:width], dtype=np.uint8).astype(np.float32) / 255.0
-    return np.pad(raw, (0, width - raw.size))
+def encode_text(text: str, encoding: str | None, width: int, encoder: TextEncoder | None = None) -> np.ndarray:
+    """Text as ``width`` values, as the network's ``[text]`` encoder says (``encoder``, default: hashing;
+    see ``_text``); ``encoding``, if a request names one, must be that encoder's name."""
+    encoder = encoder or TextEncoder()
+    refusal = encoder.refusal(encoding)
+    if refusal:
+        raise InputError("bad_input", refusal)
+    return encoder.encode(text, width)
 
 
 def parse_vector(value, width: int) -> np.ndarray:
@@ -103,8 +105,9 @@ class TargetSpace:
         return [float(v) for v in values]
 
 
-def parse_sample(obj, width: int, targets: TargetSpace) -> Sample:
-    """One JSON sample: ``{"vector": [...] | "text": str, "encoding"?, "target"?, "message_hash_id"?}``."""
+def parse_sample(obj, width: int, targets: TargetSpace, text: TextEncoder | None = None) -> Sample:
+    """One JSON sample: ``{"vector": [...] | "text": str, "encoding"?, "target"?, "message_hash_id"?}``;
+    ``text``: the network's text encoder (``text_encoder(topology)``)."""
     if not isinstance(obj, dict):
         raise InputError("bad_input", f"a sample is an object with 'vector' or 'text', got {type(obj).__name__}")
     unknown = sorted(set(obj) - set(SAMPLE_KEYS))
@@ -115,8 +118,9 @@ def parse_sample(obj, width: int, targets: TargetSpace) -> Sample:
     elif "text" in obj:
         if not isinstance(obj["text"], str):
             raise InputError("bad_input", "'text' must be a string")
-        encoding = obj.get("encoding", "utf8")
-        row = encode_text(obj["text"], encoding if isinstance(encoding, str) else repr(encoding), width)
+        encoding = obj.get("encoding")
+        row = encode_text(obj["text"], encoding if isinstance(encoding, (str, type(None))) else repr(encoding), width,
+                          text)
     else:
         raise InputError("bad_input", "a sample needs 'vector' or 'text'")
     tag = obj.get("message_hash_id")

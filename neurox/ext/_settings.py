@@ -18,7 +18,7 @@ REQUIRED = object()
 """The default of a setting that must be given."""
 PASSED_THROUGH = ("module", "data_dir")
 """Keys every extension gets without declaring them: its module, and the network's data directory."""
-KINDS = ("int", "float", "bool", "str", "path", "strings")
+KINDS = ("int", "float", "bool", "str", "path", "strings", "ints")
 
 
 class ExtensionError(TopologyError):
@@ -31,8 +31,8 @@ class Setting:
 
     ``kind`` is one of ``int``, ``float``, ``bool``, ``str``, ``path`` (a str made absolute against the
     working directory of whoever builds the network; ``-`` stays as it is and means standard input or
-    output), ``strings`` (a list of str). ``choices`` limits a str; ``minimum`` a number. A default of
-    None means "not set" (the extension decides what that means).
+    output), ``strings`` (a list of str), ``ints`` (a list of integers). ``choices`` limits a str;
+    ``minimum`` a number. A default of None means "not set" (the extension decides what that means).
     """
     doc: str
     default: object = REQUIRED
@@ -65,6 +65,10 @@ class Setting:
         if kind == "strings":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"expected a list of strings, got {value!r}")
+            return list(value)
+        if kind == "ints":
+            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise ValueError(f"expected a list of integers, got {value!r}")
             return list(value)
         if not isinstance(value, str) or not value:
             raise ValueError(f"expected a non-empty string, got {value!r}")

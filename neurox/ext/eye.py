@@ -36,8 +36,10 @@ from ._api import SampleInput
 from ._images import DEFAULT_FORMATS, ImageSpec, ImageSplitter, decode_image, image_size_for, known_formats
 from ._pipes import Pipe, is_pipe
 from ._samples import InputError, Sample
+from ._mixing import joined_width
 from ._settings import ExtensionError, Setting
 from ._watch import DirectoryWatch
+from ._video import VIDEO_SETTINGS, VideoInput
 
 SETTLE_S = 1.0
 """A file last modified longer ago than this is complete when first seen; a newer one is taken once it
@@ -83,17 +85,18 @@ class Extension(SampleInput):
                               4096 * 4096, "int", minimum=1),
         "remember": Setting("keep a list of the images taken in the data directory, so that a restarted eye "
                             "does not send them again", True, "bool"),
+        **VIDEO_SETTINGS,
     }
 
     @classmethod
     def configure(cls, raw: dict, name: str, topology: Topology) -> dict:
         settings = super().configure(raw, name, topology)
         problems = []
-        size = settings["size"]
+        size, width = settings["size"], joined_width(settings, topology)
         if size is None:
-            fit = image_size_for(topology.input_width, settings["mode"])
+            fit = image_size_for(width, settings["mode"])
             if fit is None:
-                problems.append(f"input_width {topology.input_width} is not a square {settings['mode']} image; "
+                problems.append(f"input_width {width} is not a square {settings['mode']} image; "
                                 f"give size = \"WxH\"")
             settings["size"] = f"{fit[0]}x{fit[1]}" if fit else None
         else:
@@ -105,9 +108,9 @@ class Extension(SampleInput):
                 problems.append(f"'size': expected 'WxH' such as '8x8', got {size!r}")
             else:
                 channels = 3 if settings["mode"] == "RGB" else 1
-                if w * h * channels != topology.input_width:
+                if w * h * channels != width:
                     problems.append(f"'size': {w}x{h} {settings['mode']} is {w * h * channels} values; the network "
-                                    f"takes {topology.input_width}")
+                                    f"takes {width}")
                 settings["size"] = f"{w}x{h}"
         unknown = sorted(set(settings["formats"]) - known_formats())
         if unknown:
@@ -125,6 +128,7 @@ class Extension(SampleInput):
         size = tuple(int(v) for v in settings["size"].split("x"))
         self.spec = ImageSpec(size, settings["mode"], settings["normalize"], settings["invert"],
                               tuple(settings["formats"]), settings["max_bytes"], settings["max_pixels"])
+        self.videos = VideoInput(settings, self.spec)
         self.path = settings["path"]
         self.poll_s = settings["poll_s"]
         self.subdir_targets = settings["target"] == "subdir"
@@ -172,12 +176,14 @@ class Extension(SampleInput):
             self._scan()
             self.next_scan = now + self._scan_interval()
         started = time.monotonic()
-        while self.backlog and self.room > 0:
-            if time.monotonic() - started > WORK_BUDGET_S:
+        while (self.backlog or self.videos.busy) and self.room > 0:
+            if time.monotonic() - started > WORK_BUDGET_S or self.videos.pump(self, WORK_BUDGET_S):
                 return 0.0
-            self._take(*self.backlog.popleft())
+            if self.backlog:
+                self._take(*self.backlog.popleft())
         due = min(self.next_scan, self.next_labels) if self.labels else self.next_scan
-        return 0.0 if self.backlog and self.room > 0 else max(0.0, due - time.monotonic())
+        more = (self.backlog or self.videos.busy) and self.room > 0
+        return 0.0 if more else max(0.0, due - time.monotonic())
 
     def _scan_interval(self) -> float:
         """Seconds to the next scan: ``poll_s`` when polling, or while a new file may still be being written
@@ -262,6 +268,9 @@ class Extension(SampleInput):
         self.taken.add(key)
         try:
             target = self._target_of(rel)
+            if self.videos.handles(rel):
+                self.videos.open(full, rel, target)  # its frames are offered by refill
+                return
             if key[1] > self.spec.max_bytes:
                 raise InputError("too_large", f"{key[1]} bytes is more than max_bytes ({self.spec.max_bytes})")
             with open(full, "rb") as f:
@@ -340,6 +349,7 @@ class Extension(SampleInput):
         else:
             self._stop_watching()
             self.taken.close()
+        self.videos.close()
         super().close()
 
 

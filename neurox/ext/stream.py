@@ -45,6 +45,7 @@ from ._datasets import DatasetError, _is_number, load_dataset
 from ._offsets import SavedOffset
 from ._pipes import Pipe, is_pipe
 from ._samples import InputError, Sample, parse_sample
+from ._text import text_encoder
 from ._settings import ExtensionError, Setting
 
 READ_CHUNK = 65536
@@ -99,6 +100,7 @@ class Extension(SampleInput):
         self.target = settings["target"]
         self.epochs, self.shuffle = settings["epochs"], settings["shuffle"]
         self.max_line = settings["max_line_bytes"]
+        self.text = text_encoder(self.topology)
         self.rng = np.random.default_rng(settings["seed"])
         self.epoch = 0
         self.state = "reading"
@@ -361,7 +363,7 @@ class Extension(SampleInput):
             obj = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise InputError("bad_json", f"not JSON ({exc})") from None
-        sample = parse_sample(obj, self.width, self.targets)
+        sample = parse_sample(obj, self.width, self.targets, self.text)
         if sample.tag is None:
             sample.tag = self.line_number
         return sample

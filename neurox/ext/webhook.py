@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from ..neuron import Topology
 from ._api import SampleInput
 from ._samples import InputError, TargetSpace, parse_sample
+from ._text import text_encoder
 from ._settings import ExtensionError, Setting
 
 JSON_TYPES = ("application/json", "text/json", "application/x-ndjson")
@@ -173,6 +174,7 @@ class _Server(ThreadingHTTPServer):
         self.token = token
         self.targets = TargetSpace(extension.topology)
         self.width = extension.width
+        self.text = text_encoder(extension.topology)
         self.admit_lock = threading.Lock()  # a request's room check and its hand-over happen as one
         self.connections = threading.BoundedSemaphore(settings["max_connections"])
         self.ids = itertools.count(1)
@@ -289,7 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
         samples = []
         for index, item in enumerate(items):
             try:
-                sample = parse_sample(item, server.width, server.targets)
+                sample = parse_sample(item, server.width, server.targets, server.text)
             except InputError as exc:
                 if len(items) > 1:
                     exc.sample = index

@@ -83,6 +83,8 @@ class Topology:
     input: dict = field(default_factory=dict)
     """The ``[input]`` table: how MessengerIn scales what comes in (``scale``, ``frozen_after``; checked
     and used by neurox.ext's ``_scaling``)."""
+    text: dict | None = None
+    """The ``[text]`` table (None: the defaults): how text samples become rows (see neurox/ext/_text.py)."""
 
     # -- questions neurons and supervisors ask --------------------------------------------------
     def layer_of(self, neuron_id: str) -> Layer:
@@ -324,7 +326,7 @@ class Topology:
                 "explicit_links": self.explicit_links, "extensions": self.extensions,
                 "neurotransmitters": self.neurotransmitters, "hosts": self.hosts,
                 "self_reshaping": self.self_reshaping, "maintenance": self.maintenance,
-                "region": self.region_flags, "input": self.input,
+                "region": self.region_flags, "input": self.input, "text": self.text,
                 "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
                             "next_index": l.next_index} for l in self.layers],
                 "links": [list(link) for link in self.links]}
@@ -339,7 +341,7 @@ class Topology:
                        list(data.get("extensions", [])), data.get("neurotransmitters"), dict(data.get("hosts", {})),
                        data.get("self_reshaping"), data.get("maintenance"),
                        {name: dict(flags) for name, flags in data.get("region", {}).items()},
-                       dict(data.get("input", {})))
+                       dict(data.get("input", {})), data.get("text"))
         return topology.validate() if validate else topology
 
     def save(self, path: str) -> None:
@@ -376,6 +378,8 @@ class Topology:
             doc["maintenance"] = self.maintenance
         if self.input:
             doc["input"] = self.input
+        if self.text is not None:
+            doc["text"] = self.text
         regions = self.supervised_regions()  # a region whose last layer was removed keeps its flags, unexported
         flags = {name: table for name, table in self.region_flags.items() if table and name in regions}
         if flags:
@@ -386,7 +390,7 @@ class Topology:
 def parse_topology(doc: dict) -> Topology:
     """A Topology from a parsed TOML document."""
     known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension",
-             "neurotransmitters", "hosts", "self_reshaping", "maintenance", "region", "input"}
+             "neurotransmitters", "hosts", "self_reshaping", "maintenance", "region", "input", "text"}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -422,6 +426,7 @@ def parse_topology(doc: dict) -> Topology:
     if not isinstance(doc.get("input", {}), dict):
         raise TopologyError("[input] must be a table (scale, frozen_after)")
     topology.input = dict(doc.get("input", {}))
+    topology.text = doc.get("text")
     topology.maintenance = doc.get("maintenance", {} if regions.episodic_store else None)
     topology.region_flags = merge_region_flags(regions.region_flags, doc.get("region", {}),
                                                topology.supervised_regions())

@@ -19,29 +19,23 @@ network, as the user the network runs as.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import time
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import zmq
 
+from ..ext._bot_api import DEFAULT_API_URL, MESSAGE_LIMIT, TOKEN_ENV, BotApi, BotApiError, refusal
 from ..neuron import Topology, neuron_control, topology_path
 from ..runtime import ControlClient, ControlError
 from ..runtime import fan_out
 from ._client import ServiceClient
 
-TOKEN_ENV = "NEUROX_TELEGRAM_TOKEN"
-DEFAULT_API_URL = "https://api.telegram.org"
 NETWORK_STATES = ("awake", "meditative", "maintenance")
-MESSAGE_LIMIT = 4000
-"""Telegram takes 4096 characters per message; answers are cut a little before that."""
 STATUS_LINES = 40
 KILL_REPLACED_WAIT_S = 5.0
 MAX_BACKOFF_S = 30.0
@@ -51,14 +45,6 @@ log = logging.getLogger("neurox.telegram")
 
 class BotConfigError(ValueError):
     """A bot config that cannot be used (the message names the file and the key)."""
-
-
-class BotApiError(Exception):
-    """The Bot API answered with an error (``code`` is its HTTP status; 0 when it could not be reached)."""
-
-    def __init__(self, code: int, description: str, retry_after: float | None = None):
-        super().__init__(f"{code} {description}" if code else description)
-        self.code, self.description, self.retry_after = code, description, retry_after
 
 
 @dataclass(frozen=True)
@@ -144,54 +130,6 @@ class RedactingFormatter(logging.Formatter):
         for secret in self.secrets:
             text = text.replace(secret, "[token]")
         return text
-
-
-class BotApi:
-    """The three Bot API methods the bot uses, as JSON over HTTP (the standard library's urllib)."""
-
-    def __init__(self, base_url: str, token: str):
-        self._prefix = f"{base_url.rstrip('/')}/bot{token}/"
-
-    def call(self, method: str, payload: dict, timeout: float = 10.0):
-        request = urllib.request.Request(self._prefix + method, data=json.dumps(payload).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                body = response.read()
-        except urllib.error.HTTPError as exc:
-            body = exc.read()
-            answer = _json(body)
-            retry = (answer.get("parameters") or {}).get("retry_after")
-            raise BotApiError(exc.code, str(answer.get("description") or exc.reason),
-                              retry if isinstance(retry, (int, float)) else None) from None
-        except (urllib.error.URLError, OSError) as exc:  # refused, reset, timed out: the URL is not in these
-            raise BotApiError(0, f"the Bot API could not be reached ({getattr(exc, 'reason', exc)})") from None
-        answer = _json(body)
-        if not answer.get("ok"):
-            raise BotApiError(int(answer.get("error_code") or 0), str(answer.get("description") or "not ok"))
-        return answer.get("result")
-
-    def get_updates(self, offset: int | None, timeout: int) -> list[dict]:
-        payload = {"timeout": timeout, "allowed_updates": ["message"]}
-        if offset is not None:
-            payload["offset"] = offset
-        result = self.call("getUpdates", payload, timeout=timeout + 10)
-        return result if isinstance(result, list) else []
-
-    def send_message(self, chat_id: int, text: str, reply_to: int | None = None) -> None:
-        payload = {"chat_id": chat_id, "text": text[:MESSAGE_LIMIT]}
-        if reply_to is not None:
-            payload["reply_to_message_id"] = reply_to
-            payload["allow_sending_without_reply"] = True
-        self.call("sendMessage", payload)
-
-
-def _json(body: bytes) -> dict:
-    try:
-        answer = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return {"ok": False, "description": "the Bot API answered something that is not JSON"}
-    return answer if isinstance(answer, dict) else {"ok": False, "description": "the Bot API answered a non-object"}
 
 
 class NetworkAccess:
@@ -327,8 +265,7 @@ class ChatOps:
         if user not in self.config.users:
             log.warning("refused %s in chat %s: %s", who, (message.get("chat") or {}).get("id"),
                         command[:40] if command else "a message that is not a command")
-            return ("Sorry, this bot only answers the people its network's operators have listed. "
-                    f"If you should have access, give them your Telegram user id: {user}.")
+            return refusal(user)
         if command is None:
             return "I only understand commands; /help lists them."
         if command not in self.commands:

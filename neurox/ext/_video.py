@@ -1,0 +1,156 @@
+"""Video for the eye: a video file decoded with PyAV (FFmpeg), frame by frame, at a chosen rate.
+
+Every frame taken becomes a sample exactly as an image file does (grey or RGB, resized to the eye's
+``size``, scaled to [0, 1]; ``_images.image_row``), tagged ``<path under the eye's path>#<frame
+number>``. A video is bounded like an image: its file size (``max_video_bytes``), the pixels of its
+frames (the eye's ``max_pixels``), and also the frames (``max_frames``) and the seconds of video
+(``max_seconds``) taken from it. Frames are decoded only as the eye's queue takes them, a few at each
+turn of its loop, so a long video neither fills memory nor keeps answers and control requests
+waiting. A file that is not a video, or whose frames cannot be decoded, is one ``bad_video`` error
+(the frames before the damage were taken); the eye goes on with its next file.
+
+PyAV is an optional dependency (``pip install 'neurox[video]'``); without it a video is refused
+(``bad_video``, saying so) and images work as before.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from ._images import ImageSpec, image_row
+from ._samples import InputError, Sample
+from ._settings import Setting
+
+try:
+    import av
+except ImportError:  # the optional extra 'video'
+    av = None
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".ogv")
+VIDEO_SETTINGS = {
+    "fps": Setting("video frames taken per second of video (0: every frame)", 1.0, "float", minimum=0),
+    "max_frames": Setting("frames taken from one video at most", 10000, "int", minimum=1),
+    "max_seconds": Setting("seconds of one video read at most", 3600.0, "float", minimum=0.001),
+    "max_video_bytes": Setting("larger video files are refused (too_large)", 4 << 30, "int", minimum=1),
+    "video_suffixes": Setting("file names ending so are read as videos (with PyAV), not images",
+                              list(VIDEO_SUFFIXES), "strings"),
+}
+"""The eye's settings for video."""
+EPSILON_S = 1e-6
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    fps: float = 1.0
+    max_frames: int = 10000
+    max_seconds: float = 3600.0
+    max_bytes: int = 4 << 30
+    suffixes: tuple[str, ...] = VIDEO_SUFFIXES
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "VideoSpec":
+        return cls(settings["fps"], settings["max_frames"], settings["max_seconds"], settings["max_video_bytes"],
+                   tuple(s.lower() for s in settings["video_suffixes"]))
+
+
+class VideoFrames:
+    """The frames of one video file, decoded as they are asked for (:meth:`next`)."""
+
+    def __init__(self, path: str, name: str, video: VideoSpec, image: ImageSpec):
+        if av is None:
+            raise InputError("bad_video", "PyAV is not installed: pip install 'neurox[video]'")
+        size = os.path.getsize(path)
+        if size > video.max_bytes:
+            raise InputError("too_large", f"{size} bytes is more than max_video_bytes ({video.max_bytes})")
+        self.name, self.video, self.image = name, video, image
+        try:
+            self.container = av.open(path)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise InputError("bad_video", f"not a video PyAV can read ({exc})") from None
+        if not self.container.streams.video:
+            self.close()
+            raise InputError("bad_video", "it holds no video stream")
+        stream = self.container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > image.max_pixels:
+            self.close()
+            raise InputError("too_large", f"{width}x{height} pixels is more than max_pixels ({image.max_pixels})")
+        self.frames = self.container.decode(stream)
+        self.decoded = self.taken = 0
+        self.next_t = 0.0
+
+    def next(self) -> tuple[str, object] | None:
+        """(tag, row) of the next frame taken; None at the end (or at a bound); InputError (``bad_video``)
+        when the rest cannot be decoded."""
+        step = 1.0 / self.video.fps if self.video.fps else 0.0
+        while self.taken < self.video.max_frames:
+            try:
+                frame = next(self.frames, None)
+            except (av.error.FFmpegError, ValueError) as exc:
+                raise InputError("bad_video", f"frame {self.decoded} cannot be decoded ({exc})") from None
+            if frame is None:
+                return None
+            index, self.decoded = self.decoded, self.decoded + 1
+            t = float(frame.time) if frame.time is not None else self.next_t
+            if t > self.video.max_seconds:
+                return None
+            if t + EPSILON_S < self.next_t:
+                continue  # between two frames taken at the chosen rate
+            self.next_t += step
+            while step and self.next_t <= t + EPSILON_S:  # a gap in the video: the rate goes on from here
+                self.next_t += step
+            self.taken += 1
+            return f"{self.name}#{index}", image_row(frame.to_image(), self.image)
+        return None
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class VideoInput:
+    """The eye's video at hand: :meth:`open` one, then :meth:`pump` its frames into the eye's queue."""
+
+    def __init__(self, settings: dict, image: ImageSpec):
+        self.spec = VideoSpec.from_settings(settings)
+        self.image = image
+        self.current: VideoFrames | None = None
+        self.target = None
+
+    def handles(self, name: str) -> bool:
+        return name.lower().endswith(self.spec.suffixes)
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None
+
+    def open(self, path: str, name: str, target) -> None:
+        """Start reading a video (InputError if it cannot be); its frames are taken by :meth:`pump`."""
+        self.current = VideoFrames(path, name, self.spec, self.image)
+        self.target = target
+
+    def pump(self, eye, budget_s: float) -> bool:
+        """Offer frames while ``eye`` (a SampleInput) has room and ``budget_s`` lasts; True if the video has
+        frames left. A video that breaks off is rejected once (``bad_video``) and closed."""
+        started = time.monotonic()
+        while self.current is not None and eye.room > 0:
+            if time.monotonic() - started > budget_s:
+                return True
+            try:
+                item = self.current.next()
+            except InputError as exc:
+                eye.reject(exc.error, f"{self.current.name}: {exc.detail} (after {self.current.taken} frames)")
+                self.close()
+                return False
+            if item is None:
+                eye.count("videos")
+                self.close()
+                return False
+            eye.offer(Sample(item[1], self.target, item[0]))
+            eye.count("frames")
+        return self.current is not None
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None

@@ -1,0 +1,173 @@
+"""Video frames in the eye (PyAV), and mixing an input's samples into the main input at declared positions."""
+import collections
+import os
+import shutil
+import tempfile
+import time
+
+import av
+import numpy as np
+import pytest
+import zmq
+
+from _extutil import ext_call, image_bytes, network_with, read_jsonl, wait_metric, wait_until
+from neurox.ext import Client, ExtensionError, Sample, extension_class
+from neurox.ext._images import ImageSpec
+from neurox.ext._mixing import Mixer, MixSource, check_join
+from neurox.ext._video import VideoFrames, VideoSpec
+from neurox.neuron import load_topology, messenger_in_endpoint, neuron_control
+from neurox.neuron._frames import decode
+from neurox.runtime import call, make_socket
+
+
+def write_video(path, frames: int = 20, fps: int = 10, side: int = 16) -> None:
+    """A video whose frame i is a flat grey of brightness 12 * i."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width = stream.height = side
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((side, side, 3), 12 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def frames_of(path, **spec) -> list:
+    video = VideoFrames(str(path), "clip.mp4", VideoSpec(**spec), ImageSpec((8, 8)))
+    taken = []
+    try:
+        while (item := video.next()) is not None:
+            taken.append(item)
+    finally:
+        video.close()
+    return taken
+
+
+def test_a_video_is_read_frame_by_frame_at_the_chosen_rate_and_within_its_bounds(tmp_path):
+    write_video(tmp_path / "clip.mp4")
+    every = frames_of(tmp_path / "clip.mp4", fps=0)
+    assert [tag for tag, _ in every] == [f"clip.mp4#{i}" for i in range(20)]
+    means = [float(row.mean()) for _, row in every]
+    assert all(row.shape == (64,) and row.dtype == np.float32 for _, row in every)
+    assert means[0] < 0.05 and abs(means[10] - 120 / 255) < 0.05 and means == sorted(means)
+    assert [tag for tag, _ in frames_of(tmp_path / "clip.mp4", fps=5)] == [f"clip.mp4#{i}" for i in range(0, 20, 2)]
+    assert len(frames_of(tmp_path / "clip.mp4", fps=1)) == 2  # 2 s of video
+    assert len(frames_of(tmp_path / "clip.mp4", fps=0, max_frames=3)) == 3
+    assert len(frames_of(tmp_path / "clip.mp4", fps=0, max_seconds=0.45)) == 5
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
+    with pytest.raises(Exception, match="bad_video: not a video PyAV can read"):
+        frames_of(tmp_path / "bad.mp4")
+    with pytest.raises(Exception, match="too_large: 16x16 pixels is more than max_pixels"):
+        VideoFrames(str(tmp_path / "clip.mp4"), "clip", VideoSpec(), ImageSpec((8, 8), max_pixels=100))
+
+
+@pytest.mark.timeout(120)
+def test_the_eye_sends_each_frame_of_a_video_and_a_corrupt_one_is_one_error(tmp_path, no_stray_processes):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a-corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(20000))
+    write_video(tmp_path / ".clip.mp4")
+    os.replace(tmp_path / ".clip.mp4", folder / "b-clip.mp4")
+    lines = [{"name": "eye", "module": "eye", "path": str(folder), "fps": 5.0, "poll_s": 0.1},
+             {"name": "out", "module": "jsonl", "path": str(tmp_path / "out.jsonl"), "output": False}]
+    with network_with(tmp_path, lines) as network:
+        pid = ext_call(network, "eye", "status")["pid"]
+        metrics = wait_metric(network, "eye", "answered", 10)
+        assert metrics["frames"] == 10 and metrics["videos"] == 1
+        assert metrics["bad_frames_by_kind"] == {"bad_video": 1}
+        status = ext_call(network, "eye", "status")
+        assert status["pid"] == pid and "a-corrupt.mp4: not a video PyAV can read" in \
+            status["recent_rejects"][0]["detail"]
+        # and it goes on: an image and another video after the broken one
+        (folder / "c-digit.png").write_bytes(image_bytes(np.zeros((8, 8), np.uint8), "PNG"))
+        write_video(tmp_path / ".d.mp4", frames=5)
+        os.replace(tmp_path / ".d.mp4", folder / "d-short.mp4")
+        metrics = wait_metric(network, "eye", "answered", 14)
+        assert (metrics["images"], metrics["frames"], metrics["videos"]) == (1, 13, 2)
+        tags = wait_until(lambda: (r := [x["message_hash_id"] for x in read_jsonl(tmp_path / "out.jsonl")])
+                          and len(r) == 14 and r, 20, "14 records")
+        assert tags == [f"b-clip.mp4#{i}" for i in range(0, 20, 2)] + ["c-digit.png"] + \
+            [f"d-short.mp4#{i}" for i in (0, 2, 4)]
+        assert ext_call(network, "eye", "status")["pid"] == pid
+
+
+def test_mixing_is_checked_and_writes_the_latest_sample_into_its_positions():
+    topology = load_topology()
+    for line, words in [({"join": "mix"}, "needs positions"), ({"join": "mix", "positions": [60, 70]}, "<= 64"),
+                        ({"positions": [0, 4]}, "is for join")]:
+        with pytest.raises(ExtensionError, match=words):
+            extension_class("stream").configure({"path": "-", "format": "csv", **line}, "x", topology)
+    assert check_join({"join": "mix", "positions": [48, 64]}, "x", topology)["positions"] == [48, 64]
+    topology.extensions = [{"name": "cam", "module": "eye", "join": "mix", "positions": [2, 5]}]
+    ctx = zmq.Context.instance()
+    run_dir = tempfile.mkdtemp(prefix="nx-mix-")  # short: an ipc path has at most ~100 characters
+    source, mixer = MixSource(ctx, run_dir, "cam", 0.0), Mixer(ctx, run_dir, topology, "messenger_in")
+    queue = Queued([[1, 2, 3], [7, 8, 9]])
+    try:
+        rows = np.zeros((2, 8), np.float32)
+        assert mixer.apply(rows) is rows  # nothing published yet: the main input as it is
+
+        def mixed():
+            source.pump(queue, time.monotonic())
+            out = mixer.apply(rows)
+            return out is not rows and out[0, 2] == 7 and out.tolist()
+        out = wait_until(mixed, 10, "the latest sample to be mixed in")  # the repeat reaches a late subscriber
+        assert out == [[0, 0, 7, 8, 9, 0, 0, 0]] * 2 and queue.counters["mixed"] == 2
+        assert not rows.any()  # the caller's rows are not written to
+    finally:
+        source.close()
+        mixer.close()
+        shutil.rmtree(run_dir)
+
+
+class Queued:
+    """What MixSource.pump needs of a SampleInput: its queue of samples and its counters."""
+
+    def __init__(self, rows):
+        self.pending = collections.deque(Sample(np.asarray(r, np.float32)) for r in rows)
+        self.counters = {}
+
+    def count(self, name, n=1):
+        self.counters[name] = self.counters.get(name, 0) + n
+
+
+@pytest.mark.timeout(120)
+def test_a_mixed_sample_reaches_the_start_node_in_its_positions(tmp_path, no_stray_processes):
+    folder = tmp_path / "cam"
+    folder.mkdir()
+    pixels = (np.arange(16, dtype=np.uint8) * 16 + 15).reshape(4, 4)
+    (folder / "frame.png").write_bytes(image_bytes(pixels, "PNG"))
+    lines = [{"name": "cam", "module": "eye", "path": str(folder), "join": "mix", "positions": [48, 64],
+              "poll_s": 0.1}]
+    base = np.linspace(0.0, 0.5, 64, dtype=np.float32)
+    expected = base.copy()
+    expected[48:64] = pixels.reshape(-1) / 255.0
+    with network_with(tmp_path, lines) as network:
+        wait_metric(network, "cam", "mixed", 1)
+        assert ext_call(network, "cam")["answered"] == 0  # mixed samples are no packets of their own
+        ctx = zmq.Context.instance()
+        control = neuron_control(network.run_dir, network.topology, "L0.n0")
+        tapped = make_socket(ctx, zmq.SUB, connect=call(ctx, control, "tap", on=True)["endpoint"], linger_ms=0)
+        tapped.setsockopt(zmq.SUBSCRIBE, b"")
+        client = Client(messenger_in_endpoint(network.run_dir), deadline_s=30)
+        try:
+            def start_output():
+                """L0.n0's output for one MessengerIn request of ``base``, once the mix has arrived."""
+                while tapped.poll(0):
+                    tapped.recv_multipart()
+                assert client.ask(vector=base.tolist())["ok"]
+                assert tapped.poll(5000)
+                message = decode(tapped.recv_multipart()[1])
+                return np.frombuffer(message[4], dtype="<f4")
+            as_mixed = np.asarray(call(ctx, control, "inject", vector=expected.tolist())["output"], np.float32)
+            as_sent = np.asarray(call(ctx, control, "inject", vector=base.tolist())["output"], np.float32)
+            assert not np.allclose(as_mixed, as_sent, atol=1e-4)
+            seen = wait_until(lambda: (y := start_output()) is not None and np.allclose(y, as_mixed, atol=1e-5)
+                              and y.tolist(), 20, "the start node to compute on the mixed row")
+            assert np.allclose(seen, as_mixed, atol=1e-5) and not np.allclose(seen, as_sent, atol=1e-4)
+        finally:
+            client.close()
+            tapped.close()
+            call(ctx, control, "tap", on=False)

@@ -300,8 +300,9 @@ def node(args: argparse.Namespace) -> int:
             code = watch(config, network, notifier, stop)
     finally:
         notifier.stopping(f"{config.label}: stopping, flushing every neuron's state")
-        stale = clear_stale_run_dir(config.run_dir)
-    except (ConfigError, TopologyError, KeysError, DataDirError, OSError, RunDirInUse) as exc:
+        if gateway is not None:
+            gateway.close()
+        network.stop()
         if metrics is not None:
             metrics.close()
         with contextlib.suppress(FileNotFoundError):

@@ -12,7 +12,7 @@ import sys
 
 SUBCOMMANDS = {
     "run": ("neurox.cli._run", "run a network that learns online (the 1-2-3-2-1 diamond on the digits by default)"),
-    "ask": ("neurox.cli._ask", "send one request to MessengerIn and print the reply as JSON"),
+    "ask": ("neurox.cli._ask", "send one request to MessengerIn and print the answer (and the reply as JSON)"),
     "reshape": ("neurox.cli._reshape", "change the shape or settings of a running network"),
     "topology": ("neurox.cli._reshape", "the live topology of a running network"),
     "probe": ("neurox.cli._probe", "ping, inspect, follow and poke a running network"),

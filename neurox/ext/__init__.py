@@ -6,6 +6,8 @@ from ..supervisor_tree import ChildSpec
 from ._api import (BUILT_IN as BUILT_IN, Extension as Extension,
                    InputExtension as InputExtension, OutputExtension as OutputExtension, SampleInput as SampleInput,
                    extension_class as extension_class, outputs_endpoint as outputs_endpoint)
+from ._bot_api import (DEFAULT_API_URL as DEFAULT_API_URL, MESSAGE_LIMIT as MESSAGE_LIMIT, TOKEN_ENV as TOKEN_ENV,
+                       BotApi as BotApi, BotApiError as BotApiError, refusal as refusal)
 from ._client import Client as Client
 from ._datasets import (MISSING as MISSING, TASKS as TASKS, Dataset as Dataset, DatasetError as DatasetError,
                         check_learnable as check_learnable, digits as digits, load_dataset as load_dataset)

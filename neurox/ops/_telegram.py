@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from ..ext._bot_api import DEFAULT_API_URL, MESSAGE_LIMIT, TOKEN_ENV, BotApi, BotApiError, refusal
+from ..ext import DEFAULT_API_URL, MESSAGE_LIMIT, TOKEN_ENV, BotApi, BotApiError, refusal
 from ..neuron import Topology, neuron_control, topology_path
 from ..runtime import ControlClient, ControlError
 from ..runtime import fan_out

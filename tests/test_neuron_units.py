@@ -1,5 +1,6 @@
 """A neuron's parts on their own: kernels, learning math, state store, topology, datasets."""
 import os
+import signal
 import threading
 import time
 
@@ -13,7 +14,7 @@ from neurox.neuron import _frames as frames
 from neurox.neuron._kernels import dense_backward, dense_forward
 from neurox.neuron._math import ACTIVATIONS, backward, forward, output_gradient, seed_from_siblings
 from neurox.neuron._process import Neuron
-from neurox.runtime import FrameError, pack
+from neurox.runtime import EXIT_SHUTDOWN, ExitReason, FrameError, pack
 
 pytestmark = pytest.mark.timeout(60)
 RNG = np.random.default_rng(7)
@@ -80,8 +81,22 @@ def make_neuron(tmp_path, neuron_id="L2.n1"):
     data_dir.mkdir()
     run_dir.mkdir()
     load_topology().save(topology_path(str(data_dir)))
-    return Neuron({"neuron": neuron_id, "data_dir": str(data_dir)},
-                  {"run_dir": str(run_dir), "control": f"ipc://{run_dir}/ctl"})
+    args, env = {"neuron": neuron_id, "data_dir": str(data_dir)}, {"run_dir": str(run_dir), "control": f"ipc://{run_dir}/ctl"}
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    neuron = Neuron()
+    neuron.setup(args, env)  # the behaviour's set-up, in this process: its signal handling is given back below
+    neuron.init(args, env)
+    signal.set_wakeup_fd(-1)
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    return neuron
+
+
+def stop_neuron(neuron) -> None:
+    """What the behaviour does at a polite stop: ``terminate``, then every socket and the context closed."""
+    neuron.terminate(ExitReason("shutdown", code=EXIT_SHUTDOWN))
+    neuron.events.close()
+    neuron.ctx.destroy()
 
 
 def test_a_bundle_is_one_step_and_single_packets_each_their_own_as_the_delay_rule_says(tmp_path):
@@ -103,7 +118,7 @@ def test_a_bundle_is_one_step_and_single_packets_each_their_own_as_the_delay_rul
         for group in groups:
             n.handle_frame(n.inbox, [frames.encode_gradient(src, group, [grad[i] for i in group]) for src, grad in (("L3.n0", g0), ("L3.n1", g1))])
         results.append((w0, n.rule.weights.copy(), n.call_metrics()))
-        n.close(clean=True)
+        stop_neuron(n)
     (w0, bundled, metrics), (_, single, _) = results
     assert metrics["forward_bundles"] == 1 and metrics["backward_bundles"] == 1 and metrics["updates"] == k
     xs = [np.concatenate([a[i], b[i]], 1) for i in range(k)]

@@ -1,4 +1,4 @@
-"""The neuron process: the callbacks that wire its parts (docs/neuron.md; the loop is ``_loop``).
+"""The neuron process: a kind of ``runtime.Process`` whose callbacks wire its parts (docs/neuron.md).
 
 Forward parts of a packet are joined by id (``_joins``) over the links (``_links``); when every
 input has arrived -- or the join deadline passes -- the neuron computes its outputs at the gain its
@@ -16,12 +16,11 @@ import time
 import numpy as np
 import zmq
 
-from ..runtime import EXIT_SHUTDOWN, BadFrames, EventPublisher, Reply, ipc_endpoint, make_socket, pack
+from ..runtime import BadFrames, ExitReason, Process, Reply, ipc_endpoint, make_socket, pack
 from . import _frames as frames
 from ._endpoints import inbox_endpoint, neuron_control, topology_path
 from ._learning_rule import make_rule
 from ._links import Links, relayout
-from ._loop import rss_bytes, serve
 from ._math import before_fork as before_fork  # the launcher warms numpy up with it (a preloaded module)
 from ._math import initial_weights, weight_statistics
 from ._neurotransmitters import DEFAULT_TRANSMITTER
@@ -42,17 +41,20 @@ REPORT_INTERVAL_S = 1.0
 """How often a neuron publishes its status and metrics as a ``neuron_report`` event (the first at once)."""
 NETWORK_REPORTS_PER_S = 100.0
 """The most reports a second all the neurons of a network send together (see :func:`report_interval_s`)."""
+DRAIN_BATCH = 512
+"""The most messages taken from one socket per wake-up (the rest wait for the next)."""
 REFUSAL_EVENT_INTERVAL_S = 1.0
 """At most one ``update_refused`` event per this many seconds (every refusal is counted)."""
 
 
-class Neuron:
-    """One neuron: set up by its constructor (``init``), then driven by ``_loop.serve`` through the callbacks."""
+class Neuron(Process):
+    """One neuron: set up by ``init``, then driven by the process behaviour through the callbacks."""
 
-    CALLS = ("ping", "status", "metrics", "get_params", "set_params", "add_link", "remove_link", "snapshot",
+    target = "neurox.neuron._process:run_neuron"
+    CALLS = ("status", "metrics", "get_params", "set_params", "add_link", "remove_link", "snapshot",
              "tap", "inject", "set_state", "journal")
 
-    def __init__(self, args: dict, env: dict):
+    def init(self, args: dict, env: dict) -> dict:
         self.id, self.data_dir, self.run_dir = args["neuron"], args["data_dir"], env["run_dir"]
         self.twin_of = args.get("twin_of")
         """A twin in the maintenance pool: the control endpoint of the working neuron it copies. It lives
@@ -65,8 +67,8 @@ class Neuron:
         self.transmitter = settings.get("transmitter", DEFAULT_TRANSMITTER)
         self.plasticity = settings.get("plasticity", DEFAULT_PLASTICITY)
         self.counters, self.rng = dict.fromkeys(COUNTERS, 0), np.random.default_rng()
-        self.bad, self.ctx = BadFrames(f"neuron {self.id}"), zmq.Context()
-        self.events = EventPublisher(self.ctx, env.get("events"), env.get("path", self.id))
+        self.bad = BadFrames(f"neuron {self.id}")
+        self.handlers.update({op: getattr(self, f"call_{op}") for op in self.CALLS})
         self.links = Links(self.id, self._connect, self.counters)
         self.links.set_inputs([(src, topology.width_of(src)) for src in topology.inputs_of(self.id)])
         for dst in topology.outputs_of(self.id):
@@ -92,11 +94,13 @@ class Neuron:
                                  self.bad, float(settings.get("context", 0.0)))
         self.pipeline.frozen = bool(args.get("frozen", False))
         self.inbox = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.plane_dir, self.id))
-        self.control = make_socket(self.ctx, zmq.ROUTER, bind=env["control"])
+        if self.receptors.socket is not None:  # levels first: dopamine for earlier passes before new tags
+            self.watch(self.receptors.socket, DRAIN_BATCH, multipart=True)
+        self.watch(self.inbox, DRAIN_BATCH)
         self.persistence.next_flush = time.monotonic() + self._flush_interval()
         self.report_interval_s, self.next_report = report_interval_s(topology.neuron_count), 0.0
         self.next_refusal_event, self.injected = 0.0, 0
-        self.ready_info = {"neuron": self.id, "layer": self.layer, **self.origin}
+        return {"neuron": self.id, "layer": self.layer, **self.origin}
 
     def _connect(self, peer: str) -> zmq.Socket:
         return make_socket(self.ctx, zmq.PUSH, connect=inbox_endpoint(self.plane_dir, peer))
@@ -114,12 +118,6 @@ class Neuron:
             self.events.emit("update_refused", id=self.id, reason=reason, refused=self.counters["refused_updates"])
 
     # -- the data plane: handle_frame (``_pipeline``) ----------------------------------------------------
-    def sockets(self) -> list[tuple[zmq.Socket, bool]]:
-        """The data sockets, with whether their messages are multipart: levels first (dopamine for
-        earlier passes before the tags of new ones), then the inbox."""
-        levels = self.receptors.socket
-        return [(levels, True), (self.inbox, False)] if levels is not None else [(self.inbox, False)]
-
     def handle_frame(self, sock: zmq.Socket, batch: list) -> None:
         if sock is self.inbox:
             self.pipeline.handle(batch)
@@ -130,13 +128,7 @@ class Neuron:
             if state is not None:
                 self._set_state(state, "region")
 
-    # -- the control API: handle_call ------------------------------------------------------------------
-    def handle_call(self, op: str, request: dict):
-        return getattr(self, f"call_{op}")(request)
-
-    def call_ping(self, _request) -> str:
-        return "pong"
-
+    # -- the control API: ``handlers`` (op -> call_<op>) -------------------------------------------------
     def call_status(self, _request=None) -> dict:
         return {"id": self.id, "layer": self.layer, "pid": os.getpid(), "units": self.units, **self.links.status(),
                 "policy": self.policy, "learning": self.pipeline.learning, "frozen": self.pipeline.frozen,
@@ -257,25 +249,18 @@ class Neuron:
     def _flush_interval(self) -> float:
         return flush_interval(self.receptors.state, self.settings["flush_interval_s"])
 
-    def terminate(self, reason: str) -> None:
-        """Polite stop: flush synchronously, mark the DB clean, exit with ``shutdown``. ``neuron_stopped`` carries
-        the checksum of the weights in memory, so anyone can check the next start gets exactly them back."""
-        self.persistence.flush(self._state, self._flush_interval(), sync=True)
-        flushed = not self.persistence.dirty
-        self.events.emit("neuron_stopped", id=self.id, checksum=params_checksum(self.rule.weights, self.rule.bias),
-                         flushed=flushed, flushes=self.persistence.status()["flushes"])
-        self.close(clean=flushed)
-        raise SystemExit(EXIT_SHUTDOWN)
-
-    def close(self, clean: bool) -> None:
-        """Close the DB (clean: mark that this run stopped politely) and every socket."""
+    def terminate(self, reason: ExitReason) -> None:
+        """A polite stop flushes synchronously and marks the DB clean; ``neuron_stopped`` carries the checksum
+        of the weights in memory, so anyone can check the next start gets exactly them back. After a crash
+        the DB is closed as it is (the next start knows it was not a polite stop)."""
+        clean = reason.kind == "shutdown"
+        if clean:
+            self.persistence.flush(self._state, self._flush_interval(), sync=True)
+            clean = not self.persistence.dirty
+            self.events.emit("neuron_stopped", id=self.id, checksum=params_checksum(self.rule.weights, self.rule.bias),
+                             flushed=clean, flushes=self.persistence.status()["flushes"])
         self.persistence.close(clean)
-        self.links.close(None if clean else 0)
-        for sock in (self.inbox, self.control):
-            sock.close(linger=None if clean else 0)
         self.receptors.close()
-        self.events.close()
-        self.ctx.term()
 
 
 def report_interval_s(neurons: int) -> float:
@@ -286,11 +271,17 @@ def report_interval_s(neurons: int) -> float:
     return max(REPORT_INTERVAL_S, neurons / NETWORK_REPORTS_PER_S)
 
 
+def rss_bytes() -> int:
+    """This process's resident memory."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def run_neuron(args: dict, env: dict) -> None:
     """Process entry point of a neuron (``neurox.neuron._network.NEURON_TARGET``). numpy's floating-point
     warnings are off: what is not finite is refused, counted and reported by the neuron itself."""
     np.seterr(all="ignore")
-    serve(Neuron(args, env))
+    Neuron.main(args, env)
 
 
 _inherited: dict[str, Topology] = {}

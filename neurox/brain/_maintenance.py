@@ -22,11 +22,11 @@ import time
 import numpy as np
 import zmq
 
-from ..neuron import Topology, maintenance_host, neuron_control, topology_path
+from ..neuron import Part, Topology, maintenance_host, neuron_control, topology_path
 from ..neuron import experiences_endpoint
 from ..runtime import BadFrames, ControlError, FrameError, Process, call, make_socket, unpack_map
 from ..supervisor_tree import ChildSpec, control_endpoint
-from ._pool import Pool, pool_spec
+from ._pool import POOL_ID, Pool, pool_spec
 from ._sleep import Phase, SleepConfig, advance as advance_sleep, reservoir_slot, start as start_sleep
 
 DREAM_BATCH = 8
@@ -43,6 +43,19 @@ def maintenance_children(topology: Topology, data_dir: str, host: str | None = N
     if topology.maintenance is None or (host is not None and host != maintenance_host(topology)):
         return []
     return [pool_spec(topology), Maintenance.child_spec("maintenance", {"data_dir": data_dir})]
+
+
+def check_sleep(topology: Topology) -> None:
+    if topology.maintenance is not None:
+        SleepConfig.from_table(topology.maintenance)
+
+
+SLEEP = Part("sleep", sections=("maintenance",), check=check_sleep, requires=("messengers",),
+             children=lambda topology, data_dir, host, options: maintenance_children(topology, data_dir, host),
+             reserves=("maintenance", POOL_ID),
+             paths=lambda t: [f"root/{POOL_ID}/{n}" for n in t.neurons()] if t.maintenance is not None else [])
+"""The hippocampus, the sleep schedule and the pool of twins, if the topology has ``[maintenance]``; it
+asks MessengerIn how inputs are scaled, so it starts after the messengers."""
 
 
 class Hippocampus:

@@ -21,10 +21,10 @@ import time
 
 import zmq
 
-from ..neuron import (DEFAULT_STATE, LEVELS_TOPIC, TRANSMITTERS, Topology, check_state, levels_endpoint,
-                      reports_endpoint, topology_path)
+from ..neuron import (DEFAULT_STATE, LEVELS_TOPIC, TRANSMITTERS, Part, Topology, check_state, front_only,
+                      levels_endpoint, reports_endpoint, topology_path)
 from ..runtime import BadFrames, FrameError, Process, Reply, make_socket, pack, unpack_map
-from ._neurotransmitters import (advance, drives, phasic, region_chemistry,
+from ._neurotransmitters import (ChemistryError, advance, drives, phasic, region_chemistry,
                                  reward_prediction_error, unexpected_uncertainty)
 
 MODULATOR_TARGET = "neurox.brain._modulator:run_modulator"
@@ -40,17 +40,27 @@ def modulator_id(region: str) -> str:
     return f"modulator.{region}"
 
 
-def modulator_changes(old: Topology, new: Topology) -> tuple[list[str], list[str]]:
-    """The regions whose modulator a reshape from ``old`` to ``new`` starts (a layer opened the region) and
-    stops (the region's last layer went): a modulator lives as long as its region."""
-    before, after = old.modulated_regions(), new.modulated_regions()
-    return [r for r in after if r not in before], [r for r in before if r not in after]
-
-
 def modulator_children(topology: Topology, data_dir: str) -> list[dict]:
     """One modulator per region that needs one (``Topology.modulated_regions``), as root children."""
     return [Modulator.child_spec(modulator_id(region), {"data_dir": data_dir, "region": region})
             for region in topology.modulated_regions()]
+
+
+def check_chemistry(topology: Topology) -> None:
+    """The ``[neurotransmitters]`` table, for every region that runs a modulator (ValueError naming the key)."""
+    if not isinstance(topology.neurotransmitters, (dict, type(None))):
+        raise ChemistryError("[neurotransmitters] must be a table")
+    for region in topology.modulated_regions():
+        if not region or "/" in region:
+            raise ChemistryError(f"region {region!r} (a layer's region, or the network's name) needs a "
+                                 f"neuromodulator, whose name must be non-empty and without '/'")
+        region_chemistry(topology.neurotransmitters or {}, region)
+
+
+CHEMISTRY = Part("chemistry", sections=("neurotransmitters",), check=check_chemistry,
+                 children=front_only(modulator_children),
+                 paths=lambda topology: [f"root/{modulator_id(r)}" for r in topology.modulated_regions()])
+"""A neuromodulator per region that needs one (docs/brain.md)."""
 
 
 def kept_path(data_dir: str, region: str) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..runtime import ControlClient, ControlError, Process
 from ..supervisor_tree import control_endpoint
-from ..neuron import Reshaping, Topology, array_from_wire, neuron_control, topology_path
+from ..neuron import Part, Reshaping, Topology, array_from_wire, front_only, neuron_control, topology_path
 from ._shaping import Action, NeuronView, ShapingConfig, decide_links, decide_neurons, link_rms, silent_streaks
 
 CALL_TIMEOUT_S = 2.0
@@ -28,6 +28,16 @@ def self_reshaper_children(topology: Topology, data_dir: str) -> list[dict]:
     if topology.self_reshaping is None:
         return []
     return [SelfReshaper.child_spec("self_reshaper", {"data_dir": data_dir})]
+
+
+def check_shaping(topology: Topology) -> None:
+    if topology.self_reshaping is not None:
+        ShapingConfig.from_table(topology.self_reshaping)
+
+
+SHAPING = Part("shaping", sections=("self_reshaping",), check=check_shaping,
+               children=front_only(self_reshaper_children), reserves=("self_reshaper",))
+"""The self-reshaper, if the topology has a ``[self_reshaping]`` table (docs/brain.md)."""
 
 
 class SelfReshaper(Process):

@@ -9,10 +9,12 @@ from ._network import Network as Network, live_topology as live_topology
 from ._tree_specs import layer_spec as layer_spec, neuron_spec as neuron_spec
 from ._hosts import PlacementError as PlacementError
 from ._placement import (control_tcp as control_tcp, events_tcp as events_tcp,
-                         front_host as front_host, layers_on as layers_on, maintenance_host as maintenance_host)
+                         front_host as front_host, front_only as front_only, layers_on as layers_on, maintenance_host as maintenance_host)
 from ._state import NeuronStore as NeuronStore
-from ._topology import (INPUT as INPUT, OUTPUT as OUTPUT, Topology as Topology, TopologyError as TopologyError,
-                        load_topology as load_topology, parse_topology as parse_topology)
+from ._topology import (INPUT as INPUT, OUTPUT as OUTPUT, REGION_FLAGS as REGION_FLAGS, Topology as Topology,
+                        TopologyError as TopologyError, load_topology as load_topology, parse_topology as parse_topology,
+                        root_ids as root_ids)
+from ._parts import Part as Part, assemble as assemble, child_id as child_id, start_order as start_order
 from ._reshaping import Reshaping as Reshaping
 from ._modulation import (DEFAULT_TRANSMITTER as DEFAULT_TRANSMITTER, LEVELS_TOPIC as LEVELS_TOPIC,
                           NEUTRAL as NEUTRAL, PUBLISH_INTERVAL_S as PUBLISH_INTERVAL_S,

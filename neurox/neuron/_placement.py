@@ -59,6 +59,12 @@ def front_host(topology: "Topology") -> str | None:
     return topology.layers[-1].settings.get(HOST_KEY)
 
 
+def front_only(children):
+    """A part's ``children`` (``_parts``) from ``children(topology, data_dir)``: on the front host only."""
+    return lambda topology, data_dir, host, options: (
+        children(topology, data_dir) if host is None or host == front_host(topology) else [])
+
+
 def maintenance_host(topology: "Topology") -> str | None:
     """Where the maintenance worker and its pool run: ``[maintenance] host``, else the front host."""
     return (topology.maintenance or {}).get(HOST_KEY) or front_host(topology)

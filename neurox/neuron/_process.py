@@ -33,7 +33,8 @@ from ._requests import SETTABLE, checked_set_params, checked_vector
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE as DEFAULT_STALENESS
 from ._state import params_checksum
 from ._states import check_state, flush_interval
-from ._topology import Topology, load_live_topology
+from ._live_topology import load_live_topology
+from ._topology import Topology
 
 COUNTERS = ("forwards", "samples", "backwards", "updates", "missed_inputs", "missed_gradients", "late", "expired",
             "dropped_sends", "flush_errors", "refused_updates", "clipped_updates", "non_finite_inputs",

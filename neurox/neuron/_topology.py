@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from ..supervisor_tree import NameClash, check_names
 from ._activations import check_activation
 from ._hosts import PlacementError, check_placement
+from ._parts import registered, reserved, sections
 from ._modulation import DEFAULT_TRANSMITTER, TRANSMITTERS
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE, check_settings
@@ -34,10 +35,10 @@ DEFAULTS = {"units": 16, "activation": "tanh", "learning_rate": 0.05, "policy": 
 DEFAULT_SUPERVISION = {"intensity": 50, "period_s": 5.0}
 """Per layer (and region) supervisor. Higher than Elixir's 3 in 5 s: a layer of many neurons under chaos
 testing legitimately sees several deaths a second, and each is repaired in milliseconds."""
-ROOT_WORKERS = ("reshaper", "self_reshaper", "maintenance", "maintenance_pool", "messenger_in", "messenger_out",
-                "service")
-"""Ids the network puts under its root beside the layers and regions (modulators are ``modulator.NAME``,
-which no layer or region name can be, as those have no '.'; extensions are named by the topology)."""
+REGION_FLAGS = ("strategy", "intensity", "period_s")
+"""What a region's ``[region.NAME]`` table (or its template) may say of its region's supervisor."""
+CORE_SECTIONS = ("name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "hosts", "region")
+"""The top-level keys of a topology this module reads; every other table belongs to a part (``_parts``)."""
 DIAMOND_TOML = os.path.join(os.path.dirname(__file__), "diamond.toml")
 
 
@@ -164,10 +165,8 @@ class Topology:
         supervisors = [f"root/{r}" for r in self.supervised_regions()] + \
                       [self.supervisor_path(layer.name) for layer in self.layers]
         neurons = [f"{self.supervisor_path(layer.name)}/{n}" for layer in self.layers for n in layer.neurons]
-        twins = [f"root/maintenance_pool/{n}" for n in self.neurons()] if self.maintenance is not None else []
-        root = [*ROOT_WORKERS, *(f"modulator.{r}" for r in self.modulated_regions()),
-                *(str(e.get("name")) for e in self.extensions)]
-        return ["root", *supervisors, *neurons, *twins, *(f"root/{name}" for name in root)]
+        parts = [path for part in registered() if part.paths is not None for path in part.paths(self)]
+        return ["root", *supervisors, *neurons, *(f"root/{name}" for name in root_ids()), *parts]
 
     # -- changing the shape -------------------------------------------------------------------
     def new_neuron_id(self, layer: Layer) -> str:
@@ -237,28 +236,14 @@ class Topology:
                 raise TopologyError(f"link {src} -> {dst} names an unknown neuron")
             if order[src] >= order[dst]:
                 raise TopologyError(f"link {src} -> {dst} must go forward, to a later layer")
-        from ..brain import ChemistryError, ShapingConfig, SleepConfig, region_chemistry  # step 2: the registry
         self._check_local_learning()
         self._check_regions()
-        if not isinstance(self.neurotransmitters, (dict, type(None))):
-            raise TopologyError("[neurotransmitters] must be a table")
-        for region in self.modulated_regions():
-            if not region or "/" in region:
-                raise TopologyError(f"region {region!r} (a layer's region, or the network's name) needs a "
-                                    f"neuromodulator, whose name must be non-empty and without '/'")
+        for part in registered():
             try:
-                region_chemistry(self.neurotransmitters or {}, region)
-            except ChemistryError as exc:
+                if part.check is not None:
+                    part.check(self)
+            except (TypeError, ValueError) as exc:
                 raise TopologyError(str(exc)) from None
-        taken = set(names) | set(self.supervised_regions()) | set(ROOT_WORKERS)
-        for extension in self.extensions:
-            name, module = extension.get("name"), extension.get("module")
-            if not isinstance(name, str) or not name or "/" in name or name in taken:
-                raise TopologyError(f"extension name {name!r} must be a unique id without '/' "
-                                    f"(not a layer or region name, nor one of {', '.join(ROOT_WORKERS)})")
-            if not isinstance(module, str) or not module:
-                raise TopologyError(f"extension {name!r} needs a 'module'")
-            taken.add(name)
         try:
             check_names(self.tree_paths())
         except NameClash as exc:
@@ -274,26 +259,19 @@ class Topology:
                 raise TopologyError(f"neuron {neuron_id} has no input link")
             if neuron_id not in feeding:
                 raise TopologyError(f"neuron {neuron_id} has no output link")
-        for table, config in ((self.self_reshaping, ShapingConfig), (self.maintenance, SleepConfig)):
-            try:
-                if table is not None:
-                    config.from_table(table)
-            except (TypeError, ValueError) as exc:
-                raise TopologyError(str(exc)) from None
         return self
 
     def _check_regions(self) -> None:
         """A region's supervisor is a child of the root beside the plain layers and the workers, so its
         name must be none of theirs; its flags must be a supervisor's."""
-        from ..brain import REGION_FLAGS  # step 2: the registry
         for region in self.supervised_regions():
             inside = set(self.region_layers(region))
             if region in {l.name for l in self.layers} - inside:
                 raise TopologyError(f"region {region!r} has the name of a layer outside it; the region's "
                                     f"supervisor and that layer's would both be root/{region}")
-            if region in ROOT_WORKERS:
+            if region in root_ids():
                 raise TopologyError(f"region {region!r}: the name is taken by a process under the root "
-                                    f"({', '.join(ROOT_WORKERS)} are)")
+                                    f"({', '.join(root_ids())} are)")
         if not isinstance(self.region_flags, dict):
             raise TopologyError("[region] must be a table of tables, [region.NAME]")
         for region, flags in self.region_flags.items():
@@ -382,10 +360,15 @@ class Topology:
         return doc
 
 
+def root_ids() -> tuple[str, ...]:
+    """Ids the network may put under its root beside the layers and regions: the reshaper's and the parts'
+    (modulators are ``modulator.NAME``, which no layer or region name can be, as those have no '.')."""
+    return ("reshaper", *reserved())
+
+
 def parse_topology(doc: dict) -> Topology:
-    """A Topology from a parsed TOML document."""
-    known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension",
-             "neurotransmitters", "hosts", "self_reshaping", "maintenance", "region", "input"}
+    """A Topology from a parsed TOML document (each part's ``expand`` first, e.g. region templates)."""
+    known = {*CORE_SECTIONS, *sections()}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -396,14 +379,13 @@ def parse_topology(doc: dict) -> Topology:
     unknown = set(defaults) - set(LAYER_SETTINGS)
     if unknown:
         raise TopologyError(f"[defaults]: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
-    from ..brain import RegionError, expand_regions  # step 2: the registry
-    try:
-        regions = expand_regions(layer_docs, float(defaults["learning_rate"]))
-    except (RegionError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
-        raise TopologyError(f"[[layer]] template: {exc}") from None
-    if regions.links is not None and "link" in doc:
-        raise TopologyError("region templates wire their own links; [[link]] tables cannot be added to them")
-    layer_docs = regions.layers
+    doc = {**doc, "defaults": defaults}
+    for part in registered():
+        try:
+            doc = doc if part.expand is None else part.expand(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TopologyError(str(exc)) from None
+    layer_docs = doc["layer"]
     layers = []
     for i, layer_doc in enumerate(layer_docs):
         layer_doc = dict(layer_doc)
@@ -422,26 +404,19 @@ def parse_topology(doc: dict) -> Topology:
     if not isinstance(doc.get("input", {}), dict):
         raise TopologyError("[input] must be a table (scale, frozen_after)")
     topology.input = dict(doc.get("input", {}))
-    topology.maintenance = doc.get("maintenance", {} if regions.episodic_store else None)
-    topology.region_flags = merge_region_flags(regions.region_flags, doc.get("region", {}),
-                                               topology.supervised_regions())
+    topology.maintenance = doc.get("maintenance")
+    topology.region_flags = merge_region_flags(doc.get("region", {}), topology.supervised_regions())
     if "link" in doc:
         topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]
-        topology.explicit_links = True
-    elif regions.links is not None:
-        neurons = {layer.name: layer.neurons for layer in layers}
-        topology.links = [(a, b) for src, dst in regions.links for a in neurons[src] for b in neurons[dst]]
         topology.explicit_links = True
     else:
         topology.links = topology.full_links()
     return topology.validate()
 
 
-def merge_region_flags(from_templates: dict[str, dict], tables, known: list[str]) -> dict[str, dict]:
-    """Each region's supervisor flags: the topology's ``[region.NAME]`` tables over its template's.
-
-    A table must name one of the ``known`` regions (a template's name or a layer's ``region`` setting).
-    """
+def merge_region_flags(tables, known: list[str]) -> dict[str, dict]:
+    """Each region's supervisor flags: the topology's ``[region.NAME]`` tables (with its template's
+    beneath, put there by the regions part). A table must name one of the ``known`` regions."""
     if not isinstance(tables, dict):
         raise TopologyError("[region] must be a table of tables, [region.NAME]")
     for name, table in tables.items():
@@ -449,67 +424,7 @@ def merge_region_flags(from_templates: dict[str, dict], tables, known: list[str]
             raise TopologyError(f"[region.{name}] names no region of the topology; its regions are {known}")
         if not isinstance(table, dict):
             raise TopologyError(f"[region.{name}] must be a table")
-    return {name: {**from_templates.get(name, {}), **tables.get(name, {})}
-            for name in dict.fromkeys([*from_templates, *tables])}
-
-
-class LiveTopology(Topology):
-    """A read-only topology whose questions about one neuron are answered from indexes.
-
-    A thousand neurons inherit one such object from the launcher. The plain queries scan every layer
-    and link, and a scan in a forked child writes the reference count of every object it passes, so
-    each neuron would copy the pages of the whole network (about 1 MiB at 2,000 neurons) and do
-    O(network) work; an index lookup touches only what it returns. Nothing may change it once indexed.
-    """
-
-    def index(self) -> "LiveTopology":
-        """Build the indexes (in the launcher, before the neurons are forked)."""
-        order = {n: i for i, n in enumerate(n for layer in self.layers for n in layer.neurons)}  # network order
-        self._layer_by_neuron = {n: layer for layer in self.layers for n in layer.neurons}
-        sources: dict[str, set[str]] = {}
-        targets: dict[str, set[str]] = {}
-        for src, dst in self.links:
-            sources.setdefault(dst, set()).add(src)
-            targets.setdefault(src, set()).add(dst)
-        self._inputs = {n: sorted((s for s in found if s in order), key=order.__getitem__) for n, found in sources.items()}
-        self._outputs = {n: sorted((t for t in found if t in order), key=order.__getitem__) for n, found in targets.items()}
-        self.neuron_count = len(order)
-        return self
-
-    def layer_of(self, neuron_id: str) -> Layer:
-        layer = self._layer_by_neuron.get(neuron_id)
-        if layer is None:
-            raise TopologyError(f"unknown neuron {neuron_id!r}")
-        return layer
-
-    def inputs_of(self, neuron_id: str) -> list[str]:
-        if self._layer_by_neuron.get(neuron_id) is self.layers[0]:
-            return [INPUT]
-        return list(self._inputs.get(neuron_id, ()))
-
-    def outputs_of(self, neuron_id: str) -> list[str]:
-        if self._layer_by_neuron.get(neuron_id) is self.layers[-1]:
-            return [OUTPUT]
-        return list(self._outputs.get(neuron_id, ()))
-
-
-_live: dict[str, tuple[tuple[int, int, int], LiveTopology]] = {}
-
-
-def load_live_topology(path: str) -> LiveTopology:
-    """The live topology at ``path``, parsed once per version of the file (inode, size, mtime).
-
-    The launcher calls it before forking each neuron, so a neuron inherits the parsed topology
-    instead of parsing the whole network again -- a thousand neurons would parse it a thousand
-    times; a reshape writes a new file (``save`` replaces it), which is parsed once on next use.
-    Readers share the object and must not change it; writers use :meth:`Topology.load`.
-    """
-    stat = os.stat(path)
-    version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    cached = _live.get(path)
-    if cached is None or cached[0] != version:
-        cached = _live[path] = (version, LiveTopology.load(path, validate=False).index())
-    return cached[1]
+    return {name: dict(table) for name, table in tables.items()}
 
 
 def load_topology(path: str | None = None) -> Topology:

@@ -60,3 +60,25 @@ def test_the_names_parts_reserve_cannot_be_taken_and_unowned_tables_are_refused(
     with pytest.raises(TopologyError, match="extension name 'messenger_in'"):
         parse_topology({"name": "n", "input_width": 2, "layer": [{"neurons": 1}],
                         "extension": [{"name": "messenger_in", "module": "jsonl"}]})
+
+
+@pytest.mark.timeout(10)
+def test_a_new_part_s_table_is_checked_kept_and_exported(tmp_path, monkeypatch):
+    import neurox.neuron._parts as parts_module
+
+    def check(topology):
+        if not 0 < topology.sections.get("clock", {}).get("day_s", 1):
+            raise ValueError("[clock] day_s must be positive")
+    clock = Part("clock", sections=("clock",), check=check,
+                 children=lambda t, d, h, o: [{"id": "clock"}] if "clock" in t.sections else [])
+    monkeypatch.setattr(parts_module, "_registered", (*PARTS, clock))
+    doc = {"name": "n", "input_width": 2, "layer": [{"neurons": 1}], "clock": {"day_s": 60}}
+    topology = parse_topology(doc)
+    assert topology.sections == {"clock": {"day_s": 60}}
+    assert topology.to_toml_dict()["clock"] == {"day_s": 60}
+    path = str(tmp_path / "t.json")
+    topology.save(path)
+    assert type(topology).load(path).sections == {"clock": {"day_s": 60}}
+    assert [child_id(s) for s in network_children(topology, str(tmp_path))][-1] == "clock"
+    with pytest.raises(TopologyError, match="day_s must be positive"):
+        parse_topology({**doc, "clock": {"day_s": 0}})

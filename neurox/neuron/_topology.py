@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from ..supervisor_tree import NameClash, check_names
 from ._activations import check_activation
 from ._hosts import PlacementError, check_placement
-from ._parts import registered, reserved, sections
+from ._parts import registered, reserved, sections as owned_sections
 from ._modulation import DEFAULT_TRANSMITTER, TRANSMITTERS
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE, check_settings
@@ -39,6 +39,8 @@ REGION_FLAGS = ("strategy", "intensity", "period_s")
 """What a region's ``[region.NAME]`` table (or its template) may say of its region's supervisor."""
 CORE_SECTIONS = ("name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "hosts", "region")
 """The top-level keys of a topology this module reads; every other table belongs to a part (``_parts``)."""
+FIELD_SECTIONS = ("extension", "neurotransmitters", "self_reshaping", "maintenance", "input")
+"""Part tables kept in fields of their own (the others are in ``Topology.sections``)."""
 DIAMOND_TOML = os.path.join(os.path.dirname(__file__), "diamond.toml")
 
 
@@ -81,6 +83,8 @@ class Topology:
     input: dict = field(default_factory=dict)
     """The ``[input]`` table: how MessengerIn scales what comes in (``scale``, ``frozen_after``; checked
     and used by neurox.ext's ``_scaling``)."""
+    sections: dict = field(default_factory=dict)
+    """The tables of parts (``_parts``) that have no field of their own above: name -> table."""
 
     # -- questions neurons and supervisors ask --------------------------------------------------
     def layer_of(self, neuron_id: str) -> Layer:
@@ -301,7 +305,7 @@ class Topology:
                 "explicit_links": self.explicit_links, "extensions": self.extensions,
                 "neurotransmitters": self.neurotransmitters, "hosts": self.hosts,
                 "self_reshaping": self.self_reshaping, "maintenance": self.maintenance,
-                "region": self.region_flags, "input": self.input,
+                "region": self.region_flags, "input": self.input, "sections": self.sections,
                 "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
                             "next_index": l.next_index} for l in self.layers],
                 "links": [list(link) for link in self.links]}
@@ -316,7 +320,7 @@ class Topology:
                        list(data.get("extensions", [])), data.get("neurotransmitters"), dict(data.get("hosts", {})),
                        data.get("self_reshaping"), data.get("maintenance"),
                        {name: dict(flags) for name, flags in data.get("region", {}).items()},
-                       dict(data.get("input", {})))
+                       dict(data.get("input", {})), dict(data.get("sections", {})))
         return topology.validate() if validate else topology
 
     def save(self, path: str) -> None:
@@ -353,6 +357,7 @@ class Topology:
             doc["maintenance"] = self.maintenance
         if self.input:
             doc["input"] = self.input
+        doc.update(self.sections)
         regions = self.supervised_regions()  # a region whose last layer was removed keeps its flags, unexported
         flags = {name: table for name, table in self.region_flags.items() if table and name in regions}
         if flags:
@@ -368,7 +373,7 @@ def root_ids() -> tuple[str, ...]:
 
 def parse_topology(doc: dict) -> Topology:
     """A Topology from a parsed TOML document (each part's ``expand`` first, e.g. region templates)."""
-    known = {*CORE_SECTIONS, *sections()}
+    known = {*CORE_SECTIONS, *owned_sections()}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -405,6 +410,7 @@ def parse_topology(doc: dict) -> Topology:
         raise TopologyError("[input] must be a table (scale, frozen_after)")
     topology.input = dict(doc.get("input", {}))
     topology.maintenance = doc.get("maintenance")
+    topology.sections = {key: doc[key] for key in owned_sections() - set(FIELD_SECTIONS) if key in doc}
     topology.region_flags = merge_region_flags(doc.get("region", {}), topology.supervised_regions())
     if "link" in doc:
         topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]

@@ -26,7 +26,7 @@ PUBLIC = {
     "OutputExtension", "Pipe", "PRELOAD", "Sample", "SampleInput", "Setting", "Stream", "StreamProgress", "TargetSpace",
     "Topology", "decode_outputs", "digits", "encode_text", "extension_children", "extension_class", "load_dataset",
     "messenger_children", "network_children", "outputs_endpoint", "parse_sample", "parse_vector", "sample_records",
-    "maintenance_children", "POOL_ID", "modulator_children", "self_reshaper_children", "TextEncoder", "text_encoder",
+    "MESSENGERS", "EXTENSIONS", "TextEncoder", "text_encoder",
     "DEFAULT_API_URL", "MESSAGE_LIMIT", "TOKEN_ENV", "BotApi", "BotApiError", "refusal",
     "SCALE_MODES", "ScaleConfig", "Scaler", "ScalingError", "scale_config", "MISSING", "TASKS", "check_learnable",
     "RUN_BATCH", "RUN_WINDOW",

@@ -4,7 +4,7 @@ import pytest
 
 from _brainutil import modulator_call, running_modulated_network
 from neurox.neuron import Reshaping, parse_topology
-from neurox.neuron._modulator import modulator_changes
+from neurox.brain import CHEMISTRY
 from neurox.supervisor_tree import SupervisorClient, control_endpoint
 
 
@@ -16,10 +16,12 @@ def topology(*inner: dict):
 
 
 def test_which_modulators_a_reshape_starts_and_stops():
+    """The reshaper compares the chemistry part's children before and after (``_follow_parts``)."""
+    def ids(t):
+        return [spec["id"] for spec in CHEMISTRY.children(t, "/data", None, {})]
     old, new = topology(), topology({"name": "A", "neurons": 1, "region": "assoc"})
-    assert modulator_changes(old, new) == (["assoc"], [])
-    assert modulator_changes(new, old) == ([], ["assoc"])
-    assert modulator_changes(old, old) == ([], [])
+    assert ids(old) == ["modulator.cortex"]
+    assert ids(new) == ["modulator.cortex", "modulator.assoc"]
 
 
 def root_children(network) -> list[str]:

@@ -187,7 +187,8 @@ def test_topology_defaults_links_and_errors(tmp_path):
 
 def test_the_live_topology_is_parsed_once_per_file_version_and_answers_as_the_plain_one(tmp_path):
     from neurox.bench._scale import sparse_topology
-    from neurox.neuron._topology import Topology, load_live_topology
+    from neurox.neuron._live_topology import load_live_topology
+    from neurox.neuron._topology import Topology
 
     path = str(tmp_path / "topology.json")
     sparse_topology(120, 4, 3, 2).save(path)

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from ..ext import PRELOAD, maintenance_children, network_children
+from ..ext import PRELOAD, network_children
 from ..neuron import (DataDirError, Network, Topology, TopologyError, control_tcp, ensure_usable_data_dir, events_tcp,
                       front_host, layers_on, live_topology, load_topology)
 from ..ops import (PRELOAD as OPS_PRELOAD, Gateway, MetricsServer, ServiceConfig, gateway_endpoint, serve_metrics,
@@ -263,8 +263,7 @@ def node(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     front = config.host is None or config.host == front_host(topology)
-    edges = (network_children(topology, config.data_dir, config.host) if front
-             else maintenance_children(topology, config.data_dir, config.host))
+    edges = network_children(topology, config.data_dir, config.host)  # each part knows on which host it runs
     service = service_children(config.data_dir, config.service.on_host(topology, config.host))
     network = Network(topology, config.data_dir, run_dir=config.run_dir, preload=PRELOAD + OPS_PRELOAD,
                       extensions=edges + service, host=config.host, keys_dir=config.keys_dir)

@@ -37,9 +37,8 @@ from typing import TYPE_CHECKING
 
 from ..runtime import Route
 from ..supervisor_tree import control_endpoint
-from ._endpoints import inbox_name, messenger_in_endpoint, neuron_control
+from ._endpoints import experiences_endpoint, inbox_name, messenger_in_endpoint, neuron_control
 from ._hosts import HOST_KEY, parse_address
-from ._sleep import experiences_endpoint
 
 if TYPE_CHECKING:
     from ._topology import Topology
@@ -58,6 +57,12 @@ def host_of(topology: "Topology", layer_name: str) -> str | None:
 def front_host(topology: "Topology") -> str | None:
     """The host of the end neuron, where the edge processes run (None: not spread over hosts)."""
     return topology.layers[-1].settings.get(HOST_KEY)
+
+
+def front_only(children):
+    """A part's ``children`` (``_parts``) from ``children(topology, data_dir)``: on the front host only."""
+    return lambda topology, data_dir, host, options: (
+        children(topology, data_dir) if host is None or host == front_host(topology) else [])
 
 
 def maintenance_host(topology: "Topology") -> str | None:

@@ -23,7 +23,7 @@ from ._learning_rule import make_rule
 from ._links import Links, relayout
 from ._math import before_fork as before_fork  # the launcher warms numpy up with it (a preloaded module)
 from ._math import initial_weights, weight_statistics
-from ._neurotransmitters import DEFAULT_TRANSMITTER
+from ._modulation import DEFAULT_TRANSMITTER
 from ._persistence import Persistence, sibling_weights, twin_weights
 from ._pipeline import Pipeline
 from ._plasticity import DEFAULT_PLASTICITY
@@ -32,7 +32,8 @@ from ._requests import SETTABLE, checked_set_params, checked_vector
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE as DEFAULT_STALENESS
 from ._state import params_checksum
 from ._states import check_state, flush_interval
-from ._topology import Topology, load_live_topology
+from ._live_topology import load_live_topology
+from ._topology import Topology
 
 COUNTERS = ("forwards", "samples", "backwards", "updates", "missed_inputs", "missed_gradients", "late", "expired",
             "dropped_sends", "flush_errors", "refused_updates", "clipped_updates", "non_finite_inputs",

@@ -26,7 +26,7 @@ from ..runtime import ControlError, Process, Reply, call
 from ..supervisor_tree import SupervisorClient, control_endpoint
 from ._activations import check_activation
 from ._endpoints import neuron_control, topology_path
-from ._modulator import modulator_changes, modulator_children, modulator_id
+from ._parts import child_id, registered
 from ._tree_specs import neuron_spec, start_site, stop_site
 from ._topology import Layer, Topology, TopologyError
 
@@ -83,22 +83,30 @@ class Reshaper(Process):
         self.emit("reshaped", op=op, request=entry, result=result,
                          shape=[len(layer.neurons) for layer in self.topology.layers])
 
-    def _follow_modulators(self, old: Topology) -> None:
-        """A region's modulator ends with its last layer and, where the network runs modulators, starts with
-        its first (docs/brain.md)."""
-        opened, closed = modulator_changes(old, self.topology)
-        if not opened and not closed:
+    def _follow_parts(self, old: Topology) -> None:
+        """The root children of the parts (``_parts``) follow the new shape: a child the new shape no longer
+        has is stopped; one it gains is started where the network runs that part (a region's modulator
+        ends with its last layer and starts with its first, docs/brain.md)."""
+        changes = []
+        for part in registered():
+            if part.children is not None:
+                before = {child_id(spec) for spec in part.children(old, self.data_dir, None, {})}
+                after = part.children(self.topology, self.data_dir, None, {})
+                if before != {child_id(spec) for spec in after}:
+                    changes.append((before, after))
+        if not changes:
             return
         root = self._supervisor("root")
         running = {child["id"] for child in root.which_children()}
-        for region in closed:
-            if modulator_id(region) in running:
-                root.terminate_child(modulator_id(region))
-                root.delete_child(modulator_id(region))
-        if any(child.startswith("modulator.") for child in running):
-            for spec in modulator_children(self.topology, self.data_dir):
-                if spec["id"] in {modulator_id(region) for region in opened}:
-                    root.start_child(spec)
+        for before, after in changes:
+            for child in before - {child_id(spec) for spec in after}:
+                if child in running:
+                    root.terminate_child(child)
+                    root.delete_child(child)
+            if before & running:
+                for spec in after:
+                    if child_id(spec) not in before:
+                        root.start_child(spec)
 
     # -- talking to the processes ----------------------------------------------------------------
     def _neuron(self, neuron_id: str, op: str, **args):
@@ -237,7 +245,7 @@ class Reshaper(Process):
         topology.links = [link for link in topology.links if link not in old] + new
         before_change = self.topology
         self._save(topology)
-        self._follow_modulators(before_change)
+        self._follow_parts(before_change)
         supervisor, spec = start_site(topology, name, self.data_dir)
         self._supervisor(supervisor).start_child(spec)
         self._connect(new, started=tuple(layer.neurons))
@@ -268,7 +276,7 @@ class Reshaper(Process):
         topology.links = [l for l in topology.links if l[0] not in layer.neurons and l[1] not in layer.neurons] + bridge
         before_change = self.topology
         self._save(topology)
-        self._follow_modulators(before_change)
+        self._follow_parts(before_change)
         return {"layer": layer.name}
 
     def set_settings(self, request: dict) -> dict:

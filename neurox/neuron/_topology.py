@@ -15,11 +15,9 @@ from dataclasses import dataclass, field, replace
 from ..supervisor_tree import NameClash, check_names
 from ._activations import check_activation
 from ._hosts import PlacementError, check_placement
-from ._neurotransmitters import DEFAULT_TRANSMITTER, TRANSMITTERS, ChemistryError, region_chemistry
+from ._parts import registered, reserved, sections as owned_sections
+from ._modulation import DEFAULT_TRANSMITTER, TRANSMITTERS
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
-from ._regions import REGION_FLAGS, RegionError, expand as expand_regions
-from ._shaping import ShapingConfig
-from ._sleep import SleepConfig
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE, check_settings
 
 INPUT = "input"
@@ -37,10 +35,13 @@ DEFAULTS = {"units": 16, "activation": "tanh", "learning_rate": 0.05, "policy": 
 DEFAULT_SUPERVISION = {"intensity": 50, "period_s": 5.0}
 """Per layer (and region) supervisor. Higher than Elixir's 3 in 5 s: a layer of many neurons under chaos
 testing legitimately sees several deaths a second, and each is repaired in milliseconds."""
-ROOT_WORKERS = ("reshaper", "self_reshaper", "maintenance", "maintenance_pool", "messenger_in", "messenger_out",
-                "service")
-"""Ids the network puts under its root beside the layers and regions (modulators are ``modulator.NAME``,
-which no layer or region name can be, as those have no '.'; extensions are named by the topology)."""
+REGION_FLAGS = ("strategy", "intensity", "period_s")
+"""What a region's ``[region.NAME]`` table (or its template) may say of its region's supervisor."""
+CORE_SECTIONS = ("name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "hosts", "region",
+                 "text")
+"""The top-level keys of a topology this module reads; every other table belongs to a part (``_parts``)."""
+FIELD_SECTIONS = ("extension", "neurotransmitters", "self_reshaping", "maintenance", "input")
+"""Part tables kept in fields of their own (the others are in ``Topology.sections``)."""
 DIAMOND_TOML = os.path.join(os.path.dirname(__file__), "diamond.toml")
 
 
@@ -70,7 +71,7 @@ class Topology:
     extensions: list[dict] = field(default_factory=list)
     """``[[extension]]`` tables: name, module, and settings (see neurox/ext/_api.py)."""
     neurotransmitters: dict | None = None
-    """The ``[neurotransmitters]`` table (None: absent): kinetics per region (see _neurotransmitters.py)."""
+    """The ``[neurotransmitters]`` table (None: absent): kinetics per region (see neurox.brain)."""
     hosts: dict = field(default_factory=dict)
     """``[hosts]``: host name -> address, for a network spread over hosts (see ``_placement``)."""
     self_reshaping: dict | None = None
@@ -85,6 +86,8 @@ class Topology:
     and used by neurox.ext's ``_scaling``)."""
     text: dict | None = None
     """The ``[text]`` table (None: the defaults): how text samples become rows (see neurox/ext/_text.py)."""
+    sections: dict = field(default_factory=dict)
+    """The tables of parts (``_parts``) that have no field of their own above: name -> table."""
 
     # -- questions neurons and supervisors ask --------------------------------------------------
     def layer_of(self, neuron_id: str) -> Layer:
@@ -169,10 +172,8 @@ class Topology:
         supervisors = [f"root/{r}" for r in self.supervised_regions()] + \
                       [self.supervisor_path(layer.name) for layer in self.layers]
         neurons = [f"{self.supervisor_path(layer.name)}/{n}" for layer in self.layers for n in layer.neurons]
-        twins = [f"root/maintenance_pool/{n}" for n in self.neurons()] if self.maintenance is not None else []
-        root = [*ROOT_WORKERS, *(f"modulator.{r}" for r in self.modulated_regions()),
-                *(str(e.get("name")) for e in self.extensions)]
-        return ["root", *supervisors, *neurons, *twins, *(f"root/{name}" for name in root)]
+        parts = [path for part in registered() if part.paths is not None for path in part.paths(self)]
+        return ["root", *supervisors, *neurons, *(f"root/{name}" for name in root_ids()), *parts]
 
     # -- changing the shape -------------------------------------------------------------------
     def new_neuron_id(self, layer: Layer) -> str:
@@ -244,25 +245,12 @@ class Topology:
                 raise TopologyError(f"link {src} -> {dst} must go forward, to a later layer")
         self._check_local_learning()
         self._check_regions()
-        if not isinstance(self.neurotransmitters, (dict, type(None))):
-            raise TopologyError("[neurotransmitters] must be a table")
-        for region in self.modulated_regions():
-            if not region or "/" in region:
-                raise TopologyError(f"region {region!r} (a layer's region, or the network's name) needs a "
-                                    f"neuromodulator, whose name must be non-empty and without '/'")
+        for part in registered():
             try:
-                region_chemistry(self.neurotransmitters or {}, region)
-            except ChemistryError as exc:
+                if part.check is not None:
+                    part.check(self)
+            except (TypeError, ValueError) as exc:
                 raise TopologyError(str(exc)) from None
-        taken = set(names) | set(self.supervised_regions()) | set(ROOT_WORKERS)
-        for extension in self.extensions:
-            name, module = extension.get("name"), extension.get("module")
-            if not isinstance(name, str) or not name or "/" in name or name in taken:
-                raise TopologyError(f"extension name {name!r} must be a unique id without '/' "
-                                    f"(not a layer or region name, nor one of {', '.join(ROOT_WORKERS)})")
-            if not isinstance(module, str) or not module:
-                raise TopologyError(f"extension {name!r} needs a 'module'")
-            taken.add(name)
         try:
             check_names(self.tree_paths())
         except NameClash as exc:
@@ -278,12 +266,6 @@ class Topology:
                 raise TopologyError(f"neuron {neuron_id} has no input link")
             if neuron_id not in feeding:
                 raise TopologyError(f"neuron {neuron_id} has no output link")
-        for table, config in ((self.self_reshaping, ShapingConfig), (self.maintenance, SleepConfig)):
-            try:
-                if table is not None:
-                    config.from_table(table)
-            except (TypeError, ValueError) as exc:
-                raise TopologyError(str(exc)) from None
         return self
 
     def _check_regions(self) -> None:
@@ -294,9 +276,9 @@ class Topology:
             if region in {l.name for l in self.layers} - inside:
                 raise TopologyError(f"region {region!r} has the name of a layer outside it; the region's "
                                     f"supervisor and that layer's would both be root/{region}")
-            if region in ROOT_WORKERS:
+            if region in root_ids():
                 raise TopologyError(f"region {region!r}: the name is taken by a process under the root "
-                                    f"({', '.join(ROOT_WORKERS)} are)")
+                                    f"({', '.join(root_ids())} are)")
         if not isinstance(self.region_flags, dict):
             raise TopologyError("[region] must be a table of tables, [region.NAME]")
         for region, flags in self.region_flags.items():
@@ -326,7 +308,7 @@ class Topology:
                 "explicit_links": self.explicit_links, "extensions": self.extensions,
                 "neurotransmitters": self.neurotransmitters, "hosts": self.hosts,
                 "self_reshaping": self.self_reshaping, "maintenance": self.maintenance,
-                "region": self.region_flags, "input": self.input, "text": self.text,
+                "region": self.region_flags, "input": self.input, "text": self.text, "sections": self.sections,
                 "layers": [{"name": l.name, "neurons": l.neurons, "settings": l.settings,
                             "next_index": l.next_index} for l in self.layers],
                 "links": [list(link) for link in self.links]}
@@ -341,7 +323,7 @@ class Topology:
                        list(data.get("extensions", [])), data.get("neurotransmitters"), dict(data.get("hosts", {})),
                        data.get("self_reshaping"), data.get("maintenance"),
                        {name: dict(flags) for name, flags in data.get("region", {}).items()},
-                       dict(data.get("input", {})), data.get("text"))
+                       dict(data.get("input", {})), data.get("text"), dict(data.get("sections", {})))
         return topology.validate() if validate else topology
 
     def save(self, path: str) -> None:
@@ -380,6 +362,7 @@ class Topology:
             doc["input"] = self.input
         if self.text is not None:
             doc["text"] = self.text
+        doc.update(self.sections)
         regions = self.supervised_regions()  # a region whose last layer was removed keeps its flags, unexported
         flags = {name: table for name, table in self.region_flags.items() if table and name in regions}
         if flags:
@@ -387,10 +370,15 @@ class Topology:
         return doc
 
 
+def root_ids() -> tuple[str, ...]:
+    """Ids the network may put under its root beside the layers and regions: the reshaper's and the parts'
+    (modulators are ``modulator.NAME``, which no layer or region name can be, as those have no '.')."""
+    return ("reshaper", *reserved())
+
+
 def parse_topology(doc: dict) -> Topology:
-    """A Topology from a parsed TOML document."""
-    known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension",
-             "neurotransmitters", "hosts", "self_reshaping", "maintenance", "region", "input", "text"}
+    """A Topology from a parsed TOML document (each part's ``expand`` first, e.g. region templates)."""
+    known = {*CORE_SECTIONS, *owned_sections()}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -401,13 +389,13 @@ def parse_topology(doc: dict) -> Topology:
     unknown = set(defaults) - set(LAYER_SETTINGS)
     if unknown:
         raise TopologyError(f"[defaults]: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
-    try:
-        regions = expand_regions(layer_docs, float(defaults["learning_rate"]))
-    except (RegionError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
-        raise TopologyError(f"[[layer]] template: {exc}") from None
-    if regions.links is not None and "link" in doc:
-        raise TopologyError("region templates wire their own links; [[link]] tables cannot be added to them")
-    layer_docs = regions.layers
+    doc = {**doc, "defaults": defaults}
+    for part in registered():
+        try:
+            doc = doc if part.expand is None else part.expand(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TopologyError(str(exc)) from None
+    layer_docs = doc["layer"]
     layers = []
     for i, layer_doc in enumerate(layer_docs):
         layer_doc = dict(layer_doc)
@@ -427,26 +415,20 @@ def parse_topology(doc: dict) -> Topology:
         raise TopologyError("[input] must be a table (scale, frozen_after)")
     topology.input = dict(doc.get("input", {}))
     topology.text = doc.get("text")
-    topology.maintenance = doc.get("maintenance", {} if regions.episodic_store else None)
-    topology.region_flags = merge_region_flags(regions.region_flags, doc.get("region", {}),
-                                               topology.supervised_regions())
+    topology.maintenance = doc.get("maintenance")
+    topology.sections = {key: doc[key] for key in owned_sections() - set(FIELD_SECTIONS) if key in doc}
+    topology.region_flags = merge_region_flags(doc.get("region", {}), topology.supervised_regions())
     if "link" in doc:
         topology.links = [(str(l["from"]), str(l["to"])) for l in doc["link"]]
-        topology.explicit_links = True
-    elif regions.links is not None:
-        neurons = {layer.name: layer.neurons for layer in layers}
-        topology.links = [(a, b) for src, dst in regions.links for a in neurons[src] for b in neurons[dst]]
         topology.explicit_links = True
     else:
         topology.links = topology.full_links()
     return topology.validate()
 
 
-def merge_region_flags(from_templates: dict[str, dict], tables, known: list[str]) -> dict[str, dict]:
-    """Each region's supervisor flags: the topology's ``[region.NAME]`` tables over its template's.
-
-    A table must name one of the ``known`` regions (a template's name or a layer's ``region`` setting).
-    """
+def merge_region_flags(tables, known: list[str]) -> dict[str, dict]:
+    """Each region's supervisor flags: the topology's ``[region.NAME]`` tables (with its template's
+    beneath, put there by the regions part). A table must name one of the ``known`` regions."""
     if not isinstance(tables, dict):
         raise TopologyError("[region] must be a table of tables, [region.NAME]")
     for name, table in tables.items():
@@ -454,67 +436,7 @@ def merge_region_flags(from_templates: dict[str, dict], tables, known: list[str]
             raise TopologyError(f"[region.{name}] names no region of the topology; its regions are {known}")
         if not isinstance(table, dict):
             raise TopologyError(f"[region.{name}] must be a table")
-    return {name: {**from_templates.get(name, {}), **tables.get(name, {})}
-            for name in dict.fromkeys([*from_templates, *tables])}
-
-
-class LiveTopology(Topology):
-    """A read-only topology whose questions about one neuron are answered from indexes.
-
-    A thousand neurons inherit one such object from the launcher. The plain queries scan every layer
-    and link, and a scan in a forked child writes the reference count of every object it passes, so
-    each neuron would copy the pages of the whole network (about 1 MiB at 2,000 neurons) and do
-    O(network) work; an index lookup touches only what it returns. Nothing may change it once indexed.
-    """
-
-    def index(self) -> "LiveTopology":
-        """Build the indexes (in the launcher, before the neurons are forked)."""
-        order = {n: i for i, n in enumerate(n for layer in self.layers for n in layer.neurons)}  # network order
-        self._layer_by_neuron = {n: layer for layer in self.layers for n in layer.neurons}
-        sources: dict[str, set[str]] = {}
-        targets: dict[str, set[str]] = {}
-        for src, dst in self.links:
-            sources.setdefault(dst, set()).add(src)
-            targets.setdefault(src, set()).add(dst)
-        self._inputs = {n: sorted((s for s in found if s in order), key=order.__getitem__) for n, found in sources.items()}
-        self._outputs = {n: sorted((t for t in found if t in order), key=order.__getitem__) for n, found in targets.items()}
-        self.neuron_count = len(order)
-        return self
-
-    def layer_of(self, neuron_id: str) -> Layer:
-        layer = self._layer_by_neuron.get(neuron_id)
-        if layer is None:
-            raise TopologyError(f"unknown neuron {neuron_id!r}")
-        return layer
-
-    def inputs_of(self, neuron_id: str) -> list[str]:
-        if self._layer_by_neuron.get(neuron_id) is self.layers[0]:
-            return [INPUT]
-        return list(self._inputs.get(neuron_id, ()))
-
-    def outputs_of(self, neuron_id: str) -> list[str]:
-        if self._layer_by_neuron.get(neuron_id) is self.layers[-1]:
-            return [OUTPUT]
-        return list(self._outputs.get(neuron_id, ()))
-
-
-_live: dict[str, tuple[tuple[int, int, int], LiveTopology]] = {}
-
-
-def load_live_topology(path: str) -> LiveTopology:
-    """The live topology at ``path``, parsed once per version of the file (inode, size, mtime).
-
-    The launcher calls it before forking each neuron, so a neuron inherits the parsed topology
-    instead of parsing the whole network again -- a thousand neurons would parse it a thousand
-    times; a reshape writes a new file (``save`` replaces it), which is parsed once on next use.
-    Readers share the object and must not change it; writers use :meth:`Topology.load`.
-    """
-    stat = os.stat(path)
-    version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-    cached = _live.get(path)
-    if cached is None or cached[0] != version:
-        cached = _live[path] = (version, LiveTopology.load(path, validate=False).index())
-    return cached[1]
+    return {name: dict(table) for name, table in tables.items()}
 
 
 def load_topology(path: str | None = None) -> Topology:

@@ -15,9 +15,10 @@ import os
 import tomllib
 from dataclasses import dataclass
 
+from ..neuron import REGION_FLAGS, Part
+
 TEMPLATES = ("prefrontal_cortex", "hippocampus", "basal_ganglia")
-REGION_FLAGS = ("strategy", "intensity", "period_s")
-"""What a template (or a topology's ``[region.NAME]`` table) may say of its region's supervisor."""
+
 
 
 class RegionError(ValueError):
@@ -78,3 +79,34 @@ def expand(layer_docs: list[dict], learning_rate: float) -> Expansion:
     for (_, _, exit_layer, _), (_, entries, _, _) in zip(blocks, blocks[1:]):
         links += [(exit_layer, entry) for entry in entries]
     return Expansion([layer for layers, *_ in blocks for layer in layers], links, store, flags)
+
+
+def expand_document(doc: dict) -> dict:
+    """The regions part's ``expand``: a topology document (its ``defaults`` complete) with every template
+    replaced by its layers, their links as ``[[link]]`` tables, the templates' supervisor flags beneath
+    the document's ``[region.NAME]`` tables, and ``[maintenance]`` if a region keeps episodes."""
+    try:
+        regions = expand(doc["layer"], float(doc["defaults"]["learning_rate"]))
+    except (RegionError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
+        raise RegionError(f"[[layer]] template: {exc}") from None
+    if regions.links is None:
+        return doc
+    if "link" in doc:
+        raise RegionError("region templates wire their own links; [[link]] tables cannot be added to them")
+    neurons = {}
+    for i, layer in enumerate(regions.layers):
+        count = layer.get("neurons", 1)
+        name = str(layer.get("name", f"L{i}"))
+        neurons[name] = [f"{name}.n{k}" for k in range(count if isinstance(count, int) else 0)]
+    links = [{"from": a, "to": b} for src, dst in regions.links for a in neurons[src] for b in neurons[dst]]
+    tables = doc.get("region", {})
+    if isinstance(tables, dict):
+        own = {name: tables.get(name, {}) for name in regions.region_flags}
+        tables = {**{name: {**flags, **own[name]} if isinstance(own[name], dict) else own[name]
+                     for name, flags in regions.region_flags.items()}, **{n: t for n, t in tables.items() if n not in own}}
+    store = {"maintenance": doc.get("maintenance", {})} if regions.episodic_store else {}
+    return {**doc, "layer": regions.layers, "link": links, "region": tables, **store}
+
+
+REGIONS = Part("regions", expand=expand_document)
+"""Region templates (``[[layer]] template = ...``), expanded before a topology's layers are read."""

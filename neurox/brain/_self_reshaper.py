@@ -15,11 +15,8 @@ import numpy as np
 
 from ..runtime import ControlClient, ControlError, Process
 from ..supervisor_tree import control_endpoint
-from ._endpoints import neuron_control, topology_path
-from ._frames import array_from_wire
-from ._reshaping import Reshaping
+from ..neuron import Part, Reshaping, Topology, array_from_wire, front_only, neuron_control, topology_path
 from ._shaping import Action, NeuronView, ShapingConfig, decide_links, decide_neurons, link_rms, silent_streaks
-from ._topology import Topology
 
 CALL_TIMEOUT_S = 2.0
 HISTORY = 50
@@ -33,10 +30,20 @@ def self_reshaper_children(topology: Topology, data_dir: str) -> list[dict]:
     return [SelfReshaper.child_spec("self_reshaper", {"data_dir": data_dir})]
 
 
+def check_shaping(topology: Topology) -> None:
+    if topology.self_reshaping is not None:
+        ShapingConfig.from_table(topology.self_reshaping)
+
+
+SHAPING = Part("shaping", sections=("self_reshaping",), check=check_shaping,
+               children=front_only(self_reshaper_children), reserves=("self_reshaper",))
+"""The self-reshaper, if the topology has a ``[self_reshaping]`` table (docs/brain.md)."""
+
+
 class SelfReshaper(Process):
     """A callback module of the process behaviour: one round per ``interval_s`` (``handle_timer``)."""
 
-    target = "neurox.neuron._self_reshaper:run_self_reshaper"
+    target = "neurox.brain._self_reshaper:run_self_reshaper"
 
     def init(self, args: dict, env: dict) -> dict:
         self.data_dir = args["data_dir"]

@@ -60,7 +60,10 @@ def test_bad_maintenance_settings_are_refused():
     with pytest.raises(TopologyError, match="unknown keys"):
         topology.validate()
     topology.maintenance = {"maintenance_s": 0}
-    with pytest.raises(TopologyError, match="positive"):
+    with pytest.raises(TopologyError, match=r"^maintenance.maintenance_s: accepted float > 0.0, got 0$"):
+        topology.validate()
+    topology.maintenance = {"capacity": "many"}
+    with pytest.raises(TopologyError, match=r"^maintenance.capacity has the wrong type: accepted int, got 'many' \(str\)$"):
         topology.validate()
 
 

@@ -48,18 +48,20 @@ def explain(error: str, schema, value, where: str | None = None, at: str = "") -
     match = _ERROR.match(error.replace(" | null`", "`"))  # None stands for "not given": TOML has no null
     what, raw = match["what"], match["path"] or ""
     segments, got, kind = _walk(schema, value, raw)
-    path = ".".join(filter(None, [at, _join(segments)])) or "the table"
-    prefix = f"{where}: " if where else ""
+    path = ".".join(filter(None, [at, _join(segments)]))
+    prefix = "".join(f"{part}: " for part in (where, path) if part)
     if m := re.fullmatch(r"Expected `(.+?)`, got `(.+?)`", what):
-        return f"{prefix}{path} has the wrong type: accepted {m[1]}, got {got!r} ({m[2]})"
+        accepted = {"object": "a table", "array": "a list"}.get(m[1], m[1])  # in TOML's words
+        return f"{where + ': ' if where else ''}{path or 'the table'} has the wrong type: accepted {accepted}, " \
+               f"got {got!r} ({m[2]})"
     if m := re.fullmatch(r"Expected `(.+?)` (.+)", what):
-        return f"{prefix}{path}: accepted {m[1]} {m[2]}, got {got!r}"
+        return f"{prefix}accepted {m[1]} {m[2]}, got {got!r}"
     if m := re.fullmatch(r"Object contains unknown field `(.+?)`", what):
         accepted = ", ".join(f.encode_name for f in msgspec.structs.fields(kind)) if _is_struct(kind) else "?"
-        return f"{prefix}{path}: unknown keys [{m[1]!r}]; accepted: {accepted}"
+        return f"{prefix}unknown key {m[1]!r}; accepted: {accepted}"
     if m := re.fullmatch(r"Object missing required field `(.+?)`", what):
-        return f"{prefix}{path}: {m[1]} is required"
-    return f"{prefix}{path}: {what[0].lower()}{what[1:]}, got {got!r}"
+        return f"{prefix}{m[1]} is required"
+    return f"{prefix}{what[0].lower()}{what[1:]}, got {got!r}"
 
 
 def _join(segments: list) -> str:

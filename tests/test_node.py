@@ -171,7 +171,8 @@ def test_notifier_reports_an_unreachable_socket_without_failing(capfd):
     ('name = "x"\ndata_dir = "d"\ncolour = "red"\n', "unknown key 'colour'"),
     ('name = "../x"\ndata_dir = "d"\n', "name must match"),
     ('name = "x"\ndata_dir = 3\n', "data_dir has the wrong type"),
-    ('name = "x"\ndata_dir = "d"\nstatus_interval_s = 0\n', "must be positive"),
+    ('name = "x"\ndata_dir = "d"\nstatus_interval_s = 0\n', "node.toml: status_interval_s: accepted float > 0.0, got 0"),
+    ('name = "x"\ndata_dir = "d"\nmetrics_port = "9100"\n', "node.toml: metrics_port has the wrong type: accepted int, got '9100' (str)"),
     ('name = "x\n', "node.toml"),
     ('name = "x"\ndata_dir = "d"\nhost = "h1"\n', "host and keys_dir go together"),
 ])

@@ -78,7 +78,7 @@ def test_keys_beside_a_template_apply_to_all_its_layers():
     (lambda d: d["layer"].__setitem__(2, {"name": "messenger_in", "template": "hippocampus"}), "taken by a process"),
     (lambda d: d.__setitem__("region", {"cerebellum": {"strategy": "one_for_all"}}), "names no region"),
     (lambda d: d.__setitem__("region", {"bg": {"strategy": "simple_one_for_one"}}), r"\[region.bg\]: strategy"),
-    (lambda d: d.__setitem__("region", {"bg": {"colour": "grey"}}), "may set only"),
+    (lambda d: d.__setitem__("region", {"bg": {"colour": "grey"}}), r"region.bg: unknown key 'colour'; accepted: intensity, period_s, strategy"),
     (lambda d: d.__setitem__("region", {"bg": {"intensity": -1}}), "intensity must be"),
     (lambda d: d.__setitem__("region", {"bg": {"period_s": 0}}), "period_s must be"),
     (lambda d: d.__setitem__("extension", [{"name": "bg", "module": "jsonl", "path": "x"}]), "extension name 'bg'"),

@@ -81,12 +81,14 @@ def test_a_neuron_short_of_inputs_sprouts_one_from_the_previous_layer():
 def test_link_strength_is_the_rms_of_each_links_rows_and_bad_settings_are_refused():
     weights = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 1.0]], dtype=np.float32)
     assert link_rms(weights, ["a", "b"], {"a": 1, "b": 2}) == pytest.approx({"a": np.sqrt(12.5), "b": np.sqrt(0.5)})
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key .interval.; accepted: interval_s, "):
         ShapingConfig.from_table({"interval": 3})
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match=r"^self_reshaping.interval_s: accepted float > 0.0, got 0$"):
         ShapingConfig.from_table({"interval_s": 0})
-    with pytest.raises(TopologyError, match="positive"):
+    with pytest.raises(TopologyError, match=r"^self_reshaping.plateau_rounds: accepted int >= 1, got 0$"):
         small_topology({"plateau_rounds": 0})
+    with pytest.raises(TopologyError, match=r"^self_reshaping.structural has the wrong type: accepted bool, got 'no' \(str\)$"):
+        small_topology({"structural": "no"})  # once taken as true
 
 
 # -- a live network ----------------------------------------------------------------------------

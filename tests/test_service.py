@@ -294,10 +294,11 @@ def test_the_picture_does_not_let_late_words_resurrect_a_dead_neuron():
 def test_a_service_config_with_mistakes_is_refused_with_the_key_named():
     good = ServiceConfig.from_mapping({"host": "a", "peers": [{"name": "b", "events": "tcp://10.0.0.2:7101"}]})
     assert good.peers == (Peer("b", "tcp://10.0.0.2:7101"),)
-    for doc, words in [({"hots": "a"}, "unknown key 'hots'"), ({"history": 0}, "history must be positive"),
+    for doc, words in [({"hots": "a"}, "unknown key 'hots'"), ({"history": 0}, "[service]: history: accepted int >= 1, got 0"),
                        ({"bind": ["7110"]}, "bind is a list of endpoints"), ({"enabled": "yes"}, "enabled"),
-                       ({"peers": [{"name": "b"}]}, "needs a name and an events endpoint"),
-                       ({"peers": [{"name": "b", "events": "tcp://x:1", "port": 1}]}, "unknown keys ['port']"),
+                       ({"peers": [{"name": "b"}]}, "[service]: peers[0]: events is required"),
+                       ({"enabled": "yes"}, "[service]: enabled has the wrong type: accepted bool, got 'yes'"),
+                       ({"peers": [{"name": "b", "events": "tcp://x:1", "port": 1}]}, "[service]: peers[0]: unknown key 'port'; accepted: name, events, control, events_control"),
                        ({"host": "a", "peers": [{"name": "a", "events": "tcp://x:1"}]}, "must be unique")]:
         with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
             ServiceConfig.from_mapping(doc)

@@ -19,6 +19,7 @@ import os
 import signal
 import time
 
+import msgspec
 import numpy as np
 import zmq
 
@@ -50,7 +51,8 @@ def check_sleep(topology: Topology) -> None:
         SleepConfig.from_table(topology.maintenance)
 
 
-SLEEP = Part("sleep", sections=("maintenance",), check=check_sleep, requires=("messengers",),
+SLEEP = Part("sleep", sections=("maintenance",), schemas={"maintenance": SleepConfig}, check=check_sleep,
+             requires=("messengers",),
              children=lambda topology, data_dir, host, options: maintenance_children(topology, data_dir, host),
              reserves=("maintenance", POOL_ID),
              paths=lambda t: [f"root/{POOL_ID}/{n}" for n in t.neurons()] if t.maintenance is not None else [])
@@ -136,7 +138,7 @@ class Maintenance(Process):
         return {"pid": os.getpid(), "phase": self.phase.name, "turn": self.phase.turn,
                 "in_maintenance": [n for _, n in self.group], "in_pool": sorted(self.pool.copies),
                 "dream_loss": float(np.mean(self.pool.losses)) if self.pool.losses else None, "remaining_s": max(0.0, self.phase.ends_at - time.monotonic()),
-                "stored": self.hippocampus.size, "seen": self.hippocampus.seen, "config": vars(self.config),
+                "stored": self.hippocampus.size, "seen": self.hippocampus.seen, "config": msgspec.structs.asdict(self.config),
                 "bad_frames": self.bad.total, **self.counters}
 
     # -- the loop ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import zmq
 from ..neuron import (DEFAULT_STATE, LEVELS_TOPIC, TRANSMITTERS, Part, Topology, check_state, front_only,
                       levels_endpoint, reports_endpoint, topology_path)
 from ..runtime import BadFrames, FrameError, Process, Reply, make_socket, pack, unpack_map
-from ._neurotransmitters import (ChemistryError, advance, drives, phasic, region_chemistry,
+from ._neurotransmitters import (ChemistryError, ChemistryTable, advance, drives, phasic, region_chemistry,
                                  reward_prediction_error, unexpected_uncertainty)
 
 MODULATOR_TARGET = "neurox.brain._modulator:run_modulator"
@@ -57,7 +57,8 @@ def check_chemistry(topology: Topology) -> None:
         region_chemistry(topology.neurotransmitters or {}, region)
 
 
-CHEMISTRY = Part("chemistry", sections=("neurotransmitters",), check=check_chemistry,
+CHEMISTRY = Part("chemistry", sections=("neurotransmitters",), schemas={"neurotransmitters": ChemistryTable},
+                 check=check_chemistry,
                  children=front_only(modulator_children),
                  paths=lambda topology: [f"root/{modulator_id(r)}" for r in topology.modulated_regions()])
 """A neuromodulator per region that needs one (docs/brain.md)."""

@@ -33,6 +33,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
+import msgspec
+
 from ..neuron import PUBLISH_INTERVAL_S, TRANSMITTERS
 
 EXPECTED_REWARD_RATE = 0.1
@@ -138,6 +140,14 @@ def unexpected_uncertainty(expected_surprise: float, delta: float, rate: float) 
 # -- configuration ------------------------------------------------------------------------------
 KINETIC_KEYS = tuple(f.name for f in fields(Kinetics))
 TABLE_KEYS = ("publish_interval_s", "expected_reward_rate", "region", *TRANSMITTERS)
+KineticsTable = msgspec.defstruct("KineticsTable", [(k, float | None, None) for k in KINETIC_KEYS],
+                                  forbid_unknown_fields=True)
+_REGION_KEYS = [("expected_reward_rate", float | None, None), *((t, KineticsTable | None, None) for t in TRANSMITTERS)]
+RegionTable = msgspec.defstruct("RegionTable", _REGION_KEYS, forbid_unknown_fields=True)
+ChemistryTable = msgspec.defstruct("ChemistryTable", [("publish_interval_s", float | None, None),
+                                                      ("region", dict[str, RegionTable] | None, None), *_REGION_KEYS],
+                                   forbid_unknown_fields=True)
+"""The schema of ``[neurotransmitters]`` (types; ``region_chemistry`` checks the values)."""
 
 
 def region_chemistry(table: dict, region: str) -> RegionChemistry:

@@ -12,10 +12,10 @@ layer-to-layer links and each region's supervisor flags out. Keys given beside `
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 
 from ..neuron import REGION_FLAGS, Part
+from ..runtime import ConfigError, read_toml
 
 TEMPLATES = ("prefrontal_cortex", "hippocampus", "basal_ganglia")
 
@@ -40,8 +40,7 @@ class Expansion:
 def template(name: str) -> dict:
     if name not in TEMPLATES:
         raise RegionError(f"unknown region template {name!r}; known: {', '.join(TEMPLATES)}")
-    with open(os.path.join(os.path.dirname(__file__), f"region_{name}.toml"), "rb") as f:
-        return tomllib.load(f)
+    return read_toml(os.path.join(os.path.dirname(__file__), f"region_{name}.toml"))
 
 
 def expand(layer_docs: list[dict], learning_rate: float) -> Expansion:
@@ -87,7 +86,7 @@ def expand_document(doc: dict) -> dict:
     the document's ``[region.NAME]`` tables, and ``[maintenance]`` if a region keeps episodes."""
     try:
         regions = expand(doc["layer"], float(doc["defaults"]["learning_rate"]))
-    except (RegionError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
+    except (RegionError, KeyError, TypeError, ConfigError) as exc:
         raise RegionError(f"[[layer]] template: {exc}") from None
     if regions.links is None:
         return doc

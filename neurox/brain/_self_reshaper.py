@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 
+import msgspec
 import numpy as np
 
 from ..runtime import ControlClient, ControlError, Process
@@ -35,7 +36,7 @@ def check_shaping(topology: Topology) -> None:
         ShapingConfig.from_table(topology.self_reshaping)
 
 
-SHAPING = Part("shaping", sections=("self_reshaping",), check=check_shaping,
+SHAPING = Part("shaping", sections=("self_reshaping",), schemas={"self_reshaping": ShapingConfig}, check=check_shaping,
                children=front_only(self_reshaper_children), reserves=("self_reshaper",))
 """The self-reshaper, if the topology has a ``[self_reshaping]`` table (docs/brain.md)."""
 
@@ -66,7 +67,7 @@ class SelfReshaper(Process):
         return self.next_round
 
     def status(self) -> dict:
-        return {"pid": os.getpid(), "rounds": self.rounds, "config": vars(self.config),
+        return {"pid": os.getpid(), "rounds": self.rounds, "config": msgspec.structs.asdict(self.config),
                 "losses": self.losses[-HISTORY:], "changes": self.changes[-HISTORY:]}
 
     # -- one round: observe, decide, act -----------------------------------------------------

@@ -20,22 +20,25 @@ Policy (``docs/brain.md``, "Self-reshaping"):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import Annotated
 
+import msgspec
 import numpy as np
 
+from ..runtime import typed
 
-@dataclass(frozen=True)
-class ShapingConfig:
-    """The ``[self_reshaping]`` table of a topology (every key optional)."""
 
-    interval_s: float = 5.0
-    plateau_rounds: int = 3
+class ShapingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ``[self_reshaping]`` table of a topology (every key optional), and its schema."""
+
+    interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    plateau_rounds: Annotated[int, msgspec.Meta(ge=1)] = 3
     plateau_tolerance: float = 0.02
     saturation: float = 0.3
-    max_neurons: int = 8
+    max_neurons: Annotated[int, msgspec.Meta(ge=1)] = 8
     silence: float = 0.01
-    silent_rounds: int = 3
+    silent_rounds: Annotated[int, msgspec.Meta(ge=1)] = 3
     prune_below: float = 0.01
     min_inputs: int = 1
     structural: bool = True
@@ -43,14 +46,8 @@ class ShapingConfig:
 
     @classmethod
     def from_table(cls, table: dict) -> "ShapingConfig":
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = set(table) - set(known)
-        if unknown:
-            raise ValueError(f"[self_reshaping]: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        config = cls(**table)
-        if config.interval_s <= 0 or config.plateau_rounds < 1 or config.silent_rounds < 1 or config.max_neurons < 1:
-            raise ValueError("[self_reshaping]: interval_s, plateau_rounds, silent_rounds and max_neurons must be positive")
-        return config
+        """The table decoded (ConfigError, a ValueError, naming ``self_reshaping.KEY`` if it does not fit)."""
+        return typed(cls, table, at="self_reshaping")
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,22 @@ group's turn starts. The other neurons keep answering throughout.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+
+from ..runtime import typed
 
 
+class SleepConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ``[maintenance]`` table of a topology (every key optional), and its schema."""
 
-@dataclass(frozen=True)
-class SleepConfig:
-    """The ``[maintenance]`` table of a topology (every key optional)."""
-
-    awake_s: float = 2400.0
-    maintenance_s: float = 1200.0
-    capacity: int = 5000
+    awake_s: Annotated[float, msgspec.Meta(gt=0)] = 2400.0
+    maintenance_s: Annotated[float, msgspec.Meta(gt=0)] = 1200.0
+    capacity: Annotated[int, msgspec.Meta(ge=1)] = 5000
     """Experiences the hippocampus keeps (a uniform sample of everything learnt: reservoir sampling)."""
-    replay_per_s: float = 200.0
+    replay_per_s: Annotated[float, msgspec.Meta(gt=0)] = 200.0
     """Samples dreamt per second during a turn, replayed experience and education together."""
     education: str | None = None
     """A dataset file (``.csv`` or ``.npz``, as ``neurox run --data``) mixed into the dreams, half and half
@@ -32,14 +35,8 @@ class SleepConfig:
 
     @classmethod
     def from_table(cls, table: dict) -> "SleepConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(table) - known
-        if unknown:
-            raise ValueError(f"[maintenance]: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        config = cls(**table)
-        if config.awake_s <= 0 or config.maintenance_s <= 0 or config.capacity < 1 or config.replay_per_s <= 0:
-            raise ValueError("[maintenance]: awake_s, maintenance_s, capacity and replay_per_s must be positive")
-        return config
+        """The table decoded (ConfigError, a ValueError, naming ``maintenance.KEY`` if it does not fit)."""
+        return typed(cls, table, at="maintenance")
 
 
 @dataclass(frozen=True)

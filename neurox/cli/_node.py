@@ -52,8 +52,10 @@ import os
 import re
 import signal
 import threading
-import tomllib
 from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
 
 import zmq
 
@@ -62,7 +64,7 @@ from ..neuron import (DataDirError, Network, Topology, TopologyError, control_tc
                       front_host, layers_on, live_topology, load_topology)
 from ..ops import (PRELOAD as OPS_PRELOAD, Gateway, MetricsServer, ServiceConfig, gateway_endpoint, serve_metrics,
                    service_children, service_source)
-from ..runtime import ControlClient, ControlError, CurveKeys, KeysError
+from ..runtime import ConfigError, ControlClient, ControlError, CurveKeys, KeysError, read_toml, typed
 from ..runtime import Notifier
 from ..supervisor_tree import TreeError
 from ._discovery import write_run_file
@@ -77,8 +79,19 @@ EXIT_CONFIG = 2
 EXIT_TREE_FAILED = 1
 
 
-class ConfigError(ValueError):
-    """A node config that cannot be used; the message names the file and the key."""
+class NodeDoc(msgspec.Struct, forbid_unknown_fields=True):
+    """The schema of a node config file (see the module's docstring); ``[service]`` is ServiceConfig's."""
+
+    name: str
+    data_dir: str
+    topology: str | None = None
+    run_dir: str | None = None
+    status_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    host: str | None = None
+    keys_dir: str | None = None
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
+    metrics_address: str = "127.0.0.1"
+    service: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -102,29 +115,12 @@ class NodeConfig:
     @classmethod
     def load(cls, path: str) -> "NodeConfig":
         """Read and check a node config (see the module's docstring for its keys)."""
-        try:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-        known = {"name": str, "data_dir": str, "topology": str, "run_dir": str, "status_interval_s": (int, float),
-                 "host": str, "keys_dir": str, "metrics_port": int, "metrics_address": str, "service": dict}
-        for key, value in doc.items():
-            if key not in known:
-                raise ConfigError(f"{path}: unknown key {key!r}; known: {', '.join(known)}")
-            if not isinstance(value, known[key]) or isinstance(value, bool):
-                raise ConfigError(f"{path}: {key} has the wrong type ({type(value).__name__}: {value!r})")
-        for key in ("name", "data_dir"):
-            if key not in doc:
-                raise ConfigError(f"{path}: {key} is required")
+        doc = read_toml(path)
+        typed(NodeDoc, doc, path)
         if not NAME_PATTERN.fullmatch(doc["name"]):
             raise ConfigError(f"{path}: name must match {NAME_PATTERN.pattern}, got {doc['name']!r}")
-        if doc.get("status_interval_s", 1.0) <= 0:
-            raise ConfigError(f"{path}: status_interval_s must be positive, got {doc['status_interval_s']!r}")
         if ("host" in doc) != ("keys_dir" in doc):
             raise ConfigError(f"{path}: host and keys_dir go together (a host talks to its peers only with CURVE keys)")
-        if not 0 <= doc.get("metrics_port", 0) <= 65535:
-            raise ConfigError(f"{path}: metrics_port must be a TCP port (0-65535), got {doc['metrics_port']!r}")
         try:
             service = ServiceConfig.from_mapping(doc.get("service", {}), f"{path}: [service]")
         except ValueError as exc:

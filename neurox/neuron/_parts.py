@@ -11,7 +11,8 @@ its children in the reverse of their start order. The parts are listed once, in 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ class Part:
     name: str
     sections: tuple[str, ...] = ()
     """The top-level topology tables it owns (a topology with a table no part owns is refused)."""
+    schemas: Mapping[str, type] = field(default_factory=dict, hash=False, compare=False)
+    """Section -> the ``msgspec.Struct`` its table decodes into (type-checked before ``check``)."""
     check: Callable[[Topology], None] | None = None
     expand: Callable[[dict], dict] | None = None
     """Rewrites a topology document (a parsed TOML file) before its layers are read."""

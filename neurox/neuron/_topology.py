@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field, replace
 
+from ..runtime import ConfigError, read_toml
 from ..supervisor_tree import NameClash, check_names
 from ._activations import check_activation
 from ._hosts import PlacementError, check_placement
 from ._parts import registered, reserved, sections as owned_sections
 from ._modulation import DEFAULT_TRANSMITTER, TRANSMITTERS
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
+from ._schemas import check_types
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE, check_settings
 
 INPUT = "input"
@@ -45,7 +46,7 @@ FIELD_SECTIONS = ("extension", "neurotransmitters", "self_reshaping", "maintenan
 DIAMOND_TOML = os.path.join(os.path.dirname(__file__), "diamond.toml")
 
 
-class TopologyError(ValueError):
+class TopologyError(ConfigError):
     """A topology that cannot be run; the message names the offending part."""
 
 
@@ -279,8 +280,6 @@ class Topology:
             if region in root_ids():
                 raise TopologyError(f"region {region!r}: the name is taken by a process under the root "
                                     f"({', '.join(root_ids())} are)")
-        if not isinstance(self.region_flags, dict):
-            raise TopologyError("[region] must be a table of tables, [region.NAME]")
         for region, flags in self.region_flags.items():
             if not isinstance(flags, dict) or set(flags) - set(REGION_FLAGS):
                 raise TopologyError(f"[region.{region}] may set only {', '.join(REGION_FLAGS)}, got {flags!r}")
@@ -382,19 +381,16 @@ def parse_topology(doc: dict) -> Topology:
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
-    layer_docs = doc.get("layer")
-    if not isinstance(layer_docs, list) or not layer_docs:
+    if not doc.get("layer"):
         raise TopologyError("a topology needs [[layer]] tables")
-    defaults = {**DEFAULTS, **doc.get("defaults", {})}
-    unknown = set(defaults) - set(LAYER_SETTINGS)
-    if unknown:
-        raise TopologyError(f"[defaults]: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
-    doc = {**doc, "defaults": defaults}
-    for part in registered():
-        try:
+    try:
+        check_types(doc)  # the types of every table (``_schemas``, the parts'), then each part's ``expand``
+        defaults = {**DEFAULTS, **doc.get("defaults", {})}
+        doc = {**doc, "defaults": defaults}
+        for part in registered():
             doc = doc if part.expand is None else part.expand(doc)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TopologyError(str(exc)) from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TopologyError(str(exc)) from None
     layer_docs = doc["layer"]
     layers = []
     for i, layer_doc in enumerate(layer_docs):
@@ -429,21 +425,15 @@ def parse_topology(doc: dict) -> Topology:
 def merge_region_flags(tables, known: list[str]) -> dict[str, dict]:
     """Each region's supervisor flags: the topology's ``[region.NAME]`` tables (with its template's
     beneath, put there by the regions part). A table must name one of the ``known`` regions."""
-    if not isinstance(tables, dict):
-        raise TopologyError("[region] must be a table of tables, [region.NAME]")
-    for name, table in tables.items():
+    for name in tables:  # a table of tables: checked by the schema
         if name not in known:
             raise TopologyError(f"[region.{name}] names no region of the topology; its regions are {known}")
-        if not isinstance(table, dict):
-            raise TopologyError(f"[region.{name}] must be a table")
     return {name: dict(table) for name, table in tables.items()}
 
 
 def load_topology(path: str | None = None) -> Topology:
-    """Read a TOML topology file; the 1-2-3-2-1 diamond when ``path`` is None."""
-    with open(path or DIAMOND_TOML, "rb") as f:
-        try:
-            doc = tomllib.load(f)
-        except tomllib.TOMLDecodeError as exc:
-            raise TopologyError(f"{path}: {exc}") from None
-    return parse_topology(doc)
+    """Read a TOML topology file; the 1-2-3-2-1 diamond when ``path`` is None. Every error names the file."""
+    try:
+        return parse_topology(read_toml(path or DIAMOND_TOML))
+    except ConfigError as exc:
+        raise TopologyError(str(exc) if str(exc).startswith(f"{path}: ") else f"{path}: {exc}") from None

@@ -26,12 +26,14 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
+from typing import Annotated
 
+import msgspec
 import zmq
 
 from ..ext import Extension, outputs_endpoint
 from ..neuron import control_tcp, events_tcp
-from ..runtime import (EVENT_HWM, EVENT_MAX_BYTES, ControlError, FrameError, KeysError, Reply, connect_curve,
+from ..runtime import (EVENT_HWM, EVENT_MAX_BYTES, ControlError, typed, FrameError, KeysError, Reply, connect_curve,
                        ipc_endpoint, make_socket, tcp_plan, unpack_map)
 from ..supervisor_tree import ChildSpec, control_endpoint
 from ..runtime import Calls
@@ -68,6 +70,25 @@ class Peer:
     events_control: str | None = None
 
 
+class PeerDoc(msgspec.Struct, forbid_unknown_fields=True):
+    """The schema of a ``[[service.peers]]`` table (see Peer)."""
+
+    name: str
+    events: str
+    control: str | None = None
+    events_control: str | None = None
+
+
+class ServiceDoc(msgspec.Struct, forbid_unknown_fields=True):
+    """The schema of a ``[service]`` table (see ServiceConfig)."""
+
+    enabled: bool = True
+    host: str | None = None
+    bind: list[str] = []
+    history: Annotated[int, msgspec.Meta(ge=1)] = HISTORY
+    peers: list[PeerDoc] = []
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """How a node (or ``neurox run``) starts its Supervisor service.
@@ -95,28 +116,10 @@ class ServiceConfig:
     @classmethod
     def from_mapping(cls, doc: dict, where: str = "[service]") -> "ServiceConfig":
         """Check a ``[service]`` table; ValueError names the key and what was wrong."""
-        if not isinstance(doc, dict):
-            raise ValueError(f"{where} must be a table, got {type(doc).__name__}")
-        known = {"enabled": bool, "host": str, "bind": list, "history": int, "peers": list}
-        for key, value in doc.items():
-            if key not in known:
-                raise ValueError(f"{where}: unknown key {key!r}; known: {', '.join(known)}")
-            if not isinstance(value, known[key]) or (known[key] is int and isinstance(value, bool)):
-                raise ValueError(f"{where}: {key} has the wrong type ({type(value).__name__}: {value!r})")
-        if not all(isinstance(b, str) and "://" in b for b in doc.get("bind", [])):
+        typed(ServiceDoc, doc, where)
+        if not all("://" in b for b in doc.get("bind", [])):
             raise ValueError(f"{where}: bind is a list of endpoints such as 'tcp://0.0.0.0:7110'")
-        if doc.get("history", 1) <= 0:
-            raise ValueError(f"{where}: history must be positive")
-        peers = []
-        for n, peer in enumerate(doc.get("peers", [])):
-            place = f"{where} peers[{n}]"
-            if not isinstance(peer, dict) or not isinstance(peer.get("name"), str) \
-                    or not isinstance(peer.get("events"), str):
-                raise ValueError(f"{place}: a peer needs a name and an events endpoint (strings)")
-            unknown = set(peer) - {"name", "events", "control", "events_control"}
-            if unknown:
-                raise ValueError(f"{place}: unknown keys {sorted(unknown)}")
-            peers.append(Peer(**peer))
+        peers = [Peer(**peer) for peer in doc.get("peers", [])]
         names = [p.name for p in peers] + [doc.get("host")]
         if len(set(names)) != len(names):
             raise ValueError(f"{where}: host and peer names must be unique, got {names}")

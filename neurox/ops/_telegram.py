@@ -23,15 +23,16 @@ import logging
 import os
 import signal
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
+import msgspec
 import zmq
 
 from ..ext import DEFAULT_API_URL, MESSAGE_LIMIT, TOKEN_ENV, BotApi, BotApiError, refusal
 from ..neuron import Topology, neuron_control, topology_path
-from ..runtime import ControlClient, ControlError
+from ..runtime import ConfigError, ControlClient, ControlError, read_toml, typed
 from ..runtime import fan_out
 from ._client import ServiceClient
 
@@ -43,8 +44,20 @@ MAX_BACKOFF_S = 30.0
 log = logging.getLogger("neurox.telegram")
 
 
-class BotConfigError(ValueError):
+class BotConfigError(ConfigError):
     """A bot config that cannot be used (the message names the file and the key)."""
+
+
+class BotDoc(msgspec.Struct, forbid_unknown_fields=True):
+    """The schema of the bot's config (see BotConfig)."""
+
+    users: list[int] = []
+    """Telegram user ids (integers)."""
+    operators: list[int] = []
+    token_file: str | None = None
+    api_url: str | None = None
+    data_dir: str | None = None
+    poll_timeout_s: Annotated[int, msgspec.Meta(ge=0, le=600)] = 30
 
 
 @dataclass(frozen=True)
@@ -69,31 +82,22 @@ class BotConfig:
     @classmethod
     def load(cls, path: str) -> "BotConfig":
         try:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise BotConfigError(f"{path}: {exc}") from None
+            doc = read_toml(path)
+        except ConfigError as exc:
+            raise BotConfigError(str(exc)) from None
         return cls.from_mapping(doc, path, os.path.dirname(os.path.abspath(path)))
 
     @classmethod
     def from_mapping(cls, doc: dict, where: str = "bot config", base: str = ".") -> "BotConfig":
-        known = {"users": list, "operators": list, "token_file": str, "api_url": str, "data_dir": str,
-                 "poll_timeout_s": int}
-        for key, value in doc.items():
-            if key not in known:
-                raise BotConfigError(f"{where}: unknown key {key!r}; known: {', '.join(known)}")
-            if not isinstance(value, known[key]) or isinstance(value, bool):
-                raise BotConfigError(f"{where}: {key} has the wrong type ({type(value).__name__})")
-        for key in ("users", "operators"):
-            if not all(isinstance(u, int) and not isinstance(u, bool) for u in doc.get(key, [])):
-                raise BotConfigError(f"{where}: {key} is a list of Telegram user ids (integers)")
+        try:
+            typed(BotDoc, doc, where)
+        except ConfigError as exc:
+            raise BotConfigError(str(exc)) from None
         if not doc.get("users") and not doc.get("operators"):
             raise BotConfigError(f"{where}: users (or operators) must list at least one Telegram user id")
         api_url = doc.get("api_url", DEFAULT_API_URL).rstrip("/")
         if not api_url.startswith(("http://", "https://")):
             raise BotConfigError(f"{where}: api_url must start with http:// or https://")
-        if not 0 <= doc.get("poll_timeout_s", 30) <= 600:
-            raise BotConfigError(f"{where}: poll_timeout_s must be within 0..600")
         paths = {k: os.path.join(base, doc[k]) for k in ("token_file", "data_dir") if k in doc}
         operators = frozenset(doc.get("operators", []))
         return cls(**{**doc, **paths, "users": frozenset(doc.get("users", [])) | operators, "operators": operators,

@@ -406,7 +406,7 @@ def test_the_public_names_of_neurox_ops_are_exactly_the_intended_ones():
         "fan_out", "ServiceClient", "STATES", "FAMILIES", "MetricsServer", "NetworkCollector", "serve_metrics",
         "service_source", "SERVICE_ID", "Peer", "ServiceConfig", "service_children", "service_endpoint",
         "TOKEN_ENV", "BotApi", "BotApiError", "BotConfig", "BotConfigError", "ChatOps", "NetworkAccess",
-        "RedactingFormatter", "TelegramBot", "PRELOAD"}
+        "RedactingFormatter", "TelegramBot", "PRELOAD", "Gateway", "Remote", "gateway_endpoint"}
 
 
 def test_a_walk_answered_before_a_death_does_not_undo_it():

@@ -12,6 +12,11 @@ sweep a fresh network learns ``--epochs`` passes; beside it:
 
 The top level reports the default window: ``accuracy`` against ``reference_accuracy`` and
 ``samples_per_s`` against ``reference_samples_per_s`` (``speed_ratio``).
+
+``--topology NAME`` (a shipped shape, ``prod`` or ``test``, or a file) learns that shape instead, and the
+diamond too in the same run with the same window, batch, epochs and seed (each with its own learning
+rate unless ``--learning-rate`` sets both): ``diamond_accuracy`` beside ``accuracy``. The sweep is then
+off unless asked for (a 100-neuron network takes minutes a window on two cores).
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import numpy as np
 import zmq
 
 from ..ext import PRELOAD, Stream, digits, messenger_children
-from ..neuron import DEFAULT_WINDOW, Network, Topology, load_topology, neuron_control
+from ..neuron import DEFAULT_WINDOW, SHAPES, Network, Topology, load_shape, neuron_control, topology_file
 from ..runtime import ControlClient
 from ._learn_reference import ReferencePipeline, fresh_params
 
@@ -34,11 +39,14 @@ can be slowed several times over by others' work, and the ratio should not flatt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topology", default="diamond",
+                        help=f"a shipped shape ({', '.join(SHAPES)}) or a TOML file; not the diamond: the diamond "
+                             "learns too, for diamond_accuracy (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
                         help="packets in flight at the top level (default: neurox run's, %(default)s)")
-    parser.add_argument("--sweep", default=",".join(map(str, SWEEP)),
-                        help="the other windows measured, comma-separated, or '' (default: %(default)s)")
+    parser.add_argument("--sweep", help="the other windows measured, comma-separated, or '' (default: "
+                                        f"{','.join(map(str, SWEEP))} for the diamond, none for other shapes)")
     parser.add_argument("--batch", type=int, default=1, help="samples per packet (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, help="per packet (default: the topology's)")
     parser.add_argument("--staleness", choices=("delay", "stash"), help="the rule (default: the topology's)")
@@ -123,13 +131,21 @@ def learn_once(topology: Topology, data, window: int, args: argparse.Namespace) 
             "last_1000_accuracy": round(progress.rolling_accuracy, 4), "lost": progress.lost, "mean_bundle": bundles}
 
 
-def run(args: argparse.Namespace) -> dict:
-    data = digits()
-    topology = load_topology()
+def configured(name: str, args: argparse.Namespace) -> Topology:
+    """A shape with the run's overrides of its learning rate and staleness rule."""
+    topology = load_shape(name)
     if args.learning_rate is not None:
         topology.defaults["learning_rate"] = args.learning_rate
     if args.staleness is not None:
         topology.defaults["staleness"] = args.staleness
+    return topology
+
+
+def run(args: argparse.Namespace) -> dict:
+    data = digits()
+    topology = configured(args.topology, args)
+    diamond = topology_file(args.topology) == topology_file("diamond")
+    sweep_arg = args.sweep if args.sweep is not None else ",".join(map(str, SWEEP)) if diamond else ""
     lr, rule = float(topology.defaults["learning_rate"]), topology.defaults["staleness"]
     params = fresh_params(topology)
     order = sample_order(len(data.targets), args.epochs, args.batch, args.seed)
@@ -138,7 +154,7 @@ def run(args: argparse.Namespace) -> dict:
     reference, reference_rate = runs[0][0], max(rate for _, rate in runs)
     print(f"reference in one process, one sample at a time, the network's first weights: accuracy {reference:.3f}, "
           f"{reference_rate:,.0f} samples/s", flush=True)
-    windows = sorted({args.window, *(int(w) for w in args.sweep.split(",") if w.strip())})
+    windows = sorted({args.window, *(int(w) for w in sweep_arg.split(",") if w.strip())})
     sweep = []
     for window in windows:
         row = learn_once(topology, data, window, args)
@@ -151,7 +167,14 @@ def run(args: argparse.Namespace) -> dict:
               flush=True)
         sweep.append(row)
     top = next(row for row in sweep if row["window"] == args.window)
-    return {"accuracy": top["accuracy"], "reference_accuracy": round(reference, 4),
+    if diamond:
+        diamond_accuracy = top["accuracy"]
+    else:
+        diamond_accuracy = learn_once(configured("diamond", args), data, args.window, args)["accuracy"]
+        print(f"the diamond, same run and settings: accuracy {diamond_accuracy:.3f}", flush=True)
+    return {"topology": topology.name, "layers": len(topology.layers), "neurons": len(topology.neurons()),
+            "accuracy": top["accuracy"], "diamond_accuracy": diamond_accuracy,
+            "diamond_difference": round(top["accuracy"] - diamond_accuracy, 4), "reference_accuracy": round(reference, 4),
             "difference": round(top["accuracy"] - reference, 4), "samples_per_s": top["samples_per_s"],
             "reference_samples_per_s": round(reference_rate), "speed_ratio": top["speed_ratio"],
             "last_1000_accuracy": top["last_1000_accuracy"], "mean_bundle": top["mean_bundle"], "lost": top["lost"],

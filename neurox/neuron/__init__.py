@@ -11,6 +11,7 @@ from ._hosts import PlacementError as PlacementError
 from ._placement import (control_tcp as control_tcp, events_tcp as events_tcp,
                          front_host as front_host, layers_on as layers_on, maintenance_host as maintenance_host)
 from ._state import NeuronStore as NeuronStore
+from ._shapes import SHAPES as SHAPES, load_shape as load_shape, topology_file as topology_file
 from ._topology import (INPUT as INPUT, OUTPUT as OUTPUT, Topology as Topology, TopologyError as TopologyError,
                         load_topology as load_topology, parse_topology as parse_topology)
 from ._reshaping import Reshaping as Reshaping
@@ -26,4 +27,5 @@ from ._self_reshaper import self_reshaper_children as self_reshaper_children
 from ._shaping import ShapingConfig as ShapingConfig
 from ._staleness import (DEFAULT_GROUP as DEFAULT_STALENESS_GROUP, DEFAULT_RULE as DEFAULT_STALENESS,
                          DEFAULT_WINDOW as DEFAULT_WINDOW, RULES as STALENESS_RULES, make_rule as make_staleness_rule)
+from ._init import INITS as INITS, default_init as default_init, init_of as init_of
 from ._math import initial_weights as initial_weights

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from ..supervisor_tree import NameClash, check_names
 from ._activations import check_activation
 from ._hosts import PlacementError, check_placement
+from ._init import check_init, init_of
 from ._neurotransmitters import DEFAULT_TRANSMITTER, TRANSMITTERS, ChemistryError, region_chemistry
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
 from ._regions import REGION_FLAGS, RegionError, expand as expand_regions
@@ -28,7 +29,8 @@ OUTPUT = "output"
 """Link destination name of MessengerOut after the last layer."""
 POLICIES = ("replace", "restore")
 LAYER_SETTINGS = ("units", "activation", "learning_rate", "policy", "flush_interval_s", "join_timeout_ms",
-                  "transmitter", "plasticity", "region", "strategy", "context", "staleness", "staleness_group")
+                  "transmitter", "plasticity", "region", "strategy", "context", "staleness", "staleness_group",
+                  "init")
 LAYER_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 """How a layer's supervisor restarts its neurons (``strategy``; one_for_one unless a region says otherwise)."""
 DEFAULTS = {"units": 16, "activation": "tanh", "learning_rate": 0.05, "policy": "replace",
@@ -212,6 +214,7 @@ class Topology:
                 raise TopologyError(f"layer {layer.name!r}: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
             try:
                 check_activation(settings["activation"])
+                check_init(init_of(settings))
                 check_settings(settings)
             except ValueError as exc:
                 raise TopologyError(f"layer {layer.name!r}: {exc}") from None

@@ -19,7 +19,7 @@ import numpy as np
 import zmq
 
 from ..neuron import messenger_in_endpoint
-from ..runtime import FrameError, make_socket, pack, unpack_map
+from ..runtime import FrameError, Histogram, make_socket, pack, unpack_map
 from ._api import DRAIN, InputExtension
 from ._front import Front, feed_endpoint
 from ._samples import InputError as BadRequest, encode_text
@@ -37,6 +37,7 @@ class Waiting:
     envelope: list[bytes]
     message_hash_id: object
     deadline: float
+    arrived: float
 
 
 def parse_request(request: dict, width: int, classes: int | None, outputs: int) -> tuple:
@@ -102,6 +103,8 @@ class MessengerIn(InputExtension):
         self.feed = make_socket(self.ctx, zmq.PULL, bind=feed_endpoint(self.run_dir))
         self.watch(self.feed, self._on_feed, drain=FEED_BUNDLE)
         self.waiting: dict[int, Waiting] = {}
+        self.latency = Histogram()
+        """Seconds from a request's arrival to its answer's reply, per answered request."""
         self.deadlines: list[tuple[float, int]] = []
         self.counters.update(requests=0, replied=0, errors=0, timeouts=0, busy=0, late=0, unroutable=0,
                              forwarded=0, feed_dropped=0)
@@ -110,7 +113,8 @@ class MessengerIn(InputExtension):
         return {"kind": self.kind, "endpoint": self.endpoint}
 
     def metrics(self) -> dict:
-        return {**super().metrics(), **self.scaling.counters, "in_flight": len(self.waiting)}
+        return {**super().metrics(), **self.scaling.counters, "in_flight": len(self.waiting),
+                "request_latency": self.latency.to_dict()}
 
     def tick(self) -> float | None:
         now = time.monotonic()
@@ -137,7 +141,7 @@ class MessengerIn(InputExtension):
     def _on_request(self, frames: list[bytes]) -> None:
         if len(frames) < 2:
             return
-        envelope, body = frames[:-1], frames[-1]
+        envelope, body, arrived = frames[:-1], frames[-1], time.monotonic()
         self.count("requests")
         message_id = None
         try:
@@ -166,8 +170,8 @@ class MessengerIn(InputExtension):
             self._reply(envelope, {"message_hash_id": message_id, "ok": False, "error": exc.error,
                                    "detail": exc.detail})
             return
-        deadline = time.monotonic() + timeout_ms / 1000.0
-        self.waiting[packet] = Waiting(envelope, message_id, deadline)
+        deadline = arrived + timeout_ms / 1000.0
+        self.waiting[packet] = Waiting(envelope, message_id, deadline, arrived)
         heapq.heappush(self.deadlines, (deadline, packet))
 
     def on_result(self, result: dict) -> None:
@@ -185,6 +189,7 @@ class MessengerIn(InputExtension):
             reply["probabilities"] = dict(zip(map(str, names), reply["output"]))
         self.count("replied")
         self._reply(waiting.envelope, reply)
+        self.latency.observe(time.monotonic() - waiting.arrived)
 
     def _expire(self, now: float) -> None:
         """Requests past their deadline get an explicit timeout error."""

@@ -153,7 +153,7 @@ class Neuron:
                 "pending_joins": len(pipeline.joins), "pending_gradients": len(pipeline.grads), "kept": self.rule.kept,
                 "rss_bytes": rss_bytes(), "state": self.receptors.state, "neuromodulators": self.receptors.chemistry(),
                 "activity": pipeline.activity.snapshot(), "persistence": self.persistence.status()["persistence"],
-                "weights": weight_statistics(self.rule.weights)}
+                "weights": weight_statistics(self.rule.weights), "processing": pipeline.processing.to_dict()}
 
     def call_get_params(self, _request) -> dict:
         return {"weights": frames.array_to_wire(self.rule.weights), "bias": frames.array_to_wire(self.rule.bias),

@@ -12,6 +12,8 @@ import zmq
 
 from _netutil import learn, neuron_call
 from _opsutil import all_reporting, network_with_service, service_of, wait_until
+from neurox.bench._learn import layer_params, layer_sources, reference_mlp, sample_order
+from neurox.bench._learn_reference import ReferencePipeline, fresh_params
 from neurox.ext import MessengerClient, digits
 from neurox.neuron import (SHAPES, TopologyError, default_init, initial_weights, load_shape, load_topology,
                            parse_topology, topology_file)
@@ -55,6 +57,42 @@ def test_first_weights_follow_the_init_rule_and_the_default_follows_the_activati
     assert topology.settings_of("A.n0")["init"] == "he" and "init" not in topology.settings_of("B.n0")
     with pytest.raises(TopologyError, match="init must be one of"):
         parse_topology({**doc, "defaults": {"init": "glorot"}})
+
+
+def skipping(**extra) -> dict:
+    return {"input_width": 64, "layer": [{"name": "A", "neurons": 1}, {"name": "B", "neurons": 2},
+                                         {"name": "C", "neurons": 2},
+                                         {"name": "D", "neurons": 1, "units": 10, "activation": "softmax"}], **extra}
+
+
+def test_skip_links_join_whole_layers_forward_and_bad_ones_are_refused():
+    topology = parse_topology(skipping(skip=[{"from": "A", "to": "D"}]))
+    assert topology.inputs_of("D.n0") == ["A.n0", "C.n0", "C.n1"] and topology.outputs_of("A.n0") == ["B.n0", "B.n1", "D.n0"]
+    assert layer_sources(topology) == [[-1], [0], [1], [0, 2]]
+    assert len(load_shape("prod").inputs_of("L18.n0")) == 1 + 10 + 2
+    for bad, message in (([{"from": "D", "to": "A"}], "at least one layer forward"),
+                         ([{"from": "A", "to": "B"}], "at least one layer forward"),
+                         ([{"from": "A", "to": "Z"}], "layers are"), ([{"from": "A"}], "exactly 'from' and 'to'")):
+        with pytest.raises(TopologyError, match=message):
+            parse_topology(skipping(skip=bad))
+
+
+@pytest.mark.timeout(60)
+def test_a_skip_network_one_packet_at_a_time_is_the_one_process_reference():
+    """The neurons' rules over skip links (replayed in one process) are the one-process reference's SGD."""
+    topology, data = parse_topology(skipping(skip=[{"from": "A", "to": "D"}])), digits()
+    params = fresh_params(topology)
+    order = sample_order(300, 1, 1, seed=3)
+    accuracy, _ = reference_mlp(data.features, data.targets, layer_params(topology, params), layer_sources(topology),
+                                0.05, order)
+    journals = {n: [["F", [p]] for p in range(300)] for n in topology.neurons()}
+    for layer in topology.layers[:-1]:
+        for n in layer.neurons:
+            journals[n] = [step for p in range(300) for step in (["F", [p]], ["B", [p]])]
+    answers = ReferencePipeline(topology, params, "delay", 1).replay(
+        journals, {p: (data.features[rows], data.targets[rows]) for p, rows in enumerate(order)})
+    hits = [answers[p].argmax() == data.targets[rows][0] for p, rows in enumerate(order)]
+    assert np.mean(hits) == pytest.approx(accuracy, abs=1e-9) and accuracy > 0.4
 
 
 def messenger_in_metrics(network) -> dict:

@@ -69,31 +69,54 @@ def layer_params(topology: Topology, params: dict) -> list[tuple[np.ndarray, np.
             for layer in topology.layers]
 
 
-def reference_mlp(features: np.ndarray, targets: np.ndarray, layers: list, lr: float, order: list[np.ndarray]
-                  ) -> tuple[float, float]:
-    """The same MLP in one process (tanh, softmax + cross-entropy, mean gradient per packet), scored
-    prequentially; returns (accuracy, samples/s)."""
+def layer_sources(topology: Topology) -> list[list[int]]:
+    """Per layer, the layers feeding it in network order (-1: the input): adjacent ones and ``[[skip]]`` ones.
+    The one-process reference needs whole layers feeding every neuron of a layer alike."""
+    index = {n: i for i, layer in enumerate(topology.layers) for n in layer.neurons}
+    out = []
+    for layer in topology.layers:
+        found = {tuple(topology.inputs_of(n)) for n in layer.neurons}
+        inputs = found.pop()
+        sources = sorted({index.get(src, -1) for src in inputs})
+        whole = [n for k in sources for n in (topology.layers[k].neurons if k >= 0 else [inputs[0]])]
+        if found or list(inputs) != whole:
+            raise ValueError(f"layer {layer.name}: the one-process reference needs whole layers linked alike")
+        out.append(sources)
+    return out
+
+
+def reference_mlp(features: np.ndarray, targets: np.ndarray, layers: list, sources: list[list[int]], lr: float,
+                  order: list[np.ndarray]) -> tuple[float, float]:
+    """The same network in one process (tanh, softmax + cross-entropy, mean gradient per packet; each layer
+    fed by its ``sources``), scored prequentially; returns (accuracy, samples/s)."""
     weights = [w.copy() for w, _ in layers]
     biases = [b.copy() for _, b in layers]
+    last = len(weights) - 1
     correct = seen = 0
     started = time.perf_counter()
     for rows in order:
         x, t = features[rows], targets[rows]
-        hs = [x]
+        hs, ins = [x], []
         for k, (w, b) in enumerate(zip(weights, biases)):
-            z = hs[-1] @ w + b
-            hs.append(np.tanh(z) if k < len(weights) - 1 else z)
+            ins.append(hs[sources[k][0] + 1] if len(sources[k]) == 1 else np.hstack([hs[s + 1] for s in sources[k]]))
+            z = ins[k] @ w + b
+            hs.append(np.tanh(z) if k < last else z)
         p = np.exp(hs[-1] - hs[-1].max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
         correct += int((p.argmax(axis=1) == t).sum())
         seen += len(rows)
-        g = p
-        g[np.arange(len(rows)), t] -= 1
-        g /= len(rows)
+        p[np.arange(len(rows)), t] -= 1
+        grads: list = [0.0] * len(weights)
+        grads[last] = p / len(rows)
         for k in reversed(range(len(weights))):
-            grad_w, grad_b = hs[k].T @ g, g.sum(axis=0)
-            if k:
-                g = (g @ weights[k].T) * (1 - hs[k] ** 2)
+            g = grads[k] if k == last else grads[k] * (1 - hs[k + 1] ** 2)
+            grad_w, grad_b = ins[k].T @ g, g.sum(axis=0)
+            dx, at = g @ weights[k].T, 0
+            for s in sources[k]:
+                width = hs[s + 1].shape[1]
+                if s >= 0:
+                    grads[s] = grads[s] + dx[:, at:at + width]
+                at += width
             weights[k] -= np.float32(lr) * grad_w
             biases[k] -= np.float32(lr) * grad_b
     return correct / seen, seen / (time.perf_counter() - started)
@@ -150,7 +173,8 @@ def run(args: argparse.Namespace) -> dict:
     params = fresh_params(topology)
     order = sample_order(len(data.targets), args.epochs, args.batch, args.seed)
     layers = layer_params(topology, params)
-    runs = [reference_mlp(data.features, data.targets, layers, lr, order) for _ in range(REFERENCE_RUNS)]
+    sources = layer_sources(topology)
+    runs = [reference_mlp(data.features, data.targets, layers, sources, lr, order) for _ in range(REFERENCE_RUNS)]
     reference, reference_rate = runs[0][0], max(rate for _, rate in runs)
     print(f"reference in one process, one sample at a time, the network's first weights: accuracy {reference:.3f}, "
           f"{reference_rate:,.0f} samples/s", flush=True)

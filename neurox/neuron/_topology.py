@@ -20,6 +20,7 @@ from ._neurotransmitters import DEFAULT_TRANSMITTER, TRANSMITTERS, ChemistryErro
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
 from ._regions import REGION_FLAGS, RegionError, expand as expand_regions
 from ._shaping import ShapingConfig
+from ._skips import SkipError, skip_links
 from ._sleep import SleepConfig
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE, check_settings
 
@@ -389,7 +390,7 @@ class Topology:
 def parse_topology(doc: dict) -> Topology:
     """A Topology from a parsed TOML document."""
     known = {"name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "extension",
-             "neurotransmitters", "hosts", "self_reshaping", "maintenance", "region", "input"}
+             "neurotransmitters", "hosts", "self_reshaping", "maintenance", "region", "input", "skip"}
     unknown = set(doc) - known
     if unknown:
         raise TopologyError(f"unknown top-level keys {sorted(unknown)}; known: {sorted(known)}")
@@ -437,6 +438,10 @@ def parse_topology(doc: dict) -> Topology:
         topology.explicit_links = True
     else:
         topology.links = topology.full_links()
+    try:
+        topology.links += skip_links(doc.get("skip", []), layers)
+    except SkipError as exc:
+        raise TopologyError(str(exc)) from None
     return topology.validate()
 
 

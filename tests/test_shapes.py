@@ -150,3 +150,21 @@ def test_the_test_shape_learns_answers_and_survives_a_neuron_kill(tmp_path, no_s
         found = wait_until(summed, 20, "the service to see every answered request")
         assert found["processing"]["count"] >= 1797 * len(topology.neurons()) * 0.9
         assert set(found["processing_by_layer"]) == {l.name for l in topology.layers}
+
+
+@pytest.mark.timeout(180)
+def test_the_prod_shape_starts_and_answers(tmp_path, no_stray_processes):
+    """The 100 neurons of `prod` start, and requests through MessengerIn come back from MessengerOut
+    across its 19 layers and its skip links (how well it learns: `neurox bench learn --topology prod`)."""
+    data = digits()
+    with network_with_service(load_shape("prod"), tmp_path, service=False) as network:
+        assert len(network.topology.neurons()) == 100
+        client = MessengerClient(network.messenger_in, zmq.Context.instance())
+        try:
+            replies = [client.ask(timeout=20.0, vector=data.features[i].tolist(), target=int(data.targets[i]))
+                       for i in range(20)]
+        finally:
+            client.close()
+        assert all(r["ok"] and 0 <= int(r["label"]) <= 9 and len(r["output"]) == 10 for r in replies), replies
+        skipped = neuron_call(network, "L0.n0", "metrics")
+        assert skipped["backwards"] == 20, "the end node's gradient came back to L0 over the skip link too"

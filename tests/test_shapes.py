@@ -111,7 +111,7 @@ def test_the_test_shape_learns_answers_and_survives_a_neuron_kill(tmp_path, no_s
         all_reporting(network, timeout=60)
         progress = learn(network, data, epochs=1, window=8, seed=0)
         assert progress.answered == 1797 and progress.lost == 0
-        assert progress.rolling_accuracy > 0.7, progress  # chance is 0.1; it measured 0.8 here (seed 0)
+        assert progress.rolling_accuracy > 0.7, progress  # chance is 0.1; 0.89 measured (seed 0)
 
         client = MessengerClient(network.messenger_in, zmq.Context.instance())
         try:
@@ -166,5 +166,7 @@ def test_the_prod_shape_starts_and_answers(tmp_path, no_stray_processes):
         finally:
             client.close()
         assert all(r["ok"] and 0 <= int(r["label"]) <= 9 and len(r["output"]) == 10 for r in replies), replies
-        skipped = neuron_call(network, "L0.n0", "metrics")
-        assert skipped["backwards"] == 20, "the end node's gradient came back to L0 over the skip link too"
+        # the answers leave before the gradients are back: wait for L0's, which joins the end node's (over the
+        # skip link) with those of L1 -- a join that would give up without one of them
+        wait_until(lambda: neuron_call(network, "L0.n0", "metrics")["backwards"] == 20, 20, "L0 to learn from all 20")
+        assert neuron_call(network, "L0.n0", "metrics")["missed_gradients"] == 0

@@ -1,9 +1,12 @@
 """The release shapes: `test` (1-2-5-8-10-8-5-2-1) and `prod` (1-2-...-10-...-2-1) ship, place over hosts, and
 the `test` shape learns, answers through MessengerIn/MessengerOut and survives a neuron's SIGKILL; the first
 weights follow the ``init`` setting (issue 19.1). Request latency and processing time are kept (19.5)."""
+import json
 import os
 import pathlib
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -150,6 +153,11 @@ def test_the_test_shape_learns_answers_and_survives_a_neuron_kill(tmp_path, no_s
         found = wait_until(summed, 20, "the service to see every answered request")
         assert found["processing"]["count"] >= 1797 * len(topology.neurons()) * 0.9
         assert set(found["processing_by_layer"]) == {l.name for l in topology.layers}
+        probed = subprocess.run([sys.executable, "-m", "neurox.cli", "probe", "metrics", "latency", "--data-dir",
+                                 str(tmp_path)], capture_output=True, text=True, timeout=60)
+        assert probed.returncode == 0, probed.stderr
+        shown = json.loads(probed.stdout.splitlines()[-1])
+        assert shown["request"]["count"] == len(answered) and shown["request"]["p99_s"] == found["request"]["p99_s"]
 
 
 @pytest.mark.timeout(180)

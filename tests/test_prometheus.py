@@ -21,7 +21,7 @@ from neurox.ext import Dataset, digits
 from neurox.neuron import load_topology
 from neurox.ops import FAMILIES, serve_metrics, service_source
 from neurox.ops._prometheus import NetworkCollector, families_of
-from neurox.runtime import ControlError
+from neurox.runtime import ControlError, Histogram
 
 DASHBOARD = pathlib.Path(__file__).parent.parent / "grafana" / "neurox-dashboard.json"
 ONLY_WHEN_REPORTED = {"neurox_neuron_neurotransmitter_level", "neurox_neuron_gain", "neurox_neuron_exploration",
@@ -30,6 +30,16 @@ ONLY_WHEN_REPORTED = {"neurox_neuron_neurotransmitter_level", "neurox_neuron_gai
 """Families that appear only when something reports them (the brain's neuromodulation, an input
 extension's loss) or happens (a supervisor or a worker dying): checked on a picture that has them,
 not on the live scrape."""
+
+
+def _histogram(*seconds: float) -> dict:
+    h = Histogram()
+    for s in seconds:
+        h.observe(s)
+    return h.to_dict()
+
+
+PROCESSING, LATENCY = _histogram(5e-5, 5e-4, 20.0), _histogram(0.004, 0.005, 0.005)
 
 
 def scrape(port: int) -> str:
@@ -123,6 +133,11 @@ def test_promtool_accepts_the_metrics_of_a_live_learning_network(tmp_path, no_st
     assert value("neurox_process_up", path="root/L2", type="supervisor") == 1
     assert value("neurox_supervisor_restarts_in_period", path="root/L2") >= 0
     assert value("neurox_extension_operations_total", extension="messenger_in", operation="requests") == 0
+    assert kinds["neurox_neuron_processing_seconds"] == kinds["neurox_request_latency_seconds"] == "histogram"
+    assert 0.9 * own <= value("neurox_neuron_processing_seconds_count", neuron="L4.n0") <= own
+    assert value("neurox_neuron_processing_seconds_bucket", neuron="L4.n0", le="+Inf") == \
+        value("neurox_neuron_processing_seconds_count", neuron="L4.n0")
+    assert value("neurox_request_latency_seconds_count", extension="messenger_in") == 0  # the stream asks nothing
     assert all(labels["host"] for name, rows in found.items() for labels, _ in rows if name.startswith("neurox_neuron"))
     exported = {s.removesuffix("_total") for s in found} | set(found)
     missing = {m for m in dashboard_metrics() - ONLY_WHEN_REPORTED if m not in exported}
@@ -138,7 +153,11 @@ def test_neuromodulation_extensions_and_deaths_of_other_processes_are_exported_w
                     "status": {"uptime_s": 10.0, "state": "meditative",
                                "neuromodulators": {"levels": {"dopamine": 0.4, "serotonin": 1.1}, "gain": 0.9,
                                                    "learning_rate_factor": 1.2, "exploration": 0.1}},
-                    "metrics": {"samples": 7}},
+                    "metrics": {"samples": 7, "processing": PROCESSING}},
+                   {"host": "a", "path": "root/messenger_in", "kind": "worker", "layer": None, "pid": 8,
+                    "state": "running", "report_age_s": None, "restarts": 0, "deaths": {}, "replacements": {},
+                    "status": {"kind": "input", "pid": 8, "requests": 3}, "metrics": {"requests": 3,
+                                                                                      "request_latency": LATENCY}},
                    {"host": "a", "path": "root/eye", "kind": "worker", "layer": None, "pid": 9, "state": "running",
                     "report_age_s": None, "restarts": 0, "deaths": {}, "replacements": {},
                     "status": {"kind": "input", "pid": 9, "submitted": 40, "rejected": 1},
@@ -161,13 +180,24 @@ def test_neuromodulation_extensions_and_deaths_of_other_processes_are_exported_w
         {"host": "a", "path": "root/modulator.pfc", "type": "worker", "reason": "crash"}, 2.0)
     assert {tuple(sorted(lbls.items())): v for lbls, v in found["neurox_process_up"]} == {
         (("host", "a"), ("path", "root/eye"), ("type", "worker")): 1.0,
+        (("host", "a"), ("path", "root/messenger_in"), ("type", "worker")): 1.0,
         (("host", "a"), ("path", "root/modulator.pfc"), ("type", "worker")): 0.0}
     eye = {"host": "a", "extension": "eye"}
     assert found["neurox_accuracy_ratio"] == [(eye, 0.75)] and found["neurox_extension_loss"] == [(eye, 0.5)]
     assert found["neurox_extension_in_flight"] == [(eye, 2.0)]
-    assert sorted((lbls["operation"], v) for lbls, v in found["neurox_extension_operations_total"]) == [
+    assert sorted((lbls["operation"], v) for lbls, v in found["neurox_extension_operations_total"]
+                  if lbls["extension"] == "eye") == [
         ("bad_frames", 1.0), ("submitted", 40.0)]
     assert {n for n in families_of(picture)} <= set(FAMILIES)
+    assert types(text)["neurox_neuron_processing_seconds"] == "histogram"
+    buckets = {lbls["le"]: v for lbls, v in found["neurox_neuron_processing_seconds_bucket"]}
+    assert buckets["0.0001"] == 1 and buckets["0.001"] == 2 and buckets["10.0"] == 2 and buckets["+Inf"] == 3
+    assert found["neurox_neuron_processing_seconds_count"][0][1] == 3
+    assert abs(found["neurox_neuron_processing_seconds_sum"][0][1] - 20.00055) < 1e-9
+    latency = {lbls["le"]: v for lbls, v in found["neurox_request_latency_seconds_bucket"]
+               if lbls["extension"] == "messenger_in"}
+    assert latency["0.001"] == 0 and latency["0.005623413"] == 3 and latency["+Inf"] == 3
+    assert found["neurox_request_latency_seconds_count"] == [({"host": "a", "extension": "messenger_in"}, 3.0)]
 
 
 def test_a_scrape_without_the_service_says_so_and_is_still_valid(tmp_path):
@@ -250,7 +280,9 @@ def test_the_grafana_dashboard_queries_only_exported_metrics():
     assert doc["uid"] and doc["title"] == "NeuroX"
     names = dashboard_metrics()
     assert names, "the dashboard has no NeuroX query"
-    unknown = {n for n in names if n not in FAMILIES}
+    histograms = {n for n, (kind, _, _) in FAMILIES.items() if kind == "histogram"}
+    unknown = {n for n in names if n not in FAMILIES
+               and not any(n == f"{h}{suffix}" for h in histograms for suffix in ("_bucket", "_sum", "_count"))}
     assert not unknown, f"the dashboard queries metrics that are not exported: {sorted(unknown)}"
     panels = [p for p in doc["panels"] if p["type"] != "row"]
     assert all(p["targets"] and p["datasource"]["uid"] == "${datasource}" for p in panels)
@@ -261,5 +293,6 @@ def test_the_grafana_dashboard_queries_only_exported_metrics():
     for wanted in ("neurox_neuron_forward_packets_total", "neurox_neuron_samples_total", "neurox_accuracy_ratio",
                    "neurox_loss", "neurox_neuron_restarts_total", "neurox_neuron_deaths_total",
                    "neurox_neuron_replacements_total", "neurox_neuron_last_flush_duration_seconds",
-                   "neurox_neuron_neurotransmitter_level", "neurox_neuron_resident_memory_bytes"):
+                   "neurox_neuron_neurotransmitter_level", "neurox_neuron_resident_memory_bytes",
+                   "neurox_request_latency_seconds_bucket", "neurox_neuron_processing_seconds_bucket"):
         assert wanted in names, wanted

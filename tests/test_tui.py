@@ -192,7 +192,7 @@ async def test_at_200x50_the_vitals_read_the_rate_going_through_from_the_first_f
                 assert through > 5 and all(0.25 * through <= rate <= 2.5 * through for rate in shown), \
                     f"{through:.0f} samples/s went through the end neuron; the screen read {shown}"
                 await select(pilot, app, "root/L2/L2.n0")
-                await shows(pilot, "L2.n0 pid", "learning", "msg/s", "missed joins", "weights mean", "flush every")
+                await shows(pilot, "L2.n0 pid", "learning", "msg/s", "missed joins", "weights mean", "proc p50", "flush every")
                 await until(pilot, lambda: (m := re.search(r"msg/s ([\d,]+) ", screen_text(app))) and int(m[1]) > 0,
                             what="the selected neuron's messages/s")
         finally:
@@ -224,7 +224,9 @@ def still_rows(uptime: float, samples: int) -> list[ProcessRow]:
             status = {**neuron, "layer": layer, "inputs": inputs, "outputs": ["output"] if layer == "L4" else [],
                       "learning": layer != "L1", "metrics": {"forwards": samples, "samples": samples, "bad_frames": 0,
                                                              "weights": {"mean": 0.01, "std": 0.2,
-                                                                         "histogram": [1, 3, 7, 3, 1]}}}
+                                                                         "histogram": [1, 3, 7, 3, 1]},
+                                                             "processing": {"p50_s": 5.6234e-05, "p99_s": 0.0031623,
+                                                                            "count": samples}}}
             rows.append(ProcessRow(f"root/{layer}/{layer}.n{n}", 2, "worker", 9999000 + 10 * index + n, status))
         before = layer
     rows.append(ProcessRow("root/L2/L2.n3", 2, "worker", "restarting", {}))
@@ -256,8 +258,8 @@ async def test_the_main_screen_matches_its_snapshot(size, monkeypatch):
         await pilot.pause(0.3)
         text = flat(screen_text(app))
         expected = ["samples/s 180", "accuracy 0.91", "restarts/min 0", "L1.n0 pid 9999010 paused", "9 neurons, 2 not learning",
-                    "L1.n0 paused pid 9999010", "L2 ■n0 ■n1 ■n2 ■n3 ← 2 in each",
-                    "00:00:01 reshaped root/reshaper linked L1.n0 → L3.n1", "k kill a add d drain"]
+                    "L1.n0 paused pid 9999010", "proc p50 56us p99 3.2ms", "L2 ■n0 ■n1 ■n2 ■n3 ← 2 in each",
+                    "00:00:01 reshaped root/reshaper", "linked L1.n0 → L3.n1", "k kill a add d drain"]
         if size[1] >= 50:  # the whole tree fits only on the larger screen; the smaller one scrolls it
             expected += ["✗ L2.n3 restarting", "messenger_out pid 9999998"]
         for seen in expected:

@@ -12,6 +12,11 @@ sweep a fresh network learns ``--epochs`` passes; beside it:
 
 The top level reports the default window: ``accuracy`` against ``reference_accuracy`` and
 ``samples_per_s`` against ``reference_samples_per_s`` (``speed_ratio``).
+
+``--topology NAME`` (a shipped shape, ``prod`` or ``test``, or a file) learns that shape instead, and the
+diamond too in the same run with the same window, batch, epochs and seed (each with its own learning
+rate unless ``--learning-rate`` sets both): ``diamond_accuracy`` beside ``accuracy``. The sweep is then
+off unless asked for (a 100-neuron network takes minutes a window on two cores).
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import numpy as np
 import zmq
 
 from ..ext import PRELOAD, Stream, digits, messenger_children
-from ..neuron import DEFAULT_WINDOW, Network, Topology, load_topology, neuron_control
+from ..neuron import DEFAULT_WINDOW, SHAPES, Network, Topology, load_shape, neuron_control, topology_file
 from ..runtime import ControlClient
 from ._learn_reference import ReferencePipeline, fresh_params
 
@@ -34,11 +39,14 @@ can be slowed several times over by others' work, and the ratio should not flatt
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topology", default="diamond",
+                        help=f"a shipped shape ({', '.join(SHAPES)}) or a TOML file; not the diamond: the diamond "
+                             "learns too, for diamond_accuracy (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
                         help="packets in flight at the top level (default: neurox run's, %(default)s)")
-    parser.add_argument("--sweep", default=",".join(map(str, SWEEP)),
-                        help="the other windows measured, comma-separated, or '' (default: %(default)s)")
+    parser.add_argument("--sweep", help="the other windows measured, comma-separated, or '' (default: "
+                                        f"{','.join(map(str, SWEEP))} for the diamond, none for other shapes)")
     parser.add_argument("--batch", type=int, default=1, help="samples per packet (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, help="per packet (default: the topology's)")
     parser.add_argument("--staleness", choices=("delay", "stash"), help="the rule (default: the topology's)")
@@ -61,31 +69,54 @@ def layer_params(topology: Topology, params: dict) -> list[tuple[np.ndarray, np.
             for layer in topology.layers]
 
 
-def reference_mlp(features: np.ndarray, targets: np.ndarray, layers: list, lr: float, order: list[np.ndarray]
-                  ) -> tuple[float, float]:
-    """The same MLP in one process (tanh, softmax + cross-entropy, mean gradient per packet), scored
-    prequentially; returns (accuracy, samples/s)."""
+def layer_sources(topology: Topology) -> list[list[int]]:
+    """Per layer, the layers feeding it in network order (-1: the input): adjacent ones and ``[[skip]]`` ones.
+    The one-process reference needs whole layers feeding every neuron of a layer alike."""
+    index = {n: i for i, layer in enumerate(topology.layers) for n in layer.neurons}
+    out = []
+    for layer in topology.layers:
+        found = {tuple(topology.inputs_of(n)) for n in layer.neurons}
+        inputs = found.pop()
+        sources = sorted({index.get(src, -1) for src in inputs})
+        whole = [n for k in sources for n in (topology.layers[k].neurons if k >= 0 else [inputs[0]])]
+        if found or list(inputs) != whole:
+            raise ValueError(f"layer {layer.name}: the one-process reference needs whole layers linked alike")
+        out.append(sources)
+    return out
+
+
+def reference_mlp(features: np.ndarray, targets: np.ndarray, layers: list, sources: list[list[int]], lr: float,
+                  order: list[np.ndarray]) -> tuple[float, float]:
+    """The same network in one process (tanh, softmax + cross-entropy, mean gradient per packet; each layer
+    fed by its ``sources``), scored prequentially; returns (accuracy, samples/s)."""
     weights = [w.copy() for w, _ in layers]
     biases = [b.copy() for _, b in layers]
+    last = len(weights) - 1
     correct = seen = 0
     started = time.perf_counter()
     for rows in order:
         x, t = features[rows], targets[rows]
-        hs = [x]
+        hs, ins = [x], []
         for k, (w, b) in enumerate(zip(weights, biases)):
-            z = hs[-1] @ w + b
-            hs.append(np.tanh(z) if k < len(weights) - 1 else z)
+            ins.append(hs[sources[k][0] + 1] if len(sources[k]) == 1 else np.hstack([hs[s + 1] for s in sources[k]]))
+            z = ins[k] @ w + b
+            hs.append(np.tanh(z) if k < last else z)
         p = np.exp(hs[-1] - hs[-1].max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
         correct += int((p.argmax(axis=1) == t).sum())
         seen += len(rows)
-        g = p
-        g[np.arange(len(rows)), t] -= 1
-        g /= len(rows)
+        p[np.arange(len(rows)), t] -= 1
+        grads: list = [0.0] * len(weights)
+        grads[last] = p / len(rows)
         for k in reversed(range(len(weights))):
-            grad_w, grad_b = hs[k].T @ g, g.sum(axis=0)
-            if k:
-                g = (g @ weights[k].T) * (1 - hs[k] ** 2)
+            g = grads[k] if k == last else grads[k] * (1 - hs[k + 1] ** 2)
+            grad_w, grad_b = ins[k].T @ g, g.sum(axis=0)
+            dx, at = g @ weights[k].T, 0
+            for s in sources[k]:
+                width = hs[s + 1].shape[1]
+                if s >= 0:
+                    grads[s] = grads[s] + dx[:, at:at + width]
+                at += width
             weights[k] -= np.float32(lr) * grad_w
             biases[k] -= np.float32(lr) * grad_b
     return correct / seen, seen / (time.perf_counter() - started)
@@ -123,22 +154,31 @@ def learn_once(topology: Topology, data, window: int, args: argparse.Namespace) 
             "last_1000_accuracy": round(progress.rolling_accuracy, 4), "lost": progress.lost, "mean_bundle": bundles}
 
 
-def run(args: argparse.Namespace) -> dict:
-    data = digits()
-    topology = load_topology()
+def configured(name: str, args: argparse.Namespace) -> Topology:
+    """A shape with the run's overrides of its learning rate and staleness rule."""
+    topology = load_shape(name)
     if args.learning_rate is not None:
         topology.defaults["learning_rate"] = args.learning_rate
     if args.staleness is not None:
         topology.defaults["staleness"] = args.staleness
+    return topology
+
+
+def run(args: argparse.Namespace) -> dict:
+    data = digits()
+    topology = configured(args.topology, args)
+    diamond = topology_file(args.topology) == topology_file("diamond")
+    sweep_arg = args.sweep if args.sweep is not None else ",".join(map(str, SWEEP)) if diamond else ""
     lr, rule = float(topology.defaults["learning_rate"]), topology.defaults["staleness"]
     params = fresh_params(topology)
     order = sample_order(len(data.targets), args.epochs, args.batch, args.seed)
     layers = layer_params(topology, params)
-    runs = [reference_mlp(data.features, data.targets, layers, lr, order) for _ in range(REFERENCE_RUNS)]
+    sources = layer_sources(topology)
+    runs = [reference_mlp(data.features, data.targets, layers, sources, lr, order) for _ in range(REFERENCE_RUNS)]
     reference, reference_rate = runs[0][0], max(rate for _, rate in runs)
     print(f"reference in one process, one sample at a time, the network's first weights: accuracy {reference:.3f}, "
           f"{reference_rate:,.0f} samples/s", flush=True)
-    windows = sorted({args.window, *(int(w) for w in args.sweep.split(",") if w.strip())})
+    windows = sorted({args.window, *(int(w) for w in sweep_arg.split(",") if w.strip())})
     sweep = []
     for window in windows:
         row = learn_once(topology, data, window, args)
@@ -151,7 +191,14 @@ def run(args: argparse.Namespace) -> dict:
               flush=True)
         sweep.append(row)
     top = next(row for row in sweep if row["window"] == args.window)
-    return {"accuracy": top["accuracy"], "reference_accuracy": round(reference, 4),
+    if diamond:
+        diamond_accuracy = top["accuracy"]
+    else:
+        diamond_accuracy = learn_once(configured("diamond", args), data, args.window, args)["accuracy"]
+        print(f"the diamond, same run and settings: accuracy {diamond_accuracy:.3f}", flush=True)
+    return {"topology": topology.name, "layers": len(topology.layers), "neurons": len(topology.neurons()),
+            "accuracy": top["accuracy"], "diamond_accuracy": diamond_accuracy,
+            "diamond_difference": round(top["accuracy"] - diamond_accuracy, 4), "reference_accuracy": round(reference, 4),
             "difference": round(top["accuracy"] - reference, 4), "samples_per_s": top["samples_per_s"],
             "reference_samples_per_s": round(reference_rate), "speed_ratio": top["speed_ratio"],
             "last_1000_accuracy": top["last_1000_accuracy"], "mean_bundle": top["mean_bundle"], "lost": top["lost"],

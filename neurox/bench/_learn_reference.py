@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..neuron import (DEFAULT_STALENESS as DEFAULT_RULE, DEFAULT_STALENESS_GROUP as DEFAULT_GROUP, INPUT, OUTPUT,
-                      Topology, initial_weights, make_staleness_rule as make_rule)
+                      Topology, init_of, initial_weights, make_staleness_rule as make_rule)
 
 FORWARD, BACKWARD = "F", "B"
 
@@ -250,5 +250,6 @@ def fresh_params(topology: Topology) -> dict[str, tuple[np.ndarray, np.ndarray]]
     params = {}
     for n in topology.neurons():
         fan_in = sum(topology.width_of(s) for s in topology.inputs_of(n))
-        params[n] = initial_weights(fan_in, topology.width_of(n), np.random.default_rng([topology.seed, *n.encode()]))
+        params[n] = initial_weights(fan_in, topology.width_of(n), np.random.default_rng([topology.seed, *n.encode()]),
+                                    init_of(topology.settings_of(n)))
     return params

@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = probe("inject", "send a vector into any neuron (inference only)", inject)
     p.add_argument("neuron")
     p.add_argument("--vector", help="comma-separated numbers (default: random, of the neuron's fan-in)")
-    p = probe("metrics", "a neuron's (or any process's) metrics as JSON", metrics, True, True)
+    p = probe("metrics", "a neuron's (or any process's) metrics as JSON; target 'latency': the network's "
+                         "request latency and neurons' processing time (histograms)", metrics, True, True)
     p.add_argument("target")
     p = probe("state", "show or set the state (awake, meditative, maintenance) of a neuron, or of a region "
                        "through its modulator (target root/modulator.REGION); target 'scaling': the statistics "
@@ -339,8 +340,12 @@ def inject(args, ctx) -> int:
 
 def metrics(args, ctx) -> int:
     """A neuron's metrics as it last reported them, with what the service counted about it under
-    ``supervision``; a path or ``--direct``: asked of the process itself."""
+    ``supervision``; a path or ``--direct``: asked of the process itself; ``latency``: the network's
+    request latency and neurons' processing time, from the service."""
     service = None if "/" in args.target or args.target == "root" else _service(args, ctx)
+    if args.target == "latency" and service is not None:
+        print(json.dumps(_service_call(service, "latency")))
+        return 0
     if service is None:
         print(json.dumps(_call(ctx, _resolve(args, args.target), "metrics", args.timeout)))
         return 0

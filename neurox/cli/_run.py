@@ -20,8 +20,8 @@ import zmq
 
 from ..ext import (MISSING, PRELOAD, RUN_BATCH, RUN_WINDOW, SCALE_MODES, TASKS, Dataset, DatasetError, Stream,
                    check_learnable, load_dataset, network_children, scale_config)
-from ..neuron import (DataDirError, Network, Topology, TopologyError, ensure_usable_data_dir, live_topology, load_topology,
-                      neuron_control, topology_path, wipe_data_dir)
+from ..neuron import (SHAPES, DataDirError, Network, Topology, TopologyError, ensure_usable_data_dir, live_topology,
+                      load_shape, neuron_control, topology_path, wipe_data_dir)
 from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
 from ..runtime import ControlError, call
 from ..supervisor_tree import TreeError
@@ -31,7 +31,8 @@ from ._discovery import DEFAULT_DATA_DIR, write_run_file
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("run", help="run a network that learns online (the 1-2-3-2-1 diamond on the digits by default)")
-    parser.add_argument("--topology", help="a TOML topology file (default: the 1-2-3-2-1 diamond)")
+    parser.add_argument("--topology", help=f"a shipped shape ({', '.join(SHAPES)}: neurox/neuron/NAME.toml) or a "
+                                           "TOML topology file (default: diamond, the 1-2-3-2-1)")
     parser.add_argument("--data", help="a CSV (or .csv.gz, .tsv) or NPZ dataset to learn from (default: the bundled "
                                        "8x8 digits)")
     parser.add_argument("--target", help="the target column (name or index) of --data (default: the last)")
@@ -69,7 +70,7 @@ def prepare(args: argparse.Namespace):
     try:
         dataset = load_dataset(args.data, args.target, args.task, args.missing)
         check_learnable(dataset, args.data)
-        topology = load_topology(args.topology).fit_to_data(dataset.width, dataset.outputs, dataset.classes is not None)
+        topology = load_shape(args.topology).fit_to_data(dataset.width, dataset.outputs, dataset.classes is not None)
         if args.scale is not None or args.frozen_after is not None:
             topology.input = {**topology.input, **({"scale": args.scale} if args.scale else {}),
                               **({"frozen_after": args.frozen_after} if args.frozen_after is not None else {})}

@@ -20,7 +20,7 @@ import numpy as np
 import zmq
 
 from ..neuron import messenger_in_endpoint
-from ..runtime import FrameError, make_socket, pack, unpack_map
+from ..runtime import FrameError, Histogram, make_socket, pack, unpack_map
 from ._api import DRAIN, InputExtension
 from ._front import Front, feed_endpoint
 from ._samples import InputError as BadRequest, encode_text
@@ -42,6 +42,7 @@ class Waiting:
     message_hash_id: object
     deadline: float
     key: tuple
+    arrived: float
 
 
 def request_key(envelope: list[bytes], message_id) -> tuple:
@@ -120,6 +121,8 @@ class MessengerIn(InputExtension):
         """request_key -> the packet computing it, while in flight."""
         self.replies: OrderedDict[tuple, dict] = OrderedDict()
         """request_key -> its final reply, for a repeat (bounded: the oldest go first)."""
+        self.latency = Histogram()
+        """Seconds from a request's arrival to its answer's reply, per answered request."""
         self.deadlines: list[tuple[float, int]] = []
         self.counters.update(requests=0, replied=0, errors=0, timeouts=0, busy=0, late=0, unroutable=0,
                              forwarded=0, feed_dropped=0, repeats_answered=0, repeats_in_flight=0)
@@ -128,7 +131,8 @@ class MessengerIn(InputExtension):
         return {"kind": self.kind, "endpoint": self.endpoint}
 
     def metrics(self) -> dict:
-        return {**super().metrics(), **self.scaling.counters, "in_flight": len(self.waiting)}
+        return {**super().metrics(), **self.scaling.counters, "in_flight": len(self.waiting),
+                "request_latency": self.latency.to_dict()}
 
     def tick(self) -> float | None:
         now = time.monotonic()
@@ -155,7 +159,7 @@ class MessengerIn(InputExtension):
     def _on_request(self, frames: list[bytes]) -> None:
         if len(frames) < 2:
             return
-        envelope, body = frames[:-1], frames[-1]
+        envelope, body, arrived = frames[:-1], frames[-1], time.monotonic()
         self.count("requests")
         message_id = None
         try:
@@ -188,8 +192,8 @@ class MessengerIn(InputExtension):
             self._reply(envelope, {"message_hash_id": message_id, "ok": False, "error": exc.error,
                                    "detail": exc.detail})
             return
-        deadline = time.monotonic() + timeout_ms / 1000.0
-        self.waiting[packet] = Waiting(envelope, message_id, deadline, key)
+        deadline = arrived + timeout_ms / 1000.0
+        self.waiting[packet] = Waiting(envelope, message_id, deadline, key, arrived)
         self.packet_of[key] = packet
         heapq.heappush(self.deadlines, (deadline, packet))
 
@@ -223,6 +227,7 @@ class MessengerIn(InputExtension):
         if len(self.replies) > REPLY_CACHE:
             self.replies.popitem(last=False)
         self._reply(waiting.envelope, reply)
+        self.latency.observe(time.monotonic() - waiting.arrived)
 
     def _settle(self, packet) -> Waiting | None:
         waiting = self.waiting.pop(packet, None)

@@ -13,6 +13,7 @@ from ._hosts import PlacementError as PlacementError
 from ._placement import (control_tcp as control_tcp, events_tcp as events_tcp,
                          front_host as front_host, front_only as front_only, layers_on as layers_on, maintenance_host as maintenance_host)
 from ._state import NeuronStore as NeuronStore
+from ._shapes import SHAPES as SHAPES, load_shape as load_shape, topology_file as topology_file
 from ._topology import (INPUT as INPUT, OUTPUT as OUTPUT, REGION_FLAGS as REGION_FLAGS, Topology as Topology,
                         TopologyError as TopologyError, load_topology as load_topology, parse_topology as parse_topology,
                         root_ids as root_ids)
@@ -28,4 +29,5 @@ from ._states import (DEFAULT_STATE as DEFAULT_STATE, STATES as STATES, check_st
                       flush_interval as flush_interval)
 from ._staleness import (DEFAULT_GROUP as DEFAULT_STALENESS_GROUP, DEFAULT_RULE as DEFAULT_STALENESS,
                          DEFAULT_WINDOW as DEFAULT_WINDOW, RULES as STALENESS_RULES, make_rule as make_staleness_rule)
+from ._init import INITS as INITS, default_init as default_init, init_of as init_of
 from ._math import initial_weights as initial_weights

@@ -13,6 +13,7 @@ import numpy as np
 import os
 
 from ._activations import ACTIVATIONS
+from ._init import init_std
 
 KERNELS = os.environ.get("NEUROX_KERNELS", "numpy")
 """``numpy`` (default) or ``numba``: whether one-row steps use the fused compiled kernels.
@@ -142,14 +143,15 @@ def weight_statistics(w: np.ndarray, bins: int = 10) -> dict:
             "non_finite": int(w.size - values.size)}
 
 
-def initial_weights(fan_in: int, units: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh weights, N(0, 1/sqrt(fan_in)) as in the reference MLP, and zero bias."""
-    weights = rng.normal(0.0, 1.0 / np.sqrt(max(fan_in, 1)), (fan_in, units)).astype(np.float32)
+def initial_weights(fan_in: int, units: int, rng: np.random.Generator, init: str = "xavier"
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh weights drawn by rule ``init`` (``_init``: xavier, he or normal), and zero bias."""
+    weights = rng.normal(0.0, init_std(init, fan_in, units), (fan_in, units)).astype(np.float32)
     return weights, np.zeros(units, dtype=np.float32)
 
 
 def seed_from_siblings(siblings: list[tuple[np.ndarray, np.ndarray]], fan_in: int, units: int,
-                       rng: np.random.Generator, noise: float = SEED_NOISE
+                       rng: np.random.Generator, noise: float = SEED_NOISE, init: str = "xavier"
                        ) -> tuple[np.ndarray, np.ndarray, int]:
     """A newcomer's weights from its same-layer siblings: their mean plus a little noise.
 
@@ -158,7 +160,7 @@ def seed_from_siblings(siblings: list[tuple[np.ndarray, np.ndarray]], fan_in: in
     """
     usable = [(w, b) for w, b in siblings if w.shape == (fan_in, units) and b.shape == (units,)]
     if not usable:
-        weights, bias = initial_weights(fan_in, units, rng)
+        weights, bias = initial_weights(fan_in, units, rng, init)
         return weights, bias, 0
     weights = np.mean([w for w, _ in usable], axis=0) + rng.normal(0.0, noise, (fan_in, units))
     bias = np.mean([b for _, b in usable], axis=0) + rng.normal(0.0, noise, units)

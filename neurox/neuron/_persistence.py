@@ -144,13 +144,13 @@ class Persistence:
 
     def start(self, policy: str, seed_requested: bool, shape: tuple[int, int], rng: np.random.Generator,
               fresh: Callable[[], tuple], relay: Callable[[np.ndarray, list | None], np.ndarray],
-              siblings: Callable[[], list], twin: Callable[[], tuple] | None = None) -> tuple:
+              siblings: Callable[[], list], twin: Callable[[], tuple] | None = None, init: str = "xavier") -> tuple:
         """``(weights, bias, origin, saved)``: where the neuron starts from (``origin`` is what its status
         shows as ``started``), and the saved state it restored (its settings and counters go on), if any.
 
         ``fresh()`` gives first-start weights, ``relay(weights, layout)`` re-lays saved ones for the
         current inputs, ``siblings()`` the siblings' ``(id, weights, bias)``, ``twin()`` the working
-        neuron's weights, bias and endpoint.
+        neuron's weights, bias and endpoint; ``init`` the rule of weights drawn anew (no usable sibling).
         """
         saved, died = self.open()
         plan = start_plan(saved is not None, died, policy, twin is not None, seed_requested)
@@ -169,7 +169,7 @@ class Persistence:
         if not answers and saved is not None:  # the whole layer went at once: its own last flush beats random
             origin = {"seeding": {"method": "own_last_flush", "siblings": [], "policy": policy, "reason": reason}}
             return relay(saved.weights, _saved_layout(saved)), saved.bias.astype(np.float32), origin, saved
-        weights, bias, used = seed_from_siblings([a[1:] for a in answers], *shape, rng)
+        weights, bias, used = seed_from_siblings([a[1:] for a in answers], *shape, rng, init=init)
         origin = {"seeding": {"method": "siblings_mean" if used else "fresh", "policy": policy, "reason": reason,
                               "siblings": [a[0] for a in answers][:used]}}
         return weights, bias, origin, None

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..runtime import BadFrames, FrameError, unpack_map
+from ..runtime import BadFrames, FrameError, Histogram, unpack_map
 from . import _frames as frames
 from ._activity import Activity
 from ._joins import RECENT_DONE, Joins
@@ -44,6 +44,8 @@ class Pipeline:
         self.learning, self.frozen = True, False
         """``learning``: learn from packets marked so; ``frozen``: gradients still pass upstream, the weights stay."""
         self.activity = Activity()
+        self.processing = Histogram()
+        """Seconds from a packet's arrival (the inbox drain that completed it) to its send, per packet."""
         self.joins = Joins([link.width for link in links.inputs], counters, "missed_inputs", "concat", RECENT_DONE)
         self.grads = Joins([units] * len(links.outputs), counters, "missed_gradients", "sum")
         self.outgoing: list[tuple[int, np.ndarray]] = []
@@ -55,7 +57,7 @@ class Pipeline:
 
     def handle(self, batch: list[bytes]) -> None:
         """Frames taken from the inbox at once: what they complete is computed and sent in one go."""
-        joined, returned = [], []
+        arrived, joined, returned = time.perf_counter(), [], []
         for frame in batch:
             try:
                 message = frames.decode(frame)
@@ -67,6 +69,7 @@ class Pipeline:
                 self.bad.note(exc.kind, exc.detail)
         if joined:
             self.compute(joined)
+            self.processing.observe(time.perf_counter() - arrived, len(joined))
         if returned:
             self.learn_from(returned)
 

@@ -22,6 +22,7 @@ from ._endpoints import inbox_endpoint, neuron_control, topology_path
 from ._learning_rule import make_rule
 from ._links import Links, relayout
 from ._math import before_fork as before_fork  # the launcher warms numpy up with it (a preloaded module)
+from ._init import init_of
 from ._math import initial_weights, weight_statistics
 from ._modulation import DEFAULT_TRANSMITTER
 from ._persistence import Persistence, sibling_weights, twin_weights
@@ -66,7 +67,7 @@ class Neuron(Process):
         self.layer, self.units, self.policy = settings["layer"], int(settings["units"]), settings["policy"]
         self.settings = {k: settings[k] for k in SETTABLE}
         self.transmitter = settings.get("transmitter", DEFAULT_TRANSMITTER)
-        self.plasticity = settings.get("plasticity", DEFAULT_PLASTICITY)
+        self.plasticity, self.init = settings.get("plasticity", DEFAULT_PLASTICITY), init_of(settings)
         self.counters, self.rng = dict.fromkeys(COUNTERS, 0), np.random.default_rng()
         self.bad = BadFrames(f"neuron {self.id}")
         self.handlers.update({op: getattr(self, f"call_{op}") for op in self.CALLS})
@@ -79,10 +80,11 @@ class Neuron(Process):
         first = np.random.default_rng([topology.seed, *self.id.encode()])
         weights, bias, self.origin, saved = self.persistence.start(
             self.policy, bool(args.get("seed_from_siblings")), (self.links.fan_in, self.units), self.rng,
-            fresh=lambda: initial_weights(self.links.fan_in, self.units, first), relay=self._relay,
+            fresh=lambda: initial_weights(self.links.fan_in, self.units, first, self.init), relay=self._relay,
             siblings=lambda: sibling_weights(self.ctx, {s: neuron_control(self.run_dir, topology, s)
                                                         for s in topology.siblings_of(self.id)}),
-            twin=None if self.twin_of is None else lambda: twin_weights(self.ctx, self.twin_of, self._relay))
+            twin=None if self.twin_of is None else lambda: twin_weights(self.ctx, self.twin_of, self._relay),
+            init=self.init)
         if saved is not None:
             self.settings.update(saved.settings.get("overrides", {}))
             self.counters.update({k: v for k, v in saved.counters.items() if k in self.counters})
@@ -109,7 +111,7 @@ class Neuron(Process):
     def _relay(self, weights: np.ndarray, layout: list | None) -> np.ndarray:
         """Weights laid out for ``layout`` (None: the current inputs), re-laid for the current inputs."""
         return relayout(weights, self.links.layout if layout is None else layout, self.links.layout,
-                        lambda width: initial_weights(width, self.units, self.rng)[0])
+                        lambda width: initial_weights(width, self.units, self.rng, self.init)[0])
 
     def _refused(self, reason: str) -> None:
         """An update refused by the rule (counted there): an event, at most one a second."""
@@ -144,7 +146,7 @@ class Neuron(Process):
                 "pending_joins": len(pipeline.joins), "pending_gradients": len(pipeline.grads), "kept": self.rule.kept,
                 "rss_bytes": rss_bytes(), "state": self.receptors.state, "neuromodulators": self.receptors.chemistry(),
                 "activity": pipeline.activity.snapshot(), "persistence": self.persistence.status()["persistence"],
-                "weights": weight_statistics(self.rule.weights)}
+                "weights": weight_statistics(self.rule.weights), "processing": pipeline.processing.to_dict()}
 
     def call_get_params(self, _request) -> dict:
         return {"weights": frames.array_to_wire(self.rule.weights), "bias": frames.array_to_wire(self.rule.bias),

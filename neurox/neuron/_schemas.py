@@ -30,6 +30,7 @@ class LayerSettings(msgspec.Struct, forbid_unknown_fields=True):
     context: float | None = None
     staleness: str | None = None
     staleness_group: int | None = None
+    init: str | None = None
 
 
 class LayerDoc(LayerSettings, forbid_unknown_fields=True):
@@ -44,6 +45,13 @@ class LayerDoc(LayerSettings, forbid_unknown_fields=True):
 
 class LinkDoc(msgspec.Struct, forbid_unknown_fields=True):
     """A ``[[link]]`` table: one neuron feeding another."""
+
+    from_: str = msgspec.field(name="from")
+    to: str
+
+
+class SkipDoc(msgspec.Struct, forbid_unknown_fields=True):
+    """A ``[[skip]]`` table: every neuron of one layer feeding every neuron of a later one."""
 
     from_: str = msgspec.field(name="from")
     to: str
@@ -76,6 +84,7 @@ class TopologyDoc(msgspec.Struct):
     hosts: dict[str, str] | None = None
     region: dict[str, RegionFlags] | None = None
     text: dict[str, Any] | None = None
+    skip: list[SkipDoc] | None = None
 
 
 def check_types(doc: dict) -> None:

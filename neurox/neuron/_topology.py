@@ -15,10 +15,12 @@ from ..runtime import ConfigError, read_toml
 from ..supervisor_tree import NameClash, check_names
 from ._activations import check_activation
 from ._hosts import PlacementError, check_placement
+from ._init import check_init, init_of
 from ._parts import registered, reserved, sections as owned_sections
 from ._modulation import DEFAULT_TRANSMITTER, TRANSMITTERS
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
 from ._schemas import check_types
+from ._skips import SkipError, skip_links
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE, check_settings
 
 INPUT = "input"
@@ -27,7 +29,8 @@ OUTPUT = "output"
 """Link destination name of MessengerOut after the last layer."""
 POLICIES = ("replace", "restore")
 LAYER_SETTINGS = ("units", "activation", "learning_rate", "policy", "flush_interval_s", "join_timeout_ms",
-                  "transmitter", "plasticity", "region", "strategy", "context", "staleness", "staleness_group")
+                  "transmitter", "plasticity", "region", "strategy", "context", "staleness", "staleness_group",
+                  "init")
 LAYER_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 """How a layer's supervisor restarts its neurons (``strategy``; one_for_one unless a region says otherwise)."""
 DEFAULTS = {"units": 16, "activation": "tanh", "learning_rate": 0.05, "policy": "replace",
@@ -39,7 +42,7 @@ testing legitimately sees several deaths a second, and each is repaired in milli
 REGION_FLAGS = ("strategy", "intensity", "period_s")
 """What a region's ``[region.NAME]`` table (or its template) may say of its region's supervisor."""
 CORE_SECTIONS = ("name", "input_width", "seed", "defaults", "supervision", "output", "layer", "link", "hosts", "region",
-                 "text")
+                 "text", "skip")
 """The top-level keys of a topology this module reads; every other table belongs to a part (``_parts``)."""
 FIELD_SECTIONS = ("extension", "neurotransmitters", "self_reshaping", "maintenance", "input")
 """Part tables kept in fields of their own (the others are in ``Topology.sections``)."""
@@ -216,6 +219,7 @@ class Topology:
                 raise TopologyError(f"layer {layer.name!r}: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
             try:
                 check_activation(settings["activation"])
+                check_init(init_of(settings))
                 check_settings(settings)
             except ValueError as exc:
                 raise TopologyError(f"layer {layer.name!r}: {exc}") from None
@@ -419,6 +423,10 @@ def parse_topology(doc: dict) -> Topology:
         topology.explicit_links = True
     else:
         topology.links = topology.full_links()
+    try:
+        topology.links += skip_links(doc.get("skip", []), layers)
+    except SkipError as exc:
+        raise TopologyError(str(exc)) from None
     return topology.validate()
 
 

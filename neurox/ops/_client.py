@@ -56,6 +56,10 @@ class ServiceClient:
     def picture(self) -> dict:
         return self.call("picture")
 
+    def latency(self, host: str | None = None) -> dict:
+        """Request latency and neurons' processing time as histograms (``Picture.latency``)."""
+        return self.call("latency", host=host)
+
     def status(self) -> dict:
         return self.call("status")
 

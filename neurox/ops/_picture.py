@@ -23,6 +23,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from ..brain import POOL_ID
+from ..runtime import merge_histograms
 from ..supervisor_tree import control_endpoint
 
 REPORT_EVENT = "neuron_report"
@@ -310,7 +311,8 @@ class Picture:
                 "replacements": sum(view.replacements.values()),
                 "samples": metrics.get("samples"), "samples_per_s": view.rate("samples", now),
                 "rss_bytes": metrics.get("rss_bytes"), "learning": status.get("learning"),
-                "network_state": status.get("state")}
+                "network_state": status.get("state"),
+                **{f"processing_{q}": (metrics.get("processing") or {}).get(q) for q in ("p50_s", "p99_s")}}
 
     def neuron_detail(self, view: ProcessView, now: float) -> dict:
         return {**self.neuron_row(view, now), "status": view.status, "metrics": view.metrics,
@@ -346,6 +348,19 @@ class Picture:
         if view.state != "running" or "uptime_s" not in view.status or not view.seen:
             return None
         return view.status["uptime_s"] + (now - view.seen)
+
+    def latency(self, host: str | None = None) -> dict:
+        """Request latency (every MessengerIn's histogram) and neurons' processing time (all together, and
+        each layer's quantiles), added up from what the processes last reported."""
+        requests = [(v.metrics or {}).get("request_latency") for v in self.processes.values()
+                    if v.path.endswith("/messenger_in") and host in (None, v.host)]
+        layers: dict[str, list] = {}
+        for view in self.neurons(host):
+            layers.setdefault(view.layer or "", []).append((view.metrics or {}).get("processing"))
+        every = [h for found in layers.values() for h in found]
+        return {"request": merge_histograms(requests), "processing": merge_histograms(every),
+                "processing_by_layer": {layer: {k: v for k, v in merge_histograms(found).items()
+                                                if k not in ("bounds", "counts")} for layer, found in layers.items()}}
 
     def events(self, limit: int, prefix: str = "", host: str | None = None) -> list[dict]:
         matching = [e for e in self.recent if str(e.get("event", "")).startswith(prefix) and host in (None, e["host"])]

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import zmq
 from prometheus_client import start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ..runtime import ControlError
+from ..runtime import HISTOGRAM_BOUNDS, ControlError
 from ._client import ServiceClient
 from ._service import rss_of, service_endpoint
 
@@ -98,6 +98,10 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
                                           ("host", "extension", "operation")),
     "neurox_extension_in_flight": ("gauge", "Requests an extension holds, waiting for their answers.",
                                    ("host", "extension")),
+    "neurox_request_latency_seconds": ("histogram", "Seconds from a request's arrival at MessengerIn to its answer "
+                                                    "going back from there.", ("host", "extension")),
+    "neurox_neuron_processing_seconds": ("histogram", "Seconds from a packet's arrival at the neuron to its send.",
+                                         NEURON),
 }
 
 NEURON_COUNTERS = {"forwards": "neurox_neuron_forward_packets_total", "samples": "neurox_neuron_samples_total",
@@ -117,6 +121,8 @@ def _family(name: str) -> Metric:
     kind, text, labels = FAMILIES[name]
     if kind == "counter":
         return CounterMetricFamily(name.removesuffix("_total"), text, labels=labels)
+    if kind == "histogram":
+        return HistogramMetricFamily(name, text, labels=labels)
     return GaugeMetricFamily(name, text, labels=labels)
 
 
@@ -132,6 +138,23 @@ class _Families(dict):
         if family is None:
             family = self[name] = _family(name)
         family.add_metric([str(v) for v in labels], float(value))
+
+    def add_histogram(self, name: str, labels: tuple, histogram) -> None:
+        """A wire-form histogram (``neurox.runtime.Histogram.to_dict``) as cumulative ``le`` buckets;
+        one with other buckets than NeuroX's is left out."""
+        if not isinstance(histogram, dict) or histogram.get("bounds") != list(HISTOGRAM_BOUNDS):
+            return
+        counts = histogram.get("counts", [])
+        if len(counts) != len(HISTOGRAM_BOUNDS) + 1:
+            return
+        buckets, seen = [], 0
+        for bound, n in zip((*map(repr, HISTOGRAM_BOUNDS), "+Inf"), counts):
+            seen += n
+            buckets.append((bound, seen))
+        family = self.get(name)
+        if family is None:
+            family = self[name] = _family(name)
+        family.add_metric([str(v) for v in labels], buckets, float(histogram.get("sum", 0.0)))
 
 
 class NetworkCollector(Collector):
@@ -208,6 +231,7 @@ def _neuron(f: _Families, p: dict, now: float) -> None:
     f.add("neurox_neuron_weight_mean", labels, weights.get("mean"))
     f.add("neurox_neuron_weight_stddev", labels, weights.get("std"))
     f.add("neurox_neuron_restarts_total", labels, p.get("restarts", 0))
+    f.add_histogram("neurox_neuron_processing_seconds", labels, metrics.get("processing"))
     for reason, n in sorted(p.get("deaths", {}).items()):
         f.add("neurox_neuron_deaths_total", (*labels, reason), n)
     for method, n in sorted(p.get("replacements", {}).items()):
@@ -250,6 +274,7 @@ def _process(f: _Families, p: dict, local: bool) -> None:
             f.add("neurox_extension_operations_total", (p["host"], name, key), value)
     f.add("neurox_extension_operations_total", (p["host"], name, "bad_frames"), metrics.get("bad_frames"))
     f.add("neurox_extension_in_flight", (p["host"], name), metrics.get("in_flight"))
+    f.add_histogram("neurox_request_latency_seconds", (p["host"], name), metrics.get("request_latency"))
     accuracy = metrics.get("recent_accuracy", metrics.get("rolling_accuracy"))
     f.add("neurox_accuracy_ratio", (p["host"], name), accuracy)
     f.add("neurox_extension_loss", (p["host"], name), metrics.get("mean_loss"))

@@ -185,7 +185,8 @@ class SupervisorService(Extension):
         self.seen_keys: set | None = set()
         self.handlers.update({
             "neuron_status": self.neuron_status, "neuron_metrics": self.neuron_metrics, "tree": self.tree,
-            "recent_events": self.recent_events, "picture": lambda r: self.picture.export(time.time())})
+            "recent_events": self.recent_events, "picture": lambda r: self.picture.export(time.time()),
+            "latency": lambda r: self.picture.latency(self._host_arg(r))})
         for host in self.picture.hosts.values():
             if _reachable(host.events_control):
                 self.calls.call(host.events_control, "recent_events", partial(self._caught_up, host.name),

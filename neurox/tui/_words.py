@@ -69,6 +69,18 @@ def shape_text(shape: list[int]) -> str:
     return "-".join(str(n) for n in shape)
 
 
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1e6:.0f}us" if seconds < 1e-3 else f"{seconds * 1e3:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
+
+
+def processing_line(histogram: dict) -> str:
+    """A neuron's processing time (arrival to send) in one short line: quantiles (bucket bounds) and count."""
+    return (f"proc p50 {_duration(histogram.get('p50_s'))} p99 {_duration(histogram.get('p99_s'))}"
+            f"  n {histogram.get('count', 0):,}")
+
+
 def learning_state(status: dict) -> str:
     """A neuron's learning as an operator reads it: ``learning``, ``paused`` (set_learning false: answers
     go on) or ``frozen`` (its weights are fixed: a twin's teacher, a frozen layer)."""

@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
 from .._observer import ProcessRow
-from .._words import learning_state
+from .._words import learning_state, processing_line
 
 LEARNING_STYLE = {"learning": "green", "paused": "b yellow", "frozen": "b cyan"}
 
@@ -53,6 +53,7 @@ class NeuronDetail(Vertical):
             f"missed joins {metrics.get('missed_inputs', 0)}  grads {metrics.get('missed_gradients', 0)}"
             f"  bad frames {metrics.get('bad_frames', 0)}",
             f"weights mean {weights.get('mean', 0):+.3f} std {weights.get('std', 0):.3f}",
+            processing_line(metrics.get("processing") or {}),
             f"flush every {interval} s, last {time.time() - flushed:.1f} s ago" if flushed
             else f"flush every {interval} s, none yet",
             f"{st.get('transmitter', 'glutamate')} gain {chemistry.get('gain', 1.0):.2f}"

@@ -160,7 +160,7 @@ def test_a_paced_feed_spreads_its_window_over_the_round_trip():
     feed.sending(2, 1, [3], now + 0.04)
     assert feed.may_send(now + 0.04), "a send later than its slot may catch up by one gap"
     feed.sending(3, 1, [3], now + 0.04)
-    assert not feed.may_send(now + 0.045) and feed.may_send(now + 0.05), "then one packet per 0.04 / 4 s"
+    assert not feed.may_send(now + 0.045) and feed.may_send(now + 0.0501), "then one packet per 0.04 / 4 s"
     assert feed.next_due(now + 0.045) == pytest.approx(0.005)
     assert feed.answer({"packet": 2, "label": [3]}, now + 0.09)
     assert feed.round_trip == pytest.approx(0.04 + 0.1 * (0.05 - 0.04)), "a moving average of the round trips"

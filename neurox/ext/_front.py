@@ -208,8 +208,8 @@ class Front:
         scaled = self.inputs.scan(np.concatenate([block for _, block, *_ in taken]), learns)
         self.dirty = self.dirty or bool(learns.any())
         self.counters["scaled"] += len(learns)
-        blocks = np.split(scaled, np.cumsum(sizes)[:-1]) if len(sizes) > 1 else [scaled]
-        return [(block, meta.get("targets"), {}) for block, (*_, meta) in zip(blocks, taken)]
+        ends = np.cumsum(sizes).tolist()
+        return [(scaled[end - size:end], meta.get("targets"), {}) for end, size, (*_, meta) in zip(ends, sizes, taken)]
 
     def tick(self, now: float) -> float:
         """Write the statistics behind; seconds until the next write is due."""

@@ -32,10 +32,9 @@ RULES = ("delay", "stash")
 DEFAULT_RULE = "delay"
 DEFAULT_GROUP = 16
 """Packets per update of the ``stash`` rule (the topology's ``staleness_group``)."""
-DEFAULT_WINDOW = 32
+DEFAULT_WINDOW = 8
 """Packets in flight per origin by default: the most that keeps the digits' accuracy within 0.01 of
-learning one sample at a time in one process, inputs scaled online (docs/neuron.md, "Staleness", has
-the sweep)."""
+learning one sample at a time in one process (docs/neuron.md, "Staleness", has the sweep)."""
 
 
 def check_rule(name) -> str:

@@ -150,6 +150,27 @@ def test_the_feed_paces_scores_and_gives_up_on_lost_packets():
     assert progress.accuracy == 1.0 and progress.mean_loss == 0.5
 
 
+@pytest.mark.timeout(10)
+def test_a_paced_feed_spreads_its_window_over_the_round_trip():
+    feed = Feed(window=4, pace=True)
+    now = 100.0
+    feed.sending(1, 1, [3], now)
+    assert feed.may_send(now), "no pacing before a round trip is known"
+    assert feed.answer({"packet": 1, "label": [3]}, now + 0.04) and feed.round_trip == pytest.approx(0.04)
+    feed.sending(2, 1, [3], now + 0.04)
+    assert feed.may_send(now + 0.04), "a send later than its slot may catch up by one gap"
+    feed.sending(3, 1, [3], now + 0.04)
+    assert not feed.may_send(now + 0.045) and feed.may_send(now + 0.0501), "then one packet per 0.04 / 4 s"
+    assert feed.next_due(now + 0.045) == pytest.approx(0.005)
+    assert feed.answer({"packet": 2, "label": [3]}, now + 0.09)
+    assert feed.round_trip == pytest.approx(0.04 + 0.1 * (0.05 - 0.04)), "a moving average of the round trips"
+    unpaced = Feed(window=4)
+    unpaced.sending(1, 1, [3], now)
+    unpaced.answer({"packet": 1, "label": [3]}, now + 0.04)
+    unpaced.sending(2, 1, [3], now + 0.04)
+    assert unpaced.may_send(now + 0.04) and unpaced.next_due(now + 0.04) == pytest.approx(5.0), "bursts by default"
+
+
 @pytest.mark.timeout(60)
 def test_garbage_and_unknown_packets_on_an_inputs_return_socket_are_counted(tmp_path, no_stray_processes):
     csv = tmp_path / "rows.csv"

@@ -132,3 +132,27 @@ def test_asking_does_not_move_the_statistics_and_a_classification_front_leaves_t
     frame, _, _ = front.forward([forward_frame(np.array([[1.0, 2.0]]), [1])])
     assert unpack_map(decode_frame(frame, (FORWARD,))[6][0])["targets"] == [1]
     front.close()
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("mode", ["standard", "minmax", "frozen", "none"])
+def test_a_scan_of_a_bundle_is_learn_then_transform_row_by_row(mode):
+    """MessengerIn scales a bundle in one scan; each row must get what one after another would give it."""
+    rng = np.random.default_rng(4)
+    rows = rng.normal(3.0, 2.0, (200, 5))
+    rows[:, 2] = 7.0  # a constant column stays 0
+    learns = rng.random(200) < 0.8  # asks among the samples learnt from: scaled, not learnt
+    one_by_one, scanned = Scaler(5, ScaleConfig(mode, 50)), Scaler(5, ScaleConfig(mode, 50))
+    expected = []
+    for row, learn in zip(rows, learns):
+        if learn:
+            one_by_one.learn(row[None])
+        expected.append(one_by_one.transform(row[None])[0])
+    got = np.concatenate([scanned.scan(rows[at:at + 37], learns[at:at + 37]) for at in range(0, 200, 37)])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert scanned.count == one_by_one.count and (mode == "none" or scanned.count > 0)
+    for key in ("mean", "m2", "low", "high"):
+        np.testing.assert_allclose(getattr(scanned, key), getattr(one_by_one, key), rtol=1e-9, atol=1e-9)
+    if mode != "none":
+        first = int(np.argmax(learns))  # rows before it pass as they come
+        assert np.abs(got[first:, 2]).max() == 0.0 and np.abs(got[60:]).max() > 0.5

@@ -4,7 +4,7 @@ import pytest
 
 from neurox.bench._learn import layer_params, layer_sources, reference_mlp, sample_order
 from neurox.bench._learn_reference import ReferencePipeline, fresh_params
-from neurox.ext import digits
+from neurox.ext import ScaleConfig, digits
 from neurox.neuron import load_topology, parse_topology, TopologyError
 from neurox.neuron._staleness import DelayScaled, Stashed, check_settings, delay_step, make_rule
 
@@ -94,7 +94,7 @@ def test_reference_pipeline_one_packet_at_a_time_is_the_one_process_mlp(rule):
     params = fresh_params(topology)
     order = sample_order(300, 1, 1, seed=3)
     accuracy, _ = reference_mlp(data.features, data.targets, layer_params(topology, params), layer_sources(topology), 0.05,
-                                order)
+                                order, ScaleConfig("none"))  # the replay below is fed the rows as they are
     pipeline = ReferencePipeline(topology, params, rule, group=1)
     answers = pipeline.replay(one_at_a_time(topology, 300),
                               {p: (data.features[rows], data.targets[rows]) for p, rows in enumerate(order)})

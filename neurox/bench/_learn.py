@@ -5,10 +5,12 @@ window (``DEFAULT_WINDOW``), the topology's learning rate and staleness rule. Fo
 sweep a fresh network learns ``--epochs`` passes; beside it:
 
 * the **reference**: the same MLP in one process with numpy, one sample at a time, starting from the
-  very weights the network's neurons start with and seeing the samples in the same order -- so the
-  accuracies differ only by what pipelining does (different seeds alone move this accuracy by 0.02);
+  very weights the network's neurons start with, seeing the samples in the same order and scaling them
+  online as MessengerIn does (the topology's ``[input]`` scaling) -- so the accuracies differ only by
+  what pipelining does (different seeds alone move this accuracy by 0.02);
 * per window, what the **simulated pipeline** (``_learn_reference``) gives with the same rule: the
-  accuracy the rule should reach at that window when whole windows travel as bundles.
+  accuracy the rule should reach at that window when whole windows travel as bundles (its inputs
+  scaled with the statistics of the whole stream, a look ahead the network does not have).
 
 The top level reports the default window: ``accuracy`` against ``reference_accuracy`` and
 ``samples_per_s`` against ``reference_samples_per_s`` (``speed_ratio``).
@@ -27,7 +29,7 @@ import time
 import numpy as np
 import zmq
 
-from ..ext import PRELOAD, Stream, digits, messenger_children
+from ..ext import PRELOAD, ScaleConfig, Scaler, Stream, digits, messenger_children, scale_config
 from ..neuron import DEFAULT_WINDOW, SHAPES, Network, Topology, load_shape, neuron_control, topology_file
 from ..runtime import ControlClient
 from ._learn_reference import ReferencePipeline, fresh_params
@@ -50,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="samples per packet (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, help="per packet (default: the topology's)")
     parser.add_argument("--staleness", choices=("delay", "stash"), help="the rule (default: the topology's)")
+    parser.add_argument("--pace", action="store_true",
+                        help="pace each origin's packets over the round trip instead of refilling in bursts")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -86,16 +90,19 @@ def layer_sources(topology: Topology) -> list[list[int]]:
 
 
 def reference_mlp(features: np.ndarray, targets: np.ndarray, layers: list, sources: list[list[int]], lr: float,
-                  order: list[np.ndarray]) -> tuple[float, float]:
-    """The same network in one process (tanh, softmax + cross-entropy, mean gradient per packet; each layer
-    fed by its ``sources``), scored prequentially; returns (accuracy, samples/s)."""
+                  order: list[np.ndarray], scale: ScaleConfig = ScaleConfig()) -> tuple[float, float]:
+    """The same network in one process (inputs scaled online as MessengerIn does, tanh, softmax + cross-entropy,
+    mean gradient per packet; each layer fed by its ``sources``), scored prequentially; returns (accuracy,
+    samples/s)."""
     weights = [w.copy() for w, _ in layers]
     biases = [b.copy() for _, b in layers]
     last = len(weights) - 1
+    scaler = Scaler(features.shape[1], scale)
     correct = seen = 0
     started = time.perf_counter()
     for rows in order:
-        x, t = features[rows], targets[rows]
+        scaler.learn(features[rows])
+        x, t = scaler.transform(features[rows]), targets[rows]
         hs, ins = [x], []
         for k, (w, b) in enumerate(zip(weights, biases)):
             ins.append(hs[sources[k][0] + 1] if len(sources[k]) == 1 else np.hstack([hs[s + 1] for s in sources[k]]))
@@ -144,7 +151,7 @@ def learn_once(topology: Topology, data, window: int, args: argparse.Namespace) 
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(topology, data_dir, extensions=messenger_children(data_dir), preload=PRELOAD) as network:
             stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=window,
-                            batch=args.batch, seed=args.seed)
+                            batch=args.batch, seed=args.seed, pace=args.pace)
             try:
                 progress = stream.run(args.epochs)
             finally:
@@ -174,16 +181,19 @@ def run(args: argparse.Namespace) -> dict:
     order = sample_order(len(data.targets), args.epochs, args.batch, args.seed)
     layers = layer_params(topology, params)
     sources = layer_sources(topology)
-    runs = [reference_mlp(data.features, data.targets, layers, sources, lr, order) for _ in range(REFERENCE_RUNS)]
+    scale = scale_config(getattr(topology, "input", None))
+    runs = [reference_mlp(data.features, data.targets, layers, sources, lr, order, scale) for _ in range(REFERENCE_RUNS)]
     reference, reference_rate = runs[0][0], max(rate for _, rate in runs)
     print(f"reference in one process, one sample at a time, the network's first weights: accuracy {reference:.3f}, "
           f"{reference_rate:,.0f} samples/s", flush=True)
     windows = sorted({args.window, *(int(w) for w in sweep_arg.split(",") if w.strip())})
     sweep = []
+    whole = Scaler(data.features.shape[1], scale)
+    whole.learn(data.features)
     for window in windows:
         row = learn_once(topology, data, window, args)
         simulated = ReferencePipeline(topology, params, rule, int(topology.defaults["staleness_group"])).stream(
-            data.features, data.targets, window, args.epochs, args.seed, args.batch)
+            whole.transform(data.features), data.targets, window, args.epochs, args.seed, args.batch)
         row["simulated_accuracy"] = round(simulated.accuracy, 4)
         row["speed_ratio"] = round(row["samples_per_s"] / reference_rate, 3)
         print(f"  window {window:3d}: accuracy {row['accuracy']:.3f} (simulated {row['simulated_accuracy']:.3f}), "
@@ -202,5 +212,6 @@ def run(args: argparse.Namespace) -> dict:
             "difference": round(top["accuracy"] - reference, 4), "samples_per_s": top["samples_per_s"],
             "reference_samples_per_s": round(reference_rate), "speed_ratio": top["speed_ratio"],
             "last_1000_accuracy": top["last_1000_accuracy"], "mean_bundle": top["mean_bundle"], "lost": top["lost"],
-            "window": args.window, "batch": args.batch, "learning_rate": lr, "staleness": rule, "epochs": args.epochs,
+            "window": args.window, "pace": args.pace, "batch": args.batch, "learning_rate": lr, "staleness": rule,
+            "epochs": args.epochs,
             "sweep": sweep}

@@ -165,31 +165,51 @@ class Front:
         network's units; the (rows, targets) it learns from, as scaled (for the hippocampus); and what was
         refused, a frame at a time: FrameError (not a forward frame from outside), InputError
         ``non_finite`` (nothing of that frame is learnt). The bundle is None if nothing was left."""
-        bundle = ([], [], [], [])  # packets, blocks, learn flags, metas
-        learnt, refused = [], []
+        taken, refused = [], []
         for frame in frames:
             try:
-                self._scale_frame(frame, bundle, learnt)
+                taken.extend(self._read_frame(frame))
             except (FrameError, InputError) as exc:
                 refused.append(exc)
-        packets, blocks, learn, metas = bundle
-        return (encode_forward(INPUT, packets, blocks, learn, metas) if packets else None), learnt, refused
-
-    def _scale_frame(self, frame: bytes, bundle: tuple, learnt: list) -> None:
-        _, src, packets, rows, data, learn, metas = decode_frame(frame, (FORWARD,))
-        if src != INPUT:
-            raise FrameError("unknown_source", f"a forward frame into the network comes from {INPUT!r}, not {src!r}")
-        packed = list(zip(packets, split_rows(data, rows, self.width), learn,
-                          [unpack_map(m) if isinstance(m, bytes) else {} for m in metas]))
-        checked = [self._checked(block, meta.get("targets")) for _, block, _, meta in packed]  # all, before any learns
-        for (block, values), (packet, _, lrn, meta) in zip(checked, packed):
-            scaled, targets, extra = self._apply(block, values, meta.get("targets"), bool(lrn))
+        bundle = ([], [], [], [])  # packets, blocks, learn flags, metas
+        learnt = []
+        done = [self._apply(block, values, meta.get("targets"), lrn) for _, block, values, lrn, meta in taken] if (
+            self.regression) else self._scan(taken)
+        for (packet, _, _, lrn, meta), (scaled, targets, extra) in zip(taken, done):
             if targets is not None and self.regression:
                 meta["targets"] = targets
             for part, value in zip(bundle, (packet, scaled, lrn, pack({**meta, **extra}))):
                 part.append(value)
             if lrn and targets is not None:
                 learnt.append((scaled, targets))
+        packets, blocks, learn, metas = bundle
+        return (encode_forward(INPUT, packets, blocks, learn, metas) if packets else None), learnt, refused
+
+    def _read_frame(self, frame: bytes) -> list[tuple]:
+        """A forward frame's packets as (packet, rows, regression target values, learn, meta), all checked
+        before any is learnt from (one bad packet refuses the frame)."""
+        _, src, packets, rows, data, learn, metas = decode_frame(frame, (FORWARD,))
+        if src != INPUT:
+            raise FrameError("unknown_source", f"a forward frame into the network comes from {INPUT!r}, not {src!r}")
+        blocks = split_rows(data, rows, self.width)
+        metas = [unpack_map(m) if isinstance(m, bytes) else {} for m in metas]
+        if not self.regression:
+            _finite(np.frombuffer(data, dtype="<f4"), "the vector")
+            return [(p, b, None, bool(lrn), m) for p, b, lrn, m in zip(packets, blocks, learn, metas)]
+        return [(p, *self._checked(b, m.get("targets")), bool(lrn), m) for p, b, lrn, m in zip(packets, blocks, learn, metas)]
+
+    def _scan(self, taken: list[tuple]) -> list[tuple]:
+        """:meth:`_apply` for every packet of a classifying bundle at once (``Scaler.scan``): each packet
+        scaled with the statistics of what came before it and itself, as one after another would be."""
+        if not taken:
+            return []
+        sizes = [len(block) for _, block, *_ in taken]
+        learns = np.repeat([lrn and meta.get("targets") is not None for *_, lrn, meta in taken], sizes)
+        scaled = self.inputs.scan(np.concatenate([block for _, block, *_ in taken]), learns)
+        self.dirty = self.dirty or bool(learns.any())
+        self.counters["scaled"] += len(learns)
+        ends = np.cumsum(sizes).tolist()
+        return [(scaled[end - size:end], meta.get("targets"), {}) for end, size, (*_, meta) in zip(ends, sizes, taken)]
 
     def tick(self, now: float) -> float:
         """Write the statistics behind; seconds until the next write is due."""

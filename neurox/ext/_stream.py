@@ -1,7 +1,9 @@
 """Feeding a network and keeping the books: the ``Feed`` every input keeps, and ``Stream``.
 
 A :class:`Feed` is the accounting of one origin's packets in flight: at most ``window`` at a time, at
-most ``rate`` samples a second, each scored prequentially (test-then-train) when its answer comes:
+most ``rate`` samples a second (and, if ``pace``, one packet per ``round trip / window``, the round trip
+measured from the answers, instead of refilling the window in bursts: smaller bundles, less speed;
+docs/neuron.md, "Staleness"), each scored prequentially (test-then-train) when its answer comes:
 the answer is the network's prediction *before* it learns from that sample, because a neuron computes
 its forward pass before the gradient of the same packet comes back. A packet whose answer does not
 come back in ``packet_timeout_s`` (a neuron died with it) is counted lost and the feed goes on.
@@ -13,6 +15,7 @@ supervised process, from a file or standard input, through the same Feed.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -25,6 +28,8 @@ from ._datasets import Dataset
 from ._origin import Origin
 
 ROLLING = 1000
+ROUND_TRIP_SMOOTHING = 0.1
+"""Weight of the newest answer in the round trip the feed paces by (an exponential moving average)."""
 RUN_WINDOW = DEFAULT_WINDOW
 """Packets in flight when ``neurox run`` feeds a dataset (what a user gets; the benchmarks use it too): the
 most that keeps the accuracy of one process under the staleness rule (docs/neuron.md, "Staleness")."""
@@ -58,8 +63,8 @@ class StreamProgress:
 class Feed:
     """Packets of one origin in flight, and how their answers scored (times from ``time.perf_counter``)."""
 
-    def __init__(self, window: int, rate: float | None = None, packet_timeout_s: float = 5.0):
-        self.window, self.rate, self.packet_timeout_s = window, rate, packet_timeout_s
+    def __init__(self, window: int, rate: float | None = None, packet_timeout_s: float = 5.0, pace: bool = False):
+        self.window, self.rate, self.packet_timeout_s, self.pace = window, rate, packet_timeout_s, pace
         self.in_flight: dict[int, tuple[np.ndarray | None, int, float]] = {}
         """packet -> (class targets to score against or None, rows, sent at)."""
         self.sent = self.answered = self.lost = self.correct = self.scored = 0
@@ -74,10 +79,15 @@ class Feed:
         self.started = time.perf_counter()
         self.next_slot = 0.0
         """When the rate lets the next packet go: time idle earns no burst."""
+        self.round_trip: float | None = None
+        """Seconds from sending a packet to its answer (smoothed); None before the first answer."""
+        self.next_paced = 0.0
+        """When pacing lets the next packet go."""
 
     def may_send(self, now: float) -> bool:
         """Whether one more packet may go now (window and rate)."""
-        return len(self.in_flight) < self.window and (self.rate is None or now >= self.next_slot)
+        return (len(self.in_flight) < self.window and (self.rate is None or now >= self.next_slot)
+                and now >= self.next_paced)
 
     def sending(self, packet: int, rows: int, class_targets, now: float, values=None) -> None:
         """Book a packet just sent; ``class_targets`` (class indices) or ``values`` (regression targets) if
@@ -88,14 +98,21 @@ class Feed:
         self.sent += rows
         if self.rate is not None:
             self.next_slot = max(self.next_slot, now) + rows / self.rate
+        if self.pace and self.round_trip is not None:
+            gap = self.round_trip / self.window
+            self.next_paced = max(self.next_paced, now - gap) + gap  # a late send may catch up by one gap
 
-    def answer(self, result: dict) -> bool:
-        """Score one result from MessengerOut; False if its packet is not in flight here (late or unknown)."""
+    def answer(self, result: dict, now: float | None = None) -> bool:
+        """Score one result from MessengerOut (received at ``now``); False if its packet is not in flight
+        here (late or unknown)."""
         packet = result.get("packet")
         entry = self.in_flight.pop(packet, None) if isinstance(packet, int) else None
         if entry is None:
             return False
-        targets, rows, _ = entry
+        targets, rows, sent_at = entry
+        took = (time.perf_counter() if now is None else now) - sent_at
+        self.round_trip = took if self.round_trip is None else self.round_trip + ROUND_TRIP_SMOOTHING * (
+            took - self.round_trip)
         self.answered += rows
         self._score_values(self.values.pop(packet, None), result.get("output"))
         labels = result.get("label")
@@ -140,8 +157,9 @@ class Feed:
         due = []
         if self.in_flight:
             due.append(min(t for _, _, t in self.in_flight.values()) + self.packet_timeout_s - now)
-        if self.rate is not None and len(self.in_flight) < self.window:
-            due.append(self.next_slot - now)
+        if len(self.in_flight) < self.window:
+            due.extend([self.next_slot - now] if self.rate is not None else [])
+            due.extend([self.next_paced - now] if self.next_paced > now else [])
         return max(0.0, min(due)) if due else None
 
     def progress(self, epoch: int = 0) -> StreamProgress:
@@ -162,13 +180,13 @@ class Stream:
 
     def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, dataset: Dataset, window: int = DEFAULT_WINDOW,
                  batch: int = 1, rate: float | None = None, learn: bool = True, packet_timeout_s: float = 5.0,
-                 seed: int = 0, name: str = "stream", shuffle: bool = True):
+                 seed: int = 0, name: str = "stream", shuffle: bool = True, pace: bool = False):
         if dataset.width != topology.input_width:
             raise ValueError(f"the dataset has {dataset.width} features; the network takes {topology.input_width}")
         self.origin = Origin(ctx, run_dir, topology, name)
         self.dataset = dataset
         self.batch, self.learn = batch, learn
-        self.feed = Feed(window, rate, packet_timeout_s)
+        self.feed = Feed(window, rate, packet_timeout_s, pace)
         self.rng = np.random.default_rng(seed)
         self.shuffle = shuffle
         """False: every epoch in the dataset's own order (a stream with drift)."""
@@ -195,15 +213,16 @@ class Stream:
                 feed.sending(packet, len(rows), targets if classified else None, now,
                              None if classified else targets)
                 pending = next(schedule, None)
-            wait_ms = 5 if pending is not None and feed.rate else 50
-            if self.origin.returns.poll(wait_ms):
+            due = feed.next_due(time.perf_counter()) if pending is not None else None
+            if self.origin.returns.poll(50 if due is None else min(50, max(1, math.ceil(due * 1000)))):
                 while True:
                     try:
                         results = self.origin.receive(zmq.NOBLOCK)
                     except zmq.Again:
                         break
+                    received = time.perf_counter()
                     for result in results:
-                        feed.answer(result)
+                        feed.answer(result, received)
             feed.expire(time.perf_counter())
             if on_progress and time.perf_counter() >= next_report:
                 on_progress(self.progress())

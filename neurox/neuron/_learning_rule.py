@@ -178,11 +178,12 @@ class Backprop(LearningRule):
         refused alone (zeros go upstream for it); a bundle whose summed gradient overflows, whole."""
         if not bundle:
             return []
-        if lr is not None:
+        dz = bundle[0][2] if len(bundle) == 1 else np.concatenate([b[2] for b in bundle])
+        if lr is not None and not np.isfinite(dz).all():  # one check for the bundle, per packet only if it fails
             bundle = self._refuse_non_finite(bundle)
+            dz = np.concatenate([b[2] for b in bundle])
         packets, rows = [b[0] for b in bundle], [b[1].shape[0] for b in bundle]
         x = bundle[0][1] if len(bundle) == 1 else np.concatenate([b[1] for b in bundle])
-        dz = bundle[0][2] if len(bundle) == 1 else np.concatenate([b[2] for b in bundle])
         if scale != 1.0:
             dz = dz * np.float32(scale)
         step = 0.0
@@ -202,8 +203,6 @@ class Backprop(LearningRule):
         """The bundle with each packet whose gradient holds nan or inf replaced by a zero gradient (refused:
         counted, and reported once)."""
         finite = [bool(np.isfinite(dz).all()) for _, _, dz, _ in bundle]
-        if all(finite):
-            return bundle
         self.counters["refused_updates"] += finite.count(False)
         self.on_refused(f"{self.name}: a non-finite gradient")
         return [b if ok else (b[0], b[1], np.zeros_like(b[2]), b[3]) for b, ok in zip(bundle, finite)]

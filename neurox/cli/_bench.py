@@ -22,6 +22,8 @@ BENCHMARKS = {
     "datasets": ("neurox.bench._datasets", "digits, iris, wine, breast cancer, diabetes (and --drift streams) beside "
                                            "an in-process MLP, scikit-learn and River"),
     "brain": ("neurox.bench._brain", "dopamine reward learning on a moving bandit, Hebbian vs the first PC, ..."),
+    "continual": ("neurox.bench._continual", "class-incremental digits (five tasks of two classes): none, replay, "
+                                             "sleep with the hippocampus, joint"),
 }
 
 

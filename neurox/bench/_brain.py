@@ -13,7 +13,9 @@ import time
 
 PARTS = {
     "reward": ("neurox.bench._brain_plasticity", "measure_reward_learning",
-               ("reward_ratio", "epsilon_greedy_ratio", "random_ratio")),
+               ("reward_ratio", "epsilon_greedy_ratio", "random_ratio", "bandit_reward_vs_best_baseline")),
+    "contextual": ("neurox.bench._brain_plasticity", "measure_contextual_bandit",
+                   ("contextual_reward_ratio", "contextual_reward_vs_best_baseline")),
     "hebbian": ("neurox.bench._brain_plasticity", "measure_hebbian", ("hebbian_cosine", "reference_cosine")),
     "self_reshaping": ("neurox.bench._brain_shaping", "measure_self_reshaping",
                        ("self_reshaping_accuracy", "self_reshaping_shape", "fixed_diamond_accuracy")),

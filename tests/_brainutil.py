@@ -9,7 +9,8 @@ import zmq
 
 from _netutil import neuron_call
 from neurox.ext import PRELOAD, messenger_children
-from neurox.neuron import Network, Topology, modulator_children, modulator_id
+from neurox.brain import modulator_children, modulator_id
+from neurox.neuron import Network, Topology
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import control_endpoint
 

@@ -1,5 +1,5 @@
 """The layers and module rules of pyproject.toml's [tool.importlinter], checked in the suite: the layers
-runtime <- supervisor_tree <- neuron <- ext <- ops <- tui | bench <- cli, no import of another package's
+runtime <- supervisor_tree <- neuron <- brain <- ext <- ops <- tui | bench <- cli, no import of another package's
 private module, no import circles."""
 import os
 import subprocess

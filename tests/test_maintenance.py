@@ -13,7 +13,7 @@ from _netutil import learn, neuron_call, params
 from neurox.bench._chaos import evaluate
 from neurox.ext import PRELOAD, Dataset, MessengerClient, digits, network_children
 from neurox.neuron import Network, TopologyError, load_topology
-from neurox.neuron._sleep import Phase, SleepConfig, advance, reservoir_slot, start
+from neurox.brain._sleep import Phase, SleepConfig, advance, reservoir_slot, start
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import SupervisorClient, control_endpoint
 

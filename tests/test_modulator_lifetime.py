@@ -4,7 +4,7 @@ import pytest
 
 from _brainutil import modulator_call, running_modulated_network
 from neurox.neuron import Reshaping, parse_topology
-from neurox.neuron._modulator import modulator_changes
+from neurox.brain._modulator import modulator_changes
 from neurox.supervisor_tree import SupervisorClient, control_endpoint
 
 

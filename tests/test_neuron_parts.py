@@ -11,7 +11,7 @@ from neurox.neuron._joins import Joins
 from neurox.neuron._learning_rule import MAX_GRAD_NORM, Backprop, Oja, ThreeFactor, make_rule
 from neurox.neuron._links import Links, relayout
 from neurox.neuron._math import backward, update_norm_sq, weight_statistics
-from neurox.neuron._neurotransmitters import NEUTRAL
+from neurox.neuron import NEUTRAL
 from neurox.neuron._persistence import Persistence, start_plan
 from neurox.neuron._pipeline import Pipeline
 from neurox.neuron._plasticity import oja_update

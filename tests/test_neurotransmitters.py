@@ -10,11 +10,12 @@ import zmq
 from _brainutil import modulator_call, running_modulated_network, subscribed, wait_until
 from _netutil import learn, neuron_call
 from neurox.ext import Origin, digits
-from neurox.neuron import ChemistryError, TopologyError, load_topology, parse_topology, reports_endpoint
+from neurox.brain import ChemistryError
+from neurox.neuron import TopologyError, load_topology, parse_topology, reports_endpoint
 from neurox.neuron._math import backward, forward
-from neurox.neuron._neurotransmitters import (DEFAULT_KINETICS, NEUTRAL, Kinetics, advance, drives, modulation,
-                                              phasic, region_chemistry, release_rate, reward_prediction_error,
-                                              step, unexpected_uncertainty)
+from neurox.brain._neurotransmitters import (DEFAULT_KINETICS, Kinetics, advance, drives, phasic, region_chemistry,
+                                             release_rate, reward_prediction_error, step, unexpected_uncertainty)
+from neurox.neuron import NEUTRAL, modulation
 from neurox.neuron._plasticity import tempered
 
 REST = {name: 1.0 for name in DEFAULT_KINETICS}

@@ -6,8 +6,9 @@ import zmq
 
 from _netutil import learn
 from neurox.ext import PRELOAD, digits, network_children
-from neurox.neuron import Network, ShapingConfig, TopologyError, parse_topology
-from neurox.neuron._shaping import (NeuronView, decide_links, decide_neurons, link_rms, plateaued,
+from neurox.brain import ShapingConfig
+from neurox.neuron import Network, TopologyError, parse_topology
+from neurox.brain._shaping import (NeuronView, decide_links, decide_neurons, link_rms, plateaued,
                                     silent_streaks)
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import control_endpoint

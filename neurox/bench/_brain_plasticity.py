@@ -20,7 +20,8 @@ import numpy as np
 import zmq
 
 from ..ext import PRELOAD, Dataset, Origin, Stream, messenger_children
-from ..neuron import (Network, Topology, array_from_wire, levels_endpoint, modulator_children, neuron_control,
+from ..brain import modulator_children
+from ..neuron import (Network, Topology, array_from_wire, levels_endpoint, neuron_control,
                       parse_topology, reports_endpoint)
 from ..neuron import oja_update
 from ..runtime import call, make_socket, pack, unpack_map

@@ -57,7 +57,8 @@ from dataclasses import dataclass
 
 import zmq
 
-from ..ext import PRELOAD, maintenance_children, network_children
+from ..brain import maintenance_children
+from ..ext import PRELOAD, network_children
 from ..neuron import (Network, Topology, TopologyError, control_tcp, events_tcp, front_host, layers_on,
                       live_topology, load_topology)
 from ..ops import PRELOAD as OPS_PRELOAD, Gateway, MetricsServer, gateway_endpoint, ServiceConfig, serve_metrics, service_children, service_source

@@ -1,7 +1,8 @@
 """Extensions at the edges of a network: MessengerIn/Out, the built-in inputs and outputs, streams to
-learn from, datasets, and the network's sleep (hippocampus and maintenance). How to write one:
+learn from, datasets. How to write one:
 docs/extensions.md."""
-from ..neuron import Topology, modulator_children, self_reshaper_children
+from ..brain import maintenance_children, modulator_children, self_reshaper_children
+from ..neuron import Topology
 from ..supervisor_tree import ChildSpec
 from ._api import (BUILT_IN as BUILT_IN, Extension as Extension,
                    InputExtension as InputExtension, OutputExtension as OutputExtension, SampleInput as SampleInput,
@@ -11,8 +12,6 @@ from ._datasets import (MISSING as MISSING, TASKS as TASKS, Dataset as Dataset, 
                         check_learnable as check_learnable, digits as digits, load_dataset as load_dataset)
 from ._messenger_in import MessengerIn as MessengerIn
 from ._messenger_out import MessengerOut as MessengerOut, decode_outputs as decode_outputs
-from ._maintenance import maintenance_children as maintenance_children
-from ._pool import POOL_ID as POOL_ID
 from ._origin import Origin as Origin
 from ._pipes import Pipe as Pipe
 from ._samples import (InputError as InputError, Sample as Sample, TargetSpace as TargetSpace,

@@ -14,16 +14,14 @@ from ._state import NeuronStore as NeuronStore
 from ._topology import (INPUT as INPUT, OUTPUT as OUTPUT, Topology as Topology, TopologyError as TopologyError,
                         load_topology as load_topology, parse_topology as parse_topology)
 from ._reshaping import Reshaping as Reshaping
-from ._modulator import (modulator_children as modulator_children, modulator_id as modulator_id,
-                         levels_endpoint as levels_endpoint, reports_endpoint as reports_endpoint)
-from ._neurotransmitters import TRANSMITTERS as TRANSMITTERS, ChemistryError as ChemistryError
+from ._modulation import (DEFAULT_TRANSMITTER as DEFAULT_TRANSMITTER, LEVELS_TOPIC as LEVELS_TOPIC,
+                          NEUTRAL as NEUTRAL, PUBLISH_INTERVAL_S as PUBLISH_INTERVAL_S,
+                          TRANSMITTERS as TRANSMITTERS, Modulation as Modulation, levels_endpoint as levels_endpoint,
+                          modulation as modulation, reports_endpoint as reports_endpoint)
 from ._plasticity import PLASTICITY as PLASTICITY, oja_update as oja_update
-from ._sleep import (Phase as Phase, SleepConfig as SleepConfig, advance as advance_sleep,
-                     experiences_endpoint as experiences_endpoint, reservoir_slot as reservoir_slot,
-                     start as start_sleep)
-from ._states import STATES as STATES
-from ._self_reshaper import self_reshaper_children as self_reshaper_children
-from ._shaping import ShapingConfig as ShapingConfig
+from ._endpoints import experiences_endpoint as experiences_endpoint
+from ._states import (DEFAULT_STATE as DEFAULT_STATE, STATES as STATES, check_state as check_state,
+                      flush_interval as flush_interval)
 from ._staleness import (DEFAULT_GROUP as DEFAULT_STALENESS_GROUP, DEFAULT_RULE as DEFAULT_STALENESS,
                          DEFAULT_WINDOW as DEFAULT_WINDOW, RULES as STALENESS_RULES, make_rule as make_staleness_rule)
 from ._math import initial_weights as initial_weights

@@ -35,6 +35,11 @@ def neuron_control(run_dir: str, topology: Topology, neuron_id: str) -> str:
     return control_endpoint(run_dir, neuron_path(topology, neuron_id))
 
 
+def experiences_endpoint(run_dir: str) -> str:
+    """Where origins push what they send to learn from, for the hippocampus to keep (PUSH/PULL)."""
+    return ipc_endpoint(run_dir, "hippocampus.in")
+
+
 def messenger_in_endpoint(run_dir: str) -> str:
     """Where clients send MessengerIn requests (ROUTER; clients use DEALER or REQ)."""
     return ipc_endpoint(run_dir, "messenger.in")

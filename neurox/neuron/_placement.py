@@ -37,9 +37,8 @@ from typing import TYPE_CHECKING
 
 from ..runtime import Route
 from ..supervisor_tree import control_endpoint
-from ._endpoints import inbox_name, messenger_in_endpoint, neuron_control
+from ._endpoints import experiences_endpoint, inbox_name, messenger_in_endpoint, neuron_control
 from ._hosts import HOST_KEY, parse_address
-from ._sleep import experiences_endpoint
 
 if TYPE_CHECKING:
     from ._topology import Topology

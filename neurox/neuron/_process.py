@@ -24,7 +24,7 @@ from ._links import Links, relayout
 from ._loop import rss_bytes, serve
 from ._math import before_fork as before_fork  # the launcher warms numpy up with it (a preloaded module)
 from ._math import initial_weights, weight_statistics
-from ._neurotransmitters import DEFAULT_TRANSMITTER
+from ._modulation import DEFAULT_TRANSMITTER
 from ._persistence import Persistence, sibling_weights, twin_weights
 from ._pipeline import Pipeline
 from ._plasticity import DEFAULT_PLASTICITY

@@ -4,7 +4,7 @@ A neuron in a modulated region (docs/brain.md) subscribes to its region's modula
 publication carries the transmitter levels (and their resting levels), the rewards and the reward
 prediction error since the last one, and the region's state. :class:`Receptors` keeps the latest,
 derives the modulation (gain on the summed input, learning-rate factor, exploration temperature,
-``_neurotransmitters.modulation``), and says what the neuron must act on: an RPE to credit (the
+``_modulation.modulation``), and says what the neuron must act on: an RPE to credit (the
 third factor of three-factor learning) or a new state of its region. The neuron's state
 (``awake``, ``meditative``, ``maintenance``, ``_states``) lives here too: the region sets it, and so
 can an operator by hand; the latest change wins. A neuron outside a modulated region senses resting
@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..runtime import BadFrames, FrameError, unpack_map
-from ._modulator import ModulatorLink
-from ._neurotransmitters import NEUTRAL, modulation, region_chemistry
+from ._modulation import NEUTRAL, PUBLISH_INTERVAL_S, ModulatorLink, modulation, resting_levels
 from ._states import DEFAULT_STATE, check_state
 
 
@@ -25,11 +24,12 @@ def open_receptors(ctx, run_dir: str, topology, neuron_id: str, transmitter: str
     """The receptors of a neuron of ``topology``, linked to its region's modulator if the region has one
     (and ``modulated``: a twin of the maintenance pool reports to none)."""
     region = topology.region_of_layer(topology.layer_of(neuron_id))
-    chemistry = region_chemistry(topology.neurotransmitters or {}, region)
+    table = topology.neurotransmitters or {}
     link = None
     if modulated and region in topology.modulated_regions():
-        link = ModulatorLink(ctx, run_dir, region, neuron_id, transmitter, chemistry.publish_interval_s)
-    return Receptors(region, chemistry.resting_levels(), link)
+        interval = float(table.get("publish_interval_s", PUBLISH_INTERVAL_S))
+        link = ModulatorLink(ctx, run_dir, region, neuron_id, transmitter, interval)
+    return Receptors(region, resting_levels(table, region), link)
 
 
 class Receptors:

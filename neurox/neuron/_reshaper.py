@@ -26,7 +26,6 @@ from ..runtime import ControlError, Process, Reply, call
 from ..supervisor_tree import SupervisorClient, control_endpoint
 from ._activations import check_activation
 from ._endpoints import neuron_control, topology_path
-from ._modulator import modulator_changes, modulator_children, modulator_id
 from ._tree_specs import neuron_spec, start_site, stop_site
 from ._topology import Layer, Topology, TopologyError
 
@@ -86,6 +85,7 @@ class Reshaper(Process):
     def _follow_modulators(self, old: Topology) -> None:
         """A region's modulator ends with its last layer and, where the network runs modulators, starts with
         its first (docs/brain.md)."""
+        from ..brain import modulator_changes, modulator_children, modulator_id  # step 2: the registry
         opened, closed = modulator_changes(old, self.topology)
         if not opened and not closed:
             return

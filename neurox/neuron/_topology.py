@@ -15,11 +15,8 @@ from dataclasses import dataclass, field, replace
 from ..supervisor_tree import NameClash, check_names
 from ._activations import check_activation
 from ._hosts import PlacementError, check_placement
-from ._neurotransmitters import DEFAULT_TRANSMITTER, TRANSMITTERS, ChemistryError, region_chemistry
+from ._modulation import DEFAULT_TRANSMITTER, TRANSMITTERS
 from ._plasticity import DEFAULT_PLASTICITY, LOCAL_RULES, PLASTICITY
-from ._regions import REGION_FLAGS, RegionError, expand as expand_regions
-from ._shaping import ShapingConfig
-from ._sleep import SleepConfig
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE, check_settings
 
 INPUT = "input"
@@ -70,7 +67,7 @@ class Topology:
     extensions: list[dict] = field(default_factory=list)
     """``[[extension]]`` tables: name, module, and settings (see neurox/ext/_api.py)."""
     neurotransmitters: dict | None = None
-    """The ``[neurotransmitters]`` table (None: absent): kinetics per region (see _neurotransmitters.py)."""
+    """The ``[neurotransmitters]`` table (None: absent): kinetics per region (see neurox.brain)."""
     hosts: dict = field(default_factory=dict)
     """``[hosts]``: host name -> address, for a network spread over hosts (see ``_placement``)."""
     self_reshaping: dict | None = None
@@ -240,6 +237,7 @@ class Topology:
                 raise TopologyError(f"link {src} -> {dst} names an unknown neuron")
             if order[src] >= order[dst]:
                 raise TopologyError(f"link {src} -> {dst} must go forward, to a later layer")
+        from ..brain import ChemistryError, ShapingConfig, SleepConfig, region_chemistry  # step 2: the registry
         self._check_local_learning()
         self._check_regions()
         if not isinstance(self.neurotransmitters, (dict, type(None))):
@@ -287,6 +285,7 @@ class Topology:
     def _check_regions(self) -> None:
         """A region's supervisor is a child of the root beside the plain layers and the workers, so its
         name must be none of theirs; its flags must be a supervisor's."""
+        from ..brain import REGION_FLAGS  # step 2: the registry
         for region in self.supervised_regions():
             inside = set(self.region_layers(region))
             if region in {l.name for l in self.layers} - inside:
@@ -397,6 +396,7 @@ def parse_topology(doc: dict) -> Topology:
     unknown = set(defaults) - set(LAYER_SETTINGS)
     if unknown:
         raise TopologyError(f"[defaults]: unknown settings {sorted(unknown)}; known: {LAYER_SETTINGS}")
+    from ..brain import RegionError, expand_regions  # step 2: the registry
     try:
         regions = expand_regions(layer_docs, float(defaults["learning_rate"]))
     except (RegionError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:

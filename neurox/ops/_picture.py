@@ -22,7 +22,7 @@ import re
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from ..ext import POOL_ID
+from ..brain import POOL_ID
 from ..supervisor_tree import control_endpoint
 
 REPORT_EVENT = "neuron_report"

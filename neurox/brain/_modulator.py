@@ -10,7 +10,7 @@ The state and the reward expectations are kept in ``DATA_DIR/modulators/<region>
 state changes and on a polite stop), so a replaced or restarted modulator goes on from them; levels
 start again at rest, where they relax within seconds anyway. Frames and ops are in docs/protocol.md.
 
-:class:`ModulatorLink` is the neuron's side: a SUB to its region's levels and a PUSH for its reports.
+The neuron's side (its ``ModulatorLink``: a SUB to the levels, a PUSH for its reports) is in ``neurox.neuron``.
 """
 from __future__ import annotations
 
@@ -21,15 +21,13 @@ import time
 
 import zmq
 
-from ..runtime import BadFrames, FrameError, Process, Reply, ipc_endpoint, make_socket, pack, unpack_map
-from ._endpoints import topology_path
-from ._neurotransmitters import (TRANSMITTERS, advance, drives, phasic, region_chemistry,
+from ..neuron import (DEFAULT_STATE, LEVELS_TOPIC, TRANSMITTERS, Topology, check_state, levels_endpoint,
+                      reports_endpoint, topology_path)
+from ..runtime import BadFrames, FrameError, Process, Reply, make_socket, pack, unpack_map
+from ._neurotransmitters import (advance, drives, phasic, region_chemistry,
                                  reward_prediction_error, unexpected_uncertainty)
-from ._states import DEFAULT_STATE, check_state
-from ._topology import Topology
 
-MODULATOR_TARGET = "neurox.neuron._modulator:run_modulator"
-LEVELS_TOPIC = b"levels"
+MODULATOR_TARGET = "neurox.brain._modulator:run_modulator"
 REPORT_MAX_BYTES = 4096
 REPORTS_DRAIN = 1000
 """Reports taken per wake-up at most before the control socket and the levels get their turn."""
@@ -40,16 +38,6 @@ STALE_REPORTS = 3
 def modulator_id(region: str) -> str:
     """The modulator's id in the supervision tree (a child of the root)."""
     return f"modulator.{region}"
-
-
-def levels_endpoint(run_dir: str, region: str) -> str:
-    """The PUB socket a region's modulator publishes its levels and state on."""
-    return ipc_endpoint(run_dir, f"modulator.{region}.pub")
-
-
-def reports_endpoint(run_dir: str, region: str) -> str:
-    """The PULL socket a region's modulator takes activity and reward reports on."""
-    return ipc_endpoint(run_dir, f"modulator.{region}.in")
 
 
 def modulator_changes(old: Topology, new: Topology) -> tuple[list[str], list[str]]:
@@ -234,55 +222,6 @@ class Modulator(Process):
 
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-class ModulatorLink:
-    """A neuron's link to its region's modulator: levels in (SUB), activity reports out (PUSH)."""
-
-    def __init__(self, ctx: zmq.Context, run_dir: str, region: str, neuron: str, transmitter: str,
-                 interval_s: float):
-        self.neuron, self.transmitter, self.interval_s = neuron, transmitter, interval_s
-        self.levels = make_socket(ctx, zmq.SUB, connect=levels_endpoint(run_dir, region), linger_ms=0)
-        self.levels.setsockopt(zmq.SUBSCRIBE, LEVELS_TOPIC)
-        self.reports = make_socket(ctx, zmq.PUSH, connect=reports_endpoint(run_dir, region), hwm=10, linger_ms=0)
-        self.activity_sum = 0.0
-        self.activity_rows = 0
-        self.next_report = time.monotonic() + interval_s
-
-    def note_activity(self, activity_sum: float, rows: int) -> None:
-        """Add rows of output whose mean absolute values sum to ``activity_sum``."""
-        self.activity_sum += activity_sum
-        self.activity_rows += rows
-
-    def report(self, now: float) -> None:
-        """Send the mean activity since the last report (0 when idle); a full queue drops it."""
-        activity = self.activity_sum / self.activity_rows if self.activity_rows else 0.0
-        self.activity_sum, self.activity_rows = 0.0, 0
-        self.next_report = now + self.interval_s
-        try:
-            self.reports.send(pack({"kind": "activity", "neuron": self.neuron, "transmitter": self.transmitter,
-                                    "activity": activity}), zmq.NOBLOCK)
-        except zmq.Again:
-            pass
-
-    def receive(self, bad: BadFrames) -> list[dict]:
-        """Every publication waiting, oldest first; a malformed one is counted in ``bad`` and skipped."""
-        out = []
-        while True:
-            try:
-                parts = self.levels.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return out
-            try:
-                if len(parts) != 2:
-                    raise FrameError("malformed", "a levels message is [topic, body]")
-                out.append(unpack_map(parts[1]))
-            except FrameError as exc:
-                bad.note(exc.kind, exc.detail)
-
-    def close(self) -> None:
-        self.levels.close()
-        self.reports.close()
 
 
 run_modulator = Modulator.main

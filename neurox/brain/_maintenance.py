@@ -6,7 +6,7 @@ One worker under the network's root when the topology has a ``[maintenance]`` ta
   MessengerIn with a target) also pushes it here; a reservoir keeps a uniform sample of all of them,
   ``capacity`` experiences, so old tasks stay represented as new ones arrive;
 - the **sleep schedule**: ``awake_s`` of work, then ``maintenance_s`` of maintenance (the pure
-  rotation in ``neurox/neuron/_sleep.py``), or maintenance at once on SIGUSR1 or ``sleep_now``;
+  rotation in ``neurox/brain/_sleep.py``), or maintenance at once on SIGUSR1 or ``sleep_now``;
 - the **dreams**: during maintenance the network's neurons are copied into the maintenance pool
   (``_pool``: twins in a supervisor subtree and data plane of their own), the layers take turns there
   learning from replayed experience mixed half and half with the ``education`` dataset, at
@@ -23,12 +23,11 @@ import numpy as np
 import zmq
 
 from ..neuron import Topology, maintenance_host, neuron_control, topology_path
-from ..neuron import Phase, SleepConfig, advance_sleep, experiences_endpoint, reservoir_slot, start_sleep
+from ..neuron import experiences_endpoint
 from ..runtime import BadFrames, ControlError, FrameError, Process, call, make_socket, unpack_map
 from ..supervisor_tree import ChildSpec, control_endpoint
-from ._datasets import load_dataset
-from ._scaling import Scaler, scale_config
 from ._pool import Pool, pool_spec
+from ._sleep import Phase, SleepConfig, advance as advance_sleep, reservoir_slot, start as start_sleep
 
 DREAM_BATCH = 8
 DREAMS_IN_FLIGHT = 4
@@ -75,7 +74,7 @@ class Maintenance(Process):
     """A callback module of the process behaviour: experiences in (``handle_frame``), the sleep schedule
     and the dreams in ``handle_timer``; a polite stop gives the turn's learning back first (``terminate``)."""
 
-    target = "neurox.ext._maintenance:run_maintenance"
+    target = "neurox.brain._maintenance:run_maintenance"
 
     def init(self, args: dict, env: dict) -> dict:
         self.data_dir = args["data_dir"]
@@ -84,6 +83,7 @@ class Maintenance(Process):
         self.config = SleepConfig.from_table(topology.maintenance or {})
         self.rng = np.random.default_rng(0)
         self.hippocampus = Hippocampus(self.config.capacity, topology.input_width, self.rng)
+        from ..ext import load_dataset  # a layer above (step 2 moves datasets within reach)
         self.education = load_dataset(self.config.education) if self.config.education else None
         self.lesson: np.ndarray | None = None
         """The education's rows in the network's units, as of the start of this maintenance."""
@@ -210,6 +210,7 @@ class Maintenance(Process):
             state = state.get("state", {}).get("inputs", {})
         except ControlError:
             state = {}
+        from ..ext import Scaler, scale_config  # a layer above (see init)
         scaler = Scaler.from_state(state, topology.input_width, scale_config(topology.input))
         return scaler.transform(self.education.features)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from ..runtime import ipc_endpoint
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,3 @@ def reservoir_slot(seen: int, capacity: int, draw: float) -> int | None:
         return seen
     slot = int(draw * (seen + 1))
     return slot if slot < capacity else None
-
-
-def experiences_endpoint(run_dir: str) -> str:
-    """Where origins push what they send to learn from, for the hippocampus to keep (PUSH/PULL)."""
-    return ipc_endpoint(run_dir, "hippocampus.in")

@@ -15,11 +15,8 @@ import numpy as np
 
 from ..runtime import ControlClient, ControlError, Process
 from ..supervisor_tree import control_endpoint
-from ._endpoints import neuron_control, topology_path
-from ._frames import array_from_wire
-from ._reshaping import Reshaping
+from ..neuron import Reshaping, Topology, array_from_wire, neuron_control, topology_path
 from ._shaping import Action, NeuronView, ShapingConfig, decide_links, decide_neurons, link_rms, silent_streaks
-from ._topology import Topology
 
 CALL_TIMEOUT_S = 2.0
 HISTORY = 50
@@ -36,7 +33,7 @@ def self_reshaper_children(topology: Topology, data_dir: str) -> list[dict]:
 class SelfReshaper(Process):
     """A callback module of the process behaviour: one round per ``interval_s`` (``handle_timer``)."""
 
-    target = "neurox.neuron._self_reshaper:run_self_reshaper"
+    target = "neurox.brain._self_reshaper:run_self_reshaper"
 
     def init(self, args: dict, env: dict) -> dict:
         self.data_dir = args["data_dir"]

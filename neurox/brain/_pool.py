@@ -23,7 +23,6 @@ from ..neuron import (OUTPUT, OUTPUT_FRAME, Topology, array_from_wire, array_to_
                       neuron_spec)
 from ..runtime import ControlError, FrameError, call, make_socket
 from ..supervisor_tree import ChildSpec, SupervisorClient, control_endpoint, supervisor_spec
-from ._origin import Origin
 
 POOL_ID = "maintenance_pool"
 CALL_TIMEOUT_S = 5.0
@@ -50,7 +49,7 @@ class Pool:
         """Each twin's weights and bias as it started: what it learns is measured from them."""
         self.working: dict[str, str] = {}
         """Each twin's working neuron (its control endpoint)."""
-        self.origin: Origin | None = None
+        self.origin = None
         self.outputs: zmq.Socket | None = None
         self.losses: list[float] = []
 
@@ -67,6 +66,7 @@ class Pool:
         self.clear()
         os.makedirs(self.plane_dir, exist_ok=True)
         self.outputs = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.plane_dir, OUTPUT))
+        from ..ext import Origin  # a layer above (see _maintenance)
         self.origin = Origin(self.ctx, self.plane_dir, topology, "dreams", remember=False, direct=True)
         failures = []
         for neuron, endpoint in neurons.items():

@@ -33,17 +33,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
-TRANSMITTERS = ("glutamate", "gaba", "dopamine", "serotonin", "norepinephrine")
-"""What a neuron may release (its layer's ``transmitter``); the first two are fast, the rest modulators."""
-DEFAULT_TRANSMITTER = "glutamate"
-GAIN_EXPONENTS = {"glutamate": 0.5, "gaba": -0.5, "serotonin": -0.5}
-LEARNING_RATE_EXPONENTS = {"norepinephrine": 1.0}
-EXPLORATION_EXPONENTS = {"norepinephrine": 1.0}
-GAIN_BOUNDS = (0.25, 4.0)
-LEARNING_RATE_BOUNDS = (0.1, 10.0)
-EXPLORATION_BOUNDS = (0.25, 4.0)
-PUBLISH_INTERVAL_S = 0.2
-"""How often a region's modulator advances and publishes its levels (and a neuron reports activity)."""
+from ..neuron import PUBLISH_INTERVAL_S, TRANSMITTERS
+
 EXPECTED_REWARD_RATE = 0.1
 """How fast a region's expected reward follows the rewards (the RPE's baseline)."""
 
@@ -96,18 +87,6 @@ class RegionChemistry:
         return {name: k.rest for name, k in self.kinetics.items()}
 
 
-@dataclass(frozen=True)
-class Modulation:
-    """What the levels do to a neuron right now."""
-
-    gain: float = 1.0
-    learning_rate_factor: float = 1.0
-    exploration: float = 1.0
-
-
-NEUTRAL = Modulation()
-
-
 # -- kinetics ---------------------------------------------------------------------------------
 def release_rate(kinetics: Kinetics, drive: float) -> float:
     """Release per second for a drive (mean activity of the releasing neurons, in [0, 1])."""
@@ -154,26 +133,6 @@ def unexpected_uncertainty(expected_surprise: float, delta: float, rate: float) 
     """``(u, new expected |delta|)``: how much more surprising this outcome is than usual (>= 0)."""
     surprise = abs(delta)
     return max(0.0, surprise - expected_surprise), expected_surprise + rate * (surprise - expected_surprise)
-
-
-# -- effects on a neuron ------------------------------------------------------------------------
-def modulation(levels: dict[str, float], rest: dict[str, float]) -> Modulation:
-    """Gain, learning-rate factor and exploration from the levels relative to rest (neutral at rest)."""
-    return Modulation(_bounded(_product(levels, rest, GAIN_EXPONENTS), GAIN_BOUNDS),
-                      _bounded(_product(levels, rest, LEARNING_RATE_EXPONENTS), LEARNING_RATE_BOUNDS),
-                      _bounded(_product(levels, rest, EXPLORATION_EXPONENTS), EXPLORATION_BOUNDS))
-
-
-def _product(levels: dict, rest: dict, exponents: dict) -> float:
-    value = 1.0
-    for name, exponent in exponents.items():
-        if name in levels and rest.get(name, 0.0) > 0.0:
-            value *= max(levels[name] / rest[name], 1e-6) ** exponent
-    return value
-
-
-def _bounded(value: float, bounds: tuple[float, float]) -> float:
-    return min(bounds[1], max(bounds[0], value))
 
 
 # -- configuration ------------------------------------------------------------------------------

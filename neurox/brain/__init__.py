@@ -1,0 +1,14 @@
+"""The brain on top of the neurons: chemistry (neurotransmitters and their modulators), regions, sleep with
+the hippocampus, the maintenance worker and its pool of twins, shaping and the self-reshaper
+(docs/brain.md, docs/regions.md). A neuron senses the chemistry through its own parts (``neuron``); it
+knows none of these features by name."""
+from ._neurotransmitters import ChemistryError as ChemistryError, region_chemistry as region_chemistry
+from ._regions import REGION_FLAGS as REGION_FLAGS, RegionError as RegionError, expand as expand_regions
+from ._modulator import (modulator_changes as modulator_changes, modulator_children as modulator_children,
+                         modulator_id as modulator_id)
+from ._sleep import (Phase as Phase, SleepConfig as SleepConfig, advance as advance_sleep,
+                     reservoir_slot as reservoir_slot, start as start_sleep)
+from ._shaping import ShapingConfig as ShapingConfig
+from ._self_reshaper import self_reshaper_children as self_reshaper_children
+from ._maintenance import maintenance_children as maintenance_children
+from ._pool import POOL_ID as POOL_ID

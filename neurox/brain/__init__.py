@@ -7,7 +7,7 @@ from ._regions import REGION_FLAGS as REGION_FLAGS, RegionError as RegionError, 
 from ._modulator import (modulator_changes as modulator_changes, modulator_children as modulator_children,
                          modulator_id as modulator_id)
 from ._sleep import (Phase as Phase, SleepConfig as SleepConfig, advance as advance_sleep,
-                     reservoir_slot as reservoir_slot, start as start_sleep)
+                     balanced_victim as balanced_victim, start as start_sleep)
 from ._shaping import ShapingConfig as ShapingConfig
 from ._self_reshaper import self_reshaper_children as self_reshaper_children
 from ._maintenance import maintenance_children as maintenance_children

@@ -110,6 +110,8 @@ class Learner:
         self.rng = np.random.default_rng(args.seed + 1)
         self.memory = Reservoir(args.memory, np.random.default_rng(args.seed + 2))
         self.learnt: set[int] = set()
+        self.classes_sent: list[list[int]] = []
+        """Per task, the classes of every row it was sent to learn from."""
         self.dreamt = 0
 
     def learn_task(self, rows: np.ndarray, so_far: np.ndarray) -> None:
@@ -118,6 +120,7 @@ class Learner:
         if self.method == "replay":
             packets = [self._with_memory(p) for p in packets]
         self._feed(packets)
+        self.classes_sent.append(sorted({int(c) for p in packets for c in self.data.targets[p]}))
         if self.method == "neurox":
             self.dreamt += sleep_one_cycle(self.network, self.args.sleep_s * 3 + 60)
 
@@ -177,7 +180,7 @@ def run_method(method: str, data: Dataset, train: np.ndarray, test: np.ndarray,
     """Accuracy over all ten classes on the held-out split after each task, and per task after the last."""
     held_out = Dataset(data.features[test], data.targets[test], data.classes)
     topology = topology_for(method, args)
-    after_each, learnt, started = [], set(), time.perf_counter()
+    after_each, started = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD) as network:
             learner = Learner(method, network, data, args)
@@ -188,11 +191,11 @@ def run_method(method: str, data: Dataset, train: np.ndarray, test: np.ndarray,
                 learner.learn_task(rows, seen)
                 after_each.append(round(evaluate(network, held_out), 4))
             per_task = [round(evaluate(network, _subset(held_out, c)), 4) for c in TASKS]
-            learnt = learner.learnt
-    if learnt & set(test.tolist()):
+    if learner.learnt & set(test.tolist()):
         raise AssertionError(f"{method} learnt from the held-out split")
     return {"accuracy_after_each_task": after_each, "final_accuracy": after_each[-1],
-            "final_accuracy_per_task": per_task, "dreamt": learner.dreamt,
+            "final_accuracy_per_task": per_task, "dreamt": learner.dreamt, "classes_sent": learner.classes_sent,
+            "rows_learnt": len(learner.learnt),
             "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -222,5 +225,5 @@ def run(args: argparse.Namespace) -> dict:
         result["neurox_minus_replay"] = round(result["neurox_accuracy"] - result["replay_accuracy"], 4)
     if args.plot:
         from ._plots import plot_continual
-        result["plot"] = plot_continual(result, args.plot)
+        result["plots"] = plot_continual(result, args.plot)
     return result

@@ -23,8 +23,7 @@ import time
 import numpy as np
 import zmq
 
-from ..ext import PRELOAD, Dataset, Origin, digits, network_children
-from ..ext._stream import Feed
+from ..ext import PRELOAD, Dataset, Feed, Origin, digits, network_children
 from ..neuron import Network, Topology, load_topology
 from ..runtime import ControlClient
 from ..supervisor_tree import control_endpoint

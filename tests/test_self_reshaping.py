@@ -41,6 +41,20 @@ def test_a_saturated_layer_grows_on_a_plateau_only_and_up_to_its_limit():
     assert [a.target for a in decide_neurons(full, LAYERS, views, [1.0, 0.99], {})] == [("L2",)]
 
 
+def test_a_layer_narrower_than_the_answer_widens_first_without_waiting_for_a_plateau():
+    config = ShapingConfig(plateau_rounds=1, plateau_tolerance=0.05, saturation=0.3, max_neurons=3)
+    views = [view("L1.n0", "L1", saturation=0.0), view("L1.n1", "L1", saturation=0.0),
+             view("L2.n0", "L2", saturation=0.9)]
+    widths = {"L1": 4, "L2": 4}  # L1: 8 units, L2: 4, the answer 10
+    (grow,) = decide_neurons(config, LAYERS, views, [1.0, 0.5], {}, widths, needed=10)  # still improving
+    assert (grow.op, grow.target) == ("add_neuron", ("L2",)) and "fewer than the 10" in grow.reason
+    wide = {"L1": 8, "L2": 16}  # wide enough: back to the plateau rule
+    assert decide_neurons(config, LAYERS, views, [1.0, 0.5], {}, wide, needed=10) == []
+    assert [a.target for a in decide_neurons(config, LAYERS, views, [1.0, 0.99], {}, wide, needed=10)] == [("L2",)]
+    capped = ShapingConfig(max_neurons=2)  # L1 is at its limit: L2 (narrower still) grows, never past max
+    assert [a.target for a in decide_neurons(capped, LAYERS, views, [1.0], {}, {"L1": 2, "L2": 4}, 10)] == [("L2",)]
+
+
 def test_a_neuron_silent_for_long_enough_is_removed_but_never_a_layers_last():
     config = ShapingConfig(silence=0.01, silent_rounds=2)
     views = [view("L1.n0", "L1", activity=0.0), view("L1.n1", "L1", activity=0.0), view("L2.n0", "L2", activity=0.0)]

@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8, help="new samples per packet")
     parser.add_argument("--sleep-s", type=float, default=12.0, help="the maintenance cycle after each task")
     parser.add_argument("--replay-per-s", type=float, default=400.0, help="dreams per second in sleep")
+    parser.add_argument("--turns", choices=("layer", "network"), default="layer",
+                        help="sleep's turns: a layer at a time, or the whole network at once")
     parser.add_argument("--test-share", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", metavar="DIR", help="write continual.png there (needs the 'plot' extra)")
@@ -170,7 +172,7 @@ def topology_for(method: str, args: argparse.Namespace) -> Topology:
     topology = load_topology()
     if method == "neurox":
         topology.maintenance = {"awake_s": 36000.0, "maintenance_s": args.sleep_s, "capacity": args.memory,
-                                "replay_per_s": args.replay_per_s}
+                                "replay_per_s": args.replay_per_s, "turns": args.turns}
     return topology
 
 

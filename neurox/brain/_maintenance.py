@@ -27,7 +27,7 @@ from ..neuron import experiences_endpoint
 from ..runtime import BadFrames, ControlError, FrameError, Process, call, make_socket, unpack_map
 from ..supervisor_tree import ChildSpec, control_endpoint
 from ._pool import Pool, pool_spec
-from ._sleep import Phase, SleepConfig, advance as advance_sleep, balanced_victim, start as start_sleep
+from ._sleep import Phase, SleepConfig, advance as advance_sleep, balanced_victim, start as start_sleep, turn_groups
 
 DREAM_BATCH = 8
 DREAMS_IN_FLIGHT = 4
@@ -192,9 +192,9 @@ class Maintenance(Process):
             self.next_dream = now + DREAM_BATCH / self.config.replay_per_s
 
     def _groups(self) -> list[list[tuple[str, str]]]:
-        """One group per layer, in network order: (layer, neuron) pairs."""
+        """The groups that take turns (``turn_groups``): (layer, neuron) pairs."""
         topology = Topology.load(topology_path(self.data_dir), validate=False)
-        return [[(layer.name, n) for n in layer.neurons] for layer in topology.layers]
+        return turn_groups([(layer.name, list(layer.neurons)) for layer in topology.layers], self.config.turns)
 
     def _change(self, old: Phase, new: Phase, groups: list) -> None:
         self._give_back()

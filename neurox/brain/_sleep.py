@@ -13,6 +13,9 @@ from dataclasses import dataclass, fields
 
 
 
+TURNS = ("layer", "network")
+
+
 @dataclass(frozen=True)
 class SleepConfig:
     """The ``[maintenance]`` table of a topology (every key optional)."""
@@ -27,6 +30,9 @@ class SleepConfig:
     education: str | None = None
     """A dataset file (``.csv`` or ``.npz``, as ``neurox run --data``) mixed into the dreams, half and half
     with replay (all of them while the hippocampus is still empty)."""
+    turns: str = "layer"
+    """``layer``: the layers take turns, each fine-tuned against the rest held fixed; ``network``: one
+    turn in which every layer learns from the dreams at once (end-to-end)."""
     host: str | None = None
     """In a network spread over hosts: the host the maintenance worker and its pool run on -- the
     maintenance host group -- (default: the front host, see ``_placement``)."""
@@ -40,6 +46,8 @@ class SleepConfig:
         config = cls(**table)
         if config.awake_s <= 0 or config.maintenance_s <= 0 or config.capacity < 1 or config.replay_per_s <= 0:
             raise ValueError("[maintenance]: awake_s, maintenance_s, capacity and replay_per_s must be positive")
+        if config.turns not in TURNS:
+            raise ValueError(f"[maintenance]: turns is one of {TURNS}, not {config.turns!r}")
         return config
 
 
@@ -52,6 +60,13 @@ class Phase:
     """Index of the group in maintenance (maintenance only)."""
     ends_at: float = 0.0
     """Monotonic time at which this phase or turn ends."""
+
+
+def turn_groups(layers: list[tuple[str, list[str]]], turns: str) -> list[list[tuple[str, str]]]:
+    """The groups that take turns in maintenance, as (layer, neuron) pairs: one per layer in network
+    order, or (``network``) one of every neuron."""
+    groups = [[(name, n) for n in neurons] for name, neurons in layers]
+    return groups if turns == "layer" else [[pair for group in groups for pair in group]]
 
 
 def start(now: float, config: SleepConfig) -> Phase:

@@ -13,7 +13,7 @@ from _netutil import learn, neuron_call, params
 from neurox.bench._chaos import evaluate
 from neurox.ext import PRELOAD, Dataset, MessengerClient, digits, network_children
 from neurox.neuron import Network, TopologyError, load_topology
-from neurox.brain._sleep import Phase, SleepConfig, advance, balanced_victim, start
+from neurox.brain._sleep import Phase, SleepConfig, advance, balanced_victim, start, turn_groups
 from neurox.brain._maintenance import Hippocampus
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import SupervisorClient, control_endpoint
@@ -71,6 +71,15 @@ def test_classes_keep_equal_shares_whenever_they_came_and_however_long_they_last
     assert 5 <= late <= 15, late  # within a class, still a uniform sample of it (half of class 9 came late)
 
 
+def test_the_turns_are_the_layers_in_order_or_the_whole_network_at_once():
+    layers = [("L0", ["L0.n0"]), ("L1", ["L1.n0", "L1.n1"])]
+    assert turn_groups(layers, "layer") == [[("L0", "L0.n0")], [("L1", "L1.n0"), ("L1", "L1.n1")]]
+    assert turn_groups(layers, "network") == [[("L0", "L0.n0"), ("L1", "L1.n0"), ("L1", "L1.n1")]]
+    assert SleepConfig().turns == "network"
+    with pytest.raises(ValueError, match="turns is one of"):
+        SleepConfig.from_table({"turns": "neuron"})
+
+
 def test_bad_maintenance_settings_are_refused():
     topology = load_topology()
     topology.maintenance = {"awake": 3}
@@ -102,7 +111,8 @@ def settled_params(network: Network, neuron_id: str) -> tuple[np.ndarray, np.nda
 @pytest.mark.timeout(120)
 def test_a_maintenance_cycle_dreams_in_the_pool_and_loses_no_request(tmp_path, watch, no_stray_processes):
     topology = load_topology()
-    topology.maintenance = {"awake_s": 3600, "maintenance_s": 6.0, "capacity": 500, "replay_per_s": 400}
+    topology.maintenance = {"awake_s": 3600, "maintenance_s": 6.0, "capacity": 500, "replay_per_s": 400,
+                            "turns": "layer"}
     data = digits()
     network = Network(topology, str(tmp_path), extensions=network_children(topology, str(tmp_path)), preload=PRELOAD)
     with network:

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=8, help="new samples per packet")
     parser.add_argument("--sleep-s", type=float, default=12.0, help="the maintenance cycle after each task")
     parser.add_argument("--replay-per-s", type=float, default=400.0, help="dreams per second in sleep")
-    parser.add_argument("--turns", choices=("layer", "network"), default="layer",
+    parser.add_argument("--turns", choices=("layer", "network"), default="network",
                         help="sleep's turns: a layer at a time, or the whole network at once")
     parser.add_argument("--test-share", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)

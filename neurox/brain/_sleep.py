@@ -30,9 +30,10 @@ class SleepConfig:
     education: str | None = None
     """A dataset file (``.csv`` or ``.npz``, as ``neurox run --data``) mixed into the dreams, half and half
     with replay (all of them while the hippocampus is still empty)."""
-    turns: str = "layer"
-    """``layer``: the layers take turns, each fine-tuned against the rest held fixed; ``network``: one
-    turn in which every layer learns from the dreams at once (end-to-end)."""
+    turns: str = "network"
+    """``network``: one turn in which every layer learns from the dreams at once (end-to-end); ``layer``:
+    the layers take turns, each fine-tuned against the rest held fixed (block-coordinate descent). The
+    whole network at once recovers more of what was forgotten (docs/brain.md)."""
     host: str | None = None
     """In a network spread over hosts: the host the maintenance worker and its pool run on -- the
     maintenance host group -- (default: the front host, see ``_placement``)."""

@@ -31,17 +31,20 @@ ANSWER_TIMEOUT_S = 10.0
 
 
 # -- reward learning -----------------------------------------------------------------------------
-def bandit_topology(arms: int, learning_rate: float, striatum: tuple[int, int] | None = (2, 8),
-                    width: int = 1) -> Topology:
+def bandit_topology(arms: int, learning_rate: float, striatum: tuple[int, int] | None = None,
+                    width: int = 1, gate_learning_rate: float | None = None) -> Topology:
     """Striatum (``striatum`` = (neurons, units each), or None for none) -> a gate of ``arms`` softmax
-    units, every layer learning by dopamine (region ``bandit``)."""
-    gate = {"name": "gate", "neurons": 1, "units": arms, "activation": "softmax"}
+    units, every layer learning by dopamine (region ``bandit``); the gate at ``gate_learning_rate`` if
+    given (a softmax's policy gradient takes a larger step than node perturbation in tanh units can).
+    The context arrives as it is (a constant 1, or one-hot): three-factor synapses learn, biases do not."""
+    gate = {"name": "gate", "neurons": 1, "units": arms, "activation": "softmax",
+            **({"learning_rate": gate_learning_rate} if gate_learning_rate is not None else {})}
     layers = [{"name": "striatum", "neurons": striatum[0], "units": striatum[1], "activation": "tanh"}] if striatum else []
     return parse_topology({
         "name": "bandit", "input_width": width, "seed": 0,
         "defaults": {"plasticity": "three_factor", "learning_rate": learning_rate},
         "neurotransmitters": {"publish_interval_s": 0.2, "expected_reward_rate": 0.1},
-        "layer": [*layers, gate], "output": {"decode": "label"}})
+        "layer": [*layers, gate], "output": {"decode": "label"}, "input": {"scale": "none"}})
 
 
 def arm_schedule(arms: int, pulls: int, moves: int, rng: np.random.Generator) -> np.ndarray:
@@ -73,8 +76,8 @@ def epsilon_greedy(schedule: np.ndarray, rng: np.random.Generator, epsilon: floa
     return total
 
 
-def measure_reward_learning(pulls: int = 3000, arms: int = 10, moves: int = 1, learning_rate: float = 0.2,
-                            seed: int = 0) -> dict:
+def measure_reward_learning(pulls: int = 3000, arms: int = 10, moves: int = 1, learning_rate: float = 1.0,
+                            seed: int = 0, striatum_learning_rate: float = 0.2) -> dict:
     """The dopamine-driven learner's mean reward over the best arm's, beside epsilon-greedy, UCB1,
     Thompson sampling and sliding-window / discounted UCB on the same schedule, with regret curves."""
     rng = np.random.default_rng(seed)
@@ -85,6 +88,8 @@ def measure_reward_learning(pulls: int = 3000, arms: int = 10, moves: int = 1, l
     started = time.perf_counter()
     choices, total = play_network(topology, schedule, np.random.default_rng(seed + 2))
     elapsed = time.perf_counter() - started
+    with_striatum, _ = play_network(bandit_topology(arms, striatum_learning_rate, (2, 8), gate_learning_rate=learning_rate),
+                                    schedule, np.random.default_rng(seed + 2))
     best_arms = schedule.argmax(axis=1)
     last = slice(pulls - pulls // (2 * (moves + 1)), pulls)
     figures = {"reward_ratio": round(total / best_total, 4),
@@ -93,14 +98,16 @@ def measure_reward_learning(pulls: int = 3000, arms: int = 10, moves: int = 1, l
                "ratio_vs_epsilon_greedy": round(total / baseline, 4) if baseline else None,
                "best_arm_share_end_of_last_phase": round(float((choices[last] == best_arms[last]).mean()), 4),
                "pulls": pulls, "arms": arms, "moves": moves, "learning_rate": learning_rate,
-               "network": "input -> striatum (2 neurons x 8 tanh) -> gate (softmax), all three_factor",
+               "network": "context (a constant 1) -> gate (softmax), three_factor",
+               "with_striatum_reward_ratio": round(reward_ratio(schedule, with_striatum), 4),
+               "with_striatum_network": "context -> striatum (2 neurons x 8 tanh, node perturbation) -> gate",
                "pulls_per_s": round(pulls / elapsed, 1)}
     figures.update(against_baselines(schedule, choices, None, seed, moves))
     figures["bandit_reward_vs_best_baseline"] = figures.pop("vs_best_baseline")
     return figures
 
 
-def measure_contextual_bandit(pulls: int = 3000, arms: int = 10, contexts: int = 4, learning_rate: float = 0.2,
+def measure_contextual_bandit(pulls: int = 3000, arms: int = 10, contexts: int = 4, learning_rate: float = 1.0,
                               seed: int = 0) -> dict:
     """A contextual bandit (the best arm depends on a one-hot context input), the network against
     per-context UCB1, Thompson sampling and sliding-window UCB on the same draws."""
@@ -110,6 +117,7 @@ def measure_contextual_bandit(pulls: int = 3000, arms: int = 10, contexts: int =
     choices, _ = play_network(topology, means, np.random.default_rng(seed + 2), np.eye(contexts)[drawn])
     elapsed = time.perf_counter() - started
     figures = {"pulls": pulls, "arms": arms, "contexts": contexts, "learning_rate": learning_rate,
+               "network": "context (one-hot) -> gate (softmax), three_factor",
                "pulls_per_s": round(pulls / elapsed, 1)}
     figures.update(against_baselines(means, choices, drawn, seed, 0))
     figures["contextual_reward_ratio"] = figures.pop("reward_ratio")

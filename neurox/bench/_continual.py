@@ -36,9 +36,11 @@ TASKS = tuple((2 * k, 2 * k + 1) for k in range(5))
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of %(default)s")
     parser.add_argument("--memory", type=int, default=200, help="samples replay and the hippocampus keep")
-    parser.add_argument("--epochs", type=int, default=5, help="passes over each task")
-    parser.add_argument("--batch", type=int, default=8, help="new samples per packet")
-    parser.add_argument("--sleep-s", type=float, default=12.0, help="the maintenance cycle after each task")
+    parser.add_argument("--epochs", type=int, default=10, help="passes over each task (until it is learnt)")
+    parser.add_argument("--batch", type=int, default=1, help="new samples per packet (neurox run's default)")
+    parser.add_argument("--sleep-s", type=float, default=24.0,
+                        help="the maintenance cycle after each task (long enough to dream about as many "
+                             "samples as replay mixes in)")
     parser.add_argument("--replay-per-s", type=float, default=400.0, help="dreams per second in sleep")
     parser.add_argument("--turns", choices=("layer", "network"), default="network",
                         help="sleep's turns: a layer at a time, or the whole network at once")

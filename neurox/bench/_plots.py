@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 
 COLOURS = {"none": "tab:grey", "replay": "tab:blue", "neurox": "tab:red", "joint": "tab:green"}
+BASELINE_COLOURS = {"ucb1": "tab:blue", "thompson": "tab:orange", "sliding_window_ucb": "tab:green",
+                    "discounted_ucb": "tab:purple"}
 
 
 def _pyplot():
@@ -52,7 +54,7 @@ def plot_brain(result: dict, directory: str) -> list[str]:
         figure, axes = plt.subplots(figsize=(6, 4))
         at = result[part]["regret_at_pulls"]
         for name, curve in result[part]["regret_curves"].items():
-            axes.plot(at, curve, label=name, color="tab:red" if name == "network" else None,
+            axes.plot(at, curve, label=name, color=BASELINE_COLOURS.get(name, "tab:red"),
                       linewidth=2.5 if name == "network" else 1.2)
         axes.set(xlabel="pull", ylabel="cumulative regret", title=title)
         axes.grid(alpha=0.3)

@@ -43,8 +43,8 @@ def test_replays_memory_is_a_uniform_sample_of_distinct_rows():
 
 
 @pytest.mark.timeout(600)
-def test_a_short_run_keeps_the_protocol_and_sleep_beats_no_sleep():
-    args = _args(methods="none,neurox", epochs=3, sleep_s=5.0, seed=0)
+def test_a_short_run_keeps_the_protocol_and_sleep_beats_no_sleep(tmp_path):
+    args = _args(methods="none,neurox", epochs=3, batch=8, sleep_s=6.0, seed=0, plot=str(tmp_path))
     result = continual.run(args)
     for method in ("none", "neurox"):
         figures = result[method]
@@ -58,3 +58,6 @@ def test_a_short_run_keeps_the_protocol_and_sleep_beats_no_sleep():
     assert result["none"]["final_accuracy_per_task"][0] < 0.2  # forgotten without sleep
     assert result["neurox"]["dreamt"] > 0
     assert result["neurox_accuracy"] > result["none_accuracy"] + 0.2, result
+    (png,) = result["plots"]  # --plot: the accuracy after each task, as a PNG
+    with open(png, "rb") as figure:
+        assert figure.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,8 @@ import zmq
 from _netutil import learn
 from neurox.ext import PRELOAD, digits, network_children
 from neurox.brain import ShapingConfig
-from neurox.neuron import Network, TopologyError, parse_topology
+from neurox.neuron import Network, TopologyError, load_topology, parse_topology
+from neurox.bench._brain_shaping import learn_for, line_topology
 from neurox.brain._shaping import (NeuronView, decide_links, decide_neurons, link_rms, plateaued,
                                     silent_streaks)
 from neurox.runtime import ControlClient
@@ -149,3 +150,17 @@ def network_shape(network):
         return client.call("topology")["layers"]
     finally:
         client.close()
+
+
+@pytest.mark.timeout(300)
+def test_self_shaped_lines_learn_within_reach_of_the_fixed_diamond(no_stray_processes):
+    """After the same time on the same stream: the 1-1-1-1-1 line of 16 units a neuron, reshaping
+    itself, is within 0.05 of the fixed diamond; the too-small line (4 units a neuron) widens every
+    inner layer past the 10 classes, without waiting for a plateau."""
+    diamond, _, _ = learn_for(load_topology(), 25.0)
+    line, _, _ = learn_for(line_topology(), 25.0)
+    assert line >= diamond - 0.05, (line, diamond)
+    small, shape, changes = learn_for(line_topology(units=4), 25.0)
+    widened = [c for c in changes if c["ok"] and "fewer than the 10" in c["reason"]]
+    assert shape[0] == shape[-1] == 1 and all(n >= 3 for n in shape[1:-1]), (shape, changes)
+    assert len(widened) >= 6 and small > 0.5, (small, changes)

@@ -47,7 +47,8 @@ def test_regret_curves_are_cumulative_and_zero_for_the_best_arm():
 def test_a_live_dopamine_network_learns_a_contextual_bandit_near_the_best_baseline(tmp_path, no_stray_processes):
     result = measure_contextual_bandit(pulls=1500, seed=0)
     (png,) = plot_brain({"contextual": result}, str(tmp_path))  # --plot: its cumulative regret
-    assert png.endswith("contextual_regret.png") and open(png, "rb").read(4) == b"\x89PNG"
+    with open(png, "rb") as figure:
+        assert png.endswith("contextual_regret.png") and figure.read(4) == b"\x89PNG"
     random = float(np.mean(contextual_schedule(10, 4, 1500, np.random.default_rng(0))[0].mean(axis=1)) / 0.9)
     assert result["contextual_reward_ratio"] > random + 0.3, result
     assert result["contextual_reward_vs_best_baseline"] > 0.8, result

@@ -13,7 +13,8 @@ from _netutil import learn, neuron_call, params
 from neurox.bench._chaos import evaluate
 from neurox.ext import PRELOAD, Dataset, Client, digits, network_children
 from neurox.neuron import Network, TopologyError, load_topology
-from neurox.brain._sleep import Phase, SleepConfig, advance, reservoir_slot, start
+from neurox.brain._sleep import Phase, SleepConfig, advance, balanced_victim, start, turn_groups
+from neurox.brain._maintenance import Hippocampus
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import SupervisorClient, control_endpoint
 
@@ -41,17 +42,42 @@ def test_maintenance_asked_for_starts_at_once_and_only_from_awake():
     assert advance(during, 25.0, groups=2, config=config, asked=True) is during
 
 
-def test_the_reservoir_keeps_a_uniform_sample_of_everything_seen():
-    rng = np.random.default_rng(0)
-    capacity, seen = 100, 10_000
-    kept = [None] * capacity
-    for i in range(seen):
-        slot = reservoir_slot(i, capacity, float(rng.random()))
-        if slot is not None:
-            kept[slot] = i
-    assert [reservoir_slot(i, 5, 0.99) for i in range(5)] == [0, 1, 2, 3, 4]  # filled first
-    early = sum(1 for i in kept if i < seen // 2)
+def _fill(stream: list, capacity: int, seed: int = 0) -> list[tuple]:
+    """What the hippocampus keeps of ``stream`` ((label, id) pairs; the id is the row)."""
+    hippocampus = Hippocampus(capacity, 1, np.random.default_rng(seed))
+    for label, i in stream:
+        hippocampus.keep(np.array([[i]], dtype=np.float32), [label])
+    return [(label, int(row[0])) for label, row in zip(hippocampus.targets, hippocampus.rows)]
+
+
+def test_one_class_the_reservoir_keeps_a_uniform_sample_of_everything_seen():
+    seen = 10_000
+    kept = _fill([(None, i) for i in range(seen)], 100)
+    assert len(kept) == 100
+    assert [balanced_victim({"x": i}, "x", i, 5, 0.99) for i in range(5)] == ["add"] * 5  # filled first
+    early = sum(1 for _, i in kept if i < seen // 2)
     assert 35 <= early <= 65, early  # the first half of history is still half the memory
+
+
+def test_classes_keep_equal_shares_whenever_they_came_and_however_long_they_lasted():
+    # five tasks of two classes in order, the last one three times as long as the others
+    stream = [(c, i) for task in range(5) for i in range(300 if task < 4 else 900) for c in (2 * task, 2 * task + 1)]
+    stream = [(label, n) for n, (label, _) in enumerate(stream)]
+    kept = _fill(stream, 200)
+    counts = {c: sum(1 for label, _ in kept if label == c) for c in range(10)}
+    assert set(counts.values()) == {20}, counts  # a uniform reservoir would keep about 60 of each of the last two
+    first_of_9 = min(n for n, (label, _) in enumerate(stream) if label == 9)
+    late = sum(1 for label, n in kept if label == 9 and n >= first_of_9 + 900)
+    assert 5 <= late <= 15, late  # within a class, still a uniform sample of it (half of class 9 came late)
+
+
+def test_the_turns_are_the_layers_in_order_or_the_whole_network_at_once():
+    layers = [("L0", ["L0.n0"]), ("L1", ["L1.n0", "L1.n1"])]
+    assert turn_groups(layers, "layer") == [[("L0", "L0.n0")], [("L1", "L1.n0"), ("L1", "L1.n1")]]
+    assert turn_groups(layers, "network") == [[("L0", "L0.n0"), ("L1", "L1.n0"), ("L1", "L1.n1")]]
+    assert SleepConfig().turns == "network"
+    with pytest.raises(ValueError, match="turns is one of"):
+        SleepConfig.from_table({"turns": "neuron"})
 
 
 def test_bad_maintenance_settings_are_refused():
@@ -88,7 +114,8 @@ def settled_params(network: Network, neuron_id: str) -> tuple[np.ndarray, np.nda
 @pytest.mark.timeout(120)
 def test_a_maintenance_cycle_dreams_in_the_pool_and_loses_no_request(tmp_path, watch, no_stray_processes):
     topology = load_topology()
-    topology.maintenance = {"awake_s": 3600, "maintenance_s": 6.0, "capacity": 500, "replay_per_s": 400}
+    topology.maintenance = {"awake_s": 3600, "maintenance_s": 6.0, "capacity": 500, "replay_per_s": 400,
+                            "turns": "layer"}
     data = digits()
     network = Network(topology, str(tmp_path), extensions=network_children(topology, str(tmp_path)), preload=PRELOAD)
     with network:

@@ -9,7 +9,7 @@ from _netutil import learn, neuron_call, params, running_network
 from neurox.bench._brain_plasticity import bandit_topology, measure_hebbian, measure_reward_learning, principal_data
 from neurox.ext import Origin, digits
 from neurox.neuron import TopologyError, parse_topology
-from neurox.neuron._plasticity import (EligibilityTrace, eligibility, explore, oja_update, tempered,
+from neurox.neuron._plasticity import (SYNAPTIC_DECAY, EligibilityTrace, eligibility, explore, oja_update, tempered,
                                        three_factor_update)
 
 
@@ -53,20 +53,29 @@ def test_eligibility_decays_and_is_consumed_by_dopamine():
     trace = EligibilityTrace(2, 3, tau_s=1.0)
     x = np.array([[1.0, 2.0]], dtype=np.float32)
     trace.add(eligibility(x, np.array([[1.0, 0, 0]]), np.array([[0.5, 0.25, 0.25]])), now=10.0)
-    weights, bias = trace.take(now=11.0)
-    assert bias == pytest.approx(np.array([0.5, -0.25, -0.25]) * np.exp(-1.0))
-    assert weights[1] == pytest.approx(2 * bias)
-    assert not trace.take(now=11.0)[0].any()  # consumed
+    weights = trace.take(now=11.0)
+    assert weights[0] == pytest.approx(np.array([0.5, -0.25, -0.25]) * np.exp(-1.0))
+    assert weights[1] == pytest.approx(2 * weights[0])
+    assert not trace.take(now=11.0).any()  # consumed
+
+
+def test_the_synaptic_decay_spares_synapses_whose_input_was_silent():
+    """One-hot contexts: what context 1 learnt is not worn down while only context 0 is rewarded."""
+    weights = np.array([[1.0, -1.0], [2.0, 0.5]], dtype=np.float32)
+    tags = eligibility(np.array([[1.0, 0.0]], dtype=np.float32), np.array([[1.0, 0.0]]), np.array([[0.5, 0.5]]))
+    three_factor_update(weights, tags, rpe=1.0, lr=1.0, decay=0.1)
+    assert weights[0] == pytest.approx([0.9 * 1.0 + 0.5, 0.9 * -1.0 - 0.5])  # active: decayed, then moved
+    assert weights[1] == pytest.approx([2.0, 0.5])  # silent: untouched
 
 
 def _bandit(dopamine: bool, pulls: int = 1500, seed: int = 0) -> tuple[float, np.ndarray]:
     """A softmax three-factor unit on a 5-armed bandit: share of best-arm choices in the last third."""
     rng = np.random.default_rng(seed)
     means = np.array([0.2, 0.5, 0.9, 0.3, 0.4])
-    w, b = np.zeros((1, 5), dtype=np.float32), np.zeros(5, dtype=np.float32)
+    w = np.zeros((1, 5), dtype=np.float32)
     trace, x, expected, best = EligibilityTrace(1, 5), np.ones((1, 1), dtype=np.float32), 0.0, []
     for t in range(pulls):
-        z = x @ w + b
+        z = x @ w
         pi = np.exp(z - z.max())
         pi /= pi.sum()
         y = explore(pi, "softmax", rng)
@@ -74,9 +83,9 @@ def _bandit(dopamine: bool, pulls: int = 1500, seed: int = 0) -> tuple[float, np
         trace.add(eligibility(x, y, pi), now=t * 0.01)
         reward = float(rng.random() < means[arm])
         rpe, expected = reward - expected, expected + 0.1 * (reward - expected)
-        three_factor_update(w, b, trace.take(now=t * 0.01), rpe if dopamine else 0.0, 0.2)
+        three_factor_update(w, trace.take(now=t * 0.01), rpe if dopamine else 0.0, 0.2)
         best.append(arm == 2)
-    return float(np.mean(best[-pulls // 3:])), w + b
+    return float(np.mean(best[-pulls // 3:])), w
 
 
 def test_three_factor_learns_the_best_arm_with_dopamine_and_nothing_without():
@@ -91,16 +100,16 @@ def test_node_perturbation_moves_a_noisy_unit_towards_what_is_rewarded():
     rng = np.random.default_rng(1)
     x = np.ones((1, 1), dtype=np.float32)
     for dopamine in (True, False):
-        w, b, trace, expected = np.zeros((1, 1), np.float32), np.zeros(1, np.float32), EligibilityTrace(1, 1), 0.0
+        w, trace, expected = np.zeros((1, 1), np.float32), EligibilityTrace(1, 1), 0.0
         for t in range(3000):
-            y_mean = np.tanh(x @ w + b)
+            y_mean = np.tanh(x @ w)
             y = explore(y_mean, "tanh", rng)
             trace.add(eligibility(x, y, y_mean), now=t * 0.01)
             reward = -float((y[0, 0] - 0.5) ** 2)
             rpe, expected = reward - expected, expected + 0.1 * (reward - expected)
             # a large rate: tags are ~ noise^2, and the synaptic decay pulls towards 0 (docs/brain.md)
-            three_factor_update(w, b, trace.take(now=t * 0.01), rpe if dopamine else 0.0, 1.0)
-        answer = float(np.tanh(w + b)[0, 0])
+            three_factor_update(w, trace.take(now=t * 0.01), rpe if dopamine else 0.0, 1.0)
+        answer = float(np.tanh(w)[0, 0])
         assert 0.25 < answer < 0.6 if dopamine else answer == 0.0, (dopamine, answer)
 
 
@@ -158,14 +167,15 @@ def test_a_live_three_factor_neuron_learns_only_when_dopamine_comes(tmp_path, no
             assert all(np.array_equal(a, b) for a, b in zip(before, after)), "learned without dopamine"
             modulator_call(network, "bandit", "reward", reward=1.0)
             changed = wait_until(lambda: params(network, "gate.n0"),
-                                 lambda p: not np.array_equal(p[1], before[1]))
+                                 lambda p: not np.array_equal(p[0], before[0]))
             status = neuron_call(network, "gate.n0", "status")
         finally:
             origin.close()
     assert status["neuromodulators"]["rewards"] == 1 and status["neuromodulators"]["rpe"] == pytest.approx(1.0)
     # softmax tags (one-hot minus probabilities) sum to zero: dopamine moves preference between actions
-    step = changed[1] - before[1] * np.float32(1 - 0.2 * 0.01)
+    step = changed[0] - before[0] * np.float32(1 - 0.2 * SYNAPTIC_DECAY)
     assert np.abs(step).max() > 0.01 and step.sum() == pytest.approx(0.0, abs=1e-4)
+    assert np.array_equal(changed[1], before[1])  # synapses learn, the bias does not
 
 
 @pytest.mark.timeout(120)

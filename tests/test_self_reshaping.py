@@ -7,7 +7,8 @@ import zmq
 from _netutil import learn
 from neurox.ext import PRELOAD, digits, network_children
 from neurox.brain import ShapingConfig
-from neurox.neuron import Network, TopologyError, parse_topology
+from neurox.neuron import Network, TopologyError, load_topology, parse_topology
+from neurox.bench._brain_shaping import learn_for, line_topology
 from neurox.brain._shaping import (NeuronView, decide_links, decide_neurons, link_rms, plateaued,
                                     silent_streaks)
 from neurox.runtime import ControlClient
@@ -39,6 +40,20 @@ def test_a_saturated_layer_grows_on_a_plateau_only_and_up_to_its_limit():
     assert [a.target for a in decide_neurons(config, LAYERS, cool, [1.0, 0.99], {})] == [("L2",)]
     full = ShapingConfig(plateau_rounds=1, saturation=0.3, max_neurons=2)
     assert [a.target for a in decide_neurons(full, LAYERS, views, [1.0, 0.99], {})] == [("L2",)]
+
+
+def test_a_layer_narrower_than_the_answer_widens_first_without_waiting_for_a_plateau():
+    config = ShapingConfig(plateau_rounds=1, plateau_tolerance=0.05, saturation=0.3, max_neurons=3)
+    views = [view("L1.n0", "L1", saturation=0.0), view("L1.n1", "L1", saturation=0.0),
+             view("L2.n0", "L2", saturation=0.9)]
+    widths = {"L1": 4, "L2": 4}  # L1: 8 units, L2: 4, the answer 10
+    (grow,) = decide_neurons(config, LAYERS, views, [1.0, 0.5], {}, widths, needed=10)  # still improving
+    assert (grow.op, grow.target) == ("add_neuron", ("L2",)) and "fewer than the 10" in grow.reason
+    wide = {"L1": 8, "L2": 16}  # wide enough: back to the plateau rule
+    assert decide_neurons(config, LAYERS, views, [1.0, 0.5], {}, wide, needed=10) == []
+    assert [a.target for a in decide_neurons(config, LAYERS, views, [1.0, 0.99], {}, wide, needed=10)] == [("L2",)]
+    capped = ShapingConfig(max_neurons=2)  # L1 is at its limit: L2 (narrower still) grows, never past max
+    assert [a.target for a in decide_neurons(capped, LAYERS, views, [1.0], {}, {"L1": 2, "L2": 4}, 10)] == [("L2",)]
 
 
 def test_a_neuron_silent_for_long_enough_is_removed_but_never_a_layers_last():
@@ -137,3 +152,17 @@ def network_shape(network):
         return client.call("topology")["layers"]
     finally:
         client.close()
+
+
+@pytest.mark.timeout(300)
+def test_self_shaped_lines_learn_within_reach_of_the_fixed_diamond(no_stray_processes):
+    """After the same time on the same stream: the 1-1-1-1-1 line of 16 units a neuron, reshaping
+    itself, is within 0.05 of the fixed diamond; the too-small line (4 units a neuron) widens every
+    inner layer past the 10 classes, without waiting for a plateau."""
+    diamond, _, _ = learn_for(load_topology(), 25.0)
+    line, _, _ = learn_for(line_topology(), 25.0)
+    assert line >= diamond - 0.05, (line, diamond)
+    small, shape, changes = learn_for(line_topology(units=4), 25.0)
+    widened = [c for c in changes if c["ok"] and "fewer than the 10" in c["reason"]]
+    assert shape[0] == shape[-1] == 1 and all(n >= 3 for n in shape[1:-1]), (shape, changes)
+    assert len(widened) >= 6 and small > 0.5, (small, changes)

@@ -13,10 +13,13 @@ import time
 
 PARTS = {
     "reward": ("neurox.bench._brain_plasticity", "measure_reward_learning",
-               ("reward_ratio", "epsilon_greedy_ratio", "random_ratio")),
+               ("reward_ratio", "epsilon_greedy_ratio", "random_ratio", "bandit_reward_vs_best_baseline")),
+    "contextual": ("neurox.bench._brain_plasticity", "measure_contextual_bandit",
+                   ("contextual_reward_ratio", "contextual_reward_vs_best_baseline")),
     "hebbian": ("neurox.bench._brain_plasticity", "measure_hebbian", ("hebbian_cosine", "reference_cosine")),
     "self_reshaping": ("neurox.bench._brain_shaping", "measure_self_reshaping",
-                       ("self_reshaping_accuracy", "self_reshaping_shape", "fixed_diamond_accuracy")),
+                       ("self_reshaping_accuracy", "self_reshaping_shape", "fixed_diamond_accuracy",
+                        "self_reshaping_small_start_accuracy", "self_reshaping_large_start_accuracy")),
     "sleep": ("neurox.bench._brain_sleep", "measure_sleep", ("retained_a_with_sleep", "retained_a_without_sleep")),
     "maintenance": ("neurox.bench._brain_sleep", "measure_maintenance", ("maintenance_answered_ratio",)),
 }
@@ -26,6 +29,7 @@ PARTS = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated parts to run, of {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--plot", metavar="DIR", help="write PNG figures there (needs the 'plot' extra)")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -42,4 +46,7 @@ def run(args: argparse.Namespace) -> dict:
         print(f"{part}: {figures}", flush=True)
         result.update({key: figures[key] for key in headline})
         result[part] = figures
+    if args.plot:
+        from ._plots import plot_brain
+        result["plots"] = plot_brain(result, args.plot)
     return result

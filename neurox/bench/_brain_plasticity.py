@@ -25,21 +25,26 @@ from ..neuron import (Network, Topology, array_from_wire, levels_endpoint, neuro
                       parse_topology, reports_endpoint)
 from ..neuron import oja_update
 from ..runtime import call, make_socket, pack, unpack_map
+from ._bandits import BASELINES, contextual_schedule, regret_curve, reward_ratio
 
 ANSWER_TIMEOUT_S = 10.0
 
 
 # -- reward learning -----------------------------------------------------------------------------
-def bandit_topology(arms: int, learning_rate: float, striatum: tuple[int, int] | None = (2, 8)) -> Topology:
+def bandit_topology(arms: int, learning_rate: float, striatum: tuple[int, int] | None = None,
+                    width: int = 1, gate_learning_rate: float | None = None) -> Topology:
     """Striatum (``striatum`` = (neurons, units each), or None for none) -> a gate of ``arms`` softmax
-    units, every layer learning by dopamine (region ``bandit``)."""
-    gate = {"name": "gate", "neurons": 1, "units": arms, "activation": "softmax"}
+    units, every layer learning by dopamine (region ``bandit``); the gate at ``gate_learning_rate`` if
+    given (a softmax's policy gradient takes a larger step than node perturbation in tanh units can).
+    The context arrives as it is (a constant 1, or one-hot): three-factor synapses learn, biases do not."""
+    gate = {"name": "gate", "neurons": 1, "units": arms, "activation": "softmax",
+            **({"learning_rate": gate_learning_rate} if gate_learning_rate is not None else {})}
     layers = [{"name": "striatum", "neurons": striatum[0], "units": striatum[1], "activation": "tanh"}] if striatum else []
     return parse_topology({
-        "name": "bandit", "input_width": 1, "seed": 0,
+        "name": "bandit", "input_width": width, "seed": 0,
         "defaults": {"plasticity": "three_factor", "learning_rate": learning_rate},
         "neurotransmitters": {"publish_interval_s": 0.2, "expected_reward_rate": 0.1},
-        "layer": [*layers, gate], "output": {"decode": "label"}})
+        "layer": [*layers, gate], "output": {"decode": "label"}, "input": {"scale": "none"}})
 
 
 def arm_schedule(arms: int, pulls: int, moves: int, rng: np.random.Generator) -> np.ndarray:
@@ -71,36 +76,86 @@ def epsilon_greedy(schedule: np.ndarray, rng: np.random.Generator, epsilon: floa
     return total
 
 
-def measure_reward_learning(pulls: int = 3000, arms: int = 10, moves: int = 1, learning_rate: float = 0.2,
-                            seed: int = 0) -> dict:
-    """The dopamine-driven learner's mean reward over the best arm's, beside epsilon-greedy's."""
+def measure_reward_learning(pulls: int = 3000, arms: int = 10, moves: int = 1, learning_rate: float = 1.0,
+                            seed: int = 0, striatum_learning_rate: float = 0.2) -> dict:
+    """The dopamine-driven learner's mean reward over the best arm's, beside epsilon-greedy, UCB1,
+    Thompson sampling and sliding-window / discounted UCB on the same schedule, with regret curves."""
     rng = np.random.default_rng(seed)
     schedule = arm_schedule(arms, pulls, moves, rng)
     best_total = float(schedule.max(axis=1).sum())
     baseline = epsilon_greedy(schedule, np.random.default_rng(seed + 1))
     topology = bandit_topology(arms, learning_rate)
+    started = time.perf_counter()
+    choices, total = play_network(topology, schedule, np.random.default_rng(seed + 2))
+    elapsed = time.perf_counter() - started
+    with_striatum, _ = play_network(bandit_topology(arms, striatum_learning_rate, (2, 8), gate_learning_rate=learning_rate),
+                                    schedule, np.random.default_rng(seed + 2))
+    best_arms = schedule.argmax(axis=1)
+    last = slice(pulls - pulls // (2 * (moves + 1)), pulls)
+    figures = {"reward_ratio": round(total / best_total, 4),
+               "epsilon_greedy_ratio": round(baseline / best_total, 4),
+               "random_ratio": round(float(schedule.mean(axis=1).sum()) / best_total, 4),
+               "ratio_vs_epsilon_greedy": round(total / baseline, 4) if baseline else None,
+               "best_arm_share_end_of_last_phase": round(float((choices[last] == best_arms[last]).mean()), 4),
+               "pulls": pulls, "arms": arms, "moves": moves, "learning_rate": learning_rate,
+               "network": "context (a constant 1) -> gate (softmax), three_factor",
+               "with_striatum_reward_ratio": round(reward_ratio(schedule, with_striatum), 4),
+               "with_striatum_network": "context -> striatum (2 neurons x 8 tanh, node perturbation) -> gate",
+               "pulls_per_s": round(pulls / elapsed, 1)}
+    figures.update(against_baselines(schedule, choices, None, seed, moves))
+    figures["bandit_reward_vs_best_baseline"] = figures.pop("vs_best_baseline")
+    return figures
+
+
+def measure_contextual_bandit(pulls: int = 3000, arms: int = 10, contexts: int = 4, learning_rate: float = 1.0,
+                              seed: int = 0) -> dict:
+    """A contextual bandit (the best arm depends on a one-hot context input), the network against
+    per-context UCB1, Thompson sampling and sliding-window UCB on the same draws."""
+    means, drawn = contextual_schedule(arms, contexts, pulls, np.random.default_rng(seed))
+    topology = bandit_topology(arms, learning_rate, width=contexts)
+    started = time.perf_counter()
+    choices, _ = play_network(topology, means, np.random.default_rng(seed + 2), np.eye(contexts)[drawn])
+    elapsed = time.perf_counter() - started
+    figures = {"pulls": pulls, "arms": arms, "contexts": contexts, "learning_rate": learning_rate,
+               "network": "context (one-hot) -> gate (softmax), three_factor",
+               "pulls_per_s": round(pulls / elapsed, 1)}
+    figures.update(against_baselines(means, choices, drawn, seed, 0))
+    figures["contextual_reward_ratio"] = figures.pop("reward_ratio")
+    figures["contextual_reward_vs_best_baseline"] = figures.pop("vs_best_baseline")
+    return figures
+
+
+def against_baselines(schedule: np.ndarray, choices: np.ndarray, contexts: np.ndarray | None, seed: int,
+                      moves: int) -> dict:
+    """Reward ratios (expected reward over the best arm's) and regret curves of the network and of each
+    baseline; ``vs_best_baseline`` over the best of UCB1, Thompson and sliding-window UCB."""
+    ratios = {"reward_ratio": round(reward_ratio(schedule, choices), 4)}
+    curves = {"network": regret_curve(schedule, choices)}
+    for name, baseline in BASELINES.items():
+        options = {"breakpoints": moves} if name in ("sliding_window_ucb", "discounted_ucb") else {}
+        chosen = baseline(schedule, np.random.default_rng(seed + 1), contexts, **options)
+        ratios[f"{name}_ratio"] = round(reward_ratio(schedule, chosen), 4)
+        curves[name] = regret_curve(schedule, chosen)
+    best = max(ratios[f"{name}_ratio"] for name in ("ucb1", "thompson", "sliding_window_ucb"))
+    return {**ratios, "vs_best_baseline": round(ratios["reward_ratio"] / best, 4), "regret_curves": curves,
+            "regret_at_pulls": np.linspace(0, len(choices) - 1, len(curves["network"])).astype(int).tolist()}
+
+
+def play_network(topology: Topology, schedule: np.ndarray, rng: np.random.Generator,
+                 contexts: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """A fresh bandit network with its region's modulator plays the schedule; (choices, total reward)."""
     with tempfile.TemporaryDirectory() as data_dir:
         network = Network(topology, data_dir, extensions=messenger_children(data_dir)
                           + modulator_children(topology, data_dir), preload=PRELOAD)
         with network:
-            started = time.perf_counter()
-            choices, total = _play(network, schedule, np.random.default_rng(seed + 2))
-            elapsed = time.perf_counter() - started
-    best_arms = schedule.argmax(axis=1)
-    last = slice(pulls - pulls // (2 * (moves + 1)), pulls)
-    return {"reward_ratio": round(total / best_total, 4),
-            "epsilon_greedy_ratio": round(baseline / best_total, 4),
-            "random_ratio": round(float(schedule.mean(axis=1).sum()) / best_total, 4),
-            "ratio_vs_epsilon_greedy": round(total / baseline, 4) if baseline else None,
-            "best_arm_share_end_of_last_phase": round(float((choices[last] == best_arms[last]).mean()), 4),
-            "pulls": pulls, "arms": arms, "moves": moves, "learning_rate": learning_rate,
-            "network": "input -> striatum (2 neurons x 8 tanh) -> gate (softmax), all three_factor",
-            "pulls_per_s": round(pulls / elapsed, 1)}
+            return _play(network, schedule, rng, contexts)
 
 
-def _play(network: Network, schedule: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+def _play(network: Network, schedule: np.ndarray, rng: np.random.Generator,
+          contexts: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Pull, get the network's choice, report the reward to the region's modulator, and wait until the
-    dopamine for that reward has been published (so the next pull cannot overtake it)."""
+    dopamine for that reward has been published (so the next pull cannot overtake it). The input is
+    ``contexts[t]`` (a constant 1 without)."""
     ctx = zmq.Context.instance()
     region = network.topology.region_of_layer(network.topology.layers[-1])
     origin = Origin(ctx, network.run_dir, network.topology, "bandit")
@@ -113,7 +168,8 @@ def _play(network: Network, schedule: np.ndarray, rng: np.random.Generator) -> t
         first = _await(levels, lambda message: True)
         _await_neurons(network, first["seq"])
         for t, means in enumerate(schedule):
-            origin.send(np.ones((1, 1), dtype=np.float32), learn=True)
+            row = np.ones((1, 1)) if contexts is None else contexts[t:t + 1]
+            origin.send(row.astype(np.float32), learn=True)
             if not origin.returns.poll(int(ANSWER_TIMEOUT_S * 1000)):
                 raise RuntimeError(f"no answer to pull {t}")
             arm = choices[t] = origin.receive()[0]["label"][0]

@@ -1,8 +1,9 @@
-"""Self-reshaping measured: a 1-1-1-1-1 network that reshapes itself, beside the fixed diamond.
+"""Self-reshaping measured: networks that reshape themselves from a wrong start, beside the fixed diamond.
 
-Both learn the digits from the same batched stream for the same time, in real neuron processes; the
-result is the accuracy each reaches (inference over the whole set) and the shape the self-reshaping
-one ends with.
+Three starts -- 1-1-1-1-1 of 16 units a neuron, a too-small 1-1-1-1-1 of 4 units, a too-large
+2-4-6-4-1 (twice the diamond's inner layers) -- and the fixed diamond each learn the digits from the same
+batched stream for the same time, in real neuron processes; the result is the accuracy each reaches
+(inference over the whole set), its units, and the shape over time.
 """
 from __future__ import annotations
 
@@ -20,19 +21,38 @@ from ._chaos import evaluate
 SHAPING = {"interval_s": 2.0, "plateau_rounds": 2, "plateau_tolerance": 0.05, "saturation": 0.1, "max_neurons": 4}
 
 
-def line_topology() -> Topology:
-    """The diamond's layers and settings, one neuron each, with self-reshaping on."""
+LARGE = (2, 4, 6, 4, 1)
+
+
+def line_topology(units: int | None = None) -> Topology:
+    """The diamond's layers and settings, one neuron each (inner ones of ``units`` units if given), with
+    self-reshaping on."""
     diamond = load_topology().to_toml_dict()
-    layers = [{**layer, "neurons": 1} for layer in diamond["layer"]]
+    layers = [{**layer, "neurons": 1, **({"units": units} if units and "units" not in layer else {})}
+              for layer in diamond["layer"]]
     return parse_topology({**diamond, "name": "line", "layer": layers, "self_reshaping": SHAPING})
 
 
+def large_topology() -> Topology:
+    """The diamond with twice the neurons in each inner layer, with self-reshaping on."""
+    diamond = load_topology().to_toml_dict()
+    layers = [{**layer, "neurons": n} for layer, n in zip(diamond["layer"], LARGE)]
+    return parse_topology({**diamond, "name": "large", "layer": layers, "self_reshaping": SHAPING})
+
+
+def units_of(topology: Topology, shape: list[int]) -> int:
+    """Units in the layers of ``shape`` (neurons per layer), each neuron of its layer's width."""
+    return sum(n * int({**topology.defaults, **layer.settings}["units"]) for layer, n in zip(topology.layers, shape))
+
+
 def learn_for(topology: Topology, seconds: float) -> tuple[float, list[int], list[dict]]:
-    """Accuracy after ``seconds`` of learning, the final shape, and the self-reshaper's changes."""
+    """Accuracy after ``seconds`` of learning, the final shape, and the self-reshaper's changes (each
+    with the seconds since the start, ``at_s``)."""
     data = digits()
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD) as network:
             stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2, batch=8)
+            started = time.time()
             deadline = time.monotonic() + seconds
             try:
                 stream.run(10 ** 6, should_stop=lambda: time.monotonic() > deadline)
@@ -49,17 +69,28 @@ def learn_for(topology: Topology, seconds: float) -> tuple[float, list[int], lis
                 shaper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/self_reshaper"))
                 try:
                     changes = shaper.call("status")["changes"]
+                    for change in changes:
+                        change["at_s"] = round(change["t"] - started, 1)
                 finally:
                     shaper.close()
     return accuracy, shape, changes
 
 
 def measure_self_reshaping(seconds: float = 60.0) -> dict:
-    accuracy, shape, changes = learn_for(line_topology(), seconds)
-    diamond_accuracy, diamond_shape, _ = learn_for(load_topology(), seconds)
-    done = [c for c in changes if c["ok"]]
-    return {"self_reshaping_accuracy": round(accuracy, 4), "self_reshaping_shape": shape,
-            "fixed_diamond_accuracy": round(diamond_accuracy, 4), "fixed_diamond_shape": diamond_shape,
-            "self_reshaping_changes": {op: sum(1 for c in done if c["op"] == op)
-                                       for op in ("add_neuron", "remove_neuron", "add_link", "remove_link")},
-            "learning_s": seconds}
+    diamond = load_topology()
+    diamond_accuracy, diamond_shape, _ = learn_for(diamond, seconds)
+    result = {"fixed_diamond_accuracy": round(diamond_accuracy, 4), "fixed_diamond_shape": diamond_shape,
+              "fixed_diamond_units": units_of(diamond, diamond_shape), "learning_s": seconds}
+    for name, topology in (("", line_topology()), ("_small_start", line_topology(units=4)),
+                           ("_large_start", large_topology())):
+        accuracy, shape, changes = learn_for(topology, seconds)
+        done = [c for c in changes if c["ok"]]
+        result.update({
+            f"self_reshaping{name}_accuracy": round(accuracy, 4), f"self_reshaping{name}_shape": shape,
+            f"self_reshaping{name}_start": [len(layer.neurons) for layer in topology.layers],
+            f"self_reshaping{name}_units": units_of(topology, shape),
+            f"self_reshaping{name}_start_units": units_of(topology, [len(layer.neurons) for layer in topology.layers]),
+            f"self_reshaping{name}_changes": [{k: c.get(k) for k in ("op", "target", "reason", "at_s")} for c in done]})
+    result["self_reshaping_large_start_units_ok"] = (result["self_reshaping_large_start_units"]
+                                                     <= result["self_reshaping_large_start_start_units"])
+    return result

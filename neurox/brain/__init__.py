@@ -6,7 +6,7 @@ from ._neurotransmitters import ChemistryError as ChemistryError, region_chemist
 from ._regions import REGIONS as REGIONS, RegionError as RegionError
 from ._modulator import CHEMISTRY as CHEMISTRY, modulator_children as modulator_children, modulator_id as modulator_id
 from ._sleep import (Phase as Phase, SleepConfig as SleepConfig, advance as advance_sleep,
-                     reservoir_slot as reservoir_slot, start as start_sleep)
+                     balanced_victim as balanced_victim, start as start_sleep)
 from ._shaping import ShapingConfig as ShapingConfig
 from ._self_reshaper import SHAPING as SHAPING, self_reshaper_children as self_reshaper_children
 from ._maintenance import SLEEP as SLEEP, maintenance_children as maintenance_children

@@ -28,7 +28,7 @@ from ..neuron import experiences_endpoint
 from ..runtime import BadFrames, ControlError, FrameError, Process, call, make_socket, unpack_map
 from ..supervisor_tree import ChildSpec, control_endpoint
 from ._pool import POOL_ID, Pool, pool_spec
-from ._sleep import Phase, SleepConfig, advance as advance_sleep, reservoir_slot, start as start_sleep
+from ._sleep import Phase, SleepConfig, advance as advance_sleep, balanced_victim, start as start_sleep, turn_groups
 
 DREAM_BATCH = 8
 DREAMS_IN_FLIGHT = 4
@@ -61,24 +61,45 @@ asks MessengerIn how inputs are scaled, so it starts after the messengers."""
 
 
 class Hippocampus:
-    """A reservoir of (input row, target) experiences: a uniform sample of everything it was shown."""
+    """A class-balanced reservoir of (input row, target) experiences (``balanced_victim``): each class
+    seen keeps an equal share, a uniform sample of that class; targets that are not classes (a list of
+    values) count as one class, so they are a uniform sample of everything shown."""
 
     def __init__(self, capacity: int, width: int, rng: np.random.Generator):
         self.rows = np.zeros((capacity, width), dtype=np.float32)
-        self.targets: list = [None] * capacity
+        self.targets: list = []
+        self.slots: dict = {}
+        """class -> the places its experiences are kept in."""
         self.seen = 0
+        self.seen_of: dict = {}
         self.rng = rng
 
     @property
     def size(self) -> int:
-        return min(self.seen, len(self.targets))
+        return len(self.targets)
 
     def keep(self, rows: np.ndarray, targets: list) -> None:
         for row, target in zip(rows, targets):
-            slot = reservoir_slot(self.seen, len(self.targets), float(self.rng.random()))
-            if slot is not None:
-                self.rows[slot], self.targets[slot] = row, target
+            label = target if isinstance(target, (int, str)) else ()  # never None: None means "nowhere"
+            seen_of_label = self.seen_of.get(label, 0)
+            counts = {c: len(places) for c, places in self.slots.items()}
+            victim = balanced_victim(counts, label, seen_of_label, len(self.rows), float(self.rng.random()))
+            if victim == "add":
+                slot = len(self.targets)
+                self.targets.append(target)
+            elif victim is not None:
+                places = self.slots[victim]
+                slot = places.pop(int(self.rng.integers(len(places))))
+                self.targets[slot] = target
+            if victim is not None:
+                self.rows[slot] = row
+                self.slots.setdefault(label, []).append(slot)
+            self.seen_of[label] = seen_of_label + 1
             self.seen += 1
+
+    def classes(self) -> dict:
+        """Experiences kept per class (``status``)."""
+        return {str(c): len(places) for c, places in self.slots.items() if places}
 
     def recall(self, n: int) -> tuple[np.ndarray, list]:
         picks = self.rng.integers(0, self.size, n)
@@ -138,7 +159,8 @@ class Maintenance(Process):
         return {"pid": os.getpid(), "phase": self.phase.name, "turn": self.phase.turn,
                 "in_maintenance": [n for _, n in self.group], "in_pool": sorted(self.pool.copies),
                 "dream_loss": float(np.mean(self.pool.losses)) if self.pool.losses else None, "remaining_s": max(0.0, self.phase.ends_at - time.monotonic()),
-                "stored": self.hippocampus.size, "seen": self.hippocampus.seen, "config": msgspec.structs.asdict(self.config),
+                "stored": self.hippocampus.size, "seen": self.hippocampus.seen,
+                "stored_per_class": self.hippocampus.classes(), "config": msgspec.structs.asdict(self.config),
                 "bad_frames": self.bad.total, **self.counters}
 
     # -- the loop ------------------------------------------------------------------------------
@@ -185,9 +207,9 @@ class Maintenance(Process):
             self.next_dream = now + DREAM_BATCH / self.config.replay_per_s
 
     def _groups(self) -> list[list[tuple[str, str]]]:
-        """One group per layer, in network order: (layer, neuron) pairs."""
+        """The groups that take turns (``turn_groups``): (layer, neuron) pairs."""
         topology = Topology.load(topology_path(self.data_dir), validate=False)
-        return [[(layer.name, n) for n in layer.neurons] for layer in topology.layers]
+        return turn_groups([(layer.name, list(layer.neurons)) for layer in topology.layers], self.config.turns)
 
     def _change(self, old: Phase, new: Phase, groups: list) -> None:
         self._give_back()

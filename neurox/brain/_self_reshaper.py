@@ -80,7 +80,9 @@ class SelfReshaper(Process):
             self.losses = (self.losses + [loss])[-HISTORY:]
         self.streaks = silent_streaks(self.streaks, views, self.config.silence)
         layers = [(layer.name, list(layer.neurons)) for layer in topology.layers]
-        actions = decide_neurons(self.config, layers[1:-1], views, self.losses, self.streaks)
+        widths = {layer.name: topology.width_of(layer.neurons[0]) for layer in topology.layers if layer.neurons}
+        actions = decide_neurons(self.config, layers[1:-1], views, self.losses, self.streaks, widths,
+                                 topology.width_of(topology.layers[-1].neurons[0]))
         actions += decide_links(self.config, layers, views, topology.links, self.rng)
         done = [self._apply(action) for action in actions]
         if any(d["ok"] and d["op"] in ("add_neuron", "remove_neuron") for d in done):

@@ -5,6 +5,10 @@ functions what to do; it then does it through the reshaping API. Nothing here do
 
 Policy (``docs/brain.md``, "Self-reshaping"):
 
+- **widen a bottleneck**: an inner layer with fewer units in all than the end layer (fewer than the
+  answer's classes) gets a neuron, the narrowest first, one per round, without waiting for a plateau --
+  what one layer cannot tell apart no later layer can, so its width bounds the network's accuracy
+  whatever the loss is doing;
 - **grow**: while the loss has plateaued (its relative improvement over the last ``plateau_rounds``
   rounds is below ``plateau_tolerance``) and a layer's neurons saturate (mean share of units
   near the activation's bounds above ``saturation``), add a neuron to the most saturated such layer,
@@ -86,10 +90,13 @@ def silent_streaks(previous: dict[str, int], neurons: list[NeuronView], silence:
 
 
 def decide_neurons(config: ShapingConfig, layers: list[tuple[str, list[str]]], neurons: list[NeuronView],
-                   losses: list[float], streaks: dict[str, int]) -> list[Action]:
-    """Grow the most saturated layer on a plateau; remove neurons silent for long enough.
+                   losses: list[float], streaks: dict[str, int], widths: dict[str, int] | None = None,
+                   needed: int = 0) -> list[Action]:
+    """Widen a bottleneck, or grow the most saturated layer on a plateau; remove neurons silent for long
+    enough.
 
-    ``layers`` are the inner layers that may change, in network order, with their neurons.
+    ``layers`` are the inner layers that may change, in network order, with their neurons; ``widths``
+    their units per neuron, ``needed`` the end layer's units (no bottleneck rule without them).
     """
     actions: list[Action] = []
     by_layer = {name: [n for n in neurons if n.layer == name] for name, _ in layers}
@@ -99,7 +106,12 @@ def decide_neurons(config: ShapingConfig, layers: list[tuple[str, list[str]]], n
             if streaks.get(view.id, 0) >= config.silent_rounds and sizes[name] > 1:
                 actions.append(Action("remove_neuron", (view.id,), f"silent for {streaks[view.id]} rounds"))
                 sizes[name] -= 1
-    if plateaued(losses, config.plateau_rounds, config.plateau_tolerance):
+    narrow = [(sizes[name] * widths[name], index, name) for index, (name, _) in enumerate(layers)
+              if widths and name in widths and sizes[name] * widths[name] < needed and sizes[name] < config.max_neurons]
+    if narrow:
+        units, _, name = min(narrow)
+        actions.append(Action("add_neuron", (name,), f"{name} has {units} units, fewer than the {needed} of the answer"))
+    elif plateaued(losses, config.plateau_rounds, config.plateau_tolerance):
         saturated = [(float(np.mean([v.saturation for v in views])), name) for name, views in by_layer.items()
                      if views and sizes[name] < config.max_neurons]
         saturated = [(s, name) for s, name in saturated if s > config.saturation]

@@ -10,7 +10,7 @@ group's turn starts. The other neurons keep answering throughout.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -23,12 +23,17 @@ class SleepConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     awake_s: Annotated[float, msgspec.Meta(gt=0)] = 2400.0
     maintenance_s: Annotated[float, msgspec.Meta(gt=0)] = 1200.0
     capacity: Annotated[int, msgspec.Meta(ge=1)] = 5000
-    """Experiences the hippocampus keeps (a uniform sample of everything learnt: reservoir sampling)."""
+    """Experiences the hippocampus keeps: as many of each class as of any other (class-balanced reservoir
+    sampling), a uniform sample of everything learnt for targets that are not classes."""
     replay_per_s: Annotated[float, msgspec.Meta(gt=0)] = 200.0
     """Samples dreamt per second during a turn, replayed experience and education together."""
     education: str | None = None
     """A dataset file (``.csv`` or ``.npz``, as ``neurox run --data``) mixed into the dreams, half and half
     with replay (all of them while the hippocampus is still empty)."""
+    turns: Literal["layer", "network"] = "network"
+    """``network``: one turn in which every layer learns from the dreams at once (end-to-end); ``layer``:
+    the layers take turns, each fine-tuned against the rest held fixed (block-coordinate descent). The
+    whole network at once recovers more of what was forgotten (docs/brain.md)."""
     host: str | None = None
     """In a network spread over hosts: the host the maintenance worker and its pool run on -- the
     maintenance host group -- (default: the front host, see ``_placement``)."""
@@ -50,6 +55,13 @@ class Phase:
     """Monotonic time at which this phase or turn ends."""
 
 
+def turn_groups(layers: list[tuple[str, list[str]]], turns: str) -> list[list[tuple[str, str]]]:
+    """The groups that take turns in maintenance, as (layer, neuron) pairs: one per layer in network
+    order, or (``network``) one of every neuron."""
+    groups = [[(name, n) for n in neurons] for name, neurons in layers]
+    return groups if turns == "layer" else [[pair for group in groups for pair in group]]
+
+
 def start(now: float, config: SleepConfig) -> Phase:
     return Phase("awake", ends_at=now + config.awake_s)
 
@@ -69,10 +81,22 @@ def advance(phase: Phase, now: float, groups: int, config: SleepConfig, asked: b
     return Phase("awake", ends_at=now + config.awake_s)
 
 
-def reservoir_slot(seen: int, capacity: int, draw: float) -> int | None:
-    """Where the ``seen``-th experience (0-based) goes in a reservoir of ``capacity`` (None: nowhere),
-    ``draw`` uniform in [0, 1): every experience seen so far stays with the same probability."""
-    if seen < capacity:
-        return seen
-    slot = int(draw * (seen + 1))
-    return slot if slot < capacity else None
+def balanced_victim(counts: dict, label, seen_of_label: int, capacity: int, draw: float):
+    """Where an experience of class ``label`` goes in a class-balanced reservoir, after Chrysakis &
+    Moens 2020 (CBRS): ``"add"`` (a free place), the class one of whose experiences it replaces, or
+    None (nowhere). ``counts`` are the experiences stored per class, ``seen_of_label`` how many of this
+    class were shown before it, ``draw`` uniform in [0, 1).
+
+    While not full, it is kept. Once full, a class that is not among the largest takes the place of an
+    experience of a largest class, so every class seen ends with an equal share however long each
+    lasted and whenever it came (a uniform reservoir over five tasks in order lets a short early one
+    dwindle); a class among the largest replaces one of its own with the reservoir's probability
+    (stored / seen of that class), so what it keeps stays a uniform sample of it. One class only:
+    plain reservoir sampling."""
+    if sum(counts.values()) < capacity:
+        return "add"
+    largest = max(counts.values())
+    own = counts.get(label, 0)
+    if own < largest:
+        return max(counts, key=lambda c: (counts[c], str(c)))
+    return label if draw * (seen_of_label + 1) < own else None

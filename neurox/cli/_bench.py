@@ -23,6 +23,8 @@ BENCHMARKS = {
                                            "an in-process MLP, scikit-learn and River"),
     "text": ("neurox.bench._text", "generated texts learnt through the hashing encoder beside a linear model"),
     "brain": ("neurox.bench._brain", "dopamine reward learning on a moving bandit, Hebbian vs the first PC, ..."),
+    "continual": ("neurox.bench._continual", "class-incremental digits (five tasks of two classes): none, replay, "
+                                             "sleep with the hippocampus, joint"),
 }
 
 

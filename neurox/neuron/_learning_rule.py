@@ -271,9 +271,9 @@ class ThreeFactor(LearningRule):
         if self.trace is None:
             return
         tags = self.trace.take(now)
-        factor = self.guard(rpe * rpe * (float(np.vdot(tags[0], tags[0])) + float(np.vdot(tags[1], tags[1]))))
+        factor = self.guard(rpe * rpe * float(np.vdot(tags, tags)))
         if factor:
-            three_factor_update(self.weights, self.bias, tags, rpe * factor, lr)
+            three_factor_update(self.weights, tags, rpe * factor, lr)
             self.counters["updates"] += 1
 
 

@@ -12,11 +12,11 @@
   ``lr * delta * trace`` and the trace is consumed (each tag is credited by the first RPE after it,
   as in synaptic tagging and capture). With a softmax this is the policy gradient (REINFORCE with
   the expected reward as baseline); with noise it is node perturbation. Each dopamine event also
-  shrinks the weights by ``lr * SYNAPTIC_DECAY`` (bounded synapses): otherwise a choice that has
-  saturated can never be unlearned when the world changes -- its tag ``1 - p`` is zero and its RPE
-  is zero once the expectation has followed its new, lower reward (on the moving bandit of
-  neurox/bench/_brain_plasticity.py: reward ratio 0.63 without, 0.89 with). Without dopamine
-  nothing is learned.
+  shrinks the synapses whose input was active by ``lr * SYNAPTIC_DECAY`` (bounded synapses):
+  otherwise a choice that has saturated can never be unlearned when the world changes -- its tag
+  ``1 - p`` is zero and its RPE is zero once the expectation has followed its new, lower reward.
+  Synapses learn, biases do not (a bias would be shared by every context), and a silent input's
+  synapses keep what they hold (docs/brain.md, "Plasticity"). Without dopamine nothing is learned.
 
 Both rules are local: such a layer sends no gradients upstream, so only local layers may feed it
 (checked by the topology).
@@ -32,7 +32,7 @@ LOCAL_RULES = ("oja", "three_factor")
 DEFAULT_PLASTICITY = "backprop"
 ELIGIBILITY_TAU_S = 1.0
 """How long an eligibility tag waits for dopamine (it decays as exp(-t / tau))."""
-SYNAPTIC_DECAY = 0.01
+SYNAPTIC_DECAY = 0.004
 """Per dopamine event, three-factor weights shrink by ``lr * SYNAPTIC_DECAY``."""
 EXPLORATION_NOISE = 0.1
 """Standard deviation of the perturbation of a non-softmax three-factor unit while learning."""
@@ -73,46 +73,39 @@ def explore(y_mean: np.ndarray, activation: str, rng: np.random.Generator, tempe
     return (y_mean + rng.normal(0.0, noise * temperature, y_mean.shape)).astype(np.float32)
 
 
-def eligibility(x: np.ndarray, y: np.ndarray, y_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def eligibility(x: np.ndarray, y: np.ndarray, y_mean: np.ndarray) -> np.ndarray:
     """The tags of one batch: input times the output's deviation from the mean response."""
-    deviation = (y - y_mean).astype(np.float32)
-    return x.T @ deviation, deviation.sum(axis=0)
+    return x.T @ (y - y_mean).astype(np.float32)
 
 
 class EligibilityTrace:
-    """A neuron's decaying tags for weights and bias; ``now`` is a monotonic time in seconds."""
+    """A neuron's decaying tags for its synapses; ``now`` is a monotonic time in seconds."""
 
     def __init__(self, fan_in: int, units: int, tau_s: float = ELIGIBILITY_TAU_S):
         self.weights = np.zeros((fan_in, units), dtype=np.float32)
-        self.bias = np.zeros(units, dtype=np.float32)
         self.tau_s = tau_s
         self.at = 0.0
 
     def _decay_to(self, now: float) -> None:
-        factor = np.float32(math.exp(-max(0.0, now - self.at) / self.tau_s))
-        self.weights *= factor
-        self.bias *= factor
+        self.weights *= np.float32(math.exp(-max(0.0, now - self.at) / self.tau_s))
         self.at = now
 
-    def add(self, tags: tuple[np.ndarray, np.ndarray], now: float) -> None:
+    def add(self, tags: np.ndarray, now: float) -> None:
         self._decay_to(now)
-        self.weights += tags[0]
-        self.bias += tags[1]
+        self.weights += tags
 
-    def take(self, now: float) -> tuple[np.ndarray, np.ndarray]:
+    def take(self, now: float) -> np.ndarray:
         """The decayed tags, consumed: the trace is empty afterwards."""
         self._decay_to(now)
-        taken = self.weights.copy(), self.bias.copy()
+        taken = self.weights.copy()
         self.weights.fill(0.0)
-        self.bias.fill(0.0)
         return taken
 
 
-def three_factor_update(weights: np.ndarray, bias: np.ndarray, tags: tuple[np.ndarray, np.ndarray], rpe: float,
-                        lr: float, decay: float = SYNAPTIC_DECAY) -> None:
-    """In place: ``W = (1 - lr decay) W + lr delta tags`` (ascending the expected reward, bounded)."""
-    keep, step = np.float32(1.0 - lr * decay), np.float32(lr * rpe)
-    weights *= keep
-    weights += step * tags[0]
-    bias *= keep
-    bias += step * tags[1]
+def three_factor_update(weights: np.ndarray, tags: np.ndarray, rpe: float, lr: float,
+                        decay: float = SYNAPTIC_DECAY) -> None:
+    """In place: ``W = (1 - lr decay) W + lr delta tags`` (ascending the expected reward, bounded), the
+    decay only on the synapses whose input was active while tagged."""
+    active = np.any(tags != 0, axis=1)
+    weights[active] *= np.float32(1.0 - lr * decay)
+    weights += np.float32(lr * rpe) * tags

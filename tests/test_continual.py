@@ -1,0 +1,63 @@
+"""The class-incremental benchmark: its protocol, and a short run through real networks."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from neurox.bench import _continual as continual
+from neurox.ext import digits
+
+
+def _args(**overrides) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    continual.add_arguments(parser)
+    args = parser.parse_args([])
+    vars(args).update(overrides)
+    return args
+
+
+def test_the_held_out_split_is_stratified_and_disjoint_from_what_is_learnt():
+    data = digits()
+    train, test = continual.split(data, 0.3, seed=0)
+    assert not set(train) & set(test) and len(train) + len(test) == len(data.targets)
+    for c in range(10):
+        share = np.mean(data.targets[test] == c) / np.mean(data.targets == c)
+        assert 0.9 < share < 1.1, (c, share)  # every class held out in the same proportion
+    # the tasks' rows come from the training split only, two classes each, in order 0/1, 2/3, ...
+    assert continual.TASKS == ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+    for classes in continual.TASKS:
+        rows = continual.task_rows(data, train, classes)
+        assert set(data.targets[rows]) == set(classes) and not set(rows) & set(test)
+        packets = continual.epoch_packets(rows, 2, 8, np.random.default_rng(0))
+        assert sorted(np.concatenate(packets)) == sorted(np.concatenate([rows, rows]))
+
+
+def test_replays_memory_is_a_uniform_sample_of_distinct_rows():
+    memory = continual.Reservoir(200, np.random.default_rng(0))
+    for epoch in range(3):  # the same rows again do not crowd the memory
+        memory.keep(np.arange(2000))
+    assert len(memory.rows) == 200 and len(set(memory.rows)) == 200 and memory.seen == 2000
+    assert 70 <= sum(1 for r in memory.rows if r < 1000) <= 130
+
+
+@pytest.mark.timeout(600)
+def test_a_short_run_keeps_the_protocol_and_sleep_beats_no_sleep(tmp_path):
+    args = _args(methods="none,neurox", epochs=3, batch=8, sleep_s=6.0, seed=0, plot=str(tmp_path))
+    result = continual.run(args)
+    for method in ("none", "neurox"):
+        figures = result[method]
+        # tasks in order: what each task sent to learn from is that task's two classes and nothing else
+        assert figures["classes_sent"] == [list(t) for t in continual.TASKS]
+        assert figures["rows_learnt"] == result["train_rows"]  # (run_method refuses any held-out row)
+        assert len(figures["accuracy_after_each_task"]) == 5
+    # after the first task, only its two classes can be right: the answers are over all ten outputs,
+    # with no task label to narrow them (a task-incremental head would score far above 0.2 here)
+    assert result["none"]["accuracy_after_each_task"][0] <= 0.25
+    assert result["none"]["final_accuracy_per_task"][0] < 0.2  # forgotten without sleep
+    assert result["neurox"]["dreamt"] > 0
+    assert result["neurox_accuracy"] > result["none_accuracy"] + 0.2, result
+    (png,) = result["plots"]  # --plot: the accuracy after each task, as a PNG
+    with open(png, "rb") as figure:
+        assert figure.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -193,7 +193,7 @@ class Container:
         return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", recap)}
 
     def ask(self) -> dict:
-        done = self.run(f"{VENV}/bin/neurox", "ask", "--random", "--data-dir", DATA_DIR)
+        done = self.run(f"{VENV}/bin/neurox", "ask", "--text", "health check", "--data-dir", DATA_DIR)
         return json.loads(done.stdout.splitlines()[-1])
 
     def python(self, code: str) -> str:

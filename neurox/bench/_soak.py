@@ -8,8 +8,9 @@ import time
 import psutil
 import zmq
 
-from ..ext import PRELOAD, Stream, digits, messenger_children
+from ..ext import PRELOAD, RUN_WINDOW, Stream, digits, messenger_children
 from ..neuron import Network, load_topology
+from ..runtime import SPARE_NAME
 from ._asker import SteadyAsker
 
 
@@ -32,8 +33,9 @@ def footprint(processes: list[psutil.Process]) -> dict:
 def soak(network: Network, seconds: float, warm_up: float) -> dict:
     """Learn from a stream and answer MessengerIn requests for ``seconds``; compare footprints."""
     data = digits()
-    stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2, rate=500)
-    processes = psutil.Process(network.tree.launcher_proc.pid).children()
+    stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=RUN_WINDOW, rate=500)
+    processes = [p for p in psutil.Process(network.tree.launcher_proc.pid).children()
+                 if p.name() != SPARE_NAME]  # the launcher's spares come and go by design
     try:
         with SteadyAsker(network.messenger_in, data.features, pause_s=0.005, timeout_s=10) as asker:
             stream.run(10 ** 6, should_stop=_after(warm_up))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import zmq
@@ -28,6 +29,7 @@ ATTEMPT_SLACK_S = 1.0
 """An attempt is given up on this long after MessengerIn's own timeout for it would have answered."""
 SERVER_TIMEOUT_MS = 5000
 BACKOFF_S = (0.01, 0.5)
+EXPIRED_KEPT = 4096
 
 
 @dataclass
@@ -45,7 +47,7 @@ class Client:
 
     ``deadline_s`` bounds each request from its submission to its final reply, retries included.
     ``identity``: a fixed routing id, for a client that must find its answers again after its own restart.
-    ``stats``: replies delivered, resends (and why), duplicates dropped, deadlines missed.
+    ``stats``: replies delivered, resends (and why), duplicates dropped, deadlines missed, replies after a deadline.
     """
 
     def __init__(self, endpoint: str, ctx: zmq.Context | None = None, deadline_s: float = DEFAULT_DEADLINE_S,
@@ -66,7 +68,9 @@ class Client:
         self.pending: dict[object, _Pending] = {}
         self.done: list[dict] = []
         self.stats = {"replies": 0, "resent_reconnect": 0, "resent_silence": 0, "resent_error": 0,
-                      "duplicates": 0, "deadlines": 0}
+                      "duplicates": 0, "deadlines": 0, "late": 0}
+        self.expired: OrderedDict[object, None] = OrderedDict()
+        """Requests ended at their deadline, so that a reply still coming for one is told from a duplicate."""
         self._ids = itertools.count(1)
         self._prefix = f"{os.getpid()}-{id(self):x}"
         self._disconnected = False
@@ -140,8 +144,8 @@ class Client:
         except Exception:  # noqa: BLE001 -- a garbled reply is as good as none: the attempt times out
             return
         pending = self.pending.get(reply.get("message_hash_id"))
-        if pending is None:
-            self.stats["duplicates"] += 1
+        if pending is None:  # a second reply to an answered request, or one after the request's own deadline
+            self.stats["late" if reply.get("message_hash_id") in self.expired else "duplicates"] += 1
             return
         now = time.monotonic()
         if not reply.get("ok") and reply.get("error") in RETRYABLE and now + pending.backoff_s < pending.deadline:
@@ -155,6 +159,9 @@ class Client:
         for message_id, pending in list(self.pending.items()):
             if now >= pending.deadline:
                 self.stats["deadlines"] += 1
+                self.expired[message_id] = None
+                if len(self.expired) > EXPIRED_KEPT:
+                    self.expired.popitem(last=False)
                 self._finish({"message_hash_id": message_id, "ok": False, "error": "deadline",
                               "detail": f"no answer after {pending.tries} attempt(s) before the deadline"})
             elif now >= pending.resend_at:

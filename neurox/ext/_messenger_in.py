@@ -29,8 +29,8 @@ from ._text import TextEncoder, text_encoder
 REQUEST_MAX_BYTES = 256 * 1024
 DEFAULT_TIMEOUT_MS = 5000
 DEFAULT_MAX_IN_FLIGHT = 1024
-REPLY_CACHE = 8192
-"""Final replies kept to answer a client that sends the same request again (after a silence)."""
+REPLY_CACHE = 4096
+"""Final replies kept (packed: a few hundred bytes each) to answer a client that sends the same request again."""
 MESSENGER_IN_TARGET = "neurox.ext._messenger_in:run_messenger_in"
 FEED_BUNDLE = 64
 """Other origins' frames waiting at the feed that MessengerIn passes on as one bundle."""
@@ -119,7 +119,7 @@ class MessengerIn(InputExtension):
         self.waiting: dict[int, Waiting] = {}
         self.packet_of: dict[tuple, int] = {}
         """request_key -> the packet computing it, while in flight."""
-        self.replies: OrderedDict[tuple, dict] = OrderedDict()
+        self.replies: OrderedDict[tuple, bytes] = OrderedDict()
         """request_key -> its final reply, for a repeat (bounded: the oldest go first)."""
         self.latency = Histogram()
         """Seconds from a request's arrival to its answer's reply, per answered request."""
@@ -202,7 +202,7 @@ class MessengerIn(InputExtension):
         cached = self.replies.get(key)
         if cached is not None:
             self.count("repeats_answered")
-            self._reply(envelope, cached)
+            self._send(envelope, cached)
             return True
         if key in self.packet_of:
             self.count("repeats_in_flight")
@@ -223,10 +223,11 @@ class MessengerIn(InputExtension):
         if self.classes is not None and names and len(names) == len(reply["output"]):
             reply["probabilities"] = dict(zip(map(str, names), reply["output"]))
         self.count("replied")
-        self.replies[waiting.key] = reply
+        body = pack(reply)
+        self.replies[waiting.key] = body
         if len(self.replies) > REPLY_CACHE:
             self.replies.popitem(last=False)
-        self._reply(waiting.envelope, reply)
+        self._send(waiting.envelope, body)
         self.latency.observe(time.monotonic() - waiting.arrived)
 
     def _settle(self, packet) -> Waiting | None:
@@ -248,8 +249,11 @@ class MessengerIn(InputExtension):
                                            "have died with the request in flight"})
 
     def _reply(self, envelope: list[bytes], reply: dict) -> None:
+        self._send(envelope, pack(reply))
+
+    def _send(self, envelope: list[bytes], body: bytes) -> None:
         try:
-            self.front.send_multipart([*envelope, pack(reply)], zmq.NOBLOCK)
+            self.front.send_multipart([*envelope, body], zmq.NOBLOCK)
         except zmq.ZMQError:
             self.count("unroutable")
 

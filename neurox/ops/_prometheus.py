@@ -69,6 +69,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "neurox_neuron_last_flush_timestamp_seconds": ("gauge", "When the neuron last flushed (Unix time).", NEURON),
     "neurox_neuron_learning_rate": ("gauge", "The neuron's configured learning rate.", NEURON),
     "neurox_neuron_learning": ("gauge", "1 if the neuron learns, 0 if learning is paused.", NEURON),
+    "neurox_neuron_persistence_degraded": ("gauge", "1 while the neuron cannot write its LevelDB (it serves from "
+                                           "memory and retries), else 0.", NEURON),
     "neurox_neuron_weight_mean": ("gauge", "Mean of the neuron's weights.", NEURON),
     "neurox_neuron_weight_stddev": ("gauge", "Standard deviation of the neuron's weights.", NEURON),
     "neurox_neuron_restarts_total": ("counter", "Restarts of the neuron by its supervisor.", NEURON),
@@ -227,6 +229,8 @@ def _neuron(f: _Families, p: dict, now: float) -> None:
     f.add("neurox_neuron_last_flush_timestamp_seconds", labels, status.get("last_flush_t"))
     f.add("neurox_neuron_learning_rate", labels, status.get("learning_rate"))
     f.add("neurox_neuron_learning", labels, status.get("learning"))
+    if "persistence" in status:
+        f.add("neurox_neuron_persistence_degraded", labels, status["persistence"] == "degraded")
     weights = metrics.get("weights") or {}
     f.add("neurox_neuron_weight_mean", labels, weights.get("mean"))
     f.add("neurox_neuron_weight_stddev", labels, weights.get("std"))

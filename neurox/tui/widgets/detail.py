@@ -54,7 +54,8 @@ class NeuronDetail(Vertical):
             f"  bad frames {metrics.get('bad_frames', 0)}",
             f"weights mean {weights.get('mean', 0):+.3f} std {weights.get('std', 0):.3f}",
             processing_line(metrics.get("processing") or {}),
-            f"flush every {interval} s, last {time.time() - flushed:.1f} s ago" if flushed
+            "[red]persistence degraded[/]: serving from memory, retrying" if st.get("persistence") == "degraded"
+            else f"flush every {interval} s, last {time.time() - flushed:.1f} s ago" if flushed
             else f"flush every {interval} s, none yet",
             f"{st.get('transmitter', 'glutamate')} gain {chemistry.get('gain', 1.0):.2f}"
             f" lr×{chemistry.get('learning_rate_factor', 1.0):.2f} rpe {chemistry.get('rpe', 0.0):+.2f}  {levels}",

@@ -8,9 +8,10 @@ from ._prometheus import (FAMILIES as FAMILIES, MetricsServer as MetricsServer, 
                           serve_metrics as serve_metrics, service_source as service_source)
 from ._service import (SERVICE_ID as SERVICE_ID, Peer as Peer, ServiceConfig as ServiceConfig,
                        service_children as service_children, service_endpoint as service_endpoint)
-from ._telegram import (TOKEN_ENV as TOKEN_ENV, BotApi as BotApi, BotApiError as BotApiError, BotConfig as BotConfig,
-                        BotConfigError as BotConfigError, ChatOps as ChatOps, NetworkAccess as NetworkAccess,
-                        RedactingFormatter as RedactingFormatter, TelegramBot as TelegramBot)
+from ..ext import TOKEN_ENV as TOKEN_ENV, BotApi as BotApi, BotApiError as BotApiError
+from ._bot_config import (BotConfig as BotConfig, BotConfigError as BotConfigError,
+                          RedactingFormatter as RedactingFormatter)
+from ._telegram import ChatOps as ChatOps, NetworkAccess as NetworkAccess, TelegramBot as TelegramBot
 
 PRELOAD = ("neurox.ops._service",)
 """Modules the launcher imports before forking, so the service starts without importing them itself."""

@@ -9,7 +9,6 @@ reports ``persistence: degraded``, and persists again once space returns.
 import os
 import signal
 import subprocess
-import time
 
 import numpy as np
 import plyvel
@@ -17,6 +16,7 @@ import pytest
 import zmq
 
 from _netutil import EventWatcher, neuron_call, params, running_network
+from _opsutil import wait_until
 from neurox.ext import Client, digits
 from neurox.neuron import inbox_endpoint, load_topology, parse_topology
 from neurox.neuron import _frames as frames
@@ -33,16 +33,6 @@ def all_finite(network) -> bool:
     return all(np.isfinite(w).all() and np.isfinite(b).all() for w, b in (params(network, n) for n in network.topology.neurons()))
 
 
-def wait_for(check, timeout: float = 10.0, what: str = "a condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.timeout(90)
 def test_nan_and_inf_reaching_a_neuron_are_refused_and_counted_and_it_keeps_serving(tmp_path):
     with running_network(load_topology(), tmp_path / "data") as network:
@@ -55,10 +45,10 @@ def test_nan_and_inf_reaching_a_neuron_are_refused_and_counted_and_it_keeps_serv
         meta = pack({"targets": [3]})
         push.send(frames.encode_forward("input", [901, 902, 903], [nan, good, inf], [True] * 3, [meta] * 3))
         push.close()
-        metrics = wait_for(lambda: (m := neuron_call(network, "L0.n0", "metrics"))["non_finite_inputs"] == 2 and m,
+        metrics = wait_until(lambda: (m := neuron_call(network, "L0.n0", "metrics"))["non_finite_inputs"] == 2 and m,
                            what="the two refused packets counted")
         assert metrics["bad_frames_by_kind"].get("non_finite") == 1, "one frame, logged once"
-        wait_for(lambda: neuron_call(network, "L4.n0", "metrics")["forwards"] >= 1, what="the good packet of the bundle")
+        wait_until(lambda: neuron_call(network, "L4.n0", "metrics")["forwards"] >= 1, what="the good packet of the bundle")
         client = Client(network.messenger_in)
         try:
             reply = client.ask(vector=digits().features[0].tolist(), target=int(digits().targets[0]))
@@ -159,15 +149,15 @@ def test_a_replacement_on_a_full_disk_serves_from_memory_and_persists_when_space
             client = Client(network.messenger_in)
             x, label = digits().features[2].tolist(), int(digits().targets[2])
             assert client.ask(vector=x, target=label)["ok"]
-            wait_for(lambda: neuron_call(network, "L2.n1", "snapshot")["flushes"] >= 1, what="a first flush")
-            wait_for(lambda: neuron_call(network, "L2.n0", "status")["uptime_s"] > 1.2, what="siblings to seed from")
+            wait_until(lambda: neuron_call(network, "L2.n1", "snapshot")["flushes"] >= 1, what="a first flush")
+            wait_until(lambda: neuron_call(network, "L2.n0", "status")["uptime_s"] > 1.2, what="siblings to seed from")
             db_path = os.path.join(network.data_dir, "neurons", "L2.n1")
             fill(disk / "filler")
             old = neuron_call(network, "L2.n1", "status")["pid"]
             os.kill(old, signal.SIGKILL)
             event = watcher.wait_for(lambda e: e["event"] == "flush_failed" and e["id"] == "L2.n1", timeout=20)
             assert event["persistence"] == "degraded" and event["detail"]
-            status = wait_for(lambda: (s := neuron_call(network, "L2.n1", "status"))["pid"] != old and s,
+            status = wait_until(lambda: (s := neuron_call(network, "L2.n1", "status"))["pid"] != old and s,
                               what="the replacement")
             assert status["persistence"] == "degraded" and "No space left" in status["persistence_detail"]
             assert status["started"]["seeding"]["method"] == "siblings_mean", "seeded from siblings as usual"

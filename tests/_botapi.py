@@ -34,6 +34,7 @@ class FakeBotApi:
         self.send_failures: list[tuple[int, bytes]] = []  # ... and to the next sendMessage calls
         self.refused_sends: list[dict] = []  # the sendMessage payloads answered with one of those
         self.calls: list[tuple[float, str]] = []  # (time, method) of every call
+        self.cut_off_ports: set[int] = set()  # client ports whose sendMessage calls never reach "Telegram"
         self.ids = itertools.count(1)
         self.cond = threading.Condition()
         api = self
@@ -59,6 +60,8 @@ class FakeBotApi:
                     return self._answer(200, {"ok": True, "result": api.get_updates(payload)})
                 if method == "sendMessage":
                     with api.cond:
+                        if self.client_address[1] in api.cut_off_ports:
+                            return self._raw(500, b'{"ok": false, "error_code": 500, "description": "Lost"}')
                         if api.send_failures:
                             api.refused_sends.append(payload)
                             status, body = api.send_failures.pop(0)

@@ -1,5 +1,6 @@
 """CURVE keys, the ZAP allow-list, host placement and the TCP plan: the pure parts directly, then
 real sockets on loopback (a plain ipc bind and its CURVE TCP twin on one socket)."""
+import errno
 import os
 import shutil
 
@@ -101,6 +102,21 @@ def test_a_bad_placement_is_refused_with_its_reason(change, error):
         parse_topology(doc)
 
 
+def bind_with_a_free_twin(ctx, keys_dir, server_run, client_run, attempts: int = 5):
+    """A PULL bound at ``server_run``'s x.in with a TCP twin on a free port (another process may take
+    the port between finding it free and binding it: then try another)."""
+    for attempt in range(attempts):
+        with ctx.socket(zmq.PULL) as probe:
+            twin = f"tcp://127.0.0.1:{probe.bind_to_random_port('tcp://127.0.0.1')}"
+        write_tcp_plan(str(server_run), "h1", keys_dir, {"x.in": twin}, {})
+        write_tcp_plan(str(client_run), "h1", keys_dir, {}, {"x.in": Route(twin, "h1")})
+        try:
+            return make_socket(ctx, zmq.PULL, bind=f"ipc://{server_run}/x.in"), twin
+        except zmq.ZMQError as error:
+            if error.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                raise
+
+
 def test_an_exported_ipc_endpoint_gets_a_curve_twin_and_a_routed_one_is_reached_over_it(tmp_path):
     """One PULL: its ipc bind stays plain for local peers, its TCP twin lets in only allowed keys;
     a PUSH asking for the ipc endpoint of another host's run directory lands on the TCP twin."""
@@ -115,13 +131,10 @@ def test_an_exported_ipc_endpoint_gets_a_curve_twin_and_a_routed_one_is_reached_
     server_run.mkdir()
     client_run.mkdir()
     ctx = zmq.Context()
-    with ctx.socket(zmq.PULL) as probe:
-        twin = f"tcp://127.0.0.1:{probe.bind_to_random_port('tcp://127.0.0.1')}"
-    write_tcp_plan(str(server_run), "h1", keys_dir, {"x.in": twin}, {})
-    write_tcp_plan(str(client_run), "h1", keys_dir, {}, {"x.in": Route(twin, "h1")})
     sockets = []
     try:
-        inbox = make_socket(ctx, zmq.PULL, bind=f"ipc://{server_run}/x.in")
+        inbox, twin = bind_with_a_free_twin(ctx, keys_dir, server_run, client_run)
+        sockets.append(inbox)
         local = make_socket(ctx, zmq.PUSH, connect=f"ipc://{server_run}/x.in")
         routed = make_socket(ctx, zmq.PUSH, connect=f"ipc://{client_run}/x.in")  # -> the TCP twin, as h1
         stranger = make_socket(ctx, zmq.PUSH, connect=twin)
@@ -129,7 +142,7 @@ def test_an_exported_ipc_endpoint_gets_a_curve_twin_and_a_routed_one_is_reached_
         unlisted = make_socket(ctx, zmq.PUSH)
         connect_curve(unlisted, keys.client_options(keys.server_key("h1")))
         unlisted.connect(twin)
-        sockets = [inbox, local, routed, stranger, unlisted]
+        sockets += [local, routed, stranger, unlisted]
         for sock, body in ((stranger, b"plain"), (unlisted, b"unlisted"), (local, b"local"), (routed, b"routed")):
             sock.send(body)
         got = set()

@@ -31,7 +31,10 @@ def footprint(processes: list[psutil.Process]) -> dict:
 
 
 def soak(network: Network, seconds: float, warm_up: float) -> dict:
-    """Learn from a stream and answer MessengerIn requests for ``seconds``; compare footprints."""
+    """Learn from a stream and answer MessengerIn requests for ``seconds``; compare footprints.
+
+    The footprint is taken after the warm-up, half-way and at the end: a leak grows in both halves,
+    while caches that are still filling (reply cache, histograms) grow in the first half only."""
     data = digits()
     stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=RUN_WINDOW, rate=500)
     processes = [p for p in psutil.Process(network.tree.launcher_proc.pid).children()
@@ -40,15 +43,19 @@ def soak(network: Network, seconds: float, warm_up: float) -> dict:
         with SteadyAsker(network.messenger_in, data.features, pause_s=0.005, timeout_s=10) as asker:
             stream.run(10 ** 6, should_stop=_after(warm_up))
             before = footprint(processes)
-            progress = stream.run(10 ** 6, should_stop=_after(seconds))
+            first = stream.run(10 ** 6, should_stop=_after(seconds / 2))
+            middle = footprint(processes)
+            second = stream.run(10 ** 6, should_stop=_after(seconds / 2))
             after = footprint(processes)
     finally:
         stream.close()
     answered = asker.outcomes
-    return {"seconds": seconds, "processes": len(processes), "samples": progress.answered, "lost": progress.lost,
+    return {"seconds": seconds, "processes": len(processes), "samples": first.answered + second.answered,
+            "lost": first.lost + second.lost,
             "requests_ok": answered["ok"], "request_errors": answered["errors"],
             "rss_mib_before": round(before["rss_mib"], 1), "rss_mib_after": round(after["rss_mib"], 1),
             "rss_growth_mib": round(after["rss_mib"] - before["rss_mib"], 2),
+            "rss_growth_second_half_mib": round(after["rss_mib"] - middle["rss_mib"], 2),
             "fds_before": before["fds"], "fds_after": after["fds"],
             "threads_before": before["threads"], "threads_after": after["threads"]}
 

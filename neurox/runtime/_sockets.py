@@ -47,13 +47,17 @@ def make_socket(ctx: zmq.Context, kind: int, *, bind: str | None = None,
     if kind == zmq.ROUTER:
         # An unroutable reply (the client went away) raises instead of vanishing silently.
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    if bind:
-        if bind.startswith("ipc://"):
-            os.makedirs(os.path.dirname(bind[len("ipc://"):]), mode=0o700, exist_ok=True)
-        sock.bind(bind)
-        _bind_exported(sock, bind)
-    if connect:
-        _connect_routed(sock, connect)
+    try:
+        if bind:
+            if bind.startswith("ipc://"):
+                os.makedirs(os.path.dirname(bind[len("ipc://"):]), mode=0o700, exist_ok=True)
+            sock.bind(bind)
+            _bind_exported(sock, bind)
+        if connect:
+            _connect_routed(sock, connect)
+    except BaseException:
+        sock.close(linger=0)  # a failed bind (address in use) leaves no socket behind
+        raise
     return sock
 
 

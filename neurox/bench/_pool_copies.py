@@ -11,7 +11,7 @@ import time
 import numpy as np
 import zmq
 
-from ..brain._pool import batch_call
+from ..brain import batch_call
 from ..ext import PRELOAD
 from ..neuron import Network, array_from_wire, array_to_wire, neuron_control
 from ..runtime import ControlError, call

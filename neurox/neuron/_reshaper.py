@@ -196,8 +196,11 @@ class Reshaper(Process):
         new_layer.neurons.append(neuron_id)
         topology.links.extend(links)
         self._save(topology)
-        started = self._layer_supervisor(layer.name).start_child(
-            neuron_spec(neuron_id, self._data_dir_of(layer.name), seed_from_siblings=True))
+        supervisor = self._layer_supervisor(layer.name)
+        try:
+            started = supervisor.start_child(neuron_spec(neuron_id, self._data_dir_of(layer.name), seed_from_siblings=True))
+        finally:
+            supervisor.close()
         self._connect(links, started=(neuron_id,))
         return {"id": neuron_id, "pid": started["pid"], "layer": layer.name}
 
@@ -223,8 +226,11 @@ class Reshaper(Process):
         for src, dst in outbound:
             self._neuron(dst, "remove_link", direction="in", peer=src)
         supervisor = self._layer_supervisor(layer.name)
-        supervisor.terminate_child(neuron_id)
-        supervisor.delete_child(neuron_id)
+        try:
+            supervisor.terminate_child(neuron_id)
+            supervisor.delete_child(neuron_id)
+        finally:
+            supervisor.close()
         topology = Topology.from_dict(self.topology.to_dict())
         topology.layer_named(layer.name).neurons.remove(neuron_id)
         topology.links = [link for link in topology.links if neuron_id not in link]

@@ -27,6 +27,7 @@ from neurox.runtime import call
 from neurox.supervisor_tree import control_endpoint
 from neurox.tui.messages import NetworkEvent, ScalingState, TreeSnapshot
 from neurox.tui.widgets import EventFilter, SupervisionTree
+from neurox.tui._words import scaling_line
 from neurox.tui.widgets.vitals import update_rates
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -302,6 +303,17 @@ def test_the_first_frame_counts_no_rate_and_a_repeated_or_replaced_report_makes_
     assert rates == {}, "a replacement starts its count anew"
     update_rates(last, rates, {})
     assert last == {}
+
+
+def test_the_scaling_line_says_the_method_the_samples_seen_and_the_spread_of_the_features():
+    inputs = {"mode": "standard", "count": 12345, "frozen": False, "mean": [0.5, -2.0, 3.25], "std": [1.0, 0.01, 40.0]}
+    assert scaling_line({"mode": "standard", "inputs": inputs}) == \
+        "standard, 12,345 seen; mean -2…3.2, std 0.01…40 over 3 features"
+    frozen = {**inputs, "count": 100, "frozen": True, "mean": [1.0], "std": [2.0]}
+    assert scaling_line({"mode": "frozen after 100 samples", "inputs": frozen}) == \
+        "frozen after 100 samples, 100 seen (frozen); mean 1, std 2 over 1 feature"
+    assert scaling_line({"mode": "none", "inputs": {**inputs, "count": 0}}) == "none, 0 seen"  # no statistics yet
+    assert scaling_line(None).startswith("not known") and scaling_line({"mode": "x"}).startswith("not known")
 
 
 def test_docs_list_every_key_the_footer_offers():

@@ -97,7 +97,7 @@ def scaling_line(answer: dict | None) -> str:
         text += " (frozen)"
     mean, std = inputs.get("mean") or [], inputs.get("std") or []
     if inputs.get("count") and mean and std:
-        text += f"; mean {_span(mean)}, std {_span(std)} over {len(mean)} features"
+        text += f"; mean {_span(mean)}, std {_span(std)} over {len(mean)} feature{'s' * (len(mean) != 1)}"
     return text
 
 

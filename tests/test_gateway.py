@@ -13,7 +13,8 @@ import pytest
 import zmq
 
 from neurox.cli import main
-from neurox.ops._gateway import GatewayClient, target_of
+from neurox.neuron import GatewayClient
+from neurox.ops._gateway import target_of
 from neurox.runtime import ControlError, CurveKeys
 
 pytestmark = pytest.mark.timeout(150)
@@ -79,6 +80,11 @@ def test_a_remote_client_walks_and_reshapes_and_mallory_gets_nothing(tmp_path, n
             assert refused.returncode == 3 and "did not answer" in refused.stdout, refused
             assert own.call("status")["forwarded"] == before
             assert own.call("endpoints")["host"] == "h1"
+            shape = (tmp_path / "data" / "topology.json").read_bytes()
+            for wrong in ({"name": "x"}, "L1", {**json.loads(shape), "hosts": {"h9": "127.0.0.1:7600"}}):
+                with pytest.raises(ControlError, match="bad_request"):  # the live shape is the reshaper's to send
+                    own.call("adopt_topology", topology=wrong)
+            assert (tmp_path / "data" / "topology.json").read_bytes() == shape, "a refused shape changes nothing"
             nowhere = GatewayClient(zmq.Context.instance(), gateway, "root/L7", own.client.curve)
             try:
                 with pytest.raises(ControlError, match="not_found"):
@@ -113,7 +119,7 @@ async def test_the_tui_watches_and_reshapes_a_remote_host(tmp_path, no_stray_pro
         endpoints = Endpoints.through(Remote(gateway, str(tmp_path / "admin"), "admin", "h1"))
         app = NeuroxApp(endpoints, str(tmp_path / "exports"))
         async with app.run_test(size=(120, 40), notifications=True) as pilot:
-            await shows(pilot, "4 neurons", "L1 ■n0 ■n1 ← 1 in each")
+            await shows(pilot, "4 neurons", "L1 ■n0 ■n1 ← 1 in each", "scaling standard, 0 seen")
             assert {"root/L1/L1.n0", "root/L1/L1.n1", "root/reshaper"} <= tree_paths(app)
             assert "MiB" not in app.screen.query_one("#tree").render_line(1).text, "no local memory for remote pids"
             await select(pilot, app, "root/L1/L1.n0")

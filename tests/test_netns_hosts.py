@@ -271,8 +271,8 @@ def test_the_spread_diamond_answers_and_learns_across_hosts(cluster):
         assert [row["id"] for row in mid] == placed
     reshaper = control_endpoint(hosts["h1"].run_dir, "root/reshaper")  # on the front host only
     assert hosts["h1"].call(reshaper, "topology")["hosts"] == {h: f"{a}:{BASE_PORT}" for h, a in HOSTS.items()}
-    with pytest.raises(ControlError, match="spread_over_hosts"):
-        hosts["h1"].call(reshaper, "add_neuron", layer="L2")  # live reshaping reaches one host: refused
+    with pytest.raises(ControlError, match="spread_over_hosts"):  # a layer's host is placement, pushed as a topology
+        hosts["h1"].call(reshaper, "add_layer", name="L9", after="L2")
     client = messenger(hosts["h1"])
     try:
         losses = []
@@ -432,13 +432,56 @@ def test_a_client_elsewhere_walks_every_host_and_changes_host_2_through_its_gate
         done = neurox("probe", "state", f"root/L3/{neuron}", "meditative", *via("h2"))
         assert json.loads(done.stdout)["state"] == "meditative", done.stdout + done.stderr
         assert hosts["h2"].neuron(neuron, "status")["state"] == "meditative"
-    done = neurox("reshape", *via("h1"), "add-neuron", "L2")  # the reshaper answers through h1's gateway
+    done = neurox("reshape", *via("h1"), "remove-layer", "L3")  # the reshaper answers through h1's gateway
     assert done.returncode == 1 and "spread_over_hosts" in done.stdout, done.stdout
     refused = neurox("probe", "state", "root/L3/L3.n0", "awake", *via("h2", "mallory"), "--timeout", "1")
     assert refused.returncode == 3 and "did not answer" in refused.stdout, refused.stdout
     assert hosts["h2"].neuron("L3.n0", "status")["state"] == "meditative", "mallory changed nothing"
     for neuron in ("L3.n0", "L3.n1"):
         assert json.loads(neurox("probe", "state", f"root/L3/{neuron}", "awake", *via("h2")).stdout)["state"] == "awake"
+
+
+def shape_on(host: Host) -> dict:
+    """The live shape a host keeps in its data directory (what its neurons read, and its next start resumes)."""
+    return json.loads(pathlib.Path(host.data_dir, "topology.json").read_text())
+
+
+@pytest.mark.timeout(120)
+def test_a_neuron_and_a_link_are_added_and_removed_across_hosts(cluster):
+    """The reshaper on h1 adds a neuron to h2's layer L3 (fed from h3, feeding h1) and a link into it from
+    h1; the new neuron learns in the network across the three hosts; then both go, and nothing is left."""
+    _, _, hosts = cluster
+    h1, h2 = hosts["h1"], hosts["h2"]
+    reshaper = control_endpoint(h1.run_dir, "root/reshaper")
+    new = control_endpoint(h2.run_dir, "root/L3/L3.n2")  # on h2, under h2's layer supervisor
+    assert h1.call(reshaper, "add_neuron", layer="L3")["id"] == "L3.n2"
+    status = h1.call(new, "status")
+    assert status["inputs"] == ["L2.n0", "L2.n1", "L2.n2"] and status["outputs"] == ["L4.n0"], status
+    assert h1.call(reshaper, "add_link", **{"from": "L0.n0", "to": "L3.n2"}) == {"from": "L0.n0", "to": "L3.n2"}
+    assert "L0.n0" in h1.call(new, "status")["inputs"]
+    for host in hosts.values():  # every host keeps the new shape, and routes to the new neuron or serves it
+        layer = next(layer for layer in shape_on(host)["layers"] if layer["name"] == "L3")
+        assert layer["neurons"] == ["L3.n0", "L3.n1", "L3.n2"] and ["L0.n0", "L3.n2"] in shape_on(host)["links"]
+        plan = json.loads(pathlib.Path(host.run_dir, "tcp.json").read_text())
+        assert "L3.n2.in" in (plan["exports"] if host is h2 else plan["routes"]), host.name
+    before = h1.call(new, "metrics")
+    client = messenger(h1)
+    try:
+        for i in range(20):
+            assert client.ask(vector=VECTOR, target=i % 2, timeout=10)["ok"]
+    finally:
+        client.close()
+    deadline = time.monotonic() + 10
+    while (after := h1.call(new, "metrics"))["updates"] < before["updates"] + 20:  # its gradients came back
+        assert time.monotonic() < deadline, after
+        time.sleep(0.05)
+    assert after["forwards"] >= before["forwards"] + 20
+    h1.call(reshaper, "remove_link", **{"from": "L0.n0", "to": "L3.n2"})
+    assert h1.call(reshaper, "remove_neuron", id="L3.n2") == {"id": "L3.n2", "layer": "L3"}
+    assert [c["id"] for c in h2.call(control_endpoint(h2.run_dir, "root/L3"), "which_children")] == ["L3.n0", "L3.n1"]
+    for host in hosts.values():
+        assert "L3.n2" not in json.dumps(shape_on(host)) and "L3.n2.in" not in pathlib.Path(host.run_dir, "tcp.json").read_text()
+    assert h2.neuron("L3.n0", "status")["outputs"] == ["L4.n0"] and "L0.n0" not in h2.neuron("L3.n0", "status")["inputs"]
 
 
 @pytest.mark.timeout(180)

@@ -23,8 +23,11 @@ from neurox.neuron import load_topology
 from neurox.tui import Endpoints
 from neurox.tui._observer import ProcessRow, layer_of
 from neurox.tui.app import NeuroxApp
-from neurox.tui.messages import NetworkEvent, TreeSnapshot
+from neurox.runtime import call
+from neurox.supervisor_tree import control_endpoint
+from neurox.tui.messages import NetworkEvent, ScalingState, TreeSnapshot
 from neurox.tui.widgets import EventFilter, SupervisionTree
+from neurox.tui._words import scaling_line
 from neurox.tui.widgets.vitals import update_rates
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -99,7 +102,8 @@ async def test_a_newcomer_at_80x24_kills_filters_grows_pauses_and_links(tmp_path
         write_run_file(network)
         app = NeuroxApp(Endpoints.from_data_dir(str(tmp_path)), str(tmp_path))
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
-            await shows(pilot, "9 neurons", "L0 ■n0 ← 1 in each", "L3 ■n0 ■n1 ← 3 in each", "restarts/min")
+            await shows(pilot, "9 neurons", "L0 ■n0 ← 1 in each", "L3 ■n0 ■n1 ← 3 in each", "restarts/min",
+                        "scaling standard, 0 seen")
             # the footer offers every key, within 80 columns
             assert "k kill a add d drain l link u unlink s settings p pause x export / filter q quit" \
                 in screen_text(app).splitlines()[-1]
@@ -191,6 +195,12 @@ async def test_at_200x50_the_vitals_read_the_rate_going_through_from_the_first_f
                 through = (counted[1][1] - counted[0][1]) / (counted[1][0] - counted[0][0])
                 assert through > 5 and all(0.25 * through <= rate <= 2.5 * through for rate in shown), \
                     f"{through:.0f} samples/s went through the end neuron; the screen read {shown}"
+                # the input scaling MessengerIn applies: its method, the samples it has seen, the features' spread
+                scaling = re.search(rf"scaling standard, ([\d,]+) seen; mean \S+, std \S+ over {dataset.width} "
+                                    "features", readings(app)[4])  # the vitals panel
+                assert scaling, screen_text(app)
+                seen = int(scaling[1].replace(",", ""))
+                assert 0 < seen <= neuron_call_messenger(network)["inputs"]["count"]
                 await select(pilot, app, "root/L2/L2.n0")
                 await shows(pilot, "L2.n0 pid", "learning", "msg/s", "missed joins", "weights mean", "proc p50", "flush every")
                 await until(pilot, lambda: (m := re.search(r"msg/s ([\d,]+) ", screen_text(app))) and int(m[1]) > 0,
@@ -199,6 +209,11 @@ async def test_at_200x50_the_vitals_read_the_rate_going_through_from_the_first_f
             stop.set()
             feeder.join(30)
             stream.close()
+
+
+def neuron_call_messenger(network) -> dict:
+    """MessengerIn's own ``scaling`` answer (what ``neurox probe state scaling`` prints)."""
+    return call(zmq.Context.instance(), control_endpoint(network.run_dir, "root/messenger_in"), "scaling", 5.0)
 
 
 class StillApp(NeuroxApp):
@@ -248,6 +263,8 @@ async def test_the_main_screen_matches_its_snapshot(size, monkeypatch):
         app.post_message(TreeSnapshot(still_rows(100.0, 1000)))
         await pilot.pause()
         app.post_message(TreeSnapshot(still_rows(102.0, 1360)))
+        app.post_message(ScalingState({"mode": "standard", "inputs": {"mode": "standard", "count": 1234, "frozen": False,
+                                                                      "mean": [-0.5, 0.25, 1.0], "std": [0.5, 1.5, 2.0]}}))
         for event in ({"event": "child_exited", "source": "root/L2", "id": "L2.n3", "t": 0.0,
                        "description": "killed by SIGKILL"},
                       {"event": "reshaped", "source": "root/reshaper", "op": "add_link", "t": 1.0,
@@ -256,14 +273,15 @@ async def test_the_main_screen_matches_its_snapshot(size, monkeypatch):
         await pilot.pause()
         await select(pilot, app, "root/L1/L1.n0")
         await pilot.pause(0.3)
-        text = flat(screen_text(app))
+        texts = readings(app)
         expected = ["samples/s 180", "accuracy 0.91", "restarts/min 0", "L1.n0 pid 9999010 paused", "9 neurons, 2 not learning",
                     "L1.n0 paused pid 9999010", "proc p50 56us p99 3.2ms", "L2 ■n0 ■n1 ■n2 ■n3 ← 2 in each",
-                    "00:00:01 reshaped root/reshaper", "linked L1.n0 → L3.n1", "k kill a add d drain"]
+                    "00:00:01 reshaped root/reshaper", "linked L1.n0 → L3.n1", "k kill a add d drain",
+                    "scaling standard, 1,234 seen; mean -0.5…1, std 0.5…2 over 3 features"]
         if size[1] >= 50:  # the whole tree fits only on the larger screen; the smaller one scrolls it
             expected += ["✗ L2.n3 restarting", "messenger_out pid 9999998"]
         for seen in expected:
-            assert seen in text, f"{seen!r} not on the screen:\n{screen_text(app)}"
+            assert any(seen in text for text in texts), f"{seen!r} not on the screen:\n{screen_text(app)}"
         svg = app.export_screenshot(title="NeuroX")
     snapshot = SNAPSHOTS / f"tui_main_{size[0]}x{size[1]}.svg"
     if os.environ.get("NEUROX_UPDATE_SNAPSHOTS"):
@@ -285,6 +303,17 @@ def test_the_first_frame_counts_no_rate_and_a_repeated_or_replaced_report_makes_
     assert rates == {}, "a replacement starts its count anew"
     update_rates(last, rates, {})
     assert last == {}
+
+
+def test_the_scaling_line_says_the_method_the_samples_seen_and_the_spread_of_the_features():
+    inputs = {"mode": "standard", "count": 12345, "frozen": False, "mean": [0.5, -2.0, 3.25], "std": [1.0, 0.01, 40.0]}
+    assert scaling_line({"mode": "standard", "inputs": inputs}) == \
+        "standard, 12,345 seen; mean -2…3.2, std 0.01…40 over 3 features"
+    frozen = {**inputs, "count": 100, "frozen": True, "mean": [1.0], "std": [2.0]}
+    assert scaling_line({"mode": "frozen after 100 samples", "inputs": frozen}) == \
+        "frozen after 100 samples, 100 seen (frozen); mean 1, std 2 over 1 feature"
+    assert scaling_line({"mode": "none", "inputs": {**inputs, "count": 0}}) == "none, 0 seen"  # no statistics yet
+    assert scaling_line(None).startswith("not known") and scaling_line({"mode": "x"}).startswith("not known")
 
 
 def test_docs_list_every_key_the_footer_offers():

@@ -10,4 +10,4 @@ from ._sleep import (Phase as Phase, SleepConfig as SleepConfig, advance as adva
 from ._shaping import ShapingConfig as ShapingConfig
 from ._self_reshaper import SHAPING as SHAPING, self_reshaper_children as self_reshaper_children
 from ._maintenance import SLEEP as SLEEP, maintenance_children as maintenance_children
-from ._pool import POOL_ID as POOL_ID
+from ._pool import POOL_ID as POOL_ID, batch_call as batch_call

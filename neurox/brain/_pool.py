@@ -9,6 +9,10 @@ turn unfreezes its twins; at the end of the turn each working neuron of the grou
 twin learnt (``set_params`` with ``add``: twin minus the copy it started from, added to whatever the
 working neuron learnt online meanwhile) and the twin is frozen again. After the last turn the twins stop.
 The working network is never stopped, drained or rewired: it keeps answering throughout.
+
+Every copy, turn and give-back is a batch of control calls all in flight together (``batch_call``), not
+one call after another: the twins start one by one (their supervisor starts a child at a time), but
+reading what they hold and giving it back costs about one round trip for a thousand neurons.
 """
 from __future__ import annotations
 
@@ -19,13 +23,33 @@ import shutil
 import numpy as np
 import zmq
 
-from ..neuron import (OUTPUT, OUTPUT_FRAME, Topology, array_from_wire, array_to_wire, decode_frame, inbox_endpoint,
-                      neuron_spec)
-from ..runtime import ControlError, FrameError, call, make_socket
+from ..neuron import (OUTPUT, OUTPUT_FRAME, FirstLayerFeed, Topology, array_from_wire, array_to_wire, decode_frame,
+                      inbox_endpoint, neuron_spec)
+from ..runtime import ControlError, FrameError, fan_out, make_socket
 from ..supervisor_tree import ChildSpec, SupervisorClient, control_endpoint, supervisor_spec
 
 POOL_ID = "maintenance_pool"
 CALL_TIMEOUT_S = 5.0
+BATCH = 200
+"""Control calls in flight together (a socket each; a zmq context holds 1,023 sockets by default)."""
+BATCH_TIMEOUT_S = 15.0
+"""One deadline for a whole batch: each call waits only for its own neuron, in parallel with the others."""
+
+
+def batch_call(ctx: zmq.Context, endpoints: dict[str, str], op: str, each: dict[str, dict] | None = None,
+               **args) -> dict[str, object]:
+    """``op`` to every endpoint (``{name: endpoint}``), ``BATCH`` in flight at a time, whatever host each
+    is on: ``{name: result or ControlError}``. ``each``: a name's own arguments beside the common ones."""
+    names, answers = list(endpoints), {}
+    for first in range(0, len(names), BATCH):
+        chunk = {name: endpoints[name] for name in names[first:first + BATCH]}
+        answers.update(fan_out(ctx, chunk, op, BATCH_TIMEOUT_S, each=each, **args))
+    return answers
+
+
+def learnt(params: dict, started: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """What a twin learnt: its weights and bias now (``get_params``) minus those it started from."""
+    return array_from_wire(params["weights"]) - started[0], array_from_wire(params["bias"]) - started[1]
 
 
 def pool_spec(topology: Topology) -> ChildSpec:
@@ -49,13 +73,13 @@ class Pool:
         """Each twin's weights and bias as it started: what it learns is measured from them."""
         self.working: dict[str, str] = {}
         """Each twin's working neuron (its control endpoint)."""
-        self.origin = None
+        self.feed: FirstLayerFeed | None = None
         self.outputs: zmq.Socket | None = None
         self.losses: list[float] = []
 
     @property
     def open(self) -> bool:
-        return self.origin is not None
+        return self.feed is not None
 
     def twin_control(self, neuron: str) -> str:
         return control_endpoint(self.run_dir, f"root/{POOL_ID}/{neuron}")
@@ -66,51 +90,52 @@ class Pool:
         self.clear()
         os.makedirs(self.plane_dir, exist_ok=True)
         self.outputs = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.plane_dir, OUTPUT))
-        from ..ext import Origin  # a layer above (see _maintenance)
-        self.origin = Origin(self.ctx, self.plane_dir, topology, "dreams", remember=False, direct=True)
-        failures = []
+        self.feed = FirstLayerFeed(self.ctx, self.plane_dir, topology, "dreams")
+        failures, started = [], []
         for neuron, endpoint in neurons.items():
             args = {"neuron": neuron, "data_dir": self.data_dir, "twin_of": endpoint, "frozen": True,
                     "plane_dir": self.plane_dir, "store_dir": self.store_dir}
             spec = dataclasses.replace(neuron_spec(neuron, self.data_dir), args=args, restart="transient")
             try:
                 self.supervisor.start_child(spec)
-                params = self._call(self.twin_control(neuron), "get_params")
+                started.append(neuron)
             except ControlError as exc:
                 failures.append((neuron, exc.error))
+        copies = batch_call(self.ctx, {n: self.twin_control(n) for n in started}, "get_params")
+        for neuron, params in copies.items():
+            if isinstance(params, ControlError):
+                failures.append((neuron, params.error))
                 continue
             self.copies[neuron] = (array_from_wire(params["weights"]), array_from_wire(params["bias"]))
-            self.working[neuron] = endpoint
+            self.working[neuron] = neurons[neuron]
         return failures
 
     def train(self, neurons: list[str]) -> None:
-        """Their turn: these twins learn from the dreams (the others still pass gradients through)."""
-        for neuron in neurons:
-            if neuron in self.copies:
-                self._call(self.twin_control(neuron), "set_params", frozen=False)
+        """Their turn: these twins learn from the dreams (the others still pass gradients through); a twin
+        that does not answer stays frozen and gives back nothing."""
+        batch_call(self.ctx, {n: self.twin_control(n) for n in neurons if n in self.copies}, "set_params", frozen=False)
 
     def give_back(self, neurons: list[str]) -> list[dict]:
         """End of their turn: each working neuron adds what its twin learnt; the twin is frozen again.
         One record per neuron: how far its weights moved in the pool, or why it could not take them."""
+        twins = {n: self.twin_control(n) for n in neurons if n in self.copies}
+        answers = batch_call(self.ctx, twins, "set_params", frozen=True)
+        answers.update(batch_call(self.ctx, {n: e for n, e in twins.items() if not isinstance(answers[n], ControlError)},
+                                  "get_params"))
+        moves = {n: learnt(answers[n], self.copies[n]) for n in twins if not isinstance(answers[n], ControlError)}
+        answers.update(batch_call(self.ctx, {n: self.working[n] for n in moves}, "set_params", add=True, each={
+            n: {"weights": array_to_wire(weights), "bias": array_to_wire(bias)} for n, (weights, bias) in moves.items()}))
         records = []
-        for neuron in neurons:
-            if neuron not in self.copies:
-                continue
-            record = {"id": neuron}
-            try:
-                params = self._call(self.twin_control(neuron), "set_params", frozen=True)
-                params = self._call(self.twin_control(neuron), "get_params")
-                weights0, bias0 = self.copies[neuron]
-                weights, bias = array_from_wire(params["weights"]) - weights0, array_from_wire(params["bias"]) - bias0
-                self._call(self.working[neuron], "set_params", add=True, weights=array_to_wire(weights), bias=array_to_wire(bias))
-                record["moved"] = float(np.sqrt((weights ** 2).sum() + (bias ** 2).sum()))
-            except ControlError as exc:  # reshaped (wrong_shape) or dead meanwhile: the online weights stay
-                record["error"] = exc.error
-            records.append(record)
+        for neuron in twins:  # reshaped (wrong_shape) or dead meanwhile: the online weights stay
+            if isinstance(answers[neuron], ControlError):
+                records.append({"id": neuron, "error": answers[neuron].error})
+            else:
+                weights, bias = moves[neuron]
+                records.append({"id": neuron, "moved": float(np.sqrt((weights ** 2).sum() + (bias ** 2).sum()))})
         return records
 
     def dream(self, rows: np.ndarray, targets: list) -> None:
-        self.origin.send(rows, targets, learn=True)
+        self.feed.send(rows, targets, learn=True)
 
     def returned(self) -> int:
         """Packets that came out of the shadow network since the last call (their losses are kept)."""
@@ -140,10 +165,10 @@ class Pool:
                 self.supervisor.delete_child(child["id"])
             except ControlError:
                 pass
-        if self.origin is not None:
-            self.origin.close()
+        if self.feed is not None:
+            self.feed.close()
             self.outputs.close(linger=0)
-            self.origin = self.outputs = None
+            self.feed = self.outputs = None
         self.copies.clear()
         self.working.clear()
         shutil.rmtree(self.store_dir, ignore_errors=True)
@@ -151,6 +176,3 @@ class Pool:
     def close(self) -> None:
         self.clear()
         self.supervisor.close()
-
-    def _call(self, endpoint: str, op: str, **args) -> dict:
-        return call(self.ctx, endpoint, op, CALL_TIMEOUT_S, **args)

@@ -16,6 +16,8 @@ BENCHMARKS = {
     "learn": ("neurox.bench._learn", "prequential accuracy on the digits beside a one-process numpy MLP"),
     "latency": ("neurox.bench._latency", "MessengerIn -> MessengerOut round trips on an idle network"),
     "scale": ("neurox.bench._scale", "a thousand neuron processes on one host: start, PSS, learning, stop"),
+    "pool": ("neurox.bench._pool_copies", "the maintenance pool's copies and give-backs of 1,000 neurons, batched "
+                                          "beside one call after another"),
     "soak": ("neurox.bench._soak", "steady load for a while: growth of RSS, fds and threads"),
     "chaos": ("neurox.bench._chaos", "SIGKILL neurons and supervisors under load: lost, duplicated, orphaned"),
     "fuzz": ("neurox.bench._fuzz", "100,000 bad frames to every socket kind: counted, nothing dies, memory bounded"),

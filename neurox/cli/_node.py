@@ -314,7 +314,7 @@ def _start_gateway(config: NodeConfig, network: Network) -> Gateway | None:
         return None
     root = control_tcp(network.topology, config.host)
     events, events_control = events_tcp(network.topology, config.host)
-    gateway = Gateway(zmq.Context.instance(), network.run_dir, gateway_endpoint(root),
+    gateway = Gateway(zmq.Context.instance(), network.run_dir, network.data_dir, gateway_endpoint(root),
                       CurveKeys.load(config.keys_dir, config.host),
                       {"host": config.host, "network": config.name, "root": root, "events": events,
                        "events_control": events_control})

@@ -25,6 +25,9 @@ from ._modulation import (DEFAULT_TRANSMITTER as DEFAULT_TRANSMITTER, LEVELS_TOP
                           modulation as modulation, reports_endpoint as reports_endpoint)
 from ._plasticity import PLASTICITY as PLASTICITY, oja_update as oja_update
 from ._endpoints import experiences_endpoint as experiences_endpoint
+from ._feed import FirstLayerFeed as FirstLayerFeed
+from ._spread import (GATEWAY_OFFSET as GATEWAY_OFFSET, GATEWAY_PATH as GATEWAY_PATH, GatewayClient as GatewayClient,
+                      adopt_topology as adopt_topology)
 from ._states import (DEFAULT_STATE as DEFAULT_STATE, STATES as STATES, check_state as check_state,
                       flush_interval as flush_interval)
 from ._staleness import (DEFAULT_GROUP as DEFAULT_STALENESS_GROUP, DEFAULT_RULE as DEFAULT_STALENESS,

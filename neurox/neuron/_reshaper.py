@@ -13,6 +13,12 @@ node and the end node, where MessengerIn and MessengerOut attach. Neurons start 
 layer's supervisor wherever it is in the tree (``Topology.supervisor_path``); a layer added with a
 ``region`` setting starts under that region's supervisor (which starts with it if the region is new),
 and removing a region's last layer removes the region's supervisor.
+
+A network spread over hosts is reshaped the same way, neuron by neuron and link by link (``_spread``):
+every host adopts each new shape (its copy of the topology and its ``tcp.json``), a neuron of another
+host starts and stops through that host's control gateway, by its layer supervisor's path. Adding or
+removing a layer there is refused (``spread_over_hosts``): a layer's place is a host's, pushed with a
+new topology.
 """
 from __future__ import annotations
 
@@ -27,6 +33,8 @@ from ..supervisor_tree import SupervisorClient, control_endpoint
 from ._activations import check_activation
 from ._endpoints import neuron_control, topology_path
 from ._parts import child_id, registered
+from ._placement import front_host, host_of
+from ._spread import Hosts
 from ._tree_specs import neuron_spec, start_site, stop_site
 from ._topology import Layer, Topology, TopologyError
 
@@ -34,6 +42,8 @@ DRAIN_TIMEOUT_S = 5.0
 CALL_TIMEOUT_S = 30.0
 LIVE_SETTINGS = ("activation", "learning_rate", "flush_interval_s", "join_timeout_ms")
 READ_ONLY_OPS = ("status", "topology", "export")
+ONE_HOST_OPS = ("add_layer", "remove_layer")
+"""What a network spread over hosts is not reshaped by: a layer's host is placement, not a live change."""
 
 
 class Reshaper(Process):
@@ -45,6 +55,7 @@ class Reshaper(Process):
         self.data_dir = args["data_dir"]
         self.run_dir = env["run_dir"]
         self.topology = Topology.load(topology_path(self.data_dir))
+        self.hosts = Hosts(self.ctx, self.run_dir, CALL_TIMEOUT_S) if len(self.topology.hosts) > 1 else None
         self.started_t = time.time()
         handlers = {
             "status": lambda r: {"pid": os.getpid(), "uptime_s": time.time() - self.started_t,
@@ -62,9 +73,9 @@ class Reshaper(Process):
     def _guarded(self, op: str, handler):
         """The handler with topology errors turned into error replies and its successes recorded."""
         def run(request: dict):
-            if len(self.topology.hosts) > 1 and op not in READ_ONLY_OPS:  # one host in [hosts] is all here
-                raise Reply("spread_over_hosts", "this network spans hosts and the reshaper reaches only its own; "
-                                                 "push a new topology instead (ansible/reshape.yml)")
+            if self.hosts is not None and op in ONE_HOST_OPS:
+                raise Reply("spread_over_hosts", f"this network spans hosts: {op} places a layer on a host; push a "
+                                                 "new topology instead (ansible/reshape.yml)")
             try:
                 result = handler(request)
             except TopologyError as exc:
@@ -119,6 +130,23 @@ class Reshaper(Process):
         topology.validate()
         topology.save(topology_path(self.data_dir))
         self.topology = topology
+        if self.hosts is not None:
+            self.hosts.adopt(topology)
+
+    def _remote_host(self, layer_name: str) -> str | None:
+        """The host of a layer when it is not this one's (a network spread over hosts), else None."""
+        host = host_of(self.topology, layer_name)
+        return host if self.hosts is not None and host != front_host(self.topology) else None
+
+    def _layer_supervisor(self, layer_name: str) -> SupervisorClient:
+        """A layer's supervisor, here or through its host's gateway."""
+        path, host = self.topology.supervisor_path(layer_name), self._remote_host(layer_name)
+        return self._supervisor(path) if host is None else self.hosts.supervisor(self.topology, host, path)
+
+    def _data_dir_of(self, layer_name: str) -> str:
+        """The data directory of a layer's host, where its neurons keep their state and read the shape."""
+        host = self._remote_host(layer_name)
+        return self.data_dir if host is None else self.hosts.data_dirs[host]
 
     def _connect(self, links: list[tuple[str, str]], started: tuple[str, ...] = ()) -> None:
         """Receivers first (they will wait for the new part), then senders.
@@ -168,8 +196,11 @@ class Reshaper(Process):
         new_layer.neurons.append(neuron_id)
         topology.links.extend(links)
         self._save(topology)
-        started = self._supervisor(topology.supervisor_path(layer.name)).start_child(
-            neuron_spec(neuron_id, self.data_dir, seed_from_siblings=True))
+        supervisor = self._layer_supervisor(layer.name)
+        try:
+            started = supervisor.start_child(neuron_spec(neuron_id, self._data_dir_of(layer.name), seed_from_siblings=True))
+        finally:
+            supervisor.close()
         self._connect(links, started=(neuron_id,))
         return {"id": neuron_id, "pid": started["pid"], "layer": layer.name}
 
@@ -194,9 +225,12 @@ class Reshaper(Process):
         self._drain(neuron_id)
         for src, dst in outbound:
             self._neuron(dst, "remove_link", direction="in", peer=src)
-        supervisor = self._supervisor(self.topology.supervisor_path(layer.name))
-        supervisor.terminate_child(neuron_id)
-        supervisor.delete_child(neuron_id)
+        supervisor = self._layer_supervisor(layer.name)
+        try:
+            supervisor.terminate_child(neuron_id)
+            supervisor.delete_child(neuron_id)
+        finally:
+            supervisor.close()
         topology = Topology.from_dict(self.topology.to_dict())
         topology.layer_named(layer.name).neurons.remove(neuron_id)
         topology.links = [link for link in topology.links if neuron_id not in link]

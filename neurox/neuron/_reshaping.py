@@ -15,7 +15,7 @@ class Reshaping:
 
     def __init__(self, endpoint: str | None, ctx: zmq.Context | None = None, timeout: float = 60.0, client=None):
         """``client``: any object with ``ControlClient``'s ``call`` and ``close`` instead of an endpoint (a
-        remote host's reshaper through its control gateway, ``neurox.ops._gateway.GatewayClient``)."""
+        remote host's reshaper through its control gateway, ``GatewayClient``)."""
         self.client = client or ControlClient(ctx or zmq.Context.instance(), endpoint, timeout)
 
     def add_neuron(self, layer: str) -> dict:

@@ -7,13 +7,15 @@ local process named by its ``path`` (the process's place in the tree: ``root``, 
 ``root/L3/L3.n0``, ``root/reshaper``), and the reply back. A request is the usual control map plus
 ``path`` (default ``root``); the reply is the process's own, ``rid`` restored. ``path = "gateway"``
 asks the gateway itself (``ping``, ``status``, ``endpoints``: this host's TCP endpoints, so a client
-with only the gateway's address finds the rest). Errors of its own: ``not_found`` (no such process
+with only the gateway's address finds the rest; ``adopt_topology``: the network's new live shape, sent
+by the reshaper after a change, kept in this host's data directory and followed by its ``tcp.json``,
+``neurox.neuron._spread``). Errors of its own: ``not_found`` (no such process
 on this host), ``bad_request`` (a path that is not one), ``malformed``/``oversized``/``wrong_type``.
 
 Why one gateway and not a TCP port per process (docs/deployment.md): processes come and go (restarts,
 reshapes, pool twins), a port per process would be allocated live and need a CURVE server and ZAP
 handler each; the gateway is one port and one allow-list per host, and the ipc sockets stay private to
-the host. :class:`GatewayClient` is the client side, with ``ControlClient``'s ``call``.
+the host. ``neurox.neuron``'s :class:`GatewayClient` is the client side, with ``ControlClient``'s ``call``.
 """
 from __future__ import annotations
 
@@ -25,13 +27,12 @@ import time
 
 import zmq
 
-from ..runtime import ControlClient, CurveKeys, FrameError, make_socket, pack, unpack_map
+from ..neuron import GATEWAY_OFFSET, GATEWAY_PATH, GatewayClient, Topology, adopt_topology
+from ..runtime import ConfigError, CurveKeys, FrameError, make_socket, pack, unpack_map
 from ..runtime import serve_curve
 from ..supervisor_tree import control_endpoint
 
-GATEWAY_OFFSET = 5
-"""The gateway's port is the host's base port plus this (docs/protocol.md, "Over TCP, with CURVE")."""
-GATEWAY_PATH = "gateway"
+OWN_OPS = ("ping", "status", "endpoints", "adopt_topology")
 REQUEST_MAX_BYTES = 1024 * 1024
 PENDING_S = 120.0
 """A request whose process never answered is forgotten after this long (its client gave up long before)."""
@@ -57,9 +58,10 @@ def target_of(run_dir: str, path) -> str:
 class Gateway(threading.Thread):
     """The relay, a daemon thread of the node agent: :meth:`close` stops it."""
 
-    def __init__(self, ctx: zmq.Context, run_dir: str, bind: str, keys: CurveKeys, info: dict):
+    def __init__(self, ctx: zmq.Context, run_dir: str, data_dir: str, bind: str, keys: CurveKeys, info: dict):
+        """``info``: this host's name (``host``) and TCP endpoints, the ``endpoints`` answer."""
         super().__init__(name="neurox-gateway", daemon=True)
-        self.ctx, self.run_dir, self.info = ctx, run_dir, info
+        self.ctx, self.run_dir, self.data_dir, self.info = ctx, run_dir, data_dir, info
         self.front = make_socket(ctx, zmq.ROUTER, linger_ms=0)
         serve_curve(self.front, keys)
         self.front.bind(bind)
@@ -100,10 +102,7 @@ class Gateway(threading.Thread):
         path = request.pop("path", "root")
         rid, has_rid = request.get("rid"), "rid" in request
         if path == GATEWAY_PATH:
-            return self._answer(envelope, {"ok": True, "result": self._own(request.get("op")), "rid": rid}
-                                if request.get("op") in ("ping", "status", "endpoints") else
-                                {"ok": False, "error": "unknown_op", "rid": rid,
-                                 "detail": "the gateway answers ping, status and endpoints"})
+            return self._answer(envelope, {**self._own(request), "rid": rid})
         try:
             endpoint = target_of(self.run_dir, path)
         except (ValueError, LookupError) as exc:
@@ -141,12 +140,23 @@ class Gateway(threading.Thread):
         except zmq.ZMQError:
             pass  # the client went away (ROUTER_MANDATORY)
 
-    def _own(self, op: str):
+    def _own(self, request: dict) -> dict:
+        """The reply to a request for the gateway itself (without its rid)."""
+        op = request.get("op")
+        if op not in OWN_OPS:
+            return {"ok": False, "error": "unknown_op", "detail": f"the gateway answers {', '.join(OWN_OPS)}"}
+        if op == "adopt_topology":
+            try:
+                topology = Topology.from_dict(request.get("topology"))
+                return {"ok": True, "result": adopt_topology(self.run_dir, self.data_dir, topology, self.info["host"])}
+            except (ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
+                return {"ok": False, "error": "bad_request", "detail": f"not a topology this host can run: {exc!r}"}
         if op == "ping":
-            return "pong"
+            return {"ok": True, "result": "pong"}
         if op == "endpoints":
-            return self.info
-        return {**self.counters, "pending": len(self.pending), "targets": len(self.targets), **self.info}
+            return {"ok": True, "result": self.info}
+        return {"ok": True, "result": {**self.counters, "pending": len(self.pending), "targets": len(self.targets),
+                                       **self.info}}
 
     def _expire(self, now: float) -> None:
         for gateway_rid in [r for r, p in self.pending.items() if now - p[3] > PENDING_S]:
@@ -156,21 +166,6 @@ class Gateway(threading.Thread):
     def close(self) -> None:
         self.stopping.set()
         self.join(timeout=5)
-
-
-class GatewayClient:
-    """Control requests to one process of a remote host, through its gateway: ``ControlClient``'s
-    interface (``call(op, **args)``, ``close()``), the process named by its ``path``."""
-
-    def __init__(self, ctx: zmq.Context, gateway: str, path: str, curve: dict, timeout: float = 3.0):
-        self.path = path
-        self.client = ControlClient(ctx, gateway, timeout, curve=curve)
-
-    def call(self, op: str, timeout: float | None = None, **args):
-        return self.client.call(op, timeout=timeout, path=self.path, **args)
-
-    def close(self) -> None:
-        self.client.close()
 
 
 class Remote:

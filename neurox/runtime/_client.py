@@ -110,15 +110,17 @@ def call(ctx: zmq.Context, endpoint: str, op: str, timeout: float = 5.0, **args)
 
 
 def fan_out(ctx: zmq.Context, endpoints: dict[str, str], op: str, timeout: float = 2.0,
-            **args) -> dict[str, object]:
-    """Send ``op`` to every endpoint (``{name: endpoint}``) at once; ``{name: result or ControlError}``."""
+            each: dict[str, dict] | None = None, **args) -> dict[str, object]:
+    """Send ``op`` to every endpoint (``{name: endpoint}``) at once; ``{name: result or ControlError}``.
+    ``each`` adds arguments of a name's own (``{name: {arg: value}}``) to the common ``args``."""
     socks: dict[str, zmq.Socket] = {}
     answers: dict[str, object] = {}
     poller = zmq.Poller()
     try:
         for name, endpoint in endpoints.items():
             sock = dealer(ctx, endpoint)
-            sock.send_multipart(request_frames(op, next(_request_ids), args), zmq.NOBLOCK)
+            sock.send_multipart(request_frames(op, next(_request_ids), {**args, **(each or {}).get(name, {})}),
+                                zmq.NOBLOCK)
             socks[name] = sock
             poller.register(sock, zmq.POLLIN)
         by_sock = {sock: name for name, sock in socks.items()}

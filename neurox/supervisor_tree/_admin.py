@@ -12,8 +12,10 @@ from ._supervisor import SUPERVISOR_TARGET
 class SupervisorClient:
     """Talks to one supervisor. Errors arrive as ``ControlError`` with OTP's atoms in ``.error``."""
 
-    def __init__(self, endpoint: str, ctx: zmq.Context | None = None, timeout: float = 30.0):
-        self.client = ControlClient(ctx or zmq.Context.instance(), endpoint, timeout)
+    def __init__(self, endpoint: str | None, ctx: zmq.Context | None = None, timeout: float = 30.0, client=None):
+        """``client``: any object with ``ControlClient``'s ``call`` and ``close`` instead of an endpoint (a
+        supervisor of another host, through its control gateway)."""
+        self.client = client or ControlClient(ctx or zmq.Context.instance(), endpoint, timeout)
 
     def start_child(self, spec: ChildSpec | dict | None = None, args: dict | None = None) -> dict:
         """Start a child from ``spec``; for simple_one_for_one, from the template with ``args``."""

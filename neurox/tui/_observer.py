@@ -24,7 +24,9 @@ import zmq.asyncio
 
 from ..ops import service_endpoint
 from ..runtime import ControlError, call_async, unpack_map
+from ..supervisor_tree import control_endpoint
 
+MESSENGER_PATH = "root/messenger_in"
 SERVICE_RETRY_S = 10.0
 """After the service failed to answer, snapshots are taken directly for this long."""
 
@@ -43,6 +45,8 @@ class Endpoints:
     remote: object | None = None
     """A ``neurox.ops._gateway.Remote``: then ``control`` and ``reshaper`` are paths asked through it."""
     events_curve: dict | None = None
+    messenger: str | None = None
+    """MessengerIn's control endpoint (or path, remotely): its ``scaling`` is the input scaling shown."""
 
     @classmethod
     def through(cls, remote, ctx: zmq.Context | None = None, timeout: float = 3.0) -> "Endpoints":
@@ -54,7 +58,7 @@ class Endpoints:
             raise ObserverError(f"the gateway {remote.gateway} did not answer: {exc}") from None
         finally:
             client.close()
-        return cls("root", found["events"], "root/reshaper", None, remote, remote.curve)
+        return cls("root", found["events"], "root/reshaper", None, remote, remote.curve, MESSENGER_PATH)
 
     @classmethod
     def from_data_dir(cls, data_dir: str) -> "Endpoints":
@@ -63,8 +67,10 @@ class Endpoints:
                 found = json.load(f)
         except (OSError, ValueError):
             raise ObserverError(f"no running network found in {data_dir}") from None
-        service = service_endpoint(found["run_dir"]) if "run_dir" in found else None
-        return cls(found["control"], found["events"], found["reshaper"], service)
+        run_dir = found.get("run_dir")
+        service = service_endpoint(run_dir) if run_dir else None
+        messenger = control_endpoint(run_dir, MESSENGER_PATH) if run_dir else None
+        return cls(found["control"], found["events"], found["reshaper"], service, messenger=messenger)
 
 
 @dataclass(frozen=True)
@@ -204,6 +210,15 @@ class Observer:
             return  # the observer was closed
         finally:
             sub.close()
+
+    async def scaling(self) -> dict | None:
+        """MessengerIn's input scaling (``neurox probe state scaling``), or None if it does not answer."""
+        if self.endpoints.messenger is None:
+            return None
+        try:
+            return await self.call(self.endpoints.messenger, "scaling")
+        except ObserverError:
+            return None
 
     async def reshape(self, op: str, **args):
         return await self.call(self.endpoints.reshaper, op, **args)

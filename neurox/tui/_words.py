@@ -81,6 +81,26 @@ def processing_line(histogram: dict) -> str:
             f"  n {histogram.get('count', 0):,}")
 
 
+def _span(values: list) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.2g}" if low == high else f"{low:.2g}…{high:.2g}"
+
+
+def scaling_line(answer: dict | None) -> str:
+    """MessengerIn's input scaling (its ``scaling`` answer) in one line: the method, the samples seen, and
+    the per-feature means and standard deviations as their ranges over the features."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("inputs"), dict):
+        return "not known (no MessengerIn answers here)"
+    inputs = answer["inputs"]
+    text = f"{answer.get('mode', inputs.get('mode'))}, {inputs.get('count', 0):,} seen"
+    if inputs.get("frozen"):
+        text += " (frozen)"
+    mean, std = inputs.get("mean") or [], inputs.get("std") or []
+    if inputs.get("count") and mean and std:
+        text += f"; mean {_span(mean)}, std {_span(std)} over {len(mean)} feature{'s' * (len(mean) != 1)}"
+    return text
+
+
 def learning_state(status: dict) -> str:
     """A neuron's learning as an operator reads it: ``learning``, ``paused`` (set_learning false: answers
     go on) or ``frozen`` (its weights are fixed: a twin's teacher, a frozen layer)."""

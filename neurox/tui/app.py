@@ -17,7 +17,7 @@ from textual.widgets import Tree
 
 from ._observer import Endpoints, Observer, ObserverError, ProcessRow, layer_of
 from ._words import describe_attempt, describe_reshape, learning_state
-from .messages import NetworkEvent, ObserverTrouble, TreeSnapshot
+from .messages import NetworkEvent, ObserverTrouble, ScalingState, TreeSnapshot
 from .screens import ConfirmScreen, MainScreen, PromptScreen
 from .widgets import EventFilter, EventLog, LayerGraph, NeuronDetail, SupervisionTree, Vitals
 
@@ -70,6 +70,7 @@ class NeuroxApp(App):
         while True:
             try:
                 self.post_message(TreeSnapshot(await self.observer.snapshot()))
+                self.post_message(ScalingState(await self.observer.scaling()))
             except ObserverError as exc:
                 self.post_message(ObserverTrouble(str(exc)))
             await asyncio.sleep(REFRESH_S)
@@ -92,6 +93,10 @@ class NeuroxApp(App):
         neurons = [r for r in message.rows if r.is_neuron]
         paused = sum(learning_state(r.status) != "learning" for r in neurons)
         self.sub_title = f"{len(neurons)} neurons" + (f", {paused} not learning" if paused else "")
+
+    def on_scaling_state(self, message: ScalingState) -> None:
+        if isinstance(self.screen, MainScreen):
+            self.screen.query_one(Vitals).show_scaling(message.answer)
 
     def on_network_event(self, message: NetworkEvent) -> None:
         if not isinstance(self.screen, MainScreen):

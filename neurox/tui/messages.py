@@ -26,3 +26,13 @@ class NetworkEvent(Message):
 @dataclass
 class ObserverTrouble(Message):
     text: str
+
+
+@dataclass
+class ScalingState(Message):
+    """MessengerIn's ``scaling`` answer, or None when it did not give one."""
+
+    answer: dict | None
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ScalingState)

@@ -1,4 +1,5 @@
-"""Throughput, accuracy and restarts: each a name, its number now, and a sparkline over the last minute."""
+"""Throughput, accuracy and restarts: each a name, its number now, and a sparkline over the last minute;
+and the input scaling MessengerIn applies, in one line."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
@@ -6,6 +7,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Sparkline
 
 from .._observer import ProcessRow
+from .._words import scaling_line
 
 HISTORY = 60
 Reading = tuple[float, int]
@@ -57,6 +59,12 @@ class Vitals(Vertical):
                 yield Label(name, classes="vital-name")
                 yield Label("…", id=f"vitals-{key}-value", classes="vital-value")
                 yield Sparkline([], id=f"vitals-{key}")
+        with Horizontal(classes="vital", id="vitals-scaling-row"):
+            yield Label("scaling", classes="vital-name")
+            yield Label("…", id="vitals-scaling")
+
+    def show_scaling(self, answer: dict | None) -> None:
+        self.query_one("#vitals-scaling", Label).update(scaling_line(answer))
 
     def note_restart(self) -> None:
         self.restarts_now += 1

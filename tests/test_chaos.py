@@ -11,8 +11,8 @@ FAULTS = "neurons,layer,sigstop,messengers,launcher,root,disk,sigterm"
 
 @pytest.mark.timeout(420)
 def test_every_fault_kind_loses_duplicates_and_orphans_nothing():
-    result = _chaos.run(argparse.Namespace(faults=FAULTS, fault_seconds=3.0, load=0, rate=40.0, clients=2,
-                                           epochs=1, recovery=6.0, seed=0))
+    result = _chaos.run(argparse.Namespace(faults=FAULTS, fault_seconds=2.0, load=0, rate=40.0, clients=2,
+                                           epochs=1, recovery=4.0, eval_samples=500, seed=0))
     faults = result["faults"]
     assert list(faults) == FAULTS.split(","), faults
     for name, fault in faults.items():

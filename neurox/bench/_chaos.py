@@ -34,16 +34,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the digits learnt before the faults")
     parser.add_argument("--recovery", type=float, default=60.0, help="seconds of learning after the faults")
+    parser.add_argument("--eval-samples", type=int, default=0,
+                        help="samples each accuracy is measured on (default: 0, the whole set)")
     parser.add_argument("--seed", type=int, default=0)
 
 
-def evaluate(network, data) -> float:
-    """Inference-only accuracy over the whole set (no learning), through the real network."""
+def evaluate(network, data, samples: int = 0) -> float:
+    """Inference-only accuracy over the first ``samples`` rows (0: the whole set; no learning), through the
+    real network."""
     origin = Origin(zmq.Context.instance(), network.run_dir, network.topology, "eval", remember=False)
     try:
         waiting = {}
         correct = answered = 0
-        rows = iter(range(len(data.targets)))
+        rows = iter(range(min(samples or len(data.targets), len(data.targets))))
         pending = next(rows, None)
         deadline = time.monotonic() + 120
         while (pending is not None or waiting) and time.monotonic() < deadline:
@@ -180,7 +183,7 @@ def run(args: argparse.Namespace) -> dict:
             warmup.run(args.epochs)
         finally:
             warmup.close()
-        results["accuracy_before"] = round(evaluate(host.network, data), 4)
+        results["accuracy_before"] = round(evaluate(host.network, data, args.eval_samples), 4)
         print(f"accuracy before: {results['accuracy_before']:.3f} (load: {args.load} burning processes)", flush=True)
         learning, keeper = Learning(host, data, args.seed + 1), Keeper(host)
         requests = Requests(host.network.messenger_in, args.clients, args.rate, data, faults[0])
@@ -191,7 +194,7 @@ def run(args: argparse.Namespace) -> dict:
                 restarts = host.restarts
                 injected = APPLY[fault](host, rng, args.fault_seconds)
                 host.wait_healthy()
-                accuracy = round(evaluate(host.network, data), 4)
+                accuracy = round(evaluate(host.network, data, args.eval_samples), 4)
                 results["faults"][fault] = {"injected": injected, "network_restarts": host.restarts - restarts,
                                             "accuracy_after": accuracy}
                 print(f"{fault}: injected {injected}, network restarts {host.restarts - restarts}, "
@@ -200,10 +203,10 @@ def run(args: argparse.Namespace) -> dict:
             results["healthy_after_faults"] = host.wait_healthy()
             time.sleep(2.0)
             requests.finish()
-            results["accuracy_end"] = round(evaluate(host.network, data), 4)
+            results["accuracy_end"] = round(evaluate(host.network, data, args.eval_samples), 4)
             for after in (30, 60):
                 time.sleep(30.0 * args.recovery / 60.0)
-                results[f"accuracy_{after}s"] = round(evaluate(host.network, data), 4)
+                results[f"accuracy_{after}s"] = round(evaluate(host.network, data, args.eval_samples), 4)
                 print(f"accuracy {after * args.recovery / 60:.0f} s after the faults: "
                       f"{results[f'accuracy_{after}s']:.3f}", flush=True)
         finally:

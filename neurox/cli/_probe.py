@@ -16,6 +16,7 @@ them, so ``neurox probe ping`` answers in a fraction of the time their imports t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 
@@ -103,13 +104,21 @@ def _call(ctx: zmq.Context, endpoint, op: str, timeout: float, **request):
     client = endpoint.remote.client(ctx, endpoint.path, timeout) if hasattr(endpoint, "remote") else \
         ControlClient(ctx, endpoint, timeout)
     try:
-        return client.call(op, **request)
-    except ControlError as exc:
-        if exc.error == "timeout":
-            raise ProbeError(f"{endpoint} did not answer within {timeout} s") from None
-        raise ProbeError(f"{exc.error}: {exc.detail}", code=1) from None
+        with _as_probe_errors(f"{endpoint} did not answer within {timeout} s"):
+            return client.call(op, **request)
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def _as_probe_errors(on_timeout: str):
+    """A control call's error as the one line a probe prints (``on_timeout`` for a silence)."""
+    try:
+        yield
+    except ControlError as exc:
+        if exc.error == "timeout":
+            raise ProbeError(on_timeout) from None
+        raise ProbeError(f"{exc.error}: {exc.detail}", code=1) from None
 
 
 def _resolve(args: argparse.Namespace, target: str) -> str:
@@ -156,11 +165,8 @@ def _service(args: argparse.Namespace, ctx: zmq.Context):
 
 def _service_call(service, op: str, **request):
     try:
-        return service.call(op, **request)
-    except ControlError as exc:
-        if exc.error == "timeout":
-            raise ProbeError(f"the Supervisor service did not answer within {service.client.timeout} s") from None
-        raise ProbeError(f"{exc.error}: {exc.detail}", code=1) from None
+        with _as_probe_errors(f"the Supervisor service did not answer within {service.client.timeout} s"):
+            return service.call(op, **request)
     finally:
         service.close()
 

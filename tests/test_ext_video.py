@@ -1,6 +1,7 @@
 """Video frames in the eye (PyAV), and mixing an input's samples into the main input at declared positions."""
 import collections
 import os
+import signal
 import shutil
 import tempfile
 import time
@@ -21,13 +22,13 @@ from neurox.runtime import call, make_socket
 
 
 def write_video(path, frames: int = 20, fps: int = 10, side: int = 16) -> None:
-    """A video whose frame i is a flat grey of brightness 12 * i."""
+    """A video whose frame i is a flat grey of brightness 12 * i (mod 256)."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width = stream.height = side
         stream.pix_fmt = "yuv420p"
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((side, side, 3), 12 * i, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.full((side, side, 3), 12 * i % 256, np.uint8), format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
@@ -171,3 +172,34 @@ def test_a_mixed_sample_reaches_the_start_node_in_its_positions(tmp_path, no_str
             client.close()
             tapped.close()
             call(ctx, control, "tap", on=False)
+
+
+def _pid_or_none(network, name):
+    try:
+        return ext_call(network, name, "status", timeout=0.5)["pid"]
+    except Exception:  # noqa: BLE001 -- not answering yet while it is replaced
+        return None
+
+
+@pytest.mark.timeout(60)
+def test_an_eye_killed_mid_video_resumes_it_where_it_was(tmp_path, no_stray_processes):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_video(tmp_path / ".long.mp4", frames=80, fps=20)
+    os.replace(tmp_path / ".long.mp4", folder / "long.mp4")
+    lines = [{"name": "eye", "module": "eye", "path": str(folder), "fps": 0.0, "rate": 40.0, "poll_s": 0.1},
+             {"name": "out", "module": "jsonl", "path": str(tmp_path / "out.jsonl"), "output": False}]
+    everything = [f"long.mp4#{i}" for i in range(80)]
+    with network_with(tmp_path, lines) as network:
+        pid = ext_call(network, "eye", "status")["pid"]
+        wait_metric(network, "eye", "answered", 50)  # past the second place saved (one a second)
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: _pid_or_none(network, "eye") not in (None, pid), what="a new eye")
+        records = wait_until(lambda: (r := read_jsonl(tmp_path / "out.jsonl"))
+                             and {x["message_hash_id"] for x in r} >= set(everything) and r, 30, "every frame")
+        metrics = ext_call(network, "eye")
+    tags = [r["message_hash_id"] for r in records]
+    assert metrics["videos_resumed"] == 1 and metrics["videos"] == 1, metrics
+    assert metrics["frames"] <= 80 - 20, "resumed mid-way, not from the start"
+    assert tags.count("long.mp4#0") == 1 and set(tags) == set(everything)
+    assert len(tags) - 80 <= 40 + 20, f"{len(tags) - 80} frames sent twice: more than a second's and the queue's"

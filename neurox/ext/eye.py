@@ -23,8 +23,6 @@ where inotify cannot be used. See docs/extensions.md, "eye".
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
 import random
 import stat
@@ -33,12 +31,14 @@ from collections import deque
 
 from ..neuron import Topology
 from ._api import SampleInput
+from ._eye_lists import LabelsFile, TakenLog
 from ._images import DEFAULT_FORMATS, ImageSpec, ImageSplitter, decode_image, image_size_for, known_formats
 from ._pipes import Pipe, is_pipe
 from ._samples import InputError, Sample
 from ._mixing import joined_width
 from ._settings import ExtensionError, Setting
 from ._watch import DirectoryWatch
+from ._offsets import SavedPlaces
 from ._video import VIDEO_SETTINGS, VideoInput
 
 SETTLE_S = 1.0
@@ -128,7 +128,9 @@ class Extension(SampleInput):
         size = tuple(int(v) for v in settings["size"].split("x"))
         self.spec = ImageSpec(size, settings["mode"], settings["normalize"], settings["invert"],
                               tuple(settings["formats"]), settings["max_bytes"], settings["max_pixels"])
-        self.videos = VideoInput(settings, self.spec)
+        remember = settings["remember"] and not is_pipe(settings["path"])
+        self.videos = VideoInput(settings, self.spec, SavedPlaces(self._saved("videos")) if remember else None,
+                                 self._video_done)
         self.path = settings["path"]
         self.poll_s = settings["poll_s"]
         self.subdir_targets = settings["target"] == "subdir"
@@ -143,8 +145,7 @@ class Extension(SampleInput):
             self.watch_source(self.pipe, self._on_pipe)
             self.state = "reading"
         else:
-            self.taken = TakenLog(os.path.join(self.data_dir, "extensions", f"{self.name}.taken")
-                                  if settings["remember"] else None)
+            self.taken = TakenLog(self._saved("taken") if settings["remember"] else None)
             self.seen: dict[str, tuple[int, int]] = {}
             self.backlog: deque[tuple[str, str, tuple]] = deque()
             self.queued: set[tuple] = set()
@@ -175,6 +176,7 @@ class Extension(SampleInput):
         if now >= self.next_scan and not self.backlog:
             self._scan()
             self.next_scan = now + self._scan_interval()
+        self.videos.tend(self.pending)
         started = time.monotonic()
         while (self.backlog or self.videos.busy) and self.room > 0:
             if time.monotonic() - started > WORK_BUDGET_S or self.videos.pump(self, WORK_BUDGET_S):
@@ -264,13 +266,13 @@ class Extension(SampleInput):
         return found
 
     def _take(self, rel: str, full: str, key: tuple) -> None:
+        if self.videos.handles(rel):
+            self._open_video(rel, full, key)
+            return
         self.queued.discard(key)
         self.taken.add(key)
         try:
             target = self._target_of(rel)
-            if self.videos.handles(rel):
-                self.videos.open(full, rel, target)  # its frames are offered by refill
-                return
             if key[1] > self.spec.max_bytes:
                 raise InputError("too_large", f"{key[1]} bytes is more than max_bytes ({self.spec.max_bytes})")
             with open(full, "rb") as f:
@@ -287,6 +289,26 @@ class Extension(SampleInput):
             return
         self.offer(Sample(row, target, rel))
         self.count("images")
+
+    def _open_video(self, rel: str, full: str, key: tuple) -> None:
+        """Start a video (at its saved place); it is taken (remembered) once its frames are all sent."""
+        try:
+            if self.videos.open(full, rel, self._target_of(rel), key):
+                self.count("videos_resumed")
+        except (OSError, InputError) as exc:
+            self._video_done(key)
+            if isinstance(exc, FileNotFoundError):
+                self.count("vanished")
+            else:
+                self.reject(exc.error if isinstance(exc, InputError) else "unreadable",
+                            f"{rel}: {exc.detail if isinstance(exc, InputError) else exc.strerror or exc}")
+
+    def _video_done(self, key: tuple) -> None:
+        self.queued.discard(key)
+        self.taken.add(key)
+
+    def _saved(self, what: str) -> str:
+        return os.path.join(self.data_dir, "extensions", f"{self.name}.{what}")
 
     def _target_of(self, name: str):
         if self.subdir_targets:
@@ -348,72 +370,7 @@ class Extension(SampleInput):
             self.pipe.close()
         else:
             self._stop_watching()
+            self.videos.tend(self.pending, force=True)
             self.taken.close()
         self.videos.close()
         super().close()
-
-
-class LabelsFile:
-    """``name,label`` lines (a first line ``name,label`` is a header; ``#`` starts a comment), read again
-    whenever the file changes."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.labels: dict[str, str] = {}
-        self.version = None
-        self.state = "not read yet"
-
-    def refresh(self) -> None:
-        try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            self.state = f"{exc.strerror}: {self.path}"
-            return
-        if (st.st_size, st.st_mtime_ns) == self.version:
-            return
-        labels = {}
-        with open(self.path, newline="", encoding="utf-8", errors="replace") as f:
-            for n, row in enumerate(csv.reader(f)):
-                if not row or row[0].lstrip().startswith("#") or (n == 0 and [c.strip().lower() for c in row[:2]]
-                                                                  == ["name", "label"]):
-                    continue
-                if len(row) >= 2:
-                    labels[os.path.normpath(row[0].strip())] = row[1].strip()
-        self.labels, self.version = labels, (st.st_size, st.st_mtime_ns)
-        self.state = f"{len(labels)} labels"
-
-    def get(self, name: str) -> str | None:
-        return self.labels.get(os.path.normpath(name))
-
-
-class TakenLog:
-    """The images already taken, as ``[name, size, mtime_ns]`` JSON lines appended to ``path`` (None:
-    kept in memory only)."""
-
-    def __init__(self, path: str | None):
-        self.keys: set[tuple] = set()
-        self.file = None
-        if path is None:
-            return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        self.keys.add(tuple(json.loads(line)))
-                    except (ValueError, TypeError):
-                        continue  # a line cut short by a crash
-        self.file = open(path, "a", encoding="utf-8")
-
-    def has(self, key: tuple) -> bool:
-        return key in self.keys
-
-    def add(self, key: tuple) -> None:
-        self.keys.add(key)
-        if self.file is not None:
-            self.file.write(json.dumps(list(key)) + "\n")
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()

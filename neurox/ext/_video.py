@@ -58,6 +58,18 @@ class VideoSpec:
                    tuple(s.lower() for s in settings["video_suffixes"]))
 
 
+def rate_gate(t: float, next_t: float, step: float) -> float | None:
+    """Whether a frame at ``t`` seconds is taken at one frame every ``step`` seconds (0: every frame), the
+    next being due at ``next_t``: None if not, else when the one after it is due (after a gap in the
+    video, the rate goes on from here)."""
+    if t + EPSILON_S < next_t:
+        return None
+    next_t += step
+    while step and next_t <= t + EPSILON_S:
+        next_t += step
+    return next_t
+
+
 class VideoFrames:
     """The frames of one video file, decoded as they are asked for (:meth:`next`); from frame ``start`` on
     when resumed (the frames before it are decoded and chosen at the rate again, not converted)."""
@@ -100,11 +112,10 @@ class VideoFrames:
             t = float(frame.time) if frame.time is not None else self.next_t
             if t > self.video.max_seconds:
                 return None
-            if t + EPSILON_S < self.next_t:
+            taken = rate_gate(t, self.next_t, step)
+            if taken is None:
                 continue  # between two frames taken at the chosen rate
-            self.next_t += step
-            while step and self.next_t <= t + EPSILON_S:  # a gap in the video: the rate goes on from here
-                self.next_t += step
+            self.next_t = taken
             self.taken += 1
             if index >= self.start:
                 return f"{self.name}#{index}", image_row(frame.to_image(), self.image)

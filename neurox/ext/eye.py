@@ -1,5 +1,6 @@
 """``eye``: images into the network -- from a directory (and what is added to it while it runs), a file,
-or a stream of concatenated images on standard input or a named pipe.
+or a stream of concatenated images on standard input or a named pipe; videos, from files (resumed where
+they were after a restart, ``_video``) or live streams (a URL or a named pipe, ``_live_video``).
 
 Each image is decoded with Pillow (PNG, PGM/PPM/PBM, JPEG and BMP by default), converted to grey
 (or RGB), resized to the start node's width -- an ``input_width`` of 64 is an 8x8 image -- and scaled
@@ -38,6 +39,7 @@ from ._samples import InputError, Sample
 from ._mixing import joined_width
 from ._settings import ExtensionError, Setting
 from ._watch import DirectoryWatch
+from ._live_video import LIVE_SETTINGS, LiveVideo, is_live, is_url
 from ._offsets import SavedPlaces
 from ._video import VIDEO_SETTINGS, VideoInput
 
@@ -55,7 +57,8 @@ class Extension(SampleInput):
         **SampleInput.settings_schema,
         "path": Setting("a directory (watched for new images), an image file (read again when it changes), "
                         "'-' for standard input, or a named pipe: a stream of concatenated PNG or binary "
-                        "PGM/PPM/PBM images", kind="path"),
+                        "PGM/PPM/PBM images (pipe = 'video': a live video); or a live video's URL (rtsp://, "
+                        "http://, udp://, tcp://, ...)", kind="path"),
         "size": Setting("'WxH' pixels the image is resized to; W x H (x 3 for RGB) must be the network's "
                         "input_width; default: the square that fits", None),
         "mode": Setting("'L': grey, one value a pixel; 'RGB': three values a pixel, row after row", "L",
@@ -86,11 +89,14 @@ class Extension(SampleInput):
         "remember": Setting("keep a list of the images taken in the data directory, so that a restarted eye "
                             "does not send them again", True, "bool"),
         **VIDEO_SETTINGS,
+        **LIVE_SETTINGS,
     }
 
     @classmethod
     def configure(cls, raw: dict, name: str, topology: Topology) -> dict:
         settings = super().configure(raw, name, topology)
+        if isinstance(raw.get("path"), str) and is_url(raw["path"]):
+            settings["path"] = raw["path"]  # a live stream's URL, not a file to make absolute
         problems = []
         size, width = settings["size"], joined_width(settings, topology)
         if size is None:
@@ -117,7 +123,7 @@ class Extension(SampleInput):
             problems.append(f"'formats': unknown {unknown}; Pillow knows {sorted(known_formats())}")
         if settings["target"] == "subdir" and settings["labels_file"]:
             problems.append("give target = \"subdir\" or labels_file, not both")
-        if settings["target"] == "subdir" and settings["path"] == "-":
+        if settings["target"] == "subdir" and (settings["path"] == "-" or is_url(settings["path"])):
             problems.append("target = \"subdir\" needs a directory; a stream's targets come from a labels_file")
         if problems:
             raise ExtensionError(f"extension {name!r}: " + "; ".join(problems))
@@ -128,7 +134,7 @@ class Extension(SampleInput):
         size = tuple(int(v) for v in settings["size"].split("x"))
         self.spec = ImageSpec(size, settings["mode"], settings["normalize"], settings["invert"],
                               tuple(settings["formats"]), settings["max_bytes"], settings["max_pixels"])
-        remember = settings["remember"] and not is_pipe(settings["path"])
+        remember = settings["remember"] and not is_pipe(settings["path"]) and not is_url(settings["path"])
         self.videos = VideoInput(settings, self.spec, SavedPlaces(self._saved("videos")) if remember else None,
                                  self._video_done)
         self.path = settings["path"]
@@ -137,8 +143,12 @@ class Extension(SampleInput):
         self.labels = LabelsFile(settings["labels_file"]) if settings["labels_file"] else None
         self.counters.update(images=0)
         self.state = "starting"
-        self.pipe = None
-        if is_pipe(self.path):
+        self.pipe = self.live = None
+        if is_live(self.path, settings["pipe"]):
+            self.live = LiveVideo(self.path, settings, self.videos.spec, self.spec)
+            self.watch_source(self.live.fd, self._on_live)
+            self.state = "reading"
+        elif is_pipe(self.path):
             self.splitter = ImageSplitter(self.spec.max_bytes, self.spec.max_pixels)
             self.index = 0
             self.pipe = Pipe(self.path)
@@ -157,16 +167,20 @@ class Extension(SampleInput):
             self.unsettled = False
 
     def ready_info(self) -> dict:
-        return {"kind": self.kind, "source": "pipe" if self.pipe is not None else "path", "path": self.path,
+        source = "live" if self.live is not None else "pipe" if self.pipe is not None else "path"
+        return {"kind": self.kind, "source": source, "path": self.path,
                 "size": list(self.spec.size), "mode": self.spec.mode}
 
     def status(self) -> dict:
         return {**super().status(), "state": self.state, "path": self.path,
-                **({"watch": self.watching} if self.pipe is None else {}),
+                **({"watch": self.watching} if self.pipe is None and self.live is None else {}),
+                **(self.live.status() if self.live is not None else {}),
                 **({"labels_file": self.labels.state} if self.labels else {})}
 
     # -- a directory or a file -------------------------------------------------------------------
     def refill(self) -> float | None:
+        if self.live is not None:
+            return 0.0 if self._drain_live() else None
         if self.pipe is not None:
             return 0.0 if self._drain_splitter() else None
         now = time.monotonic()
@@ -319,6 +333,32 @@ class Extension(SampleInput):
             return None if label is None else self.targets.parse(label)
         return None
 
+    # -- a live video ------------------------------------------------------------------------------
+    def _on_live(self) -> None:
+        self.live.drain()
+        self._drain_live()
+
+    def _drain_live(self) -> bool:
+        """Offer the frames the live stream handed over while there is room; True if time ran out first."""
+        started = time.monotonic()
+        while self.room > 0:
+            if time.monotonic() - started > WORK_BUDGET_S:
+                return True
+            item = self.live.take()
+            if item is None:
+                return False
+            if isinstance(item, InputError):
+                self.reject(item.error, f"{self.path}: {item.detail}")
+                continue
+            try:
+                target = self._target_of(str(item[0]))
+            except InputError as exc:
+                self.reject(exc.error, f"frame {item[0]}: {exc.detail}")
+                continue
+            self.offer(Sample(item[1], target, item[0]))
+            self.count("frames")
+        return False
+
     # -- a stream ----------------------------------------------------------------------------------
     def _on_pipe(self) -> None:
         data = self.read_source(self.pipe)
@@ -365,7 +405,10 @@ class Extension(SampleInput):
         self.state = state
 
     def close(self) -> None:
-        if self.pipe is not None:
+        if self.live is not None:
+            self.unwatch_source(self.live.fd)
+            self.live.close()
+        elif self.pipe is not None:
             self.unwatch_source(self.pipe)
             self.pipe.close()
         else:

@@ -181,7 +181,7 @@ def _from_csv(path: str, target: str | None, task: str, missing: str, text: Text
             value = _number(cell)
             if j != column and value is None:
                 raise DatasetError(f"{where(row, j)}: {cell!r} is not a number"
-                                   + (f" (the column holds numbers; a column is text when most of its cells are)"
+                                   + (" (the column holds numbers; a column is text when most of its cells are words)"
                                       if text is not None else ""))
             problem = _missing(cell, value, target=j == column)
             gap = gap or (problem and (j, problem))

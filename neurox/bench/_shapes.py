@@ -6,7 +6,7 @@ of the same ``--requests`` requests (rows of the digits, no target: inference on
 MessengerIn -> MessengerOut with the project's Client, ``--in-flight`` at a time: the **baseline**
 round with nothing killed, and the **killed** round, in which a hidden neuron (the middle one of the
 widest layer unless ``--victim`` says) is SIGKILLed after ``--kill-at`` requests and replaced by its
-supervisor. Per round: requests, answered (an answer), errors (an explicit final error, such as a
+supervisor (``replaced_s``: from the kill until the replacement answers). Per round: requests, answered (an answer), errors (an explicit final error, such as a
 deadline), lost (no final reply at all: must be 0), duplicates (must be 0), accuracy of the answers.
 ``accuracy`` is the killed round's beside ``baseline_accuracy`` (``ratio``), and ``every_request_answered``
 says whether each request of the killed round got exactly one final reply, which was an answer.
@@ -17,6 +17,7 @@ import argparse
 import os
 import signal
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -72,6 +73,7 @@ def ask_round(network: Network, data, rows: np.ndarray, args, kill_at: int | Non
     client = Client(network.messenger_in, zmq.Context.instance(), deadline_s=args.deadline)
     victim = args.victim or default_victim(network.topology)
     killed: dict = {}
+    watch = None
     sent, replies = {}, []
     try:
         for i, row in enumerate(rows):
@@ -80,6 +82,9 @@ def ask_round(network: Network, data, rows: np.ndarray, args, kill_at: int | Non
             sent[client.submit(vector=data.features[row].tolist())] = int(data.targets[row])
             if kill_at is not None and i + 1 == kill_at:
                 killed = kill(network, victim)
+                watch = threading.Thread(target=lambda: killed.update(replaced_s=replaced_after(network, victim,
+                                                                                                killed)))
+                watch.start()  # the replacement is timed while the requests go on
         while client.pending:
             replies += client.results(timeout=1.0)
         replies += client.results(timeout=0.2)  # a duplicate would come now
@@ -87,8 +92,8 @@ def ask_round(network: Network, data, rows: np.ndarray, args, kill_at: int | Non
         books["duplicates"] += client.stats["duplicates"]
     finally:
         client.close()
-    if killed:
-        killed["replaced_s"] = replaced_after(network, victim, killed)
+        if watch is not None:
+            watch.join()
     return books, killed
 
 

@@ -41,7 +41,7 @@ from ._settings import ExtensionError, Setting
 from ._watch import DirectoryWatch
 from ._live_video import LIVE_SETTINGS, LiveVideo, is_live, is_url
 from ._offsets import SavedPlaces
-from ._video import VIDEO_SETTINGS, VideoInput
+from ._video import VIDEO_SETTINGS, VideoInput, av
 
 SETTLE_S = 1.0
 """A file last modified longer ago than this is complete when first seen; a newer one is taken once it
@@ -125,6 +125,8 @@ class Extension(SampleInput):
             problems.append("give target = \"subdir\" or labels_file, not both")
         if settings["target"] == "subdir" and (settings["path"] == "-" or is_url(settings["path"])):
             problems.append("target = \"subdir\" needs a directory; a stream's targets come from a labels_file")
+        if av is None and (is_url(settings["path"]) or settings["pipe"] == "video"):
+            problems.append("a live video needs PyAV: pip install 'neurox[video]'")
         if problems:
             raise ExtensionError(f"extension {name!r}: " + "; ".join(problems))
         return settings

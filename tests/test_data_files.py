@@ -170,10 +170,24 @@ def test_text_columns_are_the_mostly_worded_ones_and_are_encoded_in_place(tmp_pa
 def test_neurox_run_learns_a_label_only_a_text_column_carries(tmp_path, no_stray_processes):
     path = tmp_path / "reviews.csv"
     reviews(path, 300)
-    done = neurox_run("--data", str(path), "--data-dir", str(tmp_path / "d"), "--epochs", "3", timeout=50)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done
-    assert "300 rows x 65 features (text columns review encoded into the row)" in done.stdout, done.stdout
-    accuracy = float(done.stdout.rsplit(" acc ", 1)[1].split()[0])
-    assert accuracy > 0.8, done.stdout  # the noise column alone gives 0.5
+    run = subprocess.Popen([sys.executable, "-m", "neurox.cli", "run", "--no-service", "--data", str(path),
+                            "--data-dir", str(tmp_path / "d"), "--epochs", "3", "--rate", "300"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        head = [run.stdout.readline() for _ in range(4)]
+        assert head[-1].startswith("up in"), head
+        asked = subprocess.run([sys.executable, "-m", "neurox.cli", "ask", "--random", "--data-dir",
+                                str(tmp_path / "d")], capture_output=True, text=True, timeout=30)
+        out, err = run.communicate(timeout=40)
+    finally:
+        run.kill()
+        run.wait()
+    assert asked.returncode == 0 and ": 65 features, true class" in asked.stdout, asked  # encoded as learnt
+    assert json.loads(asked.stdout.splitlines()[-1])["ok"], asked.stdout
+    out = "".join(head) + out
+    assert run.returncode == 0 and "Traceback" not in err, (out, err)
+    assert "300 rows x 65 features (text columns review encoded into the row)" in out, out
+    accuracy = float(out.rsplit(" acc ", 1)[1].split()[0])
+    assert accuracy > 0.8, out  # the noise column alone gives 0.5
     saved = json.loads((tmp_path / "d" / "topology.json").read_text())
     assert saved["text"] == TextEncoder().table()  # asking encodes as learning did

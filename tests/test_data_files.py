@@ -2,6 +2,7 @@
 the column, no traceback, the data directory untouched; and the reader's decisions as pure functions."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -171,23 +172,27 @@ def test_neurox_run_learns_a_label_only_a_text_column_carries(tmp_path, no_stray
     path = tmp_path / "reviews.csv"
     reviews(path, 300)
     run = subprocess.Popen([sys.executable, "-m", "neurox.cli", "run", "--no-service", "--data", str(path),
-                            "--data-dir", str(tmp_path / "d"), "--epochs", "3", "--rate", "300"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            "--data-dir", str(tmp_path / "d")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
     try:
-        head = [run.stdout.readline() for _ in range(4)]
-        assert head[-1].startswith("up in"), head
+        lines = [run.stdout.readline() for _ in range(4)]
+        assert lines[-1].startswith("up in"), lines
         asked = subprocess.run([sys.executable, "-m", "neurox.cli", "ask", "--random", "--data-dir",
                                 str(tmp_path / "d")], capture_output=True, text=True, timeout=30)
-        out, err = run.communicate(timeout=40)
+        while not (lines[-1].startswith("epoch") and int(lines[-1].split()[3].replace(",", "")) >= 900):  # 3 epochs learnt
+            lines.append(run.stdout.readline())
+            assert lines[-1], lines
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=30)
     finally:
         run.kill()
         run.wait()
     assert asked.returncode == 0 and ": 65 features, true class" in asked.stdout, asked  # encoded as learnt
     assert json.loads(asked.stdout.splitlines()[-1])["ok"], asked.stdout
-    out = "".join(head) + out
-    assert run.returncode == 0 and "Traceback" not in err, (out, err)
+    out = "".join(lines) + out
+    assert run.returncode == 0 and "Traceback" not in err and out.endswith("stopped\n"), (out, err)
     assert "300 rows x 65 features (text columns review encoded into the row)" in out, out
-    accuracy = float(out.rsplit(" acc ", 1)[1].split()[0])
+    accuracy = float(lines[-1].split(" acc ", 1)[1].split()[0])
     assert accuracy > 0.8, out  # the noise column alone gives 0.5
     saved = json.loads((tmp_path / "d" / "topology.json").read_text())
     assert saved["text"] == TextEncoder().table()  # asking encodes as learning did

@@ -274,3 +274,23 @@ def test_what_is_a_live_stream_and_the_back_off_between_tries(tmp_path):
         waits.append(delay)
         delay = next_backoff(delay, {"reconnect_max_s": 10.0})
     assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+
+
+def test_a_saved_video_place_is_for_that_very_file_only(tmp_path):
+    from neurox.ext._offsets import SavedPlaces
+    video, saved = tmp_path / "clip.mp4", str(tmp_path / "ext" / "eye.videos")
+    video.write_bytes(b"frames")
+    places = SavedPlaces(saved)
+    places.put("clip.mp4", str(video), {"frame": 40})
+    places.write(now=0.0)
+    places.put("clip.mp4", str(video), {"frame": 41})
+    places.write(now=0.5)  # within the second: not written
+    assert SavedPlaces(saved).get("clip.mp4", str(video)) == {"frame": 40}
+    places.write(now=1.0)
+    assert SavedPlaces(saved).get("clip.mp4", str(video)) == {"frame": 41}
+    assert SavedPlaces(saved).get("other.mp4", str(video)) is None
+    (tmp_path / "new.mp4").write_bytes(b"other frames")
+    os.replace(tmp_path / "new.mp4", video)  # another file under the same name: from its start
+    assert SavedPlaces(saved).get("clip.mp4", str(video)) is None
+    places.drop("clip.mp4", now=1.1)
+    assert SavedPlaces(saved).entries == {}

@@ -1,6 +1,8 @@
 """Every bad data file (or topology) given to the real ``neurox run``: exit 2, one line naming the row and
 the column, no traceback, the data directory untouched; and the reader's decisions as pure functions."""
+import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -8,7 +10,8 @@ import numpy as np
 import pytest
 
 from neurox.ext import DatasetError, load_dataset
-from neurox.ext._datasets import check_learnable, detect_task
+from neurox.ext import TextEncoder
+from neurox.ext._datasets import check_learnable, detect_task, text_columns
 from neurox.neuron import load_topology
 from neurox.neuron._topology import DIAMOND_TOML
 
@@ -29,6 +32,9 @@ BAD_FILES = [  # name, content, extra options, what the one line must say
     ("ragged.csv", GOOD_HEAD + "2,cat\n", [], "row 4: 2 cells; the header has 3"),
     ("classes.csv", GOOD_HEAD, ["--task", "regression"], "row 2, target 'label': 'cat' is not a number"),
     ("bad.npz", b"PK\x03\x04 not really a zip", [], "not an NPZ file"),
+    ("notext.csv", "a,review,label\n0,good,cat\n1,,dog\n", [], "row 3, column 1 ('review'): empty cell"),
+    ("noword.csv", "a,review,label\n0,good,cat\n1,!!!,dog\n2,bad,dog\n", [],
+     "row 3, column 1 ('review'): '!!!' holds no word to encode"),
 ]
 
 
@@ -129,3 +135,64 @@ def test_data_that_does_not_fit_the_network_kept_in_the_data_dir_is_one_line(tmp
     assert done.stdout.strip() == (f"neurox run: the network in {data_dir} has 64 inputs, 10 classes; {path} needs "
                                    f"2 inputs, 2 classes: --fresh starts a new network for it (or another --data-dir)")
     assert sorted(os.listdir(data_dir)) == ["topology.json"]
+
+
+def reviews(path, rows: int, seed: int = 0) -> None:
+    """A CSV whose label only its text column carries: one sentiment word among shuffled filler words;
+    the numeric column is noise."""
+    rng = np.random.default_rng(seed)
+    good, bad = "great fine lovely superb wonderful".split(), "awful poor dreadful terrible boring".split()
+    filler = "the film was plot acting and really quite".split()
+    lines = ["noise,review,label"]
+    for _ in range(rows):
+        positive = bool(rng.random() < 0.5)
+        words = [*rng.choice(filler, 3, replace=False), rng.choice(good if positive else bad)]
+        rng.shuffle(words)
+        lines.append(f'{rng.random():.3f},"{" ".join(words)}",{"pos" if positive else "neg"}')
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_text_columns_are_the_mostly_worded_ones_and_are_encoded_in_place(tmp_path):
+    body = [(2, ["1", "good film", "1,5", "x"]), (3, ["2", "42", "2,5", "y"]), (4, ["3", "bad", "n/a", "x"])]
+    assert text_columns(body, target=3) == {1}  # "42" among words is a word; "1,5" is no word
+    path = tmp_path / "r.csv"
+    reviews(path, 20)
+    encoder = TextEncoder(column_width=16)
+    data = load_dataset(str(path), text=encoder)
+    rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+    assert data.text_columns == ("review",) and data.width == 1 + 16
+    assert data.features[:, 0].tolist() == pytest.approx([float(r[0]) for r in rows])
+    assert np.allclose(data.features[3, 1:], encoder.encode(rows[3][1].strip('"'), 16))
+    with pytest.raises(DatasetError, match=r"row 2, column 1 \('review'\): '.*' is not a number"):
+        load_dataset(str(path))  # without an encoder (a stream into a given network), text is refused
+
+
+@pytest.mark.timeout(60)
+def test_neurox_run_learns_a_label_only_a_text_column_carries(tmp_path, no_stray_processes):
+    path = tmp_path / "reviews.csv"
+    reviews(path, 300)
+    run = subprocess.Popen([sys.executable, "-m", "neurox.cli", "run", "--no-service", "--data", str(path),
+                            "--data-dir", str(tmp_path / "d")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        lines = [run.stdout.readline() for _ in range(4)]
+        assert lines[-1].startswith("up in"), lines
+        asked = subprocess.run([sys.executable, "-m", "neurox.cli", "ask", "--random", "--data-dir",
+                                str(tmp_path / "d")], capture_output=True, text=True, timeout=30)
+        while not (lines[-1].startswith("epoch") and int(lines[-1].split()[3].replace(",", "")) >= 900):  # 3 epochs learnt
+            lines.append(run.stdout.readline())
+            assert lines[-1], lines
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=30)
+    finally:
+        run.kill()
+        run.wait()
+    assert asked.returncode == 0 and ": 65 features, true class" in asked.stdout, asked  # encoded as learnt
+    assert json.loads(asked.stdout.splitlines()[-1])["ok"], asked.stdout
+    out = "".join(lines) + out
+    assert run.returncode == 0 and "Traceback" not in err and out.endswith("stopped\n"), (out, err)
+    assert "300 rows x 65 features (text columns review encoded into the row)" in out, out
+    accuracy = float(lines[-1].split(" acc ", 1)[1].split()[0])
+    assert accuracy > 0.8, out  # the noise column alone gives 0.5
+    saved = json.loads((tmp_path / "d" / "topology.json").read_text())
+    assert saved["text"] == TextEncoder().table()  # asking encodes as learning did

@@ -1,7 +1,11 @@
 """Video frames in the eye (PyAV), and mixing an input's samples into the main input at declared positions."""
 import collections
 import os
+import signal
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -21,13 +25,13 @@ from neurox.runtime import call, make_socket
 
 
 def write_video(path, frames: int = 20, fps: int = 10, side: int = 16) -> None:
-    """A video whose frame i is a flat grey of brightness 12 * i."""
+    """A video whose frame i is a flat grey of brightness 12 * i (mod 256)."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width = stream.height = side
         stream.pix_fmt = "yuv420p"
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((side, side, 3), 12 * i, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.full((side, side, 3), 12 * i % 256, np.uint8), format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
@@ -171,3 +175,122 @@ def test_a_mixed_sample_reaches_the_start_node_in_its_positions(tmp_path, no_str
             client.close()
             tapped.close()
             call(ctx, control, "tap", on=False)
+
+
+def _pid_or_none(network, name):
+    try:
+        return ext_call(network, name, "status", timeout=0.5)["pid"]
+    except Exception:  # noqa: BLE001 -- not answering yet while it is replaced
+        return None
+
+
+@pytest.mark.timeout(60)
+def test_an_eye_killed_mid_video_resumes_it_where_it_was(tmp_path, no_stray_processes):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_video(tmp_path / ".long.mp4", frames=100, fps=20)
+    os.replace(tmp_path / ".long.mp4", folder / "long.mp4")
+    lines = [{"name": "eye", "module": "eye", "path": str(folder), "fps": 0.0, "rate": 40.0, "poll_s": 0.1},
+             {"name": "out", "module": "jsonl", "path": str(tmp_path / "out.jsonl"), "output": False}]
+    everything = [f"long.mp4#{i}" for i in range(100)]
+    with network_with(tmp_path, lines) as network:
+        pid = ext_call(network, "eye", "status")["pid"]
+        wait_metric(network, "eye", "answered", 60)  # 1.5 s at 40 a second: past a second place saved
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: _pid_or_none(network, "eye") not in (None, pid), what="a new eye")
+        records = wait_until(lambda: (r := read_jsonl(tmp_path / "out.jsonl"))
+                             and {x["message_hash_id"] for x in r} >= set(everything) and r, 30, "every frame")
+        metrics = ext_call(network, "eye")
+    tags = [r["message_hash_id"] for r in records]
+    assert metrics["videos_resumed"] == 1 and metrics["videos"] == 1, metrics
+    assert metrics["frames"] <= 100 - 20, "resumed mid-way, not from the start"
+    assert tags.count("long.mp4#0") == 1 and set(tags) == set(everything)
+    assert len(tags) - 100 <= 40 + 20, f"{len(tags) - 100} frames sent twice: more than a second's and the queue's"
+
+
+STREAMER = """
+import sys, av, numpy as np
+url, frames = sys.argv[1], int(sys.argv[2])
+with av.open(url, "w", format="mpegts") as container:
+    stream = container.add_stream("mpeg4", rate=20)
+    stream.width = stream.height = 16
+    stream.pix_fmt = "yuv420p"
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 12 * i % 256, np.uint8), format="rgb24")
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+"""
+
+
+def stream_video(url: str, frames: int) -> None:
+    """A live MPEG-TS stream of ``frames`` frames served once at ``url`` (a listening TCP socket or a named
+    pipe), by another process: PyAV's writer blocks while it waits for the reader."""
+    writer = subprocess.Popen([sys.executable, "-c", STREAMER, url, str(frames)], stderr=subprocess.PIPE)
+    try:
+        assert writer.wait(timeout=20) == 0, writer.stderr.read()
+    finally:
+        writer.kill()
+        writer.wait()
+        writer.stderr.close()
+
+
+@pytest.mark.timeout(60)
+def test_the_eye_reads_a_live_stream_and_reconnects_when_it_drops(tmp_path, no_stray_processes):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.mkfifo(tmp_path / "camera.ts")
+    lines = [{"name": "cam", "module": "eye", "path": f"tcp://127.0.0.1:{port}", "fps": 0.0, "reconnect_s": 0.05,
+              "reconnect_max_s": 0.2},
+             {"name": "pipe", "module": "eye", "path": str(tmp_path / "camera.ts"), "pipe": "video", "fps": 10.0},
+             {"name": "out", "module": "jsonl", "path": str(tmp_path / "out.jsonl"), "output": False}]
+    with network_with(tmp_path, lines) as network:
+        pid = ext_call(network, "cam", "status")["pid"]
+        assert "reconnecting" in ext_call(network, "cam", "status")["live"]  # nobody serves it yet
+        stream_video(f"tcp://127.0.0.1:{port}?listen=1", 10)
+        wait_metric(network, "cam", "answered", 10)
+        stream_video(f"tcp://127.0.0.1:{port}?listen=1", 6)  # the stream dropped; served again
+        metrics = wait_metric(network, "cam", "answered", 16)
+        status = ext_call(network, "cam", "status")
+        assert status["pid"] == pid and status["connections"] == 2 and metrics["frames"] == 16, (status, metrics)
+        stream_video(str(tmp_path / "camera.ts"), 20)  # 1 s of video into a named pipe, at 10 frames a second
+        wait_metric(network, "pipe", "answered", 10)
+        records = wait_until(lambda: len(r := read_jsonl(tmp_path / "out.jsonl")) >= 26 and r, 20, "26 records")
+    cam = [r["message_hash_id"] for r in records if r["source"] == "cam"]
+    piped = [r["message_hash_id"] for r in records if r["source"] == "pipe"]
+    assert sorted(cam) == list(range(16)) and sorted(piped) == list(range(10)), (cam, piped)
+
+
+def test_what_is_a_live_stream_and_the_back_off_between_tries(tmp_path):
+    from neurox.ext._live_video import is_live, next_backoff
+    os.mkfifo(tmp_path / "pipe")
+    assert is_live("rtsp://camera/1", "images") and is_live("udp://127.0.0.1:5000", "images")
+    assert is_live(str(tmp_path / "pipe"), "video") and not is_live(str(tmp_path / "pipe"), "images")
+    assert not is_live(str(tmp_path), "video") and not is_live("file://x.mp4", "video")
+    waits, delay = [], 0.5
+    for _ in range(8):
+        waits.append(delay)
+        delay = next_backoff(delay, {"reconnect_max_s": 10.0})
+    assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+
+
+def test_a_saved_video_place_is_for_that_very_file_only(tmp_path):
+    from neurox.ext._offsets import SavedPlaces
+    video, saved = tmp_path / "clip.mp4", str(tmp_path / "ext" / "eye.videos")
+    video.write_bytes(b"frames")
+    places = SavedPlaces(saved)
+    places.put("clip.mp4", str(video), {"frame": 40})
+    places.write(now=0.0)
+    places.put("clip.mp4", str(video), {"frame": 41})
+    places.write(now=0.5)  # within the second: not written
+    assert SavedPlaces(saved).get("clip.mp4", str(video)) == {"frame": 40}
+    places.write(now=1.0)
+    assert SavedPlaces(saved).get("clip.mp4", str(video)) == {"frame": 41}
+    assert SavedPlaces(saved).get("other.mp4", str(video)) is None
+    (tmp_path / "new.mp4").write_bytes(b"other frames")
+    os.replace(tmp_path / "new.mp4", video)  # another file under the same name: from its start
+    assert SavedPlaces(saved).get("clip.mp4", str(video)) is None
+    places.drop("clip.mp4", now=1.1)
+    assert SavedPlaces(saved).entries == {}

@@ -7,7 +7,6 @@ import pathlib
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -179,3 +178,20 @@ def test_the_prod_shape_starts_and_answers(tmp_path, no_stray_processes):
         # skip link) with those of L1 -- a join that would give up without one of them
         wait_until(lambda: neuron_call(network, "L0.n0", "metrics")["backwards"] == 20, 20, "L0 to learn from all 20")
         assert neuron_call(network, "L0.n0", "metrics")["missed_gradients"] == 0
+
+
+@pytest.mark.timeout(90)
+def test_the_shapes_bench_kills_a_neuron_mid_round_and_keeps_the_books(no_stray_processes):
+    """`neurox bench shapes` (run on `prod` by hand: README, "Benchmarks"), here on the diamond, briefly: a
+    hidden neuron dies mid-round, is replaced, and every request gets exactly one final reply."""
+    done = subprocess.run([sys.executable, "-m", "neurox.cli", "bench", "shapes", "--topology", "diamond", "--epochs",
+                           "0", "--requests", "30", "--kill-at", "10", "--json"], capture_output=True, text=True,
+                          timeout=80)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert (result["topology"], result["neurons"], result["victim"], result["kill_at"]) == ("diamond", 9, "L2.n1", 10)
+    for books in (result["baseline"], result["killed"]):
+        assert books["requests"] == 30 and books["lost"] == 0 and books["duplicates"] == 0, books
+        assert books["answered"] + sum(books["errors"].values()) == 30, books
+    assert result["replaced_s"] is not None and 0 < result["replaced_s"] < 30
+    assert result["every_request_answered"] == (result["killed"]["answered"] == 30)

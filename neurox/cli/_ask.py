@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from ..ext import Client, DatasetError, load_dataset
+from ..ext import Client, DatasetError, ExtensionError, TextEncoder, load_dataset
 from ._discovery import add_target_arguments, find_network
 
 
@@ -80,8 +80,8 @@ def _random_row(args: argparse.Namespace, found: dict) -> list[float]:
                        f"(it was not started by `neurox run`); give --vector or --text")
     try:
         data = load_dataset(dataset.get("path"), dataset.get("target"), dataset.get("task", "auto"),
-                            dataset.get("missing", "error"))
-    except DatasetError as exc:
+                            dataset.get("missing", "error"), TextEncoder.from_table(dataset.get("text")))
+    except (DatasetError, ExtensionError) as exc:
         raise _Refused(f"--random: the dataset the network learns cannot be read now: {exc}") from None
     index = int(np.random.default_rng().integers(len(data.targets)))
     truth = f"class {data.classes[data.targets[index]]!r}" if data.classes is not None else \

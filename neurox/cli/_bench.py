@@ -25,6 +25,8 @@ BENCHMARKS = {
                                            "an in-process MLP, scikit-learn and River"),
     "text": ("neurox.bench._text", "generated texts learnt through the hashing encoder beside a linear model"),
     "brain": ("neurox.bench._brain", "dopamine reward learning on a moving bandit, Hebbian vs the first PC, ..."),
+    "shapes": ("neurox.bench._shapes", "a release shape (prod: 19 layers, 100 neurons) learning and answering with a "
+                                       "neuron SIGKILLed mid-stream: every request answered, accuracy beside no kill"),
     "continual": ("neurox.bench._continual", "class-incremental digits (five tasks of two classes): none, replay, "
                                              "sleep with the hippocampus, joint"),
 }

@@ -19,7 +19,7 @@ import time
 import zmq
 
 from ..ext import (MISSING, PRELOAD, RUN_BATCH, RUN_WINDOW, SCALE_MODES, TASKS, Dataset, DatasetError, Stream,
-                   check_learnable, load_dataset, network_children, scale_config)
+                   check_learnable, load_dataset, network_children, scale_config, text_encoder)
 from ..neuron import (SHAPES, DataDirError, Network, Topology, TopologyError, ensure_usable_data_dir, live_topology,
                       load_shape, neuron_control, topology_path, wipe_data_dir)
 from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
@@ -67,10 +67,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 def prepare(args: argparse.Namespace):
     """(dataset, topology) for a run, everything checked before the data directory is touched; SetupError
     with one line if the data, the topology or the network already in --data-dir cannot go together."""
+    saved = topology_path(os.path.abspath(args.data_dir))
+    live = None
+    if not args.fresh and os.path.exists(saved):
+        try:
+            live = Topology.load(saved)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SetupError(f"{saved}: not a topology NeuroX can read ({exc}); --fresh starts anew") from None
     try:
-        dataset = load_dataset(args.data, args.target, args.task, args.missing)
+        shape = load_shape(args.topology)
+        text = text_encoder(live or shape)  # a CSV's text columns: encoded as the network asks them
+        dataset = load_dataset(args.data, args.target, args.task, args.missing, text)
         check_learnable(dataset, args.data)
-        topology = load_shape(args.topology).fit_to_data(dataset.width, dataset.outputs, dataset.classes is not None)
+        topology = shape.fit_to_data(dataset.width, dataset.outputs, dataset.classes is not None)
+        if dataset.text_columns:
+            topology.text = text.table()
         if args.scale is not None or args.frozen_after is not None:
             topology.input = {**topology.input, **({"scale": args.scale} if args.scale else {}),
                               **({"frozen_after": args.frozen_after} if args.frozen_after is not None else {})}
@@ -79,12 +90,7 @@ def prepare(args: argparse.Namespace):
         raise SetupError(str(exc)) from None
     if dataset.classes is not None and len(dataset.classes) == topology.width_of(topology.layers[-1].neurons[0]):
         topology.output = {"decode": "label", "labels": list(dataset.classes)}
-    saved = topology_path(os.path.abspath(args.data_dir))
-    if not args.fresh and os.path.exists(saved):
-        try:
-            live = Topology.load(saved)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SetupError(f"{saved}: not a topology NeuroX can read ({exc}); --fresh starts anew") from None
+    if live is not None:
         _check_resumable(live, topology, dataset, args)
         live.input = topology.input if args.scale or args.frozen_after else live.input
         topology = live
@@ -147,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"neurox run: the network did not start: {exc}", flush=True)
         return 1
     run_file = write_run_file(network, {"path": None if args.data is None else os.path.abspath(args.data),
-                                        "target": args.target, "task": dataset.task, "missing": args.missing})
+                                        "target": args.target, "task": dataset.task, "missing": args.missing,
+                                        "text": network.topology.text})
     print(f"up in {time.monotonic() - started:.1f} s. MessengerIn: {network.messenger_in}\n"
           f"  try: neurox ask --data-dir {args.data_dir} --random    (Ctrl-C stops, state is flushed)", flush=True)
     ctx = zmq.Context.instance()
@@ -207,7 +214,8 @@ def why_it_died(root_exit, gave_up: dict | None) -> str:
 
 
 def _describe(path: str | None, dataset: Dataset) -> str:
-    rows = f"{len(dataset.targets):,} rows x {dataset.width} features"
+    texts = f" (text columns {', '.join(dataset.text_columns)} encoded into the row)" if dataset.text_columns else ""
+    rows = f"{len(dataset.targets):,} rows x {dataset.width} features{texts}"
     dropped = f", {dataset.dropped:,} rows with a missing value dropped" if dataset.dropped else ""
     other = "regression" if dataset.task == "classification" else "classification"
     return (f"{path or 'the bundled digits'}: {rows}{dropped}; task: {dataset.task} ({dataset.reason}"

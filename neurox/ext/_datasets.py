@@ -6,7 +6,9 @@ passes (``_scaling``). Whether the target is a class or a number is decided by :
 
 A file that cannot be learnt from raises :class:`DatasetError` with one line that names the file, the
 row (the file's line, the header being row 1; ``X[i, j]`` in an NPZ) and the column: a cell that is
-empty, NaN or infinite (``missing = "drop"`` skips such rows instead), a feature that is not a number,
+empty, NaN or infinite (``missing = "drop"`` skips such rows instead), a feature that is not a number
+(in a column of numbers; a column mostly of words is text, encoded in place by the network's text
+encoder, ``[text]``, when ``load_dataset`` is given it, as ``neurox run`` does), a text cell with no word,
 a target index past the end, a file that is not UTF-8 text, a header without rows, a target of one
 class, no feature column. CSV is read with the standard ``csv`` module (quoting, the delimiter
 the first row holds most of, of ``,;\\t|``), which needs no dependency and keeps row numbers exact.
@@ -18,9 +20,11 @@ import gzip
 import io
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from ._text import TextEncoder
 
 DIGITS = os.path.join(os.path.dirname(__file__), "data", "digits.npz")
 """The 1,797 8x8 handwritten digits of the UCI set (as shipped by scikit-learn, BSD licence)."""
@@ -53,6 +57,8 @@ class Dataset:
     """Rows skipped for a missing value (``missing = "drop"``)."""
     target: str = "target"
     """The target's column (or array) name."""
+    text_columns: tuple[str, ...] = ()
+    """The CSV columns that hold text, each encoded into ``column_width`` positions of the row, in place."""
 
     @property
     def width(self) -> int:
@@ -73,8 +79,11 @@ def digits() -> Dataset:
                    "the bundled digits: 10 classes")
 
 
-def load_dataset(path: str | None, target: str | None = None, task: str = "auto", missing: str = "error") -> Dataset:
-    """Read ``path`` (``.csv``, ``.csv.gz``, ``.tsv`` or ``.npz``); None gives the bundled digits."""
+def load_dataset(path: str | None, target: str | None = None, task: str = "auto", missing: str = "error",
+                 text: TextEncoder | None = None) -> Dataset:
+    """Read ``path`` (``.csv``, ``.csv.gz``, ``.tsv`` or ``.npz``); None gives the bundled digits. With
+    ``text`` (the network's encoder, its ``[text]`` table), a CSV's text columns are encoded by it in
+    place; without, a text cell is an error."""
     if path is None:
         return digits()
     if task not in TASKS or missing not in MISSING:
@@ -86,7 +95,7 @@ def load_dataset(path: str | None, target: str | None = None, task: str = "auto"
     if path.endswith(".npz"):
         return _from_npz(path, target, task, missing)
     if path.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
-        return _from_csv(path, target, task, missing)
+        return _from_csv(path, target, task, missing, text)
     raise DatasetError(f"{path}: expected a .csv, .csv.gz, .tsv or .npz file")
 
 
@@ -141,7 +150,7 @@ def _target_column(path: str, names: list[str], target: str | None) -> int:
     raise DatasetError(f"{path}: no target column {target!r}; the columns are {_list(names)}")
 
 
-def _from_csv(path: str, target: str | None, task: str, missing: str) -> Dataset:
+def _from_csv(path: str, target: str | None, task: str, missing: str, text: TextEncoder | None) -> Dataset:
     rows = _rows(path, _read_text(path))
     if not rows:
         raise DatasetError(f"{path}: an empty file, no rows")
@@ -154,16 +163,26 @@ def _from_csv(path: str, target: str | None, task: str, missing: str) -> Dataset
     if len(names) < 2:
         raise DatasetError(f"{path}: no feature columns: {names[column]!r} is the only column (the target)")
     where = lambda row, j: f"{path}: row {row}, column {j} ({names[j]!r})"  # noqa: E731
-    features, raw, dropped = [], [], 0
     for row, cells in body:
         if len(cells) != len(names):
             raise DatasetError(f"{path}: row {row}: {len(cells)} cells; the {'header' if header else 'first row'} "
                                f"has {len(names)}")
+    texts = text_columns(body, column) if text is not None else set()
+    features, raw, dropped = [], [], 0
+    for row, cells in body:
         values, gap = [], None
         for j, cell in enumerate(cells):
+            if j in texts:
+                encoded = text.encode(cell, text.column_width) if cell.lower() not in MISSING_CELLS else None
+                problem = _missing_text(cell, encoded)
+                gap = gap or (problem and (j, problem))
+                values.extend(encoded if encoded is not None else ())
+                continue
             value = _number(cell)
             if j != column and value is None:
-                raise DatasetError(f"{where(row, j)}: {cell!r} is not a number")
+                raise DatasetError(f"{where(row, j)}: {cell!r} is not a number"
+                                   + (" (the column holds numbers; a column is text when most of its cells are words)"
+                                      if text is not None else ""))
             problem = _missing(cell, value, target=j == column)
             gap = gap or (problem and (j, problem))
             if j != column:
@@ -177,7 +196,32 @@ def _from_csv(path: str, target: str | None, task: str, missing: str) -> Dataset
         raw.append((row, cells[column]))
     if not features:
         raise DatasetError(f"{path}: every one of {len(body)} rows has a missing value; nothing is left")
-    return _finish(path, names[column], np.array(features, dtype=np.float32), raw, task, dropped)
+    dataset = _finish(path, names[column], np.array(features, dtype=np.float32), raw, task, dropped)
+    return replace(dataset, text_columns=tuple(names[j] for j in sorted(texts)))
+
+
+def text_columns(body: list[tuple[int, list[str]]], target: int) -> set[int]:
+    """The feature columns that hold text: more than half of their filled cells are words (hold a letter
+    and are not numbers). So a stray word in a column of numbers is an error naming it, a number among
+    words is a word, and numbers written another way ("1,5", "12:30") are errors, not text."""
+    texts = set()
+    for j in range(len(body[0][1])):
+        filled = [c for _, cells in body if (c := cells[j]) and c.lower() not in MISSING_CELLS]
+        words = sum(not _is_number(c) and any(ch.isalpha() for ch in c) for c in filled)
+        if j != target and 2 * words > len(filled):
+            texts.add(j)
+    return texts
+
+
+def _missing_text(cell: str, encoded: np.ndarray | None) -> str | None:
+    """What is missing in a text cell (None: nothing): empty, a NaN/NA marker, or nothing to encode."""
+    if not cell:
+        return "empty cell"
+    if encoded is None:
+        return f"{cell!r} marks a missing value"
+    if not encoded.any():
+        return f"{cell!r} holds no word to encode"
+    return None
 
 
 def _missing(cell: str, value: float | None, target: bool) -> str | None:

@@ -6,7 +6,8 @@ place (``epoch`` and, for lines, the byte ``offset`` of the next line, its ``lin
 (a temporary file renamed over it) at most every ``SAVE_EVERY_S`` and on a polite stop, so a restarted
 stream resumes where it was instead of at the file's start, sending again at most the last second's
 samples. A place saved for another file (replaced: another inode; or cut shorter than the offset) is
-ignored: the stream starts from the beginning.
+ignored: the stream starts from the beginning. :class:`SavedPlaces` keeps such places for several files
+by name: the eye's videos, each resumed at its first frame not yet sent.
 """
 from __future__ import annotations
 
@@ -66,3 +67,48 @@ class SavedOffset:
             json.dump({"file": identity, "place": place}, f)
         os.replace(temporary, self.path)
         self.last, self.next_save = dict(place), now + SAVE_EVERY_S
+
+
+class SavedPlaces:
+    """Places in several files at once, by name (the eye's videos under way): ``DATA_DIR/extensions/
+    NAME.videos`` holds ``{name: {"file": identity, "place": place}}``, written atomically at most every
+    ``SAVE_EVERY_S`` (or at once when forced: a video done, a polite stop)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.next_save = 0.0
+        try:
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+        except (OSError, ValueError):
+            saved = {}  # none yet, or unreadable: every video from its start
+        self.entries: dict[str, dict] = saved if isinstance(saved, dict) else {}
+
+    def get(self, name: str, source: str) -> dict | None:
+        """The place saved for ``name`` if it is for this very file (``source``)."""
+        return usable_place(self.entries.get(name), file_identity(source))
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_save
+
+    def put(self, name: str, source: str, place: dict) -> None:
+        """Keep ``place`` for ``name`` (written by the next :meth:`write`)."""
+        identity = file_identity(source)
+        if identity is not None:
+            self.entries[name] = {"file": identity, "place": dict(place)}
+
+    def drop(self, name: str, now: float) -> None:
+        """Forget ``name``'s place (its file is done), at once."""
+        if self.entries.pop(name, None) is not None:
+            self.write(now, force=True)
+
+    def write(self, now: float, force: bool = False) -> None:
+        """Write the places if ``SAVE_EVERY_S`` has passed since the last write (or ``force``)."""
+        if now < self.next_save and not force:
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        temporary = f"{self.path}.tmp"
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(self.entries, f)
+        os.replace(temporary, self.path)
+        self.next_save = now + SAVE_EVERY_S

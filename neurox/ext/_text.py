@@ -9,6 +9,7 @@ Telegram messenger and ``neurox ask --text`` all use :func:`text_encoder` of the
     words = [1, 2]           # word n-grams, shortest and longest ([0, 0]: none)
     chars = [2, 4]           # character n-grams inside each word padded with a space ([0, 0]: none)
     lowercase = true
+    column_width = 64        # positions each text column of a CSV takes in the input row (``neurox run``)
 
 ``hashing`` is scikit-learn's HashingVectorizer (``alternate_sign``, ``norm = "l2"``) written with
 numpy: every n-gram is hashed with BLAKE2b -- stable across processes, machines and Python versions,
@@ -31,8 +32,9 @@ from ..neuron import Topology
 from ._settings import ExtensionError
 
 ENCODERS = ("hashing", "utf8")
-DEFAULTS = {"encoder": "hashing", "words": [1, 2], "chars": [2, 4], "lowercase": True}
+DEFAULTS = {"encoder": "hashing", "words": [1, 2], "chars": [2, 4], "lowercase": True, "column_width": 64}
 MAX_N = 8
+MAX_COLUMN_WIDTH = 4096
 """The longest n-gram a range may ask for."""
 WORD = re.compile(r"\w+")
 HASH_KEY = b"neurox-text-v1"
@@ -78,6 +80,7 @@ class TextEncoder:
     words: tuple[int, int] = (1, 2)
     chars: tuple[int, int] = (2, 4)
     lowercase: bool = True
+    column_width: int = 64
 
     @classmethod
     def from_table(cls, table: dict | None) -> "TextEncoder":
@@ -91,6 +94,10 @@ class TextEncoder:
             raise ExtensionError(f"[text]: encoder must be one of {list(ENCODERS)}, got {settings['encoder']!r}")
         if not isinstance(settings["lowercase"], bool):
             raise ExtensionError(f"[text]: lowercase is true or false, got {settings['lowercase']!r}")
+        width = settings["column_width"]
+        if not (isinstance(width, int) and not isinstance(width, bool) and 1 <= width <= MAX_COLUMN_WIDTH):
+            raise ExtensionError(f"[text]: column_width is a whole number of positions, 1..{MAX_COLUMN_WIDTH}; "
+                                 f"got {width!r}")
         for key in ("words", "chars"):
             value = settings[key]
             if not (isinstance(value, (list, tuple)) and len(value) == 2
@@ -100,12 +107,13 @@ class TextEncoder:
                                      f"<= {MAX_N}, or [0, 0] for none; got {value!r}")
         if settings["encoder"] == "hashing" and tuple(settings["words"]) == tuple(settings["chars"]) == (0, 0):
             raise ExtensionError("[text]: the hashing encoder needs words or chars (both are [0, 0])")
-        return cls(settings["encoder"], tuple(settings["words"]), tuple(settings["chars"]), settings["lowercase"])
+        return cls(settings["encoder"], tuple(settings["words"]), tuple(settings["chars"]), settings["lowercase"],
+                   width)
 
     def table(self) -> dict:
         """The ``[text]`` table that describes this encoder."""
         return {"encoder": self.encoder, "words": list(self.words), "chars": list(self.chars),
-                "lowercase": self.lowercase}
+                "lowercase": self.lowercase, "column_width": self.column_width}
 
     def refusal(self, encoding) -> str | None:
         """Why a request that names ``encoding`` cannot be encoded here (None: it can). A request may say

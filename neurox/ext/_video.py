@@ -7,7 +7,9 @@ frames (the eye's ``max_pixels``), and also the frames (``max_frames``) and the 
 (``max_seconds``) taken from it. Frames are decoded only as the eye's queue takes them, a few at each
 turn of its loop, so a long video neither fills memory nor keeps answers and control requests
 waiting. A file that is not a video, or whose frames cannot be decoded, is one ``bad_video`` error
-(the frames before the damage were taken); the eye goes on with its next file.
+(the frames before the damage were taken); the eye goes on with its next file. Where a video is (its
+first frame not yet sent) is saved as it goes (``_offsets.SavedPlaces``), so an eye killed mid-video
+resumes it there when it restarts.
 
 PyAV is an optional dependency (``pip install 'neurox[video]'``); without it a video is refused
 (``bad_video``, saying so) and images work as before.
@@ -17,8 +19,10 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from ._images import ImageSpec, image_row
+from ._offsets import SavedPlaces
 from ._samples import InputError, Sample
 from ._settings import Setting
 
@@ -54,16 +58,29 @@ class VideoSpec:
                    tuple(s.lower() for s in settings["video_suffixes"]))
 
 
-class VideoFrames:
-    """The frames of one video file, decoded as they are asked for (:meth:`next`)."""
+def rate_gate(t: float, next_t: float, step: float) -> float | None:
+    """Whether a frame at ``t`` seconds is taken at one frame every ``step`` seconds (0: every frame), the
+    next being due at ``next_t``: None if not, else when the one after it is due (after a gap in the
+    video, the rate goes on from here)."""
+    if t + EPSILON_S < next_t:
+        return None
+    next_t += step
+    while step and next_t <= t + EPSILON_S:
+        next_t += step
+    return next_t
 
-    def __init__(self, path: str, name: str, video: VideoSpec, image: ImageSpec):
+
+class VideoFrames:
+    """The frames of one video file, decoded as they are asked for (:meth:`next`); from frame ``start`` on
+    when resumed (the frames before it are decoded and chosen at the rate again, not converted)."""
+
+    def __init__(self, path: str, name: str, video: VideoSpec, image: ImageSpec, start: int = 0):
         if av is None:
             raise InputError("bad_video", "PyAV is not installed: pip install 'neurox[video]'")
         size = os.path.getsize(path)
         if size > video.max_bytes:
             raise InputError("too_large", f"{size} bytes is more than max_video_bytes ({video.max_bytes})")
-        self.name, self.video, self.image = name, video, image
+        self.name, self.video, self.image, self.start = name, video, image, start
         try:
             self.container = av.open(path)
         except (av.error.FFmpegError, ValueError) as exc:
@@ -95,27 +112,43 @@ class VideoFrames:
             t = float(frame.time) if frame.time is not None else self.next_t
             if t > self.video.max_seconds:
                 return None
-            if t + EPSILON_S < self.next_t:
+            taken = rate_gate(t, self.next_t, step)
+            if taken is None:
                 continue  # between two frames taken at the chosen rate
-            self.next_t += step
-            while step and self.next_t <= t + EPSILON_S:  # a gap in the video: the rate goes on from here
-                self.next_t += step
+            self.next_t = taken
             self.taken += 1
-            return f"{self.name}#{index}", image_row(frame.to_image(), self.image)
+            if index >= self.start:
+                return f"{self.name}#{index}", image_row(frame.to_image(), self.image)
         return None
 
     def close(self) -> None:
         self.container.close()
 
 
-class VideoInput:
-    """The eye's video at hand: :meth:`open` one, then :meth:`pump` its frames into the eye's queue."""
+def first_pending(pending, name: str) -> int | None:
+    """The frame number of the first sample of video ``name`` still waiting in a queue (None: none)."""
+    prefix = f"{name}#"
+    for sample in pending:
+        if isinstance(sample.tag, str) and sample.tag.startswith(prefix):
+            return int(sample.tag[len(prefix):])
+    return None
 
-    def __init__(self, settings: dict, image: ImageSpec):
+
+class VideoInput:
+    """The eye's video at hand: :meth:`open` one, then :meth:`pump` its frames into the eye's queue.
+
+    With ``places`` (the eye remembers), where each video is -- its first frame not yet sent -- is saved
+    as it goes, so a restarted eye resumes a video there (sending again at most a second's frames) and
+    not from its start; ``done(key)`` is called once a video's frames are all sent (or it broke off)."""
+
+    def __init__(self, settings: dict, image: ImageSpec, places: SavedPlaces | None = None,
+                 done: Callable[[tuple], None] = lambda key: None):
         self.spec = VideoSpec.from_settings(settings)
-        self.image = image
+        self.image, self.places, self.done = image, places, done
         self.current: VideoFrames | None = None
-        self.target = None
+        self.target = self.key = self.path = None
+        self.finishing: dict[str, tuple[tuple, str]] = {}
+        """Videos read to their end whose last frames still wait in the queue: name -> (key, path)."""
 
     def handles(self, name: str) -> bool:
         return name.lower().endswith(self.spec.suffixes)
@@ -124,10 +157,14 @@ class VideoInput:
     def busy(self) -> bool:
         return self.current is not None
 
-    def open(self, path: str, name: str, target) -> None:
-        """Start reading a video (InputError if it cannot be); its frames are taken by :meth:`pump`."""
-        self.current = VideoFrames(path, name, self.spec, self.image)
-        self.target = target
+    def open(self, path: str, name: str, target, key: tuple = ()) -> int:
+        """Start reading a video (InputError if it cannot be), at its saved place if it has one (the
+        frame it starts at is returned); its frames are taken by :meth:`pump`."""
+        place = self.places.get(name, path) if self.places is not None else None
+        start = int(place.get("frame", 0)) if place else 0
+        self.current = VideoFrames(path, name, self.spec, self.image, start)
+        self.target, self.key, self.path = target, key, path
+        return start
 
     def pump(self, eye, budget_s: float) -> bool:
         """Offer frames while ``eye`` (a SampleInput) has room and ``budget_s`` lasts; True if the video has
@@ -135,20 +172,53 @@ class VideoInput:
         started = time.monotonic()
         while self.current is not None and eye.room > 0:
             if time.monotonic() - started > budget_s:
-                return True
+                break
             try:
                 item = self.current.next()
             except InputError as exc:
                 eye.reject(exc.error, f"{self.current.name}: {exc.detail} (after {self.current.taken} frames)")
-                self.close()
+                self._end(eye.pending, finished=False)
                 return False
             if item is None:
                 eye.count("videos")
-                self.close()
+                self._end(eye.pending, finished=True)
                 return False
             eye.offer(Sample(item[1], self.target, item[0]))
             eye.count("frames")
-        return self.current is not None
+        self.tend(eye.pending)
+        return self.current is not None and eye.room > 0
+
+    def tend(self, pending, force: bool = False) -> None:
+        """Call ``done`` for the videos read to their end whose frames are all sent; save where each video
+        under way is (its first frame still queued) if it is time to (or ``force``)."""
+        for name, (key, _) in list(self.finishing.items()):
+            if first_pending(pending, name) is None:
+                del self.finishing[name]
+                self._done(name, key)
+        now = time.monotonic()
+        if self.places is None or not (force or self.places.due(now)):
+            return
+        under_way = {name: (path, None) for name, (_, path) in self.finishing.items()}
+        if self.current is not None:
+            under_way[self.current.name] = (self.path, self.current.decoded)
+        for name, (path, decoded) in under_way.items():
+            frame = first_pending(pending, name)
+            self.places.put(name, path, {"frame": decoded if frame is None else frame})
+        self.places.write(now, force)
+
+    def _end(self, pending, finished: bool) -> None:
+        """The video at hand is read: done once its frames still queued are sent (at once if it broke off)."""
+        if finished:
+            self.finishing[self.current.name] = (self.key, self.path)
+            self.tend(pending, force=True)
+        else:
+            self._done(self.current.name, self.key)
+        self.close()
+
+    def _done(self, name: str, key: tuple) -> None:
+        if self.places is not None:
+            self.places.drop(name, time.monotonic())
+        self.done(key)
 
     def close(self) -> None:
         if self.current is not None:

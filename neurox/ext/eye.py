@@ -1,5 +1,6 @@
 """``eye``: images into the network -- from a directory (and what is added to it while it runs), a file,
-or a stream of concatenated images on standard input or a named pipe.
+or a stream of concatenated images on standard input or a named pipe; videos, from files (resumed where
+they were after a restart, ``_video``) or live streams (a URL or a named pipe, ``_live_video``).
 
 Each image is decoded with Pillow (PNG, PGM/PPM/PBM, JPEG and BMP by default), converted to grey
 (or RGB), resized to the start node's width -- an ``input_width`` of 64 is an 8x8 image -- and scaled
@@ -23,8 +24,6 @@ where inotify cannot be used. See docs/extensions.md, "eye".
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
 import random
 import stat
@@ -33,13 +32,16 @@ from collections import deque
 
 from ..neuron import Topology
 from ._api import SampleInput
+from ._eye_lists import LabelsFile, TakenLog
 from ._images import DEFAULT_FORMATS, ImageSpec, ImageSplitter, decode_image, image_size_for, known_formats
 from ._pipes import Pipe, is_pipe
 from ._samples import InputError, Sample
 from ._mixing import joined_width
 from ._settings import ExtensionError, Setting
 from ._watch import DirectoryWatch
-from ._video import VIDEO_SETTINGS, VideoInput
+from ._live_video import LIVE_SETTINGS, LiveVideo, is_live, is_url
+from ._offsets import SavedPlaces
+from ._video import VIDEO_SETTINGS, VideoInput, av
 
 SETTLE_S = 1.0
 """A file last modified longer ago than this is complete when first seen; a newer one is taken once it
@@ -55,7 +57,8 @@ class Extension(SampleInput):
         **SampleInput.settings_schema,
         "path": Setting("a directory (watched for new images), an image file (read again when it changes), "
                         "'-' for standard input, or a named pipe: a stream of concatenated PNG or binary "
-                        "PGM/PPM/PBM images", kind="path"),
+                        "PGM/PPM/PBM images (pipe = 'video': a live video); or a live video's URL (rtsp://, "
+                        "http://, udp://, tcp://, ...)", kind="path"),
         "size": Setting("'WxH' pixels the image is resized to; W x H (x 3 for RGB) must be the network's "
                         "input_width; default: the square that fits", None),
         "mode": Setting("'L': grey, one value a pixel; 'RGB': three values a pixel, row after row", "L",
@@ -86,11 +89,14 @@ class Extension(SampleInput):
         "remember": Setting("keep a list of the images taken in the data directory, so that a restarted eye "
                             "does not send them again", True, "bool"),
         **VIDEO_SETTINGS,
+        **LIVE_SETTINGS,
     }
 
     @classmethod
     def configure(cls, raw: dict, name: str, topology: Topology) -> dict:
         settings = super().configure(raw, name, topology)
+        if isinstance(raw.get("path"), str) and is_url(raw["path"]):
+            settings["path"] = raw["path"]  # a live stream's URL, not a file to make absolute
         problems = []
         size, width = settings["size"], joined_width(settings, topology)
         if size is None:
@@ -117,8 +123,10 @@ class Extension(SampleInput):
             problems.append(f"'formats': unknown {unknown}; Pillow knows {sorted(known_formats())}")
         if settings["target"] == "subdir" and settings["labels_file"]:
             problems.append("give target = \"subdir\" or labels_file, not both")
-        if settings["target"] == "subdir" and settings["path"] == "-":
+        if settings["target"] == "subdir" and (settings["path"] == "-" or is_url(settings["path"])):
             problems.append("target = \"subdir\" needs a directory; a stream's targets come from a labels_file")
+        if av is None and (is_url(settings["path"]) or settings["pipe"] == "video"):
+            problems.append("a live video needs PyAV: pip install 'neurox[video]'")
         if problems:
             raise ExtensionError(f"extension {name!r}: " + "; ".join(problems))
         return settings
@@ -128,23 +136,28 @@ class Extension(SampleInput):
         size = tuple(int(v) for v in settings["size"].split("x"))
         self.spec = ImageSpec(size, settings["mode"], settings["normalize"], settings["invert"],
                               tuple(settings["formats"]), settings["max_bytes"], settings["max_pixels"])
-        self.videos = VideoInput(settings, self.spec)
+        remember = settings["remember"] and not is_pipe(settings["path"]) and not is_url(settings["path"])
+        self.videos = VideoInput(settings, self.spec, SavedPlaces(self._saved("videos")) if remember else None,
+                                 self._video_done)
         self.path = settings["path"]
         self.poll_s = settings["poll_s"]
         self.subdir_targets = settings["target"] == "subdir"
         self.labels = LabelsFile(settings["labels_file"]) if settings["labels_file"] else None
         self.counters.update(images=0)
         self.state = "starting"
-        self.pipe = None
-        if is_pipe(self.path):
+        self.pipe = self.live = None
+        if is_live(self.path, settings["pipe"]):
+            self.live = LiveVideo(self.path, settings, self.videos.spec, self.spec)
+            self.watch_source(self.live.fd, self._on_live)
+            self.state = "reading"
+        elif is_pipe(self.path):
             self.splitter = ImageSplitter(self.spec.max_bytes, self.spec.max_pixels)
             self.index = 0
             self.pipe = Pipe(self.path)
             self.watch_source(self.pipe, self._on_pipe)
             self.state = "reading"
         else:
-            self.taken = TakenLog(os.path.join(self.data_dir, "extensions", f"{self.name}.taken")
-                                  if settings["remember"] else None)
+            self.taken = TakenLog(self._saved("taken") if settings["remember"] else None)
             self.seen: dict[str, tuple[int, int]] = {}
             self.backlog: deque[tuple[str, str, tuple]] = deque()
             self.queued: set[tuple] = set()
@@ -156,16 +169,20 @@ class Extension(SampleInput):
             self.unsettled = False
 
     def ready_info(self) -> dict:
-        return {"kind": self.kind, "source": "pipe" if self.pipe is not None else "path", "path": self.path,
+        source = "live" if self.live is not None else "pipe" if self.pipe is not None else "path"
+        return {"kind": self.kind, "source": source, "path": self.path,
                 "size": list(self.spec.size), "mode": self.spec.mode}
 
     def status(self) -> dict:
         return {**super().status(), "state": self.state, "path": self.path,
-                **({"watch": self.watching} if self.pipe is None else {}),
+                **({"watch": self.watching} if self.pipe is None and self.live is None else {}),
+                **(self.live.status() if self.live is not None else {}),
                 **({"labels_file": self.labels.state} if self.labels else {})}
 
     # -- a directory or a file -------------------------------------------------------------------
     def refill(self) -> float | None:
+        if self.live is not None:
+            return 0.0 if self._drain_live() else None
         if self.pipe is not None:
             return 0.0 if self._drain_splitter() else None
         now = time.monotonic()
@@ -175,6 +192,7 @@ class Extension(SampleInput):
         if now >= self.next_scan and not self.backlog:
             self._scan()
             self.next_scan = now + self._scan_interval()
+        self.videos.tend(self.pending)
         started = time.monotonic()
         while (self.backlog or self.videos.busy) and self.room > 0:
             if time.monotonic() - started > WORK_BUDGET_S or self.videos.pump(self, WORK_BUDGET_S):
@@ -264,13 +282,13 @@ class Extension(SampleInput):
         return found
 
     def _take(self, rel: str, full: str, key: tuple) -> None:
+        if self.videos.handles(rel):
+            self._open_video(rel, full, key)
+            return
         self.queued.discard(key)
         self.taken.add(key)
         try:
             target = self._target_of(rel)
-            if self.videos.handles(rel):
-                self.videos.open(full, rel, target)  # its frames are offered by refill
-                return
             if key[1] > self.spec.max_bytes:
                 raise InputError("too_large", f"{key[1]} bytes is more than max_bytes ({self.spec.max_bytes})")
             with open(full, "rb") as f:
@@ -288,6 +306,26 @@ class Extension(SampleInput):
         self.offer(Sample(row, target, rel))
         self.count("images")
 
+    def _open_video(self, rel: str, full: str, key: tuple) -> None:
+        """Start a video (at its saved place); it is taken (remembered) once its frames are all sent."""
+        try:
+            if self.videos.open(full, rel, self._target_of(rel), key):
+                self.count("videos_resumed")
+        except (OSError, InputError) as exc:
+            self._video_done(key)
+            if isinstance(exc, FileNotFoundError):
+                self.count("vanished")
+            else:
+                self.reject(exc.error if isinstance(exc, InputError) else "unreadable",
+                            f"{rel}: {exc.detail if isinstance(exc, InputError) else exc.strerror or exc}")
+
+    def _video_done(self, key: tuple) -> None:
+        self.queued.discard(key)
+        self.taken.add(key)
+
+    def _saved(self, what: str) -> str:
+        return os.path.join(self.data_dir, "extensions", f"{self.name}.{what}")
+
     def _target_of(self, name: str):
         if self.subdir_targets:
             parts = name.split(os.sep)
@@ -296,6 +334,32 @@ class Extension(SampleInput):
             label = self.labels.get(name)
             return None if label is None else self.targets.parse(label)
         return None
+
+    # -- a live video ------------------------------------------------------------------------------
+    def _on_live(self) -> None:
+        self.live.drain()
+        self._drain_live()
+
+    def _drain_live(self) -> bool:
+        """Offer the frames the live stream handed over while there is room; True if time ran out first."""
+        started = time.monotonic()
+        while self.room > 0:
+            if time.monotonic() - started > WORK_BUDGET_S:
+                return True
+            item = self.live.take()
+            if item is None:
+                return False
+            if isinstance(item, InputError):
+                self.reject(item.error, f"{self.path}: {item.detail}")
+                continue
+            try:
+                target = self._target_of(str(item[0]))
+            except InputError as exc:
+                self.reject(exc.error, f"frame {item[0]}: {exc.detail}")
+                continue
+            self.offer(Sample(item[1], target, item[0]))
+            self.count("frames")
+        return False
 
     # -- a stream ----------------------------------------------------------------------------------
     def _on_pipe(self) -> None:
@@ -343,77 +407,15 @@ class Extension(SampleInput):
         self.state = state
 
     def close(self) -> None:
-        if self.pipe is not None:
+        if self.live is not None:
+            self.unwatch_source(self.live.fd)
+            self.live.close()
+        elif self.pipe is not None:
             self.unwatch_source(self.pipe)
             self.pipe.close()
         else:
             self._stop_watching()
+            self.videos.tend(self.pending, force=True)
             self.taken.close()
         self.videos.close()
         super().close()
-
-
-class LabelsFile:
-    """``name,label`` lines (a first line ``name,label`` is a header; ``#`` starts a comment), read again
-    whenever the file changes."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.labels: dict[str, str] = {}
-        self.version = None
-        self.state = "not read yet"
-
-    def refresh(self) -> None:
-        try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            self.state = f"{exc.strerror}: {self.path}"
-            return
-        if (st.st_size, st.st_mtime_ns) == self.version:
-            return
-        labels = {}
-        with open(self.path, newline="", encoding="utf-8", errors="replace") as f:
-            for n, row in enumerate(csv.reader(f)):
-                if not row or row[0].lstrip().startswith("#") or (n == 0 and [c.strip().lower() for c in row[:2]]
-                                                                  == ["name", "label"]):
-                    continue
-                if len(row) >= 2:
-                    labels[os.path.normpath(row[0].strip())] = row[1].strip()
-        self.labels, self.version = labels, (st.st_size, st.st_mtime_ns)
-        self.state = f"{len(labels)} labels"
-
-    def get(self, name: str) -> str | None:
-        return self.labels.get(os.path.normpath(name))
-
-
-class TakenLog:
-    """The images already taken, as ``[name, size, mtime_ns]`` JSON lines appended to ``path`` (None:
-    kept in memory only)."""
-
-    def __init__(self, path: str | None):
-        self.keys: set[tuple] = set()
-        self.file = None
-        if path is None:
-            return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        self.keys.add(tuple(json.loads(line)))
-                    except (ValueError, TypeError):
-                        continue  # a line cut short by a crash
-        self.file = open(path, "a", encoding="utf-8")
-
-    def has(self, key: tuple) -> bool:
-        return key in self.keys
-
-    def add(self, key: tuple) -> None:
-        self.keys.add(key)
-        if self.file is not None:
-            self.file.write(json.dumps(list(key)) + "\n")
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()

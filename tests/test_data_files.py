@@ -164,7 +164,7 @@ def test_text_columns_are_the_mostly_worded_ones_and_are_encoded_in_place(tmp_pa
     assert data.features[:, 0].tolist() == pytest.approx([float(r[0]) for r in rows])
     assert np.allclose(data.features[3, 1:], encoder.encode(rows[3][1].strip('"'), 16))
     with pytest.raises(DatasetError, match=r"row 2, column 1 \('review'\): '.*' is not a number"):
-        load_dataset(str(path))  # without an encoder (a stream into a given network), text is refused
+        load_dataset(str(path))  # without an encoder, text is refused
 
 
 @pytest.mark.timeout(60)

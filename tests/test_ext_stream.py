@@ -8,6 +8,7 @@ import pytest
 
 from _extutil import ext_call, network_on_stdin, network_with, read_jsonl, wait_metric, wait_until
 from neurox.ext import ExtensionError, digits, network_children
+from test_data_files import reviews
 from neurox.ext._datasets import DIGITS
 from neurox.neuron import load_topology
 
@@ -41,6 +42,22 @@ def test_a_csv_file_with_a_header_and_label_names_for_two_epochs(tmp_path, no_st
         status = ext_call(network, "train", "status")
     assert status["state"] == "done" and status["epoch"] == 2, status
     assert metrics["scored"] == 400 and metrics["submitted"] == 100 and metrics["bad_frames"] == 0, metrics
+
+
+def test_a_csv_file_with_a_text_column_is_encoded_as_the_network_reads_text(tmp_path, no_stray_processes):
+    """The file's text column goes through the topology's [text] encoder, in its place in the row
+    (1 noise value + 63 text positions = the diamond's 64 inputs); the label only the text carries is learnt."""
+    csv = tmp_path / "reviews.csv"
+    reviews(csv, 300)
+    topology = load_topology()
+    topology.text = {"column_width": 63}
+    topology.output["labels"] = ["neg", "pos", *map(str, range(2, 10))]
+    extensions = [{"name": "train", "module": "stream", "path": str(csv), "target": "label", "epochs": 3,
+                   "window": 4}]
+    with network_with(tmp_path, extensions, topology) as network:
+        metrics = wait_metric(network, "train", "answered", 900)
+    assert metrics["bad_frames"] == 0 and metrics["lost"] == 0, metrics
+    assert metrics["rolling_accuracy"] > 0.8, metrics  # chance is 0.5: the words were read
 
 
 def test_bad_rows_are_counted_with_their_line_and_skipped(tmp_path, no_stray_processes):

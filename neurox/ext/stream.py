@@ -5,7 +5,8 @@ same :class:`~neurox.ext.Feed` keeps at most ``window`` packets in flight and sc
 prequentially (``accuracy``, ``rolling_accuracy``, ``mean_loss`` in its ``metrics``).
 
 - A CSV or NPZ **file** is read whole with :func:`~neurox.ext.load_dataset` (the checks of ``neurox run
-  --data``), and fed ``epochs`` times, shuffled each time. Its values go as they are: the network
+  --data``; a CSV's text columns are encoded in place by the topology's ``[text]`` encoder, each
+  ``column_width`` wide), and fed ``epochs`` times, shuffled each time. Its values go as they are: the network
   scales every origin's inputs alike, at MessengerIn (``[input] scale``); ``scale = "minmax"`` also
   scales each column to [0, 1] over the whole file first.
 - **Standard input** (``path = "-"``), a named pipe, and JSON lines are read as they come, one record
@@ -190,7 +191,8 @@ class Extension(SampleInput):
         try:
             if scale in ("auto", "minmax"):
                 dataset = load_dataset(self.path, None if self.target in (None, "-") else self.target,
-                                       "classification" if self.targets.classification else "regression")
+                                       "classification" if self.targets.classification else "regression",
+                                       text=self.text)
                 features, classes = dataset.features, dataset.classes
                 if scale == "minmax":
                     low, span = features.min(axis=0), np.ptp(features, axis=0)

@@ -7,10 +7,9 @@ import zmq
 from _netutil import learn
 from neurox.ext import PRELOAD, digits, network_children
 from neurox.brain import ShapingConfig
-from neurox.neuron import Network, TopologyError, load_topology, parse_topology
+from neurox.neuron import Network, TopologyError, link_rms, load_topology, parse_topology
 from neurox.bench._brain_shaping import learn_for, line_topology
-from neurox.brain._shaping import (NeuronView, decide_links, decide_neurons, link_rms, plateaued,
-                                    silent_streaks)
+from neurox.brain._shaping import NeuronView, decide_links, decide_neurons, plateaued, silent_streaks
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import control_endpoint
 
@@ -95,7 +94,7 @@ def test_a_neuron_short_of_inputs_sprouts_one_from_the_previous_layer():
 
 def test_link_strength_is_the_rms_of_each_links_rows_and_bad_settings_are_refused():
     weights = np.array([[3.0, 4.0], [0.0, 0.0], [1.0, 1.0]], dtype=np.float32)
-    assert link_rms(weights, ["a", "b"], {"a": 1, "b": 2}) == pytest.approx({"a": np.sqrt(12.5), "b": np.sqrt(0.5)})
+    assert link_rms(weights, [("a", 1), ("b", 2)]) == pytest.approx({"a": np.sqrt(12.5), "b": np.sqrt(0.5)})
     with pytest.raises(ValueError, match="unknown key .interval.; accepted: interval_s, "):
         ShapingConfig.from_table({"interval": 3})
     with pytest.raises(ValueError, match=r"^self_reshaping.interval_s: accepted float > 0.0, got 0$"):
@@ -116,7 +115,8 @@ def small_topology(shaping: dict):
 
 
 @pytest.mark.timeout(120)
-def test_a_live_network_prunes_grows_and_keeps_learning(tmp_path, watch, no_stray_processes):
+def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from_the_bus(
+        tmp_path, watch, no_stray_processes):
     # Rounds only on request (interval of an hour); every link counts as weak, every layer as saturated,
     # and any loss above zero as a plateau: the policy's decisions are certain, the network real.
     topology = small_topology({"interval_s": 3600, "plateau_rounds": 1, "plateau_tolerance": 1.0,
@@ -127,23 +127,35 @@ def test_a_live_network_prunes_grows_and_keeps_learning(tmp_path, watch, no_stra
         events = watch(network.tree)
         shaper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/self_reshaper"), 60)
         try:
-            learn(network, data, epochs=1)
+            learn(network, data, epochs=1, batch=8)
+            reported_anew(events, network)
             pruned = shaper.call("round")
             removed = [tuple(c["target"]) for c in pruned if c["op"] == "remove_link"]
             assert all(c["ok"] for c in pruned) and len(removed) == 2, pruned
             # the weaker of each L2 neuron's two inputs went, as far as every L1 neuron keeps an output
             assert {src for src, _ in removed} == {"L1.n0", "L1.n1"} and {dst for _, dst in removed} == {"L2.n0", "L2.n1"}
-            learn(network, data, epochs=1)
+            learn(network, data, epochs=1, batch=8)
+            reported_anew(events, network)
             grown = [c for c in shaper.call("round") if c["op"] == "add_neuron"]
             assert len(grown) == 1 and grown[0]["ok"], grown
             events.wait_for("self_reshaped", op="add_neuron")
             shape = [len(layer["neurons"]) for layer in network_shape(network)]
             assert shape in ([1, 3, 2, 1], [1, 2, 3, 1]), shape
-            progress = learn(network, data, epochs=2)
+            progress = learn(network, data, epochs=2, batch=8)
             assert progress.lost == 0 and progress.rolling_accuracy > 0.5, progress  # chance is 0.1
-            assert shaper.call("status")["rounds"] == 2
+            status = shaper.call("status")
+            # every figure came from the neurons' reports on the bus: not one call to a neuron
+            assert status["rounds"] == 2 and status["calls"] == 0 and status["reports"] >= 6, status
         finally:
             shaper.close()
+
+
+def reported_anew(events, network):
+    """Wait until every neuron has published a report since now: the self-reshaper decides from them."""
+    neurons = [n for layer in network_shape(network) for n in layer["neurons"]]
+    seen = {n: len(events.named("neuron_report", id=n)) for n in neurons}
+    for neuron in neurons:
+        events.wait_for("neuron_report", count=seen[neuron] + 1, id=neuron)
 
 
 def network_shape(network):

@@ -45,17 +45,18 @@ def units_of(topology: Topology, shape: list[int]) -> int:
     return sum(n * int({**topology.defaults, **layer.settings}["units"]) for layer, n in zip(topology.layers, shape))
 
 
-def learn_for(topology: Topology, seconds: float) -> tuple[float, list[int], list[dict]]:
-    """Accuracy after ``seconds`` of learning, the final shape, and the self-reshaper's changes (each
-    with the seconds since the start, ``at_s``)."""
+def learn_for(topology: Topology, seconds: float, samples: int | None = None) -> tuple[float, list[int], list[dict]]:
+    """Accuracy after ``seconds`` of learning (or once ``samples`` have been sent, if sooner), the final
+    shape, and the self-reshaper's changes (each with the seconds since the start, ``at_s``)."""
     data = digits()
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD) as network:
             stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2, batch=8)
             started = time.time()
             deadline = time.monotonic() + seconds
+            budget = samples or 10 ** 9
             try:
-                stream.run(10 ** 6, should_stop=lambda: time.monotonic() > deadline)
+                stream.run(10 ** 6, should_stop=lambda: time.monotonic() > deadline or stream.feed.sent >= budget)
             finally:
                 stream.close()
             accuracy = evaluate(network, data)

@@ -135,7 +135,7 @@ def decide_links(config: ShapingConfig, layers: list[tuple[str, list[str]]], neu
     actions: list[Action] = []
     for view in neurons:
         for src, rms in sorted(view.link_rms.items(), key=lambda item: item[1]):
-            if src not in outputs or rms >= config.prune_below:
+            if src not in inputs.get(view.id, ()) or rms >= config.prune_below:  # a report older than the link's removal
                 continue
             if len(inputs[view.id]) > 1 and len(outputs[src]) > 1:
                 actions.append(Action("remove_link", (src, view.id), f"weights' RMS {rms:.4f}"))
@@ -155,13 +155,3 @@ def decide_links(config: ShapingConfig, layers: list[tuple[str, list[str]]], neu
         link = unlinked.pop(int(rng.integers(len(unlinked))))
         actions.append(Action("add_link", link, "sprouted in place of a pruned link"))
     return actions
-
-
-def link_rms(weights: np.ndarray, inputs: list[str], widths: dict[str, int]) -> dict[str, float]:
-    """The RMS of each incoming link's block of rows of a neuron's weight matrix."""
-    result, row = {}, 0
-    for src in inputs:
-        block = weights[row:row + widths[src]]
-        result[src] = float(np.sqrt(np.mean(block ** 2))) if block.size else 0.0
-        row += widths[src]
-    return result

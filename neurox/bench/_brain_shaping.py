@@ -24,13 +24,13 @@ SHAPING = {"interval_s": 2.0, "plateau_rounds": 2, "plateau_tolerance": 0.05, "s
 LARGE = (2, 4, 6, 4, 1)
 
 
-def line_topology(units: int | None = None) -> Topology:
+def line_topology(units: int | None = None, shaping: dict | None = None) -> Topology:
     """The diamond's layers and settings, one neuron each (inner ones of ``units`` units if given), with
-    self-reshaping on."""
+    self-reshaping on (``SHAPING``, updated by ``shaping``)."""
     diamond = load_topology().to_toml_dict()
     layers = [{**layer, "neurons": 1, **({"units": units} if units and "units" not in layer else {})}
               for layer in diamond["layer"]]
-    return parse_topology({**diamond, "name": "line", "layer": layers, "self_reshaping": SHAPING})
+    return parse_topology({**diamond, "name": "line", "layer": layers, "self_reshaping": {**SHAPING, **(shaping or {})}})
 
 
 def large_topology() -> Topology:

@@ -55,6 +55,22 @@ def test_a_layer_narrower_than_the_answer_widens_first_without_waiting_for_a_pla
     assert [a.target for a in decide_neurons(capped, LAYERS, views, [1.0], {}, {"L1": 2, "L2": 4}, 10)] == [("L2",)]
 
 
+def test_a_mastered_task_on_a_plateau_takes_the_least_listened_neuron_of_the_least_saturated_layer():
+    config = ShapingConfig(plateau_rounds=1, plateau_tolerance=0.05, shrink_below=0.05)
+    layers = [("L1", ["L1.n0", "L1.n1"]), ("L2", ["L2.n0", "L2.n1"])]
+    views = [view("L1.n0", "L1", saturation=0.05), view("L1.n1", "L1", saturation=0.03),
+             view("L2.n0", "L2", saturation=0.2, **{"L1.n0": 0.4, "L1.n1": 0.1}),
+             view("L2.n1", "L2", saturation=0.2, **{"L1.n0": 0.3, "L1.n1": 0.2})]
+    (shrink,) = decide_neurons(config, layers, views, [0.041, 0.040], {}, {"L1": 8, "L2": 8}, needed=4)
+    assert (shrink.op, shrink.target) == ("remove_neuron", ("L1.n1",)) and "least saturated" in shrink.reason
+    assert decide_neurons(config, layers, views, [0.08, 0.079], {}, {"L1": 8, "L2": 8}, 4) == []  # not mastered
+    assert decide_neurons(config, layers, views, [0.06, 0.04], {}, {"L1": 8, "L2": 8}, 4) == []  # still improving
+    # L1 would fall below the answer's 10 units: L2 (wide enough) gives one up instead
+    assert [a.target for a in decide_neurons(config, layers, views, [0.04, 0.04], {}, {"L1": 8, "L2": 16}, 10)] \
+        == [("L2.n0",)]
+    assert decide_neurons(ShapingConfig(plateau_rounds=1, shrink_below=0.0), layers, views, [0.04, 0.04], {}) == []
+
+
 def test_a_neuron_silent_for_long_enough_is_removed_but_never_a_layers_last():
     config = ShapingConfig(silence=0.01, silent_rounds=2)
     views = [view("L1.n0", "L1", activity=0.0), view("L1.n1", "L1", activity=0.0), view("L2.n0", "L2", activity=0.0)]
@@ -120,7 +136,8 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
     # Rounds only on request (interval of an hour); every link counts as weak, every layer as saturated,
     # and any loss above zero as a plateau: the policy's decisions are certain, the network real.
     topology = small_topology({"interval_s": 3600, "plateau_rounds": 1, "plateau_tolerance": 1.0,
-                               "saturation": -1.0, "max_neurons": 3, "prune_below": 1e9, "silence": -1.0})
+                               "saturation": -1.0, "max_neurons": 3, "prune_below": 1e9, "silence": -1.0,
+                               "shrink_below": 0.0})
     data = digits()
     network = Network(topology, str(tmp_path), extensions=network_children(topology, str(tmp_path)), preload=PRELOAD)
     with network:

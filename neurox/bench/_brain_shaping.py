@@ -12,7 +12,7 @@ import time
 
 import zmq
 
-from ..ext import PRELOAD, Dataset, Stream, digits, network_children
+from ..ext import PRELOAD, Stream, digits, network_children
 from ..neuron import Network, Topology, load_topology, parse_topology
 from ..runtime import ControlClient
 from ..supervisor_tree import control_endpoint
@@ -45,12 +45,10 @@ def units_of(topology: Topology, shape: list[int]) -> int:
     return sum(n * int({**topology.defaults, **layer.settings}["units"]) for layer, n in zip(topology.layers, shape))
 
 
-def learn_for(topology: Topology, seconds: float, samples: int | None = None,
-              data: Dataset | None = None) -> tuple[float, list[int], list[dict]]:
-    """Accuracy on ``data`` (the digits by default) after ``seconds`` of learning it (or once ``samples``
-    have been sent, if sooner), the final shape, and the self-reshaper's changes (each with the seconds
-    since the start, ``at_s``)."""
-    data = data or digits()
+def learn_for(topology: Topology, seconds: float, samples: int | None = None) -> tuple[float, list[int], list[dict]]:
+    """Accuracy after ``seconds`` of learning (or once ``samples`` have been sent, if sooner), the final
+    shape, and the self-reshaper's changes (each with the seconds since the start, ``at_s``)."""
+    data = digits()
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD) as network:
             stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2, batch=8)

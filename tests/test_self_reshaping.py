@@ -158,7 +158,7 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
             events.wait_for("self_reshaped", op="add_neuron")
             shape = [len(layer["neurons"]) for layer in network_shape(network)]
             assert shape in ([1, 3, 2, 1], [1, 2, 3, 1]), shape
-            progress = learn(network, data, epochs=2, batch=8)
+            progress = learn(network, data, epochs=1, batch=8)
             assert progress.lost == 0 and progress.rolling_accuracy > 0.5, progress  # chance is 0.1
             status = shaper.call("status")
             # every figure came from the neurons' reports on the bus: not one call to a neuron
@@ -187,11 +187,12 @@ def network_shape(network):
 def test_self_shaped_lines_learn_within_reach_of_the_fixed_diamond(no_stray_processes):
     """After the same 6,000 samples of the same stream (seeded networks): the 1-1-1-1-1 line of 16 units
     a neuron, reshaping itself, is within 0.05 of the fixed diamond; the too-small line (4 units a
-    neuron) widens its inner layers towards the 10 classes at once, without waiting for a plateau."""
+    neuron) widens its inner layers towards the 10 classes from the first rounds (4,000 samples, a
+    round a second), without waiting for a plateau."""
     diamond, _, _ = learn_for(load_topology(), 60.0, samples=6000)
     line, _, _ = learn_for(line_topology(), 60.0, samples=6000)
     assert line >= diamond - 0.05 and diamond > 0.9, (line, diamond)
-    _, shape, changes = learn_for(line_topology(units=4, shaping={"interval_s": 0.5}), 60.0, samples=6000)
+    _, shape, changes = learn_for(line_topology(units=4, shaping={"interval_s": 0.5}), 60.0, samples=4000)
     widened = [c for c in changes if c["ok"] and "fewer than the 10" in c["reason"]]
     net = sum(1 if c["op"] == "add_neuron" else -1 for c in changes if c["ok"] and c["op"].endswith("_neuron"))
-    assert len(widened) >= 3 and shape[0] == shape[-1] == 1 and sum(shape[1:-1]) == 3 + net, (shape, changes)
+    assert len(widened) >= 2 and shape[0] == shape[-1] == 1 and sum(shape[1:-1]) == 3 + net, (shape, changes)

@@ -122,12 +122,12 @@ def test_link_strength_is_the_rms_of_each_links_rows_and_bad_settings_are_refuse
 
 
 # -- a live network ----------------------------------------------------------------------------
-def small_topology(shaping: dict):
+def small_topology(shaping: dict, **more):
     return parse_topology({
         "name": "shaping", "input_width": 64, "defaults": {"units": 8, "learning_rate": 0.05},
         "layer": [{"name": "L0", "neurons": 1}, {"name": "L1", "neurons": 2}, {"name": "L2", "neurons": 2},
                   {"name": "L3", "neurons": 1, "units": 10, "activation": "softmax"}],
-        "self_reshaping": shaping})
+        "self_reshaping": shaping, **more})
 
 
 @pytest.mark.timeout(120)
@@ -137,7 +137,8 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
     # and any loss above zero as a plateau: the policy's decisions are certain, the network real.
     topology = small_topology({"interval_s": 3600, "plateau_rounds": 1, "plateau_tolerance": 1.0,
                                "saturation": -1.0, "max_neurons": 3, "prune_below": 1e9, "silence": -1.0,
-                               "shrink_below": 0.0})
+                               "shrink_below": 0.0},
+                              maintenance={"awake_s": 3600, "maintenance_s": 3600, "capacity": 50})
     data = digits()
     network = Network(topology, str(tmp_path), extensions=network_children(topology, str(tmp_path)), preload=PRELOAD)
     with network:
@@ -163,6 +164,17 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
             status = shaper.call("status")
             # every figure came from the neurons' reports on the bus: not one call to a neuron
             assert status["rounds"] == 2 and status["calls"] == 0 and status["reports"] >= 6, status
+            # while the network sleeps (its twins learning in the pool) nothing is reshaped
+            sleeper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/maintenance"), 30)
+            try:
+                sleeper.call("sleep_now")
+                events.wait_for("maintenance_started", timeout=30)
+                assert shaper.call("round") == [] and shaper.call("status")["asleep_rounds"] == 1
+                sleeper.call("wake")
+                events.wait_for("maintenance_ended", timeout=30)
+                assert shaper.call("status")["asleep"] is False
+            finally:
+                sleeper.close()
         finally:
             shaper.close()
 

@@ -106,6 +106,7 @@ class SelfReshaper(Process):
         self.bus.close(linger=0)
 
     def status(self) -> dict:
+        self._read_bus()  # what has come on the bus counts, even if the loop has not read it yet
         return {"pid": os.getpid(), **self.counters, "asleep": self.asleep, "config": msgspec.structs.asdict(self.config),
                 "losses": self.losses[-HISTORY:], "changes": self.changes[-HISTORY:]}
 

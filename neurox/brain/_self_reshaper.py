@@ -102,9 +102,6 @@ class SelfReshaper(Process):
         self.next_round = time.monotonic() + self.config.interval_s
         return self.next_round
 
-    def terminate(self, reason) -> None:
-        self.bus.close(linger=0)
-
     def status(self) -> dict:
         self._read_bus()  # what has come on the bus counts, even if the loop has not read it yet
         return {"pid": os.getpid(), **self.counters, "asleep": self.asleep, "config": msgspec.structs.asdict(self.config),

@@ -124,6 +124,8 @@ class Front:
                                          ScaleConfig(target_mode, self.config.frozen_after))
         self.dirty = False
         self.next_flush = time.monotonic() + FLUSH_INTERVAL_S
+        self.lessons: dict = {}
+        """The education file last read (path -> Dataset), for the ``education`` op."""
 
     def prepare(self, rows: np.ndarray, targets: list | None, learn: bool) -> tuple[np.ndarray, list | None, dict]:
         """(rows, targets, meta additions) in the network's units; InputError ``non_finite``."""
@@ -240,10 +242,12 @@ class Front:
         the dataset reader nor the scaler."""
         if not isinstance(path, str):
             raise Reply("bad_request", "education needs path, a dataset file (.csv or .npz)")
-        try:
-            data = load_dataset(path)
-        except (DatasetError, OSError) as exc:
-            raise Reply("bad_dataset", str(exc)) from None
+        if path not in self.lessons:  # read once: MessengerIn's clients wait while it reads
+            try:
+                self.lessons = {path: load_dataset(path)}
+            except (DatasetError, OSError) as exc:
+                raise Reply("bad_dataset", str(exc)) from None
+        data = self.lessons[path]
         if data.features.shape[1] != self.width:
             raise Reply("wrong_shape", f"{path}: {data.features.shape[1]} features, the network takes {self.width}")
         rows = self.inputs.transform(data.features)

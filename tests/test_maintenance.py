@@ -15,7 +15,7 @@ from neurox.ext import PRELOAD, Dataset, Client, digits, network_children
 from neurox.neuron import Network, TopologyError, load_topology
 from neurox.brain._sleep import Phase, SleepConfig, advance, balanced_victim, start, turn_groups
 from neurox.brain._maintenance import Hippocampus
-from neurox.runtime import ControlClient
+from neurox.runtime import ControlClient, ControlError
 from neurox.supervisor_tree import SupervisorClient, control_endpoint
 
 
@@ -186,6 +186,8 @@ def test_an_untaught_network_learns_from_its_educational_dataset_in_its_sleep(tm
     data = digits()
     lesson = tmp_path / "lesson.npz"
     np.savez(lesson, X=data.features[:600], y=data.targets[:600])
+    narrow = tmp_path / "narrow.npz"
+    np.savez(narrow, X=data.features[:50, :8], y=data.targets[:50])
     exam = Dataset(data.features[:300], data.targets[:300], data.classes)
     topology = load_topology()
     topology.maintenance = {"awake_s": 3600, "maintenance_s": 8.0, "capacity": 10, "replay_per_s": 400,
@@ -202,6 +204,17 @@ def test_an_untaught_network_learns_from_its_educational_dataset_in_its_sleep(tm
                 assert time.monotonic() < deadline, status
                 time.sleep(0.2)
             after = evaluate(network, exam)
+            # MessengerIn reads and scales the education for the worker: a bad file is a clear error
+            front = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/messenger_in"), 10)
+            try:
+                for path, error, words in ((str(tmp_path / "none.npz"), "bad_dataset", "no such file"),
+                                           (str(narrow), "wrong_shape", "8 features, the network takes 64")):
+                    with pytest.raises(ControlError) as refused:
+                        front.call("education", path=path)
+                    assert refused.value.error == error and words in str(refused.value), refused.value
+                assert front.call("education", path=str(lesson))["shape"] == [600, 64]  # and it still answers
+            finally:
+                front.close()
         finally:
             sleeper.close()
     assert status["stored"] == 0 and status["replayed"] == 0 and status["educated"] > 100, status

@@ -20,6 +20,8 @@ PARTS = {
     "self_reshaping": ("neurox.bench._brain_shaping", "measure_self_reshaping",
                        ("self_reshaping_accuracy", "self_reshaping_shape", "fixed_diamond_accuracy",
                         "self_reshaping_small_start_accuracy", "self_reshaping_large_start_accuracy")),
+    "growth": ("neurox.bench._brain_shaping", "measure_growth",
+               ("self_reshaping_hard_accuracy", "fixed_diamond_hard_accuracy")),
     "sleep": ("neurox.bench._brain_sleep", "measure_sleep", ("retained_a_with_sleep", "retained_a_without_sleep")),
     "maintenance": ("neurox.bench._brain_sleep", "measure_maintenance", ("maintenance_answered_ratio",)),
 }

@@ -3,16 +3,19 @@
 Three starts -- 1-1-1-1-1 of 16 units a neuron, a too-small 1-1-1-1-1 of 4 units, a too-large
 2-4-6-4-1 (twice the diamond's inner layers) -- and the fixed diamond each learn the digits from the same
 batched stream for the same time, in real neuron processes; the result is the accuracy each reaches
-(inference over the whole set), its units, and the shape over time.
+(inference over the whole set), its units, and the shape over time. And a task too hard for the
+diamond (``measure_growth``): arbitrary labels to learn by heart, the fixed diamond beside the diamond
+reshaping itself, after the same number of samples.
 """
 from __future__ import annotations
 
 import tempfile
 import time
 
+import numpy as np
 import zmq
 
-from ..ext import PRELOAD, Stream, digits, network_children
+from ..ext import PRELOAD, Dataset, Stream, digits, network_children
 from ..neuron import Network, Topology, load_topology, parse_topology
 from ..runtime import ControlClient
 from ..supervisor_tree import control_endpoint
@@ -22,15 +25,17 @@ SHAPING = {"interval_s": 2.0, "plateau_rounds": 2, "plateau_tolerance": 0.05, "s
 
 
 LARGE = (2, 4, 6, 4, 1)
+HARD_SAMPLES = 120_000
+"""Samples each network learns the hard task from (about 67 passes over it)."""
 
 
-def line_topology(units: int | None = None) -> Topology:
+def line_topology(units: int | None = None, shaping: dict | None = None) -> Topology:
     """The diamond's layers and settings, one neuron each (inner ones of ``units`` units if given), with
-    self-reshaping on."""
+    self-reshaping on (``SHAPING``, updated by ``shaping``)."""
     diamond = load_topology().to_toml_dict()
     layers = [{**layer, "neurons": 1, **({"units": units} if units and "units" not in layer else {})}
               for layer in diamond["layer"]]
-    return parse_topology({**diamond, "name": "line", "layer": layers, "self_reshaping": SHAPING})
+    return parse_topology({**diamond, "name": "line", "layer": layers, "self_reshaping": {**SHAPING, **(shaping or {})}})
 
 
 def large_topology() -> Topology:
@@ -45,17 +50,20 @@ def units_of(topology: Topology, shape: list[int]) -> int:
     return sum(n * int({**topology.defaults, **layer.settings}["units"]) for layer, n in zip(topology.layers, shape))
 
 
-def learn_for(topology: Topology, seconds: float) -> tuple[float, list[int], list[dict]]:
-    """Accuracy after ``seconds`` of learning, the final shape, and the self-reshaper's changes (each
-    with the seconds since the start, ``at_s``)."""
-    data = digits()
+def learn_for(topology: Topology, seconds: float, samples: int | None = None,
+              data: Dataset | None = None) -> tuple[float, list[int], list[dict]]:
+    """Accuracy on ``data`` (the digits by default) after ``seconds`` of learning it (or once ``samples``
+    have been sent, if sooner), the final shape, and the self-reshaper's changes (each with the seconds
+    since the start, ``at_s``)."""
+    data = data or digits()
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD) as network:
             stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=2, batch=8)
             started = time.time()
             deadline = time.monotonic() + seconds
+            budget = samples or 10 ** 9
             try:
-                stream.run(10 ** 6, should_stop=lambda: time.monotonic() > deadline)
+                stream.run(10 ** 6, should_stop=lambda: time.monotonic() > deadline or stream.feed.sent >= budget)
             finally:
                 stream.close()
             accuracy = evaluate(network, data)
@@ -94,3 +102,27 @@ def measure_self_reshaping(seconds: float = 60.0) -> dict:
     result["self_reshaping_large_start_units_ok"] = (result["self_reshaping_large_start_units"]
                                                      <= result["self_reshaping_large_start_start_units"])
     return result
+
+
+def arbitrary_labels(seed: int = 0) -> Dataset:
+    """The digits with a label drawn at random for each: nothing to generalise, 1,797 answers to learn by
+    heart -- more than the diamond's units can hold, so its accuracy is bounded by its size."""
+    data = digits()
+    labels = np.random.default_rng(seed).integers(0, len(data.classes), len(data.targets))
+    return Dataset(data.features, labels, data.classes)
+
+
+def measure_growth(samples: int = HARD_SAMPLES) -> dict:
+    """The fixed diamond and the same diamond reshaping itself (up to 8 neurons a layer) on a task too
+    hard for the diamond (``arbitrary_labels``), each after the same ``samples``."""
+    data = arbitrary_labels()
+    diamond = load_topology()
+    growing = parse_topology({**diamond.to_toml_dict(), "name": "growing", "self_reshaping": {**SHAPING, "max_neurons": 8}})
+    fixed, fixed_shape, _ = learn_for(diamond, 3600.0, samples, data)
+    grown, shape, changes = learn_for(growing, 3600.0, samples, data)
+    return {"fixed_diamond_hard_accuracy": round(fixed, 4), "self_reshaping_hard_accuracy": round(grown, 4),
+            "hard_samples": samples, "fixed_diamond_hard_units": units_of(diamond, fixed_shape),
+            "self_reshaping_hard_shape": shape, "self_reshaping_hard_units": units_of(growing, shape),
+            "self_reshaping_hard_changes": [{k: c.get(k) for k in ("op", "target", "reason", "at_s")}
+                                            for c in changes if c["ok"]]}
+

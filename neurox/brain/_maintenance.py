@@ -33,6 +33,8 @@ from ._sleep import Phase, SleepConfig, advance as advance_sleep, balanced_victi
 DREAM_BATCH = 8
 DREAMS_IN_FLIGHT = 4
 TICK_S = 0.05
+LESSON_TIMEOUT_S = 30.0
+"""MessengerIn reads and scales the education file when maintenance begins: a large CSV takes a while."""
 EXPERIENCES_DRAIN = 256
 """Experiences kept per wake-up at most before the control socket gets its turn."""
 
@@ -119,10 +121,8 @@ class Maintenance(Process):
         self.config = SleepConfig.from_table(topology.maintenance or {})
         self.rng = np.random.default_rng(0)
         self.hippocampus = Hippocampus(self.config.capacity, topology.input_width, self.rng)
-        from ..ext import load_dataset  # a layer above (step 2 moves datasets within reach)
-        self.education = load_dataset(self.config.education) if self.config.education else None
-        self.lesson: np.ndarray | None = None
-        """The education's rows in the network's units, as of the start of this maintenance."""
+        self.lesson: tuple[np.ndarray, list] | None = None
+        """The education's rows and targets in the network's units, as of the start of this maintenance."""
         self.experiences = make_socket(self.ctx, zmq.PULL, bind=experiences_endpoint(self.run_dir))
         self.watch(self.experiences, drain=EXPERIENCES_DRAIN)
         self.pool = Pool(self.ctx, self.run_dir, self.data_dir)
@@ -230,26 +230,28 @@ class Maintenance(Process):
         """Copy every neuron into the pool, frozen; the groups then take turns learning there."""
         self.groups = groups
         topology = Topology.load(topology_path(self.data_dir), validate=False)
-        self.lesson = self._lesson(topology)
+        self.lesson = self._lesson()
         failures = self.pool.start(topology, {n: neuron_control(self.run_dir, topology, n)
                                               for group in groups for _, n in group})
         for neuron, error in failures:
             self.emit("maintenance_move_failed", id=neuron, state="maintenance", error=error)
         self.emit("maintenance_started", stored=self.hippocampus.size, pool=sorted(self.pool.copies))
 
-    def _lesson(self, topology: Topology) -> np.ndarray | None:
-        """The education's rows in the network's units: scaled as MessengerIn scales what it learns now
-        (as they are if it cannot be asked)."""
-        if self.education is None:
+    def _lesson(self) -> tuple[np.ndarray, list] | None:
+        """The education in the network's units, scaled as MessengerIn scales what it learns now: it
+        reads the file and scales it (its ``education`` op), so the brain needs neither the dataset
+        reader nor the scaler of the layer above. None (dreams replay experience alone, and an event
+        says why) if there is none or MessengerIn cannot give it."""
+        if self.config.education is None:
             return None
         try:
-            state = call(self.ctx, control_endpoint(self.run_dir, "root/messenger_in"), "scaling", 2.0)
-            state = state.get("state", {}).get("inputs", {})
-        except ControlError:
-            state = {}
-        from ..ext import Scaler, scale_config  # a layer above (see init)
-        scaler = Scaler.from_state(state, topology.input_width, scale_config(topology.input))
-        return scaler.transform(self.education.features)
+            lesson = call(self.ctx, control_endpoint(self.run_dir, "root/messenger_in"), "education", LESSON_TIMEOUT_S,
+                          path=self.config.education)
+            rows = np.frombuffer(lesson["rows"], "<f4").reshape(lesson["shape"])
+        except ControlError as exc:
+            self.emit("maintenance_education_failed", error=exc.error, detail=str(exc))
+            return None
+        return rows, list(lesson["targets"])
 
     def _give_back(self) -> None:
         """The group whose turn ends takes back what its twins learnt, and is awake again."""
@@ -278,17 +280,18 @@ class Maintenance(Process):
 
     def _dream(self) -> None:
         """One packet of dreams: replayed experience, and education when there is some."""
-        replay_n = DREAM_BATCH // 2 if self.education is not None else DREAM_BATCH
+        replay_n = DREAM_BATCH // 2 if self.lesson is not None else DREAM_BATCH
         rows, targets = [], []
         if self.hippocampus.size:
             replayed, recalled = self.hippocampus.recall(replay_n)
             rows.append(replayed)
             targets += recalled
             self.counters["replayed"] += replay_n
-        if self.education is not None:
-            picks = self.rng.integers(0, len(self.education.targets), DREAM_BATCH - replay_n)
-            rows.append(self.lesson[picks])
-            targets += self.education.targets[picks].tolist()
+        if self.lesson is not None:
+            lesson_rows, lesson_targets = self.lesson
+            picks = self.rng.integers(0, len(lesson_targets), DREAM_BATCH - replay_n)
+            rows.append(lesson_rows[picks])
+            targets += [lesson_targets[i] for i in picks]
             self.counters["educated"] += len(picks)
         if not rows:
             return

@@ -1,10 +1,14 @@
 """The self-reshaper: a worker that watches its network and changes its shape while it learns.
 
-Every ``interval_s`` it reads each neuron's metrics (activity, saturation, the end's loss) and
-parameters (the RMS of each incoming link), asks the pure policy in ``_shaping`` what to change, and
-makes the changes through the reshaper (``root/reshaper``), exactly as a person would with
-``neurox reshape``. Each change, done or refused, is an event ``self_reshaped`` on the bus. It runs
-only when the topology has a ``[self_reshaping]`` table.
+It reads the event bus, not the neurons: every neuron publishes a ``neuron_report`` each second or so
+(its metrics: activity, saturation, the end's loss, each incoming link's RMS), and the self-reshaper
+keeps the last one of each. Every ``interval_s`` it asks the pure policy in ``_shaping`` what to change
+from those reports, and makes the changes through the reshaper (``root/reshaper``), exactly as a person
+would with ``neurox reshape``. It calls a neuron itself only when no report of it has come (a neuron
+on another host, whose reports go to that host's bus). While the network sleeps (between the
+``maintenance_started`` and ``maintenance_ended`` events) it changes nothing: a neuron reshaped then
+could not take back what its twin learnt. Each change, done or refused, is an event ``self_reshaped``
+on the bus. It runs only when the topology has a ``[self_reshaping]`` table.
 """
 from __future__ import annotations
 
@@ -13,15 +17,21 @@ import time
 
 import msgspec
 import numpy as np
+import zmq
 
-from ..runtime import ControlClient, ControlError, Process
+from ..runtime import EVENT_HWM, ControlClient, ControlError, FrameError, Process, ipc_endpoint, make_socket, unpack_map
 from ..supervisor_tree import control_endpoint
-from ..neuron import Part, Reshaping, Topology, array_from_wire, front_only, neuron_control, topology_path
-from ._shaping import Action, NeuronView, ShapingConfig, decide_links, decide_neurons, link_rms, silent_streaks
+from ..neuron import Part, Reshaping, Topology, front_only, neuron_control, topology_path
+from ._shaping import Action, NeuronView, ShapingConfig, decide_links, decide_neurons, silent_streaks
 
 CALL_TIMEOUT_S = 2.0
 HISTORY = 50
 """Rounds of loss and changes kept for ``status``."""
+TOPICS = (b"neuron_report", b"maintenance_started", b"maintenance_ended")
+WAIT_S = 0.2
+"""How often a round that is due looks again for the end's next report."""
+EVENTS_DRAIN = 1000
+"""Events read per wake-up at most before the control socket gets its turn."""
 
 
 def self_reshaper_children(topology: Topology, data_dir: str) -> list[dict]:
@@ -41,8 +51,17 @@ SHAPING = Part("shaping", sections=("self_reshaping",), schemas={"self_reshaping
 """The self-reshaper, if the topology has a ``[self_reshaping]`` table (docs/brain.md)."""
 
 
+def view_of(neuron: str, layer: str, metrics: dict) -> NeuronView | None:
+    """What a neuron's metrics say about it; None before it has computed anything."""
+    activity = metrics.get("activity", {})
+    if activity.get("mean_abs") is None:
+        return None
+    return NeuronView(neuron, layer, activity["mean_abs"], activity["saturation"], dict(metrics.get("link_rms", {})))
+
+
 class SelfReshaper(Process):
-    """A callback module of the process behaviour: one round per ``interval_s`` (``handle_timer``)."""
+    """A callback module of the process behaviour: the bus's reports in (``handle_frame``), one round per
+    ``interval_s`` (``handle_timer``)."""
 
     target = "neurox.brain._self_reshaper:run_self_reshaper"
 
@@ -51,31 +70,79 @@ class SelfReshaper(Process):
         self.run_dir = env["run_dir"]
         self.config = ShapingConfig.from_table(Topology.load(topology_path(self.data_dir)).self_reshaping or {})
         self.reshaping = Reshaping(control_endpoint(self.run_dir, "root/reshaper"), self.ctx)
+        self.bus = make_socket(self.ctx, zmq.SUB, connect=ipc_endpoint(self.run_dir, "events.pub"), hwm=EVENT_HWM)
+        for topic in TOPICS:
+            self.bus.setsockopt(zmq.SUBSCRIBE, topic)
+        self.watch(self.bus)
+        self.reports: dict[str, dict] = {}
+        """Each neuron's metrics, from its last ``neuron_report``."""
+        self.fresh: set[str] = set()
+        """The neurons that reported since the last round."""
+        self.asleep = False
         self.rng = np.random.default_rng(0)
         self.losses: list[float] = []
         self.streaks: dict[str, int] = {}
         self.changes: list[dict] = []
-        self.rounds = 0
+        self.counters = {"rounds": 0, "reports": 0, "calls": 0, "asleep_rounds": 0}
         self.next_round = time.monotonic() + self.config.interval_s
         self.handlers.update({"status": lambda r: self.status(), "round": lambda r: self.round()})
         return {}
 
+    def handle_frame(self, source, frames) -> None:
+        self._read_bus()
+
     def handle_timer(self, now: float) -> float:
-        if now >= self.next_round:
-            self.round()
-            self.next_round = time.monotonic() + self.config.interval_s
+        """A round every ``interval_s`` once the end has reported anew (its loss is what a plateau is
+        judged by: a round on the same report again would see a flat loss)."""
+        if now < self.next_round:
+            return self.next_round
+        if not self._end_reported():
+            return now + WAIT_S
+        self.round()
+        self.next_round = time.monotonic() + self.config.interval_s
         return self.next_round
 
     def status(self) -> dict:
-        return {"pid": os.getpid(), "rounds": self.rounds, "config": msgspec.structs.asdict(self.config),
+        self._read_bus()  # what has come on the bus counts, even if the loop has not read it yet
+        return {"pid": os.getpid(), **self.counters, "asleep": self.asleep, "config": msgspec.structs.asdict(self.config),
                 "losses": self.losses[-HISTORY:], "changes": self.changes[-HISTORY:]}
+
+    def _end_reported(self) -> bool:
+        self._read_bus()
+        topology = Topology.load(topology_path(self.data_dir), validate=False)
+        end = topology.layers[-1].neurons[0]
+        return end in self.fresh or end not in self.reports
+
+    def _read_bus(self) -> None:
+        """Every event waiting: keep the reports, follow the network's sleep."""
+        for _ in range(EVENTS_DRAIN):
+            try:
+                topic, body = self.bus.recv_multipart(zmq.NOBLOCK)
+                event = unpack_map(body)
+            except zmq.Again:
+                return
+            except (FrameError, ValueError):
+                continue  # the bus forwards what publishers send; a bad one is not ours to fix
+            if topic == b"neuron_report" and isinstance(event.get("metrics"), dict):
+                self.reports[str(event.get("id"))] = event["metrics"]
+                self.fresh.add(str(event.get("id")))
+                self.counters["reports"] += 1
+            elif topic in (b"maintenance_started", b"maintenance_ended"):
+                self.asleep = topic == b"maintenance_started"
 
     # -- one round: observe, decide, act -----------------------------------------------------
     def round(self) -> list[dict]:
-        """Observe the network, decide by the policy, make the changes; returns what was done."""
-        self.rounds += 1
+        """Decide by the policy from the latest reports and make the changes; returns what was done."""
+        self._read_bus()
+        self.counters["rounds"] += 1
+        if self.asleep:
+            self.counters["asleep_rounds"] += 1
+            return []
         topology = Topology.load(topology_path(self.data_dir), validate=False)
         views, loss = self._observe(topology)
+        if topology.layers[-1].neurons[0] not in self.fresh:
+            loss = None  # no news of the loss since the last round
+        self.fresh = set()
         if loss is not None:
             self.losses = (self.losses + [loss])[-HISTORY:]
         self.streaks = silent_streaks(self.streaks, views, self.config.silence)
@@ -90,24 +157,31 @@ class SelfReshaper(Process):
         return done
 
     def _observe(self, topology: Topology) -> tuple[list[NeuronView], float | None]:
+        """Each neuron's view from its last report (asked directly only if none came), and the end's loss."""
+        names = [n for layer in topology.layers for n in layer.neurons]
+        self.reports = {n: m for n, m in self.reports.items() if n in names}  # removed ones are forgotten
         views, loss = [], None
         end = topology.layers[-1].neurons[0]
         for layer in topology.layers:
             for neuron in layer.neurons:
-                with ControlClient(self.ctx, neuron_control(self.run_dir, topology, neuron), CALL_TIMEOUT_S) as client:
-                    try:
-                        metrics, params = client.call("metrics"), client.call("get_params")
-                    except ControlError:
-                        continue  # dead or busy this round: decided on next round
-                activity = metrics.get("activity", {})
+                metrics = self.reports.get(neuron) or self._ask(topology, neuron)
+                if metrics is None:
+                    continue  # dead or busy: decided on a later round
                 if neuron == end:
-                    loss = activity.get("loss")
-                if activity.get("mean_abs") is None:
-                    continue  # nothing computed yet: nothing to judge it by
-                weights = array_from_wire(params["weights"])
-                views.append(NeuronView(neuron, layer.name, activity["mean_abs"], activity["saturation"],
-                                        link_rms(weights, params["inputs"], params["widths"])))
+                    loss = metrics.get("activity", {}).get("loss")
+                view = view_of(neuron, layer.name, metrics)
+                if view is not None:
+                    views.append(view)
         return views, loss
+
+    def _ask(self, topology: Topology, neuron: str) -> dict | None:
+        """A neuron's metrics over its control socket, for one whose reports do not reach this bus."""
+        self.counters["calls"] += 1
+        with ControlClient(self.ctx, neuron_control(self.run_dir, topology, neuron), CALL_TIMEOUT_S) as client:
+            try:
+                return client.call("metrics")
+            except ControlError:
+                return None
 
     def _apply(self, action: Action) -> dict:
         call = {"add_neuron": lambda: self.reshaping.add_neuron(action.target[0]),

@@ -14,6 +14,11 @@ Policy (``docs/brain.md``, "Self-reshaping"):
   near the activation's bounds above ``saturation``), add a neuron to the most saturated such layer,
   at most one per round and up to ``max_neurons`` per layer -- the layer has too few units to
   represent what it is asked to;
+- **shrink**: while the loss has plateaued below ``shrink_below`` (the task is mastered), the least
+  saturated inner layer that can spare a neuron (keeping one, and as many units as the answer) gives up
+  the one its successors listen to least (the smallest RMS of its outgoing links), one per round --
+  units far from their bounds are spare capacity, and what the successors weigh least carries least;
+  the plateau is measured anew after it, so the next goes only once what is left masters the task again;
 - **remove**: a neuron that stayed silent (mean |output| below ``silence``) for ``silent_rounds``
   rounds in a row is removed, if its layer keeps at least one neuron -- it carries nothing;
 - **prune**: an incoming link whose weights' RMS stays below ``prune_below`` is removed, if both
@@ -45,6 +50,9 @@ class ShapingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     silent_rounds: Annotated[int, msgspec.Meta(ge=1)] = 3
     prune_below: float = 0.01
     min_inputs: int = 1
+    shrink_below: float = 0.05
+    """Below this loss, on a plateau, the network has mastered its task: the least saturated inner layer
+    gives up a neuron (0: never)."""
     structural: bool = True
     """Prune and sprout links (structural plasticity) besides growing and removing neurons."""
 
@@ -92,8 +100,8 @@ def silent_streaks(previous: dict[str, int], neurons: list[NeuronView], silence:
 def decide_neurons(config: ShapingConfig, layers: list[tuple[str, list[str]]], neurons: list[NeuronView],
                    losses: list[float], streaks: dict[str, int], widths: dict[str, int] | None = None,
                    needed: int = 0) -> list[Action]:
-    """Widen a bottleneck, or grow the most saturated layer on a plateau; remove neurons silent for long
-    enough.
+    """Widen a bottleneck; on a plateau, shrink the least saturated layer if the task is mastered, else
+    grow the most saturated one; remove neurons silent for long enough.
 
     ``layers`` are the inner layers that may change, in network order, with their neurons; ``widths``
     their units per neuron, ``needed`` the end layer's units (no bottleneck rule without them).
@@ -111,6 +119,9 @@ def decide_neurons(config: ShapingConfig, layers: list[tuple[str, list[str]]], n
     if narrow:
         units, _, name = min(narrow)
         actions.append(Action("add_neuron", (name,), f"{name} has {units} units, fewer than the {needed} of the answer"))
+    elif not actions and plateaued(losses, config.plateau_rounds, config.plateau_tolerance) \
+            and losses[-1] < config.shrink_below:
+        actions += _shrink(by_layer, sizes, widths or {}, needed, losses[-1], outgoing_rms(neurons))
     elif plateaued(losses, config.plateau_rounds, config.plateau_tolerance):
         saturated = [(float(np.mean([v.saturation for v in views])), name) for name, views in by_layer.items()
                      if views and sizes[name] < config.max_neurons]
@@ -119,6 +130,29 @@ def decide_neurons(config: ShapingConfig, layers: list[tuple[str, list[str]]], n
             level, name = max(saturated)
             actions.append(Action("add_neuron", (name,), f"loss plateaued and {name} saturates ({level:.2f})"))
     return actions
+
+
+def _shrink(by_layer: dict[str, list[NeuronView]], sizes: dict[str, int], widths: dict[str, int], needed: int,
+            loss: float, outgoing: dict[str, float]) -> list[Action]:
+    """The least saturated layer that can spare a neuron (it keeps one, and as many units as the answer)
+    gives up the one its successors listen to least."""
+    spare = [(float(np.mean([v.saturation for v in views])), name) for name, views in by_layer.items()
+             if views and sizes[name] > 1 and (sizes[name] - 1) * widths.get(name, needed) >= needed]
+    if not spare:
+        return []
+    level, name = min(spare)
+    quietest = min(by_layer[name], key=lambda v: (outgoing.get(v.id, 0.0), v.id))
+    return [Action("remove_neuron", (quietest.id,),
+                   f"loss {loss:.3f} plateaued below shrink_below and {name} is the least saturated ({level:.2f})")]
+
+
+def outgoing_rms(neurons: list[NeuronView]) -> dict[str, float]:
+    """How much each neuron's successors listen to it: the mean RMS of its outgoing links, as they see them."""
+    seen: dict[str, list[float]] = {}
+    for view in neurons:
+        for src, rms in view.link_rms.items():
+            seen.setdefault(src, []).append(rms)
+    return {src: float(np.mean(values)) for src, values in seen.items()}
 
 
 def decide_links(config: ShapingConfig, layers: list[tuple[str, list[str]]], neurons: list[NeuronView],
@@ -135,7 +169,7 @@ def decide_links(config: ShapingConfig, layers: list[tuple[str, list[str]]], neu
     actions: list[Action] = []
     for view in neurons:
         for src, rms in sorted(view.link_rms.items(), key=lambda item: item[1]):
-            if src not in outputs or rms >= config.prune_below:
+            if src not in inputs.get(view.id, ()) or rms >= config.prune_below:  # a report older than the link's removal
                 continue
             if len(inputs[view.id]) > 1 and len(outputs[src]) > 1:
                 actions.append(Action("remove_link", (src, view.id), f"weights' RMS {rms:.4f}"))
@@ -155,13 +189,3 @@ def decide_links(config: ShapingConfig, layers: list[tuple[str, list[str]]], neu
         link = unlinked.pop(int(rng.integers(len(unlinked))))
         actions.append(Action("add_link", link, "sprouted in place of a pruned link"))
     return actions
-
-
-def link_rms(weights: np.ndarray, inputs: list[str], widths: dict[str, int]) -> dict[str, float]:
-    """The RMS of each incoming link's block of rows of a neuron's weight matrix."""
-    result, row = {}, 0
-    for src in inputs:
-        block = weights[row:row + widths[src]]
-        result[src] = float(np.sqrt(np.mean(block ** 2))) if block.size else 0.0
-        row += widths[src]
-    return result

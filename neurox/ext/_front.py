@@ -22,7 +22,8 @@ import numpy as np
 import plyvel
 
 from ..neuron import FORWARD, INPUT, Topology, decode_frame, encode_forward, split_rows
-from ..runtime import FrameError, ipc_endpoint, pack, unpack, unpack_map
+from ..runtime import FrameError, Reply, ipc_endpoint, pack, unpack, unpack_map
+from ._datasets import DatasetError, load_dataset
 from ._samples import InputError
 from ._scaling import ScaleConfig, Scaler, scale_config
 
@@ -123,6 +124,8 @@ class Front:
                                          ScaleConfig(target_mode, self.config.frozen_after))
         self.dirty = False
         self.next_flush = time.monotonic() + FLUSH_INTERVAL_S
+        self.lessons: dict = {}
+        """The education file last read (path -> Dataset), for the ``education`` op."""
 
     def prepare(self, rows: np.ndarray, targets: list | None, learn: bool) -> tuple[np.ndarray, list | None, dict]:
         """(rows, targets, meta additions) in the network's units; InputError ``non_finite``."""
@@ -231,6 +234,28 @@ class Front:
         return {"mode": self.config.describe(), "task": "regression" if self.regression else "classification",
                 "inputs": self.inputs.summary(), "targets": self.targets.summary() if self.regression else None,
                 "state": {"inputs": self.inputs.to_state(), "targets": self.targets.to_state()}}
+
+    def lesson(self, path) -> dict:
+        """The ``education`` op's answer: the dataset file at ``path`` in the network's units as they are
+        now -- rows scaled, a regression's targets too -- and nothing learnt from it. The maintenance
+        worker dreams it (``[maintenance] education``): it asks here, so the brain below needs neither
+        the dataset reader nor the scaler."""
+        if not isinstance(path, str):
+            raise Reply("bad_request", "education needs path, a dataset file (.csv or .npz)")
+        if path not in self.lessons:  # read once: MessengerIn's clients wait while it reads
+            try:
+                self.lessons = {path: load_dataset(path)}
+            except (DatasetError, OSError) as exc:
+                raise Reply("bad_dataset", str(exc)) from None
+        data = self.lessons[path]
+        if data.features.shape[1] != self.width:
+            raise Reply("wrong_shape", f"{path}: {data.features.shape[1]} features, the network takes {self.width}")
+        rows = self.inputs.transform(data.features)
+        targets = data.targets.tolist()
+        if self.regression:
+            targets = self.targets.transform(np.asarray(data.targets, dtype=np.float64).reshape(-1, self.outputs)).tolist()
+        rows = np.ascontiguousarray(rows, dtype="<f4")
+        return {"rows": rows.tobytes(), "shape": list(rows.shape), "targets": targets}
 
     def close(self) -> None:
         self.flush(sync=True)

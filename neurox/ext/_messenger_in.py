@@ -114,6 +114,7 @@ class MessengerIn(InputExtension):
         self.watch(self.front, self._on_requests, drain=DRAIN, multipart=True)
         self.scaling = Front(self.topology, self.data_dir)
         self.handlers["scaling"] = lambda r: self.scaling.state()
+        self.handlers["education"] = lambda r: self.scaling.lesson(r.get("path"))
         self.feed = make_socket(self.ctx, zmq.PULL, bind=feed_endpoint(self.run_dir))
         self.watch(self.feed, self._on_feed, drain=FEED_BUNDLE)
         self.waiting: dict[int, Waiting] = {}

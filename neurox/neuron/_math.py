@@ -143,6 +143,17 @@ def weight_statistics(w: np.ndarray, bins: int = 10) -> dict:
             "non_finite": int(w.size - values.size)}
 
 
+def link_rms(weights: np.ndarray, layout: list[tuple[str, int]]) -> dict[str, float]:
+    """The RMS of each incoming link's block of rows of a weight matrix (``layout``: (source, width) in
+    row order): how much a link carries, in a neuron's metrics, where the self-reshaper reads it to prune."""
+    result, row = {}, 0
+    for src, width in layout:
+        block = weights[row:row + width]
+        result[src] = float(np.sqrt(np.mean(block ** 2))) if block.size else 0.0
+        row += width
+    return result
+
+
 def initial_weights(fan_in: int, units: int, rng: np.random.Generator, init: str = "xavier"
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Fresh weights drawn by rule ``init`` (``_init``: xavier, he or normal), and zero bias."""

@@ -23,7 +23,7 @@ from ._learning_rule import make_rule
 from ._links import Links, relayout
 from ._math import before_fork as before_fork  # the launcher warms numpy up with it (a preloaded module)
 from ._init import init_of
-from ._math import initial_weights, weight_statistics
+from ._math import initial_weights, link_rms, weight_statistics
 from ._modulation import DEFAULT_TRANSMITTER
 from ._persistence import Persistence, sibling_weights, twin_weights
 from ._pipeline import Pipeline
@@ -146,7 +146,8 @@ class Neuron(Process):
                 "pending_joins": len(pipeline.joins), "pending_gradients": len(pipeline.grads), "kept": self.rule.kept,
                 "rss_bytes": rss_bytes(), "state": self.receptors.state, "neuromodulators": self.receptors.chemistry(),
                 "activity": pipeline.activity.snapshot(), "persistence": self.persistence.status()["persistence"],
-                "weights": weight_statistics(self.rule.weights), "processing": pipeline.processing.to_dict()}
+                "weights": weight_statistics(self.rule.weights), "link_rms": link_rms(self.rule.weights, self.links.layout),
+                "processing": pipeline.processing.to_dict()}
 
     def call_get_params(self, _request) -> dict:
         return {"weights": frames.array_to_wire(self.rule.weights), "bias": frames.array_to_wire(self.rule.bias),

@@ -5,6 +5,7 @@ import pytest
 import zmq
 
 from _netutil import learn
+from _opsutil import wait_until
 from neurox.ext import PRELOAD, digits, network_children
 from neurox.brain import ShapingConfig
 from neurox.neuron import Network, TopologyError, link_rms, load_topology, parse_topology
@@ -146,14 +147,14 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
         shaper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/self_reshaper"), 60)
         try:
             learn(network, data, epochs=1, batch=8)
-            reported_anew(events, network)
+            reported_anew(events, network, shaper)
             pruned = shaper.call("round")
             removed = [tuple(c["target"]) for c in pruned if c["op"] == "remove_link"]
             assert all(c["ok"] for c in pruned) and len(removed) == 2, pruned
             # the weaker of each L2 neuron's two inputs went, as far as every L1 neuron keeps an output
             assert {src for src, _ in removed} == {"L1.n0", "L1.n1"} and {dst for _, dst in removed} == {"L2.n0", "L2.n1"}
             learn(network, data, epochs=1, batch=8)
-            reported_anew(events, network)
+            reported_anew(events, network, shaper)
             grown = [c for c in shaper.call("round") if c["op"] == "add_neuron"]
             assert len(grown) == 1 and grown[0]["ok"], grown
             events.wait_for("self_reshaped", op="add_neuron")
@@ -179,12 +180,15 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
             shaper.close()
 
 
-def reported_anew(events, network):
-    """Wait until every neuron has published a report since now: the self-reshaper decides from them."""
+def reported_anew(events, network, shaper):
+    """Wait until every neuron has published a report since now, and the self-reshaper has read each
+    (it decides from them; its subscription and the test's receive the same reports, not at the same time)."""
     neurons = [n for layer in network_shape(network) for n in layer["neurons"]]
-    seen = {n: len(events.named("neuron_report", id=n)) for n in neurons}
+    seen = {n: len(events.named("neuron_report", id=n)) + 1 for n in neurons}
     for neuron in neurons:
-        events.wait_for("neuron_report", count=seen[neuron] + 1, id=neuron)
+        events.wait_for("neuron_report", count=seen[neuron], id=neuron)
+    wait_until(lambda: all(shaper.call("status")["reports_by_neuron"].get(n, 0) >= seen[n] for n in neurons),
+               10, "the self-reshaper to read the same reports")
 
 
 def network_shape(network):

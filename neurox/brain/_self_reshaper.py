@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 
 import msgspec
 import numpy as np
@@ -84,6 +85,7 @@ class SelfReshaper(Process):
         self.streaks: dict[str, int] = {}
         self.changes: list[dict] = []
         self.counters = {"rounds": 0, "reports": 0, "calls": 0, "asleep_rounds": 0}
+        self.reports_by_neuron: Counter[str] = Counter()
         self.next_round = time.monotonic() + self.config.interval_s
         self.handlers.update({"status": lambda r: self.status(), "round": lambda r: self.round()})
         return {}
@@ -104,7 +106,8 @@ class SelfReshaper(Process):
 
     def status(self) -> dict:
         self._read_bus()  # what has come on the bus counts, even if the loop has not read it yet
-        return {"pid": os.getpid(), **self.counters, "asleep": self.asleep, "config": msgspec.structs.asdict(self.config),
+        return {"pid": os.getpid(), **self.counters, "reports_by_neuron": dict(self.reports_by_neuron),
+                "asleep": self.asleep, "config": msgspec.structs.asdict(self.config),
                 "losses": self.losses[-HISTORY:], "changes": self.changes[-HISTORY:]}
 
     def _end_reported(self) -> bool:
@@ -127,6 +130,7 @@ class SelfReshaper(Process):
                 self.reports[str(event.get("id"))] = event["metrics"]
                 self.fresh.add(str(event.get("id")))
                 self.counters["reports"] += 1
+                self.reports_by_neuron[str(event.get("id"))] += 1
             elif topic in (b"maintenance_started", b"maintenance_ended"):
                 self.asleep = topic == b"maintenance_started"
 

@@ -1,5 +1,6 @@
 """Video frames in the eye (PyAV), and mixing an input's samples into the main input at declared positions."""
 import collections
+import io
 import os
 import signal
 import shutil
@@ -7,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import av
@@ -268,7 +270,8 @@ def test_what_is_a_live_stream_and_the_back_off_between_tries(tmp_path):
     os.mkfifo(tmp_path / "pipe")
     assert is_live("rtsp://camera/1", "images") and is_live("udp://127.0.0.1:5000", "images")
     assert is_live(str(tmp_path / "pipe"), "video") and not is_live(str(tmp_path / "pipe"), "images")
-    assert not is_live(str(tmp_path), "video") and not is_live("file://x.mp4", "video")
+    assert not is_live(str(tmp_path), "video") and not is_live("file://x.mp4", "images")
+    assert is_live(str(tmp_path / "later.ts"), "video"), "a video pipe not there yet is waited for"
     waits, delay = [], 0.5
     for _ in range(8):
         waits.append(delay)
@@ -294,3 +297,154 @@ def test_a_saved_video_place_is_for_that_very_file_only(tmp_path):
     assert SavedPlaces(saved).get("clip.mp4", str(video)) is None
     places.drop("clip.mp4", now=1.1)
     assert SavedPlaces(saved).entries == {}
+
+
+def ts_bytes(side: int, frames: int) -> bytes:
+    """``frames`` frames of ``side`` x ``side`` pixels as MPEG-TS (its clock starting at 0), in memory."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="mpegts") as container:
+        stream = container.add_stream("mpeg4", rate=20)
+        stream.width = stream.height = side
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((side, side, 3), 12 * i % 256, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out.getvalue()
+
+
+class Served:
+    """A loopback TCP server in a thread: its n-th connection gets ``payloads[n]`` and is then held open
+    (``hold``: a stream gone silent) or closed; connections past the payloads are closed at once."""
+
+    def __init__(self, payloads: list[bytes], hold: bool):
+        self.payloads, self.hold, self.open = payloads, hold, []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            n = len(self.open)
+            self.open.append(conn)
+            if n < len(self.payloads):
+                conn.sendall(self.payloads[n])
+            if n >= len(self.payloads) or not self.hold:
+                conn.close()
+
+    def close(self):
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        self.listener.close()
+        self.thread.join(5)
+        for conn in self.open:
+            conn.close()
+
+
+@pytest.fixture
+def served():
+    servers = []
+    yield lambda payloads, hold=False: servers.append(Served(payloads, hold)) or servers[-1]
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_live_stream_gone_silent_is_opened_again(tmp_path, served, no_stray_processes):
+    server = served([ts_bytes(16, 6), ts_bytes(16, 6)], hold=True)  # each connection sends, then stays silent
+    lines = [{"name": "cam", "module": "eye", "path": server.url, "fps": 0.0, "live_timeout_s": 0.5,
+              "reconnect_s": 0.05}]
+    with network_with(tmp_path, lines) as network:
+        first = wait_metric(network, "cam", "frames", 3)["frames"]  # the last one or two wait for more data
+        metrics = wait_metric(network, "cam", "frames", first + 3)  # from a second connection
+        status = ext_call(network, "cam", "status")
+    assert status["connections"] == 2 and len(server.open) >= 2, status
+    assert server.open[0].fileno() != -1, "the first connection was held open (silent), not closed by the server"
+    assert metrics.get("bad_frames_by_kind", {}) == {}, metrics
+
+
+@pytest.mark.timeout(60)
+def test_a_live_frame_too_large_is_one_error_and_the_stream_goes_on(tmp_path, served, no_stray_processes):
+    # one connection: 3 small frames, 3 too large, 3 small; each part's clock starts again at 0 (every frame
+    # is still taken at the stream's own 20 frames a second)
+    server = served([ts_bytes(16, 3) + ts_bytes(32, 3) + ts_bytes(16, 3)])
+    lines = [{"name": "cam", "module": "eye", "path": server.url, "fps": 20.0, "max_pixels": 300,
+              "reconnect_s": 0.05},
+             {"name": "out", "module": "jsonl", "path": str(tmp_path / "out.jsonl"), "output": False}]
+    with network_with(tmp_path, lines) as network:
+        metrics = wait_metric(network, "cam", "answered", 6)
+        status = ext_call(network, "cam", "status")
+        records = wait_until(lambda: len(r := read_jsonl(tmp_path / "out.jsonl")) >= 6 and r, 20, "6 records")
+    assert metrics["frames"] == 6 and metrics["bad_frames_by_kind"] == {"too_large": 3}, metrics
+    assert status["connections"] == 1 and "a frame of 32x32 pixels is more than max_pixels (300)" in \
+        status["recent_rejects"][0]["detail"], status
+    assert sorted(r["message_hash_id"] for r in records) == list(range(6))
+
+
+@pytest.mark.timeout(60)
+def test_a_live_stream_faster_than_the_network_drops_its_oldest_frames(tmp_path, served, no_stray_processes):
+    server = served([ts_bytes(16, 20)])
+    lines = [{"name": "cam", "module": "eye", "path": server.url, "fps": 0.0, "live_buffer": 2, "queue": 1,
+              "window": 1, "rate": 8.0, "reconnect_s": 0.05},
+             {"name": "out", "module": "jsonl", "path": str(tmp_path / "out.jsonl"), "output": False}]
+    with network_with(tmp_path, lines) as network:
+        def all_accounted():
+            status = ext_call(network, "cam", "status")
+            return status["answered"] + status["dropped_frames"] == 20 and status
+        status = wait_until(all_accounted, 20, "every frame answered or dropped")
+        records = wait_until(lambda: len(r := read_jsonl(tmp_path / "out.jsonl")) >= status["answered"] and r,
+                             20, "the answered frames")
+    tags = [r["message_hash_id"] for r in records]
+    assert 0 < status["dropped_frames"] <= 20 - 3, status
+    assert tags == sorted(tags) and tags[-2:] == [18, 19], "the newest frames are kept, the oldest dropped"
+    assert len(tags) == 20 - status["dropped_frames"]
+
+
+def _wait_state(live, words, timeout=10.0):
+    return wait_until(lambda: words in live.state and live.state, timeout, f"live state {words!r}")
+
+
+@pytest.mark.timeout(30)
+def test_a_live_pipe_thread_stops_at_once_even_waiting(tmp_path):
+    from neurox.ext._live_video import LiveVideo, LIVE_SETTINGS
+    settings = {name: s.default for name, s in LIVE_SETTINGS.items()}
+    path = tmp_path / "cam.ts"
+    missing = LiveVideo(str(path), settings, VideoSpec(), ImageSpec((8, 8)))
+    _wait_state(missing, f"no named pipe {path} yet")
+    os.mkfifo(path)
+    writer = os.open(path, os.O_RDWR)  # a writer that holds the pipe open and sends nothing
+    silent = LiveVideo(str(path), settings, VideoSpec(), ImageSpec((8, 8)))
+    try:
+        _wait_state(silent, "waiting for the stream")
+        for live in (missing, silent):
+            started = time.monotonic()
+            live.close()
+            assert time.monotonic() - started < 0.5 and not live.running, live.state
+    finally:
+        os.close(writer)
+
+
+@pytest.mark.timeout(60)
+def test_the_eye_waits_for_its_video_pipe_and_reopens_it_when_silent(tmp_path, no_stray_processes):
+    path = tmp_path / "camera.ts"
+    lines = [{"name": "cam", "module": "eye", "path": str(path), "pipe": "video", "fps": 0.0,
+              "live_timeout_s": 0.5, "reconnect_s": 0.05}]
+    with network_with(tmp_path, lines) as network:
+        status = ext_call(network, "cam", "status")  # the control socket answers while the eye waits
+        assert status["live"] == f"waiting: no named pipe {path} yet" and status["connections"] == 0, status
+        os.mkfifo(path)
+        with open(path, "wb", buffering=0) as writer:  # opens once the eye reads it
+            writer.write(ts_bytes(16, 6))
+            first = wait_metric(network, "cam", "frames", 3)["frames"]  # the last one or two wait for more data
+            wait_until(lambda: ext_call(network, "cam", "status")["live"] == "waiting for the stream", 10,
+                       "the silent pipe to be given up and opened again")
+            writer.write(ts_bytes(16, 6))  # the writer speaks again: a second connection
+            metrics = wait_metric(network, "cam", "frames", first + 3)
+            status = ext_call(network, "cam", "status")
+    assert status["connections"] == 2 and metrics.get("bad_frames_by_kind", {}) == {}, (status, metrics)

@@ -374,8 +374,9 @@ def test_a_live_frame_too_large_is_one_error_and_the_stream_goes_on(tmp_path, se
     # one connection: 3 small frames, 3 too large, 3 small; each part's clock starts again at 0 (every frame
     # is still taken at the stream's own 20 frames a second)
     server = served([ts_bytes(16, 3) + ts_bytes(32, 3) + ts_bytes(16, 3)])
+    (tmp_path / "labels.csv").write_text("".join(f"{i},{i}\n" for i in range(6)))  # frame i is a digit i
     lines = [{"name": "cam", "module": "eye", "path": server.url, "fps": 20.0, "max_pixels": 300,
-              "reconnect_s": 0.05},
+              "reconnect_s": 0.05, "labels_file": str(tmp_path / "labels.csv")},
              {"name": "out", "module": "jsonl", "path": str(tmp_path / "out.jsonl"), "output": False}]
     with network_with(tmp_path, lines) as network:
         metrics = wait_metric(network, "cam", "answered", 6)
@@ -385,6 +386,8 @@ def test_a_live_frame_too_large_is_one_error_and_the_stream_goes_on(tmp_path, se
     assert status["connections"] == 1 and "a frame of 32x32 pixels is more than max_pixels (300)" in \
         status["recent_rejects"][0]["detail"], status
     assert sorted(r["message_hash_id"] for r in records) == list(range(6))
+    assert all(r.get("target") == r["message_hash_id"] for r in records) and metrics["scored"] == 6, \
+        "the labels file names the frames"
 
 
 @pytest.mark.timeout(60)
@@ -411,18 +414,26 @@ def _wait_state(live, words, timeout=10.0):
 
 
 @pytest.mark.timeout(30)
-def test_a_live_pipe_thread_stops_at_once_even_waiting(tmp_path):
+def test_a_live_thread_stops_at_once_even_waiting_and_logs_each_reason_once(tmp_path):
     from neurox.ext._live_video import LiveVideo, LIVE_SETTINGS
-    settings = {name: s.default for name, s in LIVE_SETTINGS.items()}
-    path = tmp_path / "cam.ts"
-    missing = LiveVideo(str(path), settings, VideoSpec(), ImageSpec((8, 8)))
+    settings = {**{name: s.default for name, s in LIVE_SETTINGS.items()}, "reconnect_s": 0.01,
+                "reconnect_max_s": 0.02}
+    path, logged, unserved = tmp_path / "cam.ts", [], []
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    refused = LiveVideo(url, settings, VideoSpec(), ImageSpec((8, 8)), unserved.append)
+    missing = LiveVideo(str(path), settings, VideoSpec(), ImageSpec((8, 8)), logged.append)
     _wait_state(missing, f"no named pipe {path} yet")
+    _wait_state(refused, "reconnecting in 0.02 s: cannot be opened")  # a second try at least, for one reason
+    assert logged == [f"{path}: waiting: no named pipe {path} yet"] and len(unserved) == 1, (logged, unserved)
+    assert unserved[0].startswith(f"{url}: cannot be opened (") and "Connection refused" in unserved[0], unserved
     os.mkfifo(path)
     writer = os.open(path, os.O_RDWR)  # a writer that holds the pipe open and sends nothing
     silent = LiveVideo(str(path), settings, VideoSpec(), ImageSpec((8, 8)))
     try:
         _wait_state(silent, "waiting for the stream")
-        for live in (missing, silent):
+        for live in (missing, silent, refused):
             started = time.monotonic()
             live.close()
             assert time.monotonic() - started < 0.5 and not live.running, live.state

@@ -23,6 +23,7 @@ import stat
 import threading
 import time
 from collections import deque
+from typing import Callable
 
 from ._images import ImageSpec, image_row
 from ._samples import InputError
@@ -124,10 +125,11 @@ class LiveVideo:
     """Frames of a live stream, decoded in a thread: readability of :attr:`fd` says some came; :meth:`take`
     gives them, one (tag, row) or InputError at a time."""
 
-    def __init__(self, path: str, settings: dict, video: VideoSpec, image: ImageSpec):
+    def __init__(self, path: str, settings: dict, video: VideoSpec, image: ImageSpec,
+                 log: Callable[[str], None] = lambda text: None):
         if av is None:
             raise InputError("bad_video", "PyAV is not installed: pip install 'neurox[video]'")
-        self.path, self.settings, self.video, self.image = path, settings, video, image
+        self.path, self.settings, self.video, self.image, self.log = path, settings, video, image, log
         self.fd, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._items: deque = deque()
         self._lock = threading.Lock()
@@ -140,22 +142,29 @@ class LiveVideo:
 
     # -- the thread --------------------------------------------------------------------------------
     def _run(self) -> None:
-        delay = self.settings["reconnect_s"]
+        """Open the stream, read it, and again after a back-off, until the eye stops; each new reason it
+        stops for is logged once (a stream down for hours is one line, not one a try)."""
+        delay, logged = self.settings["reconnect_s"], None
         while not self._stop.is_set():
+            wait = None
             try:
                 why, flowed = self._session()
-            except NoPipe as exc:
-                self.state = f"waiting: {exc}"
-                self._signal()
-                self._stop.wait(self.settings["reconnect_s"])
-                continue
+            except NoPipe as exc:  # looked for again every reconnect_s, without a back-off
+                why, flowed, wait = f"waiting: {exc}", False, self.settings["reconnect_s"]
+            except Exception as exc:  # noqa: BLE001 -- a stream PyAV chokes on must not end the thread unseen
+                why, flowed = f"failed ({type(exc).__name__}: {exc})", False
             if self._stop.is_set():
                 return
-            delay = self.settings["reconnect_s"] if flowed else delay
-            self.state = f"reconnecting in {delay:g} s: {why}"
+            if why != logged or flowed:
+                self.log(f"{self.path}: {why}")
+                logged = why
+            if wait is None:
+                wait = delay = self.settings["reconnect_s"] if flowed else delay
+                delay = next_backoff(delay, self.settings)
+                why = f"reconnecting in {wait:g} s: {why}"
+            self.state = why
             self._signal()
-            self._stop.wait(delay)
-            delay = next_backoff(delay, self.settings)
+            self._stop.wait(wait)
 
     def _session(self) -> tuple[str, bool]:
         """Open the stream and read it to its end: why it ended, and whether it gave frames."""

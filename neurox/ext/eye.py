@@ -147,7 +147,8 @@ class Extension(SampleInput):
         self.state = "starting"
         self.pipe = self.live = None
         if is_live(self.path, settings["pipe"]):
-            self.live = LiveVideo(self.path, settings, self.videos.spec, self.spec)
+            self.live = LiveVideo(self.path, settings, self.videos.spec, self.spec,
+                                  lambda text: print(f"{self.name}: {text}", flush=True))
             self.watch_source(self.live.fd, self._on_live)
             self.state = "reading"
         elif is_pipe(self.path):
@@ -342,6 +343,8 @@ class Extension(SampleInput):
 
     def _drain_live(self) -> bool:
         """Offer the frames the live stream handed over while there is room; True if time ran out first."""
+        if self.labels and self.room > 0:
+            self.labels.refresh()
         started = time.monotonic()
         while self.room > 0:
             if time.monotonic() - started > WORK_BUDGET_S:

@@ -28,7 +28,7 @@ from typing import Callable
 from ._images import ImageSpec, image_row
 from ._samples import InputError
 from ._settings import Setting
-from ._video import VideoSpec, av, rate_gate
+from ._video import VideoSpec, av, rate_gate, rate_restart
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt", "rtp")
 LIVE_SETTINGS = {
@@ -74,13 +74,6 @@ def is_live(path: str, pipe: str) -> bool:
 def next_backoff(delay: float, settings: dict) -> float:
     """The wait after ``delay`` when the stream fails again: doubled, at most ``reconnect_max_s``."""
     return min(delay * 2.0, settings["reconnect_max_s"])
-
-
-def rate_restart(t: float, last_t: float | None, next_t: float) -> float:
-    """When the next frame is due, given that the frame before this one was at ``last_t``: if the stream's
-    clock went back (a source restarted, a timestamp wrapped), the rate starts again from ``t`` rather
-    than skipping every frame until the clock catches up."""
-    return t if last_t is not None and t < last_t else next_t
 
 
 class NoPipe(Exception):

@@ -70,6 +70,13 @@ def rate_gate(t: float, next_t: float, step: float) -> float | None:
     return next_t
 
 
+def rate_restart(t: float, last_t: float | None, next_t: float) -> float:
+    """When the next frame is due, given that the frame before this one was at ``last_t``: if the stream's
+    clock went back (a source restarted, a timestamp wrapped), the rate starts again from ``t`` rather
+    than skipping every frame until the clock catches up."""
+    return t if last_t is not None and t < last_t else next_t
+
+
 class VideoFrames:
     """The frames of one video file, decoded as they are asked for (:meth:`next`); from frame ``start`` on
     when resumed (the frames before it are decoded and chosen at the rate again, not converted)."""
@@ -95,7 +102,7 @@ class VideoFrames:
             raise InputError("too_large", f"{width}x{height} pixels is more than max_pixels ({image.max_pixels})")
         self.frames = self.container.decode(stream)
         self.decoded = self.taken = 0
-        self.next_t = 0.0
+        self.next_t, self.last_t = 0.0, None
 
     def next(self) -> tuple[str, object] | None:
         """(tag, row) of the next frame taken; None at the end (or at a bound); InputError (``bad_video``)
@@ -112,6 +119,7 @@ class VideoFrames:
             t = float(frame.time) if frame.time is not None else self.next_t
             if t > self.video.max_seconds:
                 return None
+            self.next_t, self.last_t = rate_restart(t, self.last_t, self.next_t), t
             taken = rate_gate(t, self.next_t, step)
             if taken is None:
                 continue  # between two frames taken at the chosen rate

@@ -125,6 +125,8 @@ class Extension(SampleInput):
             problems.append("give target = \"subdir\" or labels_file, not both")
         if settings["target"] == "subdir" and (settings["path"] == "-" or is_url(settings["path"])):
             problems.append("target = \"subdir\" needs a directory; a stream's targets come from a labels_file")
+        if settings["path"] == "-" and settings["pipe"] == "video":
+            problems.append("pipe = \"video\" is for a named pipe (or a URL); standard input carries images only")
         if av is None and (is_url(settings["path"]) or settings["pipe"] == "video"):
             problems.append("a live video needs PyAV: pip install 'neurox[video]'")
         if problems:

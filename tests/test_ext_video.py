@@ -427,8 +427,14 @@ def test_a_live_thread_stops_at_once_even_waiting_and_logs_each_reason_once(tmp_
     refused = LiveVideo(url, settings, VideoSpec(), ImageSpec((8, 8)), unserved.append)
     missing = LiveVideo(str(path), settings, VideoSpec(), ImageSpec((8, 8)), logged.append)
     _wait_state(missing, f"no named pipe {path} yet")
+    path.write_bytes(ts_bytes(16, 4))  # a video file where the pipe should be: not read again and again
+    _wait_state(missing, f"waiting: {path} is not a named pipe")
+    assert missing.connections == 0 and missing.take() is None
+    path.unlink()
+    _wait_state(missing, f"no named pipe {path} yet")
     _wait_state(refused, "reconnecting in 0.02 s: cannot be opened")  # a second try at least, for one reason
-    assert logged == [f"{path}: waiting: no named pipe {path} yet"] and len(unserved) == 1, (logged, unserved)
+    assert logged == [f"{path}: waiting: no named pipe {path} yet", f"{path}: waiting: {path} is not a named pipe",
+                      f"{path}: waiting: no named pipe {path} yet"] and len(unserved) == 1, (logged, unserved)
     assert unserved[0].startswith(f"{url}: cannot be opened (") and "Connection refused" in unserved[0], unserved
     os.mkfifo(path)
     writer = os.open(path, os.O_RDWR)  # a writer that holds the pipe open and sends nothing

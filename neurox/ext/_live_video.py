@@ -87,11 +87,14 @@ class FifoReader:
 
     def __init__(self, path: str, timeout_s: float, stopped: threading.Event):
         try:
-            if not stat.S_ISFIFO(os.stat(path).st_mode):
-                raise NoPipe(f"{path} is not a named pipe")
+            self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NoPipe(f"no named pipe {path} yet") from None
-        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise NoPipe(f"{path}: {exc.strerror or exc}") from None
+        if not stat.S_ISFIFO(os.fstat(self.fd).st_mode):  # what was opened, not what was there a moment before
+            os.close(self.fd)
+            raise NoPipe(f"{path} is not a named pipe")
         self.timeout_s, self.stopped, self.heard = timeout_s, stopped, False
         self.poller = select.poll()
         self.poller.register(self.fd, select.POLLIN)

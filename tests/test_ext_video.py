@@ -64,6 +64,14 @@ def test_a_video_is_read_frame_by_frame_at_the_chosen_rate_and_within_its_bounds
     assert len(frames_of(tmp_path / "clip.mp4", fps=0, max_seconds=0.45)) == 5
     (tmp_path / "joined.ts").write_bytes(ts_bytes(16, 4) + ts_bytes(16, 4))  # its clock starts again mid-way
     assert len(frames_of(tmp_path / "joined.ts", fps=20)) == 8, "every frame at the video's own rate"
+    (tmp_path / "grows.ts").write_bytes(ts_bytes(16, 3) + ts_bytes(32, 3))
+    grows = VideoFrames(str(tmp_path / "grows.ts"), "grows.ts", VideoSpec(fps=0), ImageSpec((8, 8), max_pixels=300))
+    try:
+        assert [grows.next()[0] for _ in range(3)] == ["grows.ts#0", "grows.ts#1", "grows.ts#2"]
+        with pytest.raises(Exception, match=r"too_large: frame 3 is 32x32 pixels, more than max_pixels \(300\)"):
+            grows.next()
+    finally:
+        grows.close()
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
     with pytest.raises(Exception, match="bad_video: not a video PyAV can read"):
         frames_of(tmp_path / "bad.mp4")

@@ -3,7 +3,7 @@
 Every frame taken becomes a sample exactly as an image file does (grey or RGB, resized to the eye's
 ``size``, scaled to [0, 1]; ``_images.image_row``), tagged ``<path under the eye's path>#<frame
 number>``. A video is bounded like an image: its file size (``max_video_bytes``), the pixels of its
-frames (the eye's ``max_pixels``), and also the frames (``max_frames``) and the seconds of video
+frames (the eye's ``max_pixels``, checked on every frame: the size may change mid-video), and also the frames (``max_frames``) and the seconds of video
 (``max_seconds``) taken from it. Frames are decoded only as the eye's queue takes them, a few at each
 turn of its loop, so a long video neither fills memory nor keeps answers and control requests
 waiting. A file that is not a video, or whose frames cannot be decoded, is one ``bad_video`` error
@@ -105,8 +105,9 @@ class VideoFrames:
         self.next_t, self.last_t = 0.0, None
 
     def next(self) -> tuple[str, object] | None:
-        """(tag, row) of the next frame taken; None at the end (or at a bound); InputError (``bad_video``)
-        when the rest cannot be decoded."""
+        """(tag, row) of the next frame taken; None at the end (or at a bound); InputError when the rest
+        cannot be decoded (``bad_video``) or a frame has more than ``max_pixels`` (``too_large``: the size
+        changed mid-video; it is not converted)."""
         step = 1.0 / self.video.fps if self.video.fps else 0.0
         while self.taken < self.video.max_frames:
             try:
@@ -125,6 +126,9 @@ class VideoFrames:
                 continue  # between two frames taken at the chosen rate
             self.next_t = taken
             self.taken += 1
+            if frame.width * frame.height > self.image.max_pixels:
+                raise InputError("too_large", f"frame {index} is {frame.width}x{frame.height} pixels, more than "
+                                              f"max_pixels ({self.image.max_pixels})")
             if index >= self.start:
                 return f"{self.name}#{index}", image_row(frame.to_image(), self.image)
         return None

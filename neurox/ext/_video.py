@@ -6,10 +6,10 @@ number>``. A video is bounded like an image: its file size (``max_video_bytes``)
 frames (the eye's ``max_pixels``, checked on every frame: the size may change mid-video), and also
 the frames (``max_frames``) and the seconds of video (``max_seconds``) taken from it. Frames are
 decoded only as the eye's queue takes them, a few at each turn of its loop, so a long video neither
-fills memory nor keeps answers and control requests waiting. A file that is not a video, or whose frames cannot be decoded, is one ``bad_video`` error
-(the frames before the damage were taken); the eye goes on with its next file. Where a video is (its
-first frame not yet sent) is saved as it goes (``_offsets.SavedPlaces``), so an eye killed mid-video
-resumes it there when it restarts.
+fills memory nor keeps answers and control requests waiting. A file that is not a video, or whose
+frames cannot be decoded, is one ``bad_video`` error (the frames before the damage were taken); the
+eye goes on with its next file. Where a video is (its first frame not yet sent) is saved as it goes
+(``_offsets.SavedPlaces``), so an eye killed mid-video resumes it there when it restarts.
 
 PyAV is an optional dependency (``pip install 'neurox[video]'``); without it a video is refused
 (``bad_video``, saying so) and images work as before.

@@ -302,6 +302,12 @@ def test_a_saved_video_place_is_for_that_very_file_only(tmp_path):
     places.write(now=1.0)
     assert SavedPlaces(saved).get("clip.mp4", str(video)) == {"frame": 41}
     assert SavedPlaces(saved).get("other.mp4", str(video)) is None
+    damaged = SavedPlaces(saved)
+    damaged.put("clip.mp4", str(video), {"frame": "forty"})  # a saved file edited by hand: from the start
+    damaged.write(now=2.0, force=True)
+    assert SavedPlaces(saved).get("clip.mp4", str(video)) is None
+    damaged.put("clip.mp4", str(video), {"frame": 41})
+    damaged.write(now=2.0, force=True)
     (tmp_path / "new.mp4").write_bytes(b"other frames")
     os.replace(tmp_path / "new.mp4", video)  # another file under the same name: from its start
     assert SavedPlaces(saved).get("clip.mp4", str(video)) is None

@@ -196,6 +196,14 @@ def _pid_or_none(network, name):
         return None
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.mark.timeout(60)
 def test_an_eye_killed_mid_video_resumes_it_where_it_was(tmp_path, no_stray_processes):
     folder = tmp_path / "in"
@@ -467,10 +475,18 @@ def test_a_live_thread_stops_at_once_even_waiting_and_logs_each_reason_once(tmp_
 def test_the_eye_waits_for_its_video_pipe_and_reopens_it_when_silent(tmp_path, no_stray_processes):
     path = tmp_path / "camera.ts"
     lines = [{"name": "cam", "module": "eye", "path": str(path), "pipe": "video", "fps": 0.0,
-              "live_timeout_s": 0.5, "reconnect_s": 0.05}]
+              "live_timeout_s": 0.5, "reconnect_s": 0.05},
+             {"name": "late", "module": "eye", "path": str(tmp_path / "never.ts"), "pipe": "video"}]
     with network_with(tmp_path, lines) as network:
         status = ext_call(network, "cam", "status")  # the control socket answers while the eye waits
         assert status["live"] == f"waiting: no named pipe {path} yet" and status["connections"] == 0, status
+        late = ext_call(network, "late", "status")["pid"]
+        stopping = time.monotonic()
+        os.kill(late, signal.SIGTERM)  # a polite stop while it waits: at once (its supervisor starts another)
+        wait_until(lambda: not _alive(late), 5, "the waiting eye to stop")
+        assert time.monotonic() - stopping < 1.0
+        wait_until(lambda: _pid_or_none(network, "late") not in (None, late), 10, "another eye")
+        assert ext_call(network, "late", "status")["live"].startswith("waiting: no named pipe")
         os.mkfifo(path)
         with open(path, "wb", buffering=0) as writer:  # opens once the eye reads it
             writer.write(ts_bytes(16, 6))

@@ -478,7 +478,8 @@ def test_the_eye_waits_for_its_video_pipe_and_reopens_it_when_silent(tmp_path, n
               "live_timeout_s": 0.5, "reconnect_s": 0.05},
              {"name": "late", "module": "eye", "path": str(tmp_path / "never.ts"), "pipe": "video"}]
     with network_with(tmp_path, lines) as network:
-        status = ext_call(network, "cam", "status")  # the control socket answers while the eye waits
+        status = wait_until(lambda: (s := ext_call(network, "cam", "status"))["live"] != "connecting" and s, 10,
+                            "the eye to look for its pipe")  # its control socket answers while it waits
         assert status["live"] == f"waiting: no named pipe {path} yet" and status["connections"] == 0, status
         late = ext_call(network, "late", "status")["pid"]
         stopping = time.monotonic()
@@ -486,7 +487,8 @@ def test_the_eye_waits_for_its_video_pipe_and_reopens_it_when_silent(tmp_path, n
         wait_until(lambda: not _alive(late), 5, "the waiting eye to stop")
         assert time.monotonic() - stopping < 1.0
         wait_until(lambda: _pid_or_none(network, "late") not in (None, late), 10, "another eye")
-        assert ext_call(network, "late", "status")["live"].startswith("waiting: no named pipe")
+        wait_until(lambda: ext_call(network, "late", "status")["live"].startswith("waiting: no named pipe"), 10,
+                   "the new eye to wait in turn")
         os.mkfifo(path)
         with open(path, "wb", buffering=0) as writer:  # opens once the eye reads it
             writer.write(ts_bytes(16, 6))

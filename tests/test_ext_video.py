@@ -268,7 +268,8 @@ def test_the_eye_reads_a_live_stream_and_reconnects_when_it_drops(tmp_path, no_s
              {"name": "out", "module": "jsonl", "path": str(tmp_path / "out.jsonl"), "output": False}]
     with network_with(tmp_path, lines) as network:
         pid = ext_call(network, "cam", "status")["pid"]
-        assert "reconnecting" in ext_call(network, "cam", "status")["live"]  # nobody serves it yet
+        wait_until(lambda: "reconnecting" in ext_call(network, "cam", "status")["live"], 10,
+                   "a first try to fail")  # nobody serves it yet
         stream_video(f"tcp://127.0.0.1:{port}?listen=1", 10)
         wait_metric(network, "cam", "answered", 10)
         stream_video(f"tcp://127.0.0.1:{port}?listen=1", 6)  # the stream dropped; served again

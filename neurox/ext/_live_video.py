@@ -170,7 +170,7 @@ class LiveVideo:
             if reader is not None:
                 self.state = "waiting for the stream"
             container = av.open(self.path, timeout=(timeout, timeout)) if reader is None else av.open(reader)
-        except (av.error.FFmpegError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 -- FFmpeg's errors, OSError, and whatever else: the pipe is closed
             if reader is not None:
                 reader.close()
             return f"cannot be opened ({exc})", False

@@ -103,6 +103,7 @@ def test_a_bad_eye_line_is_refused_before_anything_starts(tmp_path):
         ({"name": "eye", "module": "eye", "path": str(tmp_path), "target": "subdir", "labels_file": "x"},
          "not both"),
         ({"name": "eye", "module": "eye", "path": str(tmp_path), "windw": 3}, "unknown settings ['windw']"),
+        ({"name": "eye", "module": "eye", "path": "-", "pipe": "video"}, "standard input carries images only"),
     ]
     for line, words in lines:
         topology.extensions = [line]

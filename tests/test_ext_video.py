@@ -1,5 +1,6 @@
 """Video frames in the eye (PyAV), and mixing an input's samples into the main input at declared positions."""
 import collections
+import io
 import os
 import signal
 import shutil
@@ -7,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import av
@@ -60,6 +62,16 @@ def test_a_video_is_read_frame_by_frame_at_the_chosen_rate_and_within_its_bounds
     assert len(frames_of(tmp_path / "clip.mp4", fps=1)) == 2  # 2 s of video
     assert len(frames_of(tmp_path / "clip.mp4", fps=0, max_frames=3)) == 3
     assert len(frames_of(tmp_path / "clip.mp4", fps=0, max_seconds=0.45)) == 5
+    (tmp_path / "joined.ts").write_bytes(ts_bytes(16, 4) + ts_bytes(16, 4))  # its clock starts again mid-way
+    assert len(frames_of(tmp_path / "joined.ts", fps=20)) == 8, "every frame at the video's own rate"
+    (tmp_path / "grows.ts").write_bytes(ts_bytes(16, 3) + ts_bytes(32, 3))
+    grows = VideoFrames(str(tmp_path / "grows.ts"), "grows.ts", VideoSpec(fps=0), ImageSpec((8, 8), max_pixels=300))
+    try:
+        assert [grows.next()[0] for _ in range(3)] == ["grows.ts#0", "grows.ts#1", "grows.ts#2"]
+        with pytest.raises(Exception, match=r"too_large: frame 3 is 32x32 pixels, more than max_pixels \(300\)"):
+            grows.next()
+    finally:
+        grows.close()
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
     with pytest.raises(Exception, match="bad_video: not a video PyAV can read"):
         frames_of(tmp_path / "bad.mp4")
@@ -184,6 +196,14 @@ def _pid_or_none(network, name):
         return None
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.mark.timeout(60)
 def test_an_eye_killed_mid_video_resumes_it_where_it_was(tmp_path, no_stray_processes):
     folder = tmp_path / "in"
@@ -248,7 +268,8 @@ def test_the_eye_reads_a_live_stream_and_reconnects_when_it_drops(tmp_path, no_s
              {"name": "out", "module": "jsonl", "path": str(tmp_path / "out.jsonl"), "output": False}]
     with network_with(tmp_path, lines) as network:
         pid = ext_call(network, "cam", "status")["pid"]
-        assert "reconnecting" in ext_call(network, "cam", "status")["live"]  # nobody serves it yet
+        wait_until(lambda: "reconnecting" in ext_call(network, "cam", "status")["live"], 10,
+                   "a first try to fail")  # nobody serves it yet
         stream_video(f"tcp://127.0.0.1:{port}?listen=1", 10)
         wait_metric(network, "cam", "answered", 10)
         stream_video(f"tcp://127.0.0.1:{port}?listen=1", 6)  # the stream dropped; served again
@@ -268,7 +289,8 @@ def test_what_is_a_live_stream_and_the_back_off_between_tries(tmp_path):
     os.mkfifo(tmp_path / "pipe")
     assert is_live("rtsp://camera/1", "images") and is_live("udp://127.0.0.1:5000", "images")
     assert is_live(str(tmp_path / "pipe"), "video") and not is_live(str(tmp_path / "pipe"), "images")
-    assert not is_live(str(tmp_path), "video") and not is_live("file://x.mp4", "video")
+    assert not is_live(str(tmp_path), "video") and not is_live("file://x.mp4", "images")
+    assert is_live(str(tmp_path / "later.ts"), "video"), "a video pipe not there yet is waited for"
     waits, delay = [], 0.5
     for _ in range(8):
         waits.append(delay)
@@ -289,8 +311,192 @@ def test_a_saved_video_place_is_for_that_very_file_only(tmp_path):
     places.write(now=1.0)
     assert SavedPlaces(saved).get("clip.mp4", str(video)) == {"frame": 41}
     assert SavedPlaces(saved).get("other.mp4", str(video)) is None
+    damaged = SavedPlaces(saved)
+    damaged.put("clip.mp4", str(video), {"frame": "forty"})  # a saved file edited by hand: from the start
+    damaged.write(now=2.0, force=True)
+    assert SavedPlaces(saved).get("clip.mp4", str(video)) is None
+    damaged.put("clip.mp4", str(video), {"frame": 41})
+    damaged.write(now=2.0, force=True)
     (tmp_path / "new.mp4").write_bytes(b"other frames")
     os.replace(tmp_path / "new.mp4", video)  # another file under the same name: from its start
     assert SavedPlaces(saved).get("clip.mp4", str(video)) is None
     places.drop("clip.mp4", now=1.1)
     assert SavedPlaces(saved).entries == {}
+
+
+def ts_bytes(side: int, frames: int) -> bytes:
+    """``frames`` frames of ``side`` x ``side`` pixels as MPEG-TS (its clock starting at 0), in memory."""
+    out = io.BytesIO()
+    with av.open(out, "w", format="mpegts") as container:
+        stream = container.add_stream("mpeg4", rate=20)
+        stream.width = stream.height = side
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((side, side, 3), 12 * i % 256, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return out.getvalue()
+
+
+class Served:
+    """A loopback TCP server in a thread: its n-th connection gets ``payloads[n]`` and is then held open
+    (``hold``: a stream gone silent) or closed; connections past the payloads are closed at once."""
+
+    def __init__(self, payloads: list[bytes], hold: bool):
+        self.payloads, self.hold, self.open = payloads, hold, []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            n = len(self.open)
+            self.open.append(conn)
+            if n < len(self.payloads):
+                conn.sendall(self.payloads[n])
+            if n >= len(self.payloads) or not self.hold:
+                conn.close()
+
+    def close(self):
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        self.listener.close()
+        self.thread.join(5)
+        for conn in self.open:
+            conn.close()
+
+
+@pytest.fixture
+def served():
+    servers = []
+    yield lambda payloads, hold=False: servers.append(Served(payloads, hold)) or servers[-1]
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_live_stream_gone_silent_is_opened_again(tmp_path, served, no_stray_processes):
+    server = served([ts_bytes(16, 6), ts_bytes(16, 6)], hold=True)  # each connection sends, then stays silent
+    lines = [{"name": "cam", "module": "eye", "path": server.url, "fps": 0.0, "live_timeout_s": 0.5,
+              "reconnect_s": 0.05}]
+    with network_with(tmp_path, lines) as network:
+        first = wait_metric(network, "cam", "frames", 3)["frames"]  # the last one or two wait for more data
+        metrics = wait_metric(network, "cam", "frames", first + 3)  # from a second connection
+        status = ext_call(network, "cam", "status")
+    assert status["connections"] == 2 and len(server.open) >= 2, status
+    assert server.open[0].fileno() != -1, "the first connection was held open (silent), not closed by the server"
+    assert metrics.get("bad_frames_by_kind", {}) == {}, metrics
+
+
+@pytest.mark.timeout(60)
+def test_a_live_frame_too_large_is_one_error_and_the_stream_goes_on(tmp_path, served, no_stray_processes):
+    # one connection: 3 small frames, 3 too large, 3 small; each part's clock starts again at 0 (every frame
+    # is still taken at the stream's own 20 frames a second)
+    server = served([ts_bytes(16, 3) + ts_bytes(32, 3) + ts_bytes(16, 3)])
+    (tmp_path / "labels.csv").write_text("".join(f"{i},{i}\n" for i in range(6)))  # frame i is a digit i
+    lines = [{"name": "cam", "module": "eye", "path": server.url, "fps": 20.0, "max_pixels": 300,
+              "reconnect_s": 0.05, "labels_file": str(tmp_path / "labels.csv")},
+             {"name": "out", "module": "jsonl", "path": str(tmp_path / "out.jsonl"), "output": False}]
+    with network_with(tmp_path, lines) as network:
+        metrics = wait_metric(network, "cam", "answered", 6)
+        status = ext_call(network, "cam", "status")
+        records = wait_until(lambda: len(r := read_jsonl(tmp_path / "out.jsonl")) >= 6 and r, 20, "6 records")
+    assert metrics["frames"] == 6 and metrics["bad_frames_by_kind"] == {"too_large": 3}, metrics
+    assert status["connections"] == 1 and "a frame of 32x32 pixels is more than max_pixels (300)" in \
+        status["recent_rejects"][0]["detail"], status
+    assert sorted(r["message_hash_id"] for r in records) == list(range(6))
+    assert all(r.get("target") == r["message_hash_id"] for r in records) and metrics["scored"] == 6, \
+        "the labels file names the frames"
+
+
+@pytest.mark.timeout(60)
+def test_a_live_stream_faster_than_the_network_drops_its_oldest_frames(tmp_path, served, no_stray_processes):
+    server = served([ts_bytes(16, 20)])
+    lines = [{"name": "cam", "module": "eye", "path": server.url, "fps": 0.0, "live_buffer": 2, "queue": 1,
+              "window": 1, "rate": 8.0, "reconnect_s": 0.05},
+             {"name": "out", "module": "jsonl", "path": str(tmp_path / "out.jsonl"), "output": False}]
+    with network_with(tmp_path, lines) as network:
+        def all_accounted():
+            status = ext_call(network, "cam", "status")
+            return status["answered"] + status["dropped_frames"] == 20 and status
+        status = wait_until(all_accounted, 20, "every frame answered or dropped")
+        records = wait_until(lambda: len(r := read_jsonl(tmp_path / "out.jsonl")) >= status["answered"] and r,
+                             20, "the answered frames")
+    tags = [r["message_hash_id"] for r in records]
+    assert 0 < status["dropped_frames"] <= 20 - 3, status
+    assert tags == sorted(tags) and tags[-2:] == [18, 19], "the newest frames are kept, the oldest dropped"
+    assert len(tags) == 20 - status["dropped_frames"]
+
+
+def _wait_state(live, words, timeout=10.0):
+    return wait_until(lambda: words in live.state and live.state, timeout, f"live state {words!r}")
+
+
+@pytest.mark.timeout(30)
+def test_a_live_thread_stops_at_once_even_waiting_and_logs_each_reason_once(tmp_path):
+    from neurox.ext._live_video import LiveVideo, LIVE_SETTINGS
+    settings = {**{name: s.default for name, s in LIVE_SETTINGS.items()}, "reconnect_s": 0.01,
+                "reconnect_max_s": 0.02}
+    path, logged, unserved = tmp_path / "cam.ts", [], []
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    refused = LiveVideo(url, settings, VideoSpec(), ImageSpec((8, 8)), unserved.append)
+    missing = LiveVideo(str(path), settings, VideoSpec(), ImageSpec((8, 8)), logged.append)
+    _wait_state(missing, f"no named pipe {path} yet")
+    path.write_bytes(ts_bytes(16, 4))  # a video file where the pipe should be: not read again and again
+    _wait_state(missing, f"waiting: {path} is not a named pipe")
+    assert missing.connections == 0 and missing.take() is None
+    path.unlink()
+    _wait_state(missing, f"no named pipe {path} yet")
+    _wait_state(refused, "reconnecting in 0.02 s: cannot be opened")  # a second try at least, for one reason
+    assert logged == [f"{path}: waiting: no named pipe {path} yet", f"{path}: waiting: {path} is not a named pipe",
+                      f"{path}: waiting: no named pipe {path} yet"] and len(unserved) == 1, (logged, unserved)
+    assert unserved[0].startswith(f"{url}: cannot be opened (") and "Connection refused" in unserved[0], unserved
+    os.mkfifo(path)
+    writer = os.open(path, os.O_RDWR)  # a writer that holds the pipe open and sends nothing
+    silent = LiveVideo(str(path), settings, VideoSpec(), ImageSpec((8, 8)))
+    try:
+        _wait_state(silent, "waiting for the stream")
+        for live in (missing, silent, refused):
+            started = time.monotonic()
+            live.close()
+            assert time.monotonic() - started < 0.5 and not live.running, live.state
+    finally:
+        os.close(writer)
+
+
+@pytest.mark.timeout(60)
+def test_the_eye_waits_for_its_video_pipe_and_reopens_it_when_silent(tmp_path, no_stray_processes):
+    path = tmp_path / "camera.ts"
+    lines = [{"name": "cam", "module": "eye", "path": str(path), "pipe": "video", "fps": 0.0,
+              "live_timeout_s": 0.5, "reconnect_s": 0.05},
+             {"name": "late", "module": "eye", "path": str(tmp_path / "never.ts"), "pipe": "video"}]
+    with network_with(tmp_path, lines) as network:
+        status = wait_until(lambda: (s := ext_call(network, "cam", "status"))["live"] != "connecting" and s, 10,
+                            "the eye to look for its pipe")  # its control socket answers while it waits
+        assert status["live"] == f"waiting: no named pipe {path} yet" and status["connections"] == 0, status
+        late = ext_call(network, "late", "status")["pid"]
+        stopping = time.monotonic()
+        os.kill(late, signal.SIGTERM)  # a polite stop while it waits: at once (its supervisor starts another)
+        wait_until(lambda: not _alive(late), 5, "the waiting eye to stop")
+        assert time.monotonic() - stopping < 1.0
+        wait_until(lambda: _pid_or_none(network, "late") not in (None, late), 10, "another eye")
+        wait_until(lambda: ext_call(network, "late", "status")["live"].startswith("waiting: no named pipe"), 10,
+                   "the new eye to wait in turn")
+        os.mkfifo(path)
+        with open(path, "wb", buffering=0) as writer:  # opens once the eye reads it
+            writer.write(ts_bytes(16, 6))
+            first = wait_metric(network, "cam", "frames", 3)["frames"]  # the last one or two wait for more data
+            wait_until(lambda: ext_call(network, "cam", "status")["live"] == "waiting for the stream", 10,
+                       "the silent pipe to be given up and opened again")
+            writer.write(ts_bytes(16, 6))  # the writer speaks again: a second connection
+            metrics = wait_metric(network, "cam", "frames", first + 3)
+            status = ext_call(network, "cam", "status")
+    assert status["connections"] == 2 and metrics.get("bad_frames_by_kind", {}) == {}, (status, metrics)

@@ -33,9 +33,13 @@ def usable_place(saved: dict | None, identity: dict | None) -> dict | None:
     file = saved.get("file") or {}
     if any(file.get(key) != identity[key] for key in ("path", "device", "inode")):
         return None
-    if int(saved["place"].get("offset", 0)) > identity["size"]:
+    place = saved["place"]
+    numbers = [place.get(key, 0) for key in ("offset", "frame", "epoch", "position", "line_number")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in numbers):
+        return None  # not a place this code wrote (the file damaged by hand): from the start
+    if place.get("offset", 0) > identity["size"]:
         return None  # the file was cut shorter: what was read is gone
-    return saved["place"]
+    return place
 
 
 class SavedOffset:

@@ -3,13 +3,13 @@
 Every frame taken becomes a sample exactly as an image file does (grey or RGB, resized to the eye's
 ``size``, scaled to [0, 1]; ``_images.image_row``), tagged ``<path under the eye's path>#<frame
 number>``. A video is bounded like an image: its file size (``max_video_bytes``), the pixels of its
-frames (the eye's ``max_pixels``), and also the frames (``max_frames``) and the seconds of video
-(``max_seconds``) taken from it. Frames are decoded only as the eye's queue takes them, a few at each
-turn of its loop, so a long video neither fills memory nor keeps answers and control requests
-waiting. A file that is not a video, or whose frames cannot be decoded, is one ``bad_video`` error
-(the frames before the damage were taken); the eye goes on with its next file. Where a video is (its
-first frame not yet sent) is saved as it goes (``_offsets.SavedPlaces``), so an eye killed mid-video
-resumes it there when it restarts.
+frames (the eye's ``max_pixels``, checked on every frame: the size may change mid-video), and also
+the frames (``max_frames``) and the seconds of video (``max_seconds``) taken from it. Frames are
+decoded only as the eye's queue takes them, a few at each turn of its loop, so a long video neither
+fills memory nor keeps answers and control requests waiting. A file that is not a video, or whose
+frames cannot be decoded, is one ``bad_video`` error (the frames before the damage were taken); the
+eye goes on with its next file. Where a video is (its first frame not yet sent) is saved as it goes
+(``_offsets.SavedPlaces``), so an eye killed mid-video resumes it there when it restarts.
 
 PyAV is an optional dependency (``pip install 'neurox[video]'``); without it a video is refused
 (``bad_video``, saying so) and images work as before.
@@ -70,6 +70,13 @@ def rate_gate(t: float, next_t: float, step: float) -> float | None:
     return next_t
 
 
+def rate_restart(t: float, last_t: float | None, next_t: float) -> float:
+    """When the next frame is due, given that the frame before this one was at ``last_t``: if the stream's
+    clock went back (a source restarted, a timestamp wrapped), the rate starts again from ``t`` rather
+    than skipping every frame until the clock catches up."""
+    return t if last_t is not None and t < last_t else next_t
+
+
 class VideoFrames:
     """The frames of one video file, decoded as they are asked for (:meth:`next`); from frame ``start`` on
     when resumed (the frames before it are decoded and chosen at the rate again, not converted)."""
@@ -95,11 +102,12 @@ class VideoFrames:
             raise InputError("too_large", f"{width}x{height} pixels is more than max_pixels ({image.max_pixels})")
         self.frames = self.container.decode(stream)
         self.decoded = self.taken = 0
-        self.next_t = 0.0
+        self.next_t, self.last_t = 0.0, None
 
     def next(self) -> tuple[str, object] | None:
-        """(tag, row) of the next frame taken; None at the end (or at a bound); InputError (``bad_video``)
-        when the rest cannot be decoded."""
+        """(tag, row) of the next frame taken; None at the end (or at a bound); InputError when the rest
+        cannot be decoded (``bad_video``) or a frame has more than ``max_pixels`` (``too_large``: the size
+        changed mid-video; it is not converted)."""
         step = 1.0 / self.video.fps if self.video.fps else 0.0
         while self.taken < self.video.max_frames:
             try:
@@ -112,11 +120,15 @@ class VideoFrames:
             t = float(frame.time) if frame.time is not None else self.next_t
             if t > self.video.max_seconds:
                 return None
+            self.next_t, self.last_t = rate_restart(t, self.last_t, self.next_t), t
             taken = rate_gate(t, self.next_t, step)
             if taken is None:
                 continue  # between two frames taken at the chosen rate
             self.next_t = taken
             self.taken += 1
+            if frame.width * frame.height > self.image.max_pixels:
+                raise InputError("too_large", f"frame {index} is {frame.width}x{frame.height} pixels, more than "
+                                              f"max_pixels ({self.image.max_pixels})")
             if index >= self.start:
                 return f"{self.name}#{index}", image_row(frame.to_image(), self.image)
         return None

@@ -125,6 +125,8 @@ class Extension(SampleInput):
             problems.append("give target = \"subdir\" or labels_file, not both")
         if settings["target"] == "subdir" and (settings["path"] == "-" or is_url(settings["path"])):
             problems.append("target = \"subdir\" needs a directory; a stream's targets come from a labels_file")
+        if settings["path"] == "-" and settings["pipe"] == "video":
+            problems.append("pipe = \"video\" is for a named pipe (or a URL); standard input carries images only")
         if av is None and (is_url(settings["path"]) or settings["pipe"] == "video"):
             problems.append("a live video needs PyAV: pip install 'neurox[video]'")
         if problems:
@@ -147,7 +149,8 @@ class Extension(SampleInput):
         self.state = "starting"
         self.pipe = self.live = None
         if is_live(self.path, settings["pipe"]):
-            self.live = LiveVideo(self.path, settings, self.videos.spec, self.spec)
+            self.live = LiveVideo(self.path, settings, self.videos.spec, self.spec,
+                                  lambda text: print(f"{self.name}: {text}", flush=True))
             self.watch_source(self.live.fd, self._on_live)
             self.state = "reading"
         elif is_pipe(self.path):
@@ -342,6 +345,8 @@ class Extension(SampleInput):
 
     def _drain_live(self) -> bool:
         """Offer the frames the live stream handed over while there is room; True if time ran out first."""
+        if self.labels and self.room > 0:
+            self.labels.refresh()
         started = time.monotonic()
         while self.room > 0:
             if time.monotonic() - started > WORK_BUDGET_S:

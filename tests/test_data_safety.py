@@ -5,7 +5,6 @@ import signal
 import subprocess
 import threading
 
-import numpy as np
 import pytest
 import zmq
 

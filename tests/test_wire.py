@@ -121,6 +121,7 @@ def test_a_reply_carries_the_result_and_echoes_the_request_id():
     (b"\xc1garbage", "malformed"), (pack({"op": "ping"}) + b"x", "malformed"),
     (pack(["op", "ping"]), "wrong_type"), (pack({"rid": 1}), "bad_request"), (pack({"op": 5}), "bad_request"),
     (pack({"op": "reboot"}), "unknown_op"), (b"\x00" * (CONTROL_MAX_BYTES + 1), "oversized"),
+    (pack({"op": "ping", 3: 1}), "bad_request"),
     (pack({"op": "terminate_child", "id": 5}), "bad_request"), (pack({"op": "terminate_child", "id": "x"}), "not_found"),
     (pack({"op": "lookup", "key": "missing"}), "bad_request"),
 ])

@@ -18,9 +18,8 @@ import itertools
 import time
 from collections.abc import Callable
 
-import zmq
-
 import msgspec
+import zmq
 
 from ._config import explain
 from ._control import ReplyFrame

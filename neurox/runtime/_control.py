@@ -4,7 +4,8 @@ A request is one msgpack map with an ``op`` key; a reply is ``{"ok": true, "resu
 ``{"ok": false, "error": ATOM, "detail": TEXT}``. Both are declared once as msgspec Structs
 (:class:`Request`, :class:`ReplyFrame`), as the configuration's tables are (``_config``), so each end
 checks them in one place. The server side is a ROUTER, so a client may use REQ (simplest) or DEALER
-with an empty delimiter frame (to pipeline requests). The client side is ``_client``; a process answers through its behaviour (``_behaviour``), which calls :func:`serve_frames`.
+with an empty delimiter frame (to pipeline requests). The client side is ``_client``; a process answers
+through its behaviour (``_behaviour``), which calls :func:`serve_frames`.
 """
 from __future__ import annotations
 
@@ -65,10 +66,12 @@ def dispatch(handlers: dict[str, Callable[[dict], object]], op: str, request: di
 
 
 def request_head(request: dict) -> Request:
-    """A request map's typed envelope; ``bad_request`` if it has no string ``op``."""
+    """A request map's typed envelope; ``bad_request`` if it has no string ``op`` (or a key that is not a str)."""
     try:
         return msgspec.convert(request, Request)
     except msgspec.ValidationError:
+        if isinstance(request.get("op"), str):
+            raise Reply("bad_request", "the keys of a request are strings") from None
         raise Reply("bad_request", "a request needs a string 'op'") from None
 
 

@@ -48,7 +48,6 @@ class SampleBody(msgspec.Struct, forbid_unknown_fields=True):
     message_hash_id: str | int | None = None
 
 
-SAMPLE_KEYS = tuple(f.encode_name for f in msgspec.structs.fields(SampleBody))
 SAMPLE_REFUSALS = {"vector": "'vector' must be a list of numbers", "text": "'text' must be a string",
                    "message_hash_id": "'message_hash_id' must be a string or an integer"}
 """What a sample's key of the wrong type is refused with, in the order they are checked."""
@@ -66,11 +65,15 @@ class AskRequest(msgspec.Struct):
     learn: bool | UnsetType = UNSET
 
 
+_BINARY = (bytes, bytearray, memoryview)
+"""Taken as bytes only when they are bytes: a str is never read as base64."""
+
+
 def decode_body(schema: type, body: dict, refusals: dict[str, str]):
     """``body`` decoded into ``schema``; InputError (``bad_input``) with the refusal of the first key, in
     ``refusals``' order, whose value does not have its type (or is missing when required)."""
     try:
-        return msgspec.convert(body, schema, builtin_types=(bytes, bytearray, memoryview))
+        return msgspec.convert(body, schema, builtin_types=_BINARY)
     except msgspec.ValidationError as exc:
         fields = {f.encode_name: f for f in msgspec.structs.fields(schema)}
         if not all(isinstance(key, str) for key in body):
@@ -84,7 +87,7 @@ def decode_body(schema: type, body: dict, refusals: dict[str, str]):
                     raise InputError("bad_input", refusal) from None
                 continue
             try:
-                msgspec.convert(body[key], fields[key].type, builtin_types=(bytes, bytearray, memoryview))
+                msgspec.convert(body[key], fields[key].type, builtin_types=_BINARY)
             except msgspec.ValidationError:
                 raise InputError("bad_input", refusal) from None
         raise InputError("bad_input", str(exc)) from None

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import zmq
 
+from _busutil import join_bus
 from neurox.ext import PRELOAD, Dataset, Stream, messenger_children
 from neurox.neuron import Network, Topology, neuron_control
 from neurox.runtime import ControlClient, unpack_map
@@ -47,14 +48,15 @@ def learn(network: Network, dataset: Dataset, epochs: int = 1, window: int = 4, 
 
 
 class EventWatcher:
-    """A SUB on the network's event bus, to await events instead of sleeping."""
+    """A SUB on the network's event bus, to await events instead of sleeping; it sees every event
+    published after it was made."""
 
     def __init__(self, network: Network):
         self.sock = zmq.Context.instance().socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
         self.sock.connect(network.events)
-        time.sleep(0.2)  # let the subscription reach the bus (PUB/SUB joins late)
+        join_bus(self.sock, network.tree.events_sink)
 
     def wait_for(self, predicate, timeout: float = 10.0) -> dict:
         deadline = time.monotonic() + timeout

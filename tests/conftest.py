@@ -15,7 +15,8 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS_DIR, os.environ.get("PYTHONPATH")) if p)
 sys.path.insert(0, TESTS_DIR)
 
-from neurox.runtime import ControlClient, pack, unpack_map  # noqa: E402 (needs the path above)
+from _busutil import SYNC, join_bus  # noqa: E402 (needs the path above)
+from neurox.runtime import ControlClient, unpack_map  # noqa: E402
 
 TOKEN_VARIABLE = "NEUROX_TEST_TOKEN"
 _tokens = itertools.count(1)
@@ -79,8 +80,6 @@ class TreeEvents:
     history up to that sync event covers what came before.
     """
 
-    SYNC = "test_sync"
-
     def __init__(self, tree, timeout: float = 10.0):
         ctx = zmq.Context.instance()
         self.sub = ctx.socket(zmq.SUB)
@@ -88,36 +87,21 @@ class TreeEvents:
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.connect(tree.events)
         self.events: list[dict] = []
-        push = ctx.socket(zmq.PUSH)
-        push.setsockopt(zmq.LINGER, 0)
-        push.connect(tree.events_sink)
         history = ControlClient(ctx, tree.events_control, timeout)
         try:
-            token = self._sync(push, timeout)
+            token = join_bus(self.sub, tree.events_sink, timeout)
             past = history.call("recent_events", limit=100_000)
         finally:
-            push.close()
             history.close()
-        upto = next(n for n, e in enumerate(past) if e["event"] == self.SYNC and e.get("token") == token)
-        self.events = [e for e in past[:upto] if e["event"] != self.SYNC]
-
-    def _sync(self, push: zmq.Socket, timeout: float) -> int:
-        deadline = time.monotonic() + timeout
-        for token in itertools.count():
-            push.send(pack({"event": self.SYNC, "token": token, "t": time.time(), "source": "tests"}))
-            while self.sub.poll(20):
-                event = unpack_map(self.sub.recv_multipart()[1])
-                if event["event"] == self.SYNC:
-                    return event["token"]
-            if time.monotonic() > deadline:
-                raise AssertionError("the event bus did not echo a sync event")
+        upto = next(n for n, e in enumerate(past) if e["event"] == SYNC and e.get("token") == token)
+        self.events = [e for e in past[:upto] if e["event"] != SYNC]
 
     def _receive(self, timeout_ms: int) -> bool:
         if not self.sub.poll(timeout_ms):
             return False
         while True:
             event = unpack_map(self.sub.recv_multipart()[1])
-            if event["event"] != self.SYNC:
+            if event["event"] != SYNC:
                 self.events.append(event)
             if not self.sub.poll(0):
                 return True

@@ -19,7 +19,7 @@ def neurox_run(data_dir, *args, timeout=90) -> subprocess.CompletedProcess:
 @pytest.mark.timeout(180)
 def test_fresh_keeps_a_users_file_and_removes_the_networks_state(tmp_path):
     data_dir = tmp_path / "net"
-    first = neurox_run(data_dir, "--duration", "3")
+    first = neurox_run(data_dir, "--duration", "0")  # stops once up
     assert first.returncode == 0, first.stdout + first.stderr
     made = set(os.listdir(data_dir))
     assert MARKER in made and "neurons" in made
@@ -28,7 +28,7 @@ def test_fresh_keeps_a_users_file_and_removes_the_networks_state(tmp_path):
     (data_dir / "datasets").mkdir()
     (data_dir / "datasets" / "a.csv").write_text("x,y\n1,2\n")
     neurons_before = {p: os.stat(data_dir / "neurons" / p).st_ino for p in os.listdir(data_dir / "neurons")}
-    again = neurox_run(data_dir, "--fresh", "--duration", "3")
+    again = neurox_run(data_dir, "--fresh", "--duration", "0")
     assert again.returncode == 0, again.stdout + again.stderr
     assert (data_dir / "notes.txt").read_text() == "mine"
     assert (data_dir / "datasets" / "a.csv").exists()

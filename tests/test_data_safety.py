@@ -4,13 +4,12 @@ import os
 import signal
 import subprocess
 import threading
-import time
 
-import numpy as np
 import pytest
 import zmq
 
 from _netutil import EventWatcher, neuron_call, params, running_network
+from _opsutil import wait_until
 from neurox.ext import Client, Stream, digits
 from neurox.neuron import Network, load_topology
 from neurox.neuron._state import params_checksum
@@ -35,8 +34,7 @@ def test_polite_stop_during_heavy_learning_keeps_the_last_in_memory_weights(tmp_
     with running_network(load_topology(), tmp_path) as network:
         watcher = EventWatcher(network)
         feeder = stream_in_background(network, stop)
-        time.sleep(3)
-        assert neuron_call(network, "L2.n1", "metrics")["updates"] > 100, "it is learning hard"
+        wait_until(lambda: neuron_call(network, "L2.n1", "metrics")["updates"] > 100, 60, "it to learn hard")
         network.stop()  # SIGTERM to the root while packets are in flight; idempotent on exit
         stopped = {}
         while len(stopped) < len(network.topology.neurons()):
@@ -63,8 +61,8 @@ def test_sigkill_during_flushes_never_leaves_a_torn_state(tmp_path):
         flushes_seen = 0
         try:
             for _ in range(12):
-                time.sleep(0.15)
-                status = neuron_call(network, "L2.n1", "status")
+                status = wait_until(lambda: (s := neuron_call(network, "L2.n1", "status"))["flushes"] > flushes_seen
+                                    and s, 20, "a flush since the last kill")
                 flushes_seen = status["flushes"]
                 os.kill(status["pid"], signal.SIGKILL)
                 event = watcher.wait_for(lambda e: e["event"] == "child_restarted" and e["id"] == "L2.n1")
@@ -89,7 +87,7 @@ def test_a_full_disk_gives_clear_errors_and_state_resumes_when_space_returns(tmp
         with running_network(topology, disk / "data") as network:
             watcher = EventWatcher(network)
             feeder = stream_in_background(network, stop)
-            time.sleep(1)
+            wait_until(lambda: neuron_call(network, "L2.n1", "status")["flushes"] > 0, 20, "learning flushed")
             filler = disk / "filler"
             with open(filler, "wb", buffering=0) as f:
                 try:

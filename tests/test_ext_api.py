@@ -11,11 +11,8 @@ import zmq
 
 import neurox.ext
 from _extutil import ext_call, network_with, wait_metric, wait_until
-from neurox.ext import (BUILT_IN, Extension, ExtensionError, Feed, InputExtension, OutputExtension, SampleInput,
-                        Setting, extension_class, network_children)
-from neurox.ext._messenger_in import MessengerIn
-from neurox.ext._messenger_out import MessengerOut
-from neurox.ext._settings import configure
+from neurox.ext import (BUILT_IN, Extension, ExtensionError, Feed, InputExtension, MessengerIn, MessengerOut,
+                        OutputExtension, SampleInput, Setting, extension_class, network_children)
 from neurox.neuron import load_topology, parse_topology
 from neurox.runtime import ipc_endpoint, pack
 
@@ -55,12 +52,17 @@ def test_settings_are_checked_and_completed():
     schema = {"path": Setting("where", kind="path"), "n": Setting("how many", 3, "int", minimum=1),
               "rate": Setting("how fast", 1.5, "float"), "on": Setting("whether", True, "bool"),
               "mode": Setting("how", "a", choices=("a", "b")), "tags": Setting("which", None, "strings")}
-    settings = configure(schema, {"path": "rel/x", "n": 4.0, "rate": 2}, "t")
+    topology = load_topology()
+
+    class Mine(Extension):
+        settings_schema = schema
+
+    settings = Mine.configure({"path": "rel/x", "n": 4.0, "rate": 2}, "t", topology)
     assert settings == {"path": os.path.abspath("rel/x"), "n": 4, "rate": 2.0, "on": True, "mode": "a", "tags": None}
-    assert configure(schema, settings, "t") == settings, "checking twice changes nothing"
-    assert configure(schema, {"path": "-"}, "t")["path"] == "-"
+    assert Mine.configure(settings, "t", topology) == settings, "checking twice changes nothing"
+    assert Mine.configure({"path": "-"}, "t", topology)["path"] == "-"
     with pytest.raises(ExtensionError) as caught:
-        configure(schema, {"n": 0, "rate": "fast", "on": 1, "mode": "c", "tags": "x", "colour": "red"}, "t")
+        Mine.configure({"n": 0, "rate": "fast", "on": 1, "mode": "c", "tags": "x", "colour": "red"}, "t", topology)
     message = str(caught.value)
     for words in ("extension 't'", "unknown settings ['colour']", "'path' is required", "'n': expected at least 1",
                   "'rate': expected a number", "'on': expected true or false", "'mode': expected one of 'a', 'b'",
@@ -205,3 +207,22 @@ def test_a_regression_network_takes_vector_targets(tmp_path, no_stray_processes)
         metrics = wait_metric(network, "feed", "answered", 20)
     assert metrics["mean_loss"] is not None and metrics["accuracy"] is None, metrics
     assert metrics["bad_frames_by_kind"] == {"wrong_shape": 1}, "a class where a vector is expected"
+
+
+@pytest.mark.parametrize("sample,words", [
+    ({"vector": [0.0] * 64, "message_hash_id": True}, "'message_hash_id' must be a string or an integer"),
+    ({"text": 5}, "'text' must be a string"), ({"vector": "0,0"}, "'vector' must be a list of numbers"),
+    ({"vector": [0.0] * 64, "tag": 1, "lbl": 2}, "unknown keys ['lbl', 'tag']"),
+    ({"vector": [0.0] * 63}, "expected 64 values, got 63"), ({"encoding": "utf8"}, "needs 'vector' or 'text'"),
+])
+def test_a_sample_of_the_wrong_shape_is_refused_with_what_was_wrong(sample, words):
+    targets = neurox.ext.TargetSpace(load_topology())
+    with pytest.raises(neurox.ext.InputError) as info:
+        neurox.ext.parse_sample(sample, 64, targets)
+    assert words in info.value.detail, info.value.detail
+
+
+def test_a_sample_decodes_into_its_row_target_and_tag():
+    sample = neurox.ext.parse_sample({"vector": [1] * 64, "target": "3", "message_hash_id": 9}, 64,
+                                     neurox.ext.TargetSpace(load_topology()))
+    assert sample.row.dtype == np.float32 and sample.row.tolist() == [1.0] * 64 and (sample.target, sample.tag) == (3, 9)

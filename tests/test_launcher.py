@@ -10,8 +10,7 @@ import time
 import psutil
 import pytest
 
-from neurox.runtime import LauncherClient, LauncherError, pack, start_launcher
-from neurox.runtime._fork import SPARE_NAME
+from neurox.runtime import SPARE_NAME, LauncherClient, LauncherError, pack, start_launcher
 from neurox.runtime._launcher import PART_BYTES
 
 from conftest import leaves_no_process

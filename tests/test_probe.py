@@ -1,12 +1,14 @@
 """The shell probes against a live network, and against a dead address (clear error, exit 3, no hang)."""
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from _netutil import running_network
+from _netutil import EventWatcher, neuron_call, running_network
 from neurox.cli._discovery import write_run_file
 from neurox.neuron import load_topology
 
@@ -14,6 +16,23 @@ from neurox.neuron import load_topology
 def probe(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "neurox.cli", "probe", *args], capture_output=True, text=True,
                           timeout=timeout)
+
+
+def until_exited(proc: subprocess.Popen, act, tries: int = 20, wait_s: float = 1.0) -> None:
+    """``act()`` until ``proc`` exits (it waits for what ``act`` causes), waiting up to ``wait_s`` after each."""
+    for _ in range(tries):
+        act()
+        try:
+            proc.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    raise AssertionError(f"{proc.args[3:6]} never saw what it waited for")
+
+
+def kill_and_await_restart(network, watcher: EventWatcher, neuron: str) -> None:
+    os.kill(neuron_call(network, neuron, "status")["pid"], signal.SIGKILL)
+    watcher.wait_for(lambda e: e["event"] == "child_restarted" and e["id"] == neuron)
 
 
 @pytest.mark.timeout(120)
@@ -36,18 +55,19 @@ def test_every_probe_against_a_live_network(tmp_path):
         done = probe("inject", "L3.n1", *target)
         lines = [json.loads(line) for line in done.stdout.splitlines()]
         assert done.returncode == 0 and len(lines[0]["output"]) == 16 and len(lines[1]["end_of_network"]) == 10
+        # A SUB joins late and nothing tells when the probe's has: act until what it awaits reaches it.
         tapper = subprocess.Popen([sys.executable, "-m", "neurox.cli", "probe", "tap", "L2.n1", "--count", "1",
-                                   "--timeout", "10", *target], stdout=subprocess.PIPE, text=True)
-        time.sleep(1.0)
-        probe("inject", "L1.n0", *target)
+                                   "--timeout", "20", *target], stdout=subprocess.PIPE, text=True)
+        fan_in = sum(neuron_call(network, "L1.n0", "get_params")["widths"].values())
+        until_exited(tapper, lambda: neuron_call(network, "L1.n0", "inject", vector=[0.5] * fan_in))
         out, _ = tapper.communicate(timeout=20)
         assert tapper.returncode == 0 and json.loads(out.splitlines()[0])["kind"] == "forward"
         follower = subprocess.Popen([sys.executable, "-m", "neurox.cli", "probe", "events", "--count", "1",
-                                     "--filter", "child_", "--timeout", "10", *target], stdout=subprocess.PIPE, text=True)
-        time.sleep(1.0)
-        pid = json.loads(probe("status", "--json", *target).stdout)
-        victim = next(r["pid"] for r in pid if r["path"].endswith("/L1.n1"))
-        subprocess.run(["kill", "-9", str(victim)], check=True)
+                                     "--filter", "child_", "--timeout", "20", *target], stdout=subprocess.PIPE,
+                                    text=True)
+        watcher = EventWatcher(network)
+        until_exited(follower, lambda: kill_and_await_restart(network, watcher, "L1.n1"), tries=5)
+        watcher.close()
         out, _ = follower.communicate(timeout=20)
         assert follower.returncode == 0 and json.loads(out)["event"].startswith("child_")
         done = probe("ping", "nobody", *target)

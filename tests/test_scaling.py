@@ -3,11 +3,10 @@ and the Front that scales every packet (inputs, regression targets, answers back
 import numpy as np
 import pytest
 
-from neurox.ext import ScaleConfig, Scaler, ScalingError, scale_config
+from neurox.ext import InputError, ScaleConfig, Scaler, ScalingError, scale_config
 from neurox.ext._front import Front, to_user_units
 from neurox.neuron import FORWARD, INPUT, decode_frame, encode_forward, load_topology, split_rows
 from neurox.runtime import FrameError, pack, unpack_map
-from neurox.ext._samples import InputError
 
 
 def test_online_standardisation_matches_the_whole_column_statistics_whatever_the_blocks():

@@ -5,8 +5,8 @@ import signal
 import pytest
 
 from neurox.runtime import EXIT_SHUTDOWN, EXIT_START_FAILED, ExitReason, reason_from_status, reason_from_wait_status
-from neurox.supervisor_tree import intensity_exceeded, record_restart, restart_plan, should_restart
-from neurox.supervisor_tree._strategy import DEFAULT_INTENSITY, DEFAULT_PERIOD_S, validate_flags
+from neurox.supervisor_tree import (intensity_exceeded, record_restart, restart_plan, root_args, should_restart,
+                                    supervisor_spec)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -25,7 +25,8 @@ def test_should_restart_follows_otp(restart, reason, expected):
 
 # -- intensity ---------------------------------------------------------------------------------------
 def test_the_defaults_are_elixirs():
-    assert (DEFAULT_INTENSITY, DEFAULT_PERIOD_S) == (3, 5.0)
+    args = root_args([])
+    assert (args["strategy"], args["intensity"], args["period"]) == ("one_for_one", 3, 5.0)
 
 
 def test_restarts_inside_the_period_are_kept_and_older_ones_dropped():
@@ -104,14 +105,21 @@ def test_an_unknown_strategy_is_refused():
     (("one_for_one", True, 5), "intensity"), (("one_for_one", 1.5, 5), "intensity"),
     (("one_for_one", 3, 0), "period"), (("one_for_one", 3, "5"), "period"),
 ])
-def test_bad_supervisor_flags_are_refused(flags, message):
+def test_bad_supervisor_flags_are_refused_where_the_spec_is_made(flags, message):
     with pytest.raises(ValueError, match=message):
-        validate_flags(*flags)
+        supervisor_spec("sup", [], *flags)
 
 
-def test_good_supervisor_flags_pass():
-    for strategy in ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"):
-        validate_flags(strategy, 0, 0.5)
+TEMPLATE = {"id": "job", "start": ["workers:serve", {}]}
+
+
+@pytest.mark.parametrize("strategy", ["one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"])
+def test_good_supervisor_flags_reach_the_supervisor_as_given(strategy):
+    template = TEMPLATE if strategy == "simple_one_for_one" else None
+    spec = supervisor_spec("sup", [], strategy, 0, 0.5, template=template)
+    assert (spec.type, spec.id) == ("supervisor", "sup")
+    assert (spec.args["strategy"], spec.args["intensity"], spec.args["period"]) == (strategy, 0, 0.5)
+    assert ("template" in spec.args) is (strategy == "simple_one_for_one")
 
 
 # -- exit reasons ------------------------------------------------------------------------------------

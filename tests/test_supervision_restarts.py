@@ -1,10 +1,10 @@
 """Restarts with real processes: the restart matrix, the strategies, intensity and escalation."""
 import os
 import signal
-import time
 
 import pytest
 import zmq
+from _opsutil import wait_until
 from conftest import leaves_no_process
 from workers import spec
 
@@ -133,7 +133,7 @@ def test_restarts_older_than_the_period_no_longer_count(watch):
         for n in range(1, 4):
             os.kill(pids(root)["w"], signal.SIGKILL)
             events.wait_for("child_restarted", count=n, id="w")
-            time.sleep(0.45)  # let the restart leave the period: this is what the test is about
+            wait_until(lambda: root.status()["restarts_in_period"] == 0, 5, "the restart to leave the period")
         assert tree.alive
         root.close()
 

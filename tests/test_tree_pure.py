@@ -4,7 +4,6 @@ import pytest
 from neurox.runtime import EXIT_SHUTDOWN, reason_from_status
 from neurox.supervisor_tree import (ChildSpecError, intensity_exceeded, normalize_child_spec, record_restart,
                                     restart_plan, should_restart)
-from neurox.supervisor_tree._strategy import validate_flags
 
 pytestmark = pytest.mark.timeout(10)
 START = ["tests.workers:serve", {}]
@@ -85,13 +84,6 @@ def test_bad_child_specs_get_errors_listing_the_accepted_forms(spec, message):
     with pytest.raises(ChildSpecError, match=message) as info:
         normalize_child_spec(spec)
     assert "only id and start are required" in str(info.value) and "got" in str(info.value)
-
-
-@pytest.mark.parametrize("flags", [("one_for_some", 3, 5), ("one_for_one", -1, 5), ("one_for_one", 3, 0),
-                                   ("one_for_one", True, 5)])
-def test_bad_supervisor_flags_are_refused(flags):
-    with pytest.raises(ValueError):
-        validate_flags(*flags)
 
 
 def test_a_supervisor_child_may_take_its_own_start_timeout_once_per_child():

@@ -5,8 +5,10 @@ import msgpack
 import numpy as np
 import pytest
 
-from neurox.runtime import CONTROL_MAX_BYTES, FrameError, Reply, answer, pack, unpack, unpack_map, vector_bytes, vector_from
-from neurox.runtime._control import handle_request
+import zmq
+
+from neurox.runtime import (CONTROL_MAX_BYTES, ControlClient, ControlError, FrameError, Reply, answer, handle_request,
+                            pack, unpack, unpack_map, vector_bytes, vector_from)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -119,12 +121,59 @@ def test_a_reply_carries_the_result_and_echoes_the_request_id():
     (b"\xc1garbage", "malformed"), (pack({"op": "ping"}) + b"x", "malformed"),
     (pack(["op", "ping"]), "wrong_type"), (pack({"rid": 1}), "bad_request"), (pack({"op": 5}), "bad_request"),
     (pack({"op": "reboot"}), "unknown_op"), (b"\x00" * (CONTROL_MAX_BYTES + 1), "oversized"),
+    (pack({"op": "ping", 3: 1}), "bad_request"),
     (pack({"op": "terminate_child", "id": 5}), "bad_request"), (pack({"op": "terminate_child", "id": "x"}), "not_found"),
     (pack({"op": "lookup", "key": "missing"}), "bad_request"),
 ])
 def test_every_bad_request_gets_an_error_reply(body, error):
     reply = answer(body, handlers())
     assert reply["ok"] is False and reply["error"] == error and isinstance(reply["detail"], str)
+
+
+def test_a_refused_request_still_echoes_its_id():
+    assert answer(pack({"rid": 4}), handlers()) == {"ok": False, "error": "bad_request",
+                                                    "detail": "a request needs a string 'op'", "rid": 4}
+    assert answer(pack({"op": "terminate_child", "id": 5, "rid": [1, "x"]}), handlers())["rid"] == [1, "x"]
+
+
+def answering(endpoint: str, replies: list[list[dict]]) -> threading.Thread:
+    """A ROUTER at ``endpoint`` that answers each request with the next of ``replies``: one or more
+    maps, each sent with the request's rid unless it has its own."""
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.bind(endpoint)
+
+    def serve():
+        try:
+            for reply in replies:
+                assert sock.poll(5000)
+                frames = sock.recv_multipart()
+                for one in reply:
+                    sock.send_multipart([*frames[:-1], pack({"rid": unpack(frames[-1])["rid"], **one})])
+        finally:
+            sock.close()
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return thread
+
+
+def test_the_client_takes_a_reply_by_its_fields_and_refuses_a_map_that_is_not_one(tmp_path):
+    endpoint = f"ipc://{tmp_path}/ctl"
+    server = answering(endpoint, [[{"ok": True, "result": {"a": [1, b"x"]}}], [{"ok": False, "error": "not_found"}],
+                                  [{"ok": "yes", "result": 1}], [{"ok": False, "error": 7, "detail": "d"}],
+                                  [{"ok": True, "result": "late one", "rid": -1}, {"ok": True}]])
+    with ControlClient(zmq.Context.instance(), endpoint, 5.0) as client:
+        assert client.call("x") == {"a": [1, b"x"]}
+        with pytest.raises(ControlError) as info:
+            client.call("x")
+        assert (info.value.error, info.value.detail) == ("not_found", "")
+        for key in ("ok", "error"):
+            with pytest.raises(FrameError) as refused:
+                client.call("x")
+            assert refused.value.kind == "wrong_type" and key in refused.value.detail, refused.value.detail
+        assert client.call("x", timeout=1.0) is None, "the answer to another request is skipped, not taken"
+    server.join(5)
+    assert not server.is_alive()
 
 
 def test_unknown_op_lists_the_known_ones():

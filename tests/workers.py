@@ -49,7 +49,9 @@ def serve(args: dict, env: dict) -> None:
         request = unpack_map(frames[-1])
         if request.get("op") == "exit":
             sock.send_multipart([*frames[:-1], pack({"ok": True, "result": "bye", "rid": request.get("rid")})])
-            time.sleep(0.01)  # let the reply leave before the process does
+            sock.setsockopt(zmq.LINGER, 1000)
+            sock.close()
+            ctx.term()  # returns once the reply has left (or after the linger)
             os._exit(request.get("code", 0))
         sock.send_multipart([*frames[:-1], pack({"ok": True, "result": "pong", "rid": request.get("rid")})])
 

@@ -23,8 +23,8 @@ from ..neuron import messenger_in_endpoint
 from ..runtime import FrameError, Histogram, make_socket, pack, unpack_map
 from ._api import DRAIN, InputExtension
 from ._front import Front, feed_endpoint
-from ._samples import InputError as BadRequest, encode_text
-from ._text import TextEncoder, text_encoder
+from ._samples import InputError as BadRequest, parse_request
+from ._text import text_encoder
 
 REQUEST_MAX_BYTES = 256 * 1024
 DEFAULT_TIMEOUT_MS = 5000
@@ -49,49 +49,6 @@ def request_key(envelope: list[bytes], message_id) -> tuple:
     """Who asked what: the connection's identity (given by the ROUTER, so no client can forge another's)
     and the client's own message_hash_id. Two clients may use the same ids; one client may repeat one."""
     return envelope[0], type(message_id).__name__, message_id
-
-
-def parse_request(request: dict, width: int, classes: int | None, outputs: int,
-                  text: TextEncoder | None = None) -> tuple:
-    """(message_hash_id, input row, targets or None, learn) from a request map, or BadRequest; ``text``
-    encodes a ``text`` request (the topology's ``[text]`` encoder)."""
-    message_id = request.get("message_hash_id")
-    if not isinstance(message_id, (str, int)) or isinstance(message_id, bool):
-        raise BadRequest("bad_input", "a request needs a 'message_hash_id' (string or integer)")
-    if "vector" in request:
-        vector = request["vector"]
-        if isinstance(vector, (bytes, bytearray)):
-            if len(vector) % 4:
-                raise BadRequest("bad_input", "a binary vector is float32 bytes (a multiple of 4)")
-            row = np.frombuffer(vector, dtype="<f4")
-        elif isinstance(vector, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vector):
-            row = np.asarray(vector, dtype=np.float32)
-        else:
-            raise BadRequest("bad_input", "'vector' must be a list of numbers or float32 bytes")
-        if row.size != width:
-            raise BadRequest("bad_input", f"wrong vector length: expected {width} values, got {row.size}")
-        if not np.all(np.isfinite(row)):
-            raise BadRequest("non_finite", "the vector holds NaN or infinity (or a number too large for float32)")
-    elif "text" in request:
-        if not isinstance(request["text"], str):
-            raise BadRequest("bad_input", "'text' must be a string")
-        row = encode_text(request["text"], request.get("encoding"), width, text)
-    else:
-        raise BadRequest("bad_input", "a request needs 'vector' or 'text'")
-    target = request.get("target")
-    if target is not None:
-        if classes is not None:
-            if not isinstance(target, int) or isinstance(target, bool) or not 0 <= target < classes:
-                raise BadRequest("bad_input", f"'target' must be a class index 0..{classes - 1}")
-        elif not (isinstance(target, list) and len(target) == outputs and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in target)):
-            raise BadRequest("bad_input", f"'target' must be a list of {outputs} numbers")
-        elif not np.all(np.isfinite(np.asarray(target, dtype=np.float64))):
-            raise BadRequest("non_finite", "the target holds NaN or infinity")
-    learn = bool(request.get("learn", target is not None))
-    if learn and target is None:
-        raise BadRequest("bad_input", "'learn' needs a 'target'")
-    return message_id, row.reshape(1, width), ([target] if target is not None else None), learn
 
 
 class MessengerIn(InputExtension):

@@ -3,7 +3,10 @@
 An input extension turns outside data into :class:`Sample`-s -- a row of ``input_width`` float32
 values, a target to learn from (or None) and a tag that travels with it to the output extensions.
 Whatever cannot become one raises :class:`InputError` with an atom (``error``) to count it by and a
-``detail`` for people. Answers come out of MessengerOut one packet at a time; :func:`sample_records`
+``detail`` for people. The two bodies a sample arrives in -- a JSON sample (:class:`SampleBody`) and a
+MessengerIn request (:class:`AskRequest`) -- are msgspec Structs, as the configuration's tables and the
+control frames are: the types are checked in one place, the values (width, range, finiteness) after.
+Answers come out of MessengerOut one packet at a time; :func:`sample_records`
 splits one into a record per sample, the shape every built-in output writes.
 """
 from __future__ import annotations
@@ -12,13 +15,15 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
+import msgspec
 import numpy as np
+from msgspec import UNSET, UnsetType
 
 from ..neuron import Topology
 from ._text import TextEncoder
 
-SAMPLE_KEYS = ("vector", "text", "encoding", "target", "message_hash_id")
 
 
 class InputError(ValueError):
@@ -29,6 +34,63 @@ class InputError(ValueError):
         super().__init__(f"{error}: {detail}")
         self.error = error
         self.detail = detail
+
+
+class SampleBody(msgspec.Struct, forbid_unknown_fields=True):
+    """One JSON sample (docs/extensions.md): ``vector`` or ``text``, and optionally the rest."""
+
+    vector: list[float] | UnsetType = UNSET
+    text: str | UnsetType = UNSET
+    encoding: Any = None
+    """Checked by the text encoder, which names the one it accepts."""
+    target: Any = None
+    """A class index or label name, or a vector: :class:`TargetSpace` says which it may be."""
+    message_hash_id: str | int | None = None
+
+
+SAMPLE_REFUSALS = {"vector": "'vector' must be a list of numbers", "text": "'text' must be a string",
+                   "message_hash_id": "'message_hash_id' must be a string or an integer"}
+"""What a sample's key of the wrong type is refused with, in the order they are checked."""
+
+
+class AskRequest(msgspec.Struct):
+    """A MessengerIn request body (docs/protocol.md, "MessengerIn"); keys it does not name are MessengerIn's
+    own (``timeout_ms``) or ignored."""
+
+    message_hash_id: str | int
+    vector: list[float] | bytes | UnsetType = UNSET
+    text: str | UnsetType = UNSET
+    encoding: Any = None
+    target: int | list[float] | None = None
+    learn: bool | UnsetType = UNSET
+
+
+_BINARY = (bytes, bytearray, memoryview)
+"""Taken as bytes only when they are bytes: a str is never read as base64."""
+
+
+def decode_body(schema: type, body: dict, refusals: dict[str, str]):
+    """``body`` decoded into ``schema``; InputError (``bad_input``) with the refusal of the first key, in
+    ``refusals``' order, whose value does not have its type (or is missing when required)."""
+    try:
+        return msgspec.convert(body, schema, builtin_types=_BINARY)
+    except msgspec.ValidationError as exc:
+        fields = {f.encode_name: f for f in msgspec.structs.fields(schema)}
+        if not all(isinstance(key, str) for key in body):
+            raise InputError("bad_input", "the keys of a request are strings") from None
+        unknown = sorted(set(body) - set(fields))
+        if unknown and schema.__struct_config__.forbid_unknown_fields:
+            raise InputError("bad_input", f"unknown keys {unknown}; a sample may have {list(fields)}") from None
+        for key, refusal in refusals.items():
+            if key not in body:
+                if fields[key].required:
+                    raise InputError("bad_input", refusal) from None
+                continue
+            try:
+                msgspec.convert(body[key], fields[key].type, builtin_types=_BINARY)
+            except msgspec.ValidationError:
+                raise InputError("bad_input", refusal) from None
+        raise InputError("bad_input", str(exc)) from None
 
 
 @dataclass
@@ -110,24 +172,57 @@ def parse_sample(obj, width: int, targets: TargetSpace, text: TextEncoder | None
     ``text``: the network's text encoder (``text_encoder(topology)``)."""
     if not isinstance(obj, dict):
         raise InputError("bad_input", f"a sample is an object with 'vector' or 'text', got {type(obj).__name__}")
-    unknown = sorted(set(obj) - set(SAMPLE_KEYS))
-    if unknown:
-        raise InputError("bad_input", f"unknown keys {unknown}; a sample may have {list(SAMPLE_KEYS)}")
-    if "vector" in obj:
-        row = parse_vector(obj["vector"], width)
-    elif "text" in obj:
-        if not isinstance(obj["text"], str):
-            raise InputError("bad_input", "'text' must be a string")
-        encoding = obj.get("encoding")
-        row = encode_text(obj["text"], encoding if isinstance(encoding, (str, type(None))) else repr(encoding), width,
+    body = decode_body(SampleBody, obj, SAMPLE_REFUSALS)
+    if body.vector is not UNSET:
+        row = parse_vector(body.vector, width)
+    elif body.text is not UNSET:
+        encoding = body.encoding
+        row = encode_text(body.text, encoding if isinstance(encoding, (str, type(None))) else repr(encoding), width,
                           text)
     else:
         raise InputError("bad_input", "a sample needs 'vector' or 'text'")
-    tag = obj.get("message_hash_id")
-    if tag is not None and (not isinstance(tag, (str, int)) or isinstance(tag, bool)):
-        raise InputError("bad_input", "'message_hash_id' must be a string or an integer")
-    target = obj.get("target")
-    return Sample(row, None if target is None else targets.parse(target), tag)
+    return Sample(row, None if body.target is None else targets.parse(body.target), body.message_hash_id)
+
+
+def parse_request(request: dict, width: int, classes: int | None, outputs: int,
+                  text: TextEncoder | None = None) -> tuple:
+    """(message_hash_id, input row, targets or None, learn) from a MessengerIn request map, or InputError;
+    ``classes``: the end node's classes (None: a regression network of ``outputs`` values); ``text``
+    encodes a ``text`` request (the topology's ``[text]`` encoder)."""
+    target_refusal = f"'target' must be a class index 0..{classes - 1}" if classes is not None else \
+        f"'target' must be a list of {outputs} numbers"
+    body = decode_body(AskRequest, request, {
+        "message_hash_id": "a request needs a 'message_hash_id' (string or integer)",
+        "vector": "'vector' must be a list of numbers or float32 bytes", "text": "'text' must be a string",
+        "target": target_refusal, "learn": "'learn' must be true or false"})
+    if isinstance(body.vector, bytes):
+        if len(body.vector) % 4:
+            raise InputError("bad_input", "a binary vector is float32 bytes (a multiple of 4)")
+        row = np.frombuffer(body.vector, dtype="<f4")
+    elif body.vector is not UNSET:
+        row = np.asarray(body.vector, dtype=np.float32)
+    elif body.text is not UNSET:
+        row = encode_text(body.text, body.encoding, width, text)
+    else:
+        raise InputError("bad_input", "a request needs 'vector' or 'text'")
+    if body.vector is not UNSET:
+        if row.size != width:
+            raise InputError("bad_input", f"wrong vector length: expected {width} values, got {row.size}")
+        if not np.all(np.isfinite(row)):
+            raise InputError("non_finite", "the vector holds NaN or infinity (or a number too large for float32)")
+    target = body.target
+    if target is not None:
+        if classes is not None:
+            if not isinstance(target, int) or not 0 <= target < classes:
+                raise InputError("bad_input", target_refusal)
+        elif not isinstance(target, list) or len(target) != outputs:
+            raise InputError("bad_input", target_refusal)
+        elif not all(math.isfinite(v) for v in target):
+            raise InputError("non_finite", "the target holds NaN or infinity")
+    learn = target is not None if body.learn is UNSET else body.learn
+    if learn and target is None:
+        raise InputError("bad_input", "'learn' needs a 'target'")
+    return body.message_hash_id, row.reshape(1, width), ([target] if target is not None else None), learn
 
 
 def to_json(value) -> str:

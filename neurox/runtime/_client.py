@@ -18,8 +18,11 @@ import itertools
 import time
 from collections.abc import Callable
 
+import msgspec
 import zmq
 
+from ._config import explain
+from ._control import ReplyFrame
 from ._curve import connect_curve
 from ._sockets import CONTROL_HWM, MAX_MESSAGE_BYTES, make_socket
 from ._wire import FrameError, pack, unpack_map
@@ -45,16 +48,21 @@ def request_frames(op: str, rid: int, args: dict) -> list[bytes]:
     return [b"", pack({"op": op, "rid": rid, **args})]
 
 
-def result_of(reply: dict):
-    """A reply map's result, or its error raised as ControlError."""
-    if reply.get("ok"):
-        return reply.get("result")
-    raise ControlError(str(reply.get("error", "error")), str(reply.get("detail", "")))
+def result_of(reply: ReplyFrame):
+    """A reply's result, or its error raised as ControlError."""
+    if reply.ok:
+        return reply.result
+    raise ControlError(reply.error, reply.detail)
 
 
-def read_reply(frames: list[bytes]) -> dict:
-    """The reply map in a DEALER's received frames (a reply is as large as its answer is)."""
-    return unpack_map(frames[-1], MAX_MESSAGE_BYTES)
+def read_reply(frames: list[bytes]) -> ReplyFrame:
+    """The reply in a DEALER's received frames (a reply is as large as its answer is); FrameError
+    (``wrong_type``, naming the key) for a map that is not a reply."""
+    reply = unpack_map(frames[-1], MAX_MESSAGE_BYTES)
+    try:
+        return msgspec.convert(reply, ReplyFrame)
+    except msgspec.ValidationError as exc:
+        raise FrameError("wrong_type", f"not a control reply: {explain(str(exc), ReplyFrame, reply)}") from None
 
 
 def dealer(ctx: zmq.Context, endpoint: str, curve: dict | None = None) -> zmq.Socket:
@@ -85,7 +93,7 @@ class ControlClient:
         wait_ms = int(1000 * (self.timeout if timeout is None else timeout))
         while self.sock.poll(wait_ms):
             reply = read_reply(self.sock.recv_multipart())
-            if reply.get("rid", request_id) != request_id:
+            if reply.rid is not msgspec.UNSET and reply.rid != request_id:
                 continue  # a late answer to an earlier request that timed out
             return result_of(reply)
         # Reset the socket so a late reply cannot be mistaken for the next one.
@@ -184,7 +192,7 @@ class Calls:
                 reply = read_reply(sock.recv_multipart())
             except FrameError:
                 continue
-            waiting = self.pending.pop(reply.get("rid"), None)
+            waiting = self.pending.pop(reply.rid, None)
             if waiting is None:
                 continue  # the answer to a request that already timed out
             try:

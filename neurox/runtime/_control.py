@@ -1,14 +1,18 @@
 """Request/reply over ZeroMQ: the control socket every supervisor and neuron answers on.
 
 A request is one msgpack map with an ``op`` key; a reply is ``{"ok": true, "result": ...}`` or
-``{"ok": false, "error": ATOM, "detail": TEXT}``. The server side is a ROUTER, so a client may use
-REQ (simplest) or DEALER with an empty delimiter frame (to pipeline requests). The client side is
-``_client``; a process answers through its behaviour (``_behaviour``), which calls :func:`serve_frames`.
+``{"ok": false, "error": ATOM, "detail": TEXT}``. Both are declared once as msgspec Structs
+(:class:`Request`, :class:`ReplyFrame`), as the configuration's tables are (``_config``), so each end
+checks them in one place. The server side is a ROUTER, so a client may use REQ (simplest) or DEALER
+with an empty delimiter frame (to pipeline requests). The client side is ``_client``; a process answers
+through its behaviour (``_behaviour``), which calls :func:`serve_frames`.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import msgspec
 import zmq
 
 from ._bad_frames import BadFrames
@@ -16,6 +20,24 @@ from ._wire import FrameError, pack, unpack_map
 
 CONTROL_MAX_BYTES = 1024 * 1024
 """Largest control request accepted; a larger one gets an ``oversized`` error reply."""
+
+
+class Request(msgspec.Struct):
+    """What every control request holds besides its op's arguments."""
+
+    op: str
+    rid: Any = msgspec.UNSET
+    """Any value, echoed in the reply."""
+
+
+class ReplyFrame(msgspec.Struct):
+    """A control reply: ``ok`` with a ``result``, or not ``ok`` with an ``error`` atom and a ``detail``."""
+
+    ok: bool
+    result: Any = None
+    error: str = "error"
+    detail: str = ""
+    rid: Any = msgspec.UNSET
 
 
 class Reply(Exception):
@@ -43,14 +65,22 @@ def dispatch(handlers: dict[str, Callable[[dict], object]], op: str, request: di
     return handler(request)
 
 
+def request_head(request: dict) -> Request:
+    """A request map's typed envelope; ``bad_request`` if it has no string ``op`` (or a key that is not a str)."""
+    try:
+        return msgspec.convert(request, Request)
+    except msgspec.ValidationError:
+        if isinstance(request.get("op"), str):
+            raise Reply("bad_request", "the keys of a request are strings") from None
+        raise Reply("bad_request", "a request needs a string 'op'") from None
+
+
 def answer(body: bytes, handlers: Handlers) -> dict:
     """The reply map for one request body; never raises for a bad request."""
     request: dict = {}
     try:
         request = unpack_map(body, CONTROL_MAX_BYTES)
-        op = request.get("op")
-        if not isinstance(op, str):
-            raise Reply("bad_request", "a request needs a string 'op'")
+        op = request_head(request).op
         result = handlers(op, request) if callable(handlers) else dispatch(handlers, op, request)
         reply = {"ok": True, "result": result}
     except FrameError as exc:

@@ -64,7 +64,17 @@ def _split(block: np.ndarray, rows: list, width: int) -> list[np.ndarray]:
     block = block.copy()
     if len(rows) == 1:
         return [block]
-    return np.split(block, np.cumsum(rows)[:-1])
+    return slices(block, rows)
+
+
+def slices(block: np.ndarray, rows: list[int]) -> list[np.ndarray]:
+    """``block`` cut into consecutive views of ``rows`` rows each (``np.split`` costs a few microseconds a
+    piece more: a neuron cuts every bundle it gets)."""
+    out, at = [], 0
+    for count in rows:
+        out.append(block[at:at + count])
+        at += count
+    return out
 
 
 def encode_forward(src: str, packets: list, ys: list[np.ndarray], learn: list, metas: list) -> bytes:

@@ -204,6 +204,21 @@ def test_one_input_needs_no_join_and_refused_parts_are_left_out():
     assert [(o[0], o[2], o[3]) for o in out] == [(1, True, b"a"), (3, False, b"c")] and len(joins) == 0
 
 
+def test_frames_completing_many_joins_give_each_packet_its_own_value_in_one_go():
+    for combine, expected in (("concat", lambda a, b: np.hstack([a, b])), ("sum", lambda a, b: a + b)):
+        joins = Joins([2, 2], counters(), "missed_inputs", combine, remember=4)
+        first = [RNG.random((n, 2), dtype=np.float32) for n in (1, 2, 1)]
+        second = [RNG.random((n, 2), dtype=np.float32) for n in (1, 2, 1)]
+        out = []
+        joins.add_all(1, second[::-1], [3, 2, 1], 0.0, out, [False] * 3, [b"c", b"b", b"a"])
+        joins.add_all(0, first, [1, 2, 3], 0.0, out, [True, False, True], [b"x", b"y", b"z"])
+        assert [(o[0], o[2], o[3]) for o in out] == [(1, False, b"a"), (2, False, b"b"), (3, False, b"c")]
+        for (_, value, _, _), a, b in zip(out, first, second):
+            assert np.array_equal(value, expected(a, b)), combine
+        joins.add(2, 0, first[1], 0.1, out)
+        assert len(joins) == 0 and len(out) == 3, "a part of a packet just completed is late"
+
+
 # -- LearningRule ----------------------------------------------------------------------------------------
 def test_backprop_is_the_textbook_step_with_the_weights_before_the_update():
     r, _ = rule()

@@ -16,6 +16,7 @@ supervised process, from a file or standard input, through the same Feed.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from collections import deque
@@ -98,6 +99,13 @@ class Feed:
         """Whether one more packet may go now (window and rate)."""
         return (len(self.in_flight) < self.limit and (self.rate is None or now >= self.next_slot)
                 and now >= self.next_paced)
+
+    def room(self, now: float) -> int:
+        """Packets that may go now at once (as one bundle): the room in the window, or one when a rate or
+        pacing spaces them."""
+        if not self.may_send(now):
+            return 0
+        return 1 if self.rate is not None or self.pace else self.limit - len(self.in_flight)
 
     def sending(self, packet: int, rows: int, class_targets, now: float, values=None) -> None:
         """Book a packet just sent; ``class_targets`` (class indices) or ``values`` (regression targets) if
@@ -210,20 +218,14 @@ class Stream:
         next_report = feed.started + every_s
         schedule = self._packets(epochs)
         pending = next(schedule, None)
-        classified = self.dataset.classes is not None
         while (pending is not None or feed.in_flight) and not should_stop():
             now = time.perf_counter()
-            while pending is not None and feed.may_send(now):
-                epoch, rows = pending
-                self.epoch = epoch
-                targets = self.dataset.targets[rows]
-                try:
-                    packet = self.origin.send(self.dataset.features[rows], targets.tolist(), self.learn, block=False)
-                except zmq.Again:
-                    break  # the start of the network is not taking packets (restarting): again after a poll
-                feed.sending(packet, len(rows), targets if classified else None, now,
-                             None if classified else targets)
+            ready = []
+            while pending is not None and len(ready) < feed.room(now):
+                ready.append(pending)
                 pending = next(schedule, None)
+            if ready and not self._send(ready, now):
+                pending, schedule = ready[0], itertools.chain(ready[1:], [] if pending is None else [pending], schedule)
             due = feed.next_due(time.perf_counter()) if pending is not None else None
             if self.origin.returns.poll(50 if due is None else min(50, max(1, math.ceil(due * 1000)))):
                 while True:
@@ -239,6 +241,21 @@ class Stream:
                 on_progress(self.progress())
                 next_report += every_s
         return self.progress()
+
+    def _send(self, ready: list[tuple[int, np.ndarray]], now: float) -> bool:
+        """The packets ready to go, in one frame (one bundle); False if the start of the network is not taking
+        packets (restarting): they go again after a poll."""
+        targets = [self.dataset.targets[rows] for _, rows in ready]
+        try:
+            packets = self.origin.send_bundle([self.dataset.features[rows] for _, rows in ready],
+                                              [t.tolist() for t in targets], self.learn, block=False)
+        except zmq.Again:
+            return False
+        classified = self.dataset.classes is not None
+        for packet, (epoch, rows), t in zip(packets, ready, targets):
+            self.epoch = epoch
+            self.feed.sending(packet, len(rows), t if classified else None, now, None if classified else t)
+        return True
 
     def orders(self, epochs: int) -> list[np.ndarray]:
         """The sample order of each of the next ``epochs`` epochs :meth:`run` will feed (for references

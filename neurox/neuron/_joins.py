@@ -14,6 +14,8 @@ from itertools import repeat
 
 import numpy as np
 
+from ._frames import slices
+
 MAX_PENDING = 4096
 """Joins open at once; past this the oldest goes on with what it has."""
 RECENT_DONE = 8192
@@ -68,13 +70,17 @@ class Joins:
             out.extend((packet, part, lrn, meta) for packet, part, lrn, meta in zip(packets, parts, learn, metas)
                        if part is not None)
             return
+        complete = []
         for packet, part, lrn, meta in zip(packets, parts, learn, metas):
             if part is not None:
-                self.add(packet, slot, part, now, out, lrn, meta)
+                self.add(packet, slot, part, now, out, lrn, meta, complete)
+        if complete:
+            out.extend(self._finished_all(complete))
 
     def add(self, packet: int, slot: int, part: np.ndarray, now: float, out: list,
-            learn: bool = False, meta: bytes = b"") -> None:
-        """Add one part; a join this completes -- or pushes out past ``limit`` -- goes to ``out``."""
+            learn: bool = False, meta: bytes = b"", complete: list | None = None) -> None:
+        """Add one part; a join this completes -- or pushes out past ``limit`` -- goes to ``out`` (one this
+        completes goes to ``complete`` instead, if given, as ``(packet, join)``: :meth:`_finished_all`)."""
         join = self.pending.get(packet)
         if join is None:
             if self.remember and packet in self.done:
@@ -90,7 +96,10 @@ class Joins:
         join.parts[slot] = part
         if join.count == len(join.parts):
             del self.pending[packet]
-            out.append(self._finished(packet, join))
+            if complete is None:
+                out.append(self._finished(packet, join))
+            else:
+                complete.append((packet, join))
 
     def overdue(self, now: float, timeout_s: float) -> list[tuple]:
         """Take out (oldest first) the joins whose first part came ``timeout_s`` or more ago."""
@@ -117,6 +126,28 @@ class Joins:
         if not self.pending:
             return None
         return next(iter(self.pending.values())).started + timeout_s
+
+    def _finished_all(self, complete: list[tuple[int, Join]]) -> list[tuple]:
+        """:meth:`_finished` of complete joins, with one array operation per slot for all of them when their
+        parts have one row count per packet (the usual case): each value is a view of the whole."""
+        rows = [join.parts[0].shape[0] for _, join in complete]
+        slots = len(complete[0][1].parts)
+        if len(complete) == 1 or any(len(join.parts) != slots or any(part.shape[0] != n for part in join.parts)
+                                     for n, (_, join) in zip(rows, complete)):
+            return [self._finished(packet, join) for packet, join in complete]
+        blocks = [np.concatenate([join.parts[slot] for _, join in complete]) for slot in range(slots)]
+        if self.concat:
+            whole = np.concatenate(blocks, axis=1)
+        else:
+            whole = blocks[0]
+            for block in blocks[1:]:
+                whole += block
+        if self.remember:
+            for packet, _ in complete:
+                self.done[packet] = None
+            while len(self.done) > self.remember:
+                self.done.popitem(last=False)
+        return [(packet, value, join.learn, join.meta) for (packet, join), value in zip(complete, slices(whole, rows))]
 
     def _finished(self, packet: int, join: Join) -> tuple:
         missing = len(join.parts) - join.count

@@ -108,10 +108,15 @@ def descend(x: np.ndarray, dz: np.ndarray, weights: np.ndarray, bias: np.ndarray
 
 def update_norm_sq(x: np.ndarray, dz: np.ndarray) -> float:
     """The squared norm of one batch's gradient, ``|x^T dz|^2 + |sum(dz)|^2`` (weights and bias),
-    without forming it: ``<x x^T + 1, dz dz^T>``, i.e. ``(|x|^2 + 1) |dz|^2`` for one row. ``inf`` or
+    without forming it when the bundle is small: ``<x x^T + 1, dz dz^T>``, i.e. ``(|x|^2 + 1) |dz|^2`` for one
+    row (rows x rows products; past ``rows^2 > fan_in x units`` it is formed, which costs less). ``inf`` or
     ``nan`` when anything in it is not finite (or its float32 sums overflow)."""
-    if x.shape[0] == 1:
+    rows = x.shape[0]
+    if rows == 1:
         return (float(np.dot(x[0], x[0])) + 1.0) * float(np.dot(dz[0], dz[0]))
+    if rows * rows > x.shape[1] * dz.shape[1]:  # a big bundle: the gradient itself is the smaller product
+        grad_w, grad_b = x.T @ dz, dz.sum(axis=0)
+        return float(np.vdot(grad_w, grad_w)) + float(np.dot(grad_b, grad_b))
     return float(np.vdot(x @ x.T + np.float32(1.0), dz @ dz.T))
 
 

@@ -59,7 +59,7 @@ def split_finite_rows(data: bytes, rows: list, width: int) -> tuple[list[np.ndar
 
 
 def _split(block: np.ndarray, rows: list, width: int) -> list[np.ndarray]:
-    if sum(rows) != block.shape[0] or any(type(r) is not int or r <= 0 for r in rows):
+    if set(map(type, rows)) != {int} or sum(rows) != block.shape[0] or min(rows) <= 0:
         raise FrameError("wrong_shape", f"rows {rows[:8]} do not add up to {block.shape[0]} rows of {width}")
     block = block.copy()
     if len(rows) == 1:

@@ -70,17 +70,33 @@ class Joins:
             out.extend((packet, part, lrn, meta) for packet, part, lrn, meta in zip(packets, parts, learn, metas)
                        if part is not None)
             return
-        complete = []
-        for packet, part, lrn, meta in zip(packets, parts, learn, metas):
-            if part is not None:
-                self.add(packet, slot, part, now, out, lrn, meta, complete)
+        complete, pending, slots = [], self.pending, len(self.widths)
+        for packet, part, lrn, meta in zip(packets, parts, learn, metas):  # :meth:`add`, inlined: the hot loop
+            if part is None:
+                continue
+            join = pending.get(packet)
+            if join is None:
+                if self.remember and packet in self.done:
+                    self.counters["late"] += 1
+                    continue
+                join = pending[packet] = Join(slots, now, lrn, meta)
+                if len(pending) > self.limit:
+                    out.append(self._finished(*pending.popitem(last=False)))
+            got = join.parts
+            if slot >= len(got):
+                continue
+            if got[slot] is None:
+                join.count += 1
+            got[slot] = part
+            if join.count == len(got):
+                del pending[packet]
+                complete.append((packet, join))
         if complete:
             out.extend(self._finished_all(complete))
 
     def add(self, packet: int, slot: int, part: np.ndarray, now: float, out: list,
-            learn: bool = False, meta: bytes = b"", complete: list | None = None) -> None:
-        """Add one part; a join this completes -- or pushes out past ``limit`` -- goes to ``out`` (one this
-        completes goes to ``complete`` instead, if given, as ``(packet, join)``: :meth:`_finished_all`)."""
+            learn: bool = False, meta: bytes = b"") -> None:
+        """Add one part; a join this completes -- or pushes out past ``limit`` -- goes to ``out``."""
         join = self.pending.get(packet)
         if join is None:
             if self.remember and packet in self.done:
@@ -96,10 +112,7 @@ class Joins:
         join.parts[slot] = part
         if join.count == len(join.parts):
             del self.pending[packet]
-            if complete is None:
-                out.append(self._finished(packet, join))
-            else:
-                complete.append((packet, join))
+            out.append(self._finished(packet, join))
 
     def overdue(self, now: float, timeout_s: float) -> list[tuple]:
         """Take out (oldest first) the joins whose first part came ``timeout_s`` or more ago."""
@@ -130,12 +143,13 @@ class Joins:
     def _finished_all(self, complete: list[tuple[int, Join]]) -> list[tuple]:
         """:meth:`_finished` of complete joins, with one array operation per slot for all of them when their
         parts have one row count per packet (the usual case): each value is a view of the whole."""
-        rows = [join.parts[0].shape[0] for _, join in complete]
         slots = len(complete[0][1].parts)
-        if len(complete) == 1 or any(len(join.parts) != slots or any(part.shape[0] != n for part in join.parts)
-                                     for n, (_, join) in zip(rows, complete)):
+        parts = [join.parts for _, join in complete]
+        rows = [p[0].shape[0] for p in parts]
+        if len(complete) == 1 or [len(p) for p in parts] != [slots] * len(parts) or any(
+                [p[slot].shape[0] for p in parts] != rows for slot in range(1, slots)):
             return [self._finished(packet, join) for packet, join in complete]
-        blocks = [np.concatenate([join.parts[slot] for _, join in complete]) for slot in range(slots)]
+        blocks = [np.concatenate([p[slot] for p in parts]) for slot in range(slots)]
         if self.concat:
             whole = np.concatenate(blocks, axis=1)
         else:

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..runtime import FrameError
 from ._frames import slices
-from ._math import derivative_from_output, output_gradient, update_norm_sq
+from ._math import derivative_from_output, output_gradient, output_gradients, update_norm_sq
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE as DEFAULT_STALENESS, make_rule as make_staleness
 from ._plasticity import (EligibilityTrace, eligibility, explore, oja_delta, tempered,
                           three_factor_update)
@@ -167,6 +167,16 @@ class Backprop(LearningRule):
         """At the end of the network, for ``(packet, x, y, targets)`` just computed: the loss gives the first
         gradient. dLoss/dx of each packet learnt from, the losses by packet (None when not finite: nothing
         learnt from it), and the errors of targets that do not fit."""
+        if len(ends) > 1:
+            try:
+                dz, values = output_gradients([y for _, _, y, _ in ends], [t for *_, t in ends], activation)
+            except (ValueError, TypeError):
+                pass  # one packet's targets do not fit: each on its own below, to refuse only those
+            else:
+                losses = {packet: (loss if math.isfinite(loss) else None) for (packet, *_), loss in zip(ends, values)}
+                stamp = self.staleness.stamp(self.weights, self.bias)
+                return (self.learn([e[0] for e in ends], [e[1] for e in ends], dz, [stamp] * len(ends), lr, scale),
+                        losses, [])
         packets, xs, dzs, losses, errors = [], [], [], {}, []
         for packet, x, y, targets in ends:
             try:

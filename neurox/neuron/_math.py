@@ -76,6 +76,30 @@ def output_gradient(y: np.ndarray, targets, activation: str) -> tuple[np.ndarray
     return grad.astype(np.float32) / rows, loss
 
 
+def output_gradients(ys: list[np.ndarray], targets: list, activation: str) -> tuple[np.ndarray, list[float]]:
+    """:func:`output_gradient` of several packets of one row each at once: their dLoss/dz stacked and their
+    losses. ValueError or TypeError if any packet's targets do not fit (the caller then takes them one by one,
+    to refuse only those)."""
+    y = np.concatenate(ys)
+    if y.shape[0] != len(ys):
+        raise ValueError("packets of one row each")
+    rows = np.arange(len(ys))
+    if activation == "softmax":
+        labels = np.array([t[0] if isinstance(t, list) and len(t) == 1 else -1 for t in targets], dtype=np.int64)
+        if labels.min() < 0 or labels.max() >= y.shape[1]:
+            raise ValueError(f"class index out of range 0..{y.shape[1] - 1}")
+        grad = y.copy()
+        grad[rows, labels] -= 1.0
+        losses = -np.log(np.maximum(y[rows, labels], 1e-12))
+    else:
+        t = np.asarray(targets, dtype=np.float32).reshape(y.shape)
+        grad = (y - t).astype(np.float32)
+        losses = 0.5 * (grad ** 2).sum(axis=1)
+        if activation != "linear":
+            grad = grad * derivative_from_output(y, activation)
+    return grad.astype(np.float32), losses.tolist()
+
+
 def derivative_from_output(y: np.ndarray, activation: str) -> np.ndarray:
     """d act / d z expressed with the output ``y`` (what the neuron kept of the forward pass)."""
     if activation == "tanh":

@@ -24,8 +24,10 @@ def test_restart_bench_measures_forked_and_exec_restarts():
 @pytest.mark.timeout(120)
 def test_latency_bench_reports_its_floor():
     result = bench("latency", "--requests", "200", timeout=110)
-    assert result["p50_us"] > 0 and result["floor_p50_us"] > 0 and result["requests"] == 200
-    assert result["ratio_p50"] == pytest.approx(result["p50_us"] / result["floor_p50_us"], rel=0.05)
+    assert 0 < result["p50_us"] <= result["p99_us"] and 0 < result["floor_p50_us"] <= result["floor_p99_us"]
+    assert result["requests"] == 200 and result["ratio_p50"] > 0
+    # a neuron never waits for a second packet: one that did would hold each request for its join deadline (200 ms)
+    assert result["p50_us"] < 100_000, result
 
 
 @pytest.mark.timeout(180)
@@ -58,7 +60,9 @@ def test_learn_bench_sweeps_windows_beside_one_process_from_the_same_first_weigh
     result = bench("learn", "--epochs", "1", "--sweep", "2", timeout=170)
     assert result["batch"] == 1 and result["staleness"] == "delay" and result["learning_rate"] == 0.05
     assert [row["window"] for row in result["sweep"]] == sorted({2, result["window"]})
-    assert result["speed_ratio"] == pytest.approx(result["samples_per_s"] / result["reference_samples_per_s"], rel=0.01)
+    assert result["samples_per_s"] > 0 and result["reference_samples_per_s"] > 0 and result["ramp"] > 0
+    top = next(row for row in result["sweep"] if row["window"] == result["window"])
+    assert all(size > 4 for size in top["mean_bundle"].values()), ("the window travels in bundles", top)
     for row in result["sweep"]:
         assert row["lost"] == 0 and row["accuracy"] > 0.5 and row["simulated_accuracy"] > 0.5, row
         assert list(row["mean_bundle"]) == ["L0", "L1", "L2", "L3", "L4"]

@@ -133,7 +133,7 @@ def test_the_example_of_the_docs_runs_in_a_real_network(tmp_path, monkeypatch, n
 
 @pytest.mark.timeout(10)
 def test_the_feed_paces_scores_and_gives_up_on_lost_packets():
-    feed = Feed(window=2, rate=10.0, packet_timeout_s=1.0)
+    feed = Feed(window=2, rate=10.0, packet_timeout_s=1.0, ramp=0)
     now = 100.0
     assert feed.may_send(now)
     feed.sending(1, 1, [3], now)
@@ -154,7 +154,7 @@ def test_the_feed_paces_scores_and_gives_up_on_lost_packets():
 
 @pytest.mark.timeout(10)
 def test_a_paced_feed_spreads_its_window_over_the_round_trip():
-    feed = Feed(window=4, pace=True)
+    feed = Feed(window=4, pace=True, ramp=0)
     now = 100.0
     feed.sending(1, 1, [3], now)
     assert feed.may_send(now), "no pacing before a round trip is known"
@@ -166,7 +166,7 @@ def test_a_paced_feed_spreads_its_window_over_the_round_trip():
     assert feed.next_due(now + 0.045) == pytest.approx(0.005)
     assert feed.answer({"packet": 2, "label": [3]}, now + 0.09)
     assert feed.round_trip == pytest.approx(0.04 + 0.1 * (0.05 - 0.04)), "a moving average of the round trips"
-    unpaced = Feed(window=4)
+    unpaced = Feed(window=4, ramp=0)
     unpaced.sending(1, 1, [3], now)
     unpaced.answer({"packet": 1, "label": [3]}, now + 0.04)
     unpaced.sending(2, 1, [3], now + 0.04)

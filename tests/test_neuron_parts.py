@@ -11,7 +11,7 @@ from neurox.neuron import _frames as frames
 from neurox.neuron._joins import Joins
 from neurox.neuron._learning_rule import MAX_GRAD_NORM, Backprop, Oja, ThreeFactor, make_rule
 from neurox.neuron._links import Links, relayout
-from neurox.neuron._math import backward, update_norm_sq, weight_statistics
+from neurox.neuron._math import backward, output_gradient, update_norm_sq, weight_statistics
 from neurox.neuron import NEUTRAL
 from neurox.neuron._persistence import Persistence, start_plan
 from neurox.neuron._pipeline import Pipeline
@@ -204,6 +204,21 @@ def test_one_input_needs_no_join_and_refused_parts_are_left_out():
     assert [(o[0], o[2], o[3]) for o in out] == [(1, True, b"a"), (3, False, b"c")] and len(joins) == 0
 
 
+def test_frames_completing_many_joins_give_each_packet_its_own_value_in_one_go():
+    for combine, expected in (("concat", lambda a, b: np.hstack([a, b])), ("sum", lambda a, b: a + b)):
+        joins = Joins([2, 2], counters(), "missed_inputs", combine, remember=4)
+        first = [RNG.random((n, 2), dtype=np.float32) for n in (1, 2, 1)]
+        second = [RNG.random((n, 2), dtype=np.float32) for n in (1, 2, 1)]
+        out = []
+        joins.add_all(1, second[::-1], [3, 2, 1], 0.0, out, [False] * 3, [b"c", b"b", b"a"])
+        joins.add_all(0, first, [1, 2, 3], 0.0, out, [True, False, True], [b"x", b"y", b"z"])
+        assert [(o[0], o[2], o[3]) for o in out] == [(1, False, b"a"), (2, False, b"b"), (3, False, b"c")]
+        for (_, value, _, _), a, b in zip(out, first, second):
+            assert np.array_equal(value, expected(a, b)), combine
+        joins.add(2, 0, first[1], 0.1, out)
+        assert len(joins) == 0 and len(out) == 3, "a part of a packet just completed is late"
+
+
 # -- LearningRule ----------------------------------------------------------------------------------------
 def test_backprop_is_the_textbook_step_with_the_weights_before_the_update():
     r, _ = rule()
@@ -275,6 +290,23 @@ def test_a_non_finite_gradient_is_refused_alone_and_a_huge_one_clipped():
     step = np.sqrt(((r.weights - w) ** 2).sum() + ((r.bias - bias) ** 2).sum())
     assert np.isfinite(r.weights).all() and step == pytest.approx(0.1 * MAX_GRAD_NORM, rel=1e-3)
     assert r.counters["clipped_updates"] == 1
+
+
+def test_a_bundle_at_the_end_learns_as_its_packets_would_and_refuses_only_a_bad_target():
+    x = RNG.random((3, 5), dtype=np.float32)
+    y = np.full((3, 4), 0.25, np.float32)
+    together, _ = rule()
+    alone, _ = rule()
+    alone.weights, alone.bias = together.weights.copy(), together.bias.copy()
+    ends = [(p, x[p:p + 1], y[p:p + 1], [p]) for p in range(3)]
+    learnt, losses, errors = together.on_targets(ends, 0.1, "softmax", 1.0)
+    assert errors == [] and losses == pytest.approx({p: -np.log(0.25) for p in range(3)})
+    dz = np.concatenate([output_gradient(y[p:p + 1], [p], "softmax")[0] for p in range(3)])
+    expected = alone.learn([0, 1, 2], [x[p:p + 1] for p in range(3)], dz, [0, 0, 0], 0.1, 1.0)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(learnt, expected))
+    assert np.array_equal(together.weights, alone.weights)
+    learnt, losses, (error,) = together.on_targets([*ends[:2], (3, x[:1], y[:1], [9])], 0.1, "softmax", 1.0)
+    assert [p for p, _ in learnt] == [0, 1] and set(losses) == {0, 1} and error.kind == "bad_target"
 
 
 def test_targets_that_are_not_finite_teach_nothing_and_give_no_loss():

@@ -4,8 +4,8 @@ import pytest
 
 from neurox.bench._learn import layer_params, layer_sources, reference_mlp, sample_order
 from neurox.bench._learn_reference import ReferencePipeline, fresh_params
-from neurox.ext import ScaleConfig, digits
-from neurox.neuron import load_topology, parse_topology, TopologyError
+from neurox.ext import Feed, ScaleConfig, digits
+from neurox.neuron import DEFAULT_RAMP, load_topology, parse_topology, TopologyError
 from neurox.neuron._staleness import DelayScaled, Stashed, check_settings, delay_step, make_rule
 
 RNG = np.random.default_rng(7)
@@ -120,3 +120,19 @@ def test_reference_pipeline_makes_bundles_of_the_window_and_learns_with_both_rul
             data.features, data.targets, window=8, epochs=1)
         assert all(7 <= size <= 8 for size in result.mean_bundle.values()), result.mean_bundle
         assert result.accuracy > 0.6, (rule, result)  # chance is 0.1; one epoch at window 1 reaches about 0.73
+
+
+@pytest.mark.timeout(10)
+def test_a_feed_opens_its_window_slowly_and_lets_what_has_room_go_as_one_bundle():
+    feed = Feed(window=4, ramp=2)
+    assert feed.limit == 1 and feed.room(0.0) == 1, "one packet in flight at first"
+    for packet in range(1, 7):
+        assert feed.room(0.0) >= 1
+        feed.sending(packet, 1, [0], 0.0)
+        assert feed.answer({"packet": packet, "label": [0]}, 0.0)
+        assert feed.limit == min(4, 1 + packet // 2), packet
+    assert feed.room(0.0) == 4, "the whole window at once, once open"
+    feed.sending(7, 1, [0], 0.0)
+    assert feed.room(0.0) == 3 and Feed(window=4, ramp=0).limit == 4
+    assert Feed(window=4, rate=10.0, ramp=0).room(0.0) == 1, "a rate spaces packets: one at a time"
+    assert Feed(window=4).ramp == DEFAULT_RAMP > 0

@@ -23,7 +23,7 @@ import zmq
 
 from ..ext import (PRELOAD, RUN_BATCH, RUN_WINDOW, Dataset, Stream, load_dataset, network_children,
                    scale_config)
-from ..neuron import Network, load_topology
+from ..neuron import DEFAULT_RAMP, Network, load_topology
 from ._references import Score, in_process, river_model, sklearn_mlp
 
 SETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> dict:
                 drift[name] = measure(name, load_dataset(path, "target", "classification"), 1, args.seed,
                                       shuffle=False)
     margins = [r["margin"] for r in results.values() if "margin" in r]
-    summary = {"datasets": results, "epochs": args.epochs, "window": RUN_WINDOW, "batch": RUN_BATCH,
+    summary = {"datasets": results, "epochs": args.epochs, "window": RUN_WINDOW, "ramp": DEFAULT_RAMP,
+               "batch": RUN_BATCH,
                "min_accuracy_margin": round(min(margins), 4) if margins else None,
                "rmse_ratio": results["diabetes"]["rmse_ratio"] if "diabetes" in results else None}
     if args.drift:

@@ -30,11 +30,11 @@ import numpy as np
 import zmq
 
 from ..ext import PRELOAD, ScaleConfig, Scaler, Stream, digits, messenger_children, scale_config
-from ..neuron import DEFAULT_WINDOW, SHAPES, Network, Topology, load_shape, neuron_control, topology_file
+from ..neuron import DEFAULT_RAMP, DEFAULT_WINDOW, SHAPES, Network, Topology, load_shape, neuron_control, topology_file
 from ..runtime import ControlClient
 from ._learn_reference import ReferencePipeline, fresh_params
 
-SWEEP = (1, 4, 16, 64)
+SWEEP = (1, 4, 8, 16, 64)
 REFERENCE_RUNS = 3
 """The reference's speed is the best of this many runs (a few seconds each): on a shared machine one run
 can be slowed several times over by others' work, and the ratio should not flatter the network for it."""
@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="packets in flight at the top level (default: neurox run's, %(default)s)")
     parser.add_argument("--sweep", help="the other windows measured, comma-separated, or '' (default: "
                                         f"{','.join(map(str, SWEEP))} for the diamond, none for other shapes)")
+    parser.add_argument("--ramp", type=int, default=DEFAULT_RAMP,
+                        help="slow start: samples answered per one more packet in flight (default: neurox run's, "
+                             "%(default)s; 0: none)")
     parser.add_argument("--batch", type=int, default=1, help="samples per packet (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, help="per packet (default: the topology's)")
     parser.add_argument("--staleness", choices=("delay", "stash"), help="the rule (default: the topology's)")
@@ -151,7 +154,7 @@ def learn_once(topology: Topology, data, window: int, args: argparse.Namespace) 
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(topology, data_dir, extensions=messenger_children(data_dir), preload=PRELOAD) as network:
             stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=window,
-                            batch=args.batch, seed=args.seed, pace=args.pace)
+                            batch=args.batch, seed=args.seed, pace=args.pace, ramp=args.ramp)
             try:
                 progress = stream.run(args.epochs)
             finally:
@@ -212,6 +215,5 @@ def run(args: argparse.Namespace) -> dict:
             "difference": round(top["accuracy"] - reference, 4), "samples_per_s": top["samples_per_s"],
             "reference_samples_per_s": round(reference_rate), "speed_ratio": top["speed_ratio"],
             "last_1000_accuracy": top["last_1000_accuracy"], "mean_bundle": top["mean_bundle"], "lost": top["lost"],
-            "window": args.window, "pace": args.pace, "batch": args.batch, "learning_rate": lr, "staleness": rule,
-            "epochs": args.epochs,
-            "sweep": sweep}
+            "window": args.window, "ramp": args.ramp, "pace": args.pace, "batch": args.batch, "learning_rate": lr,
+            "staleness": rule, "epochs": args.epochs, "sweep": sweep}

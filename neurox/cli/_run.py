@@ -20,8 +20,8 @@ import zmq
 
 from ..ext import (MISSING, PRELOAD, RUN_BATCH, RUN_WINDOW, SCALE_MODES, TASKS, Dataset, DatasetError, Stream,
                    check_learnable, load_dataset, network_children, scale_config, text_encoder)
-from ..neuron import (SHAPES, DataDirError, Network, Topology, TopologyError, ensure_usable_data_dir, live_topology,
-                      load_shape, neuron_control, topology_path, wipe_data_dir)
+from ..neuron import (DEFAULT_RAMP, SHAPES, DataDirError, Network, Topology, TopologyError, ensure_usable_data_dir,
+                      live_topology, load_shape, neuron_control, topology_path, wipe_data_dir)
 from ..ops import PRELOAD as OPS_PRELOAD, serve_metrics, service_children, service_source
 from ..runtime import ControlError, call
 from ..supervisor_tree import TreeError
@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=0, help="passes over the data, 0 for until stopped (default)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--window", type=int, default=RUN_WINDOW, help="packets in flight (default: %(default)s)")
+    parser.add_argument("--ramp", type=int, default=DEFAULT_RAMP,
+                        help="slow start: one packet in flight at first, one more per this many samples answered, "
+                             "up to --window; 0: the whole window at once (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=RUN_BATCH, help="samples per packet (default: %(default)s)")
     parser.add_argument("--rate", type=float, help="samples per second to feed (default: as fast as it takes them)")
     parser.add_argument("--chaos", type=float, metavar="SECONDS", help="SIGKILL a random neuron this often")
@@ -161,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(ctx, network.events, network.topology)
     chaos = _Chaos(ctx, network, args.chaos) if args.chaos else None
     stream = Stream(ctx, network.run_dir, network.topology, dataset, window=args.window, batch=args.batch,
-                    rate=args.rate)
+                    rate=args.rate, ramp=args.ramp)
     deadline = None if args.duration is None else started + args.duration
     asked = threading.Event()
     """A stop someone asked for: a signal, --duration, or --epochs done."""

@@ -55,19 +55,26 @@ class Origin:
         ``tag`` (e.g. a request's message_hash_id) travels with the packet to the output extensions, and so
         does this origin's ``name`` (as ``source``); ``meta`` adds to the packet's meta.
         """
-        packet = next(self._ids)
-        rows = self.mixer.apply(rows)  # the samples of mixing inputs, in their positions
-        meta = {**(meta or {}), "origin": self.return_endpoint, "source": self.name}
-        if learn and targets is not None:
-            meta["targets"] = targets
-        if tag is not None:
-            meta["tag"] = tag
-        frame = encode_forward(INPUT, [packet], [np.ascontiguousarray(rows, dtype="<f4")], [learn], [pack(meta)])
+        extra = {} if tag is None else {"tag": tag}
+        return self.send_bundle([rows], [targets], learn, block, {**(meta or {}), **extra})[0]
+
+    def send_bundle(self, rows: list[np.ndarray], targets: list, learn: bool = False, block: bool = True,
+                    meta: dict | None = None) -> list[int]:
+        """Push several packets (``rows[i]`` with ``targets[i]``) in one frame, as a neuron sends a bundle: one
+        message for what was ready at once (the first layer computes them in one go); their packet ids.
+        ``zmq.Again`` (with ``block=False``) sends none of them."""
+        packets = [next(self._ids) for _ in rows]
+        blocks = [np.ascontiguousarray(self.mixer.apply(r), dtype="<f4") for r in rows]  # mixing inputs in place
+        base = {**(meta or {}), "origin": self.return_endpoint, "source": self.name}
+        metas = [pack({**base, "targets": t} if learn and t is not None else base) for t in targets]
+        frame = encode_forward(INPUT, packets, blocks, [learn] * len(rows), metas)
         for sock in self.starts:
             sock.send(frame, 0 if block else zmq.NOBLOCK)
-        if self.hippocampus is not None and learn and targets is not None:
-            self._remember(rows, targets)
-        return packet
+        if self.hippocampus is not None and learn:
+            for block, t in zip(blocks, targets):
+                if t is not None:
+                    self._remember(block, t)
+        return packets
 
     def forward(self, frame: bytes, learnt: list) -> bool:
         """Push another origin's forward frame on (MessengerIn), remembering the (rows, targets) it learns

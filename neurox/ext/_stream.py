@@ -1,7 +1,8 @@
 """Feeding a network and keeping the books: the ``Feed`` every input keeps, and ``Stream``.
 
-A :class:`Feed` is the accounting of one origin's packets in flight: at most ``window`` at a time, at
-most ``rate`` samples a second (and, if ``pace``, one packet per ``round trip / window``, the round trip
+A :class:`Feed` is the accounting of one origin's packets in flight: at most ``window`` at a time (after
+a slow start: one at first, one more per ``ramp`` samples answered; ``neuron.DEFAULT_RAMP``), at most
+``rate`` samples a second (and, if ``pace``, one packet per ``round trip / window``, the round trip
 measured from the answers, instead of refilling the window in bursts: smaller bundles, less speed;
 docs/neuron.md, "Staleness"), each scored prequentially (test-then-train) when its answer comes:
 the answer is the network's prediction *before* it learns from that sample, because a neuron computes
@@ -15,6 +16,7 @@ supervised process, from a file or standard input, through the same Feed.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from collections import deque
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from ..neuron import DEFAULT_WINDOW, Topology
+from ..neuron import DEFAULT_RAMP, DEFAULT_WINDOW, Topology
 from ._datasets import Dataset
 from ._origin import Origin
 
@@ -63,8 +65,12 @@ class StreamProgress:
 class Feed:
     """Packets of one origin in flight, and how their answers scored (times from ``time.perf_counter``)."""
 
-    def __init__(self, window: int, rate: float | None = None, packet_timeout_s: float = 5.0, pace: bool = False):
+    def __init__(self, window: int, rate: float | None = None, packet_timeout_s: float = 5.0, pace: bool = False,
+                 ramp: int = DEFAULT_RAMP):
         self.window, self.rate, self.packet_timeout_s, self.pace = window, rate, packet_timeout_s, pace
+        self.ramp = ramp
+        """Slow start: samples answered per one more packet in flight, from one up to ``window`` (0: the whole
+        window from the start)."""
         self.in_flight: dict[int, tuple[np.ndarray | None, int, float]] = {}
         """packet -> (class targets to score against or None, rows, sent at)."""
         self.sent = self.answered = self.lost = self.correct = self.scored = 0
@@ -84,10 +90,22 @@ class Feed:
         self.next_paced = 0.0
         """When pacing lets the next packet go."""
 
+    @property
+    def limit(self) -> int:
+        """Packets that may be in flight now: the window, or less during the slow start."""
+        return min(self.window, 1 + self.answered // self.ramp) if self.ramp else self.window
+
     def may_send(self, now: float) -> bool:
         """Whether one more packet may go now (window and rate)."""
-        return (len(self.in_flight) < self.window and (self.rate is None or now >= self.next_slot)
+        return (len(self.in_flight) < self.limit and (self.rate is None or now >= self.next_slot)
                 and now >= self.next_paced)
+
+    def room(self, now: float) -> int:
+        """Packets that may go now at once (as one bundle): the room in the window, or one when a rate or
+        pacing spaces them."""
+        if not self.may_send(now):
+            return 0
+        return 1 if self.rate is not None or self.pace else self.limit - len(self.in_flight)
 
     def sending(self, packet: int, rows: int, class_targets, now: float, values=None) -> None:
         """Book a packet just sent; ``class_targets`` (class indices) or ``values`` (regression targets) if
@@ -99,7 +117,7 @@ class Feed:
         if self.rate is not None:
             self.next_slot = max(self.next_slot, now) + rows / self.rate
         if self.pace and self.round_trip is not None:
-            gap = self.round_trip / self.window
+            gap = self.round_trip / self.limit
             self.next_paced = max(self.next_paced, now - gap) + gap  # a late send may catch up by one gap
 
     def answer(self, result: dict, now: float | None = None) -> bool:
@@ -157,7 +175,7 @@ class Feed:
         due = []
         if self.in_flight:
             due.append(min(t for _, _, t in self.in_flight.values()) + self.packet_timeout_s - now)
-        if len(self.in_flight) < self.window:
+        if len(self.in_flight) < self.limit:
             due.extend([self.next_slot - now] if self.rate is not None else [])
             due.extend([self.next_paced - now] if self.next_paced > now else [])
         return max(0.0, min(due)) if due else None
@@ -180,13 +198,14 @@ class Stream:
 
     def __init__(self, ctx: zmq.Context, run_dir: str, topology: Topology, dataset: Dataset, window: int = DEFAULT_WINDOW,
                  batch: int = 1, rate: float | None = None, learn: bool = True, packet_timeout_s: float = 5.0,
-                 seed: int = 0, name: str = "stream", shuffle: bool = True, pace: bool = False):
+                 seed: int = 0, name: str = "stream", shuffle: bool = True, pace: bool = False,
+                 ramp: int = DEFAULT_RAMP):
         if dataset.width != topology.input_width:
             raise ValueError(f"the dataset has {dataset.width} features; the network takes {topology.input_width}")
         self.origin = Origin(ctx, run_dir, topology, name)
         self.dataset = dataset
         self.batch, self.learn = batch, learn
-        self.feed = Feed(window, rate, packet_timeout_s, pace)
+        self.feed = Feed(window, rate, packet_timeout_s, pace, ramp)
         self.rng = np.random.default_rng(seed)
         self.shuffle = shuffle
         """False: every epoch in the dataset's own order (a stream with drift)."""
@@ -199,20 +218,14 @@ class Stream:
         next_report = feed.started + every_s
         schedule = self._packets(epochs)
         pending = next(schedule, None)
-        classified = self.dataset.classes is not None
         while (pending is not None or feed.in_flight) and not should_stop():
             now = time.perf_counter()
-            while pending is not None and feed.may_send(now):
-                epoch, rows = pending
-                self.epoch = epoch
-                targets = self.dataset.targets[rows]
-                try:
-                    packet = self.origin.send(self.dataset.features[rows], targets.tolist(), self.learn, block=False)
-                except zmq.Again:
-                    break  # the start of the network is not taking packets (restarting): again after a poll
-                feed.sending(packet, len(rows), targets if classified else None, now,
-                             None if classified else targets)
+            ready = []
+            while pending is not None and len(ready) < feed.room(now):
+                ready.append(pending)
                 pending = next(schedule, None)
+            if ready and not self._send(ready, now):
+                pending, schedule = ready[0], itertools.chain(ready[1:], [] if pending is None else [pending], schedule)
             due = feed.next_due(time.perf_counter()) if pending is not None else None
             if self.origin.returns.poll(50 if due is None else min(50, max(1, math.ceil(due * 1000)))):
                 while True:
@@ -228,6 +241,21 @@ class Stream:
                 on_progress(self.progress())
                 next_report += every_s
         return self.progress()
+
+    def _send(self, ready: list[tuple[int, np.ndarray]], now: float) -> bool:
+        """The packets ready to go, in one frame (one bundle); False if the start of the network is not taking
+        packets (restarting): they go again after a poll."""
+        targets = [self.dataset.targets[rows] for _, rows in ready]
+        try:
+            packets = self.origin.send_bundle([self.dataset.features[rows] for _, rows in ready],
+                                              [t.tolist() for t in targets], self.learn, block=False)
+        except zmq.Again:
+            return False
+        classified = self.dataset.classes is not None
+        for packet, (epoch, rows), t in zip(packets, ready, targets):
+            self.epoch = epoch
+            self.feed.sending(packet, len(rows), t if classified else None, now, None if classified else t)
+        return True
 
     def orders(self, epochs: int) -> list[np.ndarray]:
         """The sample order of each of the next ``epochs`` epochs :meth:`run` will feed (for references

@@ -59,12 +59,22 @@ def split_finite_rows(data: bytes, rows: list, width: int) -> tuple[list[np.ndar
 
 
 def _split(block: np.ndarray, rows: list, width: int) -> list[np.ndarray]:
-    if sum(rows) != block.shape[0] or any(type(r) is not int or r <= 0 for r in rows):
+    if set(map(type, rows)) != {int} or sum(rows) != block.shape[0] or min(rows) <= 0:
         raise FrameError("wrong_shape", f"rows {rows[:8]} do not add up to {block.shape[0]} rows of {width}")
     block = block.copy()
     if len(rows) == 1:
         return [block]
-    return np.split(block, np.cumsum(rows)[:-1])
+    return slices(block, rows)
+
+
+def slices(block: np.ndarray, rows: list[int]) -> list[np.ndarray]:
+    """``block`` cut into consecutive views of ``rows`` rows each (``np.split`` costs a few microseconds a
+    piece more: a neuron cuts every bundle it gets)."""
+    out, at = [], 0
+    for count in rows:
+        out.append(block[at:at + count])
+        at += count
+    return out
 
 
 def encode_forward(src: str, packets: list, ys: list[np.ndarray], learn: list, metas: list) -> bytes:

@@ -14,6 +14,8 @@ from itertools import repeat
 
 import numpy as np
 
+from ._frames import slices
+
 MAX_PENDING = 4096
 """Joins open at once; past this the oldest goes on with what it has."""
 RECENT_DONE = 8192
@@ -68,9 +70,29 @@ class Joins:
             out.extend((packet, part, lrn, meta) for packet, part, lrn, meta in zip(packets, parts, learn, metas)
                        if part is not None)
             return
-        for packet, part, lrn, meta in zip(packets, parts, learn, metas):
-            if part is not None:
-                self.add(packet, slot, part, now, out, lrn, meta)
+        complete, pending, slots = [], self.pending, len(self.widths)
+        for packet, part, lrn, meta in zip(packets, parts, learn, metas):  # :meth:`add`, inlined: the hot loop
+            if part is None:
+                continue
+            join = pending.get(packet)
+            if join is None:
+                if self.remember and packet in self.done:
+                    self.counters["late"] += 1
+                    continue
+                join = pending[packet] = Join(slots, now, lrn, meta)
+                if len(pending) > self.limit:
+                    out.append(self._finished(*pending.popitem(last=False)))
+            got = join.parts
+            if slot >= len(got):
+                continue
+            if got[slot] is None:
+                join.count += 1
+            got[slot] = part
+            if join.count == len(got):
+                del pending[packet]
+                complete.append((packet, join))
+        if complete:
+            out.extend(self._finished_all(complete))
 
     def add(self, packet: int, slot: int, part: np.ndarray, now: float, out: list,
             learn: bool = False, meta: bytes = b"") -> None:
@@ -117,6 +139,29 @@ class Joins:
         if not self.pending:
             return None
         return next(iter(self.pending.values())).started + timeout_s
+
+    def _finished_all(self, complete: list[tuple[int, Join]]) -> list[tuple]:
+        """:meth:`_finished` of complete joins, with one array operation per slot for all of them when their
+        parts have one row count per packet (the usual case): each value is a view of the whole."""
+        slots = len(complete[0][1].parts)
+        parts = [join.parts for _, join in complete]
+        rows = [p[0].shape[0] for p in parts]
+        if len(complete) == 1 or [len(p) for p in parts] != [slots] * len(parts) or any(
+                [p[slot].shape[0] for p in parts] != rows for slot in range(1, slots)):
+            return [self._finished(packet, join) for packet, join in complete]
+        blocks = [np.concatenate([p[slot] for p in parts]) for slot in range(slots)]
+        if self.concat:
+            whole = np.concatenate(blocks, axis=1)
+        else:
+            whole = blocks[0]
+            for block in blocks[1:]:
+                whole += block
+        if self.remember:
+            for packet, _ in complete:
+                self.done[packet] = None
+            while len(self.done) > self.remember:
+                self.done.popitem(last=False)
+        return [(packet, value, join.learn, join.meta) for (packet, join), value in zip(complete, slices(whole, rows))]
 
     def _finished(self, packet: int, join: Join) -> tuple:
         missing = len(join.parts) - join.count

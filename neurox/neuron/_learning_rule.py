@@ -36,7 +36,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..runtime import FrameError
-from ._math import derivative_from_output, output_gradient, update_norm_sq
+from ._frames import slices
+from ._math import derivative_from_output, output_gradient, output_gradients, update_norm_sq
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE as DEFAULT_STALENESS, make_rule as make_staleness
 from ._plasticity import (EligibilityTrace, eligibility, explore, oja_delta, tempered,
                           three_factor_update)
@@ -142,8 +143,8 @@ class Backprop(LearningRule):
     def on_gradients(self, returned: list[tuple], lr: float | None, activation: str, scale: float
                      ) -> tuple[list[tuple[int, np.ndarray]], list[FrameError]]:
         """Gradients ``(packet, grad)`` came back together: dLoss/dx of each packet learnt from, and the
-        errors of those that do not fit their pass."""
-        bundle, errors = [], []
+        errors of those that do not fit their pass. The activation's derivative is taken once for the bundle."""
+        packets, passes, grads, errors = [], [], [], []
         for packet, grad, *_ in returned:
             kept = self.passes.pop(packet, None)
             if kept is None:
@@ -151,17 +152,32 @@ class Backprop(LearningRule):
             elif grad.shape != kept.y.shape:
                 errors.append(FrameError("wrong_shape", f"gradient {grad.shape} for outputs {kept.y.shape}"))
             else:
-                self.counters["backwards"] += 1
-                bundle.append((packet, kept.x, grad * derivative_from_output(kept.y, activation), kept.stamp))
-        return self.learn(bundle, lr, scale), errors
+                packets.append(packet)
+                passes.append(kept)
+                grads.append(grad)
+        if not packets:
+            return [], errors
+        self.counters["backwards"] += len(packets)
+        y = _stacked([k.y for k in passes])
+        dz = _stacked(grads) * derivative_from_output(y, activation)
+        return self.learn(packets, [k.x for k in passes], dz, [k.stamp for k in passes], lr, scale), errors
 
     def on_targets(self, ends: list[tuple], lr: float | None, activation: str, scale: float
                    ) -> tuple[list[tuple[int, np.ndarray]], dict[int, float | None], list[FrameError]]:
         """At the end of the network, for ``(packet, x, y, targets)`` just computed: the loss gives the first
         gradient. dLoss/dx of each packet learnt from, the losses by packet (None when not finite: nothing
         learnt from it), and the errors of targets that do not fit."""
-        bundle, losses, errors = [], {}, []
-        stamp = self.staleness.stamp(self.weights, self.bias)
+        if len(ends) > 1:
+            try:
+                dz, values = output_gradients([y for _, _, y, _ in ends], [t for *_, t in ends], activation)
+            except (ValueError, TypeError):
+                pass  # one packet's targets do not fit: each on its own below, to refuse only those
+            else:
+                losses = {packet: (loss if math.isfinite(loss) else None) for (packet, *_), loss in zip(ends, values)}
+                stamp = self.staleness.stamp(self.weights, self.bias)
+                return (self.learn([e[0] for e in ends], [e[1] for e in ends], dz, [stamp] * len(ends), lr, scale),
+                        losses, [])
+        packets, xs, dzs, losses, errors = [], [], [], {}, []
         for packet, x, y, targets in ends:
             try:
                 dz, loss = output_gradient(y, targets, activation)
@@ -169,21 +185,26 @@ class Backprop(LearningRule):
                 errors.append(FrameError("bad_target", str(exc)))
                 continue
             losses[packet] = loss if math.isfinite(loss) else None
-            bundle.append((packet, x, dz, stamp))
-        return self.learn(bundle, lr, scale), losses, errors
+            packets.append(packet)
+            xs.append(x)
+            dzs.append(dz)
+        if not packets:
+            return [], losses, errors
+        stamp = self.staleness.stamp(self.weights, self.bias)
+        return self.learn(packets, xs, _stacked(dzs), [stamp] * len(packets), lr, scale), losses, errors
 
-    def learn(self, bundle: list[tuple], lr: float | None, scale: float) -> list[tuple[int, np.ndarray]]:
-        """One step for the bundle ``(packet, x, dz, stamp)``: dLoss/dx per packet and the update the staleness
-        rule makes of it (``lr`` None: frozen, the weights stay). A packet whose gradient is not finite is
-        refused alone (zeros go upstream for it); a bundle whose summed gradient overflows, whole."""
-        if not bundle:
+    def learn(self, packets: list[int], xs: list[np.ndarray], dz: np.ndarray, stamps: list, lr: float | None,
+              scale: float) -> list[tuple[int, np.ndarray]]:
+        """One step for a bundle: the packets, their inputs, their gradients ``dz`` (rows stacked in packet
+        order) and stamps; dLoss/dx per packet and the update the staleness rule makes of it (``lr`` None:
+        frozen, the weights stay). A packet whose gradient is not finite is refused alone (zeros go upstream
+        for it); a bundle whose summed gradient overflows, whole."""
+        if not packets:
             return []
-        dz = bundle[0][2] if len(bundle) == 1 else np.concatenate([b[2] for b in bundle])
+        rows = [x.shape[0] for x in xs]
         if lr is not None and not np.isfinite(dz).all():  # one check for the bundle, per packet only if it fails
-            bundle = self._refuse_non_finite(bundle)
-            dz = np.concatenate([b[2] for b in bundle])
-        packets, rows = [b[0] for b in bundle], [b[1].shape[0] for b in bundle]
-        x = bundle[0][1] if len(bundle) == 1 else np.concatenate([b[1] for b in bundle])
+            dz = self._refuse_non_finite(dz, rows)
+        x = _stacked(xs)
         if scale != 1.0:
             dz = dz * np.float32(scale)
         step = 0.0
@@ -192,20 +213,24 @@ class Backprop(LearningRule):
             if not factor:
                 return [(p, np.zeros((n, x.shape[1]), np.float32)) for p, n in zip(packets, rows)]
             step = lr * factor
-        dx, self.weights, self.bias = self.staleness.learn(x, dz.astype(np.float32, copy=False), [b[3] for b in bundle],
-                                                           rows, self.weights, self.bias, step)
+        dx, self.weights, self.bias = self.staleness.learn(x, dz.astype(np.float32, copy=False), stamps, rows,
+                                                           self.weights, self.bias, step)
         if step:
-            self.counters["updates"] += len(bundle)
-        bounds = np.cumsum([0, *rows])
-        return [(p, dx[bounds[i]:bounds[i + 1]]) for i, p in enumerate(packets)]
+            self.counters["updates"] += len(packets)
+        return list(zip(packets, slices(dx, rows)))
 
-    def _refuse_non_finite(self, bundle: list[tuple]) -> list[tuple]:
-        """The bundle with each packet whose gradient holds nan or inf replaced by a zero gradient (refused:
-        counted, and reported once)."""
-        finite = [bool(np.isfinite(dz).all()) for _, _, dz, _ in bundle]
-        self.counters["refused_updates"] += finite.count(False)
+    def _refuse_non_finite(self, dz: np.ndarray, rows: list[int]) -> np.ndarray:
+        """``dz`` with the rows of each packet whose gradient holds nan or inf set to zero (refused: counted,
+        and reported once)."""
+        dz = dz.copy()
+        refused = 0
+        for block in slices(dz, rows):
+            if not np.isfinite(block).all():
+                block[...] = 0.0
+                refused += 1
+        self.counters["refused_updates"] += refused
         self.on_refused(f"{self.name}: a non-finite gradient")
-        return [b if ok else (b[0], b[1], np.zeros_like(b[2]), b[3]) for b, ok in zip(bundle, finite)]
+        return dz
 
     @property
     def kept(self) -> int:
@@ -278,6 +303,11 @@ class ThreeFactor(LearningRule):
 
 
 RULES = {rule.name: rule for rule in (Backprop, Oja, ThreeFactor)}
+
+
+def _stacked(blocks: list[np.ndarray]) -> np.ndarray:
+    """Row blocks one under the other (the block itself when there is one)."""
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
 def make_rule(plasticity: str, *args, **kwargs) -> LearningRule:

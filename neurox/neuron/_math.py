@@ -76,6 +76,30 @@ def output_gradient(y: np.ndarray, targets, activation: str) -> tuple[np.ndarray
     return grad.astype(np.float32) / rows, loss
 
 
+def output_gradients(ys: list[np.ndarray], targets: list, activation: str) -> tuple[np.ndarray, list[float]]:
+    """:func:`output_gradient` of several packets of one row each at once: their dLoss/dz stacked and their
+    losses. ValueError or TypeError if any packet's targets do not fit (the caller then takes them one by one,
+    to refuse only those)."""
+    y = np.concatenate(ys)
+    if y.shape[0] != len(ys):
+        raise ValueError("packets of one row each")
+    rows = np.arange(len(ys))
+    if activation == "softmax":
+        labels = np.array([t[0] if isinstance(t, list) and len(t) == 1 else -1 for t in targets], dtype=np.int64)
+        if labels.min() < 0 or labels.max() >= y.shape[1]:
+            raise ValueError(f"class index out of range 0..{y.shape[1] - 1}")
+        grad = y.copy()
+        grad[rows, labels] -= 1.0
+        losses = -np.log(np.maximum(y[rows, labels], 1e-12))
+    else:
+        t = np.asarray(targets, dtype=np.float32).reshape(y.shape)
+        grad = (y - t).astype(np.float32)
+        losses = 0.5 * (grad ** 2).sum(axis=1)
+        if activation != "linear":
+            grad = grad * derivative_from_output(y, activation)
+    return grad.astype(np.float32), losses.tolist()
+
+
 def derivative_from_output(y: np.ndarray, activation: str) -> np.ndarray:
     """d act / d z expressed with the output ``y`` (what the neuron kept of the forward pass)."""
     if activation == "tanh":
@@ -108,10 +132,15 @@ def descend(x: np.ndarray, dz: np.ndarray, weights: np.ndarray, bias: np.ndarray
 
 def update_norm_sq(x: np.ndarray, dz: np.ndarray) -> float:
     """The squared norm of one batch's gradient, ``|x^T dz|^2 + |sum(dz)|^2`` (weights and bias),
-    without forming it: ``<x x^T + 1, dz dz^T>``, i.e. ``(|x|^2 + 1) |dz|^2`` for one row. ``inf`` or
+    without forming it when the bundle is small: ``<x x^T + 1, dz dz^T>``, i.e. ``(|x|^2 + 1) |dz|^2`` for one
+    row (rows x rows products; past ``rows^2 > fan_in x units`` it is formed, which costs less). ``inf`` or
     ``nan`` when anything in it is not finite (or its float32 sums overflow)."""
-    if x.shape[0] == 1:
+    rows = x.shape[0]
+    if rows == 1:
         return (float(np.dot(x[0], x[0])) + 1.0) * float(np.dot(dz[0], dz[0]))
+    if rows * rows > x.shape[1] * dz.shape[1]:  # a big bundle: the gradient itself is the smaller product
+        grad_w, grad_b = x.T @ dz, dz.sum(axis=0)
+        return float(np.vdot(grad_w, grad_w)) + float(np.dot(grad_b, grad_b))
     return float(np.vdot(x @ x.T + np.float32(1.0), dz @ dz.T))
 
 

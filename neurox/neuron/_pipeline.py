@@ -104,7 +104,7 @@ class Pipeline:
             learning = [slice(bounds[i], bounds[i + 1]) for i, lrn in enumerate(learn) if lrn]
             y_all = self.rule.on_forward(x_all, y_all, learning, self.learning_rate(), activation,
                                          self.receptors.modulation.exploration, time.monotonic())
-        ys = [y_all] if len(xs) == 1 else np.split(y_all, np.cumsum([x.shape[0] for x in xs])[:-1])
+        ys = [y_all] if len(xs) == 1 else frames.slices(y_all, [x.shape[0] for x in xs])
         self.counters["forwards"] += len(xs)
         self.counters["samples"] += y_all.shape[0]
         self.activity.note_outputs(y_all, activation)

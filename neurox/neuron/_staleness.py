@@ -32,9 +32,15 @@ RULES = ("delay", "stash")
 DEFAULT_RULE = "delay"
 DEFAULT_GROUP = 16
 """Packets per update of the ``stash`` rule (the topology's ``staleness_group``)."""
-DEFAULT_WINDOW = 8
-"""Packets in flight per origin by default: the most that keeps the digits' accuracy within 0.01 of
-learning one sample at a time in one process (docs/neuron.md, "Staleness", has the sweep)."""
+DEFAULT_WINDOW = 32
+"""Packets in flight per origin by default, once the slow start (:data:`DEFAULT_RAMP`) has opened them:
+the digits keep the accuracy of one process at 32 (docs/neuron.md, "Staleness", has the sweep); more buys
+no speed on two cores (bundles stop growing)."""
+DEFAULT_RAMP = 64
+"""Slow start of every origin's window: one packet in flight at first, one more per this many samples
+answered, up to the window. The first samples of a stream are those a network learns most from, and a
+stale or delayed step costs them most (a small data set of a few hundred samples is learnt at a small
+window); a long stream soon runs at the whole window (docs/neuron.md, "Staleness")."""
 
 
 def check_rule(name) -> str:

@@ -36,6 +36,8 @@ class Child:
     spec: ChildSpec
     pid: int | None = None
     restarting: bool = False
+    crashed: bool = False
+    """Its last run crashed and it has not been ready since: its next start is told so (``after``)."""
 
     @property
     def running(self) -> bool:
@@ -172,7 +174,10 @@ class Supervisor(Process):
     def _spawn(self, child: Child) -> int:
         spec = child.spec
         try:
-            return self.launcher.spawn(spec.target, spec.args, child_env(self.env, spec.id))
+            env = child_env(self.env, spec.id)
+            if child.crashed:
+                env["after"] = "crash"
+            return self.launcher.spawn(spec.target, spec.args, env)
         except LauncherError as exc:
             self.emit("start_failed", id=spec.id, detail=str(exc))
             raise StartFailed(f"{spec.id}: {exc}") from None
@@ -188,7 +193,7 @@ class Supervisor(Process):
         elif outcome["ev"] == "exit":
             detail = f"{spec.id} exited while starting: {ExitReason.from_wire(outcome['reason']).describe()}"
         else:
-            child.pid, child.restarting = pid, False
+            child.pid, child.restarting, child.crashed = pid, False, False
             info = outcome.get("info") or {}
             self.emit("child_restarted" if restart else "child_started", id=spec.id, pid=pid, type=spec.type,
                       info=info)
@@ -260,7 +265,7 @@ class Supervisor(Process):
         child = self._child_by_pid(pid)
         if child is None:
             return  # a notice about a process this supervisor already let go of
-        child.pid = None
+        child.pid, child.crashed = None, reason.abnormal
         child_id = child.spec.id
         self.emit("child_exited", id=child_id, pid=pid, reason=reason.to_wire(),
                          description=reason.describe())

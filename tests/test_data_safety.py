@@ -5,6 +5,8 @@ import signal
 import subprocess
 import threading
 
+import numpy as np
+import plyvel
 import pytest
 import zmq
 
@@ -12,7 +14,10 @@ from _netutil import EventWatcher, neuron_call, params, running_network
 from _opsutil import wait_until
 from neurox.ext import Client, Stream, digits
 from neurox.neuron import Network, load_topology
+from neurox.neuron._frames import array_from_wire
+from neurox.neuron._persistence import Persistence
 from neurox.neuron._state import params_checksum
+from neurox.runtime import pack, unpack
 
 
 def stream_in_background(network: Network, stop: threading.Event) -> threading.Thread:
@@ -112,3 +117,52 @@ def test_a_full_disk_gives_clear_errors_and_state_resumes_when_space_returns(tmp
     finally:
         stop.set()
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+class _Events:
+    def emit(self, event, **fields):
+        pass
+
+
+def _start_after_crash(path: str, siblings: list) -> tuple:
+    p = Persistence(path, "n", _Events(), dict(updates=0, flush_errors=0))
+    fresh = lambda: (np.ones((3, 2), np.float32), np.zeros(2, np.float32))  # noqa: E731
+    started = p.start("replace", False, (3, 2), np.random.default_rng(1), fresh=fresh, relay=lambda w, layout: w,
+                      siblings=lambda: siblings, after_crash=True)
+    return p, started
+
+
+@pytest.mark.timeout(30)
+def test_a_replacement_after_a_crash_seeds_without_opening_the_dead_database_and_flushes_anew(tmp_path):
+    """Policy replace, the supervisor's ``after: "crash"``: the dead run's LevelDB is never opened,
+    it is removed behind the start, and the first flush makes a new one."""
+    path = str(tmp_path / "neurons" / "n")
+    os.makedirs(os.path.dirname(path))
+    dead = plyvel.DB(path, create_if_missing=True)
+    dead.put(b"flushes", pack(7))
+    dead.close()
+    sibling = ("n2", np.full((3, 2), 5, np.float32), np.zeros(2, np.float32))
+    p, (w, _, origin, saved) = _start_after_crash(path, [sibling])
+    assert origin["seeding"]["method"] == "siblings_mean" and origin["seeding"]["reason"] == "replacement"
+    assert abs(w - 5).max() < 0.1 and saved is None and p.store is None and p.status()["persistence"] == "ok"
+    p.discarding.result()
+    assert not os.path.exists(path), "the dead run's database is removed"
+    assert p.dirty, "the seeded state is written at the first flush"
+    p.flush(lambda: (w, np.zeros(2, np.float32), {}, {"updates": 0}), 1.0)
+    assert p.status()["flushes"] == 1, "a new database: the dead run's count of flushes is gone"
+    p.close(clean=True)
+    reopened = plyvel.DB(path)
+    assert np.array_equal(array_from_wire(unpack(reopened.get(b"weights"))), w) and reopened.get(b"clean") == b"1"
+    reopened.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_replacement_after_a_crash_with_no_sibling_answering_takes_its_own_last_flush(tmp_path):
+    path = str(tmp_path / "neurons" / "n")
+    first = Persistence(path, "n", _Events(), dict(updates=1, flush_errors=0))
+    first.mark()
+    first.flush(lambda: (np.full((3, 2), 3, np.float32), np.zeros(2, np.float32), {}, {"updates": 1}), 1.0)
+    first.close(clean=False)  # died: no clean mark
+    p, (w, _, origin, saved) = _start_after_crash(path, [])
+    assert origin["seeding"]["method"] == "own_last_flush" and (w == 3).all() and saved.flushes == 1
+    p.close(clean=False)

@@ -319,3 +319,21 @@ def test_a_spawn_request_longer_than_a_packet_goes_in_parts_and_arrives_whole(cl
     client.wait(pid, "exit")
     short = client.spawn("workers:exit_with", {"code": 0}, {"name": "nx:t-after"})
     client.wait(short, "exit")  # the connection goes on with one-packet requests
+
+
+def test_a_respawn_child_that_crashes_once_ready_is_started_again_at_once_and_only_then(client, tmp_path):
+    env = {"name": "nx:t-respawn", "control": f"ipc://{tmp_path}/c"}
+    pid = client.client.spawn("workers:serve", {}, env, respawn=True)
+    assert client.wait(pid, "ready")["info"]["after"] is None
+    os.kill(pid, signal.SIGKILL)  # from outside: a crash
+    second = client.wait(pid, "exit")["replacement"]
+    assert second != pid and client.wait(second, "ready")["info"]["after"] == "crash", "told what it replaces"
+    os.kill(second, signal.SIGKILL)
+    third = client.wait(second, "exit")["replacement"]
+    assert client.wait(third, "ready")["info"]["after"] == "crash", "again: its supervisor counts the restarts"
+    client.signal(third, signal.SIGKILL)  # asked for by its own connection: a kill, not a crash to undo
+    assert client.wait(third, "exit")["reason"]["kind"] == "crash" and "replacement" not in client.wait(third, "exit")
+    silent = client.client.spawn("workers:exit_with", {"code": 2, "silent": True}, {"name": "nx:t-silent"}, respawn=True)
+    assert "replacement" not in client.wait(silent, "exit"), "never ready: a failed start is not repeated"
+    plain = client.spawn("workers:exit_with", {"code": 3}, {"name": "nx:t-plain"})
+    assert "replacement" not in client.wait(plain, "exit"), "only on request"

@@ -155,19 +155,24 @@ def test_a_replacement_on_a_full_disk_serves_from_memory_and_persists_when_space
             fill(disk / "filler")
             old = neuron_call(network, "L2.n1", "status")["pid"]
             os.kill(old, signal.SIGKILL)
-            event = watcher.wait_for(lambda e: e["event"] == "flush_failed" and e["id"] == "L2.n1", timeout=20)
-            assert event["persistence"] == "degraded" and event["detail"]
             status = wait_until(lambda: (s := neuron_call(network, "L2.n1", "status"))["pid"] != old and s,
-                              what="the replacement")
-            assert status["persistence"] == "degraded" and "No space left" in status["persistence_detail"]
+                                what="the replacement")
             assert status["started"]["seeding"]["method"] == "siblings_mean", "seeded from siblings as usual"
+            wait_until(lambda: (s := neuron_call(network, "L2.n1", "status"))["flushes"] or s["persistence"] != "ok",
+                       what="its first flush, after the dead run's database was removed")
+            fill(disk / "refill")  # removing its predecessor's database freed some space: full again
             for _ in range(5):
                 reply = client.ask(vector=x, target=label)
                 assert reply["ok"], reply
+            event = watcher.wait_for(lambda e: e["event"] == "flush_failed" and e["id"] == "L2.n1", timeout=20)
+            assert event["persistence"] == "degraded" and event["detail"]
+            status = neuron_call(network, "L2.n1", "status")
+            assert status["persistence"] == "degraded" and "No space left" in status["persistence_detail"]
             assert neuron_call(network, "L2.n1", "metrics")["persistence"] == "degraded"
             in_memory, _ = params(network, "L2.n1")
-            os.unlink(disk / "filler")
-            os.unlink(str(disk / "filler") + ".tail")
+            for name in ("filler", "refill"):
+                os.unlink(disk / name)
+                os.unlink(str(disk / name) + ".tail")
             recovered = watcher.wait_for(lambda e: e["event"] == "flush_recovered" and e["id"] == "L2.n1", timeout=20)
             assert recovered["persistence"] == "ok" and recovered["flushes"] >= 1
             assert neuron_call(network, "L2.n1", "status")["persistence"] == "ok"

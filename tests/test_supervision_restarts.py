@@ -92,6 +92,8 @@ def test_strategies_restart_exactly_the_right_set(watch, strategy, restarted, re
         assert set(before) - set(after) == removed, "a temporary bystander is removed, not restarted"
         assert [e["id"] for e in events.named("child_terminated")] == stopped, "reverse start order"
         assert [e["id"] for e in events.named("child_restarted")] == [c for c in "abcd" if c in restarted]
+        assert {e["id"]: e["info"]["after"] for e in events.named("child_restarted")} == {
+            c: "crash" if c == "b" else None for c in restarted}, "only the crashed one is told it replaces a crash"
         root.close()
 
 

@@ -87,7 +87,7 @@ def test_bad_child_specs_get_errors_listing_the_accepted_forms(spec, message):
 
 
 def test_a_supervisor_child_may_take_its_own_start_timeout_once_per_child():
-    from neurox.supervisor_tree._supervisor import start_bound_s
+    from neurox.supervisor_tree._strategy import start_bound_s
 
     worker = normalize_child_spec({"id": "w", "start": START})
     layer = normalize_child_spec({"id": "l", "type": "supervisor", "start": [

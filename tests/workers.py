@@ -40,7 +40,7 @@ def serve(args: dict, env: dict) -> None:
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.bind(env["control"])
-    notify_ready({"pid": os.getpid(), "args": args})
+    notify_ready({"pid": os.getpid(), "args": args, "after": env.get("after")})
     if args.get("exit_after_s") is not None:
         time.sleep(args["exit_after_s"])
         raise SystemExit(args.get("exit_code", 1))

@@ -1,7 +1,8 @@
 """SIGKILL -> replacement answering, launcher fork vs exec
 
-The worker (``neurox.bench._worker``) has imported numpy, pyzmq, msgpack and plyvel, holds an
-open LevelDB in a temporary directory and a bound ROUTER. A one_for_one supervisor restarts it through
+The worker (``neurox.bench._worker``) has imported numpy, pyzmq, msgpack and plyvel, holds a
+LevelDB in a temporary directory and a bound ROUTER; as a neuron's, a replacement's database is
+remade behind its start (the dead run's is only discarded under the default policy ``replace``). A one_for_one supervisor restarts it through
 the launcher; each kill is timed from ``os.kill(SIGKILL)`` until a client's request is answered by the
 replacement. The same run then times the exec-style restart an exec-based supervisor pays (notice the
 death with ``waitpid``, start ``python -c`` with the same imports, the same database and the same
@@ -125,7 +126,7 @@ def exec_restarts(kills: int, interval_s: float) -> np.ndarray:
                 started = time.perf_counter()
                 proc.kill()
                 proc.wait()  # what an exec-style supervisor notices (SIGCHLD), then it execs a new one
-                proc = subprocess.Popen(command)
+                proc = subprocess.Popen([*command, "crash"])
                 pinger.until_answered()
                 times.append(time.perf_counter() - started)
         finally:

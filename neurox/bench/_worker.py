@@ -1,17 +1,20 @@
 """The neuron-like worker that ``neurox bench restart`` kills: the neuron stack imported, a LevelDB
-open in its directory, a ROUTER bound, every request echoed.
+in its directory, a ROUTER bound, every request echoed.
 
 Two twins do the same steps in the same order: :func:`run_worker`, forked by the launcher (which
 has imported numpy, pyzmq, msgpack and plyvel already), and :data:`EXEC_SOURCE`, a fresh interpreter
-as an exec-style supervisor (systemd, supervisord, Circus) would start it. Both start the database's
-open first, on a thread, and set up the socket meanwhile: LevelDB's open mostly waits for the disk
-(it writes and syncs a new manifest), and meanwhile the ZeroMQ context starts, the socket is bound,
-and a client's reconnection and first request arrive. The first answer still comes only once the
-database is open. The forked twin takes the thread and the context its spare started ahead of need
-(:func:`~neurox.runtime._fork.start_early`, :func:`~neurox.runtime._fork.new_context`); the exec'd
-one has no spare and starts both itself.
+as an exec-style supervisor (systemd, supervisord, Circus) would start it. As a neuron does
+(docs/neuron.md, "Death and replacement"), a first start opens its database before it answers (on a
+thread, while the socket is bound: LevelDB's open mostly waits for the disk, which syncs a new
+manifest), and a replacement of a crashed run (the supervisor's ``after: "crash"``; the exec'd twin's
+third argument) answers at once: under policy ``replace`` the dead run's database is only discarded,
+so it is removed and a new one made on a thread while the replacement serves. The forked twin takes
+the thread and the context its spare started ahead of need (:func:`~neurox.runtime._fork.start_early`,
+:func:`~neurox.runtime._fork.new_context`); the exec'd one has no spare and starts both itself.
 """
 from __future__ import annotations
+
+import shutil
 
 import plyvel
 import zmq
@@ -20,23 +23,37 @@ from ..runtime import make_socket, new_context, notify_ready, start_early
 
 TARGET = "neurox.bench._worker:run_worker"
 EXEC_SOURCE = """
-import sys, numpy, zmq, msgpack, plyvel
+import shutil, sys, numpy, zmq, msgpack, plyvel
 from concurrent.futures import ThreadPoolExecutor
-with ThreadPoolExecutor(1) as pool:
-    opening = pool.submit(plyvel.DB, sys.argv[2], create_if_missing=True)
-    ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])
+def open_db(path, crashed):
+    if crashed:
+        shutil.rmtree(path, ignore_errors=True)
+    return plyvel.DB(path, create_if_missing=True)
+pool = ThreadPoolExecutor(1)
+opening = pool.submit(open_db, sys.argv[2], sys.argv[3:] == ["crash"])
+ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])
+if sys.argv[3:] != ["crash"]:
     db = opening.result()
 while True:
     s.send_multipart(s.recv_multipart())
 """
-"""The exec-style twin, run as ``python -c EXEC_SOURCE ENDPOINT DB_DIR``."""
+"""The exec-style twin, run as ``python -c EXEC_SOURCE ENDPOINT DB_DIR [crash]``."""
+
+
+def open_db(path: str, crashed: bool) -> plyvel.DB:
+    """The worker's database; after a crash, the dead run's removed first (policy ``replace``)."""
+    if crashed:
+        shutil.rmtree(path, ignore_errors=True)
+    return plyvel.DB(path, create_if_missing=True)
 
 
 def run_worker(args: dict, env: dict) -> None:
     """Launcher target: ``args`` has ``endpoint`` (to bind) and ``db`` (the LevelDB directory)."""
-    opening = start_early(plyvel.DB, args["db"], create_if_missing=True)
+    crashed = env.get("after") == "crash"
+    opening = start_early(open_db, args["db"], crashed)
     sock = make_socket(new_context(), zmq.ROUTER, bind=args["endpoint"])
-    db = opening.result()
+    if not crashed:
+        opening.result()
     notify_ready({})
     try:
         while True:
@@ -46,4 +63,4 @@ def run_worker(args: dict, env: dict) -> None:
             except zmq.ZMQError:
                 pass  # the asker went away (ROUTER_MANDATORY): nobody to answer
     finally:
-        db.close()
+        opening.result().close()

@@ -25,12 +25,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import numpy as np
 import plyvel
 import zmq
 
-from ..runtime import ControlClient, ControlError, EventPublisher
+from ..runtime import ControlClient, ControlError, EventPublisher, start_early
 from ._frames import array_from_wire
 from ._math import seed_from_siblings
 from ._state import NeuronStore, SavedState, TornState
@@ -116,6 +117,8 @@ class Persistence:
         self.marked = False
         self.flushed_updates = counters["updates"]
         self.next_flush = 0.0
+        self.discarding: Future | None = None
+        """The dead run's database being removed behind the start (see :meth:`start`)."""
 
     @property
     def dirty(self) -> bool:
@@ -144,14 +147,27 @@ class Persistence:
 
     def start(self, policy: str, seed_requested: bool, shape: tuple[int, int], rng: np.random.Generator,
               fresh: Callable[[], tuple], relay: Callable[[np.ndarray, list | None], np.ndarray],
-              siblings: Callable[[], list], twin: Callable[[], tuple] | None = None, init: str = "xavier") -> tuple:
+              siblings: Callable[[], list], twin: Callable[[], tuple] | None = None, init: str = "xavier",
+              after_crash: bool = False) -> tuple:
         """``(weights, bias, origin, saved)``: where the neuron starts from (``origin`` is what its status
         shows as ``started``), and the saved state it restored (its settings and counters go on), if any.
 
         ``fresh()`` gives first-start weights, ``relay(weights, layout)`` re-lays saved ones for the
         current inputs, ``siblings()`` the siblings' ``(id, weights, bias)``, ``twin()`` the working
         neuron's weights, bias and endpoint; ``init`` the rule of weights drawn anew (no usable sibling).
+
+        ``after_crash`` (the supervisor says this start replaces a crashed run): under policy ``replace``
+        the dead run's database would only be discarded, so it is not opened at all when a sibling
+        answers -- LevelDB's open syncs a new manifest, 2-15 ms with long tails on a shared disk -- and is
+        removed on a thread while the neuron serves; its first flush, at the flush interval, makes a new one.
         """
+        answers = None
+        if after_crash and policy == "replace" and twin is None and os.path.exists(self.path):
+            answers = siblings()  # the dead run's database would only be discarded: not even opened
+            if answers:
+                self.discarding = start_early(NeuronStore.discard, self.path)
+                self.marked = True  # its first flush makes the new database (or finds the disk full)
+                return self._seeded(answers, shape, rng, init, policy, "replacement")
         saved, died = self.open()
         plan = start_plan(saved is not None, died, policy, twin is not None, seed_requested)
         if plan == "restore":
@@ -164,11 +180,16 @@ class Persistence:
             self.discard()
         if plan == "fresh":
             return (*fresh(), {"fresh": True}, None)
-        answers = siblings()
+        answers = siblings() if answers is None else answers
         reason = "replacement" if died else "new neuron"
         if not answers and saved is not None:  # the whole layer went at once: its own last flush beats random
             origin = {"seeding": {"method": "own_last_flush", "siblings": [], "policy": policy, "reason": reason}}
             return relay(saved.weights, _saved_layout(saved)), saved.bias.astype(np.float32), origin, saved
+        return self._seeded(answers, shape, rng, init, policy, reason)
+
+    @staticmethod
+    def _seeded(answers: list, shape: tuple[int, int], rng: np.random.Generator, init: str, policy: str,
+                reason: str) -> tuple:
         weights, bias, used = seed_from_siblings([a[1:] for a in answers], *shape, rng, init=init)
         origin = {"seeding": {"method": "siblings_mean" if used else "fresh", "policy": policy, "reason": reason,
                               "siblings": [a[0] for a in answers][:used]}}
@@ -192,6 +213,7 @@ class Persistence:
             updates = self.counters["updates"]
             try:
                 if self.store is None:
+                    self._discarded()
                     self.store = NeuronStore(self.path)
                 self.store.flush(*state(), sync=sync)
             except plyvel.Error as exc:
@@ -203,6 +225,12 @@ class Persistence:
                     self.degraded = None
                     self.events.emit("flush_recovered", id=self.owner, flushes=self.store.flushes, persistence="ok")
         self.next_flush = time.monotonic() + (max(interval_s, RETRY_S) if self.degraded else interval_s)
+
+    def _discarded(self) -> None:
+        """Wait until the dead run's database is gone (if it was being removed): a flush makes a new one."""
+        if self.discarding is not None:
+            self.discarding.result()
+            self.discarding = None
 
     def _degrade(self, detail: str) -> None:
         if self.degraded is None:

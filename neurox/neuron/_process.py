@@ -84,7 +84,7 @@ class Neuron(Process):
             siblings=lambda: sibling_weights(self.ctx, {s: neuron_control(self.run_dir, topology, s)
                                                         for s in topology.siblings_of(self.id)}),
             twin=None if self.twin_of is None else lambda: twin_weights(self.ctx, self.twin_of, self._relay),
-            init=self.init)
+            init=self.init, after_crash=env.get("after") == "crash")
         if saved is not None:
             self.settings.update(saved.settings.get("overrides", {}))
             self.counters.update({k: v for k, v in saved.counters.items() if k in self.counters})

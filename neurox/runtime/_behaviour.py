@@ -61,7 +61,7 @@ from ._bad_frames import BadFrames
 from ._control import dispatch, serve_frames
 from ._events import EventPublisher
 from ._exit import EXIT_SHUTDOWN, ExitReason
-from ._fork import notify_ready
+from ._fork import new_context, notify_ready
 from ._sd_notify import Notifier
 from ._sockets import make_socket
 
@@ -205,7 +205,7 @@ class Process:
         self._stop_reason: ExitReason | None = None
         self._poller = zmq.Poller()
         self._readers: dict = {}
-        self.ctx = zmq.Context()
+        self.ctx = new_context()  # in a child that was a spare, the one it started ahead of need
         self.notifier = Notifier.from_environment()
         try:
             self.events = EventPublisher(self.ctx, env.get("events"), env.get("path", ""))

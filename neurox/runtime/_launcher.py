@@ -11,6 +11,12 @@ Supervisors talk to it over a unix SOCK_SEQPACKET socket (one msgpack map per pa
   (or ``{"ev": "spawn_failed", "detail": ...}``), later ``{"ev": "ready", "pid": N, "info": {...}}`` when the
   child calls :func:`notify_ready`, and ``{"ev": "exit", "pid": N, "reason": {...}}`` when it ends.
 * ``{"op": "signal", "pid": N, "sig": S}`` signals a live child of that connection (never a reaped pid).
+* A spawn with ``"respawn": true`` is started again at once if it crashes on its own once ready (not by a
+  signal its connection asked for): the same request, its ``env`` with ``after: "crash"``, and the
+  ``exit`` notice names the new pid (``replacement``), whose ``ready`` and ``exit`` follow as for any
+  spawn. A one_for_one supervisor asks for it: it would restart the child anyway, and this takes its
+  round trip (two wake-ups of two processes, the longest part of a restart on a loaded host) off the
+  restart; it still counts the restart and gives up as before (see ``supervisor_tree._supervisor``).
 * A request longer than ``PART_BYTES`` once packed is sent in pieces: ``{"op": "part", "data": b"..."}``
   packets, the last one ``{"op": "end", "data": b"..."}``; the pieces joined are the packed request.
 
@@ -75,6 +81,11 @@ class _Child:
     pid: int
     conn: socket.socket
     ready_fd: int | None
+    respawn: dict | None = None
+    """The request to start again if the child crashes on its own once ready (``respawn``)."""
+    ready: bool = False
+    signalled: bool = False
+    """Its connection had it signalled: an end it asked for, never respawned."""
     ready_data: bytearray = field(default_factory=bytearray)
 
 
@@ -174,6 +185,7 @@ class Launcher:
             elif op == "signal":
                 child = self.children.get(request.get("pid"))
                 if child is not None and child.conn is conn:
+                    child.signalled = True
                     os.kill(child.pid, int(request.get("sig", signal.SIGTERM)))
             else:
                 raise ValueError(f"unknown op {op!r}")
@@ -219,16 +231,21 @@ class Launcher:
 
     # -- children ---------------------------------------------------------------------------
     def _spawn(self, conn: socket.socket, request: dict) -> None:
+        self._send(conn, {"ev": "spawned", "pid": self._launch(conn, request)})
+
+    def _launch(self, conn: socket.socket, request: dict) -> int:
+        """Start a child for ``request`` on behalf of ``conn``; its pid."""
         func = resolve_target(request["target"])  # a bad target is refused before anything is forked
         if _prepare(func, request.get("args") or {}):
             self._retire_spares(lambda spare: True)  # forked before what the hook made: not inherited
         pid, ready_r = self._start_child(func, request)
         os.set_blocking(ready_r, False)
-        child = _Child(pid, conn, ready_r)
+        respawn = {**request, "env": {**(request.get("env") or {}), "after": "crash"}} if request.get("respawn") else None
+        child = _Child(pid, conn, ready_r, respawn)
         self.children[pid] = child
         self.by_ready_fd[ready_r] = child
         self.selector.register(ready_r, selectors.EVENT_READ, child)
-        self._send(conn, {"ev": "spawned", "pid": pid})
+        return pid
 
     def _start_child(self, func, request: dict) -> tuple[int, int]:
         """Give the job to a spare that is current, else fork; returns the pid and readiness pipe."""
@@ -291,6 +308,7 @@ class Launcher:
         os.close(child.ready_fd)
         child.ready_fd = None
         if child.ready_data:  # an empty pipe closed means the child died before it was ready
+            child.ready = True
             try:
                 info = unpack_map(bytes(child.ready_data))
             except ValueError:
@@ -313,7 +331,13 @@ class Launcher:
                 self._read_ready(child)
                 self._announce_ready(child)
             reason = reason_from_wait_status(status)
-            self._send(child.conn, {"ev": "exit", "pid": pid, "reason": reason.to_wire()})
+            notice = {"ev": "exit", "pid": pid, "reason": reason.to_wire()}
+            if _respawns(child, reason.abnormal) and child.conn in self.connections and not self.stopping:
+                try:
+                    notice["replacement"] = self._launch(child.conn, child.respawn)
+                except Exception:  # noqa: BLE001 -- no replacement named: the supervisor restarts it itself
+                    pass
+            self._send(child.conn, notice)
 
     def _kill_all(self) -> None:
         pids = [*self.children, *(spare.pid for spare in self.spares)]
@@ -328,6 +352,12 @@ class Launcher:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
+
+
+def _respawns(child: _Child, crashed: bool) -> bool:
+    """Whether an ended child is started again at once: it asked to be, it was ready, and it crashed
+    on its own (a signal its connection asked for is a stop, or a kill the supervisor decided)."""
+    return child.respawn is not None and child.ready and crashed and not child.signalled
 
 
 def _prepare(func, args: dict) -> bool:

@@ -67,9 +67,13 @@ class LauncherClient:
     def close(self) -> None:
         self.sock.close()
 
-    def spawn(self, target: str, args: dict, env: dict) -> int:
-        """Fork a child running ``target(args, env)``; returns its pid once it exists."""
-        self._send(pack({"op": "spawn", "target": target, "args": args, "env": env}))
+    def spawn(self, target: str, args: dict, env: dict, respawn: bool = False) -> int:
+        """Fork a child running ``target(args, env)``; returns its pid once it exists. With ``respawn``
+        the launcher starts it again at once if it crashes once ready (see ``_launcher``)."""
+        request = {"op": "spawn", "target": target, "args": args, "env": env}
+        if respawn:
+            request["respawn"] = True
+        self._send(pack(request))
         while True:
             message = self._receive()
             if message["ev"] == "spawned":

@@ -2,17 +2,21 @@
 
 Reading order follows OTP's restart path: an exit is seen -> :func:`should_restart` decides by the
 child's restart type and the exit reason -> :func:`record_restart` and :func:`intensity_exceeded`
-check the restart intensity -> :func:`restart_plan` applies the strategy.
+check the restart intensity -> :func:`restart_plan` applies the strategy. :func:`respawns` says when the
+launcher may restart a crashed child at once, :func:`start_bound_s` how long a start may take.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ._child_spec import ChildSpec
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
 DEFAULT_INTENSITY = 3
 """Elixir's ``max_restarts`` default."""
 DEFAULT_PERIOD_S = 5.0
 """Elixir's ``max_seconds`` default."""
+DEFAULT_START_TIMEOUT_S = 30.0
 
 
 def should_restart(restart: str, reason_kind: str) -> bool:
@@ -74,3 +78,23 @@ def validate_flags(strategy: str, intensity, period) -> None:
         raise ValueError(f"intensity must be a non-negative integer, got {intensity!r}")
     if not isinstance(period, (int, float)) or isinstance(period, bool) or period <= 0:
         raise ValueError(f"period must be a positive number of seconds, got {period!r}")
+
+
+def respawns(strategy: str, restart: str) -> bool:
+    """Whether the launcher may restart a crashed child at once (its ``respawn``): when the strategy
+    restarts it alone, with nothing to stop first, and its restart type restarts after a crash."""
+    return strategy in ("one_for_one", "simple_one_for_one") and restart != "temporary"
+
+
+def start_bound_s(spec: ChildSpec, start_timeout_s: float) -> float:
+    """How long a supervisor waits for the child ``spec`` to be ready.
+
+    A worker gets the supervisor's start timeout. A child supervisor is ready only once each of its
+    own children is, and it bounds each of those by its own start timeout; so it gets that bound once
+    per child: a layer of a thousand-neuron network on a loaded host may take longer than one timeout,
+    and is still making progress, not hung.
+    """
+    if spec.type != "supervisor":
+        return start_timeout_s
+    own = float(spec.args.get("start_timeout_s", DEFAULT_START_TIMEOUT_S))
+    return max(start_timeout_s, own * max(1, len(spec.args.get("children", ()))))

@@ -18,11 +18,10 @@ from ..runtime import (BadFrames, EXIT_START_FAILED, ExitReason, LauncherClient,
 from ._child_spec import INFINITY, ChildSpec, ChildSpecError, normalize_child_spec
 from ._naming import child_env, control_endpoint
 from ._shutdown import shutdown_order, stop_rule, stops_concurrently
-from ._strategy import (DEFAULT_INTENSITY, DEFAULT_PERIOD_S, intensity_exceeded, record_restart,
-                        restart_plan, should_restart, validate_flags)
+from ._strategy import (DEFAULT_INTENSITY, DEFAULT_PERIOD_S, DEFAULT_START_TIMEOUT_S, intensity_exceeded,
+                        record_restart, respawns, restart_plan, should_restart, start_bound_s, validate_flags)
 
 SUPERVISOR_TARGET = "neurox.supervisor_tree._supervisor:run_supervisor"
-DEFAULT_START_TIMEOUT_S = 30.0
 
 
 class StartFailed(Exception):
@@ -36,6 +35,8 @@ class Child:
     spec: ChildSpec
     pid: int | None = None
     restarting: bool = False
+    crashed: bool = False
+    """Its last run crashed and it has not been ready since: its next start is told so (``after``)."""
 
     @property
     def running(self) -> bool:
@@ -172,7 +173,10 @@ class Supervisor(Process):
     def _spawn(self, child: Child) -> int:
         spec = child.spec
         try:
-            return self.launcher.spawn(spec.target, spec.args, child_env(self.env, spec.id))
+            env = child_env(self.env, spec.id)
+            if child.crashed:
+                env["after"] = "crash"
+            return self.launcher.spawn(spec.target, spec.args, env, respawn=respawns(self.strategy, spec.restart))
         except LauncherError as exc:
             self.emit("start_failed", id=spec.id, detail=str(exc))
             raise StartFailed(f"{spec.id}: {exc}") from None
@@ -188,7 +192,7 @@ class Supervisor(Process):
         elif outcome["ev"] == "exit":
             detail = f"{spec.id} exited while starting: {ExitReason.from_wire(outcome['reason']).describe()}"
         else:
-            child.pid, child.restarting = pid, False
+            child.pid, child.restarting, child.crashed = pid, False, False
             info = outcome.get("info") or {}
             self.emit("child_restarted" if restart else "child_started", id=spec.id, pid=pid, type=spec.type,
                       info=info)
@@ -230,7 +234,7 @@ class Supervisor(Process):
         for notice in list(self.deferred):
             if notice.get("pid") == pid and notice["ev"] in kinds:
                 self.deferred.remove(notice)
-                return notice
+                return self._unrestarted(notice)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -243,7 +247,14 @@ class Supervisor(Process):
                 else:
                     self.deferred.append(notice)  # kept, in order, for whoever waits for it next
             if found is not None:
-                return found
+                return self._unrestarted(found)
+
+    def _unrestarted(self, notice: dict) -> dict:
+        """An exit awaited as a stop or a failed start is not restarted: a replacement the launcher
+        started meanwhile (it crashed on its own just then) is killed."""
+        if notice.get("replacement"):
+            self.launcher.signal(notice["replacement"], signal.SIGKILL)
+        return notice
 
     # -- exits and restarts --------------------------------------------------------------------
     def _handle_launcher_events(self, notices: list[dict]) -> None:
@@ -251,16 +262,17 @@ class Supervisor(Process):
         while self.deferred and not self.stop_requested:
             notice = self.deferred.popleft()
             if notice["ev"] == "exit":
-                self._on_exit(notice["pid"], ExitReason.from_wire(notice["reason"]))
+                self._on_exit(notice["pid"], ExitReason.from_wire(notice["reason"]), notice.get("replacement"))
 
     def _child_by_pid(self, pid: int) -> Child | None:
         return next((c for c in self.children.values() if c.pid == pid), None)
 
-    def _on_exit(self, pid: int, reason: ExitReason) -> None:
+    def _on_exit(self, pid: int, reason: ExitReason, replacement: int | None = None) -> None:
         child = self._child_by_pid(pid)
-        if child is None:
-            return  # a notice about a process this supervisor already let go of
-        child.pid = None
+        if child is None:  # a notice about a process this supervisor already let go of
+            self._unrestarted({"replacement": replacement})
+            return
+        child.pid, child.crashed = None, reason.abnormal
         child_id = child.spec.id
         self.emit("child_exited", id=child_id, pid=pid, reason=reason.to_wire(),
                          description=reason.describe())
@@ -268,7 +280,26 @@ class Supervisor(Process):
             if child.spec.restart == "temporary" or self.template is not None:
                 self._forget(child_id)
             return
+        if replacement is not None:
+            self._respawned(child, replacement)
+            return
         self._restart(child_id)
+
+    def _respawned(self, child: Child, pid: int) -> None:
+        """A restart the launcher made at once (``respawn``: one_for_one, where nothing else is stopped
+        first): counted against the intensity as any restart, then awaited as any start. Giving up kills
+        it first, unannounced: as in OTP, a restart past the intensity never happened."""
+        try:
+            self._count_restart()
+        except Stop:
+            self.launcher.signal(pid, signal.SIGKILL)
+            self._wait_for(pid, ("exit",), stop_rule("brutal_kill").deadline(0.0))
+            raise
+        try:
+            self._await_start(child, pid, restart=True)
+        except StartFailed:
+            child.restarting = True
+            self.retries.append((child.spec.id,))
 
     def _restart(self, dead: str) -> None:
         """Count a restart against the intensity, then apply the strategy to ``dead``'s death."""
@@ -412,20 +443,6 @@ class Supervisor(Process):
                 "restarts_in_period": sum(1 for t in self.restarts if t > now - self.period),
                 "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind),
                 "children": self.which_children()}
-
-
-def start_bound_s(spec: ChildSpec, start_timeout_s: float) -> float:
-    """How long a supervisor waits for the child ``spec`` to be ready.
-
-    A worker gets the supervisor's start timeout. A child supervisor is ready only once each of its
-    own children is, and it bounds each of those by its own start timeout; so it gets that bound once
-    per child: a layer of a thousand-neuron network on a loaded host may take longer than one timeout,
-    and is still making progress, not hung.
-    """
-    if spec.type != "supervisor":
-        return start_timeout_s
-    own = float(spec.args.get("start_timeout_s", DEFAULT_START_TIMEOUT_S))
-    return max(start_timeout_s, own * max(1, len(spec.args.get("children", ()))))
 
 
 run_supervisor = Supervisor.main

@@ -3,6 +3,8 @@ real sockets on loopback (a plain ipc bind and its CURVE TCP twin on one socket)
 import errno
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import zmq
@@ -153,3 +155,27 @@ def test_an_exported_ipc_endpoint_gets_a_curve_twin_and_a_routed_one_is_reached_
         for sock in sockets:
             sock.close(linger=0)
         ctx.term()  # returns: the ZAP thread ends with its context
+
+
+ZAP_STOPS = """
+import threading, time, zmq
+from neurox.runtime import CurveKeys  # noqa: F401 (the package, as a process imports it)
+from neurox.runtime._curve import ZapHandler
+for _ in range(30):
+    ctx = zmq.Context()
+    ZapHandler.ensure(ctx, frozenset())
+    time.sleep(0.01)  # the handler thread is blocked in its recv
+    closer = threading.Thread(target=ctx.destroy, daemon=True)  # what every process does on its way out
+    closer.start()
+    closer.join(5)
+    assert not closer.is_alive(), "ctx.destroy() hung"
+print("stopped 30 of 30")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_process_with_a_zap_handler_ends_its_context_cleanly_every_time():
+    """ctx.destroy() on the way out must not close the ZAP thread's socket from another thread (libzmq
+    aborted with 'Assertion failed: pfd.revents & POLLIN', or term hung, holding a polite stop up)."""
+    done = subprocess.run([sys.executable, "-c", ZAP_STOPS], capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0 and "stopped 30 of 30" in done.stdout, (done.returncode, done.stderr[-500:])

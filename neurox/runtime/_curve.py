@@ -126,8 +126,8 @@ class ZapHandler(threading.Thread):
     """A context's ZAP handler: a daemon thread answering ``inproc://zeromq.zap.01``.
 
     Unlike zmq.auth's ThreadAuthenticator it needs no stop call: when the process terminates its
-    context (as every NeuroX process does on its way out) the thread's socket gets ``ETERM``, closes
-    and the thread ends, so ``ctx.term()`` never waits for it.
+    context (as every NeuroX process does on its way out, with ``ctx.destroy()``) the thread's socket
+    gets ``ETERM``, closes and the thread ends, so ``ctx.term()`` never waits for it.
     """
 
     _by_context: "weakref.WeakKeyDictionary[zmq.Context, ZapHandler]" = weakref.WeakKeyDictionary()
@@ -136,7 +136,10 @@ class ZapHandler(threading.Thread):
     def __init__(self, ctx: zmq.Context, allowed: frozenset[bytes]):
         super().__init__(name="neurox-zap", daemon=True)
         self.allowed = allowed
-        self.sock = ctx.socket(zmq.REP)
+        # Not ``ctx.socket``: a socket the context registers is closed by ``ctx.destroy()`` from the
+        # main thread while this thread blocks in it, and then ``term`` never returns (zmq_close is not
+        # thread-safe). Unregistered, it is closed here when ``term`` wakes the thread with ETERM.
+        self.sock = zmq.Socket(ctx, zmq.REP)
         self.sock.linger = 0
         self.sock.bind(ZAP_ENDPOINT)
 

@@ -7,6 +7,9 @@ One worker under the network's root when the topology has a ``[maintenance]`` ta
   ``capacity`` experiences, so old tasks stay represented as new ones arrive;
 - the **sleep schedule**: ``awake_s`` of work, then ``maintenance_s`` of maintenance (the pure
   rotation in ``neurox/brain/_sleep.py``), or maintenance at once on SIGUSR1 or ``sleep_now``;
+- **awake replay** (``awake_replay`` > 0): every ``RECALL_EVERY_S`` it pushes a sample of what it keeps
+  (``RECALL_SHARE`` rows at most) to MessengerIn (``recall_endpoint``), which learns ``awake_replay`` of
+  them beside each new sample in the stream's own packets (``neurox/ext/_recall.py``);
 - the **dreams**: during maintenance the network's neurons are copied into the maintenance pool
   (``_pool``: twins in a supervisor subtree and data plane of their own), the layers take turns there
   learning from replayed experience mixed half and half with the ``education`` dataset, at
@@ -25,7 +28,7 @@ import zmq
 
 from ..neuron import Part, Topology, maintenance_host, neuron_control, topology_path
 from ..neuron import experiences_endpoint
-from ..runtime import BadFrames, ControlError, FrameError, Process, call, make_socket, unpack_map
+from ..runtime import BadFrames, ControlError, FrameError, Process, call, ipc_endpoint, make_socket, pack, unpack_map
 from ..supervisor_tree import ChildSpec, control_endpoint
 from ._pool import POOL_ID, Pool, pool_spec
 from ._sleep import Phase, SleepConfig, advance as advance_sleep, balanced_victim, start as start_sleep, turn_groups
@@ -37,6 +40,15 @@ LESSON_TIMEOUT_S = 30.0
 """MessengerIn reads and scales the education file when maintenance begins: a large CSV takes a while."""
 EXPERIENCES_DRAIN = 256
 """Experiences kept per wake-up at most before the control socket gets its turn."""
+RECALL_EVERY_S = 1.0
+RECALL_SHARE = 512
+"""Stored samples pushed to MessengerIn at most each time (all of them if it keeps fewer)."""
+
+
+def recall_endpoint(run_dir: str) -> str:
+    """Where MessengerIn takes the hippocampus's memory for awake replay (it binds a PULL; the maintenance
+    worker PUSHes to it)."""
+    return ipc_endpoint(run_dir, "hippocampus.recall")
 
 
 def maintenance_children(topology: Topology, data_dir: str, host: str | None = None) -> list[ChildSpec | dict]:
@@ -107,6 +119,11 @@ class Hippocampus:
         picks = self.rng.integers(0, self.size, n)
         return self.rows[picks], [self.targets[i] for i in picks]
 
+    def share(self, most: int) -> tuple[np.ndarray, list]:
+        """What it keeps, or ``most`` of it drawn without replacement: the memory awake replay draws from."""
+        picks = np.arange(self.size) if self.size <= most else np.sort(self.rng.choice(self.size, most, replace=False))
+        return self.rows[picks], [self.targets[i] for i in picks]
+
 
 class Maintenance(Process):
     """A callback module of the process behaviour: experiences in (``handle_frame``), the sleep schedule
@@ -134,8 +151,12 @@ class Maintenance(Process):
         self.group: list[tuple[str, str]] = []
         self.asked = False
         self.in_flight = 0
-        self.counters = {"dreamt": 0, "replayed": 0, "educated": 0, "turns": 0, "cycles": 0, "given_back": 0}
+        self.counters = {"dreamt": 0, "replayed": 0, "educated": 0, "turns": 0, "cycles": 0, "given_back": 0,
+                         "shared": 0}
         self.next_dream = 0.0
+        self.recall = make_socket(self.ctx, zmq.PUSH, connect=recall_endpoint(self.run_dir), hwm=2) if (
+            self.config.awake_replay) else None
+        self.next_recall = 0.0
         signal.signal(signal.SIGUSR1, self._on_sleep_signal)
         self.handlers.update({"status": lambda r: self.status(), "sleep_now": lambda r: self._ask(),
                            "wake": lambda r: self._wake()})
@@ -183,7 +204,23 @@ class Maintenance(Process):
         if self.pool.open:
             self.in_flight = max(0, self.in_flight - self.pool.returned())
         self._tick(now)
+        if self.recall is not None and now >= self.next_recall:
+            self._share()
+            self.next_recall = now + RECALL_EVERY_S
         return time.monotonic() + TICK_S
+
+    def _share(self) -> None:
+        """Push the memory to MessengerIn for awake replay (dropped if it is not taking: the next one follows)."""
+        if not self.hippocampus.size:
+            return
+        rows, targets = self.hippocampus.share(RECALL_SHARE)
+        rows = np.ascontiguousarray(rows, dtype="<f4")
+        try:
+            self.recall.send(pack({"rows": rows.tobytes(), "shape": list(rows.shape), "targets": targets,
+                                   "per_row": self.config.awake_replay}), zmq.NOBLOCK)
+            self.counters["shared"] += 1
+        except zmq.Again:
+            pass
 
     def terminate(self, reason) -> None:
         """A polite stop gives the turn's learning back first, then stops the twins (after a crash the next

@@ -24,6 +24,7 @@ import plyvel
 from ..neuron import FORWARD, INPUT, Topology, decode_frame, encode_forward, split_rows
 from ..runtime import FrameError, Reply, ipc_endpoint, pack, unpack, unpack_map
 from ._datasets import DatasetError, load_dataset
+from ._recall import Recall
 from ._samples import InputError
 from ._scaling import ScaleConfig, Scaler, scale_config
 
@@ -126,6 +127,8 @@ class Front:
         self.next_flush = time.monotonic() + FLUSH_INTERVAL_S
         self.lessons: dict = {}
         """The education file last read (path -> Dataset), for the ``education`` op."""
+        self.recall = Recall(self.width)
+        """Awake replay (``_recall``): stored experience appended to each packet learnt from."""
 
     def prepare(self, rows: np.ndarray, targets: list | None, learn: bool) -> tuple[np.ndarray, list | None, dict]:
         """(rows, targets, meta additions) in the network's units; InputError ``non_finite``."""
@@ -181,10 +184,11 @@ class Front:
         for (packet, _, _, lrn, meta), (scaled, targets, extra) in zip(taken, done):
             if targets is not None and self.regression:
                 meta["targets"] = targets
-            for part, value in zip(bundle, (packet, scaled, lrn, pack({**meta, **extra}))):
-                part.append(value)
             if lrn and targets is not None:
                 learnt.append((scaled, targets))
+                scaled, meta = self.recall.add(scaled, meta)  # after the hippocampus's share: not new experience
+            for part, value in zip(bundle, (packet, scaled, lrn, pack({**meta, **extra}))):
+                part.append(value)
         packets, blocks, learn, metas = bundle
         return (encode_forward(INPUT, packets, blocks, learn, metas) if packets else None), learnt, refused
 

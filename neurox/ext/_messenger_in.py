@@ -134,9 +134,8 @@ class MessengerIn(InputExtension):
         return {"kind": self.kind, "endpoint": self.endpoint}
 
     def metrics(self) -> dict:
-        return {**super().metrics(), **self.scaling.counters, "recalled": self.scaling.recall.recalled,
-                "in_flight": len(self.waiting),
-                "request_latency": self.latency.to_dict()}
+        return {**super().metrics(), **self.scaling.counters, **self.scaling.recall.metrics(),
+                "in_flight": len(self.waiting), "request_latency": self.latency.to_dict()}
 
     def tick(self) -> float | None:
         now = time.monotonic()

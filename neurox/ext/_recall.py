@@ -46,6 +46,10 @@ class Recall:
             raise FrameError("wrong_shape", f"recall rows {rows.shape} with {len(targets)} targets, per_row {per_row}")
         self.rows, self.targets, self.per_row = rows, targets, per_row
 
+    def metrics(self) -> dict:
+        """``recalled``: rows appended so far; ``recall_memory``: the stored samples it draws them from."""
+        return {"recalled": self.recalled, "recall_memory": len(self.targets)}
+
     def add(self, rows: np.ndarray, meta: dict) -> tuple[np.ndarray, dict]:
         """A learning packet's scaled ``rows`` and ``meta`` (its ``targets`` in the network's units) with
         ``per_row`` recalled rows per row appended, and ``recalled`` set; as they were if nothing is kept."""

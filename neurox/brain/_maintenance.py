@@ -81,6 +81,8 @@ class Hippocampus:
 
     def __init__(self, capacity: int, width: int, rng: np.random.Generator):
         self.rows = np.zeros((capacity, width), dtype=np.float32)
+        self.raw = np.full((capacity, width), np.nan, dtype=np.float32)
+        """Each experience as it came, before MessengerIn scaled it (NaN where its origin did not say)."""
         self.targets: list = []
         self.slots: dict = {}
         """class -> the places its experiences are kept in."""
@@ -92,8 +94,9 @@ class Hippocampus:
     def size(self) -> int:
         return len(self.targets)
 
-    def keep(self, rows: np.ndarray, targets: list) -> None:
-        for row, target in zip(rows, targets):
+    def keep(self, rows: np.ndarray, targets: list, raw: np.ndarray | None = None) -> None:
+        raws = raw if raw is not None else np.full_like(rows, np.nan)
+        for row, target, as_came in zip(rows, targets, raws):
             label = target if isinstance(target, (int, str)) else ()  # never None: None means "nowhere"
             seen_of_label = self.seen_of.get(label, 0)
             counts = {c: len(places) for c, places in self.slots.items()}
@@ -107,6 +110,7 @@ class Hippocampus:
                 self.targets[slot] = target
             if victim is not None:
                 self.rows[slot] = row
+                self.raw[slot] = as_came
                 self.slots.setdefault(label, []).append(slot)
             self.seen_of[label] = seen_of_label + 1
             self.seen += 1
@@ -119,10 +123,11 @@ class Hippocampus:
         picks = self.rng.integers(0, self.size, n)
         return self.rows[picks], [self.targets[i] for i in picks]
 
-    def share(self, most: int) -> tuple[np.ndarray, list]:
-        """What it keeps, or ``most`` of it drawn without replacement: the memory awake replay draws from."""
+    def share(self, most: int) -> tuple[np.ndarray, np.ndarray, list]:
+        """What it keeps (rows as learnt, rows as they came, targets), or ``most`` of it drawn without
+        replacement: the memory awake replay draws from."""
         picks = np.arange(self.size) if self.size <= most else np.sort(self.rng.choice(self.size, most, replace=False))
-        return self.rows[picks], [self.targets[i] for i in picks]
+        return self.rows[picks], self.raw[picks], [self.targets[i] for i in picks]
 
 
 class Maintenance(Process):
@@ -190,6 +195,7 @@ class Maintenance(Process):
             try:
                 message = unpack_map(frame)
                 rows = np.frombuffer(message["rows"], "<f4").reshape(message["shape"])
+                raw = np.frombuffer(message["raw"], "<f4").reshape(message["shape"]) if "raw" in message else None
                 targets = list(message["targets"])
                 if rows.ndim != 2 or rows.shape[1] != self.hippocampus.rows.shape[1] or len(targets) != len(rows):
                     raise FrameError("wrong_shape", f"rows {rows.shape} with {len(targets)} targets")
@@ -198,7 +204,7 @@ class Maintenance(Process):
             except (KeyError, TypeError, ValueError) as exc:
                 self.bad.note("wrong_type", str(exc))
             else:
-                self.hippocampus.keep(rows, targets)
+                self.hippocampus.keep(rows, targets, raw)
 
     def handle_timer(self, now: float) -> float:
         if self.pool.open:
@@ -213,10 +219,10 @@ class Maintenance(Process):
         """Push the memory to MessengerIn for awake replay (dropped if it is not taking: the next one follows)."""
         if not self.hippocampus.size:
             return
-        rows, targets = self.hippocampus.share(RECALL_SHARE)
-        rows = np.ascontiguousarray(rows, dtype="<f4")
+        rows, raw, targets = self.hippocampus.share(RECALL_SHARE)
         try:
-            self.recall.send(pack({"rows": rows.tobytes(), "shape": list(rows.shape), "targets": targets,
+            self.recall.send(pack({"rows": np.ascontiguousarray(rows, "<f4").tobytes(), "shape": list(rows.shape),
+                                   "raw": np.ascontiguousarray(raw, "<f4").tobytes(), "targets": targets,
                                    "per_row": self.config.awake_replay}), zmq.NOBLOCK)
             self.counters["shared"] += 1
         except zmq.Again:

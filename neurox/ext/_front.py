@@ -168,7 +168,7 @@ class Front:
     def forward(self, frames: list[bytes]) -> tuple[bytes | None, list, list[Exception]]:
         """Origins' forward frames, scaled, as one bundle for the first layer (one message for everything
         that was waiting, as neurons bundle theirs): its packets' rows (and regression targets) in the
-        network's units; the (rows, targets) it learns from, as scaled (for the hippocampus); and what was
+        network's units; the (rows, targets, rows as they came) it learns from (for the hippocampus); and what was
         refused, a frame at a time: FrameError (not a forward frame from outside), InputError
         ``non_finite`` (nothing of that frame is learnt). The bundle is None if nothing was left."""
         taken, refused = [], []
@@ -181,12 +181,12 @@ class Front:
         learnt = []
         done = [self._apply(block, values, meta.get("targets"), lrn) for _, block, values, lrn, meta in taken] if (
             self.regression) else self._scan(taken)
-        for (packet, _, _, lrn, meta), (scaled, targets, extra) in zip(taken, done):
+        for (packet, raw, _, lrn, meta), (scaled, targets, extra) in zip(taken, done):
             if targets is not None and self.regression:
                 meta["targets"] = targets
             if lrn and targets is not None:
-                learnt.append((scaled, targets))
-                scaled, meta = self.recall.add(scaled, meta)  # after the hippocampus's share: not new experience
+                learnt.append((scaled, targets, raw))
+                scaled, meta = self.recall.add(scaled, meta, self.inputs.transform)  # not new experience
             for part, value in zip(bundle, (packet, scaled, lrn, pack({**meta, **extra}))):
                 part.append(value)
         packets, blocks, learn, metas = bundle

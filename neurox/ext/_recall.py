@@ -27,6 +27,9 @@ class Recall:
     def __init__(self, width: int, seed: int = 0):
         self.width = width
         self.rows = np.zeros((0, width), dtype=np.float32)
+        self.raw = self.rows
+        """The same rows as they came, before scaling (NaN where not known)."""
+        self.known = np.zeros(0, dtype=bool)
         self.targets: list = []
         self.per_row = 0
         self.rng = np.random.default_rng(seed)
@@ -39,26 +42,36 @@ class Recall:
         message = unpack_map(frames[-1])
         try:
             rows = np.frombuffer(message["rows"], "<f4").reshape(message["shape"])
+            raw = np.frombuffer(message["raw"], "<f4").reshape(rows.shape) if "raw" in message else np.full_like(rows, np.nan)
             targets, per_row = list(message["targets"]), int(message["per_row"])
         except (KeyError, TypeError, ValueError) as exc:
             raise FrameError("wrong_type", f"a recall message: {exc}") from None
         if rows.ndim != 2 or rows.shape[1] != self.width or len(targets) != len(rows) or per_row < 0:
             raise FrameError("wrong_shape", f"recall rows {rows.shape} with {len(targets)} targets, per_row {per_row}")
-        self.rows, self.targets, self.per_row = rows, targets, per_row
+        self.rows, self.raw, self.targets, self.per_row = rows, raw, targets, per_row
+        self.known = np.isfinite(raw).all(axis=1)
 
     def metrics(self) -> dict:
         """``recalled``: rows appended so far; ``recall_memory``: the stored samples it draws them from."""
         return {"recalled": self.recalled, "recall_memory": len(self.targets)}
 
-    def add(self, rows: np.ndarray, meta: dict) -> tuple[np.ndarray, dict]:
+    def add(self, rows: np.ndarray, meta: dict, scale=None) -> tuple[np.ndarray, dict]:
         """A learning packet's scaled ``rows`` and ``meta`` (its ``targets`` in the network's units) with
-        ``per_row`` recalled rows per row appended, and ``recalled`` set; as they were if nothing is kept."""
+        ``per_row`` recalled rows per row appended, and ``recalled`` set; as they were if nothing is kept.
+        ``scale`` puts a recalled row known as it came into the network's units as they are *now* (the
+        statistics move as new classes come: a row scaled when it was learnt is no longer what the same
+        input looks like); one not known so is recalled as it was learnt."""
         targets = meta.get("targets")
         if not self.per_row or not self.targets or not isinstance(targets, list):
             return rows, meta
         picks = self.rng.integers(0, len(self.targets), self.per_row * len(rows))
+        recalled = self.rows[picks]
+        known = self.known[picks]
+        if scale is not None and known.any():
+            recalled = recalled.copy()
+            recalled[known] = scale(self.raw[picks[known]])
         self.recalled += len(picks)
-        return (np.concatenate([rows, self.rows[picks]]),
+        return (np.concatenate([rows, recalled]),
                 {**meta, "targets": targets + [self.targets[i] for i in picks], "recalled": len(picks)})
 
 

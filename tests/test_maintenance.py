@@ -106,6 +106,13 @@ def test_recalled_rows_ride_at_the_end_of_a_packet_and_come_off_its_answer():
     with pytest.raises(FrameError):  # a memory that does not fit changes nothing
         recall.take([pack({"rows": memory.tobytes(), "shape": [2, 3], "targets": [5, 6], "per_row": 1})])
     assert recall.per_row == 2 and recall.metrics() == {"recalled": 4, "recall_memory": 3}
+    # rows known as they came are scaled anew, with the statistics of now; the others recalled as learnt
+    raw = np.array([[70, 70], [np.nan, np.nan], [90, 90]], dtype="<f4")
+    recall.take([pack({"rows": memory.tobytes(), "raw": raw.tobytes(), "shape": [3, 2], "targets": [5, 6, 7],
+                       "per_row": 3})])
+    again, again_meta = recall.add(rows, {"targets": [0, 1]}, scale=lambda r: r / 10 + 100)
+    recalled = {(int(t), float(row[0])) for t, row in zip(again_meta["targets"][2:], again[2:])}
+    assert recalled <= {(5, 107.0), (6, 8.0), (7, 109.0)} and len(again) == 8, recalled
     outputs = np.full((6, 3), 0.1, dtype=np.float32)
     outputs[0, 0] = outputs[1, 1] = 0.8
     own, own_meta, loss = forget_recalled(outputs, meta, 9.9, "softmax")

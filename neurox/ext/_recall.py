@@ -1,10 +1,10 @@
 """Awake replay: stored experience learnt beside the stream, in the stream's own packets.
 
 The maintenance worker's hippocampus pushes a sample of what it keeps (each row as learnt, and as it
-came before scaling) to MessengerIn every ``RECALL_EVERY_S`` (``recall_endpoint``, docs/protocol.md "Recall"); MessengerIn's
-:class:`~neurox.ext._front.Front` appends ``awake_replay`` of those rows (and their targets) per new row
-to every packet it passes on to learn from, as experience replay does (scaled with the statistics of
-now where the row as it came is known), and marks the packet's meta
+came before scaling) to MessengerIn every ``RECALL_EVERY_S`` (``recall_endpoint``, docs/protocol.md
+"Recall"); MessengerIn's :class:`~neurox.ext._front.Front` appends ``awake_replay`` of those rows (and
+their targets) per new row to every packet it passes on to learn from, as experience replay does
+(scaled with the statistics of now where the row as it came is known), and marks the packet's meta
 with ``recalled``, the count of rows appended at its end. The neurons learn from every row; MessengerOut
 takes the recalled rows off again (:func:`forget_recalled`) before anything is answered, scored or
 published, so they never reach a client, a prequential score or the hippocampus as new experience.

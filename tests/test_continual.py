@@ -57,6 +57,12 @@ def test_a_short_run_keeps_the_protocol_and_sleep_beats_no_sleep(tmp_path):
     assert result["none"]["accuracy_after_each_task"][0] <= 0.25
     assert result["none"]["final_accuracy_per_task"][0] < 0.2  # forgotten without sleep
     assert result["neurox"]["dreamt"] > 0
+    # awake replay: a stored sample beside each new one from the second task on (the memory is pushed
+    # to MessengerIn every second, so a few of the first packets of task 2 may go without)
+    learnt_after_first = 3 * (result["train_rows"] - len(continual.task_rows(digits(), continual.split(
+        digits(), 0.3, 0)[0], (0, 1))))
+    assert 0.8 * learnt_after_first <= result["neurox"]["recalled"] <= 3 * result["train_rows"]
+    assert result["none"]["recalled"] == 0
     assert result["neurox_accuracy"] > result["none_accuracy"] + 0.2, result
     (png,) = result["plots"]  # --plot: the accuracy after each task, as a PNG
     with open(png, "rb") as figure:

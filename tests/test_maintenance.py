@@ -11,11 +11,12 @@ import zmq
 
 from _netutil import learn, neuron_call, params
 from neurox.bench._chaos import evaluate
-from neurox.ext import PRELOAD, Dataset, Client, digits, network_children
+from neurox.ext import PRELOAD, Dataset, Client, Origin, digits, network_children
 from neurox.neuron import Network, TopologyError, load_topology
 from neurox.brain._sleep import Phase, SleepConfig, advance, balanced_victim, start, turn_groups
 from neurox.brain._maintenance import Hippocampus
-from neurox.runtime import ControlClient, ControlError
+from neurox.ext._recall import Recall, forget_recalled
+from neurox.runtime import ControlClient, ControlError, FrameError, pack
 from neurox.supervisor_tree import SupervisorClient, control_endpoint
 
 
@@ -91,6 +92,32 @@ def test_bad_maintenance_settings_are_refused():
     topology.maintenance = {"capacity": "many"}
     with pytest.raises(TopologyError, match=r"^maintenance.capacity has the wrong type: accepted int, got 'many' \(str\)$"):
         topology.validate()
+
+
+def test_recalled_rows_ride_at_the_end_of_a_packet_and_come_off_its_answer():
+    recall = Recall(width=2)
+    rows = np.array([[1, 1], [2, 2]], dtype=np.float32)
+    assert recall.add(rows, {"targets": [0, 1]})[0] is rows  # nothing kept yet: the packet as it was
+    memory = np.array([[7, 7], [8, 8], [9, 9]], dtype="<f4")
+    recall.take([pack({"rows": memory.tobytes(), "shape": [3, 2], "targets": [5, 6, 7], "per_row": 2})])
+    mixed, meta = recall.add(rows, {"targets": [0, 1], "origin": "o"})
+    assert mixed.shape == (6, 2) and (mixed[:2] == rows).all() and meta["recalled"] == 4
+    assert [int(m[0]) - 2 for m in mixed[2:]] == meta["targets"][2:] and meta["targets"][:2] == [0, 1]
+    with pytest.raises(FrameError):  # a memory that does not fit changes nothing
+        recall.take([pack({"rows": memory.tobytes(), "shape": [2, 3], "targets": [5, 6], "per_row": 1})])
+    assert recall.per_row == 2 and recall.metrics() == {"recalled": 4, "recall_memory": 3}
+    # rows known as they came are scaled anew, with the statistics of now; the others recalled as learnt
+    raw = np.array([[70, 70], [np.nan, np.nan], [90, 90]], dtype="<f4")
+    recall.take([pack({"rows": memory.tobytes(), "raw": raw.tobytes(), "shape": [3, 2], "targets": [5, 6, 7],
+                       "per_row": 3})])
+    again, again_meta = recall.add(rows, {"targets": [0, 1]}, scale=lambda r: r / 10 + 100)
+    recalled = {(int(t), float(row[0])) for t, row in zip(again_meta["targets"][2:], again[2:])}
+    assert recalled <= {(5, 107.0), (6, 8.0), (7, 109.0)} and len(again) == 8, recalled
+    outputs = np.full((6, 3), 0.1, dtype=np.float32)
+    outputs[0, 0] = outputs[1, 1] = 0.8
+    own, own_meta, loss = forget_recalled(outputs, meta, 9.9, "softmax")
+    assert own.shape == (2, 3) and own_meta["targets"] == [0, 1] and loss == pytest.approx(-np.log(0.8))
+    assert forget_recalled(outputs, {"targets": [0] * 6}, 1.5, "softmax")[2] == 1.5  # none recalled: as it was
 
 
 # -- live ------------------------------------------------------------------------------------------
@@ -219,3 +246,52 @@ def test_an_untaught_network_learns_from_its_educational_dataset_in_its_sleep(tm
             sleeper.close()
     assert status["stored"] == 0 and status["replayed"] == 0 and status["educated"] > 100, status
     assert after >= before + 0.1, (before, after, status)
+
+
+def _metrics(network: Network, path: str) -> dict:
+    with ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, path), 10) as client:
+        return client.call("metrics")
+
+
+@pytest.mark.timeout(60)
+def test_awake_replay_learns_stored_samples_in_the_streams_packets_and_never_answers_them(tmp_path, no_stray_processes):
+    """The hippocampus's memory reaches MessengerIn; each packet learnt from carries one recalled row per
+    new row through every layer; the origin's answers, MessengerOut's score and the hippocampus see the
+    origin's rows only."""
+    topology = load_topology()
+    topology.maintenance = {"awake_s": 3600, "capacity": 30, "awake_replay": 1}
+    data = digits()
+    end = topology.layers[-1].neurons[0]
+    network = Network(topology, str(tmp_path), extensions=network_children(topology, str(tmp_path)), preload=PRELOAD)
+    with network:
+        learn(network, Dataset(data.features[:60], data.targets[:60], data.classes))
+        sleeper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/maintenance"), 10)
+        try:
+            deadline = time.monotonic() + 20
+            while _metrics(network, "root/messenger_in")["recall_memory"] < 30:  # pushed every second
+                assert time.monotonic() < deadline, sleeper.call("status")
+                time.sleep(0.1)
+            seen, scored = sleeper.call("status")["seen"], _metrics(network, "root/messenger_out")["scored"]
+            samples = neuron_call(network, end, "metrics")["samples"]
+            origin = Origin(zmq.Context.instance(), network.run_dir, network.topology, "awake")
+            try:
+                for i in range(60, 80):  # packets of 2 new rows, one at a time
+                    rows = slice(i * 2, i * 2 + 2)
+                    sent = origin.send(data.features[rows], data.targets[rows].tolist(), learn=True)
+                    assert origin.returns.poll(10_000)
+                    (result,) = origin.receive()
+                    assert result["packet"] == sent and result["rows"] == 2 and result["loss"] is not None
+                    assert len(np.frombuffer(result["output"], "<f4")) == 2 * 10 and len(result["label"]) == 2
+            finally:
+                origin.close()
+            front = _metrics(network, "root/messenger_in")
+            assert front["recalled"] == 40  # one stored row beside each of the 40 new ones
+            assert neuron_call(network, end, "metrics")["samples"] - samples == 80  # learnt through to the end
+            assert _metrics(network, "root/messenger_out")["scored"] - scored == 40  # the stream's rows only
+            deadline = time.monotonic() + 10
+            while (status := sleeper.call("status"))["seen"] < seen + 40:
+                assert time.monotonic() < deadline, status
+                time.sleep(0.05)
+            assert status["seen"] == seen + 40 and status["shared"] > 0  # recalled rows are not new experience
+        finally:
+            sleeper.close()

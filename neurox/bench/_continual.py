@@ -10,8 +10,10 @@ classes. Four learners, each a fresh diamond of real neuron processes, in this o
 * ``replay``: experience replay, the standard strong baseline: the origin keeps a reservoir of
   ``--memory`` samples and mixes as many of them as there are new ones into each packet it sends;
 * ``neurox``: the network's own hippocampus (``[maintenance] capacity`` = ``--memory``) keeps what it
-  is shown, and after each task it sleeps one maintenance cycle, dreaming *stored* samples (replayed
-  experience, not generated patterns) in its maintenance pool;
+  is shown; while awake it replays ``--awake-replay`` of its stored samples beside each new one, in the
+  stream's own packets (MessengerIn mixes them in: awake replay), and after each task it sleeps one
+  maintenance cycle, dreaming *stored* samples (replayed experience, not generated patterns) in its
+  maintenance pool;
 * ``joint``: after each task, everything seen so far, shuffled (the upper bound).
 """
 from __future__ import annotations
@@ -42,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the maintenance cycle after each task (long enough to dream about as many "
                              "samples as replay mixes in)")
     parser.add_argument("--replay-per-s", type=float, default=400.0, help="dreams per second in sleep")
+    parser.add_argument("--awake-replay", type=int, default=1,
+                        help="stored samples the hippocampus replays beside each new one while awake (0: sleep only)")
     parser.add_argument("--turns", choices=("layer", "network"), default="network",
                         help="sleep's turns: a layer at a time, or the whole network at once")
     parser.add_argument("--test-share", type=float, default=0.3)
@@ -116,6 +120,8 @@ class Learner:
         self.classes_sent: list[list[int]] = []
         """Per task, the classes of every row it was sent to learn from."""
         self.dreamt = 0
+        self.recalled = 0
+        """Stored samples MessengerIn learnt beside the stream's (awake replay)."""
 
     def learn_task(self, rows: np.ndarray, so_far: np.ndarray) -> None:
         source = so_far if self.method == "joint" else rows
@@ -126,6 +132,7 @@ class Learner:
         self.classes_sent.append(sorted({int(c) for p in packets for c in self.data.targets[p]}))
         if self.method == "neurox":
             self.dreamt += sleep_one_cycle(self.network, self.args.sleep_s * 3 + 60)
+            self.recalled = messenger_in_metrics(self.network)["recalled"]
 
     def _with_memory(self, packet: np.ndarray) -> np.ndarray:
         mixed = np.concatenate([packet, self.memory.draw(len(packet))])
@@ -170,11 +177,17 @@ def sleep_one_cycle(network: Network, timeout_s: float) -> int:
         sleeper.close()
 
 
+def messenger_in_metrics(network: Network) -> dict:
+    with ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/messenger_in"), 10.0) as client:
+        return client.call("metrics")
+
+
 def topology_for(method: str, args: argparse.Namespace) -> Topology:
     topology = load_topology()
     if method == "neurox":
         topology.maintenance = {"awake_s": 36000.0, "maintenance_s": args.sleep_s, "capacity": args.memory,
-                                "replay_per_s": args.replay_per_s, "turns": args.turns}
+                                "replay_per_s": args.replay_per_s, "turns": args.turns,
+                                "awake_replay": args.awake_replay}
     return topology
 
 
@@ -197,7 +210,7 @@ def run_method(method: str, data: Dataset, train: np.ndarray, test: np.ndarray,
     if learner.learnt & set(test.tolist()):
         raise AssertionError(f"{method} learnt from the held-out split")
     return {"accuracy_after_each_task": after_each, "final_accuracy": after_each[-1],
-            "final_accuracy_per_task": per_task, "dreamt": learner.dreamt, "classes_sent": learner.classes_sent,
+            "final_accuracy_per_task": per_task, "dreamt": learner.dreamt, "recalled": learner.recalled, "classes_sent": learner.classes_sent,
             "rows_learnt": len(learner.learnt),
             "seconds": round(time.perf_counter() - started, 1)}
 
@@ -216,6 +229,7 @@ def run(args: argparse.Namespace) -> dict:
     train, test = split(data, args.test_share, args.seed)
     result: dict = {"tasks": [list(t) for t in TASKS], "memory": args.memory, "epochs_per_task": args.epochs,
                     "batch": args.batch, "sleep_s": args.sleep_s, "train_rows": len(train), "held_out_rows": len(test),
+                    "awake_replay": args.awake_replay,
                     "neurox_dreams": "stored samples (the hippocampus's reservoir), not generated ones"}
     for method in methods:
         figures = run_method(method, data, train, test, args)

@@ -9,5 +9,5 @@ from ._sleep import (Phase as Phase, SleepConfig as SleepConfig, advance as adva
                      balanced_victim as balanced_victim, start as start_sleep)
 from ._shaping import ShapingConfig as ShapingConfig
 from ._self_reshaper import SHAPING as SHAPING, self_reshaper_children as self_reshaper_children
-from ._maintenance import SLEEP as SLEEP, maintenance_children as maintenance_children
+from ._maintenance import SLEEP as SLEEP, maintenance_children as maintenance_children, recall_endpoint as recall_endpoint
 from ._pool import POOL_ID as POOL_ID, batch_call as batch_call

@@ -7,6 +7,9 @@ One worker under the network's root when the topology has a ``[maintenance]`` ta
   ``capacity`` experiences, so old tasks stay represented as new ones arrive;
 - the **sleep schedule**: ``awake_s`` of work, then ``maintenance_s`` of maintenance (the pure
   rotation in ``neurox/brain/_sleep.py``), or maintenance at once on SIGUSR1 or ``sleep_now``;
+- **awake replay** (``awake_replay`` > 0): every ``RECALL_EVERY_S`` it pushes a sample of what it keeps
+  (``RECALL_SHARE`` rows at most) to MessengerIn (``recall_endpoint``), which learns ``awake_replay`` of
+  them beside each new sample in the stream's own packets (``neurox/ext/_recall.py``);
 - the **dreams**: during maintenance the network's neurons are copied into the maintenance pool
   (``_pool``: twins in a supervisor subtree and data plane of their own), the layers take turns there
   learning from replayed experience mixed half and half with the ``education`` dataset, at
@@ -25,7 +28,7 @@ import zmq
 
 from ..neuron import Part, Topology, maintenance_host, neuron_control, topology_path
 from ..neuron import experiences_endpoint
-from ..runtime import BadFrames, ControlError, FrameError, Process, call, make_socket, unpack_map
+from ..runtime import BadFrames, ControlError, FrameError, Process, call, ipc_endpoint, make_socket, pack, unpack_map
 from ..supervisor_tree import ChildSpec, control_endpoint
 from ._pool import POOL_ID, Pool, pool_spec
 from ._sleep import Phase, SleepConfig, advance as advance_sleep, balanced_victim, start as start_sleep, turn_groups
@@ -37,6 +40,15 @@ LESSON_TIMEOUT_S = 30.0
 """MessengerIn reads and scales the education file when maintenance begins: a large CSV takes a while."""
 EXPERIENCES_DRAIN = 256
 """Experiences kept per wake-up at most before the control socket gets its turn."""
+RECALL_EVERY_S = 1.0
+RECALL_SHARE = 512
+"""Stored samples pushed to MessengerIn at most each time (all of them if it keeps fewer)."""
+
+
+def recall_endpoint(run_dir: str) -> str:
+    """Where MessengerIn takes the hippocampus's memory for awake replay (it binds a PULL; the maintenance
+    worker PUSHes to it)."""
+    return ipc_endpoint(run_dir, "hippocampus.recall")
 
 
 def maintenance_children(topology: Topology, data_dir: str, host: str | None = None) -> list[ChildSpec | dict]:
@@ -69,6 +81,8 @@ class Hippocampus:
 
     def __init__(self, capacity: int, width: int, rng: np.random.Generator):
         self.rows = np.zeros((capacity, width), dtype=np.float32)
+        self.raw = np.full((capacity, width), np.nan, dtype=np.float32)
+        """Each experience as it came, before MessengerIn scaled it (NaN where its origin did not say)."""
         self.targets: list = []
         self.slots: dict = {}
         """class -> the places its experiences are kept in."""
@@ -80,8 +94,9 @@ class Hippocampus:
     def size(self) -> int:
         return len(self.targets)
 
-    def keep(self, rows: np.ndarray, targets: list) -> None:
-        for row, target in zip(rows, targets):
+    def keep(self, rows: np.ndarray, targets: list, raw: np.ndarray | None = None) -> None:
+        raws = raw if raw is not None else np.full_like(rows, np.nan)
+        for row, target, as_came in zip(rows, targets, raws):
             label = target if isinstance(target, (int, str)) else ()  # never None: None means "nowhere"
             seen_of_label = self.seen_of.get(label, 0)
             counts = {c: len(places) for c, places in self.slots.items()}
@@ -95,6 +110,7 @@ class Hippocampus:
                 self.targets[slot] = target
             if victim is not None:
                 self.rows[slot] = row
+                self.raw[slot] = as_came
                 self.slots.setdefault(label, []).append(slot)
             self.seen_of[label] = seen_of_label + 1
             self.seen += 1
@@ -106,6 +122,12 @@ class Hippocampus:
     def recall(self, n: int) -> tuple[np.ndarray, list]:
         picks = self.rng.integers(0, self.size, n)
         return self.rows[picks], [self.targets[i] for i in picks]
+
+    def share(self, most: int) -> tuple[np.ndarray, np.ndarray, list]:
+        """What it keeps (rows as learnt, rows as they came, targets), or ``most`` of it drawn without
+        replacement: the memory awake replay draws from."""
+        picks = np.arange(self.size) if self.size <= most else np.sort(self.rng.choice(self.size, most, replace=False))
+        return self.rows[picks], self.raw[picks], [self.targets[i] for i in picks]
 
 
 class Maintenance(Process):
@@ -134,8 +156,12 @@ class Maintenance(Process):
         self.group: list[tuple[str, str]] = []
         self.asked = False
         self.in_flight = 0
-        self.counters = {"dreamt": 0, "replayed": 0, "educated": 0, "turns": 0, "cycles": 0, "given_back": 0}
+        self.counters = {"dreamt": 0, "replayed": 0, "educated": 0, "turns": 0, "cycles": 0, "given_back": 0,
+                         "shared": 0}
         self.next_dream = 0.0
+        self.recall = make_socket(self.ctx, zmq.PUSH, connect=recall_endpoint(self.run_dir), hwm=2) if (
+            self.config.awake_replay) else None
+        self.next_recall = 0.0
         signal.signal(signal.SIGUSR1, self._on_sleep_signal)
         self.handlers.update({"status": lambda r: self.status(), "sleep_now": lambda r: self._ask(),
                            "wake": lambda r: self._wake()})
@@ -169,6 +195,7 @@ class Maintenance(Process):
             try:
                 message = unpack_map(frame)
                 rows = np.frombuffer(message["rows"], "<f4").reshape(message["shape"])
+                raw = np.frombuffer(message["raw"], "<f4").reshape(message["shape"]) if "raw" in message else None
                 targets = list(message["targets"])
                 if rows.ndim != 2 or rows.shape[1] != self.hippocampus.rows.shape[1] or len(targets) != len(rows):
                     raise FrameError("wrong_shape", f"rows {rows.shape} with {len(targets)} targets")
@@ -177,13 +204,29 @@ class Maintenance(Process):
             except (KeyError, TypeError, ValueError) as exc:
                 self.bad.note("wrong_type", str(exc))
             else:
-                self.hippocampus.keep(rows, targets)
+                self.hippocampus.keep(rows, targets, raw)
 
     def handle_timer(self, now: float) -> float:
         if self.pool.open:
             self.in_flight = max(0, self.in_flight - self.pool.returned())
         self._tick(now)
+        if self.recall is not None and now >= self.next_recall:
+            self._share()
+            self.next_recall = now + RECALL_EVERY_S
         return time.monotonic() + TICK_S
+
+    def _share(self) -> None:
+        """Push the memory to MessengerIn for awake replay (dropped if it is not taking: the next one follows)."""
+        if not self.hippocampus.size:
+            return
+        rows, raw, targets = self.hippocampus.share(RECALL_SHARE)
+        try:
+            self.recall.send(pack({"rows": np.ascontiguousarray(rows, "<f4").tobytes(), "shape": list(rows.shape),
+                                   "raw": np.ascontiguousarray(raw, "<f4").tobytes(), "targets": targets,
+                                   "per_row": self.config.awake_replay}), zmq.NOBLOCK)
+            self.counters["shared"] += 1
+        except zmq.Again:
+            pass
 
     def terminate(self, reason) -> None:
         """A polite stop gives the turn's learning back first, then stops the twins (after a crash the next

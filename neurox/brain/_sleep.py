@@ -34,6 +34,10 @@ class SleepConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``network``: one turn in which every layer learns from the dreams at once (end-to-end); ``layer``:
     the layers take turns, each fine-tuned against the rest held fixed (block-coordinate descent). The
     whole network at once recovers more of what was forgotten (docs/brain.md)."""
+    awake_replay: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Awake replay: stored samples the hippocampus gives MessengerIn to learn beside each new sample,
+    in the same packet, while the network learns a stream (0: none). Off by default: it doubles the rows
+    of every packet learnt from, for what pays only when the stream leaves old classes behind."""
     host: str | None = None
     """In a network spread over hosts: the host the maintenance worker and its pool run on -- the
     maintenance host group -- (default: the front host, see ``_placement``)."""

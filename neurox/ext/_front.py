@@ -24,6 +24,7 @@ import plyvel
 from ..neuron import FORWARD, INPUT, Topology, decode_frame, encode_forward, split_rows
 from ..runtime import FrameError, Reply, ipc_endpoint, pack, unpack, unpack_map
 from ._datasets import DatasetError, load_dataset
+from ._recall import Recall
 from ._samples import InputError
 from ._scaling import ScaleConfig, Scaler, scale_config
 
@@ -126,6 +127,8 @@ class Front:
         self.next_flush = time.monotonic() + FLUSH_INTERVAL_S
         self.lessons: dict = {}
         """The education file last read (path -> Dataset), for the ``education`` op."""
+        self.recall = Recall(self.width)
+        """Awake replay (``_recall``): stored experience appended to each packet learnt from."""
 
     def prepare(self, rows: np.ndarray, targets: list | None, learn: bool) -> tuple[np.ndarray, list | None, dict]:
         """(rows, targets, meta additions) in the network's units; InputError ``non_finite``."""
@@ -165,7 +168,7 @@ class Front:
     def forward(self, frames: list[bytes]) -> tuple[bytes | None, list, list[Exception]]:
         """Origins' forward frames, scaled, as one bundle for the first layer (one message for everything
         that was waiting, as neurons bundle theirs): its packets' rows (and regression targets) in the
-        network's units; the (rows, targets) it learns from, as scaled (for the hippocampus); and what was
+        network's units; the (rows, targets, rows as they came) it learns from (for the hippocampus); and what was
         refused, a frame at a time: FrameError (not a forward frame from outside), InputError
         ``non_finite`` (nothing of that frame is learnt). The bundle is None if nothing was left."""
         taken, refused = [], []
@@ -178,13 +181,14 @@ class Front:
         learnt = []
         done = [self._apply(block, values, meta.get("targets"), lrn) for _, block, values, lrn, meta in taken] if (
             self.regression) else self._scan(taken)
-        for (packet, _, _, lrn, meta), (scaled, targets, extra) in zip(taken, done):
+        for (packet, raw, _, lrn, meta), (scaled, targets, extra) in zip(taken, done):
             if targets is not None and self.regression:
                 meta["targets"] = targets
+            if lrn and targets is not None:
+                learnt.append((scaled, targets, raw))
+                scaled, meta = self.recall.add(scaled, meta, self.inputs.transform)  # not new experience
             for part, value in zip(bundle, (packet, scaled, lrn, pack({**meta, **extra}))):
                 part.append(value)
-            if lrn and targets is not None:
-                learnt.append((scaled, targets))
         packets, blocks, learn, metas = bundle
         return (encode_forward(INPUT, packets, blocks, learn, metas) if packets else None), learnt, refused
 

@@ -23,6 +23,7 @@ from ..neuron import messenger_in_endpoint
 from ..runtime import FrameError, Histogram, make_socket, pack, unpack_map
 from ._api import DRAIN, InputExtension
 from ._front import Front, feed_endpoint
+from ._recall import listen_for_recall
 from ._samples import InputError as BadRequest, parse_request
 from ._text import text_encoder
 
@@ -74,6 +75,7 @@ class MessengerIn(InputExtension):
         self.handlers["education"] = lambda r: self.scaling.lesson(r.get("path"))
         self.feed = make_socket(self.ctx, zmq.PULL, bind=feed_endpoint(self.run_dir))
         self.watch(self.feed, self._on_feed, drain=FEED_BUNDLE)
+        listen_for_recall(self, self.scaling.recall)  # awake replay: the hippocampus's memory, pushed here
         self.waiting: dict[int, Waiting] = {}
         self.packet_of: dict[tuple, int] = {}
         """request_key -> the packet computing it, while in flight."""
@@ -89,8 +91,8 @@ class MessengerIn(InputExtension):
         return {"kind": self.kind, "endpoint": self.endpoint}
 
     def metrics(self) -> dict:
-        return {**super().metrics(), **self.scaling.counters, "in_flight": len(self.waiting),
-                "request_latency": self.latency.to_dict()}
+        return {**super().metrics(), **self.scaling.counters, **self.scaling.recall.metrics(),
+                "in_flight": len(self.waiting), "request_latency": self.latency.to_dict()}
 
     def tick(self) -> float | None:
         now = time.monotonic()

@@ -17,6 +17,7 @@ from ..neuron import OUTPUT, OUTPUT_FRAME, decode_frame, inbox_endpoint, split_r
 from ..runtime import EVENT_HWM, FrameError, make_socket, pack, unpack_map
 from ._api import DRAIN, Extension, outputs_endpoint
 from ._front import to_user_units
+from ._recall import forget_recalled
 
 RECENT_SCORES = 1000
 """The answers over which MessengerOut's rolling accuracy is computed."""
@@ -44,6 +45,7 @@ class MessengerOut(Extension):
     def __init__(self, settings: dict, env: dict):
         super().__init__(settings, env)
         self.width = self.topology.width_of(self.topology.layers[-1].neurons[0])
+        self.activation = self.topology.settings_of(self.topology.layers[-1].neurons[0])["activation"]
         self.inbox = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.run_dir, OUTPUT))
         self.publish = make_socket(self.ctx, zmq.PUB, bind=outputs_endpoint(self.run_dir), hwm=EVENT_HWM)
         self.origins: OrderedDict[str, zmq.Socket] = OrderedDict()
@@ -66,6 +68,7 @@ class MessengerOut(Extension):
         by_origin: dict[str, list[dict]] = {}
         for packet, outputs, meta, loss in zip(packets, split_rows(data, rows, self.width), metas, losses):
             meta = unpack_map(meta) if isinstance(meta, bytes) else {}
+            outputs, meta, loss = forget_recalled(outputs, meta, loss, self.activation)  # awake replay's rows
             outputs = to_user_units(outputs, meta)  # a regression answer in the user's units
             origin = meta.get("origin")
             result = {"packet": packet, "rows": outputs.shape[0], "output": outputs.tobytes(), "width": self.width,

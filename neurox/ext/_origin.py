@@ -77,23 +77,26 @@ class Origin:
         return packets
 
     def forward(self, frame: bytes, learnt: list) -> bool:
-        """Push another origin's forward frame on (MessengerIn), remembering the (rows, targets) it learns
-        from; False if the first layer is not taking more (the frame is dropped: its origin counts it lost)."""
+        """Push another origin's forward frame on (MessengerIn), remembering the (rows, targets, rows as
+        they came) it learns from; False if the first layer is not taking more (the frame is dropped: its origin counts it lost)."""
         try:
             for sock in self.starts:
                 sock.send(frame, zmq.NOBLOCK)
         except zmq.Again:
             return False
         if self.hippocampus is not None:
-            for rows, targets in learnt:
-                self._remember(rows, targets)
+            for rows, targets, *raw in learnt:
+                self._remember(rows, targets, *raw)
         return True
 
-    def _remember(self, rows: np.ndarray, targets) -> None:
+    def _remember(self, rows: np.ndarray, targets, raw: np.ndarray | None = None) -> None:
+        """``rows`` as the network learnt them, and (``raw``) as they came, for awake replay to scale anew."""
         rows = np.ascontiguousarray(rows, dtype="<f4").reshape(len(targets), -1)
+        message = {"rows": rows.tobytes(), "shape": list(rows.shape), "targets": list(targets)}
+        if raw is not None:
+            message["raw"] = np.ascontiguousarray(raw, dtype="<f4").tobytes()
         try:
-            self.hippocampus.send(pack({"rows": rows.tobytes(), "shape": list(rows.shape), "targets": list(targets)}),
-                                  zmq.NOBLOCK)
+            self.hippocampus.send(pack(message), zmq.NOBLOCK)
         except zmq.Again:
             self.forgotten += len(targets)
 

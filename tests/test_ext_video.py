@@ -26,9 +26,9 @@ from neurox.neuron._frames import decode
 from neurox.runtime import call, make_socket
 
 
-def write_video(path, frames: int = 20, fps: int = 10, side: int = 16) -> None:
-    """A video whose frame i is a flat grey of brightness 12 * i (mod 256)."""
-    with av.open(str(path), "w") as container:
+def write_video(target, frames: int = 20, fps: int = 10, side: int = 16, format: str | None = None) -> None:
+    """A video whose frame i is a flat grey of brightness 12 * i (mod 256), into a path or a file object."""
+    with av.open(target if hasattr(target, "write") else str(target), "w", format=format) as container:
         stream = container.add_stream("mpeg4", rate=fps)
         stream.width = stream.height = side
         stream.pix_fmt = "yuv420p"
@@ -327,16 +327,7 @@ def test_a_saved_video_place_is_for_that_very_file_only(tmp_path):
 def ts_bytes(side: int, frames: int) -> bytes:
     """``frames`` frames of ``side`` x ``side`` pixels as MPEG-TS (its clock starting at 0), in memory."""
     out = io.BytesIO()
-    with av.open(out, "w", format="mpegts") as container:
-        stream = container.add_stream("mpeg4", rate=20)
-        stream.width = stream.height = side
-        stream.pix_fmt = "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((side, side, 3), 12 * i % 256, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write_video(out, frames, fps=20, side=side, format="mpegts")
     return out.getvalue()
 
 

@@ -26,6 +26,7 @@ from collections import deque
 from typing import Callable
 
 from ._images import ImageSpec, image_row
+from ._pipes import WakePipe
 from ._samples import InputError
 from ._settings import Setting
 from ._video import VideoSpec, av, rate_gate, rate_restart
@@ -126,7 +127,8 @@ class LiveVideo:
         if av is None:
             raise InputError("bad_video", "PyAV is not installed: pip install 'neurox[video]'")
         self.path, self.settings, self.video, self.image, self.log = path, settings, video, image, log
-        self.fd, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wakeup = WakePipe()
+        self.fd = self.wakeup.fd
         self._items: deque = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -220,12 +222,8 @@ class LiveVideo:
 
     def _signal(self) -> None:
         with self._lock:
-            if self._closed:
-                return  # the eye is gone (a URL's thread ending after it)
-            try:
-                os.write(self._w, b"!")
-            except BlockingIOError:
-                pass  # the pipe is full: the loop has news to see already
+            if not self._closed:  # else the eye is gone (a URL's thread ending after it)
+                self.wakeup.wake()
 
     # -- the eye's loop ----------------------------------------------------------------------------
     def take(self):
@@ -234,11 +232,7 @@ class LiveVideo:
             return self._items.popleft() if self._items else None
 
     def drain(self) -> None:
-        try:
-            while os.read(self.fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        self.wakeup.drain()
 
     def status(self) -> dict:
         return {"live": self.state, "connections": self.connections, "dropped_frames": self.dropped}
@@ -253,5 +247,4 @@ class LiveVideo:
         self._thread.join(timeout=JOIN_S)
         with self._lock:
             self._closed = True
-            os.close(self.fd)
-            os.close(self._w)
+            self.wakeup.close()

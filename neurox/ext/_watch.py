@@ -7,8 +7,9 @@ many watches, a file system without it), :attr:`DirectoryWatch.failed` says why 
 """
 from __future__ import annotations
 
-import os
 import threading
+
+from ._pipes import WakePipe
 
 DEBOUNCE_MS = 50
 """Changes closer together than this are reported as one batch (a file being written is many changes)."""
@@ -20,7 +21,8 @@ class DirectoryWatch:
     def __init__(self, path: str):
         self.path = path
         self.failed: str | None = None
-        self.fd, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wakeup = WakePipe()
+        self.fd = self.wakeup.fd
         self._stop = threading.Event()
         try:
             import watchfiles
@@ -36,24 +38,14 @@ class DirectoryWatch:
             for _ in watchfiles.watch(self.path, watch_filter=None, debounce=DEBOUNCE_MS, step=DEBOUNCE_MS,
                                       stop_event=self._stop, rust_timeout=1000, raise_interrupt=False,
                                       force_polling=False):
-                self._signal()
+                self.wakeup.wake()
         except Exception as exc:  # noqa: BLE001 -- whatever stops inotify, the eye goes on by polling
             self.failed = f"{self.path}: {type(exc).__name__}: {exc}"
-            self._signal()
-
-    def _signal(self) -> None:
-        try:
-            os.write(self._w, b"!")
-        except BlockingIOError:
-            pass  # the pipe is full: the loop has a change to see already
+            self.wakeup.wake()
 
     def drain(self) -> None:
         """Take the pending notices (what changed is found by a scan, which also settles new files)."""
-        try:
-            while os.read(self.fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        self.wakeup.drain()
 
     @property
     def alive(self) -> bool:
@@ -63,5 +55,4 @@ class DirectoryWatch:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        os.close(self.fd)
-        os.close(self._w)
+        self.wakeup.close()

@@ -22,7 +22,7 @@ import time
 
 import zmq
 
-from ..runtime import ControlClient, ControlError, KeysError, ipc_endpoint, make_socket, unpack, unpack_map
+from ..runtime import ControlClient, ControlError, KeysError, ipc_endpoint, make_socket, rss_bytes, unpack, unpack_map
 from ..supervisor_tree import control_endpoint
 from ._discovery import add_remote_arguments, add_target_arguments, find_network, remote_of
 
@@ -236,13 +236,8 @@ def _brief(row: dict) -> dict:
 def _rss_mib(pid, reported: int | None = None) -> str:
     if isinstance(reported, int):
         return f"{reported / 2 ** 20:.1f}"
-    if isinstance(pid, int):
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                return f"{int(f.read().split()[1]) * 4096 / 2 ** 20:.1f}"
-        except OSError:
-            pass
-    return "-"
+    rss = rss_bytes(pid) if isinstance(pid, int) else None
+    return "-" if rss is None else f"{rss / 2 ** 20:.1f}"
 
 
 def _service_brief(row: dict) -> dict:

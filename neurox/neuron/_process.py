@@ -16,13 +16,13 @@ import time
 import numpy as np
 import zmq
 
-from ..runtime import BadFrames, ExitReason, Process, Reply, ipc_endpoint, make_socket, pack
+from ..runtime import BadFrames, ExitReason, Process, Reply, ipc_endpoint, make_socket, pack, rss_bytes
 from . import _frames as frames
 from ._endpoints import inbox_endpoint, neuron_control, topology_path
 from ._learning_rule import make_rule
 from ._links import Links, relayout
-from ._math import before_fork as before_fork  # the launcher warms numpy up with it (a preloaded module)
 from ._init import init_of
+from ._math import before_fork as before_fork  # the launcher warms numpy up with it (a preloaded module)
 from ._math import initial_weights, link_rms, weight_statistics
 from ._modulation import DEFAULT_TRANSMITTER
 from ._persistence import Persistence, sibling_weights, twin_weights
@@ -273,12 +273,6 @@ def report_interval_s(neurons: int) -> float:
     millisecond of numpy, plus the bus's and the service's share; a thousand neurons reporting every second
     kept both cores of a small host busy, and took most of their start time."""
     return max(REPORT_INTERVAL_S, neurons / NETWORK_REPORTS_PER_S)
-
-
-def rss_bytes() -> int:
-    """This process's resident memory."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def run_neuron(args: dict, env: dict) -> None:

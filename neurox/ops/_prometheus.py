@@ -22,9 +22,9 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ..runtime import HISTOGRAM_BOUNDS, ControlError
+from ..runtime import HISTOGRAM_BOUNDS, ControlError, rss_bytes
 from ._client import ServiceClient
-from ._service import rss_of, service_endpoint
+from ._service import service_endpoint
 
 HOST_SILENT_AFTER_S = 5.0
 NEURON = ("host", "layer", "neuron")
@@ -259,7 +259,7 @@ def _process(f: _Families, p: dict, local: bool) -> None:
     f.add("neurox_process_up", labels, up)
     rss = metrics.get("rss_bytes")
     if rss is None and up and local and isinstance(p.get("pid"), int):
-        rss = rss_of(p["pid"])
+        rss = rss_bytes(p["pid"])
     f.add("neurox_process_resident_memory_bytes", labels, rss)
     f.add("neurox_process_restarts_total", labels, p.get("restarts", 0))
     for reason, n in sorted(p.get("deaths", {}).items()):

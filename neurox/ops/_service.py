@@ -36,7 +36,7 @@ from ..neuron import control_tcp, events_tcp
 from ..runtime import (EVENT_HWM, EVENT_MAX_BYTES, ControlError, typed, FrameError, KeysError, Reply, connect_curve,
                        ipc_endpoint, make_socket, tcp_plan, unpack_map)
 from ..supervisor_tree import ChildSpec, control_endpoint
-from ..runtime import Calls
+from ..runtime import Calls, rss_bytes
 from ._picture import HISTORY, HostView, Picture, Unknown, Ambiguous
 
 SERVICE_ID = "service"
@@ -379,7 +379,7 @@ class SupervisorService(Extension):
                 "recent_events": len(self.picture.recent)}
 
     def metrics(self) -> dict:
-        return {**super().metrics(), **self.picture.counts, "rss_bytes": rss_of(os.getpid()),
+        return {**super().metrics(), **self.picture.counts, "rss_bytes": rss_bytes(),
                 "calls_in_flight": len(self.calls.pending)}
 
     def close(self) -> None:
@@ -396,15 +396,6 @@ def _reachable(endpoint: str | None) -> bool:
     if endpoint.startswith("ipc://"):
         return os.path.exists(endpoint[len("ipc://"):])
     return True
-
-
-def rss_of(pid: int) -> int | None:
-    """Resident memory of a process on this machine (None if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def run_service(args: dict, env: dict) -> None:

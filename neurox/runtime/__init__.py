@@ -7,6 +7,7 @@ from ._control import (CONTROL_MAX_BYTES as CONTROL_MAX_BYTES, Reply as Reply, a
                        handle_request as handle_request, serve_one as serve_one)
 from ._bus import run_event_bus as run_event_bus
 from ._config import ConfigError as ConfigError, read_toml as read_toml, typed as typed
+from ._memory import rss_bytes as rss_bytes
 from ._histogram import BOUNDS as HISTOGRAM_BOUNDS, Histogram as Histogram, merge as merge_histograms
 from ._events import EVENT_MAX_BYTES as EVENT_MAX_BYTES, EventPublisher as EventPublisher
 from ._curve import (ALLOWED_DIR as ALLOWED_DIR, CurveKeys as CurveKeys, serve_curve as serve_curve, KeysError as KeysError, connect_curve as connect_curve,

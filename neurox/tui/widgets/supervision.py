@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from textual.widgets import Tree
 
+from ...runtime import rss_bytes
+
 from .._observer import ProcessRow
 from .._words import learning_state
 
 
 def rss_mib(pid) -> str:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return f"{int(f.read().split()[1]) * 4096 / 2 ** 20:.0f}MiB"
-    except (OSError, ValueError, IndexError):
-        return "-"
+    rss = rss_bytes(pid)
+    return "-" if rss is None else f"{rss / 2 ** 20:.0f}MiB"
 
 
 def label(row: ProcessRow) -> str:

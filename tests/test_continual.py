@@ -44,7 +44,7 @@ def test_replays_memory_is_a_uniform_sample_of_distinct_rows():
 
 @pytest.mark.timeout(600)
 def test_a_short_run_keeps_the_protocol_and_sleep_beats_no_sleep(tmp_path):
-    args = _args(methods="none,neurox", epochs=3, batch=8, sleep_s=6.0, seed=0, plot=str(tmp_path))
+    args = _args(methods="none,neurox", epochs=3, batch=8, sleep_s=3.0, seed=0, plot=str(tmp_path))
     result = continual.run(args)
     for method in ("none", "neurox"):
         figures = result[method]

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import time
 
+from ._options import chosen
+
 PARTS = {
     "reward": ("neurox.bench._brain_plasticity", "measure_reward_learning",
                ("reward_ratio", "epsilon_greedy_ratio", "random_ratio", "bandit_reward_vs_best_baseline")),
@@ -35,10 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    wanted = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = sorted(set(wanted) - set(PARTS))
-    if unknown:
-        raise SystemExit(f"neurox bench brain: unknown parts {unknown}; known: {', '.join(PARTS)}")
+    wanted = chosen(args.parts, PARTS, "parts")
     result: dict = {}
     for part in wanted:
         module_name, function, headline = PARTS[part]

@@ -23,6 +23,7 @@ import zmq
 from ..ext import RUN_BATCH, RUN_WINDOW, Client, Origin, Stream, digits
 from ..neuron import load_topology
 from ._faults import APPLY, FAULTS, Burners, Host, SmallDisk, orphans
+from ._options import chosen
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,10 +164,7 @@ class Keeper:
 
 
 def run(args: argparse.Namespace) -> dict:
-    faults = [f.strip() for f in args.faults.split(",") if f.strip()]
-    unknown = sorted(set(faults) - set(FAULTS))
-    if unknown:
-        raise SystemExit(f"neurox bench chaos: unknown fault kinds {unknown}; known: {', '.join(FAULTS)}")
+    faults = chosen(args.faults, FAULTS, "fault kinds")
     data = digits()
     rng = random.Random(args.seed)
     base = tempfile.mkdtemp(prefix="nx-chaos-")

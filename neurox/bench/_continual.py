@@ -30,6 +30,7 @@ from ..neuron import Network, Topology, load_topology
 from ..runtime import ControlClient
 from ..supervisor_tree import control_endpoint
 from ._chaos import evaluate
+from ._options import chosen
 
 METHODS = ("none", "replay", "neurox", "joint")
 TASKS = tuple((2 * k, 2 * k + 1) for k in range(5))
@@ -221,10 +222,7 @@ def _subset(data: Dataset, classes: tuple[int, ...]) -> Dataset:
 
 
 def run(args: argparse.Namespace) -> dict:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown:
-        raise SystemExit(f"neurox bench continual: unknown methods {unknown}; known: {', '.join(METHODS)}")
+    methods = chosen(args.methods, METHODS, "methods")
     data = digits()
     train, test = split(data, args.test_share, args.seed)
     result: dict = {"tasks": [list(t) for t in TASKS], "memory": args.memory, "epochs_per_task": args.epochs,

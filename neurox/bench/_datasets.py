@@ -24,6 +24,7 @@ import zmq
 from ..ext import (PRELOAD, RUN_BATCH, RUN_WINDOW, Dataset, Stream, load_dataset, network_children,
                    scale_config)
 from ..neuron import DEFAULT_RAMP, Network, load_topology
+from ._options import chosen
 from ._references import Score, in_process, river_model, sklearn_mlp
 
 SETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
@@ -126,10 +127,7 @@ def measure(name: str, dataset: Dataset, epochs: int, seed: int, shuffle: bool =
 
 
 def run(args: argparse.Namespace) -> dict:
-    names = [s for s in args.sets.split(",") if s]
-    unknown = sorted(set(names) - set(SETS))
-    if unknown:
-        raise SystemExit(f"neurox bench datasets: unknown sets {unknown}; known: {', '.join(SETS)}")
+    names = chosen(args.sets, SETS, "sets")
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for name in names:

@@ -102,40 +102,41 @@ def _signal(pid: int | None, sig: int) -> bool:
     return True
 
 
-def kill_neurons(host: Host, rng: random.Random, seconds: float) -> int:
-    """SIGKILL a random neuron every 250 ms."""
-    kills = 0
+def _repeat(seconds: float, pause: float, act) -> int:
+    """``act()`` then a ``pause``, again and again for ``seconds``; how many acts took (``act`` says)."""
+    done = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        kills += _signal(host.neuron_pid(rng.choice(host.network.topology.neurons())), signal.SIGKILL)
-        time.sleep(0.25)
-    return kills
+        done += act()
+        time.sleep(pause)
+    return done
+
+
+def kill_neurons(host: Host, rng: random.Random, seconds: float) -> int:
+    """SIGKILL a random neuron every 250 ms."""
+    return _repeat(seconds, 0.25,
+                   lambda: _signal(host.neuron_pid(rng.choice(host.network.topology.neurons())), signal.SIGKILL))
 
 
 def kill_layer(host: Host, rng: random.Random, seconds: float) -> int:
     """SIGKILL a whole layer (its supervisor, which takes its neurons) every 3 s."""
-    kills = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    def kill() -> bool:
         topology = host.network.topology
-        kills += _signal(host.child_pid(*topology.supervisor_path(rng.choice(topology.layers).name).rsplit("/", 1)),
-                         signal.SIGKILL)
-        time.sleep(3.0)
-    return kills
+        path = topology.supervisor_path(rng.choice(topology.layers).name)
+        return _signal(host.child_pid(*path.rsplit("/", 1)), signal.SIGKILL)
+    return _repeat(seconds, 3.0, kill)
 
 
 def freeze_neuron(host: Host, rng: random.Random, seconds: float) -> int:
     """SIGSTOP a random neuron for 3 s, then SIGCONT it, for the fault's length."""
-    freezes = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    def freeze() -> bool:
         pid = host.neuron_pid(rng.choice(host.network.topology.neurons()))
-        if _signal(pid, signal.SIGSTOP):
-            freezes += 1
-            time.sleep(3.0)
-            _signal(pid, signal.SIGCONT)
-        time.sleep(0.5)
-    return freezes
+        if not _signal(pid, signal.SIGSTOP):
+            return False
+        time.sleep(3.0)
+        _signal(pid, signal.SIGCONT)
+        return True
+    return _repeat(seconds, 0.5, freeze)
 
 
 def kill_messengers(host: Host, rng: random.Random, seconds: float) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 import zmq
 
 from ..brain import recall_endpoint
+from ..neuron import output_gradient
 from ..runtime import FrameError, make_socket, unpack_map
 
 RECALL_DRAIN = 8
@@ -104,16 +105,8 @@ def forget_recalled(outputs: np.ndarray, meta: dict, loss, activation: str) -> t
     outputs, targets = outputs[:own], targets[:own]
     if loss is not None:
         try:
-            loss = own_loss(outputs, targets, activation)
+            loss = output_gradient(outputs, targets, activation)[1]  # the end neuron's loss, its rows only
         except (TypeError, ValueError, IndexError):
             loss = None
     return outputs, {**meta, "targets": targets}, loss
 
-
-def own_loss(outputs: np.ndarray, targets: list, activation: str) -> float:
-    """The end neuron's mean loss for these rows: cross-entropy for softmax, half the squared error else."""
-    if activation == "softmax":
-        picked = outputs[np.arange(len(outputs)), np.asarray(targets, dtype=np.int64)]
-        return float(-np.log(np.maximum(picked, 1e-12)).mean())
-    error = outputs - np.asarray(targets, dtype=np.float32).reshape(outputs.shape)
-    return float(0.5 * (error ** 2).sum(axis=1).mean())

@@ -373,8 +373,12 @@ def test_every_hosts_service_sees_the_whole_spread_network(tmp_path, no_stray_pr
         with ServiceClient(ctx, service_endpoint(run_dirs["h1"])) as service:
             victim = service.neuron_metrics("L1.n0")
             assert victim["host"] == "h2" and victim["metrics"] is not None
-            tree = {(r["host"], r["path"]) for r in service.tree()["rows"]}
-        assert ("h2", "root/L1/L1.n0") in tree and ("h1", "root/L4/L4.n0") in tree
+
+        def both_trees_walked():  # h2's tree is walked over TCP at the service's own pace, after its reports
+            with ServiceClient(ctx, service_endpoint(run_dirs["h1"])) as service:
+                tree = {(r["host"], r["path"]) for r in service.tree()["rows"]}
+            return ("h2", "root/L1/L1.n0") in tree and ("h1", "root/L4/L4.n0") in tree
+        wait_until(both_trees_walked, 30, "h1's service to hold both hosts' trees")
         os.kill(victim["pid"], signal.SIGKILL)
 
         def restart_seen_from_h1():

@@ -17,5 +17,6 @@ def test_the_restart_bench_reports_forked_and_exec_restarts():
     assert (result["kills"], result["exec_kills"], result["interval_ms"]) == (10, 2, 20)
     assert 0 < result["restart_p50_ms"] <= result["restart_p99_ms"] <= result["restart_max_ms"]
     assert result["exec_restart_p50_ms"] > result["restart_p50_ms"], "a warm fork beats a fresh interpreter"
-    assert result["speedup_p50"] == pytest.approx(result["exec_restart_p50_ms"] / result["restart_p50_ms"], abs=0.06), \
+    # (each figure is rounded: the ratio of the rounded ones is within 1 % of the reported one)
+    assert result["speedup_p50"] == pytest.approx(result["exec_restart_p50_ms"] / result["restart_p50_ms"], rel=0.01), \
         "the ratio is the one of the two figures reported"

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(150)
 
 def node_with_clients(tmp_path) -> str:
     """A one-host network with [hosts] (so its agent serves the gateway), an allowed admin and a mallory."""
-    port = random.randrange(20000, 50000, 100)
+    port = random.randrange(20000, 32700, 100)  # below the kernel's ephemeral ports
     layers = "".join(f'[[layer]]\nname = "L{i}"\nneurons = {n}\nhost = "h1"\n' for i, n in enumerate((1, 2, 1)))
     (tmp_path / "topology.toml").write_text(f'name = "one"\ninput_width = 4\n[defaults]\nunits = 2\n'
                                             f'[hosts]\nh1 = "127.0.0.1:{port}"\n{layers}')
@@ -33,6 +33,25 @@ def node_with_clients(tmp_path) -> str:
     (tmp_path / "node.toml").write_text('name = "one"\ndata_dir = "data"\ntopology = "topology.toml"\nhost = "h1"\n'
                                         'keys_dir = "keys"\n[service]\nenabled = false\n')
     return str(tmp_path / "node.toml")
+
+
+def start_agent(tmp_path, attempts: int = 3) -> tuple[subprocess.Popen, str]:
+    """`neurox node` up, and its gateway's endpoint; a port another process holds is tried again elsewhere
+    (the ports are random), any other failure shows everything the agent printed."""
+    for attempt in range(attempts):
+        agent = subprocess.Popen([sys.executable, "-m", "neurox.cli", "node", "--config", node_with_clients(tmp_path)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        printed = []
+        for line in agent.stdout:
+            printed.append(line)
+            if ": up;" in line:
+                return agent, re.search(r"gateway (tcp://\S+)", line)[1]
+        agent.wait(60)
+        agent.stdout.close()
+        if "in use" not in "".join(printed) or attempt == attempts - 1:
+            pytest.fail(f"neurox node did not come up (exit {agent.returncode}):\n{''.join(printed)}")
+        shutil.rmtree(tmp_path / "data", ignore_errors=True)
+    raise AssertionError("unreachable")
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -50,14 +69,8 @@ def test_a_path_names_a_local_process_or_is_refused(tmp_path):
 
 
 def test_a_remote_client_walks_and_reshapes_and_mallory_gets_nothing(tmp_path, no_stray_processes):
-    config = node_with_clients(tmp_path)
-    agent = subprocess.Popen([sys.executable, "-m", "neurox.cli", "node", "--config", config],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    agent, gateway = start_agent(tmp_path)
     try:
-        for line in agent.stdout:
-            if ": up;" in line:
-                break
-        gateway = re.search(r"gateway (tcp://\S+)", line)[1]
         admin = ["--remote", gateway, "--keys", str(tmp_path / "admin"), "--server", "h1"]
         local = cli("probe", "tree", "--direct", "--data-dir", str(tmp_path / "data"))
         remote = cli("probe", "tree", *admin)
@@ -108,14 +121,8 @@ async def test_the_tui_watches_and_reshapes_a_remote_host(tmp_path, no_stray_pro
     from neurox.tui.app import NeuroxApp
     from test_tui import notice, select, shows, tree_paths, until
 
-    config = node_with_clients(tmp_path)
-    agent = subprocess.Popen([sys.executable, "-m", "neurox.cli", "node", "--config", config],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    agent, gateway = start_agent(tmp_path)
     try:
-        for line in agent.stdout:
-            if ": up;" in line:
-                break
-        gateway = re.search(r"gateway (tcp://\S+)", line)[1]
         endpoints = Endpoints.through(Remote(gateway, str(tmp_path / "admin"), "admin", "h1"))
         app = NeuroxApp(endpoints, str(tmp_path / "exports"))
         async with app.run_test(size=(120, 40), notifications=True) as pilot:

@@ -41,7 +41,7 @@ def test_only_sockets_and_tcp_json_are_removed(tmp_path):
 
 def write_node(tmp_path) -> tuple[str, str]:
     """A one-host network with [hosts] (so it writes tcp.json), its keys and config; (config, run_dir)."""
-    port = random.randrange(20000, 50000, 100)
+    port = random.randrange(20000, 32700, 100)  # below the kernel's ephemeral ports
     layers = "".join(f'[[layer]]\nname = "L{i}"\nneurons = {n}\nhost = "h1"\n' for i, n in enumerate((1, 2, 1)))
     (tmp_path / "topology.toml").write_text(f'name = "one"\ninput_width = 4\n[defaults]\nunits = 2\n'
                                             f'[hosts]\nh1 = "127.0.0.1:{port}"\n{layers}')

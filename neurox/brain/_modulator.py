@@ -23,7 +23,8 @@ import zmq
 
 from ..neuron import (DEFAULT_STATE, LEVELS_TOPIC, TRANSMITTERS, Part, Topology, check_state, front_only,
                       levels_endpoint, reports_endpoint, topology_path)
-from ..runtime import BadFrames, FrameError, Process, Reply, make_socket, pack, unpack_map
+from ..runtime import BadFrames, FrameError, Process, Reply, make_socket, pack, typed_ops, unpack_map
+from ._modulator_ops import MODULATOR_ARGS, Release, Reward, SetState
 from ._neurotransmitters import (ChemistryError, ChemistryTable, advance, drives, phasic, region_chemistry,
                                  reward_prediction_error, unexpected_uncertainty)
 
@@ -111,8 +112,9 @@ class Modulator(Process):
         self.inbox = make_socket(self.ctx, zmq.PULL, bind=reports_endpoint(run_dir, self.region))
         self.pub = make_socket(self.ctx, zmq.PUB, bind=levels_endpoint(run_dir, self.region), linger_ms=0)
         self.watch(self.inbox, drain=REPORTS_DRAIN)
-        self.handlers.update({"status": lambda r: self.status(), "metrics": lambda r: self.status(),
-                           "set_state": self.set_state, "release": self.release, "reward": self.reward})
+        self.handlers.update(typed_ops(MODULATOR_ARGS, {"status": lambda r: self.status(), "metrics": lambda r: self.status(),
+                                                        "set_state": self.set_state, "release": self.release,
+                                                        "reward": self.reward}))
         self.advanced_at = self.next_publish = time.monotonic()
         return {"region": self.region}
 
@@ -202,11 +204,8 @@ class Modulator(Process):
                 "publish_interval_s": self.chemistry.publish_interval_s,
                 "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}
 
-    def set_state(self, request: dict) -> dict:
-        try:
-            state = check_state(request.get("state"))
-        except ValueError as exc:
-            raise Reply("bad_request", str(exc)) from None
+    def set_state(self, request: SetState) -> dict:
+        state = request.state
         previous, self.state = self.state, state
         if state != previous:
             self._keep()
@@ -214,20 +213,20 @@ class Modulator(Process):
         self.next_publish = time.monotonic()  # tell the neurons now
         return {"region": self.region, "state": state, "previous": previous}
 
-    def release(self, request: dict) -> dict:
+    def release(self, request: Release) -> dict:
         """Add ``amount`` (may be negative; the level stays >= 0) of a transmitter at once, by hand."""
-        transmitter, amount = request.get("transmitter"), request.get("amount")
-        if transmitter not in TRANSMITTERS or not _number(amount):
-            raise Reply("bad_request", f"release needs transmitter (one of {list(TRANSMITTERS)}) and a number amount")
+        transmitter, amount = request.transmitter, request.amount
+        if not math.isfinite(amount):
+            raise Reply("bad_request", f"release: amount: accepted a finite number, got {amount!r}")
         self._advance()
         self.levels[transmitter] = max(0.0, self.levels[transmitter] + float(amount))
         self.next_publish = time.monotonic()
         return {"levels": self.levels}
 
-    def reward(self, request: dict) -> dict:
-        if not _number(request.get("reward")):
-            raise Reply("bad_request", "reward needs a finite number 'reward'")
-        self._on_reward(float(request["reward"]))
+    def reward(self, request: Reward) -> dict:
+        if not math.isfinite(request.reward):
+            raise Reply("bad_request", f"reward: reward: accepted a finite number, got {request.reward!r}")
+        self._on_reward(request.reward)
         return {"rewards": self.rewards, "expected_reward": self.expected_reward}
 
 

@@ -239,13 +239,11 @@ class Front:
                 "inputs": self.inputs.summary(), "targets": self.targets.summary() if self.regression else None,
                 "state": {"inputs": self.inputs.to_state(), "targets": self.targets.to_state()}}
 
-    def lesson(self, path) -> dict:
+    def lesson(self, path: str) -> dict:
         """The ``education`` op's answer: the dataset file at ``path`` in the network's units as they are
         now -- rows scaled, a regression's targets too -- and nothing learnt from it. The maintenance
         worker dreams it (``[maintenance] education``): it asks here, so the brain below needs neither
         the dataset reader nor the scaler."""
-        if not isinstance(path, str):
-            raise Reply("bad_request", "education needs path, a dataset file (.csv or .npz)")
         if path not in self.lessons:  # read once: MessengerIn's clients wait while it reads
             try:
                 self.lessons = {path: load_dataset(path)}

@@ -20,7 +20,7 @@ import numpy as np
 import zmq
 
 from ..neuron import messenger_in_endpoint
-from ..runtime import FrameError, Histogram, make_socket, pack, unpack_map
+from ..runtime import Args, FrameError, Histogram, make_socket, op_arguments, pack, typed_ops, unpack_map
 from ._api import DRAIN, InputExtension
 from ._front import Front, feed_endpoint
 from ._recall import listen_for_recall
@@ -35,6 +35,15 @@ REPLY_CACHE = 4096
 MESSENGER_IN_TARGET = "neurox.ext._messenger_in:run_messenger_in"
 FEED_BUNDLE = 64
 """Other origins' frames waiting at the feed that MessengerIn passes on as one bundle."""
+
+
+class Education(Args):
+    """The ``education`` op's argument: a dataset file (.csv or .npz), read in the network's units."""
+
+    path: str
+
+
+MESSENGER_IN_ARGS = op_arguments("messenger_in", {"education": Education})
 
 
 @dataclass
@@ -71,8 +80,8 @@ class MessengerIn(InputExtension):
             self.front.bind(extra)
         self.watch(self.front, self._on_requests, drain=DRAIN, multipart=True)
         self.scaling = Front(self.topology, self.data_dir)
-        self.handlers["scaling"] = lambda r: self.scaling.state()
-        self.handlers["education"] = lambda r: self.scaling.lesson(r.get("path"))
+        self.handlers.update(typed_ops(MESSENGER_IN_ARGS, {"scaling": lambda r: self.scaling.state(),
+                                                           "education": lambda r: self.scaling.lesson(r.path)}))
         self.feed = make_socket(self.ctx, zmq.PULL, bind=feed_endpoint(self.run_dir))
         self.watch(self.feed, self._on_feed, drain=FEED_BUNDLE)
         listen_for_recall(self, self.scaling.recall)  # awake replay: the hippocampus's memory, pushed here

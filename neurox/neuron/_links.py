@@ -17,6 +17,7 @@ import zmq
 
 from ..runtime import FrameError, Reply
 from ._frames import encode_gradient
+from ._ops import RemoveLink
 from ._topology import INPUT, OUTPUT
 
 
@@ -107,19 +108,15 @@ class Links:
         self.output_of = {link.peer: link for link in self.outputs}
 
     # -- control requests (add_link / remove_link) ----------------------------------------------
-    def check_change(self, request: dict, adding: bool) -> tuple[str, str]:
-        """``(direction, peer)`` of a valid ``add_link``/``remove_link`` request, or the Reply refusing it."""
-        direction, peer = request.get("direction"), request.get("peer")
-        if direction not in ("in", "out") or not isinstance(peer, str):
-            raise Reply("bad_request", f"{'add' if adding else 'remove'}_link needs direction 'in' or 'out' and a peer id")
+    def check_change(self, request: RemoveLink, adding: bool) -> tuple[str, str]:
+        """``(direction, peer)`` of a valid ``add_link``/``remove_link`` request (``_ops``), or the Reply refusing it."""
+        direction, peer = request.direction, request.peer
         links = self.input_of if direction == "in" else self.output_of
         arrow = f"{peer} -> {self.owner}" if direction == "in" else f"{self.owner} -> {peer}"
         if adding and peer in links:
             raise Reply("already_linked", f"{arrow} exists")
-        if adding and direction == "in":
-            width = request.get("width")
-            if not isinstance(width, int) or isinstance(width, bool) or width <= 0:
-                raise Reply("bad_request", "an input link needs the peer's width")
+        if adding and direction == "in" and request.width is None:
+            raise Reply("bad_request", "add_link: an input link needs width, the peer's width (int > 0)")
         if not adding and peer not in links:
             raise Reply("not_found", f"no link {arrow}")
         if not adding and len(links) == 1:

@@ -15,8 +15,9 @@ import time
 
 import numpy as np
 import zmq
+from msgspec import UNSET
 
-from ..runtime import BadFrames, ExitReason, Process, Reply, ipc_endpoint, make_socket, pack, rss_bytes
+from ..runtime import BadFrames, ExitReason, Process, ipc_endpoint, make_socket, pack, rss_bytes, typed_ops
 from . import _frames as frames
 from ._endpoints import inbox_endpoint, neuron_control, topology_path
 from ._learning_rule import make_rule
@@ -25,6 +26,7 @@ from ._init import init_of
 from ._math import before_fork as before_fork  # the launcher warms numpy up with it (a preloaded module)
 from ._math import initial_weights, link_rms, weight_statistics
 from ._modulation import DEFAULT_TRANSMITTER
+from ._ops import NEURON_ARGS, AddLink, Inject, Journal, RemoveLink, SetParams, SetState, Tap
 from ._persistence import Persistence, sibling_weights, twin_weights
 from ._pipeline import Pipeline
 from ._plasticity import DEFAULT_PLASTICITY
@@ -32,7 +34,7 @@ from ._receptors import open_receptors
 from ._requests import SETTABLE, checked_set_params, checked_vector
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE as DEFAULT_STALENESS
 from ._state import params_checksum
-from ._states import check_state, flush_interval
+from ._states import flush_interval
 from ._live_topology import load_live_topology
 from ._topology import Topology
 
@@ -70,7 +72,7 @@ class Neuron(Process):
         self.plasticity, self.init = settings.get("plasticity", DEFAULT_PLASTICITY), init_of(settings)
         self.counters, self.rng = dict.fromkeys(COUNTERS, 0), np.random.default_rng()
         self.bad = BadFrames(f"neuron {self.id}")
-        self.handlers.update({op: getattr(self, f"call_{op}") for op in self.CALLS})
+        self.handlers.update(typed_ops(NEURON_ARGS, {op: getattr(self, f"call_{op}") for op in self.CALLS}))
         self.links = Links(self.id, self._connect, self.counters)
         self.links.set_inputs([(src, topology.width_of(src)) for src in topology.inputs_of(self.id)])
         for dst in topology.outputs_of(self.id):
@@ -154,7 +156,7 @@ class Neuron(Process):
                 "inputs": [p for p, _ in self.links.layout], "widths": dict(self.links.layout),
                 "learning_rate": self.settings["learning_rate"], "uptime_s": time.time() - self.started_t}
 
-    def call_set_params(self, request: dict) -> dict:
+    def call_set_params(self, request: SetParams) -> dict:
         self.rule.weights, self.rule.bias, settings, flags = checked_set_params(request, self.rule.weights, self.rule.bias)
         self.settings.update(settings)
         for flag, value in flags.items():
@@ -163,16 +165,16 @@ class Neuron(Process):
         self.persistence.mark()
         return self.call_status()
 
-    def call_add_link(self, request: dict) -> dict:
+    def call_add_link(self, request: AddLink) -> dict:
         direction, peer = self.links.check_change(request, adding=True)
         if direction == "in":
-            self.pipeline.set_inputs([*self.links.layout, (peer, request["width"])], self._relay)
+            self.pipeline.set_inputs([*self.links.layout, (peer, request.width)], self._relay)
         else:
             self.pipeline.add_output(peer)
         self.persistence.mark()
         return self.links.status()
 
-    def call_remove_link(self, request: dict) -> dict:
+    def call_remove_link(self, request: RemoveLink) -> dict:
         direction, peer = self.links.check_change(request, adding=False)
         if direction == "in":
             self.pipeline.set_inputs([(p, w) for p, w in self.links.layout if p != peer], self._relay)
@@ -181,33 +183,32 @@ class Neuron(Process):
         self.persistence.mark()
         return self.links.status()
 
-    def call_tap(self, request: dict) -> dict:
+    def call_tap(self, request: Tap) -> dict:
         """Mirror every frame this neuron sends on a PUB socket, topic ``<dst>`` (``neurox probe tap``)."""
         endpoint = ipc_endpoint(self.plane_dir, f"{self.id}.tap")
-        if not request.get("on", True):
+        if not request.on:
             self.links.set_tap(None)
             return {"endpoint": None}
         if self.links.tap is None:
             self.links.set_tap(make_socket(self.ctx, zmq.PUB, bind=endpoint, hwm=1000, linger_ms=0))
         return {"endpoint": endpoint}
 
-    def call_inject(self, request: dict) -> dict:
+    def call_inject(self, request: Inject) -> dict:
         """Compute on a given input vector and send the result on, as if it came from upstream: an inference
         packet (a probe: the held context stays) whose answer reaches ``origin``, if given, through MessengerOut."""
-        x = checked_vector(request.get("vector"), self.links.fan_in, self.id)
+        x = checked_vector(request.vector, self.links.fan_in, self.id)
         self.injected += 1
         packet = (0xFFFF << 40) | (os.getpid() << 16 & 0xFFFFFF0000) | (self.injected & 0xFFFF)
-        origin = request.get("origin")
-        meta = pack({"origin": origin} if isinstance(origin, str) else {})
+        meta = pack({} if request.origin is None else {"origin": request.origin})
         return {"packet": packet, "output": self.pipeline.compute([(packet, x, False, meta)], hold=False)[0][0].tolist()}
 
-    def call_journal(self, request: dict) -> dict:
+    def call_journal(self, request: Journal) -> dict:
         """``on`` true: record every bundle from now (a fresh journal); false: stop. The journal so far (see
         ``Pipeline.journal``): what the one-process reference replays to check this neuron's arithmetic."""
         pipeline = self.pipeline
         entries, truncated = pipeline.journal or [], pipeline.journal_truncated
-        if "on" in request:
-            pipeline.journal, pipeline.journal_truncated = ([] if request["on"] else None), False
+        if request.on is not UNSET:
+            pipeline.journal, pipeline.journal_truncated = ([] if request.on else None), False
         return {"entries": entries, "truncated": truncated, "recording": pipeline.journal is not None}
 
     def call_snapshot(self, _request) -> dict:
@@ -215,12 +216,9 @@ class Neuron(Process):
         status = self.persistence.status()
         return {key: status[key] for key in ("flushes", "last_flush_t", "persistence")}
 
-    def call_set_state(self, request: dict) -> dict:
+    def call_set_state(self, request: SetState) -> dict:
         """By hand: this neuron's state until the next change (by hand, or of its region's state)."""
-        try:
-            self._set_state(check_state(request.get("state")), "manual")
-        except ValueError as exc:
-            raise Reply("bad_request", str(exc)) from None
+        self._set_state(request.state, "manual")
         return {"state": self.receptors.state, "state_source": self.receptors.state_source,
                 "effective_flush_interval_s": self._flush_interval()}
 

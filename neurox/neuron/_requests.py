@@ -1,4 +1,5 @@
-"""What a neuron's control API accepts: pure checks of ``set_params`` and ``inject`` requests.
+"""What a neuron's control API accepts beyond the types of its arguments (``_ops``): pure checks of
+``set_params`` and ``inject`` requests against the neuron's shape.
 
 Each refusal is a ``Reply`` whose detail says what is accepted; a refused request changes nothing.
 Nothing that is not finite is accepted into a weight, a setting or a computed vector (``non_finite``).
@@ -9,9 +10,10 @@ import math
 
 import numpy as np
 
-from ..runtime import Reply
+from ..runtime import Reply, given
 from ._activations import check_activation
 from ._frames import array_from_wire
+from ._ops import SetParams, WireArray
 
 SETTABLE = ("activation", "learning_rate", "flush_interval_s", "join_timeout_ms")
 POSITIVE = ("learning_rate", "flush_interval_s", "join_timeout_ms")
@@ -19,10 +21,11 @@ FLAGS = ("learning", "frozen")
 """``learning``: learn from packets marked so; ``frozen``: pass gradients upstream, keep the weights."""
 
 
-def checked_set_params(request: dict, weights: np.ndarray, bias: np.ndarray) -> tuple:
+def checked_set_params(args: SetParams, weights: np.ndarray, bias: np.ndarray) -> tuple:
     """``(weights, bias, settings, flags)`` after a ``set_params`` request: the arrays given (or, with
     ``add: true``, added to the current ones -- how a neuron takes back what its twin learnt), the
     settings and flags given. Reply ``bad_request``, ``wrong_shape`` or ``non_finite`` otherwise."""
+    request = given(args)
     if not any(key in request for key in ("weights", "bias", *SETTABLE, *FLAGS)):
         raise Reply("bad_request", f"nothing to set; give weights, bias, {', '.join(SETTABLE)}, learning or frozen")
     arrays = {"weights": weights, "bias": bias}
@@ -64,9 +67,9 @@ def checked_vector(vector, fan_in: int, owner: str) -> np.ndarray:
     return x
 
 
-def array_argument(value) -> np.ndarray:
-    """The float32 array of a request's ``{"shape", "data"}`` map; Reply ``bad_request`` if it is not one."""
+def array_argument(value: WireArray) -> np.ndarray:
+    """The float32 array of a request's ``{"shape", "data"}``; Reply ``bad_request`` if its bytes do not fill it."""
     try:
-        return array_from_wire(value)
-    except (KeyError, TypeError, ValueError) as exc:
+        return array_from_wire({"shape": value.shape, "data": value.data})
+    except ValueError as exc:
         raise Reply("bad_request", f"an array is {{'shape': [..], 'data': <float32 bytes>}} ({exc})") from None

@@ -26,14 +26,17 @@ import json
 import os
 import time
 
+import msgspec
 import tomli_w
 
-from ..runtime import ControlError, Process, Reply, call
+from ..runtime import ControlError, Process, Reply, call, given, typed_ops
 from ..supervisor_tree import SupervisorClient, control_endpoint
 from ._activations import check_activation
 from ._endpoints import neuron_control, topology_path
 from ._parts import child_id, registered
 from ._placement import front_host, host_of
+from ._reshaper_ops import (RESHAPER_ARGS, AddLayer, AddNeuron, LinkArgs, RemoveLayer, RemoveNeuron,
+                             SetLearning, SetSettings)
 from ._spread import Hosts
 from ._tree_specs import neuron_spec, start_site, stop_site
 from ._topology import Layer, Topology, TopologyError
@@ -67,7 +70,7 @@ class Reshaper(Process):
             "add_layer": self.add_layer, "remove_layer": self.remove_layer,
             "set_settings": self.set_settings, "set_learning": self.set_learning,
         }
-        self.handlers.update({op: self._guarded(op, handler) for op, handler in handlers.items()})
+        self.handlers.update(typed_ops(RESHAPER_ARGS, {op: self._guarded(op, h) for op, h in handlers.items()}))
         return {"neurons": len(self.topology.neurons())}
 
     def _guarded(self, op: str, handler):
@@ -88,7 +91,7 @@ class Reshaper(Process):
         return run
 
     def _record(self, op: str, request: dict, result) -> None:
-        entry = {"t": time.time(), "op": op, **{k: v for k, v in request.items() if k not in ("op", "rid")}}
+        entry = {"t": time.time(), "op": op, **msgspec.to_builtins(request)}
         with open(os.path.join(self.data_dir, "reshape.log"), "a") as f:
             f.write(json.dumps(entry) + "\n")
         self.emit("reshaped", op=op, request=entry, result=result,
@@ -175,8 +178,8 @@ class Reshaper(Process):
                 return
             time.sleep(0.01)
 
-    def _layer_arg(self, request: dict, key: str = "layer") -> Layer:
-        name = request.get(key)
+    def _layer_arg(self, request, key: str = "layer") -> Layer:
+        name = getattr(request, key)
         if not isinstance(name, str):
             raise Reply("bad_request", f"'{key}' must be a layer name")
         return self.topology.layer_named(name)
@@ -186,7 +189,7 @@ class Reshaper(Process):
             raise Reply("fixed_layer", f"{layer.name} holds the start or end node; its neuron count is fixed")
 
     # -- operations ------------------------------------------------------------------------------
-    def add_neuron(self, request: dict) -> dict:
+    def add_neuron(self, request: AddNeuron) -> dict:
         layer = self._layer_arg(request)
         self._inner_layer(layer)
         topology = Topology.from_dict(self.topology.to_dict())
@@ -204,10 +207,8 @@ class Reshaper(Process):
         self._connect(links, started=(neuron_id,))
         return {"id": neuron_id, "pid": started["pid"], "layer": layer.name}
 
-    def remove_neuron(self, request: dict) -> dict:
-        neuron_id = request.get("id")
-        if not isinstance(neuron_id, str):
-            raise Reply("bad_request", "'id' must be a neuron id")
+    def remove_neuron(self, request: RemoveNeuron) -> dict:
+        neuron_id = request.id
         layer = self.topology.layer_of(neuron_id)
         self._inner_layer(layer)
         if len(layer.neurons) == 1:
@@ -237,8 +238,8 @@ class Reshaper(Process):
         self._save(topology)
         return {"id": neuron_id, "layer": layer.name}
 
-    def add_link(self, request: dict) -> dict:
-        src, dst = request.get("from"), request.get("to")
+    def add_link(self, request: LinkArgs) -> dict:
+        src, dst = request.src, request.dst
         topology = Topology.from_dict(self.topology.to_dict())
         if (src, dst) in topology.links:
             raise Reply("already_linked", f"{src} -> {dst} exists")
@@ -248,8 +249,8 @@ class Reshaper(Process):
         self._connect([(src, dst)])
         return {"from": src, "to": dst}
 
-    def remove_link(self, request: dict) -> dict:
-        src, dst = request.get("from"), request.get("to")
+    def remove_link(self, request: LinkArgs) -> dict:
+        src, dst = request.src, request.dst
         if (src, dst) not in self.topology.links:
             raise Reply("not_found", f"no link {src} -> {dst}")
         topology = Topology.from_dict(self.topology.to_dict())
@@ -260,14 +261,11 @@ class Reshaper(Process):
         self._save(topology)
         return {"from": src, "to": dst}
 
-    def add_layer(self, request: dict) -> dict:
+    def add_layer(self, request: AddLayer) -> dict:
         after = self._layer_arg(request, "after")
         if after is self.topology.layers[-1]:
             raise Reply("fixed_layer", "a layer cannot follow the end node's layer")
-        name, count = request.get("name"), request.get("neurons", 1)
-        if not isinstance(name, str) or not isinstance(count, int) or count < 1:
-            raise Reply("bad_request", "add_layer needs a 'name' and a positive 'neurons' count")
-        settings = request.get("settings", {})
+        name, count, settings = request.name, request.neurons, request.settings
         topology = Topology.from_dict(self.topology.to_dict())
         index = topology.layers.index(topology.layer_named(after.name)) + 1
         layer = Layer(name, [f"{name}.n{k}" for k in range(count)], dict(settings), count)
@@ -286,7 +284,7 @@ class Reshaper(Process):
         self._disconnect(old)
         return {"layer": name, "neurons": layer.neurons}
 
-    def remove_layer(self, request: dict) -> dict:
+    def remove_layer(self, request: RemoveLayer) -> dict:
         layer = self._layer_arg(request, "name")
         self._inner_layer(layer)
         index = self.topology.layers.index(layer)
@@ -313,16 +311,16 @@ class Reshaper(Process):
         self._follow_parts(before_change)
         return {"layer": layer.name}
 
-    def set_settings(self, request: dict) -> dict:
-        settings = request.get("settings")
-        if not isinstance(settings, dict) or not settings or set(settings) - set(LIVE_SETTINGS):
-            raise Reply("bad_request", f"'settings' must set some of {LIVE_SETTINGS} (units cannot change live)")
+    def set_settings(self, request: SetSettings) -> dict:
+        settings = given(request.settings)
+        if not settings:
+            raise Reply("bad_request", f"set_settings: settings must set some of {LIVE_SETTINGS} (units cannot change live)")
         if "activation" in settings:
             check_activation(settings["activation"])
         topology = Topology.from_dict(self.topology.to_dict())
-        if "neuron" in request:
-            topology.layer_of(request["neuron"])  # an unknown id is an error reply
-            targets = [request["neuron"]]
+        if request.neuron is not None:
+            topology.layer_of(request.neuron)  # an unknown id is an error reply
+            targets = [request.neuron]
         else:
             layer = topology.layer_named(self._layer_arg(request).name)
             layer.settings.update(settings)
@@ -332,8 +330,8 @@ class Reshaper(Process):
             self._neuron(neuron_id, "set_params", **settings)
         return {"neurons": targets, "settings": settings}
 
-    def set_learning(self, request: dict) -> dict:
-        learning = bool(request.get("learning", True))
+    def set_learning(self, request: SetLearning) -> dict:
+        learning = request.learning
         for neuron_id in self.topology.neurons():
             self._neuron(neuron_id, "set_params", learning=learning)
         return {"learning": learning}

@@ -34,10 +34,11 @@ import zmq
 from ..ext import Extension, outputs_endpoint
 from ..neuron import control_tcp, events_tcp
 from ..runtime import (EVENT_HWM, EVENT_MAX_BYTES, ControlError, typed, FrameError, KeysError, Reply, connect_curve,
-                       ipc_endpoint, make_socket, tcp_plan, unpack_map)
+                       ipc_endpoint, make_socket, tcp_plan, typed_ops, unpack_map)
 from ..supervisor_tree import ChildSpec, control_endpoint
 from ..runtime import Calls, rss_bytes
 from ._picture import HISTORY, HostView, Picture, Unknown, Ambiguous
+from ._service_ops import SERVICE_ARGS, NeuronMetrics, NeuronStatus, OnHost, RecentEvents, TreeArgs
 
 SERVICE_ID = "service"
 SERVICE_TARGET = "neurox.ops._service:run_service"
@@ -183,10 +184,10 @@ class SupervisorService(Extension):
         self.next_poll = now
         self.dedupe_until = now + DEDUPE_WINDOW_S
         self.seen_keys: set | None = set()
-        self.handlers.update({
+        self.handlers.update(typed_ops(SERVICE_ARGS, {
             "neuron_status": self.neuron_status, "neuron_metrics": self.neuron_metrics, "tree": self.tree,
             "recent_events": self.recent_events, "picture": lambda r: self.picture.export(time.time()),
-            "latency": lambda r: self.picture.latency(self._host_arg(r))})
+            "latency": lambda r: self.picture.latency(self._host_arg(r))}))
         for host in self.picture.hosts.values():
             if _reachable(host.events_control):
                 self.calls.call(host.events_control, "recent_events", partial(self._caught_up, host.name),
@@ -319,20 +320,16 @@ class SupervisorService(Extension):
                                    result if op == "metrics" else None, time.time())
 
     # -- queries -----------------------------------------------------------------------------------
-    def _host_arg(self, request: dict) -> str | None:
-        host = request.get("host")
+    def _host_arg(self, request: OnHost) -> str | None:
+        host = request.host
         if host is None:
             return None
-        if not isinstance(host, str):
-            raise Reply("bad_request", "'host' must be a string")
         if host not in self.picture.hosts:
             raise Reply("not_found", f"no host {host!r}; known: {', '.join(self.picture.hosts)}")
         return host
 
-    def neuron_status(self, request: dict) -> dict:
-        host, layer = self._host_arg(request), request.get("layer")
-        if layer is not None and not isinstance(layer, str):
-            raise Reply("bad_request", "'layer' must be a string")
+    def neuron_status(self, request: NeuronStatus) -> dict:
+        host, layer = self._host_arg(request), request.layer
         now = time.time()
         rows = [self.picture.neuron_row(v, now) for v in self.picture.neurons(host) if layer in (None, v.layer)]
         counts: dict[str, int] = {}
@@ -341,33 +338,23 @@ class SupervisorService(Extension):
         return {"t": now, "host": self.host, "hosts": [h.describe(now) for h in self.picture.hosts.values()],
                 "counts": counts, "neurons": rows}
 
-    def neuron_metrics(self, request: dict) -> dict:
-        neuron_id = request.get("id")
-        if not isinstance(neuron_id, str) or not neuron_id:
-            raise Reply("bad_request", "neuron_metrics needs the neuron's 'id' (a string such as 'L2.n1')")
+    def neuron_metrics(self, request: NeuronMetrics) -> dict:
         try:
-            view = self.picture.find(neuron_id, self._host_arg(request))
+            view = self.picture.find(request.id, self._host_arg(request))
         except Unknown as exc:
             raise Reply("not_found", str(exc)) from None
         except Ambiguous as exc:
             raise Reply("ambiguous", str(exc)) from None
         return self.picture.neuron_detail(view, time.time())
 
-    def tree(self, request: dict) -> dict:
-        host, detail = self._host_arg(request), request.get("detail", False)
-        if not isinstance(detail, bool):
-            raise Reply("bad_request", "'detail' must be true or false")
+    def tree(self, request: TreeArgs) -> dict:
+        host, detail = self._host_arg(request), request.detail
         now = time.time()
         return {"local": self.host, "hosts": [h.describe(now) for h in self.picture.hosts.values()],
                 "rows": self.picture.tree(host, now, detail)}
 
-    def recent_events(self, request: dict) -> list[dict]:
-        limit, prefix = request.get("limit", 100), request.get("prefix", "")
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-            raise Reply("bad_request", "limit must be a non-negative integer")
-        if not isinstance(prefix, str):
-            raise Reply("bad_request", "prefix must be a string")
-        return self.picture.events(limit, prefix, self._host_arg(request))
+    def recent_events(self, request: RecentEvents) -> list[dict]:
+        return self.picture.events(request.limit, request.prefix, self._host_arg(request))
 
     def status(self) -> dict:
         now = time.time()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import collections
 import signal
+from typing import Annotated
 
+import msgspec
 import zmq
 
+from ._args import Args, op_arguments, typed
 from ._bad_frames import BadFrames
 from ._behaviour import Process
-from ._control import Reply
 from ._events import EVENT_MAX_BYTES
 from ._sockets import EVENT_HWM, make_socket
 from ._wire import FrameError, unpack_map
@@ -17,6 +19,14 @@ from ._wire import FrameError, unpack_map
 HISTORY = 2000
 EVENTS_DRAIN = 1000
 """Events republished per wake-up at most before the control socket gets its turn."""
+
+
+class RecentEvents(Args):
+    limit: Annotated[int, msgspec.Meta(ge=0)] = 100
+    prefix: str = ""
+
+
+BUS_ARGS = op_arguments("event bus", {"recent_events": RecentEvents})
 
 
 class EventBus(Process):
@@ -34,8 +44,8 @@ class EventBus(Process):
         self.history: collections.deque[dict] = collections.deque(maxlen=int(args.get("history", HISTORY)))
         self.bad = BadFrames("event bus")
         self.watch(self.sink, drain=EVENTS_DRAIN)
-        self.handlers.update({"recent_events": self.recent, "status": lambda r: {
-            "events": len(self.history), "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}})
+        self.handlers.update(typed(BUS_ARGS, {"recent_events": self.recent, "status": lambda r: {
+            "events": len(self.history), "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}}))
         return {"publish": args["publish"]}
 
     def handle_frame(self, source, frames: list[bytes]) -> None:
@@ -52,11 +62,8 @@ class EventBus(Process):
             self.history.append(event)
             self.pub.send_multipart([name.encode(), frame])
 
-    def recent(self, request: dict) -> list[dict]:
-        limit = request.get("limit", 100)
-        if not isinstance(limit, int) or limit < 0:
-            raise Reply("bad_request", "limit must be a non-negative integer")
-        prefix = request.get("prefix", "")
+    def recent(self, request: RecentEvents) -> list[dict]:
+        limit, prefix = request.limit, request.prefix
         matching = [e for e in self.history if str(e.get("event", "")).startswith(prefix)]
         return matching[-limit:] if limit else []
 

@@ -14,6 +14,7 @@ import types
 import typing
 
 import msgspec
+import msgspec.inspect
 
 _ERROR = re.compile(r"(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 _SEGMENT = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+|\.\.\.)\]")
@@ -43,15 +44,17 @@ def typed(schema, value, where: str | None = None, at: str = ""):
         raise ConfigError(explain(str(exc), schema, value, where, at)) from None
 
 
-def explain(error: str, schema, value, where: str | None = None, at: str = "") -> str:
-    """msgspec's validation ``error`` for ``value`` (decoded into ``schema``) as one line."""
+def explain(error: str, schema, value, where: str | None = None, at: str = "", wire: bool = False) -> str:
+    """msgspec's validation ``error`` for ``value`` (decoded into ``schema``) as one line; ``wire``: in the
+    words of a msgpack frame (a map, an array) rather than TOML's, a missing key with its type."""
     match = _ERROR.match(error.replace(" | null`", "`"))  # None stands for "not given": TOML has no null
     what, raw = match["what"], match["path"] or ""
     segments, got, kind = _walk(schema, value, raw)
     path = ".".join(filter(None, [at, _join(segments)]))
     prefix = "".join(f"{part}: " for part in (where, path) if part)
     if m := re.fullmatch(r"Expected `(.+?)`, got `(.+?)`", what):
-        accepted = {"object": "a table", "array": "a list"}.get(m[1], m[1])  # in TOML's words
+        nouns = {"object": "a map", "array": "an array"} if wire else {"object": "a table", "array": "a list"}
+        accepted = nouns.get(m[1], m[1])
         return f"{where + ': ' if where else ''}{path or 'the table'} has the wrong type: accepted {accepted}, " \
                f"got {got!r} ({m[2]})"
     if m := re.fullmatch(r"Expected `(.+?)` (.+)", what):
@@ -60,8 +63,38 @@ def explain(error: str, schema, value, where: str | None = None, at: str = "") -
         accepted = ", ".join(f.encode_name for f in msgspec.structs.fields(kind)) if _is_struct(kind) else "?"
         return f"{prefix}unknown key {m[1]!r}; accepted: {accepted}"
     if m := re.fullmatch(r"Object missing required field `(.+?)`", what):
-        return f"{prefix}{m[1]} is required"
+        fields = {f.encode_name: f.type for f in msgspec.structs.fields(kind)} if wire and _is_struct(kind) else {}
+        return f"{prefix}{m[1]} is required" + (f" (accepted {describe(fields[m[1]])})" if m[1] in fields else "")
+    if m := re.fullmatch(r"Invalid enum value (.+)", what):
+        return f"{prefix}accepted {describe(kind)}, got {got!r}"
     return f"{prefix}{what[0].lower()}{what[1:]}, got {got!r}"
+
+
+def describe(kind) -> str:
+    """A type as a person reads it: ``str``, ``int >= 1``, ``"in" | "out"``, ``[number]``, ``map``, ..."""
+    return _describe(msgspec.inspect.type_info(kind))
+
+
+def _describe(info) -> str:
+    inspect = msgspec.inspect
+    if isinstance(info, inspect.Metadata):  # Annotated[..., Meta(description=...)]: in the schema's own words
+        return (info.extra_json_schema or {}).get("description") or _describe(info.type)
+    bounds = [f"{sign} {getattr(info, name)}" for name, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+              if getattr(info, name, None) is not None]
+    if getattr(info, "min_length", None):
+        bounds.append(f"of length >= {info.min_length}")
+    if isinstance(info, inspect.LiteralType):
+        return " | ".join(repr(v).replace("'", '"') for v in info.values)
+    if isinstance(info, inspect.UnionType):
+        return " | ".join(_describe(t) for t in info.types)
+    if isinstance(info, (inspect.ListType, inspect.TupleType, inspect.VarTupleType)):
+        items = getattr(info, "item_type", None)
+        return f"[{_describe(items)}]" if items is not None else "array"
+    if isinstance(info, inspect.StructType):
+        return "{" + ", ".join(f.encode_name for f in info.fields) + "}"
+    names = {inspect.StrType: "str", inspect.IntType: "int", inspect.FloatType: "number", inspect.BoolType: "bool",
+             inspect.BytesType: "bin", inspect.DictType: "map", inspect.NoneType: "null", inspect.AnyType: "any"}
+    return " ".join([names.get(type(info), type(info).__name__), *bounds])
 
 
 def _join(segments: list) -> str:

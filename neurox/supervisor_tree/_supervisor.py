@@ -14,9 +14,10 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..runtime import (BadFrames, EXIT_START_FAILED, ExitReason, LauncherClient, LauncherError, Process, Reply,
-                       Stop)
+                       Stop, typed_ops)
 from ._child_spec import INFINITY, ChildSpec, ChildSpecError, normalize_child_spec
 from ._naming import child_env, control_endpoint
+from ._ops import SUPERVISOR_ARGS, ChildId, StartChild
 from ._shutdown import shutdown_order, stop_rule, stops_concurrently
 from ._strategy import (DEFAULT_INTENSITY, DEFAULT_PERIOD_S, DEFAULT_START_TIMEOUT_S, intensity_exceeded,
                         record_restart, respawns, restart_plan, should_restart, start_bound_s, validate_flags)
@@ -84,7 +85,7 @@ class Supervisor(Process):
         self.bad = BadFrames(f"supervisor {self.path}")
         self.launcher = LauncherClient(env["launcher"])
         self.watch(self.launcher.fileno())
-        self.handlers.update({
+        self.handlers.update(typed_ops(SUPERVISOR_ARGS, {
             "start_child": self._api_start_child,
             "terminate_child": self._api_terminate_child,
             "restart_child": self._api_restart_child,
@@ -92,7 +93,7 @@ class Supervisor(Process):
             "which_children": lambda r: self.which_children(),
             "count_children": lambda r: self.count_children(),
             "status": lambda r: self.status(),
-        })
+        }))
         try:
             self.start_all()
         except StartFailed as exc:
@@ -347,27 +348,22 @@ class Supervisor(Process):
             self.order.remove(child_id)
 
     # -- the administration API ------------------------------------------------------------------
-    def _lookup(self, request: dict) -> Child:
-        child_id = request.get("id")
-        if not isinstance(child_id, str):
-            raise Reply("bad_request", "'id' must be a string")
-        child = self.children.get(child_id)
+    def _lookup(self, request: ChildId) -> Child:
+        child = self.children.get(request.id)
         if child is None:
-            raise Reply("not_found", f"no child {child_id!r} under {self.path}")
+            raise Reply("not_found", f"no child {request.id!r} under {self.path}")
         return child
 
-    def _api_start_child(self, request: dict) -> dict:
+    def _api_start_child(self, request: StartChild) -> dict:
         if self.template is not None:
-            extra = request.get("args", {})
-            if not isinstance(extra, dict):
-                raise Reply("bad_request", "'args' must be a map merged into the template's args")
+            extra = request.args
             self.dynamic_serial += 1
             spec = ChildSpec(f"{self.template.id}-{self.dynamic_serial}", self.template.target,
                              {**self.template.args, **extra}, self.template.restart,
                              self.template.shutdown, self.template.type, self.template.modules)
         else:
             try:
-                spec = normalize_child_spec(request.get("spec"))
+                spec = normalize_child_spec(request.spec)
             except ChildSpecError as exc:
                 raise Reply("bad_child_spec", str(exc)) from None
             existing = self.children.get(spec.id)
@@ -385,7 +381,7 @@ class Supervisor(Process):
             raise Reply("start_failed", str(exc)) from None
         return {"id": spec.id, "pid": pid}
 
-    def _api_terminate_child(self, request: dict) -> str:
+    def _api_terminate_child(self, request: ChildId) -> str:
         child = self._lookup(request)
         if child.running:
             self._stop(child)
@@ -394,7 +390,7 @@ class Supervisor(Process):
             self._forget(child.spec.id)
         return "ok"
 
-    def _stopped_child(self, request: dict, op: str) -> Child:
+    def _stopped_child(self, request: ChildId, op: str) -> Child:
         """The child a restart_child or delete_child names, if it may be restarted or deleted."""
         self._refuse_for_dynamic(op)
         child = self._lookup(request)
@@ -404,14 +400,14 @@ class Supervisor(Process):
             raise Reply("restarting", f"{child.spec.id} is waiting for a restart")
         return child
 
-    def _api_restart_child(self, request: dict) -> dict:
+    def _api_restart_child(self, request: ChildId) -> dict:
         child = self._stopped_child(request, "restart_child")
         try:
             return {"id": child.spec.id, "pid": self._start(child, restart=True)}
         except StartFailed as exc:
             raise Reply("start_failed", str(exc)) from None
 
-    def _api_delete_child(self, request: dict) -> str:
+    def _api_delete_child(self, request: ChildId) -> str:
         child = self._stopped_child(request, "delete_child")
         self._forget(child.spec.id)
         return "ok"

@@ -17,8 +17,9 @@ from neurox.neuron._persistence import Persistence, start_plan
 from neurox.neuron._pipeline import Pipeline
 from neurox.neuron._plasticity import oja_update
 from neurox.neuron._receptors import Receptors
+from neurox.neuron._ops import NEURON_ARGS
 from neurox.neuron._requests import checked_set_params, checked_vector
-from neurox.runtime import BadFrames, FrameError, Reply, pack
+from neurox.runtime import BadFrames, FrameError, Reply, arguments, pack
 
 pytestmark = pytest.mark.timeout(30)
 RNG = np.random.default_rng(7)
@@ -93,8 +94,14 @@ def test_links_are_one_record_per_neighbour_with_slot_offset_and_socket():
     assert links.is_end and links.output("output").slot == 1
 
 
+def op(name: str, request: dict):
+    """A request's arguments as the neuron's handler of ``name`` takes them (a bad one: Reply bad_request)."""
+    return arguments(name, NEURON_ARGS[name], request)
+
+
 def test_link_changes_are_checked_with_the_errors_of_the_control_api():
     links = make_links(outputs=("L3.n0",))
+    change = lambda request, adding: links.check_change(op("add_link" if adding else "remove_link", request), adding)
     cases = [({"direction": "sideways", "peer": "x"}, True, "bad_request"),
              ({"direction": "in", "peer": "L1.n0", "width": 3}, True, "already_linked"),
              ({"direction": "in", "peer": "L1.n9"}, True, "bad_request"),
@@ -103,9 +110,9 @@ def test_link_changes_are_checked_with_the_errors_of_the_control_api():
              ({"direction": "out", "peer": "L3.n0"}, False, "last_link")]
     for request, adding, error in cases:
         with pytest.raises(Reply) as err:
-            links.check_change(request, adding)
+            change(request, adding)
         assert err.value.error == error, request
-    assert links.check_change({"direction": "in", "peer": "L1.n9", "width": 2}, True) == ("in", "L1.n9")
+    assert change({"direction": "in", "peer": "L1.n9", "width": 2}, True) == ("in", "L1.n9")
 
 
 def test_a_full_queue_drops_and_counts_and_the_tap_mirrors_with_the_links_topic():
@@ -498,13 +505,14 @@ def test_set_params_and_inject_requests_refuse_what_is_not_finite_or_does_not_fi
                            ({"bias": wire(np.array([np.nan, 0], np.float32))}, "non_finite"),
                            ({"weights": wire(np.full((2, 2), 3e38, np.float32)), "add": True}, "non_finite"),
                            ({"learning_rate": float("inf")}, "bad_request"), ({"learning_rate": True}, "bad_request"),
-                           ({"activation": "cosine"}, "bad_request"), ({"weights": {"shape": [2]}}, "bad_request")):
+                           ({"activation": "cosine"}, "bad_request"), ({"weights": {"shape": [2]}}, "bad_request"),
+                           ({"weights": {"shape": [2, 2], "data": b"\0" * 3}}, "bad_request"),
+                           ({"frozen": 1}, "bad_request"), ({"learning_rate": 0.1, "colour": "red"}, "bad_request")):
         with pytest.raises(Reply) as err:
-            checked_set_params(request if "add" not in request else {**request, "weights": request["weights"]},
-                               w if "add" not in request else np.full((2, 2), 3e38, np.float32), b)
+            checked_set_params(op("set_params", request), w if "add" not in request else np.full((2, 2), 3e38, np.float32), b)
         assert err.value.error == error, request
-    new_w, new_b, settings, flags = checked_set_params({"bias": wire(np.ones(2, np.float32)), "add": True,
-                                                        "learning_rate": 0.5, "frozen": 1}, w, b)
+    new_w, new_b, settings, flags = checked_set_params(op("set_params", {"bias": wire(np.ones(2, np.float32)), "add": True,
+                                                                         "learning_rate": 0.5, "frozen": True}), w, b)
     assert (new_b == 1).all() and new_w is w and settings == {"learning_rate": 0.5} and flags == {"frozen": True}
     for vector, error in (([1.0], "wrong_shape"), ([1.0, float("nan")], "non_finite"), ([1.0, 1e300], "non_finite"),
                           ([1.0, "a"], "bad_request")):

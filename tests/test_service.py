@@ -123,15 +123,19 @@ def test_bad_queries_get_clear_errors_and_crash_nothing(tmp_path, no_stray_proce
         all_reporting(network)
         with service_of(network) as service:
             pid = service.status()["pid"]
-            cases = [({"op": "neuron_metrics"}, "bad_request", "needs the neuron's 'id'"),
-                     ({"op": "neuron_metrics", "id": 7}, "bad_request", "'id'"),
+            cases = [({"op": "neuron_metrics"}, "bad_request", "neuron_metrics: id is required (accepted str of length >= 1)"),
+                     ({"op": "neuron_metrics", "id": 7}, "bad_request",
+                      "neuron_metrics: id has the wrong type: accepted str, got 7 (int)"),
                      ({"op": "neuron_metrics", "id": "L9.n9"}, "not_found", "known: L0.n0, L1.n0"),
                      ({"op": "neuron_metrics", "id": "L2.n1", "host": "elsewhere"}, "not_found", "no host 'elsewhere'"),
-                     ({"op": "neuron_status", "host": 3}, "bad_request", "'host' must be a string"),
-                     ({"op": "neuron_status", "layer": ["L2"]}, "bad_request", "'layer'"),
-                     ({"op": "tree", "detail": "yes"}, "bad_request", "'detail'"),
-                     ({"op": "recent_events", "limit": -1}, "bad_request", "non-negative"),
-                     ({"op": "recent_events", "prefix": 5}, "bad_request", "prefix"),
+                     ({"op": "neuron_status", "host": 3}, "bad_request",
+                      "neuron_status: host has the wrong type: accepted str, got 3 (int)"),
+                     ({"op": "neuron_status", "layer": ["L2"]}, "bad_request",
+                      "neuron_status: layer has the wrong type: accepted str, got ['L2'] (array)"),
+                     ({"op": "tree", "detail": "yes"}, "bad_request", "tree: detail has the wrong type: accepted bool"),
+                     ({"op": "tree", "colour": 1}, "bad_request", "tree: unknown key 'colour'; accepted: host, detail"),
+                     ({"op": "recent_events", "limit": -1}, "bad_request", "recent_events: limit: accepted int >= 0, got -1"),
+                     ({"op": "recent_events", "prefix": 5}, "bad_request", "recent_events: prefix has the wrong type"),
                      ({"op": "shutdown_everything"}, "unknown_op", "neuron_metrics")]
             for request, error, detail in cases:
                 with pytest.raises(ControlError) as caught:
@@ -149,7 +153,7 @@ def test_bad_queries_get_clear_errors_and_crash_nothing(tmp_path, no_stray_proce
             sock.close()
             assert service.neuron_status(layer="L2")["counts"] == {"running": 3}
             assert service.status()["pid"] == pid  # the same process answered throughout
-            assert service.call("metrics")["bad_frames"] == 11  # not_found is an answer, not a bad request
+            assert service.call("metrics")["bad_frames"] == 12  # not_found is an answer, not a bad request
 
 
 @pytest.mark.timeout(180)

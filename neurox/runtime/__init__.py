@@ -5,7 +5,7 @@ from ._client import (Calls as Calls, ControlClient as ControlClient, ControlErr
                       call as call, call_async as call_async, fan_out as fan_out)
 from ._control import (CONTROL_MAX_BYTES as CONTROL_MAX_BYTES, Reply as Reply, answer as answer,
                        handle_request as handle_request, serve_one as serve_one)
-from ._args import (KINDS as OP_ARGUMENTS, Args as Args, arguments_table as arguments_table,
+from ._args import (KINDS as OP_ARGUMENTS, Args as Args, arguments as arguments, arguments_table as arguments_table,
                     given as given, op_arguments as op_arguments, typed as typed_ops)
 from ._bus import run_event_bus as run_event_bus
 from ._config import ConfigError as ConfigError, read_toml as read_toml, typed as typed

@@ -16,7 +16,8 @@ RUNTIME = {
     "set_parent_death_signal", "set_process_name", "start_launcher", "unpack", "unpack_map", "vector_bytes",
     "vector_from", "CurveKeys", "KeysError", "create_keys", "Route", "write_tcp_plan",
     "Process", "Stop", "ALLOWED_DIR", "serve_curve", "TCP_FILE", "Calls", "call_async", "fan_out", "EVENT_MAX_BYTES", "Notifier", "connect_curve", "tcp_plan",
-    "ConfigError", "read_toml", "typed", "HISTOGRAM_BOUNDS", "Histogram", "merge_histograms", "rss_bytes",
+    "ConfigError", "read_toml", "typed", "Args", "OP_ARGUMENTS", "arguments", "arguments_table", "given", "op_arguments",
+    "typed_ops", "HISTOGRAM_BOUNDS", "Histogram", "merge_histograms", "rss_bytes",
 }
 SUPERVISOR_TREE = {
     "ChildSpec", "ChildSpecError", "RestartPlan", "SUPERVISOR_TARGET", "SupervisorClient", "Tree", "TreeError",

@@ -77,7 +77,7 @@ def test_the_turns_are_the_layers_in_order_or_the_whole_network_at_once():
     assert turn_groups(layers, "layer") == [[("L0", "L0.n0")], [("L1", "L1.n0"), ("L1", "L1.n1")]]
     assert turn_groups(layers, "network") == [[("L0", "L0.n0"), ("L1", "L1.n0"), ("L1", "L1.n1")]]
     assert SleepConfig().turns == "network"
-    with pytest.raises(ValueError, match="maintenance.turns: invalid enum value"):
+    with pytest.raises(ValueError, match=r"^maintenance.turns: accepted \"layer\" \| \"network\", got 'neuron'$"):
         SleepConfig.from_table({"turns": "neuron"})
 
 

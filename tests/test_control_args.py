@@ -20,7 +20,8 @@ STATES = '"awake" | "maintenance" | "meditative"'
 def test_every_registered_kind_has_its_table_of_arguments_in_the_protocol_page():
     with open(PROTOCOL) as f:
         page = f.read()
-    assert {"supervisor", "neuron", "reshaper", "modulator", "messenger_in", "service", "event bus"} <= set(OP_ARGUMENTS)
+    assert {"supervisor", "neuron", "reshaper", "modulator", "messenger_in", "service", "event bus",
+            "gateway"} <= set(OP_ARGUMENTS)
     for kind, table in OP_ARGUMENTS.items():
         expected = f"### {kind}\n\n{arguments_table(table)}\n"
         assert expected in page, f"docs/protocol.md lacks (or has another) table for {kind}; it is:\n{expected}"

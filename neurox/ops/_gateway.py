@@ -24,11 +24,12 @@ import os
 import re
 import threading
 import time
+from typing import Any
 
 import zmq
 
 from ..neuron import GATEWAY_OFFSET, GATEWAY_PATH, GatewayClient, Topology, adopt_topology
-from ..runtime import ConfigError, CurveKeys, FrameError, make_socket, pack, unpack_map
+from ..runtime import Args, ConfigError, CurveKeys, FrameError, Reply, arguments, make_socket, op_arguments, pack, unpack_map
 from ..runtime import serve_curve
 from ..supervisor_tree import control_endpoint
 
@@ -36,6 +37,15 @@ OWN_OPS = ("ping", "status", "endpoints", "adopt_topology")
 REQUEST_MAX_BYTES = 1024 * 1024
 PENDING_S = 120.0
 """A request whose process never answered is forgotten after this long (its client gave up long before)."""
+
+
+class AdoptTopology(Args):
+    topology: dict[str, Any]
+    """The reshaper's ``topology`` answer: the network's new live shape."""
+
+
+GATEWAY_ARGS = op_arguments("gateway", {"adopt_topology": AdoptTopology})
+
 PATH = re.compile(r"root(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*")
 
 
@@ -147,8 +157,10 @@ class Gateway(threading.Thread):
             return {"ok": False, "error": "unknown_op", "detail": f"the gateway answers {', '.join(OWN_OPS)}"}
         if op == "adopt_topology":
             try:
-                topology = Topology.from_dict(request.get("topology"))
+                topology = Topology.from_dict(arguments(op, AdoptTopology, request).topology)
                 return {"ok": True, "result": adopt_topology(self.run_dir, self.data_dir, topology, self.info["host"])}
+            except Reply as exc:
+                return {"ok": False, "error": exc.error, "detail": exc.detail}
             except (ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
                 return {"ok": False, "error": "bad_request", "detail": f"not a topology this host can run: {exc!r}"}
         if op == "ping":

@@ -3,14 +3,17 @@ argument, or an unknown key, is a ``bad_request`` naming the op, the key path, w
 was given -- on real processes, which go on serving -- and docs/protocol.md shows each kind's table."""
 import os
 import re
+from typing import Annotated
 
+import msgspec
 import pytest
 import zmq
 
 from _netutil import running_network
 from neurox import ops as _ops  # noqa: F401  (registers the service's ops)
 from neurox.neuron import load_topology, neuron_control
-from neurox.runtime import OP_ARGUMENTS, ControlClient, ControlError, arguments_table
+from neurox.runtime import (OP_ARGUMENTS, Args, ControlClient, ControlError, answer, arguments_table, given, pack,
+                            typed_ops)
 from neurox.supervisor_tree import control_endpoint
 
 PROTOCOL = os.path.join(os.path.dirname(__file__), "..", "docs", "protocol.md")
@@ -78,3 +81,23 @@ def test_bad_arguments_are_refused_precisely_and_every_process_goes_on_serving(t
         finally:
             for client in clients.values():
                 client.close()
+
+
+class Grow(Args):
+    by: Annotated[int, msgspec.Meta(ge=1)] = 1
+    note: str | msgspec.UnsetType = msgspec.UNSET
+
+
+def test_a_typed_handler_gets_its_struct_and_a_bad_request_names_the_op_and_the_key():
+    handlers = {"ping": lambda r: "pong", **typed_ops({"grow": Grow}, {"grow": lambda args: [args.by, given(args)]})}
+    assert answer(pack({"op": "grow", "rid": 3}), handlers) == {"ok": True, "result": [1, {"by": 1}], "rid": 3}
+    assert answer(pack({"op": "grow", "by": 2, "note": "x"}), handlers)["result"] == [2, {"by": 2, "note": "x"}]
+    for request, detail in (({"by": "2"}, "grow: by has the wrong type: accepted int, got '2' (str)"),
+                            ({"by": 0}, "grow: by: accepted int >= 1, got 0"),
+                            ({"by": 2, "bye": 1}, "grow: unknown key 'bye'; accepted: by, note")):
+        assert answer(pack({"op": "grow", **request}), handlers) == {"ok": False, "error": "bad_request", "detail": detail}
+    assert answer(pack({"op": "ping", "anything": 1}), handlers)["result"] == "pong"  # no arguments: no check
+    with pytest.raises(TypeError, match="no handler"):
+        typed_ops({"grow": Grow, "shrink": Grow}, {"grow": print})
+    assert arguments_table({"grow": Grow}).splitlines()[2:] == ["| `grow` | `by` | int >= 1 | `1` |",
+                                                                "| `grow` | `note` | str | optional |"]

@@ -22,7 +22,8 @@ The callbacks, in the order a process meets them::
     terminate(reason)                     the last word (OTP: terminate/2); reason is an ExitReason
 
 ``handle_call`` defaults to a lookup in :attr:`Process.handlers` (op -> ``handler(request)``, ``ping``
-already there), so most kinds only add to that map in ``init``. Any callback may raise :class:`Stop`
+already there), so most kinds only add to that map in ``init`` (an op with arguments through
+``_args.typed``: its handler takes them as a Struct). Any callback may raise :class:`Stop`
 to end the process with a reason; another exception is a crash: ``terminate`` is still called (with
 reason ``crash``), then the exception goes on to the launcher, which prints it and exits with 1.
 An exception in ``init`` is a failed start: ``terminate`` is not called, as in OTP.

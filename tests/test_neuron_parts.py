@@ -94,11 +94,6 @@ def test_links_are_one_record_per_neighbour_with_slot_offset_and_socket():
     assert links.is_end and links.output("output").slot == 1
 
 
-def op(name: str, request: dict):
-    """A request's arguments as the neuron's handler of ``name`` takes them (a bad one: Reply bad_request)."""
-    return arguments(name, NEURON_ARGS[name], request)
-
-
 def test_link_changes_are_checked_with_the_errors_of_the_control_api():
     links = make_links(outputs=("L3.n0",))
     change = lambda request, adding: links.check_change(op("add_link" if adding else "remove_link", request), adding)
@@ -498,6 +493,11 @@ def test_a_bundle_with_a_non_finite_packet_is_answered_for_the_others():
 
 
 # -- requests ---------------------------------------------------------------------------------------------------------
+def op(name: str, request: dict):
+    """A request's arguments as the neuron's handler of ``name`` takes them (a bad one: Reply bad_request)."""
+    return arguments(name, NEURON_ARGS[name], request)
+
+
 def test_set_params_and_inject_requests_refuse_what_is_not_finite_or_does_not_fit():
     w, b = np.zeros((2, 2), np.float32), np.zeros(2, np.float32)
     wire = frames.array_to_wire

@@ -18,8 +18,10 @@ class Activity:
         self.loss: float | None = None
 
     def note_outputs(self, y: np.ndarray, activation: str) -> None:
-        self.mean_abs = _average(self.mean_abs, float(np.abs(y).mean()))
-        self.saturation = _average(self.saturation, saturation_share(y, activation))
+        """One bundle's outputs (a sum and a count: ``mean`` costs a neuron several microseconds a bundle)."""
+        magnitude = np.abs(y)
+        self.mean_abs = _average(self.mean_abs, float(np.add.reduce(magnitude, axis=None)) / magnitude.size)
+        self.saturation = _average(self.saturation, saturation_share(y, magnitude, activation))
 
     def note_loss(self, loss: float) -> None:
         self.loss = _average(self.loss, loss)
@@ -28,12 +30,12 @@ class Activity:
         return {"mean_abs": self.mean_abs, "saturation": self.saturation, "loss": self.loss}
 
 
-def saturation_share(y: np.ndarray, activation: str) -> float:
-    """The share of outputs near the activation's bounds (0 for unbounded activations)."""
+def saturation_share(y: np.ndarray, magnitude: np.ndarray, activation: str) -> float:
+    """The share of outputs near the activation's bounds (0 for unbounded activations); ``magnitude`` is ``|y|``."""
     if activation == "tanh":
-        return float((np.abs(y) > SATURATED).mean())
+        return np.count_nonzero(magnitude > SATURATED) / y.size
     if activation == "sigmoid":
-        return float(((y > SATURATED) | (y < 1 - SATURATED)).mean())
+        return np.count_nonzero((y > SATURATED) | (y < 1 - SATURATED)) / y.size
     return 0.0
 
 

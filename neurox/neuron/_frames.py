@@ -94,8 +94,9 @@ def encode_output(src: str, packets: list, ys: list[np.ndarray], metas: list, lo
 
 
 def _join(arrays: list[np.ndarray]) -> bytes:
-    if len(arrays) == 1:
-        return np.ascontiguousarray(arrays[0], dtype=_F4).tobytes()
+    if len(arrays) == 1:  # ``tobytes`` copies in C order whatever the layout: only the type may need a cast
+        array = arrays[0]
+        return array.tobytes() if array.dtype is _F4 else array.astype(_F4).tobytes()
     return np.concatenate(arrays).astype(_F4, copy=False).tobytes()
 
 

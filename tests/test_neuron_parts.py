@@ -8,6 +8,7 @@ import pytest
 import zmq
 
 from neurox.neuron import _frames as frames
+from neurox.neuron._activity import FOLD, SATURATED, SMOOTHING, Activity
 from neurox.neuron._joins import Joins
 from neurox.neuron._learning_rule import MAX_GRAD_NORM, Backprop, Oja, ThreeFactor, make_rule
 from neurox.neuron._links import Links, relayout
@@ -490,6 +491,23 @@ def test_a_bundle_with_a_non_finite_packet_is_answered_for_the_others():
     assert packets == [1, 3] and all(loss is not None for loss in losses)
     assert c["non_finite_inputs"] == 1 and pipeline.bad.by_kind == {"non_finite": 1} and c["updates"] == 2
     assert np.isfinite(r.weights).all()
+
+
+def test_activity_taken_in_together_equals_each_bundle_taken_in_at_once():
+    rng, activity, mean_abs, saturation = np.random.default_rng(3), Activity(), None, None
+    for i in range(FOLD + 150):  # past one fold, with snapshots between
+        activation = ("tanh", "sigmoid", "softmax")[i % 3]
+        y = np.tanh(rng.normal(0, 2, (1 + i % 4, 6))).astype(np.float32)
+        near = {"tanh": np.abs(y) > SATURATED, "sigmoid": (y > SATURATED) | (y < 1 - SATURATED)}.get(activation)
+        share = 0.0 if near is None else float(near.mean())
+        mean_abs = float(np.abs(y).mean()) if mean_abs is None else (1 - SMOOTHING) * mean_abs + SMOOTHING * float(np.abs(y).mean())
+        saturation = share if saturation is None else (1 - SMOOTHING) * saturation + SMOOTHING * share
+        activity.note_outputs(y, activation)
+        if i % 97 == 0:
+            assert activity.snapshot()["mean_abs"] == pytest.approx(mean_abs, abs=1e-6)
+    snapshot = activity.snapshot()
+    assert snapshot["mean_abs"] == pytest.approx(mean_abs, abs=1e-6) and snapshot["saturation"] == pytest.approx(saturation, abs=1e-12)
+    assert 0 < snapshot["saturation"] < 1 and activity.noted == []
 
 
 # -- requests ---------------------------------------------------------------------------------------------------------

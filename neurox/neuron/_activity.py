@@ -1,4 +1,11 @@
-"""What a neuron tells about its own activity: running averages the self-reshaper decides from."""
+"""What a neuron tells about its own activity: running averages the self-reshaper decides from.
+
+A bundle's outputs are only noted when computed (a list append); the averages take them in together
+-- at the next snapshot, or every ``FOLD`` bundles -- in a few array operations for all of them, with
+the values bundle by bundle that taking each in at once gave: four numpy calls per bundle were a tenth
+of a neuron's work on a lone packet. The arrays noted must not change afterwards (none does: outputs
+are sent, kept for learning and differentiated, never written in place).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +14,8 @@ SATURATED = 0.95
 """A unit is saturated when its output is this close to its activation's bound (tanh, sigmoid)."""
 SMOOTHING = 0.05
 """Weight of the newest batch in the exponential averages."""
+FOLD = 256
+"""Bundles noted at most before the averages take them in."""
 
 
 class Activity:
@@ -16,25 +25,54 @@ class Activity:
         self.mean_abs: float | None = None
         self.saturation: float | None = None
         self.loss: float | None = None
+        self.noted: list[np.ndarray] = []
+        self.activations: list[str] = []
 
     def note_outputs(self, y: np.ndarray, activation: str) -> None:
-        self.mean_abs = _average(self.mean_abs, float(np.abs(y).mean()))
-        self.saturation = _average(self.saturation, saturation_share(y, activation))
+        """One bundle's outputs (rows x units, the units always the neuron's) and its activation."""
+        self.noted.append(y)
+        self.activations.append(activation)
+        if len(self.noted) >= FOLD:
+            self.fold()
 
     def note_loss(self, loss: float) -> None:
         self.loss = _average(self.loss, loss)
 
     def snapshot(self) -> dict:
+        self.fold()
         return {"mean_abs": self.mean_abs, "saturation": self.saturation, "loss": self.loss}
 
+    def fold(self) -> None:
+        """Take every bundle noted into the averages, oldest first."""
+        if not self.noted:
+            return
+        for mean_abs, saturation in zip(*bundle_figures(self.noted, self.activations)):
+            self.mean_abs = _average(self.mean_abs, mean_abs)
+            self.saturation = _average(self.saturation, saturation)
+        self.noted, self.activations = [], []
 
-def saturation_share(y: np.ndarray, activation: str) -> float:
-    """The share of outputs near the activation's bounds (0 for unbounded activations)."""
+
+def bundle_figures(ys: list[np.ndarray], activations: list[str]) -> tuple[list[float], list[float]]:
+    """Per bundle (``ys``, one activation each): the mean |output| and the share of outputs near the
+    activation's bounds (0 for unbounded activations), in one array operation each for all the bundles."""
+    whole = ys[0] if len(ys) == 1 else np.concatenate(ys)
+    starts = np.cumsum([0, *(y.shape[0] for y in ys[:-1])])
+    sizes = np.array([y.size for y in ys])
+    magnitude = np.abs(whole)
+    mean_abs = np.add.reduceat(np.add.reduce(magnitude, axis=1), starts) / sizes
+    shares = {activation: _saturated_share(whole, magnitude, activation, starts, sizes) for activation in set(activations)}
+    return mean_abs.tolist(), [shares[activation][i] for i, activation in enumerate(activations)]
+
+
+def _saturated_share(y: np.ndarray, magnitude: np.ndarray, activation: str, starts: np.ndarray,
+                     sizes: np.ndarray) -> list[float]:
     if activation == "tanh":
-        return float((np.abs(y) > SATURATED).mean())
-    if activation == "sigmoid":
-        return float(((y > SATURATED) | (y < 1 - SATURATED)).mean())
-    return 0.0
+        near = magnitude > SATURATED
+    elif activation == "sigmoid":
+        near = (y > SATURATED) | (y < 1 - SATURATED)
+    else:
+        return [0.0] * len(sizes)
+    return (np.add.reduceat(np.count_nonzero(near, axis=1), starts) / sizes).tolist()
 
 
 def _average(previous: float | None, value: float) -> float:

@@ -143,10 +143,12 @@ class Joins:
     def _finished_all(self, complete: list[tuple[int, Join]]) -> list[tuple]:
         """:meth:`_finished` of complete joins, with one array operation per slot for all of them when their
         parts have one row count per packet (the usual case): each value is a view of the whole."""
+        if len(complete) == 1:
+            return [self._finished(*complete[0])]
         slots = len(complete[0][1].parts)
         parts = [join.parts for _, join in complete]
         rows = [p[0].shape[0] for p in parts]
-        if len(complete) == 1 or [len(p) for p in parts] != [slots] * len(parts) or any(
+        if [len(p) for p in parts] != [slots] * len(parts) or any(
                 [p[slot].shape[0] for p in parts] != rows for slot in range(1, slots)):
             return [self._finished(packet, join) for packet, join in complete]
         blocks = [np.concatenate([p[slot] for p in parts]) for slot in range(slots)]

@@ -202,7 +202,8 @@ class Backprop(LearningRule):
         if not packets:
             return []
         rows = [x.shape[0] for x in xs]
-        if lr is not None and not np.isfinite(dz).all():  # one check for the bundle, per packet only if it fails
+        if lr is not None and not math.isfinite(np.add.reduce(dz, axis=None)) and not np.isfinite(dz).all():
+            # one check for the bundle (its sum is finite only if every value is), per packet only if it fails
             dz = self._refuse_non_finite(dz, rows)
         x = _stacked(xs)
         if scale != 1.0:

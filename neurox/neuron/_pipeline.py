@@ -13,13 +13,14 @@ an update whose gradient is not finite.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from time import monotonic, perf_counter
 
 import numpy as np
 
 from ..runtime import BadFrames, FrameError, Histogram, unpack_map
 from . import _frames as frames
+from ._frames import FORWARD as FORWARD_FRAME, decode, split_finite_rows
 from ._activity import Activity
 from ._joins import RECENT_DONE, Joins
 from ._learning_rule import LearningRule
@@ -57,11 +58,11 @@ class Pipeline:
 
     def handle(self, batch: list[bytes]) -> None:
         """Frames taken from the inbox at once: what they complete is computed and sent in one go."""
-        arrived, joined, returned = time.perf_counter(), [], []
+        arrived, joined, returned = perf_counter(), [], []
         for frame in batch:
             try:
-                message = frames.decode(frame)
-                if message[0] == frames.FORWARD:
+                message = decode(frame)
+                if message[0] == FORWARD_FRAME:
                     self._on_forward(message, joined)
                 else:
                     self._on_gradient(message, returned)
@@ -69,64 +70,67 @@ class Pipeline:
                 self.bad.note(exc.kind, exc.detail)
         if joined:
             self.compute(joined)
-            self.processing.observe(time.perf_counter() - arrived, len(joined))
+            self.processing.observe(perf_counter() - arrived, len(joined))
         if returned:
             self.learn_from(returned)
 
     def _on_forward(self, message: list, joined: list) -> None:
         _, src, packets, rows, data, learn, metas = message
         link = self.links.input(src)
-        blocks, bad = frames.split_finite_rows(data, rows, link.width)
+        blocks, bad = split_finite_rows(data, rows, link.width)
         if bad:  # refused and counted: the packet's join misses this part (with one input, it is dropped)
             self.counters["non_finite_inputs"] += len(bad)
             self.bad.note("non_finite", f"packet {packets[bad[0]]} from {src} holds nan or inf")
             blocks = [None if i in bad else block for i, block in enumerate(blocks)]
-        self.joins.add_all(link.slot, blocks, packets, time.monotonic(), joined, learn, metas)
+        self.joins.add_all(link.slot, blocks, packets, monotonic(), joined, learn, metas)
 
     def _on_gradient(self, message: list, returned: list) -> None:
         _, src, packets, rows, data = message
         link = self.links.output(src)
         if self.rule.sends_gradients:  # a local rule learns from its own activity: gradients stop here
-            self.grads.add_all(link.slot, frames.split_rows(data, rows, self.units), packets, time.monotonic(), returned)
+            self.grads.add_all(link.slot, frames.split_rows(data, rows, self.units), packets, monotonic(), returned)
 
     def compute(self, joined: list[tuple], hold: bool = True) -> list[np.ndarray]:
         """One forward pass over every joined ``(packet, x, learn, meta)``, one frame per link; the outputs.
         ``hold`` False: a probe, which leaves the held context as it was."""
         packets, xs, metas = [j[0] for j in joined], [j[1] for j in joined], [j[3] for j in joined]
-        learn = [bool(j[2]) and self.learning for j in joined]
+        learning, rule, receptors, counters = self.learning, self.rule, self.receptors, self.counters
+        learn = [bool(j[2]) and learning for j in joined]
+        anyone = learning and any(learn)
         x_all = np.ascontiguousarray(xs[0] if len(xs) == 1 else np.concatenate(xs), dtype=np.float32)
-        gain, activation = self.receptors.modulation.gain, self.settings["activation"]
-        w, b = self.rule.weights, self.rule.bias
+        gain, activation = receptors.modulation.gain, self.settings["activation"]
+        w, b = rule.weights, rule.bias
         y_all = forward(x_all, w if gain == 1.0 else w * gain, b if gain == 1.0 else b * gain, activation)
-        self.receptors.note_outputs(y_all)
-        if not self.rule.sends_gradients and any(learn) and not self.frozen:
+        receptors.note_outputs(y_all)
+        if not rule.sends_gradients and anyone and not self.frozen:
             bounds = np.cumsum([0, *(x.shape[0] for x in xs)])
-            learning = [slice(bounds[i], bounds[i + 1]) for i, lrn in enumerate(learn) if lrn]
-            y_all = self.rule.on_forward(x_all, y_all, learning, self.learning_rate(), activation,
-                                         self.receptors.modulation.exploration, time.monotonic())
+            rows = [slice(bounds[i], bounds[i + 1]) for i, lrn in enumerate(learn) if lrn]
+            y_all = rule.on_forward(x_all, y_all, rows, self.learning_rate(), activation,
+                                    receptors.modulation.exploration, monotonic())
         ys = [y_all] if len(xs) == 1 else frames.slices(y_all, [x.shape[0] for x in xs])
-        self.counters["forwards"] += len(xs)
-        self.counters["samples"] += y_all.shape[0]
+        counters["forwards"] += len(xs)
+        counters["samples"] += y_all.shape[0]
+        counters["forward_bundles"] += 1
         self.activity.note_outputs(y_all, activation)
-        self.counters["forward_bundles"] += 1
         if self.journal is not None:
             self._note(FORWARD, packets)
-        if self.links.is_end:
+        links = self.links
+        if links.is_end:
             losses = self._learn_at_end(packets, xs, ys, learn, metas)
             self._send_gradients()
-            self.links.send(self.links.outputs[0], frames.encode_output(self.owner, packets, ys, metas, losses))
+            links.send(links.outputs[0], frames.encode_output(self.owner, packets, ys, metas, losses))
             return ys
-        if self.rule.sends_gradients and any(learn):
-            now = time.monotonic()
+        if rule.sends_gradients and anyone:
+            now = monotonic()
             for packet, x, y, lrn in zip(packets, xs, ys, learn):
                 if lrn:
-                    self.rule.keep(packet, x, y, now)
+                    rule.keep(packet, x, y, now)
         sent = ys
         if self.context and hold:
             sent, self.held = held_outputs(ys, self.held, self.context)
         frame = frames.encode_forward(self.owner, packets, sent, learn, metas)
-        for link in self.links.outputs:
-            self.links.send(link, frame)
+        for link in links.outputs:
+            links.send(link, frame)
         return ys
 
     def _learn_at_end(self, packets: list, xs: list, ys: list, learn: list, metas: list) -> list[float | None]:
@@ -195,16 +199,20 @@ class Pipeline:
 
     # -- deadlines --------------------------------------------------------------------------------
     def expire(self, now: float) -> float | None:
-        """Overdue joins go on without what is missing, stale passes go; the next deadline (or None)."""
+        """Overdue joins go on without what is missing, stale passes go; the next deadline (or None). Run
+        after every round of the loop: with nothing open (an idle or inference-only neuron) it does nothing."""
+        joins, grads, rule = self.joins, self.grads, self.rule
+        if not (joins.pending or grads.pending or rule.kept):
+            return None
         timeout_s = self.settings["join_timeout_ms"] / 1000.0
-        joined, returned = self.joins.overdue(now, timeout_s), self.grads.overdue(now, timeout_s)
+        joined, returned = joins.overdue(now, timeout_s), grads.overdue(now, timeout_s)
         if joined:
             self.compute(joined)
         if returned:
             self.learn_from(returned)
-        self.rule.expire(now)
-        due = [d for d in (self.joins.next_deadline(timeout_s), self.grads.next_deadline(timeout_s),
-                           self.rule.next_expiry()) if d is not None]
+        rule.expire(now)
+        due = [d for d in (joins.next_deadline(timeout_s), grads.next_deadline(timeout_s), rule.next_expiry())
+               if d is not None]
         return min(due) if due else None
 
     # -- links changing while it runs ---------------------------------------------------------------

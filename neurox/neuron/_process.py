@@ -231,16 +231,19 @@ class Neuron(Process):
     def handle_timer(self, now: float) -> float:
         """Overdue joins and passes (``_pipeline``), the report, the flush, the modulator's report; the next
         deadline (a flush only with something to write: an idle neuron of a large network sleeps)."""
-        due = self.pipeline.expire(now)
+        due, persistence, receptors = self.pipeline.expire(now), self.persistence, self.receptors
         if now >= self.next_report:
             self.next_report = now + self.report_interval_s
             if self.twin_of is None:  # a twin's figures are not the network's: its working neuron reports
                 self.events.emit("neuron_report", id=self.id, status=self.call_status(), metrics=self.call_metrics())
-        if now >= self.persistence.next_flush:
-            self.persistence.flush(self._state, self._flush_interval())
-        self.receptors.report(now)
-        return min(d for d in (due, self.next_report, self.receptors.next_report,
-                               self.persistence.next_flush if self.persistence.dirty else None) if d is not None)
+        if now >= persistence.next_flush:
+            persistence.flush(self._state, self._flush_interval())
+        receptors.report(now)
+        deadline = self.next_report  # the earliest of the others that are set (run every round: no generator)
+        for other in (due, receptors.next_report, persistence.next_flush if persistence.dirty else None):
+            if other is not None and other < deadline:
+                deadline = other
+        return deadline
 
     def _state(self) -> tuple:
         """What a flush writes: weights, bias, settings (the input layout the weights are for), counters."""

@@ -23,7 +23,7 @@ import zmq
 
 from ..ext import (PRELOAD, RUN_BATCH, RUN_WINDOW, Dataset, Stream, load_dataset, network_children,
                    scale_config)
-from ..neuron import DEFAULT_RAMP, Network, load_topology
+from ..neuron import DEFAULT_KNEE, DEFAULT_RAMP, Network, load_topology
 from ._options import chosen
 from ._references import Score, in_process, river_model, sklearn_mlp
 
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> dict:
                 drift[name] = measure(name, load_dataset(path, "target", "classification"), 1, args.seed,
                                       shuffle=False, ramp=args.ramp)
     margins = [r["margin"] for r in results.values() if "margin" in r]
-    summary = {"datasets": results, "epochs": args.epochs, "window": RUN_WINDOW, "ramp": args.ramp,
+    summary = {"datasets": results, "epochs": args.epochs, "window": RUN_WINDOW, "ramp": args.ramp, "knee": DEFAULT_KNEE,
                "batch": RUN_BATCH,
                "min_accuracy_margin": round(min(margins), 4) if margins else None,
                "rmse_ratio": results["diabetes"]["rmse_ratio"] if "diabetes" in results else None}

@@ -33,9 +33,9 @@ DEFAULT_RULE = "delay"
 DEFAULT_GROUP = 16
 """Packets per update of the ``stash`` rule (the topology's ``staleness_group``)."""
 DEFAULT_WINDOW = 64
-"""Packets in flight per origin by default, once the slow start (:data:`DEFAULT_RAMP`) has opened them:
-the digits keep the accuracy of one process at 32 (docs/neuron.md, "Staleness", has the sweep); more buys
-no speed on two cores (bundles stop growing)."""
+"""Packets in flight per origin by default, once the slow start (:data:`DEFAULT_RAMP`, :data:`DEFAULT_KNEE`) has
+opened them: past a stream's first few hundred samples the digits learn as well at 64 as at 32, and the bigger
+bundles cost fewer round trips (docs/neuron.md, "Staleness", has the sweep)."""
 DEFAULT_RAMP = 64
 """Slow start of every origin's window: one packet in flight at first, one more per this many samples
 answered, up to the window. The first samples of a stream are those a network learns most from, and a

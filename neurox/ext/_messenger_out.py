@@ -75,7 +75,7 @@ class MessengerOut(Extension):
                       "loss": loss, **decode_outputs(outputs, self.topology.output)}
             self.count("outputs")
             self._score(result.get("label"), meta.get("targets"))
-            self._publish(result, meta)
+            self._publish(result, outputs, meta)
             if isinstance(origin, str):
                 by_origin.setdefault(origin, []).append(result)
             else:
@@ -97,9 +97,10 @@ class MessengerOut(Extension):
         accuracy = sum(self.recent) / len(self.recent) if self.recent else None
         return {**super().metrics(), "recent_accuracy": accuracy, "scored": len(self.recent)}
 
-    def _publish(self, result: dict, meta: dict) -> None:
-        """The answer for the output extensions, with what its origin said about the packet."""
-        answer = {**result, "output": np.frombuffer(result["output"], dtype="<f4").tolist()}
+    def _publish(self, result: dict, outputs: np.ndarray, meta: dict) -> None:
+        """The answer for the output extensions (``outputs``: its rows, float32), with what its origin said
+        about the packet."""
+        answer = {**result, "output": outputs.ravel().tolist()}
         meta = {**meta, "targets": meta.get("user_targets", meta.get("targets"))}  # regression: the user's units
         for key, name in (("tag", "message_hash_id"), ("source", "source"), ("targets", "targets")):
             if meta.get(key) is not None:

@@ -26,7 +26,7 @@ PUBLIC = {
     "MESSENGERS", "EXTENSIONS", "TextEncoder", "text_encoder",
     "DEFAULT_API_URL", "MESSAGE_LIMIT", "TOKEN_ENV", "BotApi", "BotApiError", "refusal",
     "SCALE_MODES", "ScaleConfig", "Scaler", "ScalingError", "scale_config", "MISSING", "TASKS", "check_learnable",
-    "RUN_BATCH", "RUN_WINDOW",
+    "RUN_BATCH", "RUN_WINDOW", "window_limit",
 }
 
 

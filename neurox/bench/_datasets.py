@@ -23,7 +23,7 @@ import zmq
 
 from ..ext import (PRELOAD, RUN_BATCH, RUN_WINDOW, Dataset, Stream, load_dataset, network_children,
                    scale_config)
-from ..neuron import DEFAULT_RAMP, Network, load_topology
+from ..neuron import DEFAULT_KNEE, DEFAULT_RAMP, Network, load_topology
 from ._options import chosen
 from ._references import Score, in_process, river_model, sklearn_mlp
 
@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated, of %(default)s")
     parser.add_argument("--drift", action="store_true", help="also River's drifting streams (SEA, Agrawal, Hyperplane)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ramp", type=int, default=DEFAULT_RAMP,
+                        help="slow start: samples answered per one more packet in flight (default: neurox run's, "
+                             "%(default)s; 0: none)")
 
 
 def sklearn_set(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +77,7 @@ def write_csv(path: str, features: np.ndarray, targets: np.ndarray) -> None:
     np.savetxt(path, np.column_stack([features, targets]), delimiter=",", header=header, comments="", fmt="%.10g")
 
 
-def neurox_score(dataset: Dataset, epochs: int, seed: int, shuffle: bool) -> tuple[Score, list[np.ndarray]]:
+def neurox_score(dataset: Dataset, epochs: int, seed: int, shuffle: bool, ramp: int = DEFAULT_RAMP) -> tuple[Score, list[np.ndarray]]:
     """The real network, as ``neurox run`` starts it for this data; and the sample order it was fed."""
     topology = load_topology().fit_to_data(dataset.width, dataset.outputs, dataset.classes is not None)
     if dataset.classes is not None:
@@ -82,7 +85,7 @@ def neurox_score(dataset: Dataset, epochs: int, seed: int, shuffle: bool) -> tup
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD) as network:
             stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, dataset, window=RUN_WINDOW,
-                            batch=RUN_BATCH, seed=seed, shuffle=shuffle)
+                            batch=RUN_BATCH, seed=seed, shuffle=shuffle, ramp=ramp)
             orders = stream.orders(epochs)
             try:
                 p = stream.run(epochs)
@@ -95,10 +98,10 @@ def neurox_score(dataset: Dataset, epochs: int, seed: int, shuffle: bool) -> tup
     return Score(p.accuracy, p.rolling_accuracy, p.samples_per_s), orders
 
 
-def measure(name: str, dataset: Dataset, epochs: int, seed: int, shuffle: bool = True) -> dict:
+def measure(name: str, dataset: Dataset, epochs: int, seed: int, shuffle: bool = True, ramp: int = DEFAULT_RAMP) -> dict:
     """NeuroX and every reference on one dataset; the figures of one entry of the JSON."""
     print(f"{name}: {len(dataset.targets):,} x {dataset.width}, {dataset.task}", flush=True)
-    neurox, orders = neurox_score(dataset, epochs, seed, shuffle)
+    neurox, orders = neurox_score(dataset, epochs, seed, shuffle, ramp)
     topology = load_topology()
     hidden = [sum(topology.width_of(n) for n in layer.neurons) for layer in topology.layers[:-1]]
     lr = float(topology.defaults["learning_rate"])
@@ -133,16 +136,16 @@ def run(args: argparse.Namespace) -> dict:
         for name in names:
             path = os.path.join(folder, f"{name}.csv")
             write_csv(path, *sklearn_set(name))
-            results[name] = measure(name, load_dataset(path, "target"), args.epochs, args.seed)
+            results[name] = measure(name, load_dataset(path, "target"), args.epochs, args.seed, ramp=args.ramp)
         drift = {}
         if args.drift:
             for name in ("sea", "agrawal", "hyperplane"):
                 path = os.path.join(folder, f"{name}.csv")
                 write_csv(path, *drift_stream(name, args.seed + 1))
                 drift[name] = measure(name, load_dataset(path, "target", "classification"), 1, args.seed,
-                                      shuffle=False)
+                                      shuffle=False, ramp=args.ramp)
     margins = [r["margin"] for r in results.values() if "margin" in r]
-    summary = {"datasets": results, "epochs": args.epochs, "window": RUN_WINDOW, "ramp": DEFAULT_RAMP,
+    summary = {"datasets": results, "epochs": args.epochs, "window": RUN_WINDOW, "ramp": args.ramp, "knee": DEFAULT_KNEE,
                "batch": RUN_BATCH,
                "min_accuracy_margin": round(min(margins), 4) if margins else None,
                "rmse_ratio": results["diabetes"]["rmse_ratio"] if "diabetes" in results else None}

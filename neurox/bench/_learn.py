@@ -1,7 +1,8 @@
 """Prequential accuracy and speed of learning the digits over a sweep of windows, beside one process.
 
 Its defaults are what ``neurox run`` does by default: the diamond, one sample a packet, the default
-window (``DEFAULT_WINDOW``), the topology's learning rate and staleness rule. For each window of the
+window (``DEFAULT_WINDOW``) opened by the same slow start (``DEFAULT_RAMP``, ``DEFAULT_KNEE``), the topology's
+learning rate and staleness rule. For each window of the
 sweep a fresh network learns ``--epochs`` passes; beside it:
 
 * the **reference**: the same MLP in one process with numpy, one sample at a time, starting from the
@@ -30,11 +31,11 @@ import numpy as np
 import zmq
 
 from ..ext import PRELOAD, ScaleConfig, Scaler, Stream, digits, messenger_children, scale_config
-from ..neuron import DEFAULT_RAMP, DEFAULT_WINDOW, SHAPES, Network, Topology, load_shape, neuron_control, topology_file
+from ..neuron import DEFAULT_KNEE, DEFAULT_RAMP, DEFAULT_WINDOW, SHAPES, Network, Topology, load_shape, neuron_control, topology_file
 from ..runtime import ControlClient
 from ._learn_reference import ReferencePipeline, fresh_params
 
-SWEEP = (1, 4, 8, 16, 64)
+SWEEP = (1, 4, 8, 16, 32)
 REFERENCE_RUNS = 3
 """The reference's speed is the best of this many runs (a few seconds each): on a shared machine one run
 can be slowed several times over by others' work, and the ratio should not flatter the network for it."""
@@ -50,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sweep", help="the other windows measured, comma-separated, or '' (default: "
                                         f"{','.join(map(str, SWEEP))} for the diamond, none for other shapes)")
     parser.add_argument("--ramp", type=int, default=DEFAULT_RAMP,
-                        help="slow start: samples answered per one more packet in flight (default: neurox run's, "
-                             "%(default)s; 0: none)")
+                        help="slow start: samples answered per one more packet in flight up to 8, then one more per "
+                             "one answered (default: neurox run's, %(default)s; 0: none)")
     parser.add_argument("--batch", type=int, default=1, help="samples per packet (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, help="per packet (default: the topology's)")
     parser.add_argument("--staleness", choices=("delay", "stash"), help="the rule (default: the topology's)")
@@ -215,5 +216,5 @@ def run(args: argparse.Namespace) -> dict:
             "difference": round(top["accuracy"] - reference, 4), "samples_per_s": top["samples_per_s"],
             "reference_samples_per_s": round(reference_rate), "speed_ratio": top["speed_ratio"],
             "last_1000_accuracy": top["last_1000_accuracy"], "mean_bundle": top["mean_bundle"], "lost": top["lost"],
-            "window": args.window, "ramp": args.ramp, "pace": args.pace, "batch": args.batch, "learning_rate": lr,
+            "window": args.window, "ramp": args.ramp, "knee": DEFAULT_KNEE, "pace": args.pace, "batch": args.batch, "learning_rate": lr,
             "staleness": rule, "epochs": args.epochs, "sweep": sweep}

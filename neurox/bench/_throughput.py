@@ -23,7 +23,6 @@ def _learning_rate(network: Network, dataset: Dataset, samples: int, window: int
     stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, dataset, window=window, batch=batch)
     try:
         stream.run(1)  # warm-up: every neuron has seen traffic, every socket is connected
-        stream.started = 0.0
         progress = stream.run(epochs)
     finally:
         stream.close()

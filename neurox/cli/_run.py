@@ -53,8 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--window", type=int, default=RUN_WINDOW, help="packets in flight (default: %(default)s)")
     parser.add_argument("--ramp", type=int, default=DEFAULT_RAMP,
-                        help="slow start: one packet in flight at first, one more per this many samples answered, "
-                             "up to --window; 0: the whole window at once (default: %(default)s)")
+                        help="slow start: one packet in flight at first, one more per this many samples answered "
+                             "up to 8, then one more per sample answered (doubling every round trip) up to --window; "
+                             "0: the whole window at once (default: %(default)s)")
     parser.add_argument("--batch", type=int, default=RUN_BATCH, help="samples per packet (default: %(default)s)")
     parser.add_argument("--rate", type=float, help="samples per second to feed (default: as fast as it takes them)")
     parser.add_argument("--chaos", type=float, metavar="SECONDS", help="SIGKILL a random neuron this often")

@@ -25,6 +25,6 @@ from ._scaling import (MODES as SCALE_MODES, ScaleConfig as ScaleConfig, Scaler 
 from ._settings import ExtensionError as ExtensionError, Setting as Setting
 from ._text import TextEncoder as TextEncoder, text_encoder as text_encoder
 from ._stream import (RUN_BATCH as RUN_BATCH, RUN_WINDOW as RUN_WINDOW, Feed as Feed, Stream as Stream,
-                      StreamProgress as StreamProgress)
+                      StreamProgress as StreamProgress, window_limit as window_limit)
 
 PRELOAD = ("neurox.ext._api", "neurox.ext._messenger_in", "neurox.ext._messenger_out")

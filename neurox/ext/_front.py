@@ -179,31 +179,36 @@ class Front:
                 refused.append(exc)
         bundle = ([], [], [], [])  # packets, blocks, learn flags, metas
         learnt = []
-        done = [self._apply(block, values, meta.get("targets"), lrn) for _, block, values, lrn, meta in taken] if (
+        done = [self._apply(block, values, meta.get("targets"), lrn) for _, block, values, lrn, meta, _ in taken] if (
             self.regression) else self._scan(taken)
-        for (packet, raw, _, lrn, meta), (scaled, targets, extra) in zip(taken, done):
+        for (packet, raw, _, lrn, meta, packed), (scaled, targets, extra) in zip(taken, done):
             if targets is not None and self.regression:
                 meta["targets"] = targets
+            came = meta
             if lrn and targets is not None:
                 learnt.append((scaled, targets, raw))
                 scaled, meta = self.recall.add(scaled, meta, self.inputs.transform)  # not new experience
-            for part, value in zip(bundle, (packet, scaled, lrn, pack({**meta, **extra}))):
+            if extra or meta is not came or self.regression or packed is None:
+                packed = pack({**meta, **extra})  # else the meta as it came: nothing was added to it
+            for part, value in zip(bundle, (packet, scaled, lrn, packed)):
                 part.append(value)
         packets, blocks, learn, metas = bundle
         return (encode_forward(INPUT, packets, blocks, learn, metas) if packets else None), learnt, refused
 
     def _read_frame(self, frame: bytes) -> list[tuple]:
-        """A forward frame's packets as (packet, rows, regression target values, learn, meta), all checked
-        before any is learnt from (one bad packet refuses the frame)."""
+        """A forward frame's packets as (packet, rows, regression target values, learn, meta, the meta's bytes
+        or None), all checked before any is learnt from (one bad packet refuses the frame)."""
         _, src, packets, rows, data, learn, metas = decode_frame(frame, (FORWARD,))
         if src != INPUT:
             raise FrameError("unknown_source", f"a forward frame into the network comes from {INPUT!r}, not {src!r}")
         blocks = split_rows(data, rows, self.width)
-        metas = [unpack_map(m) if isinstance(m, bytes) else {} for m in metas]
+        packed = [m if isinstance(m, bytes) else None for m in metas]
+        metas = [{} if m is None else unpack_map(m) for m in packed]
         if not self.regression:
             _finite(np.frombuffer(data, dtype="<f4"), "the vector")
-            return [(p, b, None, bool(lrn), m) for p, b, lrn, m in zip(packets, blocks, learn, metas)]
-        return [(p, *self._checked(b, m.get("targets")), bool(lrn), m) for p, b, lrn, m in zip(packets, blocks, learn, metas)]
+            return [(p, b, None, bool(lrn), m, raw) for p, b, lrn, m, raw in zip(packets, blocks, learn, metas, packed)]
+        return [(p, *self._checked(b, m.get("targets")), bool(lrn), m, raw)
+                for p, b, lrn, m, raw in zip(packets, blocks, learn, metas, packed)]
 
     def _scan(self, taken: list[tuple]) -> list[tuple]:
         """:meth:`_apply` for every packet of a classifying bundle at once (``Scaler.scan``): each packet
@@ -211,12 +216,12 @@ class Front:
         if not taken:
             return []
         sizes = [len(block) for _, block, *_ in taken]
-        learns = np.repeat([lrn and meta.get("targets") is not None for *_, lrn, meta in taken], sizes)
+        learns = np.repeat([lrn and meta.get("targets") is not None for *_, lrn, meta, _ in taken], sizes)
         scaled = self.inputs.scan(np.concatenate([block for _, block, *_ in taken]), learns)
         self.dirty = self.dirty or bool(learns.any())
         self.counters["scaled"] += len(learns)
         ends = np.cumsum(sizes).tolist()
-        return [(scaled[end - size:end], meta.get("targets"), {}) for end, size, (*_, meta) in zip(ends, sizes, taken)]
+        return [(scaled[end - size:end], meta.get("targets"), {}) for end, size, (*_, meta, _) in zip(ends, sizes, taken)]
 
     def tick(self, now: float) -> float:
         """Write the statistics behind; seconds until the next write is due."""

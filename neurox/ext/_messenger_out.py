@@ -64,8 +64,11 @@ class MessengerOut(Extension):
                 self.bad.note(exc.kind, exc.detail)
 
     def _on_output(self, frame: bytes) -> None:
+        """Each packet's answer back to its origin first (one message per origin: the origin's next packets
+        wait for it), then scored and on the outputs bus."""
         _, _src, packets, rows, data, metas, losses = decode_frame(frame, (OUTPUT_FRAME,))
         by_origin: dict[str, list[dict]] = {}
+        answered = []
         for packet, outputs, meta, loss in zip(packets, split_rows(data, rows, self.width), metas, losses):
             meta = unpack_map(meta) if isinstance(meta, bytes) else {}
             outputs, meta, loss = forget_recalled(outputs, meta, loss, self.activation)  # awake replay's rows
@@ -73,9 +76,7 @@ class MessengerOut(Extension):
             origin = meta.get("origin")
             result = {"packet": packet, "rows": outputs.shape[0], "output": outputs.tobytes(), "width": self.width,
                       "loss": loss, **decode_outputs(outputs, self.topology.output)}
-            self.count("outputs")
-            self._score(result.get("label"), meta.get("targets"))
-            self._publish(result, meta)
+            answered.append((result, outputs, meta))
             if isinstance(origin, str):
                 by_origin.setdefault(origin, []).append(result)
             else:
@@ -86,6 +87,10 @@ class MessengerOut(Extension):
                 self.count("returned", len(results))
             except zmq.Again:
                 self.count("dropped_returns", len(results))
+        for result, outputs, meta in answered:
+            self.count("outputs")
+            self._score(result.get("label"), meta.get("targets"))
+            self._publish(result, outputs, meta)
 
     def _score(self, labels, targets) -> None:
         """Prequential accuracy of everything learnt from: answered before the network learnt from it."""
@@ -97,9 +102,10 @@ class MessengerOut(Extension):
         accuracy = sum(self.recent) / len(self.recent) if self.recent else None
         return {**super().metrics(), "recent_accuracy": accuracy, "scored": len(self.recent)}
 
-    def _publish(self, result: dict, meta: dict) -> None:
-        """The answer for the output extensions, with what its origin said about the packet."""
-        answer = {**result, "output": np.frombuffer(result["output"], dtype="<f4").tolist()}
+    def _publish(self, result: dict, outputs: np.ndarray, meta: dict) -> None:
+        """The answer for the output extensions (``outputs``: its rows, float32), with what its origin said
+        about the packet."""
+        answer = {**result, "output": outputs.ravel().tolist()}
         meta = {**meta, "targets": meta.get("user_targets", meta.get("targets"))}  # regression: the user's units
         for key, name in (("tag", "message_hash_id"), ("source", "source"), ("targets", "targets")):
             if meta.get(key) is not None:

@@ -113,22 +113,45 @@ class Scaler:
         if self.config.mode == "none" or not take.any():
             return self.transform(rows)
         counts = (self.count + np.cumsum(take))[:, None]
-        taken = take[:, None]
-        low = np.minimum(self.low, np.minimum.accumulate(np.where(taken, rows, np.inf), axis=0))
-        high = np.maximum(self.high, np.maximum.accumulate(np.where(taken, rows, -np.inf), axis=0))
-        shifted = np.where(taken, rows - self.mean, 0.0)  # each prefix's mean and squared deviations (Chan et al.)
-        s1, s2 = np.cumsum(shifted, axis=0), np.cumsum(shifted * shifted, axis=0)
-        n = np.maximum(counts, 1)
-        mean = self.mean + s1 / n
-        m2 = np.maximum(self.m2 + s2 - s1 * s1 / n, 0.0)
-        offset, spread = (low, high - low) if self.config.mode == "minmax" else (mean, np.sqrt(m2 / n))
-        self.mean, self.m2 = mean[-1].copy(), m2[-1].copy()
-        seen = counts > 0  # before the first learnt sample values pass as they come
-        offset, spread = np.where(seen, offset, 0.0), np.where(seen, spread, 1.0)
-        out = np.where(seen, (rows - offset) * np.divide(1.0, spread, out=np.zeros_like(spread), where=spread > 0), rows)
-        self.count, self.low, self.high = int(counts[-1, 0]), low[-1].copy(), high[-1].copy()
+        every = bool(take.all())  # the common case: every row learnt from, no masks needed
+        taken = None if every else take[:, None]
+        learnt = rows if every else rows[take]
+        if self.config.mode == "minmax":  # each prefix's extremes; the mean and m2 of the whole only
+            low = np.minimum(self.low, np.minimum.accumulate(rows if every else np.where(taken, rows, np.inf), axis=0))
+            high = np.maximum(self.high, np.maximum.accumulate(rows if every else np.where(taken, rows, -np.inf), axis=0))
+            offset, spread = low, high - low
+            self._learn_moments(learnt)
+            self.low, self.high = low[-1].copy(), high[-1].copy()
+        else:  # each prefix's mean and squared deviations (Chan et al.); the extremes of the whole only
+            shifted = rows - self.mean if every else np.where(taken, rows - self.mean, 0.0)
+            s1 = np.cumsum(shifted, axis=0)
+            s2 = np.cumsum(np.square(shifted, out=shifted), axis=0)
+            n = np.maximum(counts, 1)
+            offset = s1 / n
+            spread = s2 - s1 * offset + self.m2
+            self.m2 = np.maximum(spread[-1], 0.0)
+            np.maximum(spread, 0.0, out=spread)
+            spread /= n
+            np.sqrt(spread, out=spread)
+            offset += self.mean
+            self.mean = offset[-1].copy()
+            self.low, self.high = np.minimum(self.low, learnt.min(axis=0)), np.maximum(self.high, learnt.max(axis=0))
+        if self.count == 0 and not take[0]:  # before the first learnt sample values pass as they come
+            seen = counts > 0
+            offset, spread = np.where(seen, offset, 0.0), np.where(seen, spread, 1.0)
+        inverse = np.divide(1.0, spread, out=np.zeros_like(spread), where=spread > 0)
+        out = (rows - offset) * inverse
+        self.count = int(counts[-1, 0])
         self._factors = None
         return out.astype(np.float32)
+
+    def _learn_moments(self, rows: np.ndarray) -> None:
+        """The mean and m2 of rows taken in at once (Chan et al.), leaving the count and extremes alone."""
+        n, total = len(rows), self.count + len(rows)
+        block_mean = rows.mean(axis=0)
+        delta = block_mean - self.mean
+        self.m2 = self.m2 + ((rows - block_mean) ** 2).sum(axis=0) + delta ** 2 * (self.count * n / total)
+        self.mean = self.mean + delta * (n / total)
 
     def std(self) -> np.ndarray:
         """The running (population) standard deviation; 0 for a column seen constant or not seen."""

@@ -1,7 +1,8 @@
 """Feeding a network and keeping the books: the ``Feed`` every input keeps, and ``Stream``.
 
 A :class:`Feed` is the accounting of one origin's packets in flight: at most ``window`` at a time (after
-a slow start: one at first, one more per ``ramp`` samples answered; ``neuron.DEFAULT_RAMP``), at most
+a slow start, :func:`window_limit`: one at first, one more per ``ramp`` samples answered up to ``knee``
+packets, then one more per packet answered; ``neuron.DEFAULT_RAMP``, ``neuron.DEFAULT_KNEE``), at most
 ``rate`` samples a second (and, if ``pace``, one packet per ``round trip / window``, the round trip
 measured from the answers, instead of refilling the window in bursts: smaller bundles, less speed;
 docs/neuron.md, "Staleness"), each scored prequentially (test-then-train) when its answer comes:
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from ..neuron import DEFAULT_RAMP, DEFAULT_WINDOW, Topology
+from ..neuron import DEFAULT_KNEE, DEFAULT_RAMP, DEFAULT_WINDOW, Topology
 from ._datasets import Dataset
 from ._origin import Origin
 
@@ -62,15 +63,27 @@ class StreamProgress:
     """Regression: the RMSE over the last 1,000 answered samples."""
 
 
+def window_limit(answered: int, window: int, ramp: int, knee: int = DEFAULT_KNEE) -> int:
+    """Packets that may be in flight once ``answered`` samples (or packets) came back: one at first, one more
+    per ``ramp`` answered up to ``knee`` (the first samples, learnt most from, learnt at small windows), then
+    one more per one answered -- the window doubles every round trip, as in TCP's slow start -- up to
+    ``window``. ``ramp`` 0: the whole window at once."""
+    if not ramp:
+        return window
+    slow = ramp * (knee - 1)
+    limit = 1 + answered // ramp if answered < slow else knee + answered - slow
+    return min(window, limit)
+
+
 class Feed:
     """Packets of one origin in flight, and how their answers scored (times from ``time.perf_counter``)."""
 
     def __init__(self, window: int, rate: float | None = None, packet_timeout_s: float = 5.0, pace: bool = False,
-                 ramp: int = DEFAULT_RAMP):
+                 ramp: int = DEFAULT_RAMP, knee: int = DEFAULT_KNEE):
         self.window, self.rate, self.packet_timeout_s, self.pace = window, rate, packet_timeout_s, pace
-        self.ramp = ramp
-        """Slow start: samples answered per one more packet in flight, from one up to ``window`` (0: the whole
-        window from the start)."""
+        self.ramp, self.knee = ramp, knee
+        """Slow start (:func:`window_limit`): samples answered per one more packet in flight, from one up to
+        ``knee`` (0: the whole window from the start); past ``knee``, one more per sample answered."""
         self.in_flight: dict[int, tuple[np.ndarray | None, int, float]] = {}
         """packet -> (class targets to score against or None, rows, sent at)."""
         self.sent = self.answered = self.lost = self.correct = self.scored = 0
@@ -93,7 +106,7 @@ class Feed:
     @property
     def limit(self) -> int:
         """Packets that may be in flight now: the window, or less during the slow start."""
-        return min(self.window, 1 + self.answered // self.ramp) if self.ramp else self.window
+        return window_limit(self.answered, self.window, self.ramp, self.knee)
 
     def may_send(self, now: float) -> bool:
         """Whether one more packet may go now (window and rate)."""

@@ -31,6 +31,6 @@ from ._spread import (GATEWAY_OFFSET as GATEWAY_OFFSET, GATEWAY_PATH as GATEWAY_
 from ._states import (DEFAULT_STATE as DEFAULT_STATE, STATES as STATES, check_state as check_state,
                       flush_interval as flush_interval)
 from ._staleness import (DEFAULT_GROUP as DEFAULT_STALENESS_GROUP, DEFAULT_RULE as DEFAULT_STALENESS,
-                         DEFAULT_RAMP as DEFAULT_RAMP, DEFAULT_WINDOW as DEFAULT_WINDOW, RULES as STALENESS_RULES, make_rule as make_staleness_rule)
+                         DEFAULT_KNEE as DEFAULT_KNEE, DEFAULT_RAMP as DEFAULT_RAMP, DEFAULT_WINDOW as DEFAULT_WINDOW, RULES as STALENESS_RULES, make_rule as make_staleness_rule)
 from ._init import INITS as INITS, default_init as default_init, init_of as init_of
 from ._math import initial_weights as initial_weights, link_rms as link_rms, output_gradient as output_gradient

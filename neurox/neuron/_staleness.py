@@ -34,15 +34,19 @@ RULES = ("delay", "stash")
 DEFAULT_RULE = "delay"
 DEFAULT_GROUP = 16
 """Packets per update of the ``stash`` rule (the topology's ``staleness_group``)."""
-DEFAULT_WINDOW = 32
-"""Packets in flight per origin by default, once the slow start (:data:`DEFAULT_RAMP`) has opened them:
-the digits keep the accuracy of one process at 32 (docs/neuron.md, "Staleness", has the sweep); more buys
-no speed on two cores (bundles stop growing)."""
+DEFAULT_WINDOW = 64
+"""Packets in flight per origin by default, once the slow start (:data:`DEFAULT_RAMP`, :data:`DEFAULT_KNEE`) has
+opened them: past a stream's first few hundred samples the digits learn as well at 64 as at 32, and the bigger
+bundles cost fewer round trips (docs/neuron.md, "Staleness", has the sweep)."""
 DEFAULT_RAMP = 64
 """Slow start of every origin's window: one packet in flight at first, one more per this many samples
 answered, up to the window. The first samples of a stream are those a network learns most from, and a
 stale or delayed step costs them most (a small data set of a few hundred samples is learnt at a small
 window); a long stream soon runs at the whole window (docs/neuron.md, "Staleness")."""
+DEFAULT_KNEE = 8
+"""Where the slow start stops opening the window by one per :data:`DEFAULT_RAMP` samples answered and opens it
+by one per sample answered instead (doubling it every round trip): past its first few hundred samples a
+stream learns as well at the whole window, and a small window costs round trips."""
 
 
 def check_rule(name) -> str:

@@ -287,6 +287,10 @@ def test_awake_replay_learns_stored_samples_in_the_streams_packets_and_never_ans
             front = _metrics(network, "root/messenger_in")
             assert front["recalled"] == 40  # one stored row beside each of the 40 new ones
             assert neuron_call(network, end, "metrics")["samples"] - samples == 80  # learnt through to the end
+            deadline = time.monotonic() + 10  # MessengerOut answers the origin before it scores a frame
+            while (now_scored := _metrics(network, "root/messenger_out")["scored"]) < scored + 40:
+                assert time.monotonic() < deadline, now_scored - scored
+                time.sleep(0.05)
             assert _metrics(network, "root/messenger_out")["scored"] - scored == 40  # the stream's rows only
             deadline = time.monotonic() + 10
             while (status := sleeper.call("status"))["seen"] < seen + 40:

@@ -10,7 +10,7 @@ from neurox.ext import PRELOAD, digits, network_children
 from neurox.brain import ShapingConfig
 from neurox.neuron import Network, TopologyError, link_rms, load_topology, parse_topology
 from neurox.bench._brain_shaping import learn_for, line_topology
-from neurox.brain._shaping import NeuronView, decide_links, decide_neurons, plateaued, silent_streaks
+from neurox.brain._shaping import NeuronView, decide_links, decide_neurons, decide_start, plateaued, silent_streaks
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import control_endpoint
 
@@ -54,6 +54,13 @@ def test_a_layer_narrower_than_the_answer_widens_first_without_waiting_for_a_pla
     assert [a.target for a in decide_neurons(config, LAYERS, views, [1.0, 0.99], {}, wide, needed=10)] == [("L2",)]
     capped = ShapingConfig(max_neurons=2)  # L1 is at its limit: L2 (narrower still) grows, never past max
     assert [a.target for a in decide_neurons(capped, LAYERS, views, [1.0], {}, {"L1": 2, "L2": 4}, 10)] == [("L2",)]
+
+
+def test_the_start_node_doubles_its_units_while_it_is_narrower_than_the_answer():
+    (widen,) = decide_start("L0", 4, 10)
+    assert (widen.op, widen.target) == ("widen_layer", ("L0", "8")) and "fewer than the 10" in widen.reason
+    assert decide_start("L0", 8, 10)[0].target == ("L0", "16")
+    assert decide_start("L0", 10, 10) == [] and decide_start("L0", 16, 10) == []
 
 
 def test_a_mastered_task_on_a_plateau_takes_the_least_listened_neuron_of_the_least_saturated_layer():
@@ -208,7 +215,11 @@ def test_self_shaped_lines_learn_within_reach_of_the_fixed_diamond(no_stray_proc
     diamond, _, _ = learn_for(load_topology(), 60.0, samples=6000)
     line, _, _ = learn_for(line_topology(), 60.0, samples=6000)
     assert line >= diamond - 0.05 and diamond > 0.9, (line, diamond)
-    _, shape, changes = learn_for(line_topology(units=4, shaping={"interval_s": 0.5}), 60.0, samples=4000)
-    widened = [c for c in changes if c["ok"] and "fewer than the 10" in c["reason"]]
+    _, final, changes = learn_for(line_topology(units=4, shaping={"interval_s": 0.5}), 60.0, samples=4000)
+    shape = [len(layer.neurons) for layer in final.layers]
+    widened = [c for c in changes if c["ok"] and c["op"] == "add_neuron" and "fewer than the 10" in c["reason"]]
     net = sum(1 if c["op"] == "add_neuron" else -1 for c in changes if c["ok"] and c["op"].endswith("_neuron"))
     assert len(widened) >= 2 and shape[0] == shape[-1] == 1 and sum(shape[1:-1]) == 3 + net, (shape, changes)
+    # the start node, which no neuron can be added to, doubled its 4 units past the 10 classes: 16
+    assert [c["target"] for c in changes if c["op"] == "widen_layer" and c["ok"]] == [["L0", "8"], ["L0", "16"]]
+    assert final.width_of("L0.n0") == 16

@@ -5,6 +5,10 @@ functions what to do; it then does it through the reshaping API. Nothing here do
 
 Policy (``docs/brain.md``, "Self-reshaping"):
 
+- **widen the start node**: the start node (the first layer's one neuron, which the reshaper cannot add
+  to) with fewer units than the end layer doubles its units (``widen_layer``, which keeps the network's
+  function), one doubling per round, without waiting for a plateau -- all the input passes through it,
+  so the answer can tell no more apart than it does;
 - **widen a bottleneck**: an inner layer with fewer units in all than the end layer (fewer than the
   answer's classes) gets a neuron, the narrowest first, one per round, without waiting for a plateau --
   what one layer cannot tell apart no later layer can, so its width bounds the network's accuracy
@@ -79,7 +83,8 @@ class NeuronView:
 @dataclass(frozen=True)
 class Action:
     op: str
-    """``add_neuron``, ``remove_neuron``, ``add_link`` or ``remove_link`` (the reshaping API's ops)."""
+    """``add_neuron``, ``remove_neuron``, ``add_link``, ``remove_link`` or ``widen_layer`` (the reshaping
+    API's ops; ``widen_layer``'s target is the layer and its new units, as text)."""
     target: tuple[str, ...]
     reason: str
 
@@ -95,6 +100,14 @@ def plateaued(losses: list[float], rounds: int, tolerance: float) -> bool:
 def silent_streaks(previous: dict[str, int], neurons: list[NeuronView], silence: float) -> dict[str, int]:
     """Rounds in a row each neuron has been silent (neurons not seen any more are forgotten)."""
     return {n.id: previous.get(n.id, 0) + 1 if n.activity < silence else 0 for n in neurons}
+
+
+def decide_start(layer: str, units: int, needed: int) -> list[Action]:
+    """Double the start node's units while it has fewer than the answer's ``needed``."""
+    if units >= needed:
+        return []
+    return [Action("widen_layer", (layer, str(2 * units)), f"the start node has {units} units, fewer than the {needed} "
+                                                           "of the answer")]
 
 
 def decide_neurons(config: ShapingConfig, layers: list[tuple[str, list[str]]], neurons: list[NeuronView],

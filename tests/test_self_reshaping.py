@@ -158,6 +158,8 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
             pruned = shaper.call("round")
             removed = [tuple(c["target"]) for c in pruned if c["op"] == "remove_link"]
             assert all(c["ok"] for c in pruned) and len(removed) == 2, pruned
+            # the start node's 8 units are fewer than the answer's 10: doubled in the same round
+            assert [c["target"] for c in pruned if c["op"] == "widen_layer"] == [["L0", "16"]], pruned
             # the weaker of each L2 neuron's two inputs went, as far as every L1 neuron keeps an output
             assert {src for src, _ in removed} == {"L1.n0", "L1.n1"} and {dst for _, dst in removed} == {"L2.n0", "L2.n1"}
             learn(network, data, epochs=1, batch=8)

@@ -52,7 +52,7 @@ def test_the_start_node_widens_live_and_answers_the_same(tmp_path):
         reshaping = Reshaping(network.reshaper)
         try:
             with pytest.raises(ControlError) as info:
-                reshaping.widen_layer("L2", 16)
+                reshaping.widen_layer("L4", 16)
             assert info.value.error == "fixed_layer"
             with pytest.raises(ControlError) as info:
                 reshaping.widen_layer("L0", 4)

@@ -106,6 +106,7 @@ def measure_self_reshaping(seconds: float = 60.0) -> dict:
             f"self_reshaping{name}_accuracy": round(accuracy, 4), f"self_reshaping{name}_shape": shape_of(final),
             f"self_reshaping{name}_widths": widths_of(final), f"self_reshaping{name}_start": shape_of(topology),
             f"self_reshaping{name}_start_widths": widths_of(topology),
+            f"self_reshaping{name}_layers": [layer.name for layer in topology.layers],
             f"self_reshaping{name}_units": units_of(final), f"self_reshaping{name}_start_units": units_of(topology),
             f"self_reshaping{name}_changes": [{k: c.get(k) for k in ("op", "target", "reason", "at_s")} for c in done]})
     result["self_reshaping_large_start_units_ok"] = (result["self_reshaping_large_start_units"]

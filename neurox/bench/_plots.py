@@ -87,7 +87,7 @@ def _plot_shapes(plt, figures: dict, directory: str) -> str:
                 continue
             times.append(change["at_s"])
             counts.append(sum(neurons[k] * widths[k] for k in layers))
-        times.append(end)
+        times.append(max(end, times[-1]))
         counts.append(counts[-1])
         label = f"{name.strip('_').replace('_', ' ') or 'line'}: accuracy {figures[f'self_reshaping{name}_accuracy']}"
         axes.step(times, counts, where="post", label=label)

@@ -10,7 +10,8 @@ from neurox.ext import PRELOAD, digits, network_children
 from neurox.brain import ShapingConfig
 from neurox.neuron import Network, TopologyError, link_rms, load_topology, parse_topology
 from neurox.bench._brain_shaping import learn_for, line_topology
-from neurox.brain._shaping import NeuronView, decide_links, decide_neurons, decide_start, plateaued, silent_streaks
+from neurox.brain._shaping import (NeuronView, decide_links, decide_neurons, decide_start, plateaued, recovered,
+                                  silent_streaks)
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import control_endpoint
 
@@ -77,6 +78,12 @@ def test_a_mastered_task_on_a_plateau_takes_the_least_listened_neuron_of_the_lea
     assert [a.target for a in decide_neurons(config, layers, views, [0.04, 0.04], {}, {"L1": 8, "L2": 16}, 10)] \
         == [("L2.n0",)]
     assert decide_neurons(ShapingConfig(plateau_rounds=1, shrink_below=0.0), layers, views, [0.04, 0.04], {}) == []
+    # after a shrink at loss 0.02, the next waits until the loss is back under it (give or take the tolerance)
+    floor = recovered(0.02, config)
+    assert floor == pytest.approx(0.021)
+    assert decide_neurons(config, layers, views, [0.03, 0.03], {}, {"L1": 8, "L2": 8}, 4, floor) == []
+    assert [a.target for a in decide_neurons(config, layers, views, [0.0205, 0.0205], {}, {"L1": 8, "L2": 8}, 4,
+                                             floor)] == [("L1.n1",)]
 
 
 def test_a_neuron_silent_for_long_enough_is_removed_but_never_a_layers_last():

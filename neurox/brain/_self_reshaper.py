@@ -23,7 +23,8 @@ import zmq
 from ..runtime import EVENT_HWM, ControlClient, ControlError, FrameError, Process, ipc_endpoint, make_socket, unpack_map
 from ..supervisor_tree import control_endpoint
 from ..neuron import Part, Reshaping, Topology, front_only, neuron_control, topology_path
-from ._shaping import Action, NeuronView, ShapingConfig, decide_links, decide_neurons, decide_start, silent_streaks
+from ._shaping import (Action, NeuronView, ShapingConfig, decide_links, decide_neurons, decide_start, recovered,
+                       silent_streaks)
 
 CALL_TIMEOUT_S = 2.0
 HISTORY = 50
@@ -83,6 +84,8 @@ class SelfReshaper(Process):
         self.rng = np.random.default_rng(0)
         self.losses: list[float] = []
         self.streaks: dict[str, int] = {}
+        self.recovered_below: float | None = None
+        """After a shrink, the loss to get back under before the next one (``recovered``)."""
         self.changes: list[dict] = []
         self.counters = {"rounds": 0, "reports": 0, "calls": 0, "asleep_rounds": 0}
         self.reports_by_neuron: Counter[str] = Counter()
@@ -155,11 +158,15 @@ class SelfReshaper(Process):
         needed = topology.width_of(topology.layers[-1].neurons[0])
         actions = decide_start(layers[0][0], widths[layers[0][0]], needed) if len(layers) > 1 else []
         actions += decide_neurons(self.config, layers[1:-1], views, self.losses, self.streaks, widths,
-                                 needed)
+                                 needed, self.recovered_below)
         actions += decide_links(self.config, layers, views, topology.links, self.rng)
         done = [self._apply(action) for action in actions]
         if any(d["ok"] and d["op"] in ("add_neuron", "remove_neuron", "widen_layer") for d in done):
             self.losses = self.losses[-1:]  # a new shape: the next plateau is measured from here
+        if any(d["ok"] and d["op"] in ("add_neuron", "widen_layer") for d in done):
+            self.recovered_below = None  # grown: a new start for shrinking
+        elif self.losses and any(d["ok"] and d["reason"].startswith("loss") and d["op"] == "remove_neuron" for d in done):
+            self.recovered_below = recovered(self.losses[-1], self.config)
         return done
 
     def _observe(self, topology: Topology) -> tuple[list[NeuronView], float | None]:

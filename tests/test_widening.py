@@ -72,6 +72,7 @@ def test_the_start_node_widens_live_and_answers_the_same(tmp_path):
             array_from_wire(params["weights"]), [(p, params["widths"][p]) for p in params["inputs"]], "L0.n0")[4:].any()
         score = learn(network, data, epochs=2, window=2, batch=8)
         params = neuron_call(network, "L1.n1", "get_params")
-        new_rows = rows_of(array_from_wire(params["weights"]), [(p, params["widths"][p]) for p in params["inputs"]], "L0.n0")[4:]
+        layout = [(p, params["widths"][p]) for p in params["inputs"]]
+        new_rows = rows_of(array_from_wire(params["weights"]), layout, "L0.n0")[4:]
     assert np.abs(new_rows).max() > 1e-3, "the new units are learnt from"
     assert score.rolling_accuracy > 0.6, "learning goes on"

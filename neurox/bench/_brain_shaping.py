@@ -3,10 +3,10 @@
 Three starts -- 1-1-1-1-1 of 16 units a neuron, a too-small 1-1-1-1-1 of 4 units, a too-large
 2-4-6-4-1 (twice the diamond's inner layers) -- and the fixed diamond each learn the digits from the same
 batched stream, the fixed diamond for a set time and each start from as many samples as it was sent
-then (the same number of samples, however loaded the machine), in real neuron processes; the result is the accuracy each reaches
-(inference over the whole set), its units, and the shape over time. And a task too hard for the
-diamond (``measure_growth``): arbitrary labels to learn by heart, the fixed diamond beside the diamond
-reshaping itself, after the same number of samples.
+then (the same number of samples, however loaded the machine), in real neuron processes; the result is
+the accuracy each reaches (inference over the whole set), its units, and the shape over time. And a
+task too hard for the diamond (``measure_growth``): arbitrary labels to learn by heart, the fixed
+diamond beside the diamond reshaping itself, after the same number of samples.
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ One worker under the network's root when the topology has a ``[maintenance]`` ta
 - the **sleep schedule**: ``awake_s`` of work, then ``maintenance_s`` of maintenance (the pure
   rotation in ``neurox/brain/_sleep.py``), or maintenance at once on SIGUSR1 or ``sleep_now``;
 - **awake replay** (``awake_replay`` > 0): every ``RECALL_EVERY_S`` it pushes a sample of what it keeps
-  of the classes the stream has left behind (``old_slots``; ``RECALL_SHARE`` rows at most) to MessengerIn (``recall_endpoint``), which learns ``awake_replay`` of
-  them beside each new sample in the stream's own packets (``neurox/ext/_recall.py``);
+  of the classes the stream has left behind (``old_slots``; ``RECALL_SHARE`` rows at most) to
+  MessengerIn (``recall_endpoint``), which learns ``awake_replay`` of them beside each new sample in the stream's own packets (``neurox/ext/_recall.py``);
 - the **dreams**: during maintenance the network's neurons are copied into the maintenance pool
   (``_pool``: twins in a supervisor subtree and data plane of their own), the layers take turns there
   learning from replayed experience mixed half and half with the ``education`` dataset, at

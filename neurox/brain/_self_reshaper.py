@@ -165,7 +165,8 @@ class SelfReshaper(Process):
             self.losses = self.losses[-1:]  # a new shape: the next plateau is measured from here
         if any(d["ok"] and d["op"] in ("add_neuron", "widen_layer") for d in done):
             self.recovered_below = None  # grown: a new start for shrinking
-        elif self.losses and any(d["ok"] and d["reason"].startswith("loss") and d["op"] == "remove_neuron" for d in done):
+        elif self.losses and any(d["ok"] and d["op"] == "remove_neuron" and d["reason"].startswith("loss")
+                                 for d in done):  # a shrink (the silent rule's reasons start "silent")
             self.recovered_below = recovered(self.losses[-1], self.config)
         return done
 

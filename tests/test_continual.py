@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from neurox.bench import _continual as continual
+from neurox.brain._maintenance import Hippocampus
 from neurox.ext import digits
 
 
@@ -40,6 +41,24 @@ def test_replays_memory_is_a_uniform_sample_of_distinct_rows():
         memory.keep(np.arange(2000))
     assert len(memory.rows) == 200 and len(set(memory.rows)) == 200 and memory.seen == 2000
     assert 70 <= sum(1 for r in memory.rows if r < 1000) <= 130
+
+
+def test_awake_replay_recalls_the_classes_the_stream_has_left_behind():
+    hippocampus = Hippocampus(40, 1, np.random.default_rng(0))
+    for task in ((0, 1), (2, 3)):
+        labels = [task[k % 2] for k in range(100)]
+        hippocampus.keep(np.asarray(labels, np.float32).reshape(-1, 1), labels)
+        rows, _, targets = hippocampus.share(512)
+        if task == (0, 1):  # nothing older kept yet: the classes of the moment, all of them
+            assert sorted(set(targets)) == [0, 1] and len(targets) == 40
+        else:  # 0/1 are kept beside 2/3 (balanced), but only they are recalled while 2/3 come
+            assert hippocampus.classes() == {"0": 10, "1": 10, "2": 10, "3": 10}
+            assert sorted(targets) == [0] * 10 + [1] * 10 and rows[:, 0].tolist() == targets
+    # a stream where every class keeps coming leaves none behind: everything kept is recalled
+    labels = [k % 4 for k in range(100)]
+    hippocampus.keep(np.asarray(labels, np.float32).reshape(-1, 1), labels)
+    assert sorted(set(hippocampus.share(512)[2])) == [0, 1, 2, 3] and len(hippocampus.share(512)[2]) == 40
+    assert len(hippocampus.share(16)[2]) == 16
 
 
 @pytest.mark.timeout(600)

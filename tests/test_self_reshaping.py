@@ -10,7 +10,8 @@ from neurox.ext import PRELOAD, digits, network_children
 from neurox.brain import ShapingConfig
 from neurox.neuron import Network, TopologyError, link_rms, load_topology, parse_topology
 from neurox.bench._brain_shaping import learn_for, line_topology
-from neurox.brain._shaping import NeuronView, decide_links, decide_neurons, plateaued, silent_streaks
+from neurox.brain._shaping import (NeuronView, decide_links, decide_neurons, decide_start, plateaued, recovered,
+                                  silent_streaks)
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import control_endpoint
 
@@ -56,6 +57,13 @@ def test_a_layer_narrower_than_the_answer_widens_first_without_waiting_for_a_pla
     assert [a.target for a in decide_neurons(capped, LAYERS, views, [1.0], {}, {"L1": 2, "L2": 4}, 10)] == [("L2",)]
 
 
+def test_the_start_node_doubles_its_units_while_it_is_narrower_than_the_answer():
+    (widen,) = decide_start("L0", 4, 10)
+    assert (widen.op, widen.target) == ("widen_layer", ("L0", "8")) and "fewer than the 10" in widen.reason
+    assert decide_start("L0", 8, 10)[0].target == ("L0", "16")
+    assert decide_start("L0", 10, 10) == [] and decide_start("L0", 16, 10) == []
+
+
 def test_a_mastered_task_on_a_plateau_takes_the_least_listened_neuron_of_the_least_saturated_layer():
     config = ShapingConfig(plateau_rounds=1, plateau_tolerance=0.05, shrink_below=0.05)
     layers = [("L1", ["L1.n0", "L1.n1"]), ("L2", ["L2.n0", "L2.n1"])]
@@ -70,6 +78,12 @@ def test_a_mastered_task_on_a_plateau_takes_the_least_listened_neuron_of_the_lea
     assert [a.target for a in decide_neurons(config, layers, views, [0.04, 0.04], {}, {"L1": 8, "L2": 16}, 10)] \
         == [("L2.n0",)]
     assert decide_neurons(ShapingConfig(plateau_rounds=1, shrink_below=0.0), layers, views, [0.04, 0.04], {}) == []
+    # after a shrink at loss 0.02, the next waits until the loss is back under it (give or take the tolerance)
+    floor = recovered(0.02, config)
+    assert floor == pytest.approx(0.021)
+    assert decide_neurons(config, layers, views, [0.03, 0.03], {}, {"L1": 8, "L2": 8}, 4, floor) == []
+    assert [a.target for a in decide_neurons(config, layers, views, [0.0205, 0.0205], {}, {"L1": 8, "L2": 8}, 4,
+                                             floor)] == [("L1.n1",)]
 
 
 def test_a_neuron_silent_for_long_enough_is_removed_but_never_a_layers_last():
@@ -151,6 +165,8 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
             pruned = shaper.call("round")
             removed = [tuple(c["target"]) for c in pruned if c["op"] == "remove_link"]
             assert all(c["ok"] for c in pruned) and len(removed) == 2, pruned
+            # the start node's 8 units are fewer than the answer's 10: doubled in the same round
+            assert [c["target"] for c in pruned if c["op"] == "widen_layer"] == [["L0", "16"]], pruned
             # the weaker of each L2 neuron's two inputs went, as far as every L1 neuron keeps an output
             assert {src for src, _ in removed} == {"L1.n0", "L1.n1"} and {dst for _, dst in removed} == {"L2.n0", "L2.n1"}
             learn(network, data, epochs=1, batch=8)
@@ -205,10 +221,14 @@ def test_self_shaped_lines_learn_within_reach_of_the_fixed_diamond(no_stray_proc
     a neuron, reshaping itself, is within 0.05 of the fixed diamond; the too-small line (4 units a
     neuron) widens its inner layers towards the 10 classes from the first rounds (4,000 samples, a
     round a second), without waiting for a plateau."""
-    diamond, _, _ = learn_for(load_topology(), 60.0, samples=6000)
-    line, _, _ = learn_for(line_topology(), 60.0, samples=6000)
+    diamond, *_ = learn_for(load_topology(), 60.0, samples=6000)
+    line, *_ = learn_for(line_topology(), 60.0, samples=6000)
     assert line >= diamond - 0.05 and diamond > 0.9, (line, diamond)
-    _, shape, changes = learn_for(line_topology(units=4, shaping={"interval_s": 0.5}), 60.0, samples=4000)
-    widened = [c for c in changes if c["ok"] and "fewer than the 10" in c["reason"]]
+    _, final, changes, _ = learn_for(line_topology(units=4, shaping={"interval_s": 0.5}), 60.0, samples=4000)
+    shape = [len(layer.neurons) for layer in final.layers]
+    widened = [c for c in changes if c["ok"] and c["op"] == "add_neuron" and "fewer than the 10" in c["reason"]]
     net = sum(1 if c["op"] == "add_neuron" else -1 for c in changes if c["ok"] and c["op"].endswith("_neuron"))
     assert len(widened) >= 2 and shape[0] == shape[-1] == 1 and sum(shape[1:-1]) == 3 + net, (shape, changes)
+    # the start node, which no neuron can be added to, doubled its 4 units past the 10 classes: 16
+    assert [c["target"] for c in changes if c["op"] == "widen_layer" and c["ok"]] == [["L0", "8"], ["L0", "16"]]
+    assert final.width_of("L0.n0") == 16

@@ -2,10 +2,11 @@
 
 Three starts -- 1-1-1-1-1 of 16 units a neuron, a too-small 1-1-1-1-1 of 4 units, a too-large
 2-4-6-4-1 (twice the diamond's inner layers) -- and the fixed diamond each learn the digits from the same
-batched stream for the same time, in real neuron processes; the result is the accuracy each reaches
-(inference over the whole set), its units, and the shape over time. And a task too hard for the
-diamond (``measure_growth``): arbitrary labels to learn by heart, the fixed diamond beside the diamond
-reshaping itself, after the same number of samples.
+batched stream, the fixed diamond for a set time and each start from as many samples as it was sent
+then (the same number of samples, however loaded the machine), in real neuron processes; the result is
+the accuracy each reaches (inference over the whole set), its units, and the shape over time. And a
+task too hard for the diamond (``measure_growth``): arbitrary labels to learn by heart, the fixed
+diamond beside the diamond reshaping itself, after the same number of samples.
 """
 from __future__ import annotations
 
@@ -45,16 +46,21 @@ def large_topology() -> Topology:
     return parse_topology({**diamond, "name": "large", "layer": layers, "self_reshaping": SHAPING})
 
 
-def units_of(topology: Topology, shape: list[int]) -> int:
-    """Units in the layers of ``shape`` (neurons per layer), each neuron of its layer's width."""
-    return sum(n * int({**topology.defaults, **layer.settings}["units"]) for layer, n in zip(topology.layers, shape))
+def units_of(topology: Topology) -> int:
+    """Units in all: each layer's neurons times its width."""
+    return sum(n * w for n, w in zip(shape_of(topology), widths_of(topology)))
+
+
+def widths_of(topology: Topology) -> list[int]:
+    """Units per neuron of each layer."""
+    return [int({**topology.defaults, **layer.settings}["units"]) for layer in topology.layers]
 
 
 def learn_for(topology: Topology, seconds: float, samples: int | None = None,
-              data: Dataset | None = None) -> tuple[float, list[int], list[dict]]:
+              data: Dataset | None = None) -> tuple[float, Topology, list[dict], int]:
     """Accuracy on ``data`` (the digits by default) after ``seconds`` of learning it (or once ``samples``
-    have been sent, if sooner), the final shape, and the self-reshaper's changes (each with the seconds
-    since the start, ``at_s``)."""
+    have been sent, if sooner), the final topology, the self-reshaper's changes (each with the seconds
+    since the start, ``at_s``) and the samples sent."""
     data = data or digits()
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD) as network:
@@ -66,10 +72,11 @@ def learn_for(topology: Topology, seconds: float, samples: int | None = None,
                 stream.run(10 ** 6, should_stop=lambda: time.monotonic() > deadline or stream.feed.sent >= budget)
             finally:
                 stream.close()
+            sent = stream.feed.sent
             accuracy = evaluate(network, data)
             client = ControlClient(zmq.Context.instance(), network.reshaper)
             try:
-                shape = [len(layer["neurons"]) for layer in client.call("topology")["layers"]]
+                final = Topology.from_dict(client.call("topology"), validate=False)
             finally:
                 client.close()
             changes = []
@@ -81,23 +88,29 @@ def learn_for(topology: Topology, seconds: float, samples: int | None = None,
                         change["at_s"] = round(change["t"] - started, 1)
                 finally:
                     shaper.close()
-    return accuracy, shape, changes
+    return accuracy, final, changes, sent
+
+
+def shape_of(topology: Topology) -> list[int]:
+    return [len(layer.neurons) for layer in topology.layers]
 
 
 def measure_self_reshaping(seconds: float = 60.0) -> dict:
+    """The fixed diamond learns for ``seconds``; each start then learns from as many samples as it did."""
     diamond = load_topology()
-    diamond_accuracy, diamond_shape, _ = learn_for(diamond, seconds)
-    result = {"fixed_diamond_accuracy": round(diamond_accuracy, 4), "fixed_diamond_shape": diamond_shape,
-              "fixed_diamond_units": units_of(diamond, diamond_shape), "learning_s": seconds}
+    diamond_accuracy, _, _, samples = learn_for(diamond, seconds)
+    result = {"fixed_diamond_accuracy": round(diamond_accuracy, 4), "fixed_diamond_shape": shape_of(diamond),
+              "fixed_diamond_units": units_of(diamond), "learning_s": seconds, "samples": samples}
     for name, topology in (("", line_topology()), ("_small_start", line_topology(units=4)),
                            ("_large_start", large_topology())):
-        accuracy, shape, changes = learn_for(topology, seconds)
+        accuracy, final, changes, _ = learn_for(topology, 10 * seconds, samples)
         done = [c for c in changes if c["ok"]]
         result.update({
-            f"self_reshaping{name}_accuracy": round(accuracy, 4), f"self_reshaping{name}_shape": shape,
-            f"self_reshaping{name}_start": [len(layer.neurons) for layer in topology.layers],
-            f"self_reshaping{name}_units": units_of(topology, shape),
-            f"self_reshaping{name}_start_units": units_of(topology, [len(layer.neurons) for layer in topology.layers]),
+            f"self_reshaping{name}_accuracy": round(accuracy, 4), f"self_reshaping{name}_shape": shape_of(final),
+            f"self_reshaping{name}_widths": widths_of(final), f"self_reshaping{name}_start": shape_of(topology),
+            f"self_reshaping{name}_start_widths": widths_of(topology),
+            f"self_reshaping{name}_layers": [layer.name for layer in topology.layers],
+            f"self_reshaping{name}_units": units_of(final), f"self_reshaping{name}_start_units": units_of(topology),
             f"self_reshaping{name}_changes": [{k: c.get(k) for k in ("op", "target", "reason", "at_s")} for c in done]})
     result["self_reshaping_large_start_units_ok"] = (result["self_reshaping_large_start_units"]
                                                      <= result["self_reshaping_large_start_start_units"])
@@ -118,11 +131,11 @@ def measure_growth(samples: int = HARD_SAMPLES) -> dict:
     data = arbitrary_labels()
     diamond = load_topology()
     growing = parse_topology({**diamond.to_toml_dict(), "name": "growing", "self_reshaping": {**SHAPING, "max_neurons": 8}})
-    fixed, fixed_shape, _ = learn_for(diamond, 3600.0, samples, data)
-    grown, shape, changes = learn_for(growing, 3600.0, samples, data)
+    fixed, _, _, _ = learn_for(diamond, 3600.0, samples, data)
+    grown, final, changes, _ = learn_for(growing, 3600.0, samples, data)
     return {"fixed_diamond_hard_accuracy": round(fixed, 4), "self_reshaping_hard_accuracy": round(grown, 4),
-            "hard_samples": samples, "fixed_diamond_hard_units": units_of(diamond, fixed_shape),
-            "self_reshaping_hard_shape": shape, "self_reshaping_hard_units": units_of(growing, shape),
+            "hard_samples": samples, "fixed_diamond_hard_units": units_of(diamond),
+            "self_reshaping_hard_shape": shape_of(final), "self_reshaping_hard_units": units_of(final),
             "self_reshaping_hard_changes": [{k: c.get(k) for k in ("op", "target", "reason", "at_s")}
                                             for c in changes if c["ok"]]}
 

@@ -69,25 +69,31 @@ def plot_brain(result: dict, directory: str) -> list[str]:
 
 
 def _plot_shapes(plt, figures: dict, directory: str) -> str:
-    """Neurons over time of each self-reshaping start (a step at each change), the diamond's as a line."""
+    """Units over time of each self-reshaping start (a step at each change), the diamond's as a line."""
     figure, axes = plt.subplots(figsize=(6, 4))
     end = figures["learning_s"]
     for name in ("", "_small_start", "_large_start"):
-        neurons = sum(figures[f"self_reshaping{name}_start"])
-        times, counts = [0.0], [neurons]
+        layers = figures[f"self_reshaping{name}_layers"]
+        neurons = dict(zip(layers, figures[f"self_reshaping{name}_start"]))
+        widths = dict(zip(layers, figures[f"self_reshaping{name}_start_widths"]))
+        times, counts = [0.0], [figures[f"self_reshaping{name}_start_units"]]
         for change in figures[f"self_reshaping{name}_changes"]:
-            step = {"add_neuron": 1, "remove_neuron": -1}.get(change["op"], 0)
-            if step:
-                neurons += step
-                times.append(change["at_s"])
-                counts.append(neurons)
-        times.append(end)
-        counts.append(neurons)
+            layer = change["target"][0].rsplit(".n", 1)[0]  # a layer's name, or a neuron's id (LAYER.nK)
+            if change["op"] in ("add_neuron", "remove_neuron"):
+                neurons[layer] += 1 if change["op"] == "add_neuron" else -1
+            elif change["op"] == "widen_layer":
+                widths[layer] = int(change["target"][1])
+            else:
+                continue
+            times.append(change["at_s"])
+            counts.append(sum(neurons[k] * widths[k] for k in layers))
+        times.append(max(end, times[-1]))
+        counts.append(counts[-1])
         label = f"{name.strip('_').replace('_', ' ') or 'line'}: accuracy {figures[f'self_reshaping{name}_accuracy']}"
         axes.step(times, counts, where="post", label=label)
-    axes.axhline(sum(figures["fixed_diamond_shape"]), color="black", linestyle="--",
+    axes.axhline(figures["fixed_diamond_units"], color="black", linestyle="--",
                  label=f"fixed diamond: accuracy {figures['fixed_diamond_accuracy']}")
-    axes.set(xlabel="seconds of learning", ylabel="neurons", title="Self-reshaping from wrong starts")
+    axes.set(xlabel="seconds of learning", ylabel="units", title="Self-reshaping from wrong starts")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     path = os.path.join(directory, "self_reshaping.png")

@@ -8,8 +8,8 @@ One worker under the network's root when the topology has a ``[maintenance]`` ta
 - the **sleep schedule**: ``awake_s`` of work, then ``maintenance_s`` of maintenance (the pure
   rotation in ``neurox/brain/_sleep.py``), or maintenance at once on SIGUSR1 or ``sleep_now``;
 - **awake replay** (``awake_replay`` > 0): every ``RECALL_EVERY_S`` it pushes a sample of what it keeps
-  (``RECALL_SHARE`` rows at most) to MessengerIn (``recall_endpoint``), which learns ``awake_replay`` of
-  them beside each new sample in the stream's own packets (``neurox/ext/_recall.py``);
+  of the classes the stream has left behind (``old_slots``; ``RECALL_SHARE`` rows at most) to
+  MessengerIn (``recall_endpoint``), which learns ``awake_replay`` of them beside each new sample in the stream's own packets (``neurox/ext/_recall.py``);
 - the **dreams**: during maintenance the network's neurons are copied into the maintenance pool
   (``_pool``: twins in a supervisor subtree and data plane of their own), the layers take turns there
   learning from replayed experience mixed half and half with the ``education`` dataset, at
@@ -88,6 +88,8 @@ class Hippocampus:
         """class -> the places its experiences are kept in."""
         self.seen = 0
         self.seen_of: dict = {}
+        self.last_seen: dict = {}
+        """class -> ``seen`` when it last came (awake replay leaves the classes of the moment out)."""
         self.rng = rng
 
     @property
@@ -114,6 +116,7 @@ class Hippocampus:
                 self.slots.setdefault(label, []).append(slot)
             self.seen_of[label] = seen_of_label + 1
             self.seen += 1
+            self.last_seen[label] = self.seen
 
     def classes(self) -> dict:
         """Experiences kept per class (``status``)."""
@@ -124,10 +127,22 @@ class Hippocampus:
         return self.rows[picks], [self.targets[i] for i in picks]
 
     def share(self, most: int) -> tuple[np.ndarray, np.ndarray, list]:
-        """What it keeps (rows as learnt, rows as they came, targets), or ``most`` of it drawn without
-        replacement: the memory awake replay draws from."""
-        picks = np.arange(self.size) if self.size <= most else np.sort(self.rng.choice(self.size, most, replace=False))
+        """What it keeps of the classes the stream has left behind (``old_slots``; rows as learnt, rows as
+        they came, targets), or ``most`` of it drawn without replacement: the memory awake replay draws from."""
+        slots = old_slots(self.slots, self.last_seen, self.seen, len(self.rows))
+        picks = slots if len(slots) <= most else np.sort(self.rng.choice(slots, most, replace=False))
         return self.rows[picks], self.raw[picks], [self.targets[i] for i in picks]
+
+
+def old_slots(slots: dict, last_seen: dict, seen: int, recent: int) -> np.ndarray:
+    """The places of the experiences of every class not shown among the last ``recent`` (the memory's
+    capacity), in order; all places if every class kept was. What the stream shows now it teaches
+    anyway: a recalled row of those classes would only add to the newest classes' share of the
+    updates (class-incremental learning's recency bias) and take a place from a class that
+    nothing else recalls. On a stream where every class keeps coming, every class is recent: all."""
+    old = [s for label, places in slots.items() if seen - last_seen.get(label, 0) >= recent for s in places]
+    chosen = old or [s for places in slots.values() for s in places]
+    return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
 class Maintenance(Process):

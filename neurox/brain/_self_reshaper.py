@@ -23,7 +23,8 @@ import zmq
 from ..runtime import EVENT_HWM, ControlClient, ControlError, FrameError, Process, ipc_endpoint, make_socket, unpack_map
 from ..supervisor_tree import control_endpoint
 from ..neuron import Part, Reshaping, Topology, front_only, neuron_control, topology_path
-from ._shaping import Action, NeuronView, ShapingConfig, decide_links, decide_neurons, silent_streaks
+from ._shaping import (Action, NeuronView, ShapingConfig, decide_links, decide_neurons, decide_start, recovered,
+                       silent_streaks)
 
 CALL_TIMEOUT_S = 2.0
 HISTORY = 50
@@ -83,6 +84,8 @@ class SelfReshaper(Process):
         self.rng = np.random.default_rng(0)
         self.losses: list[float] = []
         self.streaks: dict[str, int] = {}
+        self.recovered_below: float | None = None
+        """After a shrink, the loss to get back under before the next one (``recovered``)."""
         self.changes: list[dict] = []
         self.counters = {"rounds": 0, "reports": 0, "calls": 0, "asleep_rounds": 0}
         self.reports_by_neuron: Counter[str] = Counter()
@@ -152,12 +155,19 @@ class SelfReshaper(Process):
         self.streaks = silent_streaks(self.streaks, views, self.config.silence)
         layers = [(layer.name, list(layer.neurons)) for layer in topology.layers]
         widths = {layer.name: topology.width_of(layer.neurons[0]) for layer in topology.layers if layer.neurons}
-        actions = decide_neurons(self.config, layers[1:-1], views, self.losses, self.streaks, widths,
-                                 topology.width_of(topology.layers[-1].neurons[0]))
+        needed = topology.width_of(topology.layers[-1].neurons[0])
+        actions = decide_start(layers[0][0], widths[layers[0][0]], needed) if len(layers) > 1 else []
+        actions += decide_neurons(self.config, layers[1:-1], views, self.losses, self.streaks, widths,
+                                 needed, self.recovered_below)
         actions += decide_links(self.config, layers, views, topology.links, self.rng)
         done = [self._apply(action) for action in actions]
-        if any(d["ok"] and d["op"] in ("add_neuron", "remove_neuron") for d in done):
+        if any(d["ok"] and d["op"] in ("add_neuron", "remove_neuron", "widen_layer") for d in done):
             self.losses = self.losses[-1:]  # a new shape: the next plateau is measured from here
+        if any(d["ok"] and d["op"] in ("add_neuron", "widen_layer") for d in done):
+            self.recovered_below = None  # grown: a new start for shrinking
+        elif self.losses and any(d["ok"] and d["op"] == "remove_neuron" and d["reason"].startswith("loss")
+                                 for d in done):  # a shrink (the silent rule's reasons start "silent")
+            self.recovered_below = recovered(self.losses[-1], self.config)
         return done
 
     def _observe(self, topology: Topology) -> tuple[list[NeuronView], float | None]:
@@ -191,7 +201,8 @@ class SelfReshaper(Process):
         call = {"add_neuron": lambda: self.reshaping.add_neuron(action.target[0]),
                 "remove_neuron": lambda: self.reshaping.remove_neuron(action.target[0]),
                 "add_link": lambda: self.reshaping.add_link(*action.target),
-                "remove_link": lambda: self.reshaping.remove_link(*action.target)}[action.op]
+                "remove_link": lambda: self.reshaping.remove_link(*action.target),
+                "widen_layer": lambda: self.reshaping.widen_layer(action.target[0], int(action.target[1]))}[action.op]
         change = {"t": time.time(), "op": action.op, "target": list(action.target), "reason": action.reason}
         try:
             call()

@@ -5,6 +5,10 @@ functions what to do; it then does it through the reshaping API. Nothing here do
 
 Policy (``docs/brain.md``, "Self-reshaping"):
 
+- **widen the start node**: the start node (the first layer's one neuron, which the reshaper cannot add
+  to) with fewer units than the end layer doubles its units (``widen_layer``, which keeps the network's
+  function), one doubling per round, without waiting for a plateau -- all the input passes through it,
+  so the answer can tell no more apart than it does;
 - **widen a bottleneck**: an inner layer with fewer units in all than the end layer (fewer than the
   answer's classes) gets a neuron, the narrowest first, one per round, without waiting for a plateau --
   what one layer cannot tell apart no later layer can, so its width bounds the network's accuracy
@@ -18,7 +22,8 @@ Policy (``docs/brain.md``, "Self-reshaping"):
   saturated inner layer that can spare a neuron (keeping one, and as many units as the answer) gives up
   the one its successors listen to least (the smallest RMS of its outgoing links), one per round --
   units far from their bounds are spare capacity, and what the successors weigh least carries least;
-  the plateau is measured anew after it, so the next goes only once what is left masters the task again;
+  the next goes only once the loss is back under what it was at this one (``recovered``): what is left
+  masters the task as well again, else the neuron was not spare and no other goes after it;
 - **remove**: a neuron that stayed silent (mean |output| below ``silence``) for ``silent_rounds``
   rounds in a row is removed, if its layer keeps at least one neuron -- it carries nothing;
 - **prune**: an incoming link whose weights' RMS stays below ``prune_below`` is removed, if both
@@ -79,7 +84,8 @@ class NeuronView:
 @dataclass(frozen=True)
 class Action:
     op: str
-    """``add_neuron``, ``remove_neuron``, ``add_link`` or ``remove_link`` (the reshaping API's ops)."""
+    """``add_neuron``, ``remove_neuron``, ``add_link``, ``remove_link`` or ``widen_layer`` (the reshaping
+    API's ops; ``widen_layer``'s target is the layer and its new units, as text)."""
     target: tuple[str, ...]
     reason: str
 
@@ -97,14 +103,23 @@ def silent_streaks(previous: dict[str, int], neurons: list[NeuronView], silence:
     return {n.id: previous.get(n.id, 0) + 1 if n.activity < silence else 0 for n in neurons}
 
 
+def decide_start(layer: str, units: int, needed: int) -> list[Action]:
+    """Double the start node's units while it has fewer than the answer's ``needed``."""
+    if units >= needed:
+        return []
+    return [Action("widen_layer", (layer, str(2 * units)), f"the start node has {units} units, fewer than the {needed} "
+                                                           "of the answer")]
+
+
 def decide_neurons(config: ShapingConfig, layers: list[tuple[str, list[str]]], neurons: list[NeuronView],
                    losses: list[float], streaks: dict[str, int], widths: dict[str, int] | None = None,
-                   needed: int = 0) -> list[Action]:
+                   needed: int = 0, recovered_below: float | None = None) -> list[Action]:
     """Widen a bottleneck; on a plateau, shrink the least saturated layer if the task is mastered, else
     grow the most saturated one; remove neurons silent for long enough.
 
     ``layers`` are the inner layers that may change, in network order, with their neurons; ``widths``
-    their units per neuron, ``needed`` the end layer's units (no bottleneck rule without them).
+    their units per neuron, ``needed`` the end layer's units (no bottleneck rule without them);
+    ``recovered_below`` the loss to get back under before the next shrink (after one: ``recovered``).
     """
     actions: list[Action] = []
     by_layer = {name: [n for n in neurons if n.layer == name] for name, _ in layers}
@@ -120,7 +135,7 @@ def decide_neurons(config: ShapingConfig, layers: list[tuple[str, list[str]]], n
         units, _, name = min(narrow)
         actions.append(Action("add_neuron", (name,), f"{name} has {units} units, fewer than the {needed} of the answer"))
     elif not actions and plateaued(losses, config.plateau_rounds, config.plateau_tolerance) \
-            and losses[-1] < config.shrink_below:
+            and losses[-1] < min(config.shrink_below, recovered_below or config.shrink_below):
         actions += _shrink(by_layer, sizes, widths or {}, needed, losses[-1], outgoing_rms(neurons))
     elif plateaued(losses, config.plateau_rounds, config.plateau_tolerance):
         saturated = [(float(np.mean([v.saturation for v in views])), name) for name, views in by_layer.items()
@@ -130,6 +145,12 @@ def decide_neurons(config: ShapingConfig, layers: list[tuple[str, list[str]]], n
             level, name = max(saturated)
             actions.append(Action("add_neuron", (name,), f"loss plateaued and {name} saturates ({level:.2f})"))
     return actions
+
+
+def recovered(loss: float, config: ShapingConfig) -> float:
+    """The loss a network must get back under, after a shrink at ``loss``, before it shrinks again: that
+    loss give or take the plateau tolerance."""
+    return loss * (1.0 + config.plateau_tolerance)
 
 
 def _shrink(by_layer: dict[str, list[NeuronView]], sizes: dict[str, int], widths: dict[str, int], needed: int,

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a layer setting (repeatable)")
     p = ops.add_parser("remove-layer", help="remove an inner layer, bridging its neighbours")
     p.add_argument("name")
+    p = ops.add_parser("widen", help="give every neuron of a layer more units, the network's answers unchanged")
+    p.add_argument("layer")
+    p.add_argument("units", type=int)
     p = ops.add_parser("set", help="change settings of a layer or a neuron (learning_rate, activation, ...)")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--layer")
@@ -85,6 +88,7 @@ def reshape(args: argparse.Namespace) -> int:
         "remove-link": lambda: client.remove_link(args.src, args.dst),
         "add-layer": lambda: client.add_layer(args.name, args.after, args.neurons, _settings(args.set)),
         "remove-layer": lambda: client.remove_layer(args.name),
+        "widen": lambda: client.widen_layer(args.layer, args.units),
         "set": lambda: client.set_settings(_settings(args.settings), layer=args.layer, neuron=args.neuron),
         "pause": lambda: client.set_learning(False),
         "resume": lambda: client.set_learning(True),

@@ -27,26 +27,32 @@ import os
 import time
 
 import msgspec
+import numpy as np
 import tomli_w
 
 from ..runtime import ControlError, Process, Reply, call, given, typed_ops
 from ..supervisor_tree import SupervisorClient, control_endpoint
 from ._activations import check_activation
 from ._endpoints import neuron_control, topology_path
+from ._frames import array_from_wire, array_to_wire
+from ._init import init_of
 from ._parts import child_id, registered
 from ._placement import front_host, host_of
 from ._reshaper_ops import (RESHAPER_ARGS, AddLayer, AddNeuron, LinkArgs, RemoveLayer, RemoveNeuron,
-                             SetLearning, SetSettings)
+                             SetLearning, SetSettings, WidenLayer)
 from ._spread import Hosts
+from ._state import NeuronStore
 from ._tree_specs import neuron_spec, start_site, stop_site
 from ._topology import Layer, Topology, TopologyError
+from ._widening import rows_of, widened_columns, widened_rows
 
 DRAIN_TIMEOUT_S = 5.0
 CALL_TIMEOUT_S = 30.0
 LIVE_SETTINGS = ("activation", "learning_rate", "flush_interval_s", "join_timeout_ms")
 READ_ONLY_OPS = ("status", "topology", "export")
-ONE_HOST_OPS = ("add_layer", "remove_layer")
-"""What a network spread over hosts is not reshaped by: a layer's host is placement, not a live change."""
+ONE_HOST_OPS = ("add_layer", "remove_layer", "widen_layer")
+"""What a network spread over hosts is not reshaped by: a layer's host is placement, not a live change
+(and a widened neuron restarts through its own host's supervisor and disk)."""
 
 
 class Reshaper(Process):
@@ -68,7 +74,7 @@ class Reshaper(Process):
             "add_neuron": self.add_neuron, "remove_neuron": self.remove_neuron,
             "add_link": self.add_link, "remove_link": self.remove_link,
             "add_layer": self.add_layer, "remove_layer": self.remove_layer,
-            "set_settings": self.set_settings, "set_learning": self.set_learning,
+            "set_settings": self.set_settings, "set_learning": self.set_learning, "widen_layer": self.widen_layer,
         }
         self.handlers.update(typed_ops(RESHAPER_ARGS, {op: self._guarded(op, h) for op, h in handlers.items()}))
         return {"neurons": len(self.topology.neurons())}
@@ -311,10 +317,69 @@ class Reshaper(Process):
         self._follow_parts(before_change)
         return {"layer": layer.name}
 
+    def widen_layer(self, request: WidenLayer) -> dict:
+        """More units for every neuron of a layer (not the end's: its units are the answer's), keeping the
+        network's function (``_widening``): with the new width in the topology, each neuron restarts from
+        a fresh database and is given its old weights with new columns; then each neuron it feeds
+        restarts (it restores its weights, with fresh rows for the resized link) and is given its old
+        rows for the old units and zero rows for the new ones."""
+        layer, units = self._layer_arg(request), request.units
+        if layer is self.topology.layers[-1]:
+            raise Reply("fixed_layer", f"{layer.name} holds the end node: its units are the answer's")
+        old = self.topology.width_of(layer.neurons[0])
+        if units <= old:
+            raise Reply("bad_request", f"widen_layer: units must be above {layer.name}'s {old} (widening only)")
+        neurons = list(layer.neurons)
+        receivers = [n for n in self.topology.neurons() if any((s, n) in self.topology.links for s in neurons)]
+        before = {n: self._neuron(n, "get_params") for n in neurons + receivers}
+        topology = Topology.from_dict(self.topology.to_dict())
+        topology.layer_named(layer.name).settings["units"] = units
+        self._save(topology)
+        rng = np.random.default_rng([topology.seed, units, *layer.name.encode()])
+        for neuron_id in neurons:
+            self._restart(neuron_id, fresh=True)
+            self._set_to(neuron_id, *widened_columns(array_from_wire(before[neuron_id]["weights"]),
+                                                     array_from_wire(before[neuron_id]["bias"]), units,
+                                                     init_of(topology.settings_of(neuron_id)), rng))
+        for dst in receivers:
+            self._restart(dst)
+            now = self._neuron(dst, "get_params")
+            weights, layout = array_from_wire(now["weights"]), [(p, now["widths"][p]) for p in now["inputs"]]
+            old_weights = array_from_wire(before[dst]["weights"])
+            old_layout = [(p, before[dst]["widths"][p]) for p in before[dst]["inputs"]]
+            for src in (s for s in neurons if (s, dst) in topology.links):
+                weights = widened_rows(weights, layout, src, rows_of(old_weights, old_layout, src))
+            self._set_to(dst, weights, array_from_wire(now["bias"]), now)
+        return {"layer": layer.name, "units": units, "was": old, "neurons": neurons}
+
+    def _restart(self, neuron_id: str, fresh: bool = False) -> None:
+        """Stop a neuron politely and start it again, reading the topology anew: from its saved state, or
+        (``fresh``) from a new database (one saved at another width cannot be restored)."""
+        layer = self.topology.layer_of(neuron_id).name
+        supervisor = self._layer_supervisor(layer)
+        try:
+            supervisor.terminate_child(neuron_id)
+            if not fresh:
+                supervisor.restart_child(neuron_id)
+                return
+            supervisor.delete_child(neuron_id)
+            NeuronStore.discard(os.path.join(self._data_dir_of(layer), "neurons", neuron_id))
+            supervisor.start_child(neuron_spec(neuron_id, self._data_dir_of(layer)))
+        finally:
+            supervisor.close()
+
+    def _set_to(self, neuron_id: str, weights: np.ndarray, bias: np.ndarray, now: dict | None = None) -> None:
+        """A neuron's weights and bias made these as they stood when read (``now``, else read here), by
+        adding the difference (``add``): what it learnt since the read is not thrown away."""
+        now = now or self._neuron(neuron_id, "get_params")
+        self._neuron(neuron_id, "set_params", add=True,
+                     weights=array_to_wire(weights - array_from_wire(now["weights"])),
+                     bias=array_to_wire(bias - array_from_wire(now["bias"])))
+
     def set_settings(self, request: SetSettings) -> dict:
         settings = given(request.settings)
         if not settings:
-            raise Reply("bad_request", f"set_settings: settings must set some of {LIVE_SETTINGS} (units cannot change live)")
+            raise Reply("bad_request", f"set_settings: settings must set some of {LIVE_SETTINGS} (units change by widen_layer)")
         if "activation" in settings:
             check_activation(settings["activation"])
         topology = Topology.from_dict(self.topology.to_dict())

@@ -36,7 +36,7 @@ class RemoveLayer(Args):
 
 
 class LiveSettings(Args):
-    """What changes in a running neuron (``units`` cannot)."""
+    """What changes in a running neuron (``units`` grow by ``widen_layer``)."""
 
     activation: str | UnsetType = UNSET
     learning_rate: Positive | UnsetType = UNSET
@@ -52,10 +52,18 @@ class SetSettings(Args):
     neuron: str | None = None
 
 
+class WidenLayer(Args):
+    """Every neuron of ``layer`` to ``units`` units (more than it has: widening only)."""
+
+    layer: str
+    units: Annotated[int, msgspec.Meta(ge=1)]
+
+
 class SetLearning(Args):
     learning: bool = True
 
 
 RESHAPER_ARGS = op_arguments("reshaper", {
     "add_neuron": AddNeuron, "remove_neuron": RemoveNeuron, "add_link": LinkArgs, "remove_link": LinkArgs,
-    "add_layer": AddLayer, "remove_layer": RemoveLayer, "set_settings": SetSettings, "set_learning": SetLearning})
+    "add_layer": AddLayer, "remove_layer": RemoveLayer, "set_settings": SetSettings, "set_learning": SetLearning,
+    "widen_layer": WidenLayer})

@@ -36,6 +36,10 @@ class Reshaping:
     def remove_layer(self, name: str) -> dict:
         return self.client.call("remove_layer", name=name)
 
+    def widen_layer(self, layer: str, units: int) -> dict:
+        """Every neuron of ``layer`` to ``units`` units, keeping what the network computes (docs/brain.md)."""
+        return self.client.call("widen_layer", layer=layer, units=units)
+
     def set_settings(self, settings: dict, layer: str | None = None, neuron: str | None = None) -> dict:
         target = {"neuron": neuron} if neuron else {"layer": layer}
         return self.client.call("set_settings", settings=settings, **target)

@@ -93,6 +93,25 @@ def test_links_are_one_record_per_neighbour_with_slot_offset_and_socket():
     assert links.is_end and links.output("output").slot == 1
 
 
+def test_a_link_connects_on_its_first_send_and_only_a_made_socket_is_closed():
+    made = []
+    links = Links("L2.n0", lambda peer: made.append(FakeSocket(peer)) or made[-1], counters())
+    links.set_inputs([("input", 1), ("L1.n0", 3), ("L1.n1", 2)])
+    links.add_output("L3.n0")
+    links.add_output("L3.n1")
+    assert made == [], "a neuron starts without connecting its neighbours"
+    links.send(links.output("L3.n1"), b"f1")
+    links.send(links.output("L3.n1"), b"f2")
+    links.send_gradients([1], [np.ones((1, 6), np.float32)])
+    assert [s.peer for s in made] == ["L3.n1", "L1.n0", "L1.n1"], "one socket per link, made at its first send"
+    assert made[0].sent == [b"f1", b"f2"]
+    links.set_inputs([("input", 1), ("L1.n1", 2)])
+    assert made[1].closed and not made[2].closed, "a removed input link closes the socket it made"
+    links.remove_output("L3.n0")  # never sent on: nothing to close, nothing made
+    links.close(0)
+    assert len(made) == 3 and all(s.closed for s in made)
+
+
 def test_link_changes_are_checked_with_the_errors_of_the_control_api():
     links = make_links(outputs=("L3.n0",))
     cases = [({"direction": "sideways", "peer": "x"}, True, "bad_request"),

@@ -13,7 +13,7 @@ from neurox.neuron import NeuronStore, TopologyError, load_topology, parse_topol
 from neurox.neuron import _frames as frames
 from neurox.neuron._kernels import dense_backward, dense_forward
 from neurox.neuron._math import ACTIVATIONS, backward, forward, output_gradient, seed_from_siblings
-from neurox.neuron._process import Neuron
+from neurox.neuron._process import Neuron, first_report_s, report_interval_s
 from neurox.runtime import EXIT_SHUTDOWN, ExitReason, FrameError, pack
 
 pytestmark = pytest.mark.timeout(60)
@@ -125,6 +125,14 @@ def test_a_bundle_is_one_step_and_single_packets_each_their_own_as_the_delay_rul
     grads = [xs[i].T @ ((g0[i] + g1[i]) * (1 - np.tanh(xs[i] @ w0) ** 2)) for i in range(k)]
     assert np.allclose(bundled, w0 - lr / np.sqrt(1 + (k - 1) / 2) * sum(grads), atol=1e-5)
     assert np.allclose(single, w0 - sum(lr / np.sqrt(1 + i) * grads[i] for i in range(k)), atol=1e-5)
+
+
+def test_a_small_network_reports_at_once_and_a_large_one_within_its_interval_not_before_half():
+    assert first_report_s(report_interval_s(100), 0.3) == 0.0
+    interval = report_interval_s(1000)
+    assert interval == 10.0
+    firsts = [first_report_s(interval, d) for d in (0.0, 0.5, 0.999)]
+    assert firsts == sorted(firsts, reverse=True) and firsts[0] == interval and 5.0 < firsts[-1] < 5.01
 
 
 def test_bad_frames_are_refused_with_their_kind():

@@ -8,10 +8,12 @@ a gradient join and the PUSH socket forward frames go on. Sockets come from a fa
 bookkeeping is testable without ZeroMQ; every send goes through :meth:`Links.send`, which counts
 what a full queue drops and mirrors the frame on the tap when one is on (``neurox probe tap``).
 
-A link's socket is made and connected on its first use, not when the link is: making a socket and
-connecting it cost a neuron 0.4 ms each on a small VM, about half of its CPU from fork to ready with
-six neighbours, and a thousand-neuron network starts before any sample flows. A PUSH socket queues
-what is sent from its connect on (no ``IMMEDIATE``), so a first send is never lost to the lateness.
+A neuron's links are connected at its first send, not at its start: making a socket and connecting
+it cost a neuron 0.4 ms each on a small VM, about half of its CPU from fork to ready with six
+neighbours, and a thousand-neuron network starts before any sample flows. The first send connects
+every link at once, so that the way back for the gradients is open (its handshakes done) by the time
+they come; a link added later connects at its own first send. A PUSH socket queues what is sent from
+its connect on (no ``IMMEDIATE``), so a first send is never lost to the lateness.
 """
 from __future__ import annotations
 
@@ -39,7 +41,12 @@ class Link:
 
     @property
     def socket(self):
-        """The PUSH socket to the neighbour, connected now if it was not yet; None if the link sends nothing."""
+        """The PUSH socket to the neighbour (see :meth:`open`)."""
+        return self.open()
+
+    def open(self):
+        """The PUSH socket to the neighbour, made and connected now if it was not yet; None if the link
+        sends nothing."""
         if self._socket is None and self._connect is not None:
             self._socket = self._connect()
         return self._socket
@@ -150,8 +157,12 @@ class Links:
     # -- sending ----------------------------------------------------------------------------------
     def send(self, link: Link, frame: bytes) -> None:
         """Send without blocking: a full queue drops the frame (counted ``dropped_sends``)."""
+        sock = link._socket
+        if sock is None:
+            self._connect_all()
+            sock = link._socket
         try:
-            (link._socket or link.socket).send(frame, zmq.NOBLOCK)
+            sock.send(frame, zmq.NOBLOCK)
         except zmq.Again:
             self.counters["dropped_sends"] += 1
         if self.tap is not None:
@@ -159,6 +170,10 @@ class Links:
                 self.tap.send_multipart([link.topic, frame], zmq.NOBLOCK)
             except zmq.Again:
                 pass
+
+    def _connect_all(self) -> None:
+        for link in (*self.inputs, *self.outputs):
+            link.open()
 
     def send_gradients(self, packets: list, dxs: list[np.ndarray]) -> None:
         """dLoss/dx of each packet, one bundle per upstream neuron: its columns of every packet's rows."""

@@ -68,10 +68,6 @@ PRELOAD = ("numpy", "zmq", "msgpack", "plyvel", "psutil")
 SPARE_IDLE_S = 0.01
 """With no spare, fork one once the launcher has had nothing to do for this long: a fork right
 after a child became ready would compete for the CPU with that child's first answers."""
-STARTING_IDLE_S = 0.5
-"""The same while a child it started is not ready yet: forking a spare then (2-10 ms of the launcher's
-CPU, and the spare's own start after it) would delay that child's start -- a restart -- on a busy host.
-Bounded, for a child that never says it is ready."""
 SPARE_BATCH_MAX = 32
 """The most spares forked back to back when a run of spawns finds none left."""
 SPAWN_RUN_S = 0.05
@@ -147,7 +143,7 @@ class Launcher:
     def _idle_timeout(self) -> float | None:
         """How long to wait for an event before :meth:`_settle` (None: settled, wait for ever)."""
         if not self.spares:
-            return STARTING_IDLE_S if self.by_ready_fd else SPARE_IDLE_S
+            return SPARE_IDLE_S
         return None if len(self.spares) == 1 and self.spares[0].ahead else RUN_OVER_S
 
     def _on_stop_signal(self, *_):

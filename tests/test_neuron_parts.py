@@ -95,6 +95,27 @@ def test_links_are_one_record_per_neighbour_with_slot_offset_and_socket():
     assert links.is_end and links.output("output").slot == 1
 
 
+def test_links_connect_at_the_first_send_all_at_once_and_only_a_made_socket_is_closed():
+    made = []
+    links = Links("L2.n0", lambda peer: made.append(FakeSocket(peer)) or made[-1], counters())
+    links.set_inputs([("input", 1), ("L1.n0", 3)])
+    links.add_output("L3.n0")
+    assert made == [], "a neuron starts without connecting its neighbours"
+    links.send(links.output("L3.n0"), b"f1")
+    assert [s.peer for s in made] == ["L1.n0", "L3.n0"], "the first send connects every link, the way back too"
+    links.send(links.output("L3.n0"), b"f2")
+    links.send_gradients([1], [np.ones((1, 4), np.float32)])
+    assert len(made) == 2 and made[1].sent == [b"f1", b"f2"] and len(made[0].sent) == 1, "one socket per link"
+    links.add_output("L3.n1")
+    links.set_inputs([("input", 1), ("L1.n1", 2)])
+    assert made[0].closed and len(made) == 2, "a removed link closes its socket; a new one is not made yet"
+    links.send(links.output("L3.n1"), b"f3")
+    assert [s.peer for s in made[2:]] == ["L1.n1", "L3.n1"], "links added later connect at their first send"
+    links.remove_output("L3.n0")
+    links.close(0)
+    assert all(s.closed for s in made)
+
+
 def test_link_changes_are_checked_with_the_errors_of_the_control_api():
     links = make_links(outputs=("L3.n0",))
     change = lambda request, adding: links.check_change(op("add_link" if adding else "remove_link", request), adding)

@@ -7,14 +7,16 @@ import time
 import numpy as np
 import plyvel
 import pytest
+import zmq
 
 from neurox.ext import DatasetError, load_dataset
 from neurox.neuron import NeuronStore, TopologyError, load_topology, parse_topology, topology_path
 from neurox.neuron import _frames as frames
 from neurox.neuron._kernels import dense_backward, dense_forward
 from neurox.neuron._math import ACTIVATIONS, backward, forward, output_gradient, seed_from_siblings
-from neurox.neuron._process import Neuron
-from neurox.runtime import EXIT_SHUTDOWN, ExitReason, FrameError, pack
+from neurox.neuron._persistence import fetch_params
+from neurox.neuron._process import Neuron, first_report_s, report_interval_s
+from neurox.runtime import EXIT_SHUTDOWN, ExitReason, FrameError, pack, unpack_map
 
 pytestmark = pytest.mark.timeout(60)
 RNG = np.random.default_rng(7)
@@ -125,6 +127,39 @@ def test_a_bundle_is_one_step_and_single_packets_each_their_own_as_the_delay_rul
     grads = [xs[i].T @ ((g0[i] + g1[i]) * (1 - np.tanh(xs[i] @ w0) ** 2)) for i in range(k)]
     assert np.allclose(bundled, w0 - lr / np.sqrt(1 + (k - 1) / 2) * sum(grads), atol=1e-5)
     assert np.allclose(single, w0 - sum(lr / np.sqrt(1 + i) * grads[i] for i in range(k)), atol=1e-5)
+
+
+def test_a_small_network_reports_at_once_and_a_large_one_within_its_interval_not_before_half():
+    assert first_report_s(report_interval_s(100), 0.3) == 0.0
+    interval = report_interval_s(1000)
+    assert interval == 10.0
+    firsts = [first_report_s(interval, d) for d in (0.0, 0.5, 0.999)]
+    assert firsts == sorted(firsts, reverse=True) and firsts[0] == interval and 5.0 < firsts[-1] < 5.01
+
+
+def test_a_replacement_asks_its_siblings_all_at_once_under_one_deadline(tmp_path):
+    ctx = zmq.Context.instance()
+    live = ctx.socket(zmq.ROUTER)
+    live.bind(f"ipc://{tmp_path}/live")
+
+    def answer():
+        if not live.poll(5000):
+            return  # never asked: the assertion below says so
+        frames = live.recv_multipart()
+        rid = unpack_map(frames[-1]).get("rid")
+        live.send_multipart([*frames[:-1], pack({"ok": True, "result": {"weights": "w"}, "rid": rid})])
+
+    server = threading.Thread(target=answer)
+    server.start()
+    down = {f"down{i}": f"ipc://{tmp_path}/down{i}" for i in range(3)}  # siblings that are not running
+    started = time.monotonic()
+    try:
+        got = fetch_params(ctx, {**down, "live": f"ipc://{tmp_path}/live"}, 0.3)
+    finally:
+        server.join(5)
+        live.close(linger=0)
+    assert got == {"live": {"weights": "w"}}, "the dead are left out, the living answer"
+    assert time.monotonic() - started < 0.6, "one deadline for all (one after the other, three down took 0.9 s)"
 
 
 def test_bad_frames_are_refused_with_their_kind():

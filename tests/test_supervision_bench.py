@@ -20,3 +20,8 @@ def test_the_restart_bench_reports_forked_and_exec_restarts():
     # (each figure is rounded: the ratio of the rounded ones is within 1 % of the reported one)
     assert result["speedup_p50"] == pytest.approx(result["exec_restart_p50_ms"] / result["restart_p50_ms"], rel=0.01), \
         "the ratio is the one of the two figures reported"
+    stages = result["stages_ms"]
+    assert sorted(stages) == ["answer", "bind", "reach", "ready", "start"], "the stages of a restart"
+    for name, row in stages.items():
+        assert 0 <= row["p50"] <= row["p90"] <= row["p99"] <= result["restart_max_ms"], (name, row)
+    assert stages["start"]["p50"] > 0 and stages["reach"]["p50"] > 0, "a death and a reconnection take time"

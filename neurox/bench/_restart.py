@@ -10,6 +10,12 @@ socket) and reports the ratio. Kills are spaced by ``--interval-ms`` so that eac
 settled host, as a crash in a running network does. As in a network, the socket lives in the tree's
 run directory (in memory where the host has it: ``run_base``) and the database in a data directory
 on the disk.
+
+Each forked restart is also cut into stages by the moments the replacement reports (see ``_worker``):
+``start`` (the kill until the replacement runs its target: the victim's death, the launcher's
+reaction, the hand-off to a spare), ``bind``, ``ready`` (said to the launcher), ``reach`` (until the
+client's request arrives: its reconnection) and ``answer`` (until the client has the answer); their
+p50/p90/p99 say where the tail is.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ import time
 import numpy as np
 import zmq
 
-from ..runtime import ipc_endpoint, run_base
+from ..runtime import ipc_endpoint, run_base, unpack_map
 from ._worker import EXEC_SOURCE, TARGET
 from ..supervisor_tree import SupervisorClient, Tree, root_args
 
@@ -57,7 +63,8 @@ class Pinger:
         self.sock.connect(endpoint)
         self.round = 0
 
-    def until_answered(self, timeout: float = 30.0) -> None:
+    def until_answered(self, timeout: float = 30.0) -> list[bytes]:
+        """Ask until answered; the answer's frames after the token."""
         self.round += 1
         token = str(self.round).encode()
         deadline = time.monotonic() + timeout
@@ -69,8 +76,9 @@ class Pinger:
             except zmq.Again:
                 continue  # the connection went between the poll and the send
             while self.sock.poll(RESEND_MS):
-                if self.sock.recv() == token:
-                    return
+                frames = self.sock.recv_multipart()
+                if frames[0] == token:
+                    return frames[1:]
         raise TimeoutError(f"no answer within {timeout} s")
 
     def close(self) -> None:
@@ -81,8 +89,27 @@ def _milliseconds(seconds: list[float]) -> np.ndarray:
     return np.array(seconds) * 1000.0
 
 
-def supervised_restarts(kills: int, interval_s: float) -> np.ndarray:
-    """Kill the launcher-forked worker ``kills`` times; the kill -> answer times in ms."""
+STAGES = ("start", "bind", "ready", "reach", "answer")
+"""The parts of a restart, in order (see the module docstring); the moments that end each."""
+_ENDS = ("entered", "bound", "ready", "asked")
+
+
+def stages_of(killed: float, answered: float, moments: dict) -> list[float]:
+    """The seconds of each of :data:`STAGES` of one restart, from the kill, the answer and the replacement's moments."""
+    ends = [killed, *(moments[name] for name in _ENDS), answered]
+    return [b - a for a, b in zip(ends, ends[1:])]
+
+
+def stage_table(stages: np.ndarray) -> dict:
+    """p50/p90/p99 in ms of each stage (``stages``: one row of seconds per restart)."""
+    ms = stages * 1000.0
+    return {name: {q: round(float(np.percentile(ms[:, i], int(q[1:]))), 2) for q in ("p50", "p90", "p99")}
+            for i, name in enumerate(STAGES)}
+
+
+def supervised_restarts(kills: int, interval_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Kill the launcher-forked worker ``kills`` times: the kill -> answer times in ms, and the seconds of
+    each stage of each restart (one row a restart)."""
     ctx = zmq.Context.instance()
     with (tempfile.TemporaryDirectory(prefix="nx-restart-", dir="/tmp") as data,
           tempfile.TemporaryDirectory(prefix="nx-restart-", dir=run_base()) as run):
@@ -95,18 +122,20 @@ def supervised_restarts(kills: int, interval_s: float) -> np.ndarray:
             pinger = Pinger(ctx, endpoint)
             try:
                 pinger.until_answered()
-                times = []
+                times, stages = [], []
                 for _ in range(kills):
                     time.sleep(interval_s)
                     pid = supervisor.which_children()[0]["pid"]
-                    started = time.perf_counter()
+                    killed = time.monotonic()
                     os.kill(pid, signal.SIGKILL)
-                    pinger.until_answered()
-                    times.append(time.perf_counter() - started)
+                    (moments,) = pinger.until_answered()
+                    answered = time.monotonic()
+                    times.append(answered - killed)
+                    stages.append(stages_of(killed, answered, unpack_map(moments)))
             finally:
                 pinger.close()
                 supervisor.close()
-    return _milliseconds(times)
+    return _milliseconds(times), np.array(stages)
 
 
 def exec_restarts(kills: int, interval_s: float) -> np.ndarray:
@@ -138,9 +167,12 @@ def exec_restarts(kills: int, interval_s: float) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> dict:
     interval_s = args.interval_ms / 1000.0
-    forked = supervised_restarts(args.kills, interval_s)
+    forked, stages = supervised_restarts(args.kills, interval_s)
     print(f"launcher fork: p50 {np.percentile(forked, 50):.1f} ms, p99 {np.percentile(forked, 99):.1f} ms "
           f"over {len(forked)} kills", flush=True)
+    table = stage_table(stages)
+    print("  stages, p50/p99 ms: " + ", ".join(f"{name} {row['p50']}/{row['p99']}" for name, row in table.items()),
+          flush=True)
     execd = exec_restarts(args.exec_kills, interval_s)
     print(f"exec of a fresh interpreter: p50 {np.percentile(execd, 50):.1f} ms over {len(execd)} kills", flush=True)
     p50 = float(np.percentile(forked, 50))
@@ -148,4 +180,4 @@ def run(args: argparse.Namespace) -> dict:
     return {"restart_p50_ms": round(p50, 2), "restart_p99_ms": round(float(np.percentile(forked, 99)), 2),
             "restart_max_ms": round(float(forked.max()), 2), "exec_restart_p50_ms": round(exec_p50, 2),
             "speedup_p50": round(exec_p50 / p50, 1), "kills": len(forked), "exec_kills": len(execd),
-            "interval_ms": args.interval_ms}
+            "interval_ms": args.interval_ms, "stages_ms": table}

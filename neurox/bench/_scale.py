@@ -97,6 +97,23 @@ def _tree_cpu_s(launcher_pid: int) -> float:
     return total_ns / 1e9
 
 
+def _names(procs) -> list[tuple[int, str]]:
+    """``(pid, name)`` of each process still there (a spare the launcher retires can go meanwhile)."""
+    return [(pid, name) for pid, name in ((p.pid, _asked(p.name)) for p in procs) if name is not None]
+
+
+def _statuses(procs) -> list[tuple[int, str]]:
+    """``(pid, status)`` of each process still there."""
+    return [(pid, status) for pid, status in ((p.pid, _asked(p.status)) for p in procs) if status is not None]
+
+
+def _asked(question):
+    try:
+        return question()
+    except psutil.Error:
+        return None
+
+
 def _pss_mib(pids) -> list[float]:
     out = []
     for pid in pids:
@@ -170,7 +187,7 @@ def run(args: argparse.Namespace) -> dict:
               f"the machine's {os.cpu_count()} cores did meanwhile", flush=True)
         try:
             children = psutil.Process(network.tree.launcher_proc.pid).children()
-            neuron_pids = [p.pid for p in children if p.name().startswith("nx:L") and "." in p.name()]
+            neuron_pids = [pid for pid, name in _names(children) if name.startswith("nx:L") and "." in name]
             pss = _pss_mib(neuron_pids)
             stream = Stream(zmq.Context.instance(), network.run_dir, network.topology, data, window=8, batch=8,
                             packet_timeout_s=30.0)  # a thousand processes on two cores: seconds a sample
@@ -181,7 +198,7 @@ def run(args: argparse.Namespace) -> dict:
             stopped = time.perf_counter()
             network.stop()
             stop_s = time.perf_counter() - stopped
-        left = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        left = [pid for pid, status in _statuses(children) if status != psutil.STATUS_ZOMBIE]
     reference = {}
     if args.reference_neurons > 0:
         ref_s = start_s if args.reference_neurons == args.neurons else reference_start_s(args)

@@ -11,15 +11,20 @@ third argument) answers at once: under policy ``replace`` the dead run's databas
 so it is removed and a new one made on a thread while the replacement serves. The forked twin takes
 the thread and the context its spare started ahead of need (:func:`~neurox.runtime._fork.start_early`,
 :func:`~neurox.runtime._fork.new_context`); the exec'd one has no spare and starts both itself.
+
+The forked twin answers each request with one more frame: the moments (``time.monotonic``, the same
+clock in every process of a host) it entered its target, had its socket bound, had said it was ready
+and received its first request, so that the bench can say where a restart's time goes.
 """
 from __future__ import annotations
 
 import shutil
+import time
 
 import plyvel
 import zmq
 
-from ..runtime import make_socket, new_context, notify_ready, start_early
+from ..runtime import make_socket, new_context, notify_ready, pack, start_early
 
 TARGET = "neurox.bench._worker:run_worker"
 EXEC_SOURCE = """
@@ -49,18 +54,23 @@ def open_db(path: str, crashed: bool) -> plyvel.DB:
 
 def run_worker(args: dict, env: dict) -> None:
     """Launcher target: ``args`` has ``endpoint`` (to bind) and ``db`` (the LevelDB directory)."""
+    entered = time.monotonic()
     crashed = env.get("after") == "crash"
     opening = start_early(open_db, args["db"], crashed)
     sock = make_socket(new_context(), zmq.ROUTER, bind=args["endpoint"])
+    bound = time.monotonic()
     if not crashed:
         opening.result()
     notify_ready({})
+    ready = time.monotonic()
+    frames = sock.recv_multipart()
+    moments = pack({"entered": entered, "bound": bound, "ready": ready, "asked": time.monotonic()})
     try:
         while True:
-            frames = sock.recv_multipart()
             try:
-                sock.send_multipart(frames)
+                sock.send_multipart([*frames, moments])
             except zmq.ZMQError:
                 pass  # the asker went away (ROUTER_MANDATORY): nobody to answer
+            frames = sock.recv_multipart()
     finally:
         opening.result().close()

@@ -31,7 +31,7 @@ import numpy as np
 import plyvel
 import zmq
 
-from ..runtime import ControlClient, ControlError, EventPublisher, start_early
+from ..runtime import ControlError, EventPublisher, fan_out, start_early
 from ._frames import array_from_wire
 from ._math import seed_from_siblings
 from ._state import NeuronStore, SavedState, TornState
@@ -57,19 +57,11 @@ def start_plan(saved: bool, died: bool, policy: str, twin: bool, seed_requested:
 
 
 def fetch_params(ctx: zmq.Context, endpoints: dict[str, str], timeout_s: float) -> dict[str, dict]:
-    """``get_params`` of every endpoint, asked all at once; the dead and the slow are left out."""
-    clients = {name: ControlClient(ctx, endpoint, timeout_s) for name, endpoint in endpoints.items()}
-    answers = {}
-    try:
-        for name, client in clients.items():
-            try:
-                answers[name] = client.call("get_params")
-            except ControlError:
-                continue
-    finally:
-        for client in clients.values():
-            client.close()
-    return answers
+    """``get_params`` of every endpoint, asked all at once under one deadline; the dead and the slow are
+    left out. (Asked one after the other, a replacement waited for the sum of its siblings' answers, each
+    a wake-up of a process on a busy host, and ``timeout_s`` for each sibling that was down.)"""
+    answers = fan_out(ctx, endpoints, "get_params", timeout_s)
+    return {name: answer for name, answer in answers.items() if not isinstance(answer, ControlError)}
 
 
 def twin_weights(ctx: zmq.Context, endpoint: str, relay: Callable) -> tuple[np.ndarray, np.ndarray, str]:

@@ -99,11 +99,13 @@ def test_promtool_accepts_the_metrics_of_a_live_learning_network(tmp_path, no_st
                 found = service.neuron_metrics("L2.n1")
                 answer = service.neuron_status()
                 end = service.neuron_metrics("L4.n0")["metrics"]
+                first = service.neuron_metrics("L0.n0")["status"]  # from a report sent after its snapshot
                 rows = {r["path"]: r for r in service.tree(detail=True)["rows"]}
             out, layer = rows["root/messenger_out"], rows["root/L2"]  # the service walks the tree at its own pace
             return out["status"].get("metrics", {}).get("recent_accuracy") is not None and found["restarts"] == 1 \
                 and layer["status"].get("restarts_in_period") == 1 and found["state"] == "running" and found["report_age_s"] is not None \
-                and answer["counts"] == {"running": 9} and end["samples"] == own
+                and answer["counts"] == {"running": 9} and end["samples"] == own \
+                and isinstance(first.get("last_flush_ms"), float)
         wait_until(settled, 15, "L2.n1 to be replaced and every report to be current")
         server = serve_metrics(service_source(zmq.Context.instance(), network.run_dir), 0)
         try:

@@ -26,7 +26,7 @@ from collections import deque
 from typing import Callable
 
 from ._images import ImageSpec, image_row
-from ._pipes import WakePipe
+from ..runtime import WakePipe
 from ._samples import InputError
 from ._settings import Setting
 from ._video import VideoSpec, av, rate_gate, rate_restart

@@ -1,5 +1,4 @@
-"""Standard input or a named pipe as a source of bytes, read as they come (the eye and the stream use it);
-and a wake-up pipe through which a thread wakes an extension's loop.
+"""Standard input or a named pipe as a source of bytes, read as they come (the eye and the stream use it).
 
 Standard input ends when its writer closes it. A named pipe is held open for writing too, so that
 it never ends: writers may come and go (``cat a.png > pipe; cat b.png > pipe``) and the reader sees
@@ -41,29 +40,3 @@ class Pipe:
         if self._writer is not None:  # standard input is not ours to close
             os.close(self.fd)
             os.close(self._writer)
-
-
-class WakePipe:
-    """A thread's way to wake an extension's loop, which watches :attr:`fd` like any other source:
-    :meth:`wake` makes it readable, :meth:`drain` takes the pending wake-ups. A full pipe already holds
-    a wake-up, so waking never blocks."""
-
-    def __init__(self):
-        self.fd, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-
-    def wake(self) -> None:
-        try:
-            os.write(self._w, b"!")
-        except BlockingIOError:
-            pass
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        os.close(self.fd)
-        os.close(self._w)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from ._pipes import WakePipe
+from ..runtime import WakePipe
 
 DEBOUNCE_MS = 50
 """Changes closer together than this are reported as one batch (a file being written is many changes)."""

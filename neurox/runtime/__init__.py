@@ -10,6 +10,7 @@ from ._args import (KINDS as OP_ARGUMENTS, Args as Args, arguments as arguments,
 from ._bus import run_event_bus as run_event_bus
 from ._config import ConfigError as ConfigError, read_toml as read_toml, typed as typed
 from ._memory import rss_bytes as rss_bytes
+from ._wake import WakePipe as WakePipe
 from ._histogram import BOUNDS as HISTOGRAM_BOUNDS, Histogram as Histogram, merge as merge_histograms
 from ._events import EVENT_MAX_BYTES as EVENT_MAX_BYTES, EventPublisher as EventPublisher
 from ._curve import (ALLOWED_DIR as ALLOWED_DIR, CurveKeys as CurveKeys, serve_curve as serve_curve, KeysError as KeysError, connect_curve as connect_curve,

@@ -51,7 +51,6 @@ Example (the whole of a kind that counts what it is sent)::
 """
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -65,6 +64,7 @@ from ._exit import EXIT_SHUTDOWN, ExitReason
 from ._fork import new_context, notify_ready
 from ._sd_notify import Notifier
 from ._sockets import make_socket
+from ._wake import WakePipe
 
 CONTROL_DRAIN = 32
 """Control requests answered per round at most, so a flood of requests cannot starve the data."""
@@ -211,7 +211,7 @@ class Process:
         try:
             self.events = EventPublisher(self.ctx, env.get("events"), env.get("path", ""))
             self.control = make_socket(self.ctx, zmq.ROUTER, bind=self.control_endpoint(args, env))
-            self._wake_r = self._arm_signals()
+            self._wakeup = self._arm_signals()
         except BaseException:
             self._close()
             raise
@@ -221,8 +221,8 @@ class Process:
         (OTP's ``gen_server:enter_loop``, for a process set up by hand rather than by ``init``)."""
         self._poller.register(self.control, zmq.POLLIN)
         self._readers[self.control] = self._serve_control
-        self._poller.register(self._wake_r, zmq.POLLIN)
-        self._readers[self._wake_r] = lambda: os.read(self._wake_r, 512)
+        self._poller.register(self._wakeup.fd, zmq.POLLIN)
+        self._readers[self._wakeup.fd] = self._wakeup.drain
         notify_ready(info)
         name = self.env.get("path", "")
         self.notifier.ready(f"{name} ready")
@@ -240,14 +240,12 @@ class Process:
         """Where the control socket binds (``env["control"]``, as a supervisor hands it to its child)."""
         return env["control"]
 
-    def _arm_signals(self) -> int:
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_w, False)
-        os.set_blocking(wake_r, False)
-        signal.set_wakeup_fd(wake_w)
+    def _arm_signals(self) -> WakePipe:
+        wakeup = WakePipe()
+        wakeup.catch_signals()
         for sig in self.stop_signals:
             signal.signal(sig, self._on_stop_signal)
-        return wake_r
+        return wakeup
 
     def _on_stop_signal(self, *_) -> None:
         self._stop_reason = ExitReason("shutdown", code=EXIT_SHUTDOWN)

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 
 from ._exit import reason_from_wait_status
 from ._fork import Spare, fork_child, fork_spare, resolve_target, set_parent_death_signal, set_process_name
+from ._wake import WakePipe
 from ._wire import pack, unpack_map
 
 PACKET_MAX = 256 * 1024
@@ -106,20 +107,18 @@ class Launcher:
         self.listener.bind(socket_path)
         os.chmod(socket_path, 0o600)
         self.listener.listen(128)
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_w, False)
-        os.set_blocking(self.wake_r, False)
+        self.wakeup = WakePipe()
         self.stopping = False
         self.spares: deque[Spare] = deque()
         self.batch = 0
         """How many spares the last batch had (0: no run of spawns going on)."""
         self.last_spawn = 0.0
         self.selector.register(self.listener, selectors.EVENT_READ, "listen")
-        self.selector.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.selector.register(self.wakeup.fd, selectors.EVENT_READ, "wake")
 
     # -- the loop ---------------------------------------------------------------------------
     def serve(self) -> None:
-        signal.set_wakeup_fd(self.wake_w)
+        self.wakeup.catch_signals()
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
@@ -130,7 +129,7 @@ class Launcher:
                 if tag == "listen":
                     self._accept()
                 elif tag == "wake":
-                    self._drain_wake()
+                    self.wakeup.drain()
                     self._reap()
                 elif tag == "conn":
                     self._on_request(key.fileobj)
@@ -148,13 +147,6 @@ class Launcher:
 
     def _on_stop_signal(self, *_):
         self.stopping = True
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self.wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()

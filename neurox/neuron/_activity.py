@@ -43,36 +43,50 @@ class Activity:
         return {"mean_abs": self.mean_abs, "saturation": self.saturation, "loss": self.loss}
 
     def fold(self) -> None:
-        """Take every bundle noted into the averages, oldest first."""
+        """Take every bundle noted into the averages, oldest first: in closed form, as many array operations
+        for 256 bundles as for one (a loop over them was a quarter of a millisecond, a stall in a report)."""
         if not self.noted:
             return
-        for mean_abs, saturation in zip(*bundle_figures(self.noted, self.activations)):
-            self.mean_abs = _average(self.mean_abs, mean_abs)
-            self.saturation = _average(self.saturation, saturation)
+        mean_abs, saturation = bundle_figures(self.noted, self.activations)
+        self.mean_abs = _average_all(self.mean_abs, mean_abs)
+        self.saturation = _average_all(self.saturation, saturation)
         self.noted, self.activations = [], []
 
 
-def bundle_figures(ys: list[np.ndarray], activations: list[str]) -> tuple[list[float], list[float]]:
+def bundle_figures(ys: list[np.ndarray], activations: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per bundle (``ys``, one activation each): the mean |output| and the share of outputs near the
     activation's bounds (0 for unbounded activations), in one array operation each for all the bundles."""
     whole = ys[0] if len(ys) == 1 else np.concatenate(ys)
-    starts = np.cumsum([0, *(y.shape[0] for y in ys[:-1])])
-    sizes = np.array([y.size for y in ys])
+    rows = np.fromiter(map(len, ys), np.intp, len(ys))
+    starts = np.cumsum(rows) - rows
+    sizes = rows * whole.shape[1]
     magnitude = np.abs(whole)
     mean_abs = np.add.reduceat(np.add.reduce(magnitude, axis=1), starts) / sizes
-    shares = {activation: _saturated_share(whole, magnitude, activation, starts, sizes) for activation in set(activations)}
-    return mean_abs.tolist(), [shares[activation][i] for i, activation in enumerate(activations)]
+    kinds = set(activations)
+    if len(kinds) == 1:
+        return mean_abs, _saturated_share(whole, magnitude, activations[0], starts, sizes)
+    shares = {activation: _saturated_share(whole, magnitude, activation, starts, sizes) for activation in kinds}
+    return mean_abs, np.array([shares[activation][i] for i, activation in enumerate(activations)])
 
 
 def _saturated_share(y: np.ndarray, magnitude: np.ndarray, activation: str, starts: np.ndarray,
-                     sizes: np.ndarray) -> list[float]:
+                     sizes: np.ndarray) -> np.ndarray:
     if activation == "tanh":
         near = magnitude > SATURATED
     elif activation == "sigmoid":
         near = (y > SATURATED) | (y < 1 - SATURATED)
     else:
-        return [0.0] * len(sizes)
-    return (np.add.reduceat(np.count_nonzero(near, axis=1), starts) / sizes).tolist()
+        return np.zeros(len(sizes))
+    return np.add.reduceat(np.count_nonzero(near, axis=1), starts) / sizes
+
+
+def _average_all(previous: float | None, values: np.ndarray) -> float:
+    """``previous`` averaged with each of ``values`` in turn (the first seeds an empty average):
+    (1 - s)^n previous + the sum of s (1 - s)^(n-1-i) values[i]."""
+    if previous is None:
+        previous, values = float(values[0]), values[1:]
+    keep = (1 - SMOOTHING) ** np.arange(len(values) - 1, -1, -1)
+    return float((1 - SMOOTHING) ** len(values) * previous + SMOOTHING * np.dot(keep, values))
 
 
 def _average(previous: float | None, value: float) -> float:

@@ -3,11 +3,31 @@ from __future__ import annotations
 
 import os
 
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_own: tuple[int, int] | None = None
+"""(pid, fd of its /proc/PID/statm), kept open: opening it for every report cost more than reading it."""
+
 
 def rss_bytes(pid: int | str = "self") -> int | None:
     """Resident memory of a process on this machine, in bytes (None if it is gone or cannot be read)."""
     try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        if pid == "self":
+            return _pages(os.pread(_own_statm(), 64, 0))
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return _pages(f.read())
     except (OSError, ValueError, IndexError):
         return None
+
+
+def _own_statm() -> int:
+    """This process's statm, opened once per process (a forked child opens its own: the parent's fd
+    names the parent)."""
+    global _own
+    pid = os.getpid()
+    if _own is None or _own[0] != pid:
+        _own = (pid, os.open(f"/proc/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC))
+    return _own[1]
+
+
+def _pages(statm: bytes) -> int:
+    return int(statm.split()[1]) * _PAGE

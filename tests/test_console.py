@@ -49,6 +49,10 @@ def test_reshapes_and_states_read_as_plain_words():
     assert "{" not in describe_reshape("add_neuron", {"id": "L2.n4", "pid": 1, "layer": "L2"})
     assert describe_self_reshape({"op": "add_link", "target": ["a", "b"], "reason": "weak", "ok": False,
                                   "error": "would_orphan"}) == "self-reshaper could not link a → b (weak): would_orphan"
+    assert describe_reshape("widen_layer", {"layer": "L0", "units": 8, "was": 4, "neurons": ["L0.n0"]}) \
+        == "widened layer L0 from 4 to 8 units a neuron (L0.n0), the answers unchanged"
+    assert describe_self_reshape({"op": "widen_layer", "target": ["L0", "8"], "reason": "narrow", "ok": True}) \
+        .startswith("self-reshaper: widen layer L0 to 8 units a neuron")
     assert [learning_state(s) for s in ({}, {"learning": False}, {"learning": False, "frozen": True})] == \
         ["learning", "paused", "frozen"]
 

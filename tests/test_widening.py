@@ -57,6 +57,8 @@ def test_the_start_node_widens_live_and_answers_the_same(tmp_path):
             with pytest.raises(ControlError) as info:
                 reshaping.widen_layer("L0", 4)
             assert info.value.error == "bad_request"
+            own_rate = round(neuron_call(network, "L0.n0", "status")["learning_rate"] * 0.9, 6)
+            neuron_call(network, "L0.n0", "set_params", learning_rate=own_rate, join_timeout_ms=777)
             before = answers(network, data.features[:64])
             done = reshaping.widen_layer("L0", 12)
             after = answers(network, data.features[:64])
@@ -67,6 +69,8 @@ def test_the_start_node_widens_live_and_answers_the_same(tmp_path):
         assert np.abs(after - before).max() < 1e-4, "the widened network answers as before"
         assert [l.get("settings", {}).get("units") for l in live["layers"]][0] == 12
         assert array_from_wire(neuron_call(network, "L0.n0", "get_params")["weights"]).shape == (64, 12)
+        status = neuron_call(network, "L0.n0", "status")
+        assert (status["learning_rate"], status["join_timeout_ms"]) == (own_rate, 777), "its own settings kept"
         params = neuron_call(network, "L1.n1", "get_params")
         assert params["widths"]["L0.n0"] == 12 and not rows_of(
             array_from_wire(params["weights"]), [(p, params["widths"][p]) for p in params["inputs"]], "L0.n0")[4:].any()

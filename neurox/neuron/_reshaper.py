@@ -38,6 +38,7 @@ from ._frames import array_from_wire, array_to_wire
 from ._init import init_of
 from ._parts import child_id, registered
 from ._placement import front_host, host_of
+from ._requests import FLAGS, SETTABLE
 from ._reshaper_ops import (RESHAPER_ARGS, AddLayer, AddNeuron, LinkArgs, RemoveLayer, RemoveNeuron,
                              SetLearning, SetSettings, WidenLayer)
 from ._spread import Hosts
@@ -320,7 +321,8 @@ class Reshaper(Process):
     def widen_layer(self, request: WidenLayer) -> dict:
         """More units for every neuron of a layer (not the end's: its units are the answer's), keeping the
         network's function (``_widening``): with the new width in the topology, each neuron restarts from
-        a fresh database and is given its old weights with new columns; then each neuron it feeds
+        a fresh database and is given its old weights with new columns and its own settings (a learning
+        rate set on it alone, paused or frozen, as it was); then each neuron it feeds
         restarts (it restores its weights, with fresh rows for the resized link) and is given its old
         rows for the old units and zero rows for the new ones."""
         layer, units = self._layer_arg(request), request.units
@@ -332,6 +334,7 @@ class Reshaper(Process):
         neurons = list(layer.neurons)
         receivers = [n for n in self.topology.neurons() if any((s, n) in self.topology.links for s in neurons)]
         before = {n: self._neuron(n, "get_params") for n in neurons + receivers}
+        own = {n: own_settings(self._neuron(n, "status")) for n in neurons}
         topology = Topology.from_dict(self.topology.to_dict())
         topology.layer_named(layer.name).settings["units"] = units
         self._save(topology)
@@ -341,6 +344,7 @@ class Reshaper(Process):
             self._set_to(neuron_id, *widened_columns(array_from_wire(before[neuron_id]["weights"]),
                                                      array_from_wire(before[neuron_id]["bias"]), units,
                                                      init_of(topology.settings_of(neuron_id)), rng))
+            self._neuron(neuron_id, "set_params", **own[neuron_id])  # its own settings: a fresh start forgot them
         for dst in receivers:
             self._restart(dst)
             now = self._neuron(dst, "get_params")
@@ -413,3 +417,8 @@ def sibling_links(topology: Topology, siblings: list[str], neuron_id: str) -> li
 
 run_reshaper = Reshaper.main
 """Process entry point (``Reshaper.target``)."""
+
+
+def own_settings(status: dict) -> dict:
+    """The live settings and flags of a neuron's ``status``, as ``set_params`` takes them back."""
+    return {key: status[key] for key in (*SETTABLE, *FLAGS) if key in status}

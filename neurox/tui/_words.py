@@ -29,6 +29,10 @@ def describe_reshape(op: str, result) -> str:
         settings = " ".join(f"{k}={v}" for k, v in (r.get("settings") or {}).items())
         neurons = r.get("neurons") or []
         return f"set {settings} on {len(neurons)} neuron{'s' * (len(neurons) != 1)} ({_few(neurons)})"
+    if op == "widen_layer":
+        neurons = r.get("neurons") or []
+        return (f"widened layer {r.get('layer')} from {r.get('was')} to {r.get('units')} units a neuron "
+                f"({_few(neurons)}), the answers unchanged")
     if op == "set_learning":
         if r.get("learning"):
             return "learning resumed in every neuron"
@@ -44,6 +48,7 @@ def describe_attempt(op: str, args: dict) -> str:
             "remove_link": lambda: f"unlink {args.get('from')} → {args.get('to')}",
             "set_settings": lambda: f"change the settings of {args.get('layer') or args.get('neuron')}",
             "set_learning": lambda: "resume learning" if args.get("learning") else "pause learning",
+            "widen_layer": lambda: f"widen layer {args.get('layer')} to {args.get('units')} units a neuron",
             "export": lambda: "export the topology"}.get(op, lambda: op)()
 
 
@@ -53,7 +58,8 @@ def describe_self_reshape(change: dict) -> str:
     what = {"add_neuron": lambda: f"add a neuron to layer {target[0]}",
             "remove_neuron": lambda: f"remove neuron {target[0]}",
             "add_link": lambda: f"link {target[0]} → {target[1]}",
-            "remove_link": lambda: f"unlink {target[0]} → {target[1]}"}.get(change.get("op"))
+            "remove_link": lambda: f"unlink {target[0]} → {target[1]}",
+            "widen_layer": lambda: f"widen layer {target[0]} to {target[1]} units a neuron"}.get(change.get("op"))
     try:
         text = what() if what else str(change.get("op"))
     except IndexError:

@@ -88,8 +88,14 @@ def test_links_are_one_record_per_neighbour_with_slot_offset_and_socket():
     assert kept.closed is False and links.fan_in == 5
     with pytest.raises(FrameError) as err:
         links.input("L1.n0")
+    assert err.value.kind == "former_link", "unlinked lately: what it sent is late, not bad"
+    with pytest.raises(FrameError) as err:
+        links.input("L7.n7")
     assert err.value.kind == "unknown_source"
     links.remove_output("L3.n0")
+    with pytest.raises(FrameError) as err:
+        links.output("L3.n0")
+    assert err.value.kind == "former_link"
     assert [(link.peer, link.slot) for link in links.outputs] == [("L3.n1", 0)] and not links.is_end
     links.add_output("output")
     assert links.is_end and links.output("output").slot == 1
@@ -559,3 +565,19 @@ def test_set_params_and_inject_requests_refuse_what_is_not_finite_or_does_not_fi
             checked_vector(vector, 2, "n")
         assert err.value.error == error
     assert checked_vector([1, 2], 2, "n").tolist() == [[1.0, 2.0]]
+
+
+def test_a_frame_from_a_neighbour_unlinked_lately_is_late_and_one_never_linked_is_bad():
+    links = make_links(inputs=(("L1.n0", 3), ("L1.n1", 3)), outputs=("L3.n0",))
+    r, _ = rule(fan_in=6, units=2)
+    r.counters = c = links.counters
+    pipeline = Pipeline("L2.n0", 2, links, r, Receptors("cortex", {}, None), {
+        "activation": "linear", "learning_rate": 0.1, "join_timeout_ms": 200}, c, BadFrames("test"))
+    pipeline.set_inputs([("L1.n1", 3)], lambda weights, layout: weights[3:])
+    row = [np.ones((1, 3), np.float32)]
+    pipeline.handle([frames.encode_forward("L1.n0", [1, 2], row * 2, [False] * 2, [b""] * 2),
+                     frames.encode_forward("L9.n9", [3], row, [False], [b""]),
+                     frames.encode_forward("L1.n1", [4], row, [False], [b""])])
+    assert c["late"] == 2 and pipeline.bad.by_kind == {"unknown_source": 1}
+    (frame,) = links.output("L3.n0").socket.sent
+    assert frames.decode(frame)[2] == [4], "the frame from the input it has is computed"

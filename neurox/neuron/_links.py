@@ -29,6 +29,12 @@ from ._ops import RemoveLink
 from ._topology import INPUT, OUTPUT
 
 
+FORMER = 64
+"""Neighbours unlinked lately that a neuron remembers (their frames still in flight are late, not bad)."""
+FORMER_LINK = "former_link"
+"""The FrameError kind of a frame from a neighbour unlinked lately: the pipeline counts it ``late``."""
+
+
 class Link:
     """One neighbour: its id, width (inputs), slot, columns in ``x`` (inputs), socket and tap topic.
     ``connect()`` makes the socket on first use (None: a link that sends nothing, MessengerIn's)."""
@@ -73,6 +79,9 @@ class Links:
         self.output_of: dict[str, Link] = {}
         self.fan_in = 0
         self.tap = None
+        self.former: dict[str, None] = {}
+        """Neighbours unlinked lately (the newest ``FORMER`` of them, oldest first): what they had already
+        sent when the link went is late, not bad."""
 
     # -- what the neighbours are ----------------------------------------------------------------
     @property
@@ -88,18 +97,31 @@ class Links:
         return {"inputs": [link.peer for link in self.inputs], "outputs": [link.peer for link in self.outputs]}
 
     def input(self, peer: str) -> Link:
-        """The input link from ``peer``; FrameError ``unknown_source`` if there is none."""
+        """The input link from ``peer``; FrameError ``unknown_source`` if there is none (``former_link``
+        if there was one lately)."""
         link = self.input_of.get(peer)
         if link is None:
-            raise FrameError("unknown_source", f"{peer!r} is not an input of {self.owner}")
+            raise self._unknown(peer, "an input")
         return link
 
     def output(self, peer: str) -> Link:
-        """The output link to ``peer``; FrameError ``unknown_source`` if there is none."""
+        """The output link to ``peer``; FrameError ``unknown_source`` if there is none (``former_link``
+        if there was one lately)."""
         link = self.output_of.get(peer)
         if link is None:
-            raise FrameError("unknown_source", f"{peer!r} is not an output of {self.owner}")
+            raise self._unknown(peer, "an output")
         return link
+
+    def _unknown(self, peer: str, what: str) -> FrameError:
+        if peer in self.former:
+            return FrameError(FORMER_LINK, f"{peer!r} is no longer {what} of {self.owner}")
+        return FrameError("unknown_source", f"{peer!r} is not {what} of {self.owner}")
+
+    def _unlinked(self, peer: str) -> None:
+        self.former.pop(peer, None)
+        self.former[peer] = None
+        if len(self.former) > FORMER:
+            del self.former[next(iter(self.former))]
 
     def set_inputs(self, layout: list[tuple[str, int]]) -> None:
         """The inputs as they are now, in order: kept links keep their socket, new ones connect (on first use), gone ones close."""
@@ -115,6 +137,7 @@ class Links:
         for peer, link in old.items():
             if peer not in self.input_of:
                 link.close()
+                self._unlinked(peer)
         offset = 0
         for slot, link in enumerate(self.inputs):
             link.slot, link.offset = slot, offset
@@ -127,6 +150,7 @@ class Links:
 
     def remove_output(self, peer: str) -> None:
         self.output_of[peer].close()
+        self._unlinked(peer)
         self.outputs = [link for link in self.outputs if link.peer != peer]
         self._renumber_outputs()
 

@@ -24,7 +24,7 @@ from ._frames import FORWARD as FORWARD_FRAME, decode, split_finite_rows
 from ._activity import Activity
 from ._joins import RECENT_DONE, Joins
 from ._learning_rule import LearningRule
-from ._links import Links
+from ._links import FORMER_LINK, Links
 from ._math import forward, held_outputs
 from ._receptors import Receptors
 
@@ -67,7 +67,10 @@ class Pipeline:
                 else:
                     self._on_gradient(message, returned)
             except FrameError as exc:
-                self.bad.note(exc.kind, exc.detail)
+                if exc.kind == FORMER_LINK:  # sent before the link went: late, as a packet after its join
+                    self.counters["late"] += len(message[2])
+                else:
+                    self.bad.note(exc.kind, exc.detail)
         if joined:
             self.compute(joined)
             self.processing.observe(perf_counter() - arrived, len(joined))

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
+from msgspec import UNSET
+
 from ..neuron import messenger_in_endpoint
-from ..runtime import Args, FrameError, Histogram, make_socket, op_arguments, pack, typed_ops, unpack_map
+from ..runtime import Args, FrameError, Histogram, make_socket, op_arguments, pack, typed_ops
 from ._api import DRAIN, InputExtension
 from ._front import Front, feed_endpoint
 from ._recall import listen_for_recall
-from ._samples import InputError as BadRequest, parse_request
+from ._requests import RequestError as BadRequest, RequestReader
 from ._text import text_encoder
 
 REQUEST_MAX_BYTES = 256 * 1024
@@ -35,6 +37,8 @@ REPLY_CACHE = 4096
 MESSENGER_IN_TARGET = "neurox.ext._messenger_in:run_messenger_in"
 FEED_BUNDLE = 64
 """Other origins' frames waiting at the feed that MessengerIn passes on as one bundle."""
+_NOBLOCK, _MORE = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK)
+"""As plain ints: pyzmq's enum flags cost a Python-level ``Flag.__or__`` per frame (``send_multipart``)."""
 
 
 class Education(Args):
@@ -46,7 +50,7 @@ class Education(Args):
 MESSENGER_IN_ARGS = op_arguments("messenger_in", {"education": Education})
 
 
-@dataclass
+@dataclass(slots=True)
 class Waiting:
     envelope: list[bytes]
     message_hash_id: object
@@ -71,7 +75,10 @@ class MessengerIn(InputExtension):
         end_settings = self.topology.settings_of(end)
         self.classes = int(end_settings["units"]) if end_settings["activation"] == "softmax" else None
         self.outputs = int(end_settings["units"])
-        self.text = text_encoder(self.topology)
+        self.reader = RequestReader(self.width, self.classes, self.outputs, text_encoder(self.topology),
+                                    REQUEST_MAX_BYTES)
+        self.names = self.topology.output.get("labels")
+        """The classes' names, for a reply's ``probabilities``."""
         self.timeout_s = settings.get("timeout_ms", DEFAULT_TIMEOUT_MS) / 1000.0
         self.max_in_flight = int(settings.get("max_in_flight", DEFAULT_MAX_IN_FLIGHT))
         self.endpoint = messenger_in_endpoint(self.run_dir)
@@ -129,40 +136,34 @@ class MessengerIn(InputExtension):
         if len(frames) < 2:
             return
         envelope, body, arrived = frames[:-1], frames[-1], time.monotonic()
-        self.count("requests")
-        message_id = None
+        self.counters["requests"] += 1
         try:
-            try:
-                request = unpack_map(body, REQUEST_MAX_BYTES)
-            except FrameError as exc:
-                raise BadRequest(exc.kind, exc.detail) from None  # malformed, oversized or wrong_type (not a map)
-            message_id = request.get("message_hash_id")
-            message_id, row, targets, learn = parse_request(request, self.width, self.classes, self.outputs,
-                                                            self.text)
-            key = request_key(envelope, message_id)
+            ask = self.reader.read(body)
+            key = request_key(envelope, ask.message_id)
             if self._repeat(key, envelope):
                 return
-            timeout_ms = request.get("timeout_ms", self.timeout_s * 1000)
+            timeout_ms = self.timeout_s * 1000 if ask.timeout_ms is UNSET else ask.timeout_ms
             if not isinstance(timeout_ms, (int, float)) or isinstance(timeout_ms, bool) or not 0 < timeout_ms <= 600_000:
-                raise BadRequest("bad_input", "'timeout_ms' must be a number of milliseconds in (0, 600000]")
+                raise BadRequest("bad_input", "'timeout_ms' must be a number of milliseconds in (0, 600000]", ask.message_id)
             if len(self.waiting) >= self.max_in_flight:
-                raise BadRequest("busy", f"{len(self.waiting)} requests in flight; try again shortly")
-            row, targets, units = self.scaling.prepare(row, targets, learn)  # refused ones teach nothing
+                raise BadRequest("busy", f"{len(self.waiting)} requests in flight; try again shortly", ask.message_id)
+            row, targets, units = self.scaling.prepare(ask.row, ask.targets, ask.learn)  # refused ones teach nothing
             try:
-                packet = self.submit(row, targets, block=False, tag=message_id, learn=learn, meta=units)
+                packet = self.submit(row, targets, block=False, tag=ask.message_id, learn=ask.learn, meta=units)
             except zmq.Again:
-                raise BadRequest("busy", "the start of the network is not taking requests right now") from None
+                raise BadRequest("busy", "the start of the network is not taking requests right now",
+                                 ask.message_id) from None
         except BadRequest as exc:
             self.count("busy" if exc.error == "busy" else "errors")
             if exc.error == "non_finite":
                 self.scaling.counters["non_finite"] += 1
             if exc.error in ("malformed", "oversized", "wrong_type"):
                 self.bad.note(exc.error, exc.detail)
-            self._reply(envelope, {"message_hash_id": message_id, "ok": False, "error": exc.error,
+            self._reply(envelope, {"message_hash_id": exc.message_id, "ok": False, "error": exc.error,
                                    "detail": exc.detail})
             return
         deadline = arrived + timeout_ms / 1000.0
-        self.waiting[packet] = Waiting(envelope, message_id, deadline, key, arrived)
+        self.waiting[packet] = Waiting(envelope, ask.message_id, deadline, key, arrived)
         self.packet_of[key] = packet
         heapq.heappush(self.deadlines, (deadline, packet))
 
@@ -183,15 +184,15 @@ class MessengerIn(InputExtension):
         if waiting is None:
             self.count("late")
             return
-        reply = {"message_hash_id": waiting.message_hash_id, "ok": True,
-                 "output": np.frombuffer(result["output"], dtype="<f4").tolist(), "loss": result.get("loss")}
-        for key in ("label", "text"):
-            if key in result:
-                reply[key] = result[key][0]
-        names = self.topology.output.get("labels")
-        if self.classes is not None and names and len(names) == len(reply["output"]):
-            reply["probabilities"] = dict(zip(map(str, names), reply["output"]))
-        self.count("replied")
+        output = np.frombuffer(result["output"], dtype="<f4").tolist()
+        reply = {"message_hash_id": waiting.message_hash_id, "ok": True, "output": output, "loss": result.get("loss")}
+        if "label" in result:
+            reply["label"] = result["label"][0]
+        if "text" in result:
+            reply["text"] = result["text"][0]
+        if self.classes is not None and self.names and len(self.names) == len(output):
+            reply["probabilities"] = dict(zip(map(str, self.names), output))
+        self.counters["replied"] += 1
         body = pack(reply)
         self.replies[waiting.key] = body
         if len(self.replies) > REPLY_CACHE:
@@ -221,8 +222,11 @@ class MessengerIn(InputExtension):
         self._send(envelope, pack(reply))
 
     def _send(self, envelope: list[bytes], body: bytes) -> None:
+        send = self.front.send
         try:
-            self.front.send_multipart([*envelope, body], zmq.NOBLOCK)
+            for part in envelope:  # the ROUTER refuses a message at its first frame (unroutable, or full)
+                send(part, _MORE)
+            send(body, _NOBLOCK)
         except zmq.ZMQError:
             self.count("unroutable")
 

@@ -25,6 +25,7 @@ MODES = ("standard", "minmax", "none", "frozen")
 DEFAULT_MODE = "standard"
 DEFAULT_FROZEN_AFTER = 1000
 INPUT_KEYS = ("scale", "frozen_after")
+_F4 = np.dtype(np.float32)
 
 
 class ScalingError(TopologyError):
@@ -159,7 +160,9 @@ class Scaler:
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
         """Rows in the network's units (float32)."""
-        rows = np.asarray(rows, dtype=np.float64).reshape(-1, self.width)
+        if type(rows) is not np.ndarray or rows.dtype != _F4:  # float32 rows go to float64 in the subtraction
+            rows = np.asarray(rows, dtype=np.float64)
+        rows = rows.reshape(-1, self.width)
         if self.config.mode == "none" or not self.count:
             return rows.astype(np.float32)
         if self._factors is None:  # (offset, 1/spread, 0 where a column has shown none), until it learns again
@@ -167,7 +170,9 @@ class Scaler:
             offset = self.low if self.config.mode == "minmax" else self.mean
             self._factors = (offset.copy(), np.divide(1.0, spread, out=np.zeros(self.width), where=spread > 0))
         offset, inverse = self._factors
-        return ((rows - offset) * inverse).astype(np.float32)
+        out = np.subtract(rows, offset)
+        out *= inverse
+        return out.astype(np.float32)
 
     def unit_scale(self) -> tuple[np.ndarray, np.ndarray]:
         """(offset, factor) with ``user = network * factor + offset``: what turns answers back into the

@@ -225,10 +225,10 @@ class MessengerIn(InputExtension):
             reply["probabilities"] = dict(zip(map(str, self.names), output))
         self.counters["replied"] += 1
         body = pack(reply)
+        self._send(waiting.envelope, body)
         self.replies[waiting.key] = body
         if len(self.replies) > REPLY_CACHE:
             self.replies.popitem(last=False)
-        self._send(waiting.envelope, body)
         self.latency.observe(time.monotonic() - waiting.arrived)
 
     def _settle(self, packet) -> Waiting | None:

@@ -4,12 +4,13 @@ import subprocess
 import sys
 import time
 
+import msgpack
 import numpy as np
 import pytest
 import zmq
 
-from neurox.ext._front import is_forward
 from neurox.ext._messenger_out import TOPIC, Listeners
+from neurox.ext._origin import is_return
 from neurox.ext._recall import sends_recall
 from neurox.neuron import INPUT, load_topology
 from neurox.neuron._frames import encode_forward, encode_output
@@ -61,14 +62,17 @@ def test_answers_are_published_only_while_someone_subscribes_to_them(tmp_path):
 
 
 @pytest.mark.timeout(10)
-def test_forward_frames_are_told_from_answers_on_messenger_ins_pull():
+def test_answers_are_told_from_forward_frames_on_messenger_ins_pull():
     row = np.zeros((1, 4), np.float32)
     result = {"packet": 1, "rows": 1, "output": row.tobytes(), "width": 4, "loss": None}
-    assert is_forward(encode_forward(INPUT, [1], [row], [False], [pack({})]))
-    assert is_forward(encode_forward(INPUT, list(range(40)), [row] * 40, [True] * 40, [pack({})] * 40))
-    for answer in (pack([result]), pack([result] * 7), pack([result] * 20),
-                   encode_output("L4.n0", [1], [row], [pack({})], [None]), b"", b"\x97", pack([0])):
-        assert not is_forward(answer), answer[:8]
+    for answers in (pack([result]), pack([result] * 7), pack([result] * 20), msgpack.packb([{}] * 70000)):
+        assert is_return(answers), answers[:8]
+    for other in (encode_forward(INPUT, [1], [row], [False], [pack({})]),
+                  encode_forward(INPUT, list(range(40)), [row] * 40, [True] * 40, [pack({})] * 40),
+                  b"\xdc\x00\x07\x00" + encode_forward(INPUT, [1], [row], [False], [pack({})])[2:],  # array16 of 7
+                  encode_output("L4.n0", [1], [row], [pack({})], [None]), b"", b"\x90", b"\x91", b"\xdc\x00",
+                  pack([0]), pack({"rows": 1}), b"\x80", b"garbage"):
+        assert not is_return(other), other[:8]
 
 
 @pytest.mark.timeout(10)

@@ -32,18 +32,11 @@ FLUSH_INTERVAL_S = 1.0
 LOCK_WAIT_S = 2.0
 """A replacement MessengerIn may start while its SIGKILLed predecessor still holds the database's lock."""
 STATE_DIR = "scaling"
-FORWARD_HEAD = bytes([0x97, FORWARD])
 
 
 def feed_endpoint(run_dir: str) -> str:
     """The PULL on which MessengerIn takes every other origin's forward frames."""
     return ipc_endpoint(run_dir, "messenger.feed")
-
-
-def is_forward(message: bytes) -> bool:
-    """Whether a message is a forward frame (``[0, src, ...]``, seven elements: its msgpack starts
-    ``0x97 0x00``) rather than an origin's return message (an array of result maps)."""
-    return message[:2] == FORWARD_HEAD
 
 
 def to_user_units(outputs: np.ndarray, meta: dict) -> np.ndarray:

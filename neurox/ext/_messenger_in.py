@@ -25,7 +25,8 @@ from msgspec import UNSET
 from ..neuron import messenger_in_endpoint
 from ..runtime import Args, FrameError, Histogram, make_socket, op_arguments, pack, typed_ops
 from ._api import DRAIN, InputExtension
-from ._front import Front, feed_endpoint, is_forward
+from ._front import Front, feed_endpoint
+from ._origin import is_return
 from ._recall import listen_for_recall
 from ._requests import RequestError as BadRequest, RequestReader
 from ._text import text_encoder
@@ -140,12 +141,13 @@ class MessengerIn(InputExtension):
         return min(flush_in, self.deadlines[0][0] - now) if self.deadlines else flush_in
 
     def _on_inbound(self, messages: list[bytes]) -> None:
-        """What came on the PULL: answers to this origin's requests first, then the other origins' packets."""
-        frames = [m for m in messages if is_forward(m)]
-        if len(frames) < len(messages):
-            self._on_returns([m for m in messages if not is_forward(m)])
-        if frames:
-            self._on_feed(frames)
+        """What came on the PULL: answers to this origin's requests first, then the other origins' packets
+        (and anything else, which the feed's checks refuse)."""
+        answers = [m for m in messages if is_return(m)]
+        if answers:
+            self._on_returns(answers)
+        if len(answers) < len(messages):
+            self._on_feed([m for m in messages if not is_return(m)] if answers else messages)
 
     def _on_feed(self, frames: list[bytes]) -> None:
         """Other origins' packets: scaled, then on into the first layer in one bundle (their answers go to them)."""

@@ -24,6 +24,10 @@ from ._mixing import Mixer
 ORIGIN_BITS = 40
 """Packet ids are ``origin_number << 40 | sequence``."""
 _F4, _NOBLOCK = np.dtype("<f4"), int(zmq.NOBLOCK)
+_ARRAY_HEADS = {0xdc: 3, 0xdd: 5}
+"""msgpack's array16 and array32 and their headers' length (a fixarray, 0x90-0x9f, has one byte)."""
+_MAP_HEADS = frozenset([*range(0x80, 0x90), 0xde, 0xdf])
+"""The first byte of a msgpack map: fixmap, map16, map32."""
 
 
 class Origin:
@@ -125,6 +129,16 @@ class Origin:
         self.mixer.close()
         if self.hippocampus is not None:
             self.hippocampus.close(linger=0)
+
+
+def is_return(message: bytes) -> bool:
+    """Whether a message is a return message -- a msgpack array whose first element is a (result) map --
+    rather than a forward frame (whose first element is its kind, an int) or anything else: MessengerIn
+    takes both on one PULL. Its first bytes tell: an array's header, then a map's."""
+    if not message:
+        return False
+    skip = 1 if 0x90 <= message[0] <= 0x9f else _ARRAY_HEADS.get(message[0])
+    return skip is not None and len(message) > skip and message[skip] in _MAP_HEADS
 
 
 def results_of(frame: bytes) -> list[dict]:

@@ -28,7 +28,8 @@ from ._api import DRAIN, InputExtension
 from ._front import Front, feed_endpoint
 from ._origin import is_return
 from ._recall import listen_for_recall
-from ._requests import RequestError as BadRequest, RequestReader
+from ._requests import RequestReader
+from ._samples import InputError as BadRequest
 from ._text import text_encoder
 
 REQUEST_MAX_BYTES = 256 * 1024
@@ -170,6 +171,7 @@ class MessengerIn(InputExtension):
             return
         envelope, body, arrived = frames[:-1], frames[-1], time.monotonic()
         self.counters["requests"] += 1
+        ask = None
         try:
             ask = self.reader.read(body)
             key = request_key(envelope, ask.message_id)
@@ -177,22 +179,22 @@ class MessengerIn(InputExtension):
                 return
             timeout_ms = self.timeout_s * 1000 if ask.timeout_ms is UNSET else ask.timeout_ms
             if not isinstance(timeout_ms, (int, float)) or isinstance(timeout_ms, bool) or not 0 < timeout_ms <= 600_000:
-                raise BadRequest("bad_input", "'timeout_ms' must be a number of milliseconds in (0, 600000]", ask.message_id)
+                raise BadRequest("bad_input", "'timeout_ms' must be a number of milliseconds in (0, 600000]")
             if len(self.waiting) >= self.max_in_flight:
-                raise BadRequest("busy", f"{len(self.waiting)} requests in flight; try again shortly", ask.message_id)
+                raise BadRequest("busy", f"{len(self.waiting)} requests in flight; try again shortly")
             row, targets, units = self.scaling.prepare(ask.row, ask.targets, ask.learn)  # refused ones teach nothing
             try:
                 packet = self.submit(row, targets, block=False, tag=ask.message_id, learn=ask.learn, meta=units)
             except zmq.Again:
-                raise BadRequest("busy", "the start of the network is not taking requests right now",
-                                 ask.message_id) from None
+                raise BadRequest("busy", "the start of the network is not taking requests right now") from None
         except BadRequest as exc:
             self.count("busy" if exc.error == "busy" else "errors")
             if exc.error == "non_finite":
                 self.scaling.counters["non_finite"] += 1
             if exc.error in ("malformed", "oversized", "wrong_type"):
                 self.bad.note(exc.error, exc.detail)
-            self._reply(envelope, {"message_hash_id": exc.message_id, "ok": False, "error": exc.error,
+            message_id = exc.message_id if ask is None else ask.message_id  # the reader's RequestError names it
+            self._reply(envelope, {"message_hash_id": message_id, "ok": False, "error": exc.error,
                                    "detail": exc.detail})
             return
         deadline = arrived + timeout_ms / 1000.0

@@ -4,7 +4,7 @@ A request is one msgpack map. Nearly every one comes as a well-typed map, which 
 decodes in one C call into :class:`PlainAsk` (msgspec) and checks with a few C-level calls: MessengerIn
 reads one per request on its hot path, and a dict decoded first, converted, then checked key by key
 cost it several times as much. Anything that does not decode so -- oversized, not msgpack, not a map, a key
-of the wrong type, an unknown ``encoding`` -- takes the general way (:func:`parse_request` on the map),
+of the wrong type, an ``encoding`` not a string -- takes the general way (:meth:`RequestReader.read_map`),
 which finds what is wrong and says it: the errors and what a request means are the same either way.
 """
 from __future__ import annotations
@@ -55,6 +55,8 @@ class PlainAsk(msgspec.Struct):
 
 
 class Ask(NamedTuple):
+    """A request read and checked."""
+
     message_id: str | int
     row: np.ndarray
     """1 x width float32, finite."""

@@ -166,12 +166,10 @@ class InputExtension(Extension):
 
     def __init__(self, settings: dict, env: dict):
         super().__init__(settings, env)
+        self.width = joined_width(self.settings, self.topology)
+        """How many values a row of its samples has."""
         self.origin = Origin(self.ctx, self.run_dir, self.topology, self.name, direct=self.direct)
         self.watch(self.origin.returns, self._on_returns, drain=DRAIN)
-
-    @property
-    def width(self) -> int:
-        return joined_width(self.settings, self.topology)
 
     def submit(self, rows: np.ndarray, targets: list | None = None, block: bool = False, tag=None,
                learn: bool | None = None, meta: dict | None = None) -> int:

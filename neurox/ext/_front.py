@@ -53,8 +53,10 @@ def to_user_units(outputs: np.ndarray, meta: dict) -> np.ndarray:
         return outputs
 
 
-def _finite(rows: np.ndarray, what: str) -> None:
-    if not np.all(np.isfinite(rows)):
+def _finite(values: np.ndarray, what: str) -> None:
+    """InputError ``non_finite`` if ``values`` hold a NaN or an infinity (the ndarray's ``all``: ``np.all``'s
+    Python wrapper costs more than the check)."""
+    if not np.isfinite(values).all():
         raise InputError("non_finite", f"{what} holds NaN or infinity (or a number too large for float32)")
 
 

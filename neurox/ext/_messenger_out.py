@@ -5,6 +5,8 @@ The end neuron pushes output frames here. Each packet's ``meta`` names the origi
 ``[output]`` table says (arg-max label and its name, or the raw vector), pushes the results to their
 origins, and publishes every answer on the outputs bus (``outputs.pub``, topic ``result``) for the
 output extensions. It never answers clients itself: each origin keeps the books of who is waiting.
+The bus is an XPUB, so MessengerOut knows whether anyone subscribes to the answers (:class:`Listeners`)
+and, while no one does, spends nothing on publishing them (a PUB would drop them after their encoding).
 """
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ RECENT_SCORES = 1000
 MAX_ORIGINS = 64
 """Return sockets kept open at once; the least recently used beyond this are closed."""
 MESSENGER_OUT_TARGET = "neurox.ext._messenger_out:run_messenger_out"
+TOPIC = b"result"
+_EVENTS, _POLLIN, _NOBLOCK, _MORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.SNDMORE)
+"""As plain ints: pyzmq's enum flags cost a Python-level ``Flag.__or__`` a use."""
 
 
 def decode_outputs(outputs: np.ndarray, output_config: dict) -> dict:
@@ -38,6 +43,31 @@ def decode_outputs(outputs: np.ndarray, output_config: dict) -> dict:
     return answer
 
 
+class Listeners:
+    """Whether anyone subscribes to ``topic`` on an XPUB: libzmq passes up each subscribed prefix once
+    (``b"\\x01" + prefix``, its first subscriber's) and its unsubscription once (``b"\\x00" + prefix``,
+    when its last subscriber leaves or goes away)."""
+
+    def __init__(self, sock: zmq.Socket, topic: bytes):
+        self.sock, self.topic = sock, topic
+        self.prefixes: set[bytes] = set()
+        self.wanted = False
+
+    def check(self) -> bool:
+        """Take in the (un)subscriptions waiting; whether anyone listens now."""
+        while self.sock.get(_EVENTS) & _POLLIN:
+            self.take(self.sock.recv(_NOBLOCK))
+        return self.wanted
+
+    def take(self, message: bytes) -> None:
+        """One (un)subscription message (anything else an XPUB may pass up is not one, and changes nothing)."""
+        if message[:1] == b"\x01":
+            self.prefixes.add(message[1:])
+        elif message[:1] == b"\x00":
+            self.prefixes.discard(message[1:])
+        self.wanted = any(self.topic.startswith(prefix) for prefix in self.prefixes)
+
+
 class MessengerOut(Extension):
     kind = "output"
     target = MESSENGER_OUT_TARGET
@@ -47,7 +77,8 @@ class MessengerOut(Extension):
         self.width = self.topology.width_of(self.topology.layers[-1].neurons[0])
         self.activation = self.topology.settings_of(self.topology.layers[-1].neurons[0])["activation"]
         self.inbox = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.run_dir, OUTPUT))
-        self.publish = make_socket(self.ctx, zmq.PUB, bind=outputs_endpoint(self.run_dir), hwm=EVENT_HWM)
+        self.publish = make_socket(self.ctx, zmq.XPUB, bind=outputs_endpoint(self.run_dir), hwm=EVENT_HWM)
+        self.listeners = Listeners(self.publish, TOPIC)
         self.origins: OrderedDict[str, zmq.Socket] = OrderedDict()
         self.counters.update(outputs=0, returned=0, dropped_returns=0)
         self.recent: deque[int] = deque(maxlen=RECENT_SCORES)
@@ -57,15 +88,16 @@ class MessengerOut(Extension):
         return {"kind": self.kind, "width": self.width}
 
     def _on_frames(self, frames: list[bytes]) -> None:
+        listened = self.listeners.check()
         for frame in frames:
             try:
-                self._on_output(frame)
+                self._on_output(frame, listened)
             except FrameError as exc:
                 self.bad.note(exc.kind, exc.detail)
 
-    def _on_output(self, frame: bytes) -> None:
+    def _on_output(self, frame: bytes, listened: bool = True) -> None:
         """Each packet's answer back to its origin first (one message per origin: the origin's next packets
-        wait for it), then scored and on the outputs bus."""
+        wait for it), then scored and, if anyone listens, on the outputs bus."""
         _, _src, packets, rows, data, metas, losses = decode_frame(frame, (OUTPUT_FRAME,))
         by_origin: dict[str, list[dict]] = {}
         answered = []
@@ -83,14 +115,15 @@ class MessengerOut(Extension):
                 self.count("no_origin")
         for origin, results in by_origin.items():
             try:
-                self._origin(origin).send(pack(results), zmq.NOBLOCK)
-                self.count("returned", len(results))
+                self._origin(origin).send(pack(results), _NOBLOCK)
+                self.counters["returned"] += len(results)
             except zmq.Again:
                 self.count("dropped_returns", len(results))
+        self.counters["outputs"] += len(answered)
         for result, outputs, meta in answered:
-            self.count("outputs")
             self._score(result.get("label"), meta.get("targets"))
-            self._publish(result, outputs, meta)
+            if listened:
+                self._publish(result, outputs, meta)
 
     def _score(self, labels, targets) -> None:
         """Prequential accuracy of everything learnt from: answered before the network learnt from it."""
@@ -110,7 +143,8 @@ class MessengerOut(Extension):
         for key, name in (("tag", "message_hash_id"), ("source", "source"), ("targets", "targets")):
             if meta.get(key) is not None:
                 answer[name] = meta[key]
-        self.publish.send_multipart([b"result", pack(answer)])
+        self.publish.send(TOPIC, _MORE)
+        self.publish.send(pack(answer))
 
     def _origin(self, endpoint: str) -> zmq.Socket:
         sock = self.origins.pop(endpoint, None)
@@ -120,7 +154,6 @@ class MessengerOut(Extension):
                 self.origins.popitem(last=False)[1].close(linger=0)
         self.origins[endpoint] = sock
         return sock
-
 
 
 run_messenger_out = MessengerOut.main

@@ -115,6 +115,8 @@ class Mixer:
     def apply(self, rows: np.ndarray) -> np.ndarray:
         """``rows`` with every mixing input's latest sample in its positions (a copy; ``rows`` itself while
         no mixing input has published anything)."""
+        if not self.sources:
+            return rows
         for source in self.sources:
             while True:
                 try:

@@ -23,6 +23,11 @@ from ._mixing import Mixer
 
 ORIGIN_BITS = 40
 """Packet ids are ``origin_number << 40 | sequence``."""
+_F4, _NOBLOCK = np.dtype("<f4"), int(zmq.NOBLOCK)
+_ARRAY_HEADS = {0xdc: 3, 0xdd: 5}
+"""msgpack's array16 and array32 and their headers' length (a fixarray, 0x90-0x9f, has one byte)."""
+_MAP_HEADS = frozenset([*range(0x80, 0x90), 0xde, 0xdf])
+"""The first byte of a msgpack map: fixmap, map16, map32."""
 
 
 class Origin:
@@ -46,6 +51,8 @@ class Origin:
         self.mixer = Mixer(ctx, run_dir, topology, name)
         number = int.from_bytes(os.urandom(2), "big") | 1
         self._ids = itertools.count(number << ORIGIN_BITS)
+        self._base = {"origin": self.return_endpoint, "source": self.name}
+        """What every packet's meta says of its origin."""
 
     def send(self, rows: np.ndarray, targets=None, learn: bool = False, block: bool = True, tag=None,
              meta: dict | None = None) -> int:
@@ -55,8 +62,17 @@ class Origin:
         ``tag`` (e.g. a request's message_hash_id) travels with the packet to the output extensions, and so
         does this origin's ``name`` (as ``source``); ``meta`` adds to the packet's meta.
         """
-        extra = {} if tag is None else {"tag": tag}
-        return self.send_bundle([rows], [targets], learn, block, {**(meta or {}), **extra})[0]
+        packet = next(self._ids)
+        rows = np.ascontiguousarray(self.mixer.apply(rows), dtype=_F4)  # mixing inputs in place
+        info = {**meta, **self._base} if meta else dict(self._base)
+        if tag is not None:
+            info["tag"] = tag
+        if learn and targets is not None:
+            info["targets"] = targets
+        self._push(encode_forward(INPUT, [packet], [rows], [learn], [pack(info)]), block)
+        if self.hippocampus is not None and learn and targets is not None:
+            self._remember(rows, targets)
+        return packet
 
     def send_bundle(self, rows: list[np.ndarray], targets: list, learn: bool = False, block: bool = True,
                     meta: dict | None = None) -> list[int]:
@@ -64,17 +80,20 @@ class Origin:
         message for what was ready at once (the first layer computes them in one go); their packet ids.
         ``zmq.Again`` (with ``block=False``) sends none of them."""
         packets = [next(self._ids) for _ in rows]
-        blocks = [np.ascontiguousarray(self.mixer.apply(r), dtype="<f4") for r in rows]  # mixing inputs in place
-        base = {**(meta or {}), "origin": self.return_endpoint, "source": self.name}
+        blocks = [np.ascontiguousarray(self.mixer.apply(r), dtype=_F4) for r in rows]  # mixing inputs in place
+        base = {**meta, **self._base} if meta else self._base
         metas = [pack({**base, "targets": t} if learn and t is not None else base) for t in targets]
-        frame = encode_forward(INPUT, packets, blocks, [learn] * len(rows), metas)
-        for sock in self.starts:
-            sock.send(frame, 0 if block else zmq.NOBLOCK)
+        self._push(encode_forward(INPUT, packets, blocks, [learn] * len(rows), metas), block)
         if self.hippocampus is not None and learn:
             for block, t in zip(blocks, targets):
                 if t is not None:
                     self._remember(block, t)
         return packets
+
+    def _push(self, frame: bytes, block: bool) -> None:
+        flags = 0 if block else _NOBLOCK
+        for sock in self.starts:
+            sock.send(frame, flags)
 
     def forward(self, frame: bytes, learnt: list) -> bool:
         """Push another origin's forward frame on (MessengerIn), remembering the (rows, targets, rows as
@@ -110,6 +129,16 @@ class Origin:
         self.mixer.close()
         if self.hippocampus is not None:
             self.hippocampus.close(linger=0)
+
+
+def is_return(message: bytes) -> bool:
+    """Whether a message is a return message -- a msgpack array whose first element is a (result) map --
+    rather than a forward frame (whose first element is its kind, an int) or anything else: MessengerIn
+    takes both on one PULL. Its first bytes tell: an array's header, then a map's."""
+    if not message:
+        return False
+    skip = 1 if 0x90 <= message[0] <= 0x9f else _ARRAY_HEADS.get(message[0])
+    return skip is not None and len(message) > skip and message[skip] in _MAP_HEADS
 
 
 def results_of(frame: bytes) -> list[dict]:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import zmq
 
-from ..brain import recall_endpoint
-from ..neuron import output_gradient
+from ..brain import SleepConfig, recall_endpoint
+from ..neuron import Topology, output_gradient
 from ..runtime import FrameError, make_socket, unpack_map
 
 RECALL_DRAIN = 8
@@ -77,9 +77,23 @@ class Recall:
                 {**meta, "targets": targets + [self.targets[i] for i in picks], "recalled": len(picks)})
 
 
+def sends_recall(topology: Topology) -> bool:
+    """Whether the network's maintenance worker pushes recall: ``[maintenance] awake_replay`` > 0, as the
+    worker decides from the same topology file when it starts (a table it cannot read: assumed so)."""
+    if topology.maintenance is None:
+        return False
+    try:
+        return SleepConfig.from_table(topology.maintenance).awake_replay > 0
+    except ValueError:
+        return True
+
+
 def listen_for_recall(extension, recall: Recall) -> None:
-    """Bind MessengerIn's end of the recall link and keep what arrives in ``recall`` (a bad message is
-    counted among the extension's bad frames and changes nothing)."""
+    """Bind MessengerIn's end of the recall link, if the topology's maintenance worker sends on it, and keep
+    what arrives in ``recall`` (a bad message is counted among the extension's bad frames and changes
+    nothing). None is bound otherwise: every socket MessengerIn polls costs it on every wake-up."""
+    if not sends_recall(extension.topology):
+        return
     sock = make_socket(extension.ctx, zmq.PULL, bind=recall_endpoint(extension.run_dir), hwm=2)
 
     def on_memory(frames: list[bytes]) -> None:

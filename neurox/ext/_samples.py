@@ -4,8 +4,9 @@ An input extension turns outside data into :class:`Sample`-s -- a row of ``input
 values, a target to learn from (or None) and a tag that travels with it to the output extensions.
 Whatever cannot become one raises :class:`InputError` with an atom (``error``) to count it by and a
 ``detail`` for people. The two bodies a sample arrives in -- a JSON sample (:class:`SampleBody`) and a
-MessengerIn request (:class:`AskRequest`) -- are msgspec Structs, as the configuration's tables and the
-control frames are: the types are checked in one place, the values (width, range, finiteness) after.
+MessengerIn request (``_requests``) -- are msgspec Structs, as the configuration's tables and the
+control frames are: the types are checked in one place (:func:`decode_body`), the values (width,
+range, finiteness) after.
 Answers come out of MessengerOut one packet at a time; :func:`sample_records`
 splits one into a record per sample, the shape every built-in output writes.
 """
@@ -51,18 +52,6 @@ class SampleBody(msgspec.Struct, forbid_unknown_fields=True):
 SAMPLE_REFUSALS = {"vector": "'vector' must be a list of numbers", "text": "'text' must be a string",
                    "message_hash_id": "'message_hash_id' must be a string or an integer"}
 """What a sample's key of the wrong type is refused with, in the order they are checked."""
-
-
-class AskRequest(msgspec.Struct):
-    """A MessengerIn request body (docs/protocol.md, "MessengerIn"); keys it does not name are MessengerIn's
-    own (``timeout_ms``) or ignored."""
-
-    message_hash_id: str | int
-    vector: list[float] | bytes | UnsetType = UNSET
-    text: str | UnsetType = UNSET
-    encoding: Any = None
-    target: int | list[float] | None = None
-    learn: bool | UnsetType = UNSET
 
 
 _BINARY = (bytes, bytearray, memoryview)
@@ -182,47 +171,6 @@ def parse_sample(obj, width: int, targets: TargetSpace, text: TextEncoder | None
     else:
         raise InputError("bad_input", "a sample needs 'vector' or 'text'")
     return Sample(row, None if body.target is None else targets.parse(body.target), body.message_hash_id)
-
-
-def parse_request(request: dict, width: int, classes: int | None, outputs: int,
-                  text: TextEncoder | None = None) -> tuple:
-    """(message_hash_id, input row, targets or None, learn) from a MessengerIn request map, or InputError;
-    ``classes``: the end node's classes (None: a regression network of ``outputs`` values); ``text``
-    encodes a ``text`` request (the topology's ``[text]`` encoder)."""
-    target_refusal = f"'target' must be a class index 0..{classes - 1}" if classes is not None else \
-        f"'target' must be a list of {outputs} numbers"
-    body = decode_body(AskRequest, request, {
-        "message_hash_id": "a request needs a 'message_hash_id' (string or integer)",
-        "vector": "'vector' must be a list of numbers or float32 bytes", "text": "'text' must be a string",
-        "target": target_refusal, "learn": "'learn' must be true or false"})
-    if isinstance(body.vector, bytes):
-        if len(body.vector) % 4:
-            raise InputError("bad_input", "a binary vector is float32 bytes (a multiple of 4)")
-        row = np.frombuffer(body.vector, dtype="<f4")
-    elif body.vector is not UNSET:
-        row = np.asarray(body.vector, dtype=np.float32)
-    elif body.text is not UNSET:
-        row = encode_text(body.text, body.encoding, width, text)
-    else:
-        raise InputError("bad_input", "a request needs 'vector' or 'text'")
-    if body.vector is not UNSET:
-        if row.size != width:
-            raise InputError("bad_input", f"wrong vector length: expected {width} values, got {row.size}")
-        if not np.all(np.isfinite(row)):
-            raise InputError("non_finite", "the vector holds NaN or infinity (or a number too large for float32)")
-    target = body.target
-    if target is not None:
-        if classes is not None:
-            if not isinstance(target, int) or not 0 <= target < classes:
-                raise InputError("bad_input", target_refusal)
-        elif not isinstance(target, list) or len(target) != outputs:
-            raise InputError("bad_input", target_refusal)
-        elif not all(math.isfinite(v) for v in target):
-            raise InputError("non_finite", "the target holds NaN or infinity")
-    learn = target is not None if body.learn is UNSET else body.learn
-    if learn and target is None:
-        raise InputError("bad_input", "'learn' needs a 'target'")
-    return body.message_hash_id, row.reshape(1, width), ([target] if target is not None else None), learn
 
 
 def to_json(value) -> str:

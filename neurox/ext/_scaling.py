@@ -25,6 +25,7 @@ MODES = ("standard", "minmax", "none", "frozen")
 DEFAULT_MODE = "standard"
 DEFAULT_FROZEN_AFTER = 1000
 INPUT_KEYS = ("scale", "frozen_after")
+_F4 = np.dtype(np.float32)
 
 
 class ScalingError(TopologyError):
@@ -123,15 +124,17 @@ class Scaler:
             self._learn_moments(learnt)
             self.low, self.high = low[-1].copy(), high[-1].copy()
         else:  # each prefix's mean and squared deviations (Chan et al.); the extremes of the whole only
+            # (in place where it can be, and one division of the whole block: a bundle is hundreds of rows)
             shifted = rows - self.mean if every else np.where(taken, rows - self.mean, 0.0)
             s1 = np.cumsum(shifted, axis=0)
-            s2 = np.cumsum(np.square(shifted, out=shifted), axis=0)
-            n = np.maximum(counts, 1)
-            offset = s1 / n
-            spread = s2 - s1 * offset + self.m2
+            spread = np.cumsum(np.square(shifted, out=shifted), axis=0)
+            per = 1.0 / np.maximum(counts, 1)
+            offset = s1 * per
+            spread -= np.multiply(s1, offset, out=s1)  # s2 - s1 * offset + m2: each prefix's squared deviations
+            spread += self.m2
             self.m2 = np.maximum(spread[-1], 0.0)
             np.maximum(spread, 0.0, out=spread)
-            spread /= n
+            spread *= per
             np.sqrt(spread, out=spread)
             offset += self.mean
             self.mean = offset[-1].copy()
@@ -139,8 +142,9 @@ class Scaler:
         if self.count == 0 and not take[0]:  # before the first learnt sample values pass as they come
             seen = counts > 0
             offset, spread = np.where(seen, offset, 0.0), np.where(seen, spread, 1.0)
-        inverse = np.divide(1.0, spread, out=np.zeros_like(spread), where=spread > 0)
-        out = (rows - offset) * inverse
+        inverse = np.divide(1.0, spread, out=spread, where=spread > 0)  # 0 stays 0: a column without spread
+        out = np.subtract(rows, offset, out=offset)
+        out *= inverse
         self.count = int(counts[-1, 0])
         self._factors = None
         return out.astype(np.float32)
@@ -159,7 +163,9 @@ class Scaler:
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
         """Rows in the network's units (float32)."""
-        rows = np.asarray(rows, dtype=np.float64).reshape(-1, self.width)
+        if type(rows) is not np.ndarray or rows.dtype != _F4:  # float32 rows go to float64 in the subtraction
+            rows = np.asarray(rows, dtype=np.float64)
+        rows = rows.reshape(-1, self.width)
         if self.config.mode == "none" or not self.count:
             return rows.astype(np.float32)
         if self._factors is None:  # (offset, 1/spread, 0 where a column has shown none), until it learns again
@@ -167,7 +173,9 @@ class Scaler:
             offset = self.low if self.config.mode == "minmax" else self.mean
             self._factors = (offset.copy(), np.divide(1.0, spread, out=np.zeros(self.width), where=spread > 0))
         offset, inverse = self._factors
-        return ((rows - offset) * inverse).astype(np.float32)
+        out = np.subtract(rows, offset)
+        out *= inverse
+        return out.astype(np.float32)
 
     def unit_scale(self) -> tuple[np.ndarray, np.ndarray]:
         """(offset, factor) with ``user = network * factor + offset``: what turns answers back into the

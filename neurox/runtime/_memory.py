@@ -25,6 +25,8 @@ def _own_statm() -> int:
     global _own
     pid = os.getpid()
     if _own is None or _own[0] != pid:
+        if _own is not None:
+            os.close(_own[1])  # the parent's, inherited: this process's copy of it
         _own = (pid, os.open(f"/proc/{pid}/statm", os.O_RDONLY | os.O_CLOEXEC))
     return _own[1]
 

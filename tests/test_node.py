@@ -163,6 +163,25 @@ def test_notifier_reports_an_unreachable_socket_without_failing(capfd):
     assert "cannot reach" in capfd.readouterr().err
 
 
+@pytest.mark.timeout(10)
+def test_a_notify_socket_nobody_reads_fails_the_send_instead_of_holding_the_service(tmp_path, capfd):
+    """A datagram socket holds a few unread messages (``net.unix.max_dgram_qlen``); past them a send
+    that waited would hold the agent's loop, and its polite stop, until someone read."""
+    deaf = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    deaf.bind(str(tmp_path / "notify"))
+    notifier = Notifier(str(tmp_path / "notify"))
+    try:
+        started = time.monotonic()
+        sent = [notifier.status(f"status {i}") for i in range(200)]
+        assert time.monotonic() - started < 2.0
+        assert sent[0] and not sent[-1], "the first ones queue, the rest fail"
+        assert "cannot reach" in capfd.readouterr().err
+        assert deaf.recv(100) == b"STATUS=status 0"
+    finally:
+        notifier.close()
+        deaf.close()
+
+
 # -- the config and the starting shape -----------------------------------------------------------
 
 @pytest.mark.parametrize("text, error", [

@@ -74,7 +74,9 @@ class Notifier:
         """Send ``KEY=VALUE`` assignments as one message; False (and a line on stderr) if it failed.
 
         A failure is not fatal for the service: if systemd cannot be told, its own timeouts and the
-        watchdog act, which is what they are for.
+        watchdog act, which is what they are for. Nor does a reader that does not read stop it: the send
+        never waits (a full socket is a failure like any other), where a blocked send held the service's
+        loop -- and its polite stop -- for as long as nobody read.
         """
         if self.sock is None:
             return False
@@ -82,7 +84,7 @@ class Notifier:
             if "=" not in assignment or "\n" in assignment:
                 raise ValueError(f"a notify assignment is one KEY=VALUE line, got {assignment!r}")
         try:
-            self.sock.sendto("\n".join(assignments).encode(), self.address)
+            self.sock.sendto("\n".join(assignments).encode(), socket.MSG_DONTWAIT, self.address)
         except OSError as exc:
             print(f"sd_notify: cannot reach {self.address!r}: {exc}", file=sys.stderr, flush=True)
             return False

@@ -89,10 +89,11 @@ def test_messenger_in_listens_for_recall_only_when_the_maintenance_worker_sends_
 
 SCAN_FAULTS = """
 import resource, numpy as np
-from neurox.ext._messenger_in import keep_heap
+from neurox.ext._messenger_in import HEAP_KEPT
+from neurox.runtime import keep_heap
 from neurox.ext._scaling import Scaler
 if KEEP:
-    keep_heap()
+    keep_heap(HEAP_KEPT)
 rows, s = np.random.default_rng(0).random((256, 64)).astype(np.float32), Scaler(64)
 s.learn(rows)
 for _ in range(5):

@@ -17,7 +17,7 @@ RUNTIME = {
     "vector_from", "CurveKeys", "KeysError", "create_keys", "Route", "write_tcp_plan",
     "Process", "Stop", "ALLOWED_DIR", "serve_curve", "TCP_FILE", "Calls", "call_async", "fan_out", "EVENT_MAX_BYTES", "Notifier", "connect_curve", "tcp_plan",
     "ConfigError", "read_toml", "typed", "Args", "OP_ARGUMENTS", "arguments", "arguments_table", "given", "op_arguments",
-    "typed_ops", "HISTOGRAM_BOUNDS", "Histogram", "merge_histograms", "rss_bytes", "WakePipe",
+    "typed_ops", "HISTOGRAM_BOUNDS", "Histogram", "merge_histograms", "rss_bytes", "keep_heap", "WakePipe",
 }
 SUPERVISOR_TREE = {
     "ChildSpec", "ChildSpecError", "RestartPlan", "SUPERVISOR_TARGET", "SupervisorClient", "Tree", "TreeError",

@@ -11,7 +11,6 @@ Every other origin's packets pass here too (:func:`~neurox.ext._front.feed_endpo
 """
 from __future__ import annotations
 
-import ctypes
 import heapq
 import time
 from collections import OrderedDict
@@ -23,7 +22,7 @@ import zmq
 from msgspec import UNSET
 
 from ..neuron import messenger_in_endpoint
-from ..runtime import Args, FrameError, Histogram, make_socket, op_arguments, pack, typed_ops
+from ..runtime import Args, FrameError, Histogram, keep_heap, make_socket, op_arguments, pack, typed_ops
 from ._api import DRAIN, InputExtension
 from ._front import Front, feed_endpoint
 from ._origin import is_return
@@ -41,9 +40,8 @@ MESSENGER_IN_TARGET = "neurox.ext._messenger_in:run_messenger_in"
 FEED_BUNDLE = 64
 """Messages read from the feed at a time; the other origins' frames among them go on as one bundle."""
 HEAP_KEPT = 32 << 20
-"""Freed heap (bytes) MessengerIn keeps for its next bundle instead of giving it back to the kernel."""
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-"""glibc's ``mallopt`` parameters (malloc.h)."""
+"""Freed heap (bytes) MessengerIn keeps for its next bundle instead of giving it back to the kernel: the
+scaling of a bundle makes temporaries of 128 KiB and more (``runtime.keep_heap``)."""
 _NOBLOCK, _MORE = int(zmq.NOBLOCK), int(zmq.SNDMORE | zmq.NOBLOCK)
 """As plain ints: pyzmq's enum flags cost a Python-level ``Flag.__or__`` per frame (``send_multipart``)."""
 
@@ -55,19 +53,6 @@ class Education(Args):
 
 
 MESSENGER_IN_ARGS = op_arguments("messenger_in", {"education": Education})
-
-
-def keep_heap(kept: int = HEAP_KEPT) -> None:
-    """Have glibc's malloc keep up to ``kept`` bytes of freed heap, and serve blocks under a quarter of that
-    from the heap: the scaling of a bundle makes temporaries of 128 KiB and more, which by default are
-    mapped and unmapped, or trimmed off the heap, each time (112 page faults for 256 rows, 40 % of their
-    scan). Nothing on another C library."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(M_MMAP_THRESHOLD, kept // 4)
-    mallopt(M_TRIM_THRESHOLD, kept)
 
 
 @dataclass(slots=True)
@@ -90,7 +75,7 @@ class MessengerIn(InputExtension):
     direct = True  # the one origin that pushes into the first layer itself
 
     def __init__(self, settings: dict, env: dict):
-        keep_heap()
+        keep_heap(HEAP_KEPT)
         super().__init__(settings, env)
         end = self.topology.layers[-1].neurons[0]
         end_settings = self.topology.settings_of(end)
@@ -144,11 +129,13 @@ class MessengerIn(InputExtension):
     def _on_inbound(self, messages: list[bytes]) -> None:
         """What came on the PULL: answers to this origin's requests first, then the other origins' packets
         (and anything else, which the feed's checks refuse)."""
-        answers = [m for m in messages if is_return(m)]
+        answers, others = [], []
+        for message in messages:
+            (answers if is_return(message) else others).append(message)
         if answers:
             self._on_returns(answers)
-        if len(answers) < len(messages):
-            self._on_feed([m for m in messages if not is_return(m)] if answers else messages)
+        if others:
+            self._on_feed(others)
 
     def _on_feed(self, frames: list[bytes]) -> None:
         """Other origins' packets: scaled, then on into the first layer in one bundle (their answers go to them)."""

@@ -62,17 +62,7 @@ class Origin:
         ``tag`` (e.g. a request's message_hash_id) travels with the packet to the output extensions, and so
         does this origin's ``name`` (as ``source``); ``meta`` adds to the packet's meta.
         """
-        packet = next(self._ids)
-        rows = np.ascontiguousarray(self.mixer.apply(rows), dtype=_F4)  # mixing inputs in place
-        info = {**meta, **self._base} if meta else dict(self._base)
-        if tag is not None:
-            info["tag"] = tag
-        if learn and targets is not None:
-            info["targets"] = targets
-        self._push(encode_forward(INPUT, [packet], [rows], [learn], [pack(info)]), block)
-        if self.hippocampus is not None and learn and targets is not None:
-            self._remember(rows, targets)
-        return packet
+        return self.send_bundle([rows], [targets], learn, block, meta if tag is None else {**(meta or {}), "tag": tag})[0]
 
     def send_bundle(self, rows: list[np.ndarray], targets: list, learn: bool = False, block: bool = True,
                     meta: dict | None = None) -> list[int]:

@@ -9,7 +9,7 @@ from ._args import (KINDS as OP_ARGUMENTS, Args as Args, arguments as arguments,
                     given as given, op_arguments as op_arguments, typed as typed_ops)
 from ._bus import run_event_bus as run_event_bus
 from ._config import ConfigError as ConfigError, read_toml as read_toml, typed as typed
-from ._memory import rss_bytes as rss_bytes
+from ._memory import keep_heap as keep_heap, rss_bytes as rss_bytes
 from ._wake import WakePipe as WakePipe
 from ._histogram import BOUNDS as HISTOGRAM_BOUNDS, Histogram as Histogram, merge as merge_histograms
 from ._events import EVENT_MAX_BYTES as EVENT_MAX_BYTES, EventPublisher as EventPublisher

@@ -15,6 +15,7 @@ import pytest
 import zmq
 from rich.console import Console
 from rich.text import Text
+from textual.containers import Horizontal
 
 from _netutil import neuron_call, running_network
 from neurox.cli._discovery import write_run_file
@@ -26,6 +27,7 @@ from neurox.tui.app import NeuroxApp
 from neurox.runtime import call
 from neurox.supervisor_tree import control_endpoint
 from neurox.tui.messages import NetworkEvent, ScalingState, TreeSnapshot
+from neurox.tui.screens import MainScreen
 from neurox.tui.widgets import EventFilter, SupervisionTree
 from neurox.tui._words import scaling_line
 from neurox.tui.widgets.vitals import update_rates
@@ -248,6 +250,23 @@ def still_rows(uptime: float, samples: int) -> list[ProcessRow]:
     rows.append(ProcessRow("root/messenger_out", 1, "worker", 9999998,
                            {"uptime_s": uptime, "metrics": {"recent_accuracy": 0.91}}))
     return rows
+
+
+@pytest.mark.timeout(30)
+async def test_a_workers_last_messages_after_the_main_screens_widgets_are_gone_change_nothing():
+    """At the end the main screen's widgets go before the workers' last messages are handled (a CI run saw
+    ``NoMatches: SupervisionTree`` from a snapshot then): they are dropped, the app does not fail."""
+    app = StillApp(Endpoints("ipc:///nonexistent/c", "ipc:///nonexistent/e", "ipc:///nonexistent/r"), ".")
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.post_message(TreeSnapshot(still_rows(100.0, 1000)))
+        await pilot.pause()
+        await app.screen.query_one(Horizontal).remove()
+        app.post_message(TreeSnapshot(still_rows(102.0, 1360)))
+        app.post_message(ScalingState({"mode": "standard"}))
+        app.post_message(NetworkEvent({"event": "child_restarted", "source": "root/L2", "id": "L2.n3", "t": 0.0}))
+        await pilot.pause()
+        assert app.rows and "root/L2/L2.n3" in app.rows, "the snapshot was still taken in"
+        assert isinstance(app.screen, MainScreen) and not app.screen.query(SupervisionTree)
 
 
 @pytest.mark.timeout(60)

@@ -13,6 +13,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App
 from textual.command import Hit, Hits, Provider
+from textual.css.query import NoMatches
 from textual.widgets import Tree
 
 from ._observer import Endpoints, Observer, ObserverError, ProcessRow, layer_of
@@ -81,10 +82,22 @@ class NeuroxApp(App):
             self.post_message(NetworkEvent(event))
 
     # -- messages -> widgets ----------------------------------------------------------------------
-    def on_tree_snapshot(self, message: TreeSnapshot) -> None:
-        self.rows = {row.path: row for row in message.rows}
+    def _shown(self) -> MainScreen | None:
+        """The main screen while it is shown whole: None on another screen, or while it is taken down at the
+        end (a worker's last message can be handled after its widgets are gone: nothing to show it on)."""
         screen = self.screen
         if not isinstance(screen, MainScreen):
+            return None
+        try:
+            screen.query_one(SupervisionTree)
+        except NoMatches:
+            return None
+        return screen
+
+    def on_tree_snapshot(self, message: TreeSnapshot) -> None:
+        self.rows = {row.path: row for row in message.rows}
+        screen = self._shown()
+        if screen is None:
             return
         screen.query_one(SupervisionTree).show(message.rows)
         screen.query_one(LayerGraph).show(message.rows)
@@ -95,16 +108,18 @@ class NeuroxApp(App):
         self.sub_title = f"{len(neurons)} neurons" + (f", {paused} not learning" if paused else "")
 
     def on_scaling_state(self, message: ScalingState) -> None:
-        if isinstance(self.screen, MainScreen):
-            self.screen.query_one(Vitals).show_scaling(message.answer)
+        screen = self._shown()
+        if screen is not None:
+            screen.query_one(Vitals).show_scaling(message.answer)
 
     def on_network_event(self, message: NetworkEvent) -> None:
-        if not isinstance(self.screen, MainScreen):
+        screen = self._shown()
+        if screen is None:
             return
-        self.screen.query_one(EventLog).add(message.event)
-        self.screen.query_one(LayerGraph).note_event(message.event)
+        screen.query_one(EventLog).add(message.event)
+        screen.query_one(LayerGraph).note_event(message.event)
         if message.event.get("event") == "child_restarted":
-            self.screen.query_one(Vitals).note_restart()
+            screen.query_one(Vitals).note_restart()
 
     def on_observer_trouble(self, message: ObserverTrouble) -> None:
         self.notify(message.text, severity="warning", timeout=3)

@@ -367,12 +367,17 @@ def test_a_frozen_rule_passes_gradients_and_keeps_its_weights_and_passes_expire(
     assert r.kept == 0 and r.counters["expired"] == 2
 
 
-def test_update_norm_is_the_norm_of_the_weight_and_bias_gradient():
-    for rows in (1, 3):
+def test_update_norm_is_the_norm_of_the_weight_and_bias_gradient_and_a_big_bundle_gives_the_gradient():
+    for rows in (1, 3, 64):
         x, dz = RNG.random((rows, 5), dtype=np.float32), RNG.random((rows, 4), dtype=np.float32)
         explicit = ((x.T @ dz) ** 2).sum() + (dz.sum(axis=0) ** 2).sum()
-        assert update_norm_sq(x, dz) == pytest.approx(explicit, rel=1e-5)
-    assert not np.isfinite(update_norm_sq(np.full((1, 5), np.inf, np.float32), np.ones((1, 4), np.float32)))
+        norm_sq, grad = update_norm_sq(x, dz)
+        assert norm_sq == pytest.approx(explicit, rel=1e-5)
+        if rows * rows > 5 * 4:  # formed: the update takes it as it is
+            assert np.allclose(grad[0], x.T @ dz, rtol=1e-5) and np.allclose(grad[1], dz.sum(axis=0), rtol=1e-5)
+        else:
+            assert grad is None
+    assert not np.isfinite(update_norm_sq(np.full((1, 5), np.inf, np.float32), np.ones((1, 4), np.float32))[0])
 
 
 def test_local_rules_learn_at_the_forward_pass_and_from_dopamine_and_refuse_what_is_not_finite():

@@ -56,29 +56,31 @@ class Activity:
 
 def bundle_figures(ys: list[np.ndarray], activations: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Per bundle (``ys``, one activation each): the mean |output| and the share of outputs near the
-    activation's bounds (0 for unbounded activations), in one array operation each for all the bundles."""
+    activation's bounds (0 for unbounded activations), in one array operation each for all the bundles
+    (row sums as products with ones: numpy's sum along the rows of a narrow array costs ten times more)."""
     whole = ys[0] if len(ys) == 1 else np.concatenate(ys)
     rows = np.fromiter(map(len, ys), np.intp, len(ys))
     starts = np.cumsum(rows) - rows
     sizes = rows * whole.shape[1]
     magnitude = np.abs(whole)
-    mean_abs = np.add.reduceat(np.add.reduce(magnitude, axis=1), starts) / sizes
+    ones = np.ones(whole.shape[1], dtype=magnitude.dtype)
+    mean_abs = np.add.reduceat(magnitude @ ones, starts) / sizes
     kinds = set(activations)
     if len(kinds) == 1:
-        return mean_abs, _saturated_share(whole, magnitude, activations[0], starts, sizes)
-    shares = {activation: _saturated_share(whole, magnitude, activation, starts, sizes) for activation in kinds}
+        return mean_abs, _saturated_share(whole, magnitude, activations[0], starts, sizes, ones)
+    shares = {activation: _saturated_share(whole, magnitude, activation, starts, sizes, ones) for activation in kinds}
     return mean_abs, np.array([shares[activation][i] for i, activation in enumerate(activations)])
 
 
 def _saturated_share(y: np.ndarray, magnitude: np.ndarray, activation: str, starts: np.ndarray,
-                     sizes: np.ndarray) -> np.ndarray:
+                     sizes: np.ndarray, ones: np.ndarray) -> np.ndarray:
     if activation == "tanh":
         near = magnitude > SATURATED
     elif activation == "sigmoid":
         near = (y > SATURATED) | (y < 1 - SATURATED)
     else:
         return np.zeros(len(sizes))
-    return np.add.reduceat(np.count_nonzero(near, axis=1), starts) / sizes
+    return np.add.reduceat(near.astype(ones.dtype) @ ones, starts) / sizes
 
 
 def _average_all(previous: float | None, values: np.ndarray) -> float:

@@ -208,14 +208,15 @@ class Backprop(LearningRule):
         x = _stacked(xs)
         if scale != 1.0:
             dz = dz * np.float32(scale)
-        step = 0.0
+        step, grad = 0.0, None
         if lr is not None:
-            factor = self.guard(update_norm_sq(x, dz))
+            norm_sq, grad = update_norm_sq(x, dz)
+            factor = self.guard(norm_sq)
             if not factor:
                 return [(p, np.zeros((n, x.shape[1]), np.float32)) for p, n in zip(packets, rows)]
             step = lr * factor
         dx, self.weights, self.bias = self.staleness.learn(x, dz.astype(np.float32, copy=False), stamps, rows,
-                                                           self.weights, self.bias, step)
+                                                           self.weights, self.bias, step, grad)
         if step:
             self.counters["updates"] += len(packets)
         return list(zip(packets, slices(dx, rows)))

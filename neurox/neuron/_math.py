@@ -125,23 +125,36 @@ def descend(x: np.ndarray, dz: np.ndarray, weights: np.ndarray, bias: np.ndarray
         return dense_backward(x, np.ascontiguousarray(dz, dtype=np.float32), weights, bias, np.float32(lr))
     dx = dz @ weights.T
     if lr:
-        weights -= np.float32(lr) * (x.T @ dz)
-        bias -= np.float32(lr) * dz.sum(axis=0)
+        grad_w, grad_b = batch_gradient(x, dz)
+        weights -= np.float32(lr) * grad_w
+        bias -= np.float32(lr) * grad_b
     return dx.astype(np.float32, copy=False)
 
 
-def update_norm_sq(x: np.ndarray, dz: np.ndarray) -> float:
-    """The squared norm of one batch's gradient, ``|x^T dz|^2 + |sum(dz)|^2`` (weights and bias),
-    without forming it when the bundle is small: ``<x x^T + 1, dz dz^T>``, i.e. ``(|x|^2 + 1) |dz|^2`` for one
-    row (rows x rows products; past ``rows^2 > fan_in x units`` it is formed, which costs less). ``inf`` or
+def update_norm_sq(x: np.ndarray, dz: np.ndarray) -> tuple[float, tuple[np.ndarray, np.ndarray] | None]:
+    """The squared norm of one batch's gradient, ``|x^T dz|^2 + |sum(dz)|^2`` (weights and bias), and the
+    gradient itself when it was formed (else None). It is not formed when the bundle is small:
+    ``<x x^T + 1, dz dz^T>``, i.e. ``(|x|^2 + 1) |dz|^2`` for one row (rows x rows products); past
+    ``rows^2 > fan_in x units`` it is, which costs less, and the update takes it as it is. ``inf`` or
     ``nan`` when anything in it is not finite (or its float32 sums overflow)."""
     rows = x.shape[0]
     if rows == 1:
-        return (float(np.dot(x[0], x[0])) + 1.0) * float(np.dot(dz[0], dz[0]))
+        return (float(np.dot(x[0], x[0])) + 1.0) * float(np.dot(dz[0], dz[0])), None
     if rows * rows > x.shape[1] * dz.shape[1]:  # a big bundle: the gradient itself is the smaller product
-        grad_w, grad_b = x.T @ dz, dz.sum(axis=0)
-        return float(np.vdot(grad_w, grad_w)) + float(np.dot(grad_b, grad_b))
-    return float(np.vdot(x @ x.T + np.float32(1.0), dz @ dz.T))
+        grad_w, grad_b = batch_gradient(x, dz)
+        return float(np.vdot(grad_w, grad_w)) + float(np.dot(grad_b, grad_b)), (grad_w, grad_b)
+    return float(np.vdot(x @ x.T + np.float32(1.0), dz @ dz.T)), None
+
+
+def batch_gradient(x: np.ndarray, dz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's gradient of the weights, ``x^T dz``, and of the bias, the column sums of ``dz`` (as a
+    product with ones: numpy's sum down the rows of a narrow array costs ten times more)."""
+    return x.T @ dz, column_sums(dz)
+
+
+def column_sums(a: np.ndarray) -> np.ndarray:
+    """The sums down each column of ``a`` (rows x columns, float32)."""
+    return np.ones(a.shape[0], dtype=a.dtype) @ a
 
 
 def held_outputs(ys: list[np.ndarray], held: np.ndarray | None, context: float

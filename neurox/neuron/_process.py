@@ -17,7 +17,8 @@ import numpy as np
 import zmq
 from msgspec import UNSET
 
-from ..runtime import BadFrames, ExitReason, Process, ipc_endpoint, make_socket, pack, rss_bytes, typed_ops
+from ..runtime import (BadFrames, ExitReason, Process, ipc_endpoint, keep_heap, make_socket, pack, rss_bytes,
+                       typed_ops)
 from . import _frames as frames
 from ._endpoints import inbox_endpoint, neuron_control, topology_path
 from ._learning_rule import make_rule
@@ -41,6 +42,10 @@ from ._topology import Topology
 COUNTERS = ("forwards", "samples", "backwards", "updates", "missed_inputs", "missed_gradients", "late", "expired",
             "dropped_sends", "flush_errors", "refused_updates", "clipped_updates", "non_finite_inputs",
             "forward_bundles", "backward_bundles")
+HEAP_KEPT = 8 << 20
+"""Freed heap (bytes) a neuron keeps for its next bundle instead of giving it back to the kernel: a batched
+bundle's temporaries are 128 KiB and more, and mapping them afresh each time costs page faults
+(``runtime.keep_heap``); an idle neuron never frees that much, so it costs it nothing."""
 REPORT_INTERVAL_S = 1.0
 """How often a neuron publishes its status and metrics as a ``neuron_report`` event (the first at once in a
 network of up to 100 neurons: :func:`first_report_s`)."""
@@ -61,6 +66,7 @@ class Neuron(Process):
 
     def init(self, args: dict, env: dict) -> dict:
         self.id, self.data_dir, self.run_dir = args["neuron"], args["data_dir"], env["run_dir"]
+        keep_heap(HEAP_KEPT)
         self.twin_of = args.get("twin_of")
         """A twin in the maintenance pool: the control endpoint of the working neuron it copies. It lives
         in its own data plane (``plane_dir``) and DB (``store_dir``), and reports to no modulator."""

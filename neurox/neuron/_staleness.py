@@ -30,6 +30,10 @@ import math
 
 import numpy as np
 
+from ._math import batch_gradient
+
+Gradient = tuple[np.ndarray, np.ndarray]
+"""A bundle's gradient of the weights and of the bias."""
 RULES = ("delay", "stash")
 DEFAULT_RULE = "delay"
 DEFAULT_GROUP = 16
@@ -81,14 +85,17 @@ class DelayScaled:
         return self.applied
 
     def learn(self, x: np.ndarray, dz: np.ndarray, stamps: list, rows: list[int], weights: np.ndarray,
-              bias: np.ndarray, learning_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """dLoss/dx of the bundle's rows, and the weights and bias after its update (changed in place)."""
+              bias: np.ndarray, learning_rate: float, grad: Gradient | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """dLoss/dx of the bundle's rows, and the weights and bias after its update (changed in place);
+        ``grad``: the bundle's gradient if it was formed already (``_math.batch_gradient``)."""
         dx = dz @ weights.T
         if learning_rate:
             n = len(stamps)
             step = np.float32(delay_step(learning_rate, self.applied - sum(stamps) / n, n))
-            weights -= step * (x.T @ dz)
-            bias -= step * np.add.reduce(dz, axis=0)
+            grad_w, grad_b = grad or batch_gradient(x, dz)
+            weights -= step * grad_w
+            bias -= step * grad_b
             self.applied += n
         return dx.astype(np.float32, copy=False), weights, bias
 
@@ -113,13 +120,15 @@ class Stashed:
         return weights
 
     def learn(self, x: np.ndarray, dz: np.ndarray, stamps: list, rows: list[int], weights: np.ndarray,
-              bias: np.ndarray, learning_rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              bias: np.ndarray, learning_rate: float, grad: Gradient | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """dLoss/dx of the bundle's rows (each packet's with its stashed weights), and the weights and
-        bias after the update if the group is complete (new arrays), else the same ones."""
+        bias after the update if the group is complete (new arrays), else the same ones; ``grad`` as for
+        :meth:`DelayScaled.learn`."""
         dx = _with_stashed(dz, stamps, rows, weights)
         if not learning_rate:
             return dx, weights, bias
-        grad_w, grad_b = x.T @ dz, dz.sum(axis=0)
+        grad_w, grad_b = grad or batch_gradient(x, dz)
         if self.summed is None or self.summed[0].shape != grad_w.shape:
             self.summed, self.count = (grad_w, grad_b), 0
         else:

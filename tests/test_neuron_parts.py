@@ -8,11 +8,11 @@ import pytest
 import zmq
 
 from neurox.neuron import _frames as frames
-from neurox.neuron._activity import FOLD, SATURATED, SMOOTHING, Activity
+from neurox.neuron._activity import FOLD, SAMPLED_ROWS, SATURATED, SMOOTHING, Activity
 from neurox.neuron._joins import Joins
 from neurox.neuron._learning_rule import MAX_GRAD_NORM, Backprop, Oja, ThreeFactor, make_rule
 from neurox.neuron._links import Links, relayout
-from neurox.neuron._math import backward, output_gradient, update_norm_sq, weight_statistics
+from neurox.neuron._math import backward, output_gradient, output_gradients, update_norm_sq, weight_statistics
 from neurox.neuron import NEUTRAL
 from neurox.neuron._persistence import Persistence, start_plan
 from neurox.neuron._pipeline import Pipeline
@@ -367,6 +367,21 @@ def test_a_frozen_rule_passes_gradients_and_keeps_its_weights_and_passes_expire(
     assert r.kept == 0 and r.counters["expired"] == 2
 
 
+def test_the_output_gradients_of_a_bundle_are_each_packets_own_whatever_its_rows():
+    for activation, target_of in (("softmax", lambda n: RNG.integers(0, 4, n).tolist()),
+                                  ("tanh", lambda n: RNG.random((n, 4)).tolist())):
+        ys = [RNG.random((n, 4)).astype(np.float32) for n in (1, 3, 2, 1)]
+        if activation == "softmax":
+            ys = [y / y.sum(axis=1, keepdims=True) for y in ys]
+        targets = [target_of(len(y)) for y in ys]
+        dz, losses = output_gradients(ys, targets, activation)
+        alone = [output_gradient(y, t, activation) for y, t in zip(ys, targets)]
+        assert np.allclose(dz, np.concatenate([a[0] for a in alone]), rtol=1e-5)
+        assert losses == pytest.approx([a[1] for a in alone], rel=1e-5)
+    with pytest.raises(ValueError):  # a packet of 3 rows with 2 labels: the caller takes them one by one
+        output_gradients([np.full((3, 4), 0.25, np.float32)], [[0, 1]], "softmax")
+
+
 def test_update_norm_is_the_norm_of_the_weight_and_bias_gradient_and_a_big_bundle_gives_the_gradient():
     for rows in (1, 3, 64):
         x, dz = RNG.random((rows, 5), dtype=np.float32), RNG.random((rows, 4), dtype=np.float32)
@@ -540,6 +555,16 @@ def test_activity_taken_in_together_equals_each_bundle_taken_in_at_once():
     snapshot = activity.snapshot()
     assert snapshot["mean_abs"] == pytest.approx(mean_abs, abs=1e-6) and snapshot["saturation"] == pytest.approx(saturation, abs=1e-12)
     assert 0 < snapshot["saturation"] < 1 and activity.noted == []
+
+
+def test_a_big_bundles_activity_is_judged_by_rows_spread_over_all_of_it():
+    activity = Activity()
+    y = np.concatenate([np.full((1000, 4), 0.99, np.float32), np.full((1000, 4), 0.1, np.float32)])
+    activity.note_outputs(y, "tanh")
+    assert len(activity.noted[0]) == SAMPLED_ROWS, "a batched bundle costs the figures no more than 64 rows"
+    snapshot = activity.snapshot()
+    assert snapshot["saturation"] == pytest.approx(0.5, abs=0.02), "rows from its whole length, not its head"
+    assert snapshot["mean_abs"] == pytest.approx(float(y.mean()), abs=0.02)
 
 
 # -- requests ---------------------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ A bundle's outputs are only noted when computed (a list append); the averages ta
 -- at the next snapshot, or every ``FOLD`` bundles -- in a few array operations for all of them, with
 the values bundle by bundle that taking each in at once gave: four numpy calls per bundle were a tenth
 of a neuron's work on a lone packet. The arrays noted must not change afterwards (none does: outputs
-are sent, kept for learning and differentiated, never written in place).
+are sent, kept for learning and differentiated, never written in place). A bundle of more rows than
+``SAMPLED_ROWS`` is judged by that many of them, evenly spaced: the averages are estimates for the
+self-reshaper's heuristics, and every row of a batched bundle was a fifth of the neuron's work on it.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ SMOOTHING = 0.05
 FOLD = 64
 """Bundles noted at most before the averages take them in: a fold of 64 is a few tens of microseconds
 of the neuron's time (one of 256 was a quarter of a millisecond, in a report: a stall requests waited out)."""
+SAMPLED_ROWS = 64
+"""Rows of a bundle its figures are taken from at most (evenly spaced)."""
 
 
 class Activity:
@@ -31,7 +35,8 @@ class Activity:
 
     def note_outputs(self, y: np.ndarray, activation: str) -> None:
         """One bundle's outputs (rows x units, the units always the neuron's) and its activation."""
-        self.noted.append(y)
+        rows = y.shape[0]
+        self.noted.append(y if rows <= SAMPLED_ROWS else y[::rows // SAMPLED_ROWS][:SAMPLED_ROWS])
         self.activations.append(activation)
         if len(self.noted) >= FOLD:
             self.fold()

@@ -8,9 +8,10 @@ is exactly what single-process backpropagation does.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import os
+from itertools import chain
+
+import numpy as np
 
 from ._activations import ACTIVATIONS
 from ._init import init_std
@@ -77,27 +78,32 @@ def output_gradient(y: np.ndarray, targets, activation: str) -> tuple[np.ndarray
 
 
 def output_gradients(ys: list[np.ndarray], targets: list, activation: str) -> tuple[np.ndarray, list[float]]:
-    """:func:`output_gradient` of several packets of one row each at once: their dLoss/dz stacked and their
-    losses. ValueError or TypeError if any packet's targets do not fit (the caller then takes them one by one,
-    to refuse only those)."""
+    """:func:`output_gradient` of several packets at once: their dLoss/dz stacked (each packet's divided by
+    its own rows, as alone) and their mean losses. ValueError or TypeError if any packet's targets do not
+    fit (the caller then takes them one by one, to refuse only those)."""
     y = np.concatenate(ys)
-    if y.shape[0] != len(ys):
-        raise ValueError("packets of one row each")
-    rows = np.arange(len(ys))
+    counts = np.fromiter(map(len, ys), np.intp, len(ys))
     if activation == "softmax":
-        labels = np.array([t[0] if isinstance(t, list) and len(t) == 1 else -1 for t in targets], dtype=np.int64)
+        if not all(type(t) is list and len(t) == n for t, n in zip(targets, counts.tolist())):
+            raise ValueError("one class index per row of each packet")
+        labels = np.fromiter(chain.from_iterable(targets), np.int64, y.shape[0])
         if labels.min() < 0 or labels.max() >= y.shape[1]:
             raise ValueError(f"class index out of range 0..{y.shape[1] - 1}")
+        rows = np.arange(y.shape[0])
         grad = y.copy()
         grad[rows, labels] -= 1.0
         losses = -np.log(np.maximum(y[rows, labels], 1e-12))
     else:
-        t = np.asarray(targets, dtype=np.float32).reshape(y.shape)
+        t = np.concatenate([np.asarray(t, dtype=np.float32).reshape(n, y.shape[1]) for t, n in zip(targets, counts)])
         grad = (y - t).astype(np.float32)
         losses = 0.5 * (grad ** 2).sum(axis=1)
         if activation != "linear":
             grad = grad * derivative_from_output(y, activation)
-    return grad.astype(np.float32), losses.tolist()
+    if y.shape[0] == len(ys):  # packets of one row each: nothing to average
+        return grad.astype(np.float32), losses.tolist()
+    starts = np.cumsum(counts) - counts
+    grad = grad.astype(np.float32) / np.repeat(counts, counts).astype(np.float32)[:, None]
+    return grad, (np.add.reduceat(losses, starts) / counts).tolist()
 
 
 def derivative_from_output(y: np.ndarray, activation: str) -> np.ndarray:

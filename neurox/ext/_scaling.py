@@ -142,7 +142,8 @@ class Scaler:
         if self.count == 0 and not take[0]:  # before the first learnt sample values pass as they come
             seen = counts > 0
             offset, spread = np.where(seen, offset, 0.0), np.where(seen, spread, 1.0)
-        inverse = np.divide(1.0, spread, out=spread, where=spread > 0)  # 0 stays 0: a column without spread
+        spread[spread == 0.0] = np.inf  # its inverse 0: a column without spread stays 0 (a masked divide cost 40 %)
+        inverse = np.reciprocal(spread, out=spread)
         out = np.subtract(rows, offset, out=offset)
         out *= inverse
         self.count = int(counts[-1, 0])

@@ -70,7 +70,7 @@ def test_answers_are_told_from_forward_frames_on_messenger_ins_pull():
     for other in (encode_forward(INPUT, [1], [row], [False], [pack({})]),
                   encode_forward(INPUT, list(range(40)), [row] * 40, [True] * 40, [pack({})] * 40),
                   b"\xdc\x00\x07\x00" + encode_forward(INPUT, [1], [row], [False], [pack({})])[2:],  # array16 of 7
-                  encode_output("L4.n0", [1], [row], [pack({})], [None]), b"", b"\x90", b"\x91", b"\xdc\x00",
+                  encode_output("L4.n0", [1], [1], row, [pack({})], [None]), b"", b"\x90", b"\x91", b"\xdc\x00",
                   pack([0]), pack({"rows": 1}), b"\x80", b"garbage"):
         assert not is_return(other), other[:8]
 

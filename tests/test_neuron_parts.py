@@ -9,7 +9,7 @@ import zmq
 
 from neurox.neuron import _frames as frames
 from neurox.neuron._activity import FOLD, SAMPLED_ROWS, SATURATED, SMOOTHING, Activity
-from neurox.neuron._joins import Joins
+from neurox.neuron._joins import Joins, Run
 from neurox.neuron._learning_rule import MAX_GRAD_NORM, Backprop, Oja, ThreeFactor, make_rule
 from neurox.neuron._links import Links, relayout
 from neurox.neuron._math import backward, output_gradient, output_gradients, update_norm_sq, weight_statistics
@@ -49,6 +49,32 @@ class FakeSocket:
 
     def close(self, linger=None):
         self.closed = True
+
+
+def add(joins: Joins, packet: int, slot: int, part: np.ndarray, now: float, out: list, learn: bool = False,
+        meta: bytes = b"") -> None:
+    """One packet's part, as a frame of one packet brings it."""
+    joins.add_all(slot, [part], [packet], now, out, [learn], [meta])
+
+
+def each_packet(runs: list[Run]) -> list[tuple]:
+    """``(packet, value, learn, meta)`` of every packet of the runs, in order."""
+    return [item for run in runs for item in zip(run.packets, frames.slices(run.value, run.rows), run.learn, run.metas)]
+
+
+def keep(r, packet: int, x: np.ndarray, y: np.ndarray, now: float) -> None:
+    """One learning packet's forward pass kept, as a bundle of one."""
+    r.keep([packet], [x.shape[0]], x, y, [True], now)
+
+
+def gradients(*pairs) -> list[Run]:
+    """``(packet, grad)`` pairs as the runs of one a neuron's gradient joins give."""
+    return [Run([packet], grad, [grad.shape[0]], [False], [b""]) for packet, grad in pairs]
+
+
+def dx_of(learnt) -> list[tuple]:
+    """``(packet, dx)`` of every packet learnt from ([] for none)."""
+    return [] if learnt is None else list(zip(learnt.packets, frames.slices(learnt.dx, learnt.rows)))
 
 
 class Recorder:
@@ -110,7 +136,7 @@ def test_links_connect_at_the_first_send_all_at_once_and_only_a_made_socket_is_c
     links.send(links.output("L3.n0"), b"f1")
     assert [s.peer for s in made] == ["L1.n0", "L3.n0"], "the first send connects every link, the way back too"
     links.send(links.output("L3.n0"), b"f2")
-    links.send_gradients([1], [np.ones((1, 4), np.float32)])
+    links.send_gradients([1], [1], np.ones((1, 4), np.float32))
     assert len(made) == 2 and made[1].sent == [b"f1", b"f2"] and len(made[0].sent) == 1, "one socket per link"
     links.add_output("L3.n1")
     links.set_inputs([("input", 1), ("L1.n1", 2)])
@@ -153,7 +179,7 @@ def test_a_full_queue_drops_and_counts_and_the_tap_mirrors_with_the_links_topic(
 def test_gradients_go_to_each_upstream_neuron_as_its_columns():
     links = make_links(inputs=(("input", 1), ("L1.n0", 3), ("L1.n1", 2)))
     dxs = [RNG.random((1, 6), dtype=np.float32), RNG.random((2, 6), dtype=np.float32)]
-    links.send_gradients([10, 11], dxs)
+    links.send_gradients([10, 11], [1, 2], np.concatenate(dxs))
     for peer, start, end in (("L1.n0", 1, 4), ("L1.n1", 4, 6)):
         (frame,) = links.input(peer).socket.sent
         _, src, packets, rows, data = frames.decode(frame)
@@ -175,17 +201,17 @@ def test_a_join_completes_in_slot_order_and_a_late_part_is_dropped():
     c = counters()
     joins = Joins([2, 3], c, "missed_inputs", "concat", remember=2)
     out = []
-    joins.add(7, 1, np.ones((1, 3), np.float32), 0.0, out, True, b"m")
+    add(joins, 7, 1, np.ones((1, 3), np.float32), 0.0, out, True, b"m")
     assert out == [] and len(joins) == 1
-    joins.add(7, 0, np.zeros((1, 2), np.float32), 0.1, out, False, b"other")
-    ((packet, x, learn, meta),) = out
+    add(joins, 7, 0, np.zeros((1, 2), np.float32), 0.1, out, False, b"other")
+    ((packet, x, learn, meta),) = each_packet(out)
     assert packet == 7 and x.tolist() == [[0, 0, 1, 1, 1]] and learn is True and meta == b"m"
-    joins.add(7, 0, np.zeros((1, 2), np.float32), 0.2, out)
+    add(joins, 7, 0, np.zeros((1, 2), np.float32), 0.2, out)
     assert c["late"] == 1 and len(joins) == 0 and len(out) == 1
     for packet in (8, 9, 10):  # three more done: 7 is forgotten (remember=2)
-        joins.add(packet, 0, np.zeros((1, 2), np.float32), 0.3, out)
-        joins.add(packet, 1, np.zeros((1, 3), np.float32), 0.3, out)
-    joins.add(7, 0, np.zeros((1, 2), np.float32), 0.4, out)
+        add(joins, packet, 0, np.zeros((1, 2), np.float32), 0.3, out)
+        add(joins, packet, 1, np.zeros((1, 3), np.float32), 0.3, out)
+    add(joins, 7, 0, np.zeros((1, 2), np.float32), 0.4, out)
     assert len(joins) == 1, "an id forgotten opens a join again"
 
 
@@ -193,15 +219,15 @@ def test_overdue_joins_go_on_with_zeros_and_count_what_was_missed():
     c = counters()
     joins = Joins([2, 3], c, "missed_inputs", "concat")
     out = []
-    joins.add(1, 0, np.full((2, 2), 5, np.float32), 0.0, out)
-    joins.add(2, 1, np.full((1, 3), 6, np.float32), 0.05, out)
+    add(joins, 1, 0, np.full((2, 2), 5, np.float32), 0.0, out)
+    add(joins, 2, 1, np.full((1, 3), 6, np.float32), 0.05, out)
     assert joins.next_deadline(0.2) == pytest.approx(0.2)
     assert joins.overdue(0.1, 0.2) == []
-    ((packet, x, _, _),) = joins.overdue(0.2, 0.2)
+    ((packet, x, _, _),) = each_packet(joins.overdue(0.2, 0.2))
     assert packet == 1 and x.tolist() == [[5, 5, 0, 0, 0]] * 2 and c["missed_inputs"] == 1
-    joins.add(3, 0, np.zeros((1, 2), np.float32), 0.3, out)
-    joins.add(3, 1, np.zeros((2, 3), np.float32), 0.3, out)  # another row count than the first part
-    assert out[-1][1].shape == (1, 5) and c["missed_inputs"] == 2
+    add(joins, 3, 0, np.zeros((1, 2), np.float32), 0.3, out)
+    add(joins, 3, 1, np.zeros((2, 3), np.float32), 0.3, out)  # another row count than the first part
+    assert out[-1].value.shape == (1, 5) and c["missed_inputs"] == 2
 
 
 def test_too_many_open_joins_push_the_oldest_out_and_gradient_joins_sum():
@@ -209,21 +235,21 @@ def test_too_many_open_joins_push_the_oldest_out_and_gradient_joins_sum():
     joins = Joins([2, 2], c, "missed_gradients", "sum", limit=2)
     out = []
     for packet in (1, 2, 3):
-        joins.add(packet, 0, np.full((1, 2), packet, np.float32), 0.0, out)
-    assert [o[0] for o in out] == [1] and out[0][1].tolist() == [[1, 1]] and c["missed_gradients"] == 1
-    joins.add(2, 1, np.full((1, 2), 10, np.float32), 0.0, out)
-    assert out[-1][0] == 2 and out[-1][1].tolist() == [[12, 12]]
+        add(joins, packet, 0, np.full((1, 2), packet, np.float32), 0.0, out)
+    assert [o[0] for o in each_packet(out)] == [1] and out[0].value.tolist() == [[1, 1]] and c["missed_gradients"] == 1
+    add(joins, 2, 1, np.full((1, 2), 10, np.float32), 0.0, out)
+    assert out[-1].packets == [2] and out[-1].value.tolist() == [[12, 12]]
 
 
 def test_a_join_opened_before_a_link_was_added_keeps_its_count_of_parts():
     joins = Joins([4], counters(), "missed_gradients", "sum")
     out = []
     joins.resize([4, 4])  # one slot: parts complete at once; two from now on
-    joins.add(1, 0, np.ones((1, 4), np.float32), 0.0, out)
+    add(joins, 1, 0, np.ones((1, 4), np.float32), 0.0, out)
     joins.resize([4, 4, 4])
-    joins.add(1, 2, np.ones((1, 4), np.float32), 0.0, out)  # a slot the join does not have: ignored
-    joins.add(1, 1, np.ones((1, 4), np.float32), 0.0, out)
-    assert [(o[0], o[1].tolist()) for o in out] == [(1, [[2, 2, 2, 2]])]
+    add(joins, 1, 2, np.ones((1, 4), np.float32), 0.0, out)  # a slot the join does not have: ignored
+    add(joins, 1, 1, np.ones((1, 4), np.float32), 0.0, out)
+    assert [(o[0], o[1].tolist()) for o in each_packet(out)] == [(1, [[2, 2, 2, 2]])]
 
 
 def test_one_input_needs_no_join_and_refused_parts_are_left_out():
@@ -231,7 +257,7 @@ def test_one_input_needs_no_join_and_refused_parts_are_left_out():
     out = []
     blocks = [np.ones((1, 3), np.float32), None, np.zeros((2, 3), np.float32)]
     joins.add_all(0, blocks, [1, 2, 3], 0.0, out, [True, True, False], [b"a", b"b", b"c"])
-    assert [(o[0], o[2], o[3]) for o in out] == [(1, True, b"a"), (3, False, b"c")] and len(joins) == 0
+    assert [(o[0], o[2], o[3]) for o in each_packet(out)] == [(1, True, b"a"), (3, False, b"c")] and len(joins) == 0
 
 
 def test_frames_completing_many_joins_give_each_packet_its_own_value_in_one_go():
@@ -242,11 +268,54 @@ def test_frames_completing_many_joins_give_each_packet_its_own_value_in_one_go()
         out = []
         joins.add_all(1, second[::-1], [3, 2, 1], 0.0, out, [False] * 3, [b"c", b"b", b"a"])
         joins.add_all(0, first, [1, 2, 3], 0.0, out, [True, False, True], [b"x", b"y", b"z"])
-        assert [(o[0], o[2], o[3]) for o in out] == [(1, False, b"a"), (2, False, b"b"), (3, False, b"c")]
-        for (_, value, _, _), a, b in zip(out, first, second):
+        assert [(o[0], o[2], o[3]) for o in each_packet(out)] == [(1, False, b"a"), (2, False, b"b"), (3, False, b"c")]
+        assert len(out) == 1, "completed in one go: one run"
+        for (_, value, _, _), a, b in zip(each_packet(out), first, second):
             assert np.array_equal(value, expected(a, b)), combine
-        joins.add(2, 0, first[1], 0.1, out)
-        assert len(joins) == 0 and len(out) == 3, "a part of a packet just completed is late"
+        add(joins, 2, 0, first[1], 0.1, out)
+        assert len(joins) == 0 and len(out) == 1, "a part of a packet just completed is late"
+
+
+def test_frames_of_the_same_packets_are_joined_whole_without_taking_them_apart():
+    for combine, expected in (("concat", lambda a, b: np.hstack([a, b])), ("sum", lambda a, b: a + b)):
+        c = counters()
+        joins = Joins([2, 2], c, "missed_inputs", combine, remember=8)
+        a, b = RNG.random((4, 2), dtype=np.float32), RNG.random((4, 2), dtype=np.float32)
+        out = []
+        joins.add_frame(1, b, [1, 2, 1], [5, 6, 7], 0.0, out, [True, False, True], [b"x", b"y", b"z"])
+        assert out == [] and len(joins) == 3
+        joins.add_frame(0, a, [1, 2, 1], [5, 6, 7], 0.0, out, [False, False, False], [b"", b"", b""])
+        (run,) = out
+        assert run.packets == [5, 6, 7] and run.rows == [1, 2, 1] and run.learn == [True, False, True]
+        assert run.metas == [b"x", b"y", b"z"] and np.array_equal(run.value, expected(a, b)) and len(joins) == 0
+        joins.add_frame(0, a, [1, 2, 1], [5, 6, 7], 0.1, out)
+        assert c["late"] == 3 and len(joins) == 0 and len(out) == 1, "the parts of packets gone on are late"
+
+
+def test_another_grouping_of_a_bundles_packets_takes_it_apart_and_joins_them_one_by_one():
+    joins = Joins([2, 3], counters(), "missed_inputs", "concat", remember=8)
+    a, b = RNG.random((3, 2), dtype=np.float32), RNG.random((3, 3), dtype=np.float32)
+    out = []
+    joins.add_frame(0, a, [1, 1, 1], [1, 2, 3], 0.0, out, [True] * 3, [b"1", b"2", b"3"])
+    joins.add_frame(1, b[:1], [1], [1], 0.1, out)  # the neighbour computed packet 1 alone, then 2 and 3
+    joins.add_frame(1, b[1:], [1, 1], [2, 3], 0.1, out)
+    got = each_packet(out)
+    assert [(p, lrn, meta) for p, _, lrn, meta in got] == [(1, True, b"1"), (2, True, b"2"), (3, True, b"3")]
+    assert all(np.array_equal(value, np.hstack([a[i:i + 1], b[i:i + 1]])) for i, (_, value, _, _) in enumerate(got))
+    assert len(joins) == 0 and not joins.blocks and not joins.in_blocks
+    joins.add_frame(0, a, [1, 1, 1], [9, 9, 9], 0.2, out)  # the same packet thrice (a bad frame): one join
+    assert len(joins) == 1 and not joins.blocks
+
+
+def test_an_overdue_block_join_goes_on_with_zeros_and_counts_every_packets_missing_part():
+    c = counters()
+    joins = Joins([2, 3], c, "missed_inputs", "concat")
+    out = []
+    joins.add_frame(0, np.full((3, 2), 5, np.float32), [1, 2], [1, 2], 0.0, out)
+    assert joins.next_deadline(0.2) == pytest.approx(0.2) and joins.overdue(0.1, 0.2) == []
+    (run,) = joins.overdue(0.2, 0.2)
+    assert run.packets == [1, 2] and run.value.tolist() == [[5, 5, 0, 0, 0]] * 3 and c["missed_inputs"] == 2
+    assert len(joins) == 0
 
 
 # -- LearningRule ----------------------------------------------------------------------------------------
@@ -255,15 +324,16 @@ def test_backprop_is_the_textbook_step_with_the_weights_before_the_update():
     x, y = RNG.random((1, 5), dtype=np.float32), RNG.random((1, 4), dtype=np.float32) - 0.5
     grad = RNG.random((1, 4), dtype=np.float32) * 0.1
     w, b = r.weights.copy(), r.bias.copy()
-    r.keep(3, x, y, 0.0)
-    ((packet, dx),), errors = r.on_gradients([(3, grad)], 0.05, "tanh", 1.0)
+    keep(r, 3, x, y, 0.0)
+    learnt, errors = r.on_gradients(gradients((3, grad)), 0.05, "tanh", 1.0)
+    ((packet, dx),) = dx_of(learnt)
     expected_dx = backward(x, y, grad, w, b, "tanh", 0.05)
     assert packet == 3 and errors == [] and np.allclose(dx, expected_dx, atol=1e-6) and np.allclose(r.weights, w, atol=1e-6)
     assert r.counters["updates"] == 1 and r.counters["backwards"] == 1 and r.kept == 0
-    assert r.on_gradients([(3, grad)], 0.05, "tanh", 1.0) == ([], []) and r.counters["late"] == 1
-    r.keep(4, x, y, 0.0)
-    learnt, (error,) = r.on_gradients([(4, np.zeros((1, 3), np.float32))], 0.05, "tanh", 1.0)
-    assert learnt == [] and error.kind == "wrong_shape"
+    assert r.on_gradients(gradients((3, grad)), 0.05, "tanh", 1.0) == (None, []) and r.counters["late"] == 1
+    keep(r, 4, x, y, 0.0)
+    learnt, (error,) = r.on_gradients(gradients((4, np.zeros((2, 4), np.float32))), 0.05, "tanh", 1.0)
+    assert learnt is None and error.kind == "wrong_shape"
 
 
 def test_a_bundle_is_one_step_whose_size_the_delay_since_each_forward_pass_sets():
@@ -274,28 +344,53 @@ def test_a_bundle_is_one_step_whose_size_the_delay_since_each_forward_pass_sets(
     grads = [RNG.random((1, 4), dtype=np.float32) for _ in range(4)]
     y = np.zeros((1, 4), np.float32)
     for packet in range(4):
-        r.keep(packet, xs[packet], y, 0.0)
+        keep(r, packet, xs[packet], y, 0.0)
     w0 = r.weights.copy()
-    r.on_gradients([(0, grads[0]), (1, grads[1])], 0.1, "linear", 1.0)
+    r.on_gradients(gradients((0, grads[0]), (1, grads[1])), 0.1, "linear", 1.0)
     w1 = w0 - 0.1 / np.sqrt(1 + 0 + 0.5) * sum(xs[i].T @ grads[i] for i in (0, 1))
     assert np.allclose(r.weights, w1, atol=1e-6)
-    learnt, _ = r.on_gradients([(3, grads[3]), (2, grads[2])], 0.1, "linear", 1.0)
+    learnt, _ = r.on_gradients(gradients((3, grads[3]), (2, grads[2])), 0.1, "linear", 1.0)
+    learnt = dx_of(learnt)
     assert [p for p, _ in learnt] == [3, 2] and np.allclose(learnt[0][1], grads[3] @ w1.T, atol=1e-6)
     w2 = w1 - 0.1 / np.sqrt(1 + 2 + 0.5) * sum(xs[i].T @ grads[i] for i in (2, 3))
     assert np.allclose(r.weights, w2, atol=1e-6) and r.counters["updates"] == 4
 
 
+def test_a_kept_bundle_learns_the_same_whether_its_gradients_come_back_whole_or_otherwise():
+    """The fast path (one kept bundle's packets, in order: its inputs and outputs taken whole) against
+    the same gradients come back in another order: the same step, the same dx for each packet."""
+    x, y = RNG.random((5, 5), dtype=np.float32), RNG.random((5, 4), dtype=np.float32) - 0.5
+    grads = RNG.random((5, 4), dtype=np.float32)
+    rows, packets, start = [2, 1, 2], [10, 11, 12], RNG.random((5, 4), dtype=np.float32)
+    results = []
+    for order in ([0, 1, 2], [2, 0, 1]):
+        r, _ = rule()
+        r.weights, w0 = start.copy(), start.copy()
+        r.keep(packets, rows, x, y, [True] * 3, 0.0)
+        blocks = frames.slices(grads, rows)
+        run = Run([packets[i] for i in order], np.concatenate([blocks[i] for i in order]), [rows[i] for i in order],
+                  [False] * 3, [b""] * 3)
+        learnt, errors = r.on_gradients([run], 0.1, "tanh", 1.0)
+        assert errors == [] and r.kept == 0 and r.counters["backwards"] == 3
+        results.append((dict(dx_of(learnt)), r.weights.copy(), w0))
+    (whole, w_whole, w0), (other, w_other, _) = results
+    assert np.allclose(w_whole, w_other, atol=1e-6) and not np.allclose(w_whole, w0)
+    assert all(np.allclose(whole[p], other[p], atol=1e-6) for p in packets)
+    expected = (grads * (1 - y * y)) @ w0.T
+    assert all(np.allclose(whole[p], expected[s], atol=1e-6) for p, s in zip(packets, (slice(0, 2), slice(2, 3), slice(3, 5))))
+
+
 def test_the_stash_rule_computes_dx_with_the_weights_the_forward_pass_used():
     r, _ = rule(staleness="stash", group=2)
     x, y, grad = RNG.random((1, 5), dtype=np.float32), np.zeros((1, 4), np.float32), np.ones((1, 4), np.float32)
-    r.keep(0, x, y, 0.0)
-    r.keep(1, x, y, 0.0)
+    keep(r, 0, x, y, 0.0)
+    keep(r, 1, x, y, 0.0)
     w0 = r.weights.copy()
-    r.on_gradients([(0, grad), (1, grad)], 0.1, "linear", 1.0)
+    r.on_gradients(gradients((0, grad), (1, grad)), 0.1, "linear", 1.0)
     assert not np.allclose(r.weights, w0), "a whole group: one update"
-    r.keep(2, x, y, 0.0)
-    r.on_gradients([], 0.1, "linear", 1.0)
-    ((_, dx),), _ = r.on_gradients([(2, grad)], 0.1, "linear", 1.0)
+    keep(r, 2, x, y, 0.0)
+    learnt, _ = r.on_gradients(gradients((2, grad)), 0.1, "linear", 1.0)
+    ((_, dx),) = dx_of(learnt)
     assert np.allclose(dx, grad @ r.weights.T) and r.staleness.count == 1
 
 
@@ -303,20 +398,21 @@ def test_a_non_finite_gradient_is_refused_alone_and_a_huge_one_clipped():
     r, refused = rule()
     w, b = r.weights.copy(), r.bias.copy()
     x = RNG.random((1, 5), dtype=np.float32)
-    r.keep(0, x, np.zeros((1, 4), np.float32), 0.0)
+    keep(r, 0, x, np.zeros((1, 4), np.float32), 0.0)
     with np.errstate(over="ignore"):  # a norm beyond float32 (numpy would warn of the overflow)
-        r.on_gradients([(0, np.full((1, 4), 1e30, np.float32))], 0.1, "linear", 1.0)
+        r.on_gradients(gradients((0, np.full((1, 4), 1e30, np.float32))), 0.1, "linear", 1.0)
     assert np.array_equal(r.weights, w) and r.counters["refused_updates"] == 1
-    r.keep(1, x, np.zeros((1, 4), np.float32), 0.0)
-    r.keep(5, x, np.zeros((1, 4), np.float32), 0.0)
-    learnt, _ = r.on_gradients([(1, np.array([[np.nan, 1, 1, 1]], np.float32)), (5, np.ones((1, 4), np.float32))],
+    keep(r, 1, x, np.zeros((1, 4), np.float32), 0.0)
+    keep(r, 5, x, np.zeros((1, 4), np.float32), 0.0)
+    learnt, _ = r.on_gradients(gradients((1, np.array([[np.nan, 1, 1, 1]], np.float32)), (5, np.ones((1, 4), np.float32))),
                                0.1, "linear", 1.0)
+    learnt = dx_of(learnt)
     assert not learnt[0][1].any() and learnt[1][1].any(), "the bad packet sends zeros, the good one its dx"
     assert np.isfinite(r.weights).all() and not np.array_equal(r.weights, w), "the good packet was learnt from"
     assert r.counters["refused_updates"] == 2 and len(refused) == 2
     w, bias = r.weights.copy(), r.bias.copy()
-    r.keep(2, x, np.zeros((1, 4), np.float32), 0.0)
-    r.on_gradients([(2, np.full((1, 4), 1e6, np.float32))], 0.1, "linear", 1.0)
+    keep(r, 2, x, np.zeros((1, 4), np.float32), 0.0)
+    r.on_gradients(gradients((2, np.full((1, 4), 1e6, np.float32))), 0.1, "linear", 1.0)
     step = np.sqrt(((r.weights - w) ** 2).sum() + ((r.bias - bias) ** 2).sum())
     assert np.isfinite(r.weights).all() and step == pytest.approx(0.1 * MAX_GRAD_NORM, rel=1e-3)
     assert r.counters["clipped_updates"] == 1
@@ -328,38 +424,37 @@ def test_a_bundle_at_the_end_learns_as_its_packets_would_and_refuses_only_a_bad_
     together, _ = rule()
     alone, _ = rule()
     alone.weights, alone.bias = together.weights.copy(), together.bias.copy()
-    ends = [(p, x[p:p + 1], y[p:p + 1], [p]) for p in range(3)]
-    learnt, losses, errors = together.on_targets(ends, 0.1, "softmax", 1.0)
+    learnt, losses, errors = together.on_targets([0, 1, 2], [1, 1, 1], x, y, [[0], [1], [2]], 0.1, "softmax", 1.0)
     assert errors == [] and losses == pytest.approx({p: -np.log(0.25) for p in range(3)})
     dz = np.concatenate([output_gradient(y[p:p + 1], [p], "softmax")[0] for p in range(3)])
-    expected = alone.learn([0, 1, 2], [x[p:p + 1] for p in range(3)], dz, [0, 0, 0], 0.1, 1.0)
-    assert all(np.array_equal(a[1], b[1]) for a, b in zip(learnt, expected))
+    expected = alone.learn([0, 1, 2], [1, 1, 1], x, dz, [0, 0, 0], 0.1, 1.0)
+    assert np.array_equal(learnt.dx, expected.dx) and learnt.packets == [0, 1, 2]
     assert np.array_equal(together.weights, alone.weights)
-    learnt, losses, (error,) = together.on_targets([*ends[:2], (3, x[:1], y[:1], [9])], 0.1, "softmax", 1.0)
-    assert [p for p, _ in learnt] == [0, 1] and set(losses) == {0, 1} and error.kind == "bad_target"
+    learnt, losses, (error,) = together.on_targets([0, 1, 3], [1, 1, 1], x, y, [[0], [1], [9]], 0.1, "softmax", 1.0)
+    assert learnt.packets == [0, 1] and set(losses) == {0, 1} and error.kind == "bad_target"
 
 
 def test_targets_that_are_not_finite_teach_nothing_and_give_no_loss():
     r, _ = rule(fan_in=3, units=2)
     w = r.weights.copy()
     x, y = np.ones((1, 3), np.float32), np.zeros((1, 2), np.float32)
-    ((_, dx),), losses, errors = r.on_targets([(1, x, y, [[np.nan, 0.0]])], 0.1, "linear", 1.0)
-    assert losses == {1: None} and errors == [] and np.array_equal(r.weights, w) and not dx.any()
-    _, losses, _ = r.on_targets([(2, x, y, [[1.0, 0.0]])], 0.1, "linear", 1.0)
+    learnt, losses, errors = r.on_targets([1], [1], x, y, [[[np.nan, 0.0]]], 0.1, "linear", 1.0)
+    assert losses == {1: None} and errors == [] and np.array_equal(r.weights, w) and not learnt.dx.any()
+    _, losses, _ = r.on_targets([2], [1], x, y, [[[1.0, 0.0]]], 0.1, "linear", 1.0)
     assert losses[2] == pytest.approx(0.5) and not np.array_equal(r.weights, w)
-    learnt, losses, (error,) = r.on_targets([(3, x, y, [[1.0]])], 0.1, "linear", 1.0)
-    assert learnt == [] and losses == {} and error.kind == "bad_target"
+    learnt, losses, (error,) = r.on_targets([3], [1], x, y, [[[1.0]]], 0.1, "linear", 1.0)
+    assert learnt is None and losses == {} and error.kind == "bad_target"
 
 
 def test_a_frozen_rule_passes_gradients_and_keeps_its_weights_and_passes_expire():
     r, _ = rule()
     w = r.weights.copy()
     x, dz = RNG.random((2, 5), dtype=np.float32), RNG.random((2, 4), dtype=np.float32)
-    r.keep(7, x, np.zeros((2, 4), np.float32), 0.0)
-    ((_, dx),), _ = r.on_gradients([(7, dz)], None, "linear", 1.0)
-    assert np.allclose(dx, dz @ w.T) and np.array_equal(r.weights, w) and r.counters["updates"] == 0
-    r.keep(1, x, dz, 0.0)
-    r.keep(2, x, dz, 5.0)
+    keep(r, 7, x, np.zeros((2, 4), np.float32), 0.0)
+    learnt, _ = r.on_gradients(gradients((7, dz)), None, "linear", 1.0)
+    assert np.allclose(learnt.dx, dz @ w.T) and np.array_equal(r.weights, w) and r.counters["updates"] == 0
+    keep(r, 1, x, dz, 0.0)
+    keep(r, 2, x, dz, 5.0)
     assert r.next_expiry() == pytest.approx(10.0)
     r.expire(10.0)
     assert r.kept == 1 and r.counters["expired"] == 1
@@ -374,12 +469,12 @@ def test_the_output_gradients_of_a_bundle_are_each_packets_own_whatever_its_rows
         if activation == "softmax":
             ys = [y / y.sum(axis=1, keepdims=True) for y in ys]
         targets = [target_of(len(y)) for y in ys]
-        dz, losses = output_gradients(ys, targets, activation)
+        dz, losses = output_gradients(np.concatenate(ys), [len(y) for y in ys], targets, activation)
         alone = [output_gradient(y, t, activation) for y, t in zip(ys, targets)]
         assert np.allclose(dz, np.concatenate([a[0] for a in alone]), rtol=1e-5)
         assert losses == pytest.approx([a[1] for a in alone], rel=1e-5)
     with pytest.raises(ValueError):  # a packet of 3 rows with 2 labels: the caller takes them one by one
-        output_gradients([np.full((3, 4), 0.25, np.float32)], [[0, 1]], "softmax")
+        output_gradients(np.full((3, 4), 0.25, np.float32), [3], [[0, 1]], "softmax")
 
 
 def test_update_norm_is_the_norm_of_the_weight_and_bias_gradient_and_a_big_bundle_gives_the_gradient():

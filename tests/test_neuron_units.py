@@ -118,7 +118,8 @@ def test_a_bundle_is_one_step_and_single_packets_each_their_own_as_the_delay_rul
             n.handle_frame(n.inbox, [frames.encode_forward(src, group, [part[i] for i in group], [True] * len(group), [meta] * len(group))
                                      for src, part in (("L1.n0", a), ("L1.n1", b))])
         for group in groups:
-            n.handle_frame(n.inbox, [frames.encode_gradient(src, group, [grad[i] for i in group]) for src, grad in (("L3.n0", g0), ("L3.n1", g1))])
+            n.handle_frame(n.inbox, [frames.encode_gradient(src, group, [1] * len(group), np.concatenate([grad[i] for i in group]))
+                                     for src, grad in (("L3.n0", g0), ("L3.n1", g1))])
         results.append((w0, n.rule.weights.copy(), n.call_metrics()))
         stop_neuron(n)
     (w0, bundled, metrics), (_, single, _) = results

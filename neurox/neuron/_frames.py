@@ -49,26 +49,30 @@ def decode(frame: bytes, kinds: tuple[int, ...] = (FORWARD, GRADIENT)) -> list:
 
 def split_rows(data: bytes, rows: list, width: int) -> list[np.ndarray]:
     """The packets' row blocks (writable: the compiled kernels take writable arrays only)."""
-    return _split(vector_from(data, width), rows, width)
+    return slices(rows_block(data, rows, width), rows)
 
 
-def split_finite_rows(data: bytes, rows: list, width: int) -> tuple[list[np.ndarray], list[int]]:
-    """:func:`split_rows`, and the indexes of the packets holding a value that is not finite (nan, inf):
+def rows_block(data: bytes, rows: list, width: int) -> np.ndarray:
+    """All the packets' rows as one writable block, once ``rows`` is checked against it."""
+    block = vector_from(data, width)
+    _check_rows(block, rows, width)
+    return block.copy()
+
+
+def finite_rows_block(data: bytes, rows: list, width: int) -> tuple[np.ndarray, list[int]]:
+    """:func:`rows_block`, and the indexes of the packets holding a value that is not finite (nan, inf):
     one check over the whole frame (its sum is finite only if every value is), per packet when it fails."""
-    whole = vector_from(data, width)
-    blocks = _split(whole, rows, width)
-    if isfinite(_sum(whole, None)):
-        return blocks, []
-    return blocks, [i for i, block in enumerate(blocks) if not np.isfinite(block).all()]
+    block = rows_block(data, rows, width)
+    if isfinite(_sum(block, None)):
+        return block, []
+    return block, [i for i, part in enumerate(slices(block, rows)) if not np.isfinite(part).all()]
 
 
-def _split(block: np.ndarray, rows: list, width: int) -> list[np.ndarray]:
+def _check_rows(block: np.ndarray, rows: list, width: int) -> None:
     one = len(rows) == 1  # a bundle of one (the usual case when idle): no set, no second pass over the list
     if not (type(rows[0]) is int and 0 < rows[0] == block.shape[0] if one else
             rows and set(map(type, rows)) == {int} and sum(rows) == block.shape[0] and min(rows) > 0):
         raise FrameError("wrong_shape", f"rows {rows[:8]} do not add up to {block.shape[0]} rows of {width}")
-    block = block.copy()
-    return [block] if one else slices(block, rows)
 
 
 def slices(block: np.ndarray, rows: list[int]) -> list[np.ndarray]:
@@ -82,22 +86,28 @@ def slices(block: np.ndarray, rows: list[int]) -> list[np.ndarray]:
 
 
 def encode_forward(src: str, packets: list, ys: list[np.ndarray], learn: list, metas: list) -> bytes:
-    return pack([FORWARD, src, packets, [y.shape[0] for y in ys], _join(ys), learn, metas])
+    return encode_forward_block(src, packets, [y.shape[0] for y in ys], ys[0] if len(ys) == 1 else np.concatenate(ys),
+                                learn, metas)
 
 
-def encode_gradient(src: str, packets: list, grads: list[np.ndarray]) -> bytes:
-    return pack([GRADIENT, src, packets, [g.shape[0] for g in grads], _join(grads)])
+def encode_forward_block(src: str, packets: list, rows: list, block: np.ndarray, learn: list, metas: list) -> bytes:
+    """A forward frame of packets whose rows (``rows`` each) are stacked in ``block``."""
+    return pack([FORWARD, src, packets, rows, _float32_bytes(block), learn, metas])
 
 
-def encode_output(src: str, packets: list, ys: list[np.ndarray], metas: list, losses: list) -> bytes:
-    return pack([OUTPUT, src, packets, [y.shape[0] for y in ys], _join(ys), metas, losses])
+def encode_gradient(src: str, packets: list, rows: list, block: np.ndarray) -> bytes:
+    """A gradient frame of packets whose rows (``rows`` each) are stacked in ``block``."""
+    return pack([GRADIENT, src, packets, rows, _float32_bytes(block)])
 
 
-def _join(arrays: list[np.ndarray]) -> bytes:
-    if len(arrays) == 1:  # ``tobytes`` copies in C order whatever the layout: only the type may need a cast
-        array = arrays[0]
-        return array.tobytes() if array.dtype is _F4 else array.astype(_F4).tobytes()
-    return np.concatenate(arrays).astype(_F4, copy=False).tobytes()
+def encode_output(src: str, packets: list, rows: list, block: np.ndarray, metas: list, losses: list) -> bytes:
+    """An output frame (to MessengerOut) of packets whose rows (``rows`` each) are stacked in ``block``."""
+    return pack([OUTPUT, src, packets, rows, _float32_bytes(block), metas, losses])
+
+
+def _float32_bytes(array: np.ndarray) -> bytes:
+    """``tobytes`` copies in C order whatever the layout (a column slice too): only the type may need a cast."""
+    return array.tobytes() if array.dtype is _F4 else array.astype(_F4).tobytes()
 
 
 def array_to_wire(array: np.ndarray) -> dict:

@@ -5,14 +5,15 @@ may learn at; each rule acts on the ones it needs and ignores the others:
 
 - ``on_forward(x, y, learning, ...)``, when outputs are computed: a local rule learns here (Oja
   updates; three-factor explores and tags). Returns what is sent on.
-- ``keep(packet, x, y, now)`` then ``on_gradients([(packet, grad), ...], ...)``: backpropagation keeps
-  each learning packet's forward pass until its gradient comes back; the gradients that come back
-  together (a bundle) are learnt from in one matrix operation, which returns dLoss/dx per packet for
-  upstream (``on_targets`` at the end of the network, where the loss gives the first gradient).
+- ``keep(packets, rows, x, y, learn, now)`` then ``on_gradients(runs, ...)``: backpropagation keeps
+  each bundle's forward pass until the gradients of its learning packets come back; the gradients that
+  come back together (a bundle) are learnt from in one matrix operation, which returns dLoss/dx of
+  those packets for upstream (``on_targets`` at the end of the network, where the loss gives the
+  first gradient).
 - ``on_reward(rpe, ...)``: dopamine's reward prediction error, three-factor's third factor.
 
-**Per-packet learning state is explicit.** ``keep`` stores a :class:`Pass` holding the packet's
-input, output, time and the *stamp* of the network's staleness rule (``_staleness``): how many
+**Per-packet learning state is explicit.** ``keep`` stores a :class:`Pass` holding the bundle's
+inputs, outputs, time and the *stamp* of the network's staleness rule (``_staleness``): how many
 packets this neuron had learnt from when it computed that forward pass (``delay``), or the weights
 version it used (``stash``). The rule turns a bundle's stamps into its step (``lr / sqrt(1 + delay)``)
 or computes dx with the stashed weights; docs/neuron.md, "Staleness", says what a coalesced update
@@ -32,11 +33,14 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable
+from itertools import accumulate
+from typing import NamedTuple
 
 import numpy as np
 
 from ..runtime import FrameError
 from ._frames import slices
+from ._joins import Run, stacked_runs
 from ._math import derivative_from_output, output_gradient, output_gradients, update_norm_sq
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE as DEFAULT_STALENESS, make_rule as make_staleness
 from ._plasticity import (EligibilityTrace, eligibility, explore, oja_delta, tempered,
@@ -52,13 +56,26 @@ MAX_KEPT = 4096
 """Forward passes kept at once; beyond this the oldest is dropped (counted ``expired``)."""
 
 
+class Learnt(NamedTuple):
+    """dLoss/dx of packets learnt from together, their rows stacked (``rows`` each), for upstream."""
+
+    packets: list
+    rows: list
+    dx: np.ndarray
+
+
 class Pass:
-    """One packet's forward pass kept for learning, with the staleness rule's stamp of that moment."""
+    """A bundle's forward pass kept for learning: its packets, their inputs and outputs (rows stacked;
+    packet ``i``'s from ``starts[i]`` to ``starts[i + 1]``), when, and the staleness rule's stamp then."""
 
-    __slots__ = ("x", "y", "at", "stamp")
+    __slots__ = ("packets", "x", "y", "starts", "at", "stamp")
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, at: float, stamp):
-        self.x, self.y, self.at, self.stamp = x, y, at, stamp
+    def __init__(self, packets: list, rows: list, x: np.ndarray, y: np.ndarray, at: float, stamp):
+        self.packets, self.x, self.y, self.at, self.stamp = packets, x, y, at, stamp
+        self.starts = [0, *accumulate(rows)]
+
+    def rows_of(self, index: int) -> slice:
+        return slice(self.starts[index], self.starts[index + 1])
 
 
 class LearningRule:
@@ -95,13 +112,14 @@ class LearningRule:
         """Outputs ``y`` for rows ``x`` were computed; ``learning`` are the rows of packets to learn from."""
         return y
 
-    def keep(self, packet: int, x: np.ndarray, y: np.ndarray, now: float) -> None:
-        """A learning packet's forward pass, for its gradient to come."""
+    def keep(self, packets: list, rows: list, x: np.ndarray, y: np.ndarray, learn: list, now: float) -> None:
+        """A bundle's forward pass, for the gradients of its learning packets to come."""
 
-    def on_gradients(self, returned: list[tuple], lr: float | None, activation: str, scale: float
-                     ) -> tuple[list[tuple[int, np.ndarray]], list[FrameError]]:
-        """Gradients came back: dLoss/dx for upstream per packet learnt from, and errors (a local rule: none)."""
-        return [], []
+    def on_gradients(self, returned: list[Run], lr: float | None, activation: str, scale: float
+                     ) -> tuple[Learnt | None, list[FrameError]]:
+        """Gradients came back: dLoss/dx for upstream of the packets learnt from, and errors (a local rule:
+        none)."""
+        return None, []
 
     def on_reward(self, rpe: float, lr: float, now: float) -> None:
         """Dopamine brought a reward prediction error."""
@@ -131,81 +149,107 @@ class Backprop(LearningRule):
 
     def __init__(self, *args, staleness: str = DEFAULT_STALENESS, group: int = DEFAULT_GROUP, **kwargs):
         super().__init__(*args, **kwargs)
-        self.passes: OrderedDict[int, Pass] = OrderedDict()
+        self.passes: OrderedDict[int, tuple[Pass, int]] = OrderedDict()
+        """Each packet awaiting its gradient: its bundle's pass and its place in it."""
         self.staleness = make_staleness(staleness, group)
 
-    def keep(self, packet: int, x: np.ndarray, y: np.ndarray, now: float) -> None:
-        self.passes[packet] = Pass(x, y, now, self.staleness.stamp(self.weights, self.bias))
-        if len(self.passes) > MAX_KEPT:
-            self.passes.popitem(last=False)
+    def keep(self, packets: list, rows: list, x: np.ndarray, y: np.ndarray, learn: list, now: float) -> None:
+        """A bundle's forward pass (``x`` and ``y`` its rows stacked, ``rows`` each), kept for the gradients
+        to come of its packets that ``learn``."""
+        kept, passes = Pass(packets, rows, x, y, now, self.staleness.stamp(self.weights, self.bias)), self.passes
+        passes.update((packet, (kept, i)) for i, (packet, lrn) in enumerate(zip(packets, learn)) if lrn)
+        for _ in range(len(passes) - MAX_KEPT):
+            passes.popitem(last=False)
             self.counters["expired"] += 1
 
-    def on_gradients(self, returned: list[tuple], lr: float | None, activation: str, scale: float
-                     ) -> tuple[list[tuple[int, np.ndarray]], list[FrameError]]:
-        """Gradients ``(packet, grad)`` came back together: dLoss/dx of each packet learnt from, and the
-        errors of those that do not fit their pass. The activation's derivative is taken once for the bundle."""
-        packets, passes, grads, errors = [], [], [], []
-        for packet, grad, *_ in returned:
-            kept = self.passes.pop(packet, None)
-            if kept is None:
-                self.counters["late"] += 1
-            elif grad.shape != kept.y.shape:
-                errors.append(FrameError("wrong_shape", f"gradient {grad.shape} for outputs {kept.y.shape}"))
-            else:
-                packets.append(packet)
-                passes.append(kept)
-                grads.append(grad)
-        if not packets:
-            return [], errors
-        self.counters["backwards"] += len(packets)
-        y = _stacked([k.y for k in passes])
-        dz = _stacked(grads) * derivative_from_output(y, activation)
-        return self.learn(packets, [k.x for k in passes], dz, [k.stamp for k in passes], lr, scale), errors
+    def on_gradients(self, returned: list[Run], lr: float | None, activation: str, scale: float
+                     ) -> tuple[Learnt | None, list[FrameError]]:
+        """Gradients came back together (runs of packets, their rows stacked): dLoss/dx of the packets learnt
+        from, and the errors of those that do not fit their pass. The activation's derivative is taken once
+        for the bundle; when the gradients are those of one kept bundle's packets, in order (the usual
+        case), its inputs and outputs are taken whole."""
+        run = stacked_runs(returned)
+        entries = [self.passes.pop(packet, None) for packet in run.packets]
+        first = entries[0]
+        if first is not None and all(entry is not None and entry[0] is first[0] for entry in entries):
+            kept, at = first
+            end = at + len(entries)
+            if entries[-1][1] == end - 1 and kept.packets[at:end] == run.packets and kept.starts[at:end + 1] == [
+                    kept.starts[at] + n for n in accumulate(run.rows, initial=0)]:  # and so their rows fit
+                span = slice(kept.starts[at], kept.starts[end])
+                self.counters["backwards"] += len(entries)
+                dz = run.value * derivative_from_output(kept.y[span], activation)
+                return self.learn(run.packets, run.rows, kept.x[span], dz, [kept.stamp] * len(entries), lr,
+                                  scale), []
+        return self._on_gradients_one_by_one(run, entries, activation, lr, scale)
 
-    def on_targets(self, ends: list[tuple], lr: float | None, activation: str, scale: float
-                   ) -> tuple[list[tuple[int, np.ndarray]], dict[int, float | None], list[FrameError]]:
-        """At the end of the network, for ``(packet, x, y, targets)`` just computed: the loss gives the first
-        gradient. dLoss/dx of each packet learnt from, the losses by packet (None when not finite: nothing
-        learnt from it), and the errors of targets that do not fit."""
-        if len(ends) > 1:
+    def _on_gradients_one_by_one(self, run: Run, entries: list, activation: str, lr: float | None, scale: float
+                                 ) -> tuple[Learnt | None, list[FrameError]]:
+        packets, rows, xs, ys, grads, stamps, errors = [], [], [], [], [], [], []
+        for packet, grad, entry in zip(run.packets, slices(run.value, run.rows), entries):
+            if entry is None:
+                self.counters["late"] += 1
+                continue
+            kept, index = entry
+            y = kept.y[kept.rows_of(index)]
+            if grad.shape != y.shape:
+                errors.append(FrameError("wrong_shape", f"gradient {grad.shape} for outputs {y.shape}"))
+                continue
+            packets.append(packet)
+            rows.append(y.shape[0])
+            xs.append(kept.x[kept.rows_of(index)])
+            ys.append(y)
+            grads.append(grad)
+            stamps.append(kept.stamp)
+        if not packets:
+            return None, errors
+        self.counters["backwards"] += len(packets)
+        dz = _stacked(grads) * derivative_from_output(_stacked(ys), activation)
+        return self.learn(packets, rows, _stacked(xs), dz, stamps, lr, scale), errors
+
+    def on_targets(self, packets: list, rows: list, x: np.ndarray, y: np.ndarray, targets: list,
+                   lr: float | None, activation: str, scale: float
+                   ) -> tuple[Learnt | None, dict[int, float | None], list[FrameError]]:
+        """At the end of the network, for packets just computed (``x`` and ``y`` their rows stacked, ``rows``
+        each) with their ``targets``: the loss gives the first gradient. dLoss/dx of the packets learnt
+        from, the losses by packet (None when not finite: nothing learnt from it), and the errors of
+        targets that do not fit."""
+        stamp = self.staleness.stamp(self.weights, self.bias)
+        if len(packets) > 1:
             try:
-                dz, values = output_gradients([y for _, _, y, _ in ends], [t for *_, t in ends], activation)
+                dz, values = output_gradients(y, rows, targets, activation)
             except (ValueError, TypeError):
                 pass  # one packet's targets do not fit: each on its own below, to refuse only those
             else:
-                losses = {packet: (loss if math.isfinite(loss) else None) for (packet, *_), loss in zip(ends, values)}
-                stamp = self.staleness.stamp(self.weights, self.bias)
-                return (self.learn([e[0] for e in ends], [e[1] for e in ends], dz, [stamp] * len(ends), lr, scale),
-                        losses, [])
-        packets, xs, dzs, losses, errors = [], [], [], {}, []
-        for packet, x, y, targets in ends:
+                losses = {packet: (loss if math.isfinite(loss) else None) for packet, loss in zip(packets, values)}
+                return self.learn(packets, rows, x, dz, [stamp] * len(packets), lr, scale), losses, []
+        kept, kept_rows, xs, dzs, losses, errors = [], [], [], [], {}, []
+        for packet, n, x_i, y_i, t in zip(packets, rows, slices(x, rows), slices(y, rows), targets):
             try:
-                dz, loss = output_gradient(y, targets, activation)
+                dz, loss = output_gradient(y_i, t, activation)
             except (ValueError, TypeError) as exc:
                 errors.append(FrameError("bad_target", str(exc)))
                 continue
             losses[packet] = loss if math.isfinite(loss) else None
-            packets.append(packet)
-            xs.append(x)
+            kept.append(packet)
+            kept_rows.append(n)
+            xs.append(x_i)
             dzs.append(dz)
-        if not packets:
-            return [], losses, errors
-        stamp = self.staleness.stamp(self.weights, self.bias)
-        return self.learn(packets, xs, _stacked(dzs), [stamp] * len(packets), lr, scale), losses, errors
+        if not kept:
+            return None, losses, errors
+        return self.learn(kept, kept_rows, _stacked(xs), _stacked(dzs), [stamp] * len(kept), lr, scale), losses, errors
 
-    def learn(self, packets: list[int], xs: list[np.ndarray], dz: np.ndarray, stamps: list, lr: float | None,
-              scale: float) -> list[tuple[int, np.ndarray]]:
-        """One step for a bundle: the packets, their inputs, their gradients ``dz`` (rows stacked in packet
-        order) and stamps; dLoss/dx per packet and the update the staleness rule makes of it (``lr`` None:
-        frozen, the weights stay). A packet whose gradient is not finite is refused alone (zeros go upstream
-        for it); a bundle whose summed gradient overflows, whole."""
+    def learn(self, packets: list[int], rows: list[int], x: np.ndarray, dz: np.ndarray, stamps: list,
+              lr: float | None, scale: float) -> Learnt | None:
+        """One step for a bundle: the packets, their inputs ``x`` and gradients ``dz`` (rows stacked in packet
+        order, ``rows`` each) and stamps; dLoss/dx of the packets, and the update the staleness rule makes
+        of it (``lr`` None: frozen, the weights stay). A packet whose gradient is not finite is refused
+        alone (zeros go upstream for it); a bundle whose summed gradient overflows, whole."""
         if not packets:
-            return []
-        rows = [x.shape[0] for x in xs]
+            return None
         if lr is not None and not math.isfinite(np.add.reduce(dz, axis=None)) and not np.isfinite(dz).all():
             # one check for the bundle (its sum is finite only if every value is), per packet only if it fails
             dz = self._refuse_non_finite(dz, rows)
-        x = _stacked(xs)
         if scale != 1.0:
             dz = dz * np.float32(scale)
         step, grad = 0.0, None
@@ -213,13 +257,13 @@ class Backprop(LearningRule):
             norm_sq, grad = update_norm_sq(x, dz)
             factor = self.guard(norm_sq)
             if not factor:
-                return [(p, np.zeros((n, x.shape[1]), np.float32)) for p, n in zip(packets, rows)]
+                return Learnt(packets, rows, np.zeros((x.shape[0], x.shape[1]), np.float32))
             step = lr * factor
         dx, self.weights, self.bias = self.staleness.learn(x, dz.astype(np.float32, copy=False), stamps, rows,
                                                            self.weights, self.bias, step, grad)
         if step:
             self.counters["updates"] += len(packets)
-        return list(zip(packets, slices(dx, rows)))
+        return Learnt(packets, rows, dx)
 
     def _refuse_non_finite(self, dz: np.ndarray, rows: list[int]) -> np.ndarray:
         """``dz`` with the rows of each packet whose gradient holds nan or inf set to zero (refused: counted,
@@ -239,12 +283,12 @@ class Backprop(LearningRule):
         return len(self.passes)
 
     def next_expiry(self) -> float | None:
-        return next(iter(self.passes.values())).at + KEPT_TTL_S if self.passes else None
+        return next(iter(self.passes.values()))[0].at + KEPT_TTL_S if self.passes else None
 
     def expire(self, now: float) -> None:
         passes = self.passes
         while passes:
-            packet, kept = next(iter(passes.items()))
+            packet, (kept, _) = next(iter(passes.items()))
             if now - kept.at < KEPT_TTL_S:
                 return
             del passes[packet]

@@ -196,12 +196,12 @@ class Links:
         for link in (*self.inputs, *self.outputs):
             link.open()
 
-    def send_gradients(self, packets: list, dxs: list[np.ndarray]) -> None:
-        """dLoss/dx of each packet, one bundle per upstream neuron: its columns of every packet's rows."""
+    def send_gradients(self, packets: list, rows: list, dx: np.ndarray) -> None:
+        """dLoss/dx of packets (their rows stacked in ``dx``, ``rows`` each), one bundle per upstream neuron:
+        its columns."""
         for link in self.inputs:
             if link._connect is not None:
-                end = link.offset + link.width
-                self.send(link, encode_gradient(self.owner, packets, [dx[:, link.offset:end] for dx in dxs]))
+                self.send(link, encode_gradient(self.owner, packets, rows, dx[:, link.offset:link.offset + link.width]))
 
     def set_tap(self, tap) -> None:
         """Mirror every frame sent on ``tap`` (a PUB socket; None: stop), topic the link's."""

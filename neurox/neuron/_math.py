@@ -77,29 +77,29 @@ def output_gradient(y: np.ndarray, targets, activation: str) -> tuple[np.ndarray
     return grad.astype(np.float32) / rows, loss
 
 
-def output_gradients(ys: list[np.ndarray], targets: list, activation: str) -> tuple[np.ndarray, list[float]]:
-    """:func:`output_gradient` of several packets at once: their dLoss/dz stacked (each packet's divided by
-    its own rows, as alone) and their mean losses. ValueError or TypeError if any packet's targets do not
-    fit (the caller then takes them one by one, to refuse only those)."""
-    y = np.concatenate(ys)
-    counts = np.fromiter(map(len, ys), np.intp, len(ys))
+def output_gradients(y: np.ndarray, rows: list, targets: list, activation: str) -> tuple[np.ndarray, list[float]]:
+    """:func:`output_gradient` of several packets at once (``y`` their rows stacked, ``rows`` each): their
+    dLoss/dz stacked (each packet's divided by its own rows, as alone) and their mean losses. ValueError
+    or TypeError if any packet's targets do not fit (the caller then takes them one by one, to refuse
+    only those)."""
+    counts = np.fromiter(rows, np.intp, len(rows))
     if activation == "softmax":
         if not all(type(t) is list and len(t) == n for t, n in zip(targets, counts.tolist())):
             raise ValueError("one class index per row of each packet")
         labels = np.fromiter(chain.from_iterable(targets), np.int64, y.shape[0])
         if labels.min() < 0 or labels.max() >= y.shape[1]:
             raise ValueError(f"class index out of range 0..{y.shape[1] - 1}")
-        rows = np.arange(y.shape[0])
+        at = np.arange(y.shape[0])
         grad = y.copy()
-        grad[rows, labels] -= 1.0
-        losses = -np.log(np.maximum(y[rows, labels], 1e-12))
+        grad[at, labels] -= 1.0
+        losses = -np.log(np.maximum(y[at, labels], 1e-12))
     else:
         t = np.concatenate([np.asarray(t, dtype=np.float32).reshape(n, y.shape[1]) for t, n in zip(targets, counts)])
         grad = (y - t).astype(np.float32)
         losses = 0.5 * (grad ** 2).sum(axis=1)
         if activation != "linear":
             grad = grad * derivative_from_output(y, activation)
-    if y.shape[0] == len(ys):  # packets of one row each: nothing to average
+    if y.shape[0] == len(counts):  # packets of one row each: nothing to average
         return grad.astype(np.float32), losses.tolist()
     starts = np.cumsum(counts) - counts
     grad = grad.astype(np.float32) / np.repeat(counts, counts).astype(np.float32)[:, None]
@@ -163,18 +163,14 @@ def column_sums(a: np.ndarray) -> np.ndarray:
     return np.ones(a.shape[0], dtype=a.dtype) @ a
 
 
-def held_outputs(ys: list[np.ndarray], held: np.ndarray | None, context: float
-                 ) -> tuple[list[np.ndarray], np.ndarray | None]:
+def held_outputs(y: np.ndarray, held: np.ndarray | None, context: float) -> tuple[np.ndarray, np.ndarray | None]:
     """Outputs with a leaky context (a prefrontal region's working memory): each row sent is
     ``(1 - context) * row + context * the row sent before it``; returns them and the last row sent."""
-    out = []
-    for y in ys:
-        mixed = np.empty_like(y)
-        for i, row in enumerate(y):
-            held = row if held is None else (1.0 - context) * row + context * held
-            mixed[i] = held
-        out.append(mixed)
-    return out, held
+    mixed = np.empty_like(y)
+    for i, row in enumerate(y):
+        held = row if held is None else (1.0 - context) * row + context * held
+        mixed[i] = held
+    return mixed, held
 
 
 def weight_statistics(w: np.ndarray, bins: int = 10) -> dict:

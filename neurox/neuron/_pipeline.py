@@ -14,16 +14,17 @@ an update whose gradient is not finite.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import accumulate
 from time import monotonic, perf_counter
 
 import numpy as np
 
 from ..runtime import BadFrames, FrameError, Histogram, unpack_map
 from . import _frames as frames
-from ._frames import FORWARD as FORWARD_FRAME, decode, split_finite_rows
+from ._frames import FORWARD as FORWARD_FRAME, decode, finite_rows_block
 from ._activity import Activity
-from ._joins import RECENT_DONE, Joins
-from ._learning_rule import LearningRule
+from ._joins import RECENT_DONE, Joins, Run, stacked_runs
+from ._learning_rule import Learnt, LearningRule
 from ._links import FORMER_LINK, Links
 from ._math import forward, held_outputs
 from ._receptors import Receptors
@@ -49,7 +50,7 @@ class Pipeline:
         """Seconds from a packet's arrival (the inbox drain that completed it) to its send, per packet."""
         self.joins = Joins([link.width for link in links.inputs], counters, "missed_inputs", "concat", RECENT_DONE)
         self.grads = Joins([units] * len(links.outputs), counters, "missed_gradients", "sum")
-        self.outgoing: list[tuple[int, np.ndarray]] = []
+        self.outgoing: list[Learnt] = []
         self.journal: list | None = None
         """When on (the ``journal`` request): ``[kind, packets]`` of every bundle, in the order computed --
         ``F`` forward (at the end node with its learning), ``B`` backward -- enough to replay the neuron's
@@ -72,105 +73,112 @@ class Pipeline:
                 else:
                     self.bad.note(exc.kind, exc.detail)
         if joined:
-            self.compute(joined)
-            self.processing.observe(perf_counter() - arrived, len(joined))
+            run = self.compute(joined)
+            self.processing.observe(perf_counter() - arrived, len(run.packets))
         if returned:
             self.learn_from(returned)
 
     def _on_forward(self, message: list, joined: list) -> None:
         _, src, packets, rows, data, learn, metas = message
         link = self.links.input(src)
-        blocks, bad = split_finite_rows(data, rows, link.width)
+        block, bad = finite_rows_block(data, rows, link.width)
         if bad:  # refused and counted: the packet's join misses this part (with one input, it is dropped)
             self.counters["non_finite_inputs"] += len(bad)
             self.bad.note("non_finite", f"packet {packets[bad[0]]} from {src} holds nan or inf")
-            blocks = [None if i in bad else block for i, block in enumerate(blocks)]
-        self.joins.add_all(link.slot, blocks, packets, monotonic(), joined, learn, metas)
+        self.joins.add_frame(link.slot, block, rows, packets, monotonic(), joined, learn, metas, bad)
 
     def _on_gradient(self, message: list, returned: list) -> None:
         _, src, packets, rows, data = message
         link = self.links.output(src)
         if self.rule.sends_gradients:  # a local rule learns from its own activity: gradients stop here
-            self.grads.add_all(link.slot, frames.split_rows(data, rows, self.units), packets, monotonic(), returned)
+            self.grads.add_frame(link.slot, frames.rows_block(data, rows, self.units), rows, packets, monotonic(),
+                                 returned)
 
-    def compute(self, joined: list[tuple], hold: bool = True) -> list[np.ndarray]:
-        """One forward pass over every joined ``(packet, x, learn, meta)``, one frame per link; the outputs.
-        ``hold`` False: a probe, which leaves the held context as it was."""
-        packets, xs, metas = [j[0] for j in joined], [j[1] for j in joined], [j[3] for j in joined]
+    def compute(self, joined: list[Run], hold: bool = True) -> Run:
+        """One forward pass over every joined run, one frame per link; the run computed, its value the
+        outputs. ``hold`` False: a probe, which leaves the held context as it was."""
+        packets, x_all, rows, flags, metas = stacked_runs(joined)
         learning, rule, receptors, counters = self.learning, self.rule, self.receptors, self.counters
-        learn = [bool(j[2]) and learning for j in joined]
+        learn = [bool(flag) and learning for flag in flags]
         anyone = learning and any(learn)
-        x_all = np.ascontiguousarray(xs[0] if len(xs) == 1 else np.concatenate(xs), dtype=np.float32)
+        x_all = np.ascontiguousarray(x_all, dtype=np.float32)
         gain, activation = receptors.modulation.gain, self.settings["activation"]
         w, b = rule.weights, rule.bias
         y_all = forward(x_all, w if gain == 1.0 else w * gain, b if gain == 1.0 else b * gain, activation)
         receptors.note_outputs(y_all)
         if not rule.sends_gradients and anyone and not self.frozen:
-            bounds = np.cumsum([0, *(x.shape[0] for x in xs)])
-            rows = [slice(bounds[i], bounds[i + 1]) for i, lrn in enumerate(learn) if lrn]
-            y_all = rule.on_forward(x_all, y_all, rows, self.learning_rate(), activation,
+            bounds = [0, *accumulate(rows)]
+            learning_rows = [slice(bounds[i], bounds[i + 1]) for i, lrn in enumerate(learn) if lrn]
+            y_all = rule.on_forward(x_all, y_all, learning_rows, self.learning_rate(), activation,
                                     receptors.modulation.exploration, monotonic())
-        ys = [y_all] if len(xs) == 1 else frames.slices(y_all, [x.shape[0] for x in xs])
-        counters["forwards"] += len(xs)
+        counters["forwards"] += len(packets)
         counters["samples"] += y_all.shape[0]
         counters["forward_bundles"] += 1
         self.activity.note_outputs(y_all, activation)
         if self.journal is not None:
             self._note(FORWARD, packets)
+        computed = Run(packets, y_all, rows, learn, metas)
         links = self.links
         if links.is_end:
-            losses = self._learn_at_end(packets, xs, ys, learn, metas)
+            losses = self._learn_at_end(packets, rows, x_all, y_all, learn, metas)
             self._send_gradients()
-            links.send(links.outputs[0], frames.encode_output(self.owner, packets, ys, metas, losses))
-            return ys
+            links.send(links.outputs[0], frames.encode_output(self.owner, packets, rows, y_all, metas, losses))
+            return computed
         if rule.sends_gradients and anyone:
-            now = monotonic()
-            for packet, x, y, lrn in zip(packets, xs, ys, learn):
-                if lrn:
-                    rule.keep(packet, x, y, now)
-        sent = ys
+            rule.keep(packets, rows, x_all, y_all, learn, monotonic())
+        sent = y_all
         if self.context and hold:
-            sent, self.held = held_outputs(ys, self.held, self.context)
-        frame = frames.encode_forward(self.owner, packets, sent, learn, metas)
+            sent, self.held = held_outputs(y_all, self.held, self.context)
+        frame = frames.encode_forward_block(self.owner, packets, rows, sent, learn, metas)
         for link in links.outputs:
             links.send(link, frame)
-        return ys
+        return computed
 
-    def _learn_at_end(self, packets: list, xs: list, ys: list, learn: list, metas: list) -> list[float | None]:
+    def _learn_at_end(self, packets: list, rows: list, x: np.ndarray, y: np.ndarray, learn: list, metas: list
+                      ) -> list[float | None]:
         """At the end node the losses give the first gradients, learnt from as one bundle; the loss of each
         packet (None if not learning)."""
         if not self.rule.sends_gradients or not any(learn):
             return [None] * len(packets)
-        ends = []
-        for packet, x, y, lrn, meta in zip(packets, xs, ys, learn, metas):
+        taken, targets = [], []
+        for i, (lrn, meta) in enumerate(zip(learn, metas)):
             if lrn:
                 try:
-                    targets = unpack_map(meta).get("targets")
+                    target = unpack_map(meta).get("targets")
                 except FrameError as exc:
                     self.bad.note("bad_target", exc.detail)
                     continue
-                if targets is not None:
-                    ends.append((packet, x, y, targets))
-        learnt, losses, errors = self.rule.on_targets(ends, self._step_rate(), self.settings["activation"], self._scale())
+                if target is not None:
+                    taken.append(i)
+                    targets.append(target)
+        if len(taken) == len(packets):  # every packet learns: the bundle as it is
+            ends = (packets, rows, x, y)
+        else:
+            bounds = [0, *accumulate(rows)]
+            ends = ([packets[i] for i in taken], [rows[i] for i in taken],
+                    *(_stacked([a[bounds[i]:bounds[i + 1]] for i in taken], a.shape[1]) for a in (x, y)))
+        learnt, losses, errors = self.rule.on_targets(*ends, targets, self._step_rate(), self.settings["activation"],
+                                                      self._scale())
         for exc in errors:
             self.bad.note(exc.kind, exc.detail)
-        self.outgoing.extend(learnt)
+        if learnt is not None:
+            self.outgoing.append(learnt)
         for loss in losses.values():
             if loss is not None:
                 self.activity.note_loss(loss)
         return [losses.get(packet) for packet in packets]
 
-    def learn_from(self, returned: list[tuple]) -> None:
+    def learn_from(self, returned: list[Run]) -> None:
         """Learn from the gradients that came back together in one matrix operation (the staleness rule's
         step), then one bundle per upstream link."""
         learnt, errors = self.rule.on_gradients(returned, self._step_rate(), self.settings["activation"], self._scale())
         for exc in errors:
             self.bad.note(exc.kind, exc.detail)
-        if learnt:
+        if learnt is not None:
             self.counters["backward_bundles"] += 1
             if self.journal is not None:
-                self._note(BACKWARD, [p for p, _ in learnt])
-        self.outgoing.extend(learnt)
+                self._note(BACKWARD, learnt.packets)
+            self.outgoing.append(learnt)
         self._send_gradients()
 
     def _note(self, kind: str, packets: list[int]) -> None:
@@ -181,9 +189,14 @@ class Pipeline:
             self.journal_truncated = True
 
     def _send_gradients(self) -> None:
-        if self.outgoing:
-            self.links.send_gradients([p for p, _ in self.outgoing], [dx for _, dx in self.outgoing])
-            self.outgoing.clear()
+        outgoing = self.outgoing
+        if outgoing:
+            if len(outgoing) == 1:
+                self.links.send_gradients(*outgoing[0])
+            else:
+                self.links.send_gradients([p for o in outgoing for p in o.packets], [n for o in outgoing for n in o.rows],
+                                          np.concatenate([o.dx for o in outgoing]))
+            outgoing.clear()
 
     def reward(self, rpe: float, now: float) -> None:
         """Dopamine's RPE, for a rule that learns from it."""
@@ -205,7 +218,7 @@ class Pipeline:
         """Overdue joins go on without what is missing, stale passes go; the next deadline (or None). Run
         after every round of the loop: with nothing open (an idle or inference-only neuron) it does nothing."""
         joins, grads, rule = self.joins, self.grads, self.rule
-        if not (joins.pending or grads.pending or rule.kept):
+        if not (joins or grads or rule.kept):
             return None
         timeout_s = self.settings["join_timeout_ms"] / 1000.0
         joined, returned = joins.overdue(now, timeout_s), grads.overdue(now, timeout_s)
@@ -246,3 +259,8 @@ class Pipeline:
             self.compute(joined)
         if returned:
             self.learn_from(returned)
+
+
+def _stacked(blocks: list[np.ndarray], width: int) -> np.ndarray:
+    """Row blocks one under the other (an empty block of ``width`` columns for none)."""
+    return np.concatenate(blocks) if blocks else np.zeros((0, width), np.float32)

@@ -29,6 +29,7 @@ from ._math import initial_weights, link_rms, weight_statistics
 from ._modulation import DEFAULT_TRANSMITTER
 from ._ops import NEURON_ARGS, AddLink, Inject, Journal, RemoveLink, SetParams, SetState, Tap
 from ._persistence import Persistence, sibling_weights, twin_weights
+from ._joins import Run
 from ._pipeline import Pipeline
 from ._plasticity import DEFAULT_PLASTICITY
 from ._receptors import open_receptors
@@ -219,7 +220,8 @@ class Neuron(Process):
         self.injected += 1
         packet = (0xFFFF << 40) | (os.getpid() << 16 & 0xFFFFFF0000) | (self.injected & 0xFFFF)
         meta = pack({} if request.origin is None else {"origin": request.origin})
-        return {"packet": packet, "output": self.pipeline.compute([(packet, x, False, meta)], hold=False)[0][0].tolist()}
+        run = Run([packet], x, [x.shape[0]], [False], [meta])
+        return {"packet": packet, "output": self.pipeline.compute([run], hold=False).value[0].tolist()}
 
     def call_journal(self, request: Journal) -> dict:
         """``on`` true: record every bundle from now (a fresh journal); false: stop. The journal so far (see

@@ -185,11 +185,12 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
             sleeper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/maintenance"), 30)
             try:
                 sleeper.call("sleep_now")
-                events.wait_for("maintenance_started", timeout=30)
+                events.wait_for("maintenance_started", timeout=30)  # the bus reaches the self-reshaper a moment later
+                wait_until(lambda: shaper.call("status")["asleep"], 10, "the self-reshaper heard the network fall asleep")
                 assert shaper.call("round") == [] and shaper.call("status")["asleep_rounds"] == 1
                 sleeper.call("wake")
                 events.wait_for("maintenance_ended", timeout=30)
-                assert shaper.call("status")["asleep"] is False
+                wait_until(lambda: shaper.call("status")["asleep"] is False, 10, "the self-reshaper heard it wake")
             finally:
                 sleeper.close()
         finally:

@@ -15,7 +15,7 @@ import pytest
 
 from neurox.runtime import LauncherClient, LauncherError, pack, start_launcher, unpack_map
 from neurox.runtime._launcher import PACKET_MAX
-from neurox.runtime._outbox import OUTBOX_MAX_BYTES, OUTBOX_MAX_PACKETS, stopped_reading
+from neurox.runtime._outbox import OUTBOX_MAX_BYTES, OUTBOX_MAX_PACKETS, Outbox, stopped_reading
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("no_stray_processes")]
 
@@ -74,6 +74,23 @@ def test_the_bound_is_on_packets_or_bytes():
     assert stopped_reading(1, OUTBOX_MAX_BYTES + 1)
 
 
+def test_an_outbox_keeps_what_its_socket_cannot_take_and_sends_it_in_order():
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with ours, theirs:
+        outbox = Outbox()
+        for n in range(1000):
+            outbox.send(ours, pack({"n": n}))
+        assert 0 < len(outbox) < 1000 and outbox.size == sum(len(p) for p in outbox.packets), "some wait"
+        got = []
+        while len(got) < 1000:  # a slow reader: a packet at a time, the outbox refilling the socket
+            got.append(unpack_map(theirs.recv(PACKET_MAX))["n"])
+            outbox.flush(ours)
+        assert got == list(range(1000)) and not outbox and outbox.size == 0
+        theirs.close()
+        with pytest.raises(BrokenPipeError):  # a reader that is gone is an error, not a full socket
+            outbox.send(ours, pack({"n": 0}))
+
+
 def test_a_client_that_stops_reading_holds_no_one_and_past_the_bound_goes_with_its_children(capfd):
     with (running_launcher() as path, contextlib.closing(client(path)) as mute,
           contextlib.closing(client(path)) as other):
@@ -87,7 +104,7 @@ def test_a_client_that_stops_reading_holds_no_one_and_past_the_bound_goes_with_i
                 sent += 1
         started = time.monotonic()
         pid = other.spawn("workers:exit_with", {"code": 0}, {"name": "nx:t-other"})
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 3.0, "the other client waited"
         assert sent == flood
         taken(mute)
         seen = []
@@ -112,7 +129,7 @@ def test_a_client_that_stops_reading_holds_no_one_and_past_the_bound_goes_with_i
 
 def test_a_slow_reader_gets_every_notice_in_order():
     with running_launcher() as path, contextlib.closing(client(path)) as reader:
-        count = 3000  # ten times the notices its socket takes
+        count = 1500  # five times the notices its socket takes
         for n in range(count):
             reader.sock.send(refused(f"slow{n}"))
         taken(reader)

@@ -26,22 +26,18 @@ class FirstLayerFeed:
         self.starts = {n: make_socket(ctx, zmq.PUSH, connect=inbox_endpoint(plane_dir, n), hwm=hwm)
                        for n in topology.layers[0].neurons}
         self._ids = itertools.count(1)  # the plane's only origin: its packet ids need no range of their own
-        self.refused = 0
-        """Packets a first-layer neuron's full queue refused, one per neuron and packet (see :meth:`send`)."""
 
     def send(self, rows: np.ndarray, targets=None, learn: bool = False) -> list[str]:
         """One packet of rows (with its targets when it is learnt from) to every first-layer neuron, never
-        waiting: the neurons whose queue is full (``hwm`` packets behind: gone, or stalled) are skipped,
-        counted in ``refused`` and returned. Waiting would hold the sender (the maintenance worker) as long
-        as such a twin is away; a packet a first-layer neuron misses is, for the layer above, what a packet
-        of a dead neuron is (a gap its joins fill), and the neuron's next packets reach it again once it
-        reads (a restarted twin drains what its queue kept)."""
+        waiting: the neurons whose queue is full (``hwm`` packets behind: gone, or stalled) are skipped and
+        returned, for the caller to count and report. Waiting would hold the sender (the maintenance
+        worker) as long as such a twin is away; a packet a first-layer neuron misses is, for the layer
+        above, what a packet of a dead neuron is (a gap its joins fill), and the neuron's next packets
+        reach it again once it reads (a restarted twin drains what its queue kept)."""
         meta = {"source": self.source, **({"targets": targets} if learn and targets is not None else {})}
         frame = encode_forward(INPUT, [next(self._ids)], [np.ascontiguousarray(rows, dtype="<f4")], [learn],
                                [pack(meta)])
-        refused = [neuron for neuron, sock in self.starts.items() if not _send_now(sock, frame)]
-        self.refused += len(refused)
-        return refused
+        return [neuron for neuron, sock in self.starts.items() if not _send_now(sock, frame)]
 
     def close(self) -> None:
         for sock in self.starts.values():

@@ -107,6 +107,7 @@ def test_a_client_that_stops_reading_holds_no_one_and_past_the_bound_goes_with_i
         assert time.monotonic() - started < 3.0, "the other client waited"
         assert sent == flood
         taken(mute)
+        mute.sock.settimeout(5.0)
         seen = []
         assert notice(other, seen, "exit", pid)["reason"]["kind"] == "normal"
         assert all(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children), "under the bound: kept"

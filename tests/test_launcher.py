@@ -199,9 +199,10 @@ def spare_of(launcher_pid: int, timeout: float = 5.0) -> psutil.Process:
     """The spare the launcher forks once it is idle (a short bounded wait: no event announces it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        spares = [p for p in psutil.Process(launcher_pid).children() if p.name() == SPARE_NAME]
-        if spares:
-            return spares[0]
+        for proc in psutil.Process(launcher_pid).children():
+            with contextlib.suppress(psutil.NoSuchProcess):  # a spare left from a batch, retired meanwhile
+                if proc.name() == SPARE_NAME:
+                    return proc
         time.sleep(0.01)
     raise AssertionError("no spare")
 

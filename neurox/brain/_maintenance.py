@@ -172,7 +172,9 @@ class Maintenance(Process):
         self.asked = False
         self.in_flight = 0
         self.counters = {"dreamt": 0, "replayed": 0, "educated": 0, "turns": 0, "cycles": 0, "given_back": 0,
-                         "shared": 0}
+                         "shared": 0, "dreams_refused": 0}
+        self.refusing: set[str] = set()
+        """The first twins whose full queue refused a dream in this maintenance (each reported once)."""
         self.next_dream = 0.0
         self.recall = make_socket(self.ctx, zmq.PUSH, connect=recall_endpoint(self.run_dir), hwm=2) if (
             self.config.awake_replay) else None
@@ -325,6 +327,7 @@ class Maintenance(Process):
         self.pool.clear()
         self.groups = []
         self.in_flight = 0
+        self.refusing.clear()
 
     def _move(self, group: list[tuple[str, str]], state: str) -> None:
         if not group:
@@ -337,25 +340,32 @@ class Maintenance(Process):
                 self.emit("maintenance_move_failed", id=neuron, state=state, error=exc.error)
 
     def _dream(self) -> None:
-        """One packet of dreams: replayed experience, and education when there is some."""
+        """One packet of dreams: replayed experience, and education when there is some. A packet no first
+        twin took (all full: ``Pool.dream``) is not counted, and none is in flight for it."""
         replay_n = DREAM_BATCH // 2 if self.lesson is not None else DREAM_BATCH
-        rows, targets = [], []
+        rows, targets, counts = [], [], {}
         if self.hippocampus.size:
             replayed, recalled = self.hippocampus.recall(replay_n)
             rows.append(replayed)
             targets += recalled
-            self.counters["replayed"] += replay_n
+            counts["replayed"] = replay_n
         if self.lesson is not None:
             lesson_rows, lesson_targets = self.lesson
             picks = self.rng.integers(0, len(lesson_targets), DREAM_BATCH - replay_n)
             rows.append(lesson_rows[picks])
             targets += [lesson_targets[i] for i in picks]
-            self.counters["educated"] += len(picks)
+            counts["educated"] = len(picks)
         if not rows:
             return
-        self.pool.dream(np.concatenate(rows), targets)
-        self.in_flight += 1
-        self.counters["dreamt"] += len(targets)
+        refused = self.pool.dream(np.concatenate(rows), targets)
+        self.counters["dreams_refused"] += len(refused)
+        if new := sorted(set(refused) - self.refusing):
+            self.refusing.update(new)
+            self.emit("maintenance_dream_refused", ids=new, refused=self.counters["dreams_refused"])
+        if len(refused) < self.pool.first_twins:  # taken by some: it comes out of the pool's end
+            self.in_flight += 1
+            for name, count in {**counts, "dreamt": len(targets)}.items():
+                self.counters[name] += count
 
 
 run_maintenance = Maintenance.main

@@ -134,8 +134,15 @@ class Pool:
                 records.append({"id": neuron, "moved": float(np.sqrt((weights ** 2).sum() + (bias ** 2).sum()))})
         return records
 
-    def dream(self, rows: np.ndarray, targets: list) -> None:
-        self.feed.send(rows, targets, learn=True)
+    def dream(self, rows: np.ndarray, targets: list) -> list[str]:
+        """One packet of dreams into the first layer's twins, never waiting: the twins whose queue is full
+        (gone or stalled) are skipped and returned (``FirstLayerFeed.send``)."""
+        return self.feed.send(rows, targets, learn=True)
+
+    @property
+    def first_twins(self) -> int:
+        """How many twins the dreams enter by (the first layer's)."""
+        return len(self.feed.starts)
 
     def returned(self) -> int:
         """Packets that came out of the shadow network since the last call (their losses are kept)."""

@@ -23,19 +23,39 @@ class FirstLayerFeed:
 
     def __init__(self, ctx: zmq.Context, plane_dir: str, topology: Topology, source: str, hwm: int = 10000):
         self.source = source
-        self.starts = [make_socket(ctx, zmq.PUSH, connect=inbox_endpoint(plane_dir, n), hwm=hwm)
-                       for n in topology.layers[0].neurons]
+        self.starts = {n: make_socket(ctx, zmq.PUSH, connect=inbox_endpoint(plane_dir, n), hwm=hwm)
+                       for n in topology.layers[0].neurons}
         self._ids = itertools.count(1)  # the plane's only origin: its packet ids need no range of their own
 
-    def send(self, rows: np.ndarray, targets=None, learn: bool = False) -> int:
-        """One packet of rows (with its targets when it is learnt from), to every first-layer neuron; its id."""
-        packet = next(self._ids)
+    def send(self, rows: np.ndarray, targets=None, learn: bool = False) -> list[str]:
+        """One packet of rows (with its targets when it is learnt from) to every first-layer neuron, never
+        waiting: the neurons whose queue is full (``hwm`` packets behind: gone, or stalled) are skipped and
+        returned, for the caller to count and report. Waiting would hold the sender (the maintenance
+        worker) as long as such a twin is away; a packet a first-layer neuron misses is, for the layer
+        above, what a packet of a dead neuron is (a gap its joins fill), and the neuron's next packets
+        reach it again once it reads (a restarted twin drains what its queue kept)."""
         meta = {"source": self.source, **({"targets": targets} if learn and targets is not None else {})}
-        frame = encode_forward(INPUT, [packet], [np.ascontiguousarray(rows, dtype="<f4")], [learn], [pack(meta)])
-        for sock in self.starts:
-            sock.send(frame)
-        return packet
+        frame = encode_forward(INPUT, [next(self._ids)], [np.ascontiguousarray(rows, dtype="<f4")], [learn],
+                               [pack(meta)])
+        return [neuron for neuron, sock in self.starts.items() if not _send_now(sock, frame)]
 
     def close(self) -> None:
-        for sock in self.starts:
+        for sock in self.starts.values():
             sock.close(linger=0)
+
+
+def _send_now(sock: zmq.Socket, frame: bytes) -> bool:
+    """Send without waiting; False if the queue is full. A socket that says full is asked once more after
+    it has taken in its peer's news (``poll``): a NOBLOCK send reads that news at most once a millisecond,
+    so a queue its reader drained meanwhile can still look full to it."""
+    try:
+        sock.send(frame, zmq.NOBLOCK)
+        return True
+    except zmq.Again:
+        if not sock.poll(0, zmq.POLLOUT):
+            return False
+    try:
+        sock.send(frame, zmq.NOBLOCK)
+        return True
+    except zmq.Again:
+        return False

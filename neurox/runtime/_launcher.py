@@ -38,6 +38,10 @@ closes -- the supervisor ended, even by SIGKILL, so the kernel closed its socket
 SIGKILLs all of that connection's children at once; supervisors among them lose their own
 connections the same way, so a whole subtree goes. Children also get PR_SET_PDEATHSIG=SIGKILL
 against the launcher itself, so nothing outlives the launcher either.
+
+The loop never waits on a client, which would hold every other supervisor's spawns and restarts: a
+notice the client's socket cannot take now waits in its outbox (``_outbox``), and one that lets it pass
+the bound has stopped reading: it is dropped as if it had exited (its children die), and said so on stderr.
 """
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ from dataclasses import dataclass, field
 
 from ._exit import reason_from_wait_status
 from ._fork import Spare, fork_child, fork_spare, resolve_target, set_parent_death_signal, set_process_name
+from ._outbox import Outbox
 from ._wake import WakePipe
 from ._wire import pack, unpack_map
 
@@ -101,6 +106,7 @@ class Launcher:
         self.connections: set[socket.socket] = set()
         self.parts: dict[socket.socket, bytearray] = {}
         """Per connection, the parts of a long request received so far."""
+        self.outboxes: dict[socket.socket, Outbox] = {}
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         if os.path.exists(socket_path):
             os.unlink(socket_path)
@@ -124,7 +130,7 @@ class Launcher:
         signal.signal(signal.SIGINT, self._on_stop_signal)
         while not self.stopping:
             ready = self.selector.select(self._idle_timeout())
-            for key, _ in ready:
+            for key, mask in ready:
                 tag = key.data
                 if tag == "listen":
                     self._accept()
@@ -132,7 +138,10 @@ class Launcher:
                     self.wakeup.drain()
                     self._reap()
                 elif tag == "conn":
-                    self._on_request(key.fileobj)
+                    if mask & selectors.EVENT_WRITE:
+                        self._flush(key.fileobj)
+                    if mask & selectors.EVENT_READ:
+                        self._on_request(key.fileobj)
                 else:
                     self._on_ready_data(tag)
             if not ready:
@@ -151,6 +160,7 @@ class Launcher:
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
         self.connections.add(conn)
+        self.outboxes[conn] = Outbox()
         self.selector.register(conn, selectors.EVENT_READ, "conn")
 
     def _on_request(self, conn: socket.socket) -> None:
@@ -208,18 +218,37 @@ class Launcher:
         self.selector.unregister(conn)
         self.connections.discard(conn)
         self.parts.pop(conn, None)
+        del self.outboxes[conn]
         conn.close()
         for child in self.children.values():
             if child.conn is conn:
                 _kill_quietly(child.pid)
 
     def _send(self, conn: socket.socket, message: dict) -> None:
+        """A notice, sent without waiting (see the module docstring)."""
+        if conn not in self.connections:
+            return
+        outbox = self.outboxes[conn]
+        try:
+            outbox.send(conn, pack(message))
+        except OSError:
+            return self._drop_connection(conn)
+        if outbox.stuck:
+            print(f"nx-launcher: a client left {len(outbox)} notices ({outbox.size} bytes) unread: it stopped "
+                  "reading; dropped as gone, its children killed", file=sys.stderr, flush=True)
+            self._drop_connection(conn)
+        elif len(outbox) == 1:  # the first left waiting: the rest go when the socket is writable
+            self.selector.modify(conn, selectors.EVENT_READ | selectors.EVENT_WRITE, "conn")
+
+    def _flush(self, conn: socket.socket) -> None:
         if conn not in self.connections:
             return
         try:
-            conn.send(pack(message))
+            self.outboxes[conn].flush(conn)
         except OSError:
-            self._drop_connection(conn)
+            return self._drop_connection(conn)
+        if not self.outboxes[conn]:
+            self.selector.modify(conn, selectors.EVENT_READ, "conn")
 
     # -- children ---------------------------------------------------------------------------
     def _spawn(self, conn: socket.socket, request: dict) -> None:

@@ -1,34 +1,20 @@
 """The launcher on its own: spawning, notices, exit reasons, link semantics, the spare."""
 import contextlib
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
 
 import psutil
 import pytest
 
-from neurox.runtime import SPARE_NAME, LauncherClient, LauncherError, pack, start_launcher
+from neurox.runtime import SPARE_NAME, LauncherClient, LauncherError, pack
 from neurox.runtime._launcher import PART_BYTES
 
+from _launcherutil import running_launcher
 from conftest import leaves_no_process
 
 pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("no_stray_processes")]
-
-
-@contextlib.contextmanager
-def running_launcher():
-    run_dir = tempfile.mkdtemp(prefix="nx-test-", dir="/tmp")  # short: a unix socket path has 108 bytes
-    path = os.path.join(run_dir, "launcher.sock")
-    proc = start_launcher(path, ("workers",))
-    try:
-        yield path, proc
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

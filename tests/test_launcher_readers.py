@@ -2,18 +2,16 @@
 a slow reader gets every notice in order, and one that stopped reading is dropped with its children."""
 import contextlib
 import fcntl
-import os
-import shutil
 import socket
 import struct
-import tempfile
 import termios
 import time
 
 import psutil
 import pytest
 
-from neurox.runtime import LauncherClient, LauncherError, pack, start_launcher, unpack_map
+from _launcherutil import running_launcher
+from neurox.runtime import LauncherClient, LauncherError, pack, unpack_map
 from neurox.runtime._launcher import PACKET_MAX
 from neurox.runtime._outbox import OUTBOX_MAX_BYTES, OUTBOX_MAX_PACKETS, Outbox, stopped_reading
 
@@ -21,19 +19,6 @@ pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("no_stray_process
 
 BIG = 100_000
 """A refused spawn whose target is this long is answered by a notice as long: a unix socket takes two."""
-
-
-@contextlib.contextmanager
-def running_launcher():
-    run_dir = tempfile.mkdtemp(prefix="nx-test-", dir="/tmp")  # short: a unix socket path has 108 bytes
-    path = os.path.join(run_dir, "launcher.sock")
-    proc = start_launcher(path, ("workers",))
-    try:
-        yield path
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def client(path: str) -> LauncherClient:
@@ -92,7 +77,7 @@ def test_an_outbox_keeps_what_its_socket_cannot_take_and_sends_it_in_order():
 
 
 def test_a_client_that_stops_reading_holds_no_one_and_past_the_bound_goes_with_its_children(capfd):
-    with (running_launcher() as path, contextlib.closing(client(path)) as mute,
+    with (running_launcher() as (path, _), contextlib.closing(client(path)) as mute,
           contextlib.closing(client(path)) as other):
         pids = [mute.spawn("workers:wait_for_signal", {}, {"name": f"nx:t-mute{n}"}) for n in range(3)]
         children = [psutil.Process(pid) for pid in pids]
@@ -129,7 +114,7 @@ def test_a_client_that_stops_reading_holds_no_one_and_past_the_bound_goes_with_i
 
 
 def test_a_slow_reader_gets_every_notice_in_order():
-    with running_launcher() as path, contextlib.closing(client(path)) as reader:
+    with running_launcher() as (path, _), contextlib.closing(client(path)) as reader:
         count = 1500  # five times the notices its socket takes
         for n in range(count):
             reader.sock.send(refused(f"slow{n}"))

@@ -635,6 +635,28 @@ def test_a_bundle_with_a_non_finite_packet_is_answered_for_the_others():
     assert np.isfinite(r.weights).all()
 
 
+def test_the_end_node_learns_from_the_packets_of_a_bundle_that_have_targets_and_answers_every_one():
+    """A bundle at the end mixing asks and learning packets: the learning ones are one step, as alone."""
+    x = RNG.random((5, 3), dtype=np.float32)
+    rows, learn = [2, 1, 2], [True, False, True]
+    metas = [pack({"targets": [[1.0, 0.0], [0.0, 1.0]]}), pack({}), pack({"targets": [[0.0, 1.0], [1.0, 0.0]]})]
+    outcomes = []
+    for frame in (frames.encode_forward("input", [1, 2, 3], frames.slices(x, rows), learn, metas),
+                  frames.encode_forward("input", [1, 3], [x[:2], x[3:]], [True, True], [metas[0], metas[2]])):
+        links = make_links(inputs=(("input", 3),), outputs=("output",))
+        r, _ = rule(fan_in=3, units=2)
+        r.weights, r.counters = np.full((3, 2), 0.1, np.float32), links.counters
+        pipeline = Pipeline("L9.n0", 2, links, r, Receptors("cortex", {}, None), {
+            "activation": "linear", "learning_rate": 0.1, "join_timeout_ms": 200}, links.counters, BadFrames("test"))
+        pipeline.handle([frame])
+        (sent,) = links.output("output").socket.sent
+        _, _, packets, _, _, _, losses = frames.decode(sent, (frames.OUTPUT,))
+        outcomes.append((packets, losses, r.weights.copy(), links.counters["updates"]))
+    (packets, losses, mixed, updates), (_, alone_losses, alone, _) = outcomes
+    assert packets == [1, 2, 3] and losses[1] is None and [losses[0], losses[2]] == pytest.approx(alone_losses)
+    assert updates == 2 and np.allclose(mixed, alone) and not np.allclose(mixed, 0.1)
+
+
 def test_activity_taken_in_together_equals_each_bundle_taken_in_at_once():
     rng, activity, mean_abs, saturation = np.random.default_rng(3), Activity(), None, None
     for i in range(FOLD + 150):  # past one fold, with snapshots between

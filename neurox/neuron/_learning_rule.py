@@ -64,6 +64,14 @@ class Learnt(NamedTuple):
     dx: np.ndarray
 
 
+def stacked_learnt(learnt: list[Learnt]) -> Learnt:
+    """Several bundles' dLoss/dx as one (their packets in order)."""
+    if len(learnt) == 1:
+        return learnt[0]
+    return Learnt([p for one in learnt for p in one.packets], [n for one in learnt for n in one.rows],
+                  np.concatenate([one.dx for one in learnt]))
+
+
 class Pass:
     """A bundle's forward pass kept for learning: its packets, their inputs and outputs (rows stacked;
     packet ``i``'s from ``starts[i]`` to ``starts[i + 1]``), when, and the staleness rule's stamp then."""

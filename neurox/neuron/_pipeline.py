@@ -24,7 +24,7 @@ from . import _frames as frames
 from ._frames import FORWARD as FORWARD_FRAME, decode, finite_rows_block
 from ._activity import Activity
 from ._joins import RECENT_DONE, Joins, Run, stacked_runs
-from ._learning_rule import Learnt, LearningRule
+from ._learning_rule import Learnt, LearningRule, stacked_learnt
 from ._links import FORMER_LINK, Links
 from ._math import forward, held_outputs
 from ._receptors import Receptors
@@ -140,7 +140,7 @@ class Pipeline:
         packet (None if not learning)."""
         if not self.rule.sends_gradients or not any(learn):
             return [None] * len(packets)
-        taken, targets = [], []
+        every, taken, targets = packets, [], []
         for i, (lrn, meta) in enumerate(zip(learn, metas)):
             if lrn:
                 try:
@@ -151,14 +151,15 @@ class Pipeline:
                 if target is not None:
                     taken.append(i)
                     targets.append(target)
-        if len(taken) == len(packets):  # every packet learns: the bundle as it is
-            ends = (packets, rows, x, y)
-        else:
+        if not taken:
+            return [None] * len(packets)
+        if len(taken) < len(packets):  # asks among them, or packets without targets: those that learn
             bounds = [0, *accumulate(rows)]
-            ends = ([packets[i] for i in taken], [rows[i] for i in taken],
-                    *(_stacked([a[bounds[i]:bounds[i + 1]] for i in taken], a.shape[1]) for a in (x, y)))
-        learnt, losses, errors = self.rule.on_targets(*ends, targets, self._step_rate(), self.settings["activation"],
-                                                      self._scale())
+            spans = [slice(bounds[i], bounds[i + 1]) for i in taken]
+            packets, rows = [packets[i] for i in taken], [rows[i] for i in taken]
+            x, y = np.concatenate([x[span] for span in spans]), np.concatenate([y[span] for span in spans])
+        learnt, losses, errors = self.rule.on_targets(packets, rows, x, y, targets, self._step_rate(),
+                                                      self.settings["activation"], self._scale())
         for exc in errors:
             self.bad.note(exc.kind, exc.detail)
         if learnt is not None:
@@ -166,7 +167,7 @@ class Pipeline:
         for loss in losses.values():
             if loss is not None:
                 self.activity.note_loss(loss)
-        return [losses.get(packet) for packet in packets]
+        return [losses.get(packet) for packet in every]
 
     def learn_from(self, returned: list[Run]) -> None:
         """Learn from the gradients that came back together in one matrix operation (the staleness rule's
@@ -189,14 +190,9 @@ class Pipeline:
             self.journal_truncated = True
 
     def _send_gradients(self) -> None:
-        outgoing = self.outgoing
-        if outgoing:
-            if len(outgoing) == 1:
-                self.links.send_gradients(*outgoing[0])
-            else:
-                self.links.send_gradients([p for o in outgoing for p in o.packets], [n for o in outgoing for n in o.rows],
-                                          np.concatenate([o.dx for o in outgoing]))
-            outgoing.clear()
+        if self.outgoing:
+            self.links.send_gradients(*stacked_learnt(self.outgoing))
+            self.outgoing.clear()
 
     def reward(self, rpe: float, now: float) -> None:
         """Dopamine's RPE, for a rule that learns from it."""
@@ -260,7 +256,3 @@ class Pipeline:
         if returned:
             self.learn_from(returned)
 
-
-def _stacked(blocks: list[np.ndarray], width: int) -> np.ndarray:
-    """Row blocks one under the other (an empty block of ``width`` columns for none)."""
-    return np.concatenate(blocks) if blocks else np.zeros((0, width), np.float32)

@@ -318,6 +318,37 @@ def test_an_overdue_block_join_goes_on_with_zeros_and_counts_every_packets_missi
     assert len(joins) == 0
 
 
+def test_every_packet_is_joined_once_with_its_own_parts_whatever_the_frames_group():
+    """Each input groups the same packets into frames its own way (as neighbours drain their inboxes at
+    other moments), the frames interleaved at random: every packet comes out once, with its parts."""
+    rng = np.random.default_rng(11)
+    widths = [2, 3, 1]
+    for trial in range(200):
+        combine = ("concat", "sum")[trial % 2]
+        c = counters()
+        joins = Joins(widths if combine == "concat" else [2, 2, 2], c, "missed_inputs", combine, remember=64)
+        packets = list(range(trial * 10, trial * 10 + 8))
+        rows = rng.integers(1, 4, len(packets)).tolist()
+        parts = [[rng.random((n, w if combine == "concat" else 2), dtype=np.float32) for n in rows]
+                 for w in widths]
+        frames_sent = []
+        for slot in range(3):
+            cuts = sorted(rng.choice(np.arange(1, 8), rng.integers(0, 4), replace=False).tolist())
+            for start, end in zip([0, *cuts], [*cuts, 8]):
+                frames_sent.append((slot, start, end))
+        out = []
+        for slot, start, end in (frames_sent[i] for i in rng.permutation(len(frames_sent))):
+            joins.add_frame(slot, np.concatenate(parts[slot][start:end]), rows[start:end], packets[start:end], 0.0,
+                            out, [True] * (end - start), [bytes([k]) for k in range(start, end)])
+        got = {packet: (value, meta) for packet, value, _, meta in each_packet(out)}
+        assert sorted(got) == packets and sum(len(run.packets) for run in out) == 8, trial
+        for i, packet in enumerate(packets):
+            pieces = [parts[slot][i] for slot in range(3)]
+            expected = np.hstack(pieces) if combine == "concat" else pieces[0] + pieces[1] + pieces[2]
+            assert np.allclose(got[packet][0], expected) and got[packet][1] == bytes([i]), (trial, packet)
+        assert len(joins) == 0 and not joins.blocks and c["missed_inputs"] == 0 and c["late"] == 0
+
+
 # -- LearningRule ----------------------------------------------------------------------------------------
 def test_backprop_is_the_textbook_step_with_the_weights_before_the_update():
     r, _ = rule()

@@ -10,8 +10,8 @@ from neurox.ext import PRELOAD, digits, network_children
 from neurox.brain import ShapingConfig
 from neurox.neuron import Network, TopologyError, link_rms, load_topology, parse_topology
 from neurox.bench._brain_shaping import learn_for, line_topology
-from neurox.brain._shaping import (NeuronView, decide_links, decide_neurons, decide_start, plateaued, recovered,
-                                  silent_streaks)
+from neurox.brain._shaping import (NeuronView, decide_links, decide_neurons, decide_start, learnt_between, plateaued,
+                                  recovered, round_due, silent_streaks)
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import control_endpoint
 
@@ -28,6 +28,21 @@ def test_a_plateau_is_a_small_relative_improvement_over_the_last_rounds():
     assert not plateaued([1.0, 0.9, 0.8], rounds=2, tolerance=0.05)
     assert plateaued([1.0, 0.99, 0.98], rounds=2, tolerance=0.05)
     assert plateaued([0.5, 0.6, 0.7], rounds=2, tolerance=0.05)  # getting worse is no improvement
+
+
+def test_rounds_counted_in_samples_come_every_interval_samples_learnt_whatever_the_time():
+    by_samples = ShapingConfig(interval_s=0.001, interval_samples=10_000)
+    assert not round_due(by_samples, 9_999, elapsed_s=3600.0, end_reported=True)  # hours, but too few samples
+    assert round_due(by_samples, 10_000, elapsed_s=0.0, end_reported=True)
+    timed = ShapingConfig(interval_s=2.0)
+    assert not round_due(timed, 10 ** 9, elapsed_s=1.9, end_reported=True)
+    assert not round_due(timed, 0, elapsed_s=5.0, end_reported=False)  # the same loss again is no news
+    assert round_due(timed, 0, elapsed_s=2.0, end_reported=True)
+    # what the end learnt between two reports, from its (samples, updates) counters
+    assert learnt_between(None, (500, 60)) == 0  # the first report: counted from there
+    assert learnt_between((500, 60), (820, 100)) == 320
+    assert learnt_between((500, 60), (820, 60)) == 0  # it only answered: nothing learnt
+    assert learnt_between((5_000, 600), (300, 40)) == 300  # restarted: all it computed since
 
 
 def test_a_saturated_layer_grows_on_a_plateau_only_and_up_to_its_limit():
@@ -194,6 +209,32 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
                 sleeper.close()
         finally:
             shaper.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_live_self_reshaper_counts_its_rounds_in_the_samples_its_end_learnt(tmp_path, watch, no_stray_processes):
+    # Timed rounds would come with every report of the end (interval_s 0.05); counted in samples, one per
+    # 4,000 learnt. The policy changes nothing (no plateau, no saturation, no silence, no weak link).
+    topology = small_topology({"interval_s": 0.05, "interval_samples": 4000, "plateau_tolerance": -1.0,
+                               "saturation": 2.0, "silence": -1.0, "structural": False, "shrink_below": 0.0},
+                              defaults={"units": 16, "learning_rate": 0.05})
+    network = Network(topology, str(tmp_path), extensions=network_children(topology, str(tmp_path)), preload=PRELOAD)
+    with network:
+        events = watch(network.tree)
+        shaper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/self_reshaper"), 30)
+        try:
+            learn(network, digits(), epochs=5, batch=8)  # 8,985 samples
+            reported_anew(events, network, shaper)
+            reported_anew(events, network, shaper)  # and the end's reports after the last sample: no news
+            status = wait_until(lambda: rounds_settled(shaper.call("status"), 4000), 10, "the rounds due")
+            assert status["rounds"] >= 1 and status["learnt"] <= 8985 and status["changes"] == [], status
+        finally:
+            shaper.close()
+
+
+def rounds_settled(status: dict, interval: int) -> dict | None:
+    """The status once its rounds are as many as the samples learnt hold intervals."""
+    return status if status["rounds"] == status["learnt"] // interval else None
 
 
 def reported_anew(events, network, shaper):

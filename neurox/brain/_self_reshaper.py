@@ -25,7 +25,7 @@ from ..runtime import EVENT_HWM, ControlClient, ControlError, FrameError, Proces
 from ..supervisor_tree import control_endpoint
 from ..neuron import Part, Reshaping, Topology, front_only, neuron_control, topology_path
 from ._shaping import (Action, NeuronView, ShapingConfig, decide_links, decide_neurons, decide_start, learnt_between,
-                       recovered, round_due, silent_streaks)
+                       recovered, round_due, round_mark, silent_streaks)
 
 CALL_TIMEOUT_S = 2.0
 HISTORY = 50
@@ -98,7 +98,7 @@ class SelfReshaper(Process):
         self.learnt = 0
         """Samples the end has learnt since this process started (``learnt_between`` its reports)."""
         self.mark, self.last_round = 0, time.monotonic()
-        """``learnt`` and the time at the last round."""
+        """Where ``learnt`` counts from to the next round (``round_mark``), and the time of the last round."""
         self.handlers.update({"status": lambda r: self.status(), "round": lambda r: self.round()})
         return {}
 
@@ -157,7 +157,8 @@ class SelfReshaper(Process):
         """Decide by the policy from the latest reports and make the changes; returns what was done."""
         self._read_bus()
         self.counters["rounds"] += 1
-        self.mark, self.last_round = self.learnt, time.monotonic()
+        self.mark = round_mark(self.mark, self.learnt, self.config.interval_samples)
+        self.last_round = time.monotonic()
         if self.asleep:
             self.counters["asleep_rounds"] += 1
             return []

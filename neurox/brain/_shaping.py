@@ -98,11 +98,10 @@ class Action:
 
 def learnt_between(before: tuple[int, int] | None, after: tuple[int, int]) -> int:
     """Samples the end learnt between two of its reports, from their ``(samples, updates)`` counters: the
-    samples it computed, if it learnt from any packet meanwhile (else it only answered: none). The first
-    report counts none; after a restart (the counters went back) all it computed since counts."""
-    if before is None:
-        return 0
-    if after[0] < before[0] or after[1] < before[1]:
+    samples it computed, if it learnt from any packet meanwhile (else it only answered: none). Before the
+    first report seen (``before`` None) and after a restart (the counters went back) the counters were
+    zero: a self-reshaper that subscribed late still counts what was learnt before."""
+    if before is None or after[0] < before[0] or after[1] < before[1]:
         before = (0, 0)
     return after[0] - before[0] if after[1] > before[1] else 0
 
@@ -114,6 +113,13 @@ def round_due(config: ShapingConfig, learnt: int, elapsed_s: float, end_reported
     if config.interval_samples is not None:
         return learnt >= config.interval_samples
     return elapsed_s >= config.interval_s and end_reported
+
+
+def round_mark(mark: int, learnt: int, interval: int | None) -> int:
+    """Where the samples to the next round count from, after a round at ``learnt``: the last multiple of
+    ``interval`` past ``mark`` (not ``learnt`` itself, or each round would come up to a report's worth of
+    samples late, more on a faster machine); ``learnt`` for timed rounds."""
+    return learnt if interval is None else mark + (learnt - mark) // interval * interval
 
 
 def plateaued(losses: list[float], rounds: int, tolerance: float) -> bool:

@@ -228,7 +228,8 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
 
 
 @pytest.mark.timeout(60)
-def test_a_live_self_reshaper_counts_its_rounds_in_the_samples_its_end_learnt(tmp_path, watch, no_stray_processes):
+def test_a_live_self_reshaper_counts_its_rounds_in_the_samples_its_end_learnt(tmp_path, watch,
+                                                                               no_stray_processes):
     # Timed rounds would come with every report of the end (interval_s 0.05, a report a second); counted in
     # samples, one per 4,000 learnt (at most one a report: fewer if one report brings 8,000). The policy
     # changes nothing (no plateau, no saturation, no silence, no weak link).

@@ -96,7 +96,7 @@ class SelfReshaper(Process):
         self.end_counts: tuple[int, int] | None = None
         """The end's ``(samples, updates)`` counters in its last report."""
         self.learnt = 0
-        """Samples the end has learnt since this process started (``learnt_between`` its reports)."""
+        """Samples the end has learnt, by its reports' counters (``learnt_between``)."""
         self.mark, self.last_round = 0, time.monotonic()
         """Where ``learnt`` counts from to the next round (``round_mark``), and the time of the last round."""
         self.handlers.update({"status": lambda r: self.status(), "round": lambda r: self.round()})
@@ -118,7 +118,8 @@ class SelfReshaper(Process):
 
     def status(self) -> dict:
         self._read_bus()  # what has come on the bus counts, even if the loop has not read it yet
-        return {"pid": os.getpid(), **self.counters, "learnt": self.learnt, "reports_by_neuron": dict(self.reports_by_neuron),
+        return {"pid": os.getpid(), **self.counters, "learnt": self.learnt,
+                "reports_by_neuron": dict(self.reports_by_neuron),
                 "asleep": self.asleep, "config": msgspec.structs.asdict(self.config),
                 "losses": self.losses[-HISTORY:], "changes": self.changes[-HISTORY:]}
 
@@ -220,7 +221,8 @@ class SelfReshaper(Process):
                 "add_link": lambda: self.reshaping.add_link(*action.target),
                 "remove_link": lambda: self.reshaping.remove_link(*action.target),
                 "widen_layer": lambda: self.reshaping.widen_layer(action.target[0], int(action.target[1]))}[action.op]
-        change = {"t": time.time(), "samples": self.learnt, "op": action.op, "target": list(action.target), "reason": action.reason}
+        change = {"t": time.time(), "samples": self.learnt, "op": action.op, "target": list(action.target),
+                  "reason": action.reason}
         try:
             call()
             change["ok"] = True

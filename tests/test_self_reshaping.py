@@ -9,9 +9,9 @@ from _opsutil import wait_until
 from neurox.ext import PRELOAD, digits, network_children
 from neurox.brain import ShapingConfig
 from neurox.neuron import Network, TopologyError, link_rms, load_topology, parse_topology
-from neurox.bench._brain_shaping import learn_for, line_topology
-from neurox.brain._shaping import (NeuronView, decide_links, decide_neurons, decide_start, plateaued, recovered,
-                                  silent_streaks)
+from neurox.bench._brain_shaping import learn_for, line_topology, shapes_over_time
+from neurox.brain._shaping import (NeuronView, decide_links, decide_neurons, decide_start, learnt_between, plateaued,
+                                  recovered, round_due, round_mark, silent_streaks)
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import control_endpoint
 
@@ -28,6 +28,35 @@ def test_a_plateau_is_a_small_relative_improvement_over_the_last_rounds():
     assert not plateaued([1.0, 0.9, 0.8], rounds=2, tolerance=0.05)
     assert plateaued([1.0, 0.99, 0.98], rounds=2, tolerance=0.05)
     assert plateaued([0.5, 0.6, 0.7], rounds=2, tolerance=0.05)  # getting worse is no improvement
+
+
+def test_rounds_counted_in_samples_come_every_interval_samples_learnt_whatever_the_time():
+    by_samples = ShapingConfig(interval_s=0.001, interval_samples=10_000)
+    assert not round_due(by_samples, 9_999, elapsed_s=3600.0, end_reported=True)  # hours, but too few samples
+    assert round_due(by_samples, 10_000, elapsed_s=0.0, end_reported=True)
+    timed = ShapingConfig(interval_s=2.0)
+    assert not round_due(timed, 10 ** 9, elapsed_s=1.9, end_reported=True)
+    assert not round_due(timed, 0, elapsed_s=5.0, end_reported=False)  # the same loss again is no news
+    assert round_due(timed, 0, elapsed_s=2.0, end_reported=True)
+    # the next round counts from the last multiple of the interval reached, not from where the report fell
+    assert round_mark(0, 13_000, 5000) == 10_000 and round_mark(10_000, 14_999, 5000) == 10_000
+    assert round_mark(0, 13_000, None) == 13_000
+    # what the end learnt between two reports, from its (samples, updates) counters
+    assert learnt_between(None, (500, 60)) == 500  # the first report seen: counted from the start
+    assert learnt_between(None, (500, 0)) == 0
+    assert learnt_between((500, 60), (820, 100)) == 320
+    assert learnt_between((500, 60), (820, 60)) == 0  # it only answered: nothing learnt
+    assert learnt_between((5_000, 600), (300, 40)) == 300  # restarted: all it computed since
+
+
+def test_the_shape_over_time_follows_the_neurons_added_and_removed_only():
+    changes = [{"ok": True, "op": "add_neuron", "target": ["L3"], "samples": 5000, "at_s": 1.0},
+               {"ok": False, "op": "add_neuron", "target": ["L2"], "samples": 10000, "at_s": 2.0},  # refused
+               {"ok": True, "op": "add_link", "target": ["L1.n0", "L3.n2"], "samples": 10000, "at_s": 2.0},
+               {"ok": True, "op": "remove_neuron", "target": ["L2.n1"], "samples": 15000, "at_s": 3.0}]
+    assert shapes_over_time([1, 2, 3, 2, 1], ["L0", "L1", "L2", "L3", "L4"], changes) == [
+        {"samples": 0, "at_s": 0.0, "shape": [1, 2, 3, 2, 1]}, {"samples": 5000, "at_s": 1.0, "shape": [1, 2, 3, 3, 1]},
+        {"samples": 15000, "at_s": 3.0, "shape": [1, 2, 2, 3, 1]}]
 
 
 def test_a_saturated_layer_grows_on_a_plateau_only_and_up_to_its_limit():
@@ -130,6 +159,8 @@ def test_link_strength_is_the_rms_of_each_links_rows_and_bad_settings_are_refuse
         ShapingConfig.from_table({"interval": 3})
     with pytest.raises(ValueError, match=r"^self_reshaping.interval_s: accepted float > 0.0, got 0$"):
         ShapingConfig.from_table({"interval_s": 0})
+    with pytest.raises(ValueError, match=r"^self_reshaping.interval_samples has the wrong type: accepted int, got 2.5"):
+        ShapingConfig.from_table({"interval_samples": 2.5})
     with pytest.raises(TopologyError, match=r"^self_reshaping.plateau_rounds: accepted int >= 1, got 0$"):
         small_topology({"plateau_rounds": 0})
     with pytest.raises(TopologyError, match=r"^self_reshaping.structural has the wrong type: accepted bool, got 'no' \(str\)$"):
@@ -193,6 +224,30 @@ def test_a_live_network_prunes_grows_and_keeps_learning_reading_its_reports_from
                 wait_until(lambda: shaper.call("status")["asleep"] is False, 10, "the self-reshaper heard it wake")
             finally:
                 sleeper.close()
+        finally:
+            shaper.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_live_self_reshaper_counts_its_rounds_in_the_samples_its_end_learnt(tmp_path, watch,
+                                                                               no_stray_processes):
+    # Timed rounds would come with every report of the end (interval_s 0.05, a report a second); counted in
+    # samples, one per 4,000 learnt (at most one a report: fewer if one report brings 8,000). The policy
+    # changes nothing (no plateau, no saturation, no silence, no weak link).
+    topology = small_topology({"interval_s": 0.05, "interval_samples": 4000, "plateau_tolerance": -1.0,
+                               "saturation": 2.0, "silence": -1.0, "structural": False, "shrink_below": 0.0},
+                              defaults={"units": 16, "learning_rate": 0.05})
+    network = Network(topology, str(tmp_path), extensions=network_children(topology, str(tmp_path)), preload=PRELOAD)
+    with network:
+        events = watch(network.tree)
+        shaper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/self_reshaper"), 30)
+        try:
+            learn(network, digits(), epochs=5, batch=8)  # 8,985 samples
+            reported_anew(events, network, shaper)
+            reported_anew(events, network, shaper)  # and the end's reports after the last sample: no news
+            shaper.call("status")  # a round due after the last report read comes before the next request
+            status = shaper.call("status")
+            assert 1 <= status["rounds"] <= status["learnt"] // 4000 == 2 and status["changes"] == [], status
         finally:
             shaper.close()
 

@@ -2,8 +2,9 @@
 
 It reads the event bus, not the neurons: every neuron publishes a ``neuron_report`` each second or so
 (its metrics: activity, saturation, the end's loss, each incoming link's RMS), and the self-reshaper
-keeps the last one of each. Every ``interval_s`` it asks the pure policy in ``_shaping`` what to change
-from those reports, and makes the changes through the reshaper (``root/reshaper``), exactly as a person
+keeps the last one of each. Every ``interval_samples`` samples the end has learnt (its report's counters),
+or every ``interval_s`` if that is not set, it asks the pure policy in ``_shaping`` what to change from
+those reports, and makes the changes through the reshaper (``root/reshaper``), exactly as a person
 would with ``neurox reshape``. It calls a neuron itself only when no report of it has come (a neuron
 on another host, whose reports go to that host's bus). While the network sleeps (between the
 ``maintenance_started`` and ``maintenance_ended`` events) it changes nothing: a neuron reshaped then
@@ -23,8 +24,8 @@ import zmq
 from ..runtime import EVENT_HWM, ControlClient, ControlError, FrameError, Process, ipc_endpoint, make_socket, unpack_map
 from ..supervisor_tree import control_endpoint
 from ..neuron import Part, Reshaping, Topology, front_only, neuron_control, topology_path
-from ._shaping import (Action, NeuronView, ShapingConfig, decide_links, decide_neurons, decide_start, recovered,
-                       silent_streaks)
+from ._shaping import (Action, NeuronView, ShapingConfig, decide_links, decide_neurons, decide_start, learnt_between,
+                       recovered, round_due, round_mark, silent_streaks)
 
 CALL_TIMEOUT_S = 2.0
 HISTORY = 50
@@ -63,14 +64,17 @@ def view_of(neuron: str, layer: str, metrics: dict) -> NeuronView | None:
 
 class SelfReshaper(Process):
     """A callback module of the process behaviour: the bus's reports in (``handle_frame``), one round per
-    ``interval_s`` (``handle_timer``)."""
+    ``interval_samples`` learnt or ``interval_s`` (``handle_timer``)."""
 
     target = "neurox.brain._self_reshaper:run_self_reshaper"
 
     def init(self, args: dict, env: dict) -> dict:
         self.data_dir = args["data_dir"]
         self.run_dir = env["run_dir"]
-        self.config = ShapingConfig.from_table(Topology.load(topology_path(self.data_dir)).self_reshaping or {})
+        topology = Topology.load(topology_path(self.data_dir))
+        self.config = ShapingConfig.from_table(topology.self_reshaping or {})
+        self.end = topology.layers[-1].neurons[0]
+        """The end node (never added to or removed): its loss and its counters pace the rounds."""
         self.reshaping = Reshaping(control_endpoint(self.run_dir, "root/reshaper"), self.ctx)
         self.bus = make_socket(self.ctx, zmq.SUB, connect=ipc_endpoint(self.run_dir, "events.pub"), hwm=EVENT_HWM)
         for topic in TOPICS:
@@ -89,35 +93,39 @@ class SelfReshaper(Process):
         self.changes: list[dict] = []
         self.counters = {"rounds": 0, "reports": 0, "calls": 0, "asleep_rounds": 0}
         self.reports_by_neuron: Counter[str] = Counter()
-        self.next_round = time.monotonic() + self.config.interval_s
+        self.end_counts: tuple[int, int] | None = None
+        """The end's ``(samples, updates)`` counters in its last report."""
+        self.learnt = 0
+        """Samples the end has learnt, by its reports' counters (``learnt_between``)."""
+        self.mark, self.last_round = 0, time.monotonic()
+        """Where ``learnt`` counts from to the next round (``round_mark``), and the time of the last round."""
         self.handlers.update({"status": lambda r: self.status(), "round": lambda r: self.round()})
         return {}
 
     def handle_frame(self, source, frames) -> None:
         self._read_bus()
 
-    def handle_timer(self, now: float) -> float:
-        """A round every ``interval_s`` once the end has reported anew (its loss is what a plateau is
-        judged by: a round on the same report again would see a flat loss)."""
-        if now < self.next_round:
-            return self.next_round
-        if not self._end_reported():
-            return now + WAIT_S
-        self.round()
-        self.next_round = time.monotonic() + self.config.interval_s
-        return self.next_round
+    def handle_timer(self, now: float) -> float | None:
+        """A round when ``round_due``: counted in samples, looked at after every report read (no deadline);
+        timed, at each ``interval_s`` and then every ``WAIT_S`` until the end has reported anew."""
+        elapsed = now - self.last_round
+        if round_due(self.config, self.learnt - self.mark, elapsed, self._end_reported()):
+            self.round()
+            elapsed = 0.0
+        if self.config.interval_samples is not None:
+            return None
+        return now + max(self.config.interval_s - elapsed, WAIT_S)
 
     def status(self) -> dict:
         self._read_bus()  # what has come on the bus counts, even if the loop has not read it yet
-        return {"pid": os.getpid(), **self.counters, "reports_by_neuron": dict(self.reports_by_neuron),
+        return {"pid": os.getpid(), **self.counters, "learnt": self.learnt,
+                "reports_by_neuron": dict(self.reports_by_neuron),
                 "asleep": self.asleep, "config": msgspec.structs.asdict(self.config),
                 "losses": self.losses[-HISTORY:], "changes": self.changes[-HISTORY:]}
 
     def _end_reported(self) -> bool:
         self._read_bus()
-        topology = Topology.load(topology_path(self.data_dir), validate=False)
-        end = topology.layers[-1].neurons[0]
-        return end in self.fresh or end not in self.reports
+        return self.end in self.fresh or self.end not in self.reports
 
     def _read_bus(self) -> None:
         """Every event waiting: keep the reports, follow the network's sleep."""
@@ -131,17 +139,27 @@ class SelfReshaper(Process):
                 continue  # the bus forwards what publishers send; a bad one is not ours to fix
             if topic == b"neuron_report" and isinstance(event.get("metrics"), dict):
                 self.reports[str(event.get("id"))] = event["metrics"]
+                if event.get("id") == self.end:
+                    self._count_learnt(event["metrics"])
                 self.fresh.add(str(event.get("id")))
                 self.counters["reports"] += 1
                 self.reports_by_neuron[str(event.get("id"))] += 1
             elif topic in (b"maintenance_started", b"maintenance_ended"):
                 self.asleep = topic == b"maintenance_started"
 
+    def _count_learnt(self, metrics: dict) -> None:
+        counts = metrics.get("samples"), metrics.get("updates")
+        if all(isinstance(c, int) for c in counts):
+            self.learnt += learnt_between(self.end_counts, counts)
+            self.end_counts = counts
+
     # -- one round: observe, decide, act -----------------------------------------------------
     def round(self) -> list[dict]:
         """Decide by the policy from the latest reports and make the changes; returns what was done."""
         self._read_bus()
         self.counters["rounds"] += 1
+        self.mark = round_mark(self.mark, self.learnt, self.config.interval_samples)
+        self.last_round = time.monotonic()
         if self.asleep:
             self.counters["asleep_rounds"] += 1
             return []
@@ -203,7 +221,8 @@ class SelfReshaper(Process):
                 "add_link": lambda: self.reshaping.add_link(*action.target),
                 "remove_link": lambda: self.reshaping.remove_link(*action.target),
                 "widen_layer": lambda: self.reshaping.widen_layer(action.target[0], int(action.target[1]))}[action.op]
-        change = {"t": time.time(), "op": action.op, "target": list(action.target), "reason": action.reason}
+        change = {"t": time.time(), "samples": self.learnt, "op": action.op, "target": list(action.target),
+                  "reason": action.reason}
         try:
             call()
             change["ok"] = True

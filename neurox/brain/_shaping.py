@@ -3,6 +3,9 @@
 The self-reshaper process (``_self_reshaper``) observes the network every round and asks these
 functions what to do; it then does it through the reshaping API. Nothing here does I/O.
 
+Rounds (``round_due``): every ``interval_samples`` samples the end learns, if set -- so a budget in samples
+gets the same rounds on any machine -- else every ``interval_s`` seconds once the end has reported anew.
+
 Policy (``docs/brain.md``, "Self-reshaping"):
 
 - **widen the start node**: the start node (the first layer's one neuron, which the reshaper cannot add
@@ -47,6 +50,9 @@ class ShapingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The ``[self_reshaping]`` table of a topology (every key optional), and its schema."""
 
     interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    interval_samples: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Samples the end learns between rounds; when set it wins over ``interval_s``: what the network does
+    in a number of samples is then the same however fast the machine computes them."""
     plateau_rounds: Annotated[int, msgspec.Meta(ge=1)] = 3
     plateau_tolerance: float = 0.02
     saturation: float = 0.3
@@ -88,6 +94,32 @@ class Action:
     API's ops; ``widen_layer``'s target is the layer and its new units, as text)."""
     target: tuple[str, ...]
     reason: str
+
+
+def learnt_between(before: tuple[int, int] | None, after: tuple[int, int]) -> int:
+    """Samples the end learnt between two of its reports, from their ``(samples, updates)`` counters: the
+    samples it computed, if it learnt from any packet meanwhile (else it only answered: none). Before the
+    first report seen (``before`` None) and after a restart (the counters went back) the counters were
+    zero: a self-reshaper that subscribed late still counts what was learnt before."""
+    if before is None or after[0] < before[0] or after[1] < before[1]:
+        before = (0, 0)
+    return after[0] - before[0] if after[1] > before[1] else 0
+
+
+def round_due(config: ShapingConfig, learnt: int, elapsed_s: float, end_reported: bool) -> bool:
+    """Is a round due, ``learnt`` samples and ``elapsed_s`` seconds after the last? By samples when
+    ``interval_samples`` is set, else by time once the end has reported anew (a round on the same report
+    again would see a flat loss and call it a plateau)."""
+    if config.interval_samples is not None:
+        return learnt >= config.interval_samples
+    return elapsed_s >= config.interval_s and end_reported
+
+
+def round_mark(mark: int, learnt: int, interval: int | None) -> int:
+    """Where the samples to the next round count from, after a round at ``learnt``: the last multiple of
+    ``interval`` past ``mark`` (not ``learnt`` itself, or each round would come up to a report's worth of
+    samples late, more on a faster machine); ``learnt`` for timed rounds."""
+    return learnt if interval is None else mark + (learnt - mark) // interval * interval
 
 
 def plateaued(losses: list[float], rounds: int, tolerance: float) -> bool:

@@ -76,10 +76,10 @@ class Pass:
     """A bundle's forward pass kept for learning: its packets, their inputs and outputs (rows stacked;
     packet ``i``'s from ``starts[i]`` to ``starts[i + 1]``), when, and the staleness rule's stamp then."""
 
-    __slots__ = ("packets", "x", "y", "starts", "at", "stamp")
+    __slots__ = ("packets", "rows", "x", "y", "starts", "at", "stamp")
 
     def __init__(self, packets: list, rows: list, x: np.ndarray, y: np.ndarray, at: float, stamp):
-        self.packets, self.x, self.y, self.at, self.stamp = packets, x, y, at, stamp
+        self.packets, self.rows, self.x, self.y, self.at, self.stamp = packets, rows, x, y, at, stamp
         self.starts = [0, *accumulate(rows)]
 
     def rows_of(self, index: int) -> slice:
@@ -148,9 +148,9 @@ class LearningRule:
 
 
 class Backprop(LearningRule):
-    """Backpropagation across processes: each learning packet's pass is kept until its gradient comes; the
-    gradients that come back together (a bundle) are learnt from in one matrix operation, with the step
-    of the network's staleness rule (``_staleness``: ``delay`` or ``stash``)."""
+    """Backpropagation across processes: a bundle's forward pass is kept until its learning packets'
+    gradients come; the gradients that come back together (a bundle) are learnt from in one matrix
+    operation, with the step of the network's staleness rule (``_staleness``: ``delay`` or ``stash``)."""
 
     name = "backprop"
     sends_gradients = True
@@ -182,8 +182,7 @@ class Backprop(LearningRule):
         if first is not None and all(entry is not None and entry[0] is first[0] for entry in entries):
             kept, at = first
             end = at + len(entries)
-            if entries[-1][1] == end - 1 and kept.packets[at:end] == run.packets and kept.starts[at:end + 1] == [
-                    kept.starts[at] + n for n in accumulate(run.rows, initial=0)]:  # and so their rows fit
+            if entries[-1][1] == end - 1 and kept.packets[at:end] == run.packets and kept.rows[at:end] == run.rows:
                 span = slice(kept.starts[at], kept.starts[end])
                 self.counters["backwards"] += len(entries)
                 dz = run.value * derivative_from_output(kept.y[span], activation)

@@ -48,14 +48,11 @@ def _send_now(sock: zmq.Socket, frame: bytes) -> bool:
     """Send without waiting; False if the queue is full. A socket that says full is asked once more after
     it has taken in its peer's news (``poll``): a NOBLOCK send reads that news at most once a millisecond,
     so a queue its reader drained meanwhile can still look full to it."""
-    try:
-        sock.send(frame, zmq.NOBLOCK)
-        return True
-    except zmq.Again:
-        if not sock.poll(0, zmq.POLLOUT):
-            return False
-    try:
-        sock.send(frame, zmq.NOBLOCK)
-        return True
-    except zmq.Again:
-        return False
+    for _ in range(2):
+        try:
+            sock.send(frame, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            if not sock.poll(0, zmq.POLLOUT):
+                return False
+    return False

@@ -252,10 +252,7 @@ class Joins:
     def _block_finished(self, join: BlockJoin) -> Run:
         missing = len(join.parts) - join.count
         if self.concat:
-            total = sum(join.rows)
-            parts = [part if part is not None else np.zeros((total, width), dtype=np.float32)
-                     for part, width in zip(join.parts, self.widths)]
-            value = np.concatenate(parts, axis=1)
+            value = np.concatenate(filled(join.parts, self.widths)[0], axis=1)
         else:
             value = summed(join.parts)
         if missing:

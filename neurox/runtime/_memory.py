@@ -3,6 +3,7 @@ how much freed heap its C library keeps for it."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -44,9 +45,17 @@ def keep_heap(kept: int) -> None:
     from the heap: by default blocks of 128 KiB and more are mapped and unmapped, or trimmed off the heap,
     each time, and a process that makes such temporaries for every message pays page faults for them (112
     for MessengerIn's scan of a 256-row bundle, 40 % of it). Nothing on another C library."""
+    mallopt = _mallopt()
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, kept // 4)
+        mallopt(M_TRIM_THRESHOLD, kept)
+
+
+@functools.cache
+def _mallopt():
+    """glibc's ``mallopt``, looked up once (a neuron's start calls it; the lookup was most of its cost), or
+    None on another C library."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        return ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return
-    mallopt(M_MMAP_THRESHOLD, kept // 4)
-    mallopt(M_TRIM_THRESHOLD, kept)
+        return None

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from _extutil import ext_call, network_on_stdin, network_with, read_jsonl, wait_metric, wait_until
+from _netutil import neuron_call
 from neurox.ext import ExtensionError, digits, network_children
 from test_data_files import reviews
 from neurox.ext._datasets import DIGITS
@@ -31,6 +32,17 @@ def test_an_npz_file_is_learnt_from_like_neurox_run_does(tmp_path, no_stray_proc
         status = ext_call(network, "train", "status")
     assert status["state"] == "done" and status["epoch"] == 1 and metrics["lost"] == 0
     assert metrics["scored"] == 1797 and metrics["accuracy"] > 0.4 and metrics["rolling_accuracy"] > 0.6, metrics
+
+
+def test_what_has_room_in_the_window_goes_as_one_bundle_as_neurox_run_sends_it(tmp_path, no_stray_processes):
+    """After the slow start the whole window goes in one frame (``bundles``: frames sent), and the first
+    layer computes each as one bundle; packet by packet, 1,797 packets would be 1,797 frames."""
+    with network_with(tmp_path, [{"name": "train", "module": "stream", "path": DIGITS}]) as network:
+        metrics = wait_metric(network, "train", "answered", 1797, timeout=90)
+        first = neuron_call(network, "L0.n0", "metrics")
+    assert metrics["submitted"] == 1797 and metrics["lost"] == 0, metrics
+    assert metrics["bundles"] <= 1797 / 4, metrics
+    assert first["forwards"] >= 1797 and first["forward_bundles"] <= 1797 / 4, first
 
 
 def test_a_csv_file_with_a_header_and_label_names_for_two_epochs(tmp_path, no_stray_processes):

@@ -4,7 +4,7 @@ docs/extensions.md."""
 from ..neuron import Topology
 from ..supervisor_tree import ChildSpec
 from ._api import (BUILT_IN as BUILT_IN, Extension as Extension,
-                   InputExtension as InputExtension, OutputExtension as OutputExtension, SampleInput as SampleInput,
+                   InputExtension as InputExtension, OutputExtension as OutputExtension,
                    extension_class as extension_class, outputs_endpoint as outputs_endpoint)
 from ._bot_api import (DEFAULT_API_URL as DEFAULT_API_URL, MESSAGE_LIMIT as MESSAGE_LIMIT, TOKEN_ENV as TOKEN_ENV,
                        BotApi as BotApi, BotApiError as BotApiError, refusal as refusal)
@@ -22,6 +22,7 @@ from ._samples import (InputError as InputError, Sample as Sample, TargetSpace a
                        sample_records as sample_records)
 from ._scaling import (MODES as SCALE_MODES, ScaleConfig as ScaleConfig, Scaler as Scaler,
                        ScalingError as ScalingError, scale_config as scale_config)
+from ._sample_input import SampleInput as SampleInput
 from ._settings import ExtensionError as ExtensionError, Setting as Setting
 from ._text import TextEncoder as TextEncoder, text_encoder as text_encoder
 from ._stream import (RUN_BATCH as RUN_BATCH, RUN_WINDOW as RUN_WINDOW, Feed as Feed, Stream as Stream,

@@ -65,14 +65,15 @@ class Origin:
         return self.send_bundle([rows], [targets], learn, block, meta if tag is None else {**(meta or {}), "tag": tag})[0]
 
     def send_bundle(self, rows: list[np.ndarray], targets: list, learn: bool = False, block: bool = True,
-                    meta: dict | None = None) -> list[int]:
-        """Push several packets (``rows[i]`` with ``targets[i]``) in one frame, as a neuron sends a bundle: one
-        message for what was ready at once (the first layer computes them in one go); their packet ids.
-        ``zmq.Again`` (with ``block=False``) sends none of them."""
+                    meta: dict | None = None, tags: list | None = None) -> list[int]:
+        """Push several packets (``rows[i]`` with ``targets[i]``, and ``tags[i]`` if given and not None) in one
+        frame, as a neuron sends a bundle: one message for what was ready at once (the first layer computes
+        them in one go); their packet ids. ``zmq.Again`` (with ``block=False``) sends none of them."""
         packets = [next(self._ids) for _ in rows]
         blocks = [np.ascontiguousarray(self.mixer.apply(r), dtype=_F4) for r in rows]  # mixing inputs in place
         base = {**meta, **self._base} if meta else self._base
-        metas = [pack({**base, "targets": t} if learn and t is not None else base) for t in targets]
+        bases = [base if tag is None else {**base, "tag": tag} for tag in tags] if tags else [base] * len(rows)
+        metas = [pack({**b, "targets": t} if learn and t is not None else b) for b, t in zip(bases, targets)]
         self._push(encode_forward(INPUT, packets, blocks, [learn] * len(rows), metas), block)
         if self.hippocampus is not None and learn:
             for block, t in zip(blocks, targets):

@@ -31,7 +31,7 @@ import time
 from collections import deque
 
 from ..neuron import Topology
-from ._api import SampleInput
+from ._sample_input import SampleInput
 from ._eye_lists import LabelsFile, TakenLog
 from ._images import DEFAULT_FORMATS, ImageSpec, ImageSplitter, decode_image, image_size_for, known_formats
 from ._pipes import Pipe, is_pipe

@@ -41,7 +41,7 @@ from collections import deque
 import numpy as np
 
 from ..neuron import Topology
-from ._api import SampleInput
+from ._sample_input import SampleInput
 from ._datasets import DatasetError, _is_number, load_dataset
 from ._offsets import SavedOffset
 from ._pipes import Pipe, is_pipe

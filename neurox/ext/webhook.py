@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from ..neuron import Topology
-from ._api import SampleInput
+from ._sample_input import SampleInput
 from ._samples import InputError, TargetSpace, parse_sample
 from ._text import text_encoder
 from ._settings import ExtensionError, Setting

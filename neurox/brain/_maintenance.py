@@ -232,13 +232,17 @@ class Maintenance(Process):
                 self.hippocampus.keep(rows, targets, raw)
 
     def handle_timer(self, now: float) -> float:
+        """The schedule, the dreams and awake replay; awake again at the next dream's time when one may go
+        (so dreams go at ``replay_per_s``: every ``TICK_S`` they could not pass 20 packets a second),
+        else after ``TICK_S``, to see what came out of the pool."""
         if self.pool.open:
             self._count_dreams(now)
         self._tick(now)
         if self.recall is not None and now >= self.next_recall:
             self._share()
             self.next_recall = now + RECALL_EVERY_S
-        return time.monotonic() + TICK_S
+        tick = time.monotonic() + TICK_S
+        return min(tick, self.next_dream) if self.pool.open and len(self.dreams) < DREAMS_IN_FLIGHT else tick
 
     def _count_dreams(self, now: float) -> None:
         """The dreams that came out of the pool leave those in flight; those overdue are counted lost

@@ -31,10 +31,10 @@ class FirstLayerFeed:
         """One packet of rows (with its targets when it is learnt from) to every first-layer neuron, never
         waiting; its packet id (the network's end gives it back with the packet's outputs) and the neurons
         whose queue is full (``hwm`` packets behind: gone, or stalled), skipped, for the caller to count
-        and report. Waiting would hold the sender (the maintenance
-        worker) as long as such a twin is away; a packet a first-layer neuron misses is, for the layer
-        above, what a packet of a dead neuron is (a gap its joins fill), and the neuron's next packets
-        reach it again once it reads (a restarted twin drains what its queue kept)."""
+        and report. Waiting would hold the sender (the maintenance worker) as long as such a twin is away;
+        a packet a first-layer neuron misses is, for the layer above, what a packet of a dead neuron is (a
+        gap its joins fill), and the neuron's next packets reach it again once it reads (a restarted twin
+        drains what its queue kept)."""
         meta = {"source": self.source, **({"targets": targets} if learn and targets is not None else {})}
         packet = next(self._ids)
         frame = encode_forward(INPUT, [packet], [np.ascontiguousarray(rows, dtype="<f4")], [learn], [pack(meta)])

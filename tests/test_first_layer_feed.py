@@ -30,8 +30,10 @@ def test_a_first_layer_neuron_that_does_not_read_refuses_at_once_and_holds_no_ot
         refusals, slowest = [], 0.0
         for n in range(1, 4 * HWM + 1):  # A.n1 is gone: nothing binds its inbox, its queue only grows
             started = time.monotonic()
-            refusals.append(feed.send(rows, [0, 1], learn=True))
+            packet, refused = feed.send(rows, [0, 1], learn=True)
             slowest = max(slowest, time.monotonic() - started)
+            assert packet == n, "each packet's id, refused or not, for the caller to match its outputs"
+            refusals.append(refused)
             assert packet_id(reader) == n, "the neuron that reads gets every packet, in order"
         assert slowest < 0.5, "a full queue refuses, it never waits"
         first = refusals.index(["A.n1"])
@@ -44,7 +46,7 @@ def test_a_first_layer_neuron_that_does_not_read_refuses_at_once_and_holds_no_ot
             deadline, n = time.monotonic() + 5, 4 * HWM
             while True:  # its queue drains as it reads: the next packets reach it again
                 n += 1
-                if feed.send(rows, [0, 1], learn=True) == []:
+                if feed.send(rows, [0, 1], learn=True) == (n, []):
                     break
                 assert time.monotonic() < deadline, "never taken again"
             while (got := packet_id(back)) != n:

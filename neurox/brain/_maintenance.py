@@ -14,7 +14,9 @@ One worker under the network's root when the topology has a ``[maintenance]`` ta
   (``_pool``: twins in a supervisor subtree and data plane of their own), the layers take turns there
   learning from replayed experience mixed half and half with the ``education`` dataset, at
   ``replay_per_s``, and each layer takes back what its twins learnt at the end of its turn, while the
-  working network keeps answering its clients, untouched.
+  working network keeps answering its clients, untouched. At most ``DREAMS_IN_FLIGHT`` packets of dreams
+  are in the pool at a time; one that has not come out of its end by its deadline counts as lost
+  (``DreamsInFlight``) and makes room for the next.
 """
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ from ..neuron import experiences_endpoint
 from ..runtime import BadFrames, ControlError, FrameError, Process, call, ipc_endpoint, make_socket, pack, unpack_map
 from ..supervisor_tree import ChildSpec, control_endpoint
 from ._pool import POOL_ID, Pool, pool_spec
-from ._sleep import Phase, SleepConfig, advance as advance_sleep, balanced_victim, start as start_sleep, turn_groups
+from ._sleep import (DreamsInFlight, Phase, SleepConfig, advance as advance_sleep, balanced_victim, dream_deadline_s,
+                     start as start_sleep, turn_groups)
 
 DREAM_BATCH = 8
 DREAMS_IN_FLIGHT = 4
@@ -58,6 +61,11 @@ def maintenance_children(topology: Topology, data_dir: str, host: str | None = N
     if topology.maintenance is None or (host is not None and host != maintenance_host(topology)):
         return []
     return [pool_spec(topology), Maintenance.child_spec("maintenance", {"data_dir": data_dir})]
+
+
+def dream_deadline(topology: Topology) -> float:
+    """How long a dream may take through the pool's twins, from their layers' join deadlines (``dream_deadline_s``)."""
+    return dream_deadline_s([float({**topology.defaults, **layer.settings}["join_timeout_ms"]) for layer in topology.layers])
 
 
 def check_sleep(topology: Topology) -> None:
@@ -162,7 +170,7 @@ class Maintenance(Process):
         """The education's rows and targets in the network's units, as of the start of this maintenance."""
         self.experiences = make_socket(self.ctx, zmq.PULL, bind=experiences_endpoint(self.run_dir))
         self.watch(self.experiences, drain=EXPERIENCES_DRAIN)
-        self.pool = Pool(self.ctx, self.run_dir, self.data_dir)
+        self.pool = Pool(self.ctx, self.run_dir, self.data_dir, self.config.dream_queue)
         self.pool.clear()  # twins a crashed predecessor left behind
         self.bad = BadFrames("maintenance")
         self.phase = start_sleep(time.monotonic(), self.config)
@@ -170,9 +178,9 @@ class Maintenance(Process):
         """The layers' neurons as they were when maintenance began: one group per turn."""
         self.group: list[tuple[str, str]] = []
         self.asked = False
-        self.in_flight = 0
+        self.dreams = DreamsInFlight(dream_deadline(topology))
         self.counters = {"dreamt": 0, "replayed": 0, "educated": 0, "turns": 0, "cycles": 0, "given_back": 0,
-                         "shared": 0, "dreams_refused": 0}
+                         "shared": 0, "dreams_refused": 0, "dreams_lost": 0, "dreams_late": 0}
         self.refusing: set[str] = set()
         """The first twins whose full queue refused a dream in this maintenance (each reported once)."""
         self.next_dream = 0.0
@@ -224,13 +232,29 @@ class Maintenance(Process):
                 self.hippocampus.keep(rows, targets, raw)
 
     def handle_timer(self, now: float) -> float:
+        """The schedule, the dreams and awake replay; awake again at the next dream's time when one may go
+        (so dreams go at ``replay_per_s``: every ``TICK_S`` they could not pass 20 packets a second),
+        else after ``TICK_S``, to see what came out of the pool."""
         if self.pool.open:
-            self.in_flight = max(0, self.in_flight - self.pool.returned())
+            self._count_dreams(now)
         self._tick(now)
         if self.recall is not None and now >= self.next_recall:
             self._share()
             self.next_recall = now + RECALL_EVERY_S
-        return time.monotonic() + TICK_S
+        tick = time.monotonic() + TICK_S
+        return min(tick, self.next_dream) if self.pool.open and len(self.dreams) < DREAMS_IN_FLIGHT else tick
+
+    def _count_dreams(self, now: float) -> None:
+        """The dreams that came out of the pool leave those in flight; those overdue are counted lost
+        (reported at most once a second)."""
+        self.counters["dreams_late"] += self.dreams.came_out(self.pool.returned())[1]
+        self.counters["dreams_lost"] += len(self.dreams.overdue(now))
+        self._report_lost(now)
+
+    def _report_lost(self, now: float, final: bool = False) -> None:
+        if new := self.dreams.report(now, final):
+            self.emit("maintenance_dream_lost", new=new, lost=self.counters["dreams_lost"],
+                      deadline_s=self.dreams.deadline_s)
 
     def _share(self) -> None:
         """Push the memory to MessengerIn for awake replay (dropped if it is not taking: the next one follows)."""
@@ -262,8 +286,8 @@ class Maintenance(Process):
             if phase != self.phase:
                 self._change(self.phase, phase, groups)
                 self.phase = phase
-        if self.pool.open and now >= self.next_dream and self.in_flight < DREAMS_IN_FLIGHT:
-            self._dream()
+        if self.pool.open and now >= self.next_dream and len(self.dreams) < DREAMS_IN_FLIGHT:
+            self._dream(now)
             self.next_dream = now + DREAM_BATCH / self.config.replay_per_s
 
     def _groups(self) -> list[list[tuple[str, str]]]:
@@ -290,6 +314,7 @@ class Maintenance(Process):
         """Copy every neuron into the pool, frozen; the groups then take turns learning there."""
         self.groups = groups
         topology = Topology.load(topology_path(self.data_dir), validate=False)
+        self.dreams = DreamsInFlight(dream_deadline(topology))
         self.lesson = self._lesson()
         failures = self.pool.start(topology, {n: neuron_control(self.run_dir, topology, n)
                                               for group in groups for _, n in group})
@@ -326,7 +351,7 @@ class Maintenance(Process):
         self._give_back()
         self.pool.clear()
         self.groups = []
-        self.in_flight = 0
+        self._report_lost(time.monotonic(), final=True)
         self.refusing.clear()
 
     def _move(self, group: list[tuple[str, str]], state: str) -> None:
@@ -339,7 +364,7 @@ class Maintenance(Process):
             except ControlError as exc:  # dead meanwhile: its replacement follows its region's state
                 self.emit("maintenance_move_failed", id=neuron, state=state, error=exc.error)
 
-    def _dream(self) -> None:
+    def _dream(self, now: float) -> None:
         """One packet of dreams: replayed experience, and education when there is some. A packet no first
         twin took (all full: ``Pool.dream``) is not counted, and none is in flight for it."""
         replay_n = DREAM_BATCH // 2 if self.lesson is not None else DREAM_BATCH
@@ -357,13 +382,13 @@ class Maintenance(Process):
             counts["educated"] = len(picks)
         if not rows:
             return
-        refused = self.pool.dream(np.concatenate(rows), targets)
+        packet, refused = self.pool.dream(np.concatenate(rows), targets)
         self.counters["dreams_refused"] += len(refused)
         if new := sorted(set(refused) - self.refusing):
             self.refusing.update(new)
             self.emit("maintenance_dream_refused", ids=new, refused=self.counters["dreams_refused"])
         if len(refused) < self.pool.first_twins:  # taken by some: it comes out of the pool's end
-            self.in_flight += 1
+            self.dreams.send(packet, now)
             for name, count in {**counts, "dreamt": len(targets)}.items():
                 self.counters[name] += count
 

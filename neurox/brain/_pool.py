@@ -62,8 +62,10 @@ def pool_spec(topology: Topology) -> ChildSpec:
 class Pool:
     """The pool as the maintenance worker drives it: open, train a group, give it back, close."""
 
-    def __init__(self, ctx: zmq.Context, run_dir: str, data_dir: str):
+    def __init__(self, ctx: zmq.Context, run_dir: str, data_dir: str, queue: int):
         self.ctx = ctx
+        self.queue = queue
+        """Dreams a first-layer twin may have waiting before the next skip it (``dream_queue``)."""
         self.run_dir = run_dir
         self.data_dir = data_dir
         self.plane_dir = os.path.join(run_dir, "pool")
@@ -90,7 +92,7 @@ class Pool:
         self.clear()
         os.makedirs(self.plane_dir, exist_ok=True)
         self.outputs = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.plane_dir, OUTPUT))
-        self.feed = FirstLayerFeed(self.ctx, self.plane_dir, topology, "dreams")
+        self.feed = FirstLayerFeed(self.ctx, self.plane_dir, topology, "dreams", hwm=self.queue)
         failures, started = [], []
         for neuron, endpoint in neurons.items():
             args = {"neuron": neuron, "data_dir": self.data_dir, "twin_of": endpoint, "frozen": True,
@@ -134,9 +136,9 @@ class Pool:
                 records.append({"id": neuron, "moved": float(np.sqrt((weights ** 2).sum() + (bias ** 2).sum()))})
         return records
 
-    def dream(self, rows: np.ndarray, targets: list) -> list[str]:
-        """One packet of dreams into the first layer's twins, never waiting: the twins whose queue is full
-        (gone or stalled) are skipped and returned (``FirstLayerFeed.send``)."""
+    def dream(self, rows: np.ndarray, targets: list) -> tuple[int, list[str]]:
+        """One packet of dreams into the first layer's twins, never waiting: its packet id, and the twins
+        whose queue is full (gone or stalled), skipped (``FirstLayerFeed.send``)."""
         return self.feed.send(rows, targets, learn=True)
 
     @property
@@ -144,19 +146,20 @@ class Pool:
         """How many twins the dreams enter by (the first layer's)."""
         return len(self.feed.starts)
 
-    def returned(self) -> int:
-        """Packets that came out of the shadow network since the last call (their losses are kept)."""
-        count = 0
+    def returned(self) -> list[int]:
+        """The ids of the packets that came out of the shadow network since the last call (their losses
+        are kept)."""
+        packets = []
         while True:
             try:
                 frame = self.outputs.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return count
+                return packets
             try:
                 message = decode_frame(frame, kinds=(OUTPUT_FRAME,))
             except FrameError:
                 continue
-            count += len(message[2])
+            packets += [packet for packet in message[2] if type(packet) is int]
             self.losses += [float(loss) for loss in message[6] if isinstance(loss, (int, float))]
             del self.losses[:-256]
 

@@ -1,4 +1,5 @@
-"""Maintenance ("sleep") of a network, decided purely: the schedule, and whose turn it is.
+"""Maintenance ("sleep") of a network, decided purely: the schedule, whose turn it is, and which dreams are
+still in flight.
 
 A network with a ``[maintenance]`` table alternates between working (``awake_s``, default 40 min)
 and maintenance (``maintenance_s``, default 20 min); a signal or a control request starts a
@@ -10,7 +11,7 @@ group's turn starts. The other neurons keep answering throughout.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Iterable, Literal
 
 import msgspec
 
@@ -34,6 +35,10 @@ class SleepConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``network``: one turn in which every layer learns from the dreams at once (end-to-end); ``layer``:
     the layers take turns, each fine-tuned against the rest held fixed (block-coordinate descent). The
     whole network at once recovers more of what was forgotten (docs/brain.md)."""
+    dream_queue: Annotated[int, msgspec.Meta(ge=1)] = 10000
+    """Dreams a first-layer twin may have waiting before the next skip it (its feed socket's high-water mark):
+    what a stalled twin would read late, when the joins above have long gone on without it, and what the
+    worker holds for it meanwhile (a packet of dreams is ``8 * input_width * 4`` bytes and more)."""
     awake_replay: Annotated[int, msgspec.Meta(ge=0)] = 0
     """Awake replay: stored samples the hippocampus gives MessengerIn to learn beside each new sample,
     in the same packet, while the network learns a stream (0: none). Off by default: it doubles the rows
@@ -104,3 +109,72 @@ def balanced_victim(counts: dict, label, seen_of_label: int, capacity: int, draw
     if own < largest:
         return max(counts, key=lambda c: (counts[c], str(c)))
     return label if draw * (seen_of_label + 1) < own else None
+
+
+DREAM_MARGIN_S = 1.0
+"""What a dream's way through the pool may take beside its joins' deadlines: the twins' compute and
+queues, a twin's restart, a loaded machine."""
+LOST_REPORT_EVERY_S = 1.0
+
+
+def dream_deadline_s(join_timeouts_ms: list[float], margin_s: float = DREAM_MARGIN_S) -> float:
+    """How long a dream may take to come out of the pool's end before it counts as lost, from the join
+    deadlines (``join_timeout_ms``) of the layers in network order. Every layer after the first (the first
+    has one input: nothing to wait for) may hold a packet up to its deadline for a part that never comes --
+    a twin killed, restarting or stalled; its join then goes on without it -- and the next layer's join
+    starts only once a part reaches it, so the deadlines add up along the network; ``margin_s`` covers the
+    rest. Shorter, a dream only slow would count as lost (and come out late); longer, a lost one holds
+    its place of the in-flight bound for longer."""
+    return sum(join_timeouts_ms[1:]) / 1000.0 + margin_s
+
+
+class DreamsInFlight:
+    """The dreams sent into the pool that have not come out of its end (packet id -> time sent), in the
+    order sent. A dream lost in the pool -- a twin killed or restarted while it held it, a frame refused
+    -- never comes out: one still in flight ``deadline_s`` after it was sent counts as lost and leaves,
+    or each loss would hold a place of the worker's in-flight bound for the rest of the maintenance. One
+    that comes out after that is matched by nothing (``late``): it never leaves twice."""
+
+    def __init__(self, deadline_s: float):
+        self.deadline_s = deadline_s
+        self.sent: dict[int, float] = {}
+        self.unreported = 0
+        """Dreams counted lost since the last report."""
+        self.next_report = 0.0
+
+    def __len__(self) -> int:
+        return len(self.sent)
+
+    def send(self, packet: int, now: float) -> None:
+        self.sent[packet] = now
+
+    def came_out(self, packets: Iterable[int]) -> tuple[int, int]:
+        """The packets that came out of the pool's end: (how many were in flight, how many were not --
+        counted lost before, or never sent in this maintenance)."""
+        back = late = 0
+        for packet in packets:
+            if self.sent.pop(packet, None) is None:
+                late += 1
+            else:
+                back += 1
+        return back, late
+
+    def overdue(self, now: float) -> list[int]:
+        """The dreams sent ``deadline_s`` ago or more, counted lost: they leave."""
+        lost = []
+        for packet, sent_at in self.sent.items():
+            if now - sent_at < self.deadline_s:
+                break
+            lost.append(packet)
+        for packet in lost:
+            del self.sent[packet]
+        self.unreported += len(lost)
+        return lost
+
+    def report(self, now: float, final: bool = False, every_s: float = LOST_REPORT_EVERY_S) -> int:
+        """How many dreams counted lost to report now: those since the last report, at most once ``every_s``
+        unless it is the ``final`` report (the maintenance ends); 0: nothing to report now."""
+        if not self.unreported or (now < self.next_report and not final):
+            return 0
+        reported, self.unreported, self.next_report = self.unreported, 0, now + every_s
+        return reported

@@ -27,17 +27,18 @@ class FirstLayerFeed:
                        for n in topology.layers[0].neurons}
         self._ids = itertools.count(1)  # the plane's only origin: its packet ids need no range of their own
 
-    def send(self, rows: np.ndarray, targets=None, learn: bool = False) -> list[str]:
+    def send(self, rows: np.ndarray, targets=None, learn: bool = False) -> tuple[int, list[str]]:
         """One packet of rows (with its targets when it is learnt from) to every first-layer neuron, never
-        waiting: the neurons whose queue is full (``hwm`` packets behind: gone, or stalled) are skipped and
-        returned, for the caller to count and report. Waiting would hold the sender (the maintenance
-        worker) as long as such a twin is away; a packet a first-layer neuron misses is, for the layer
-        above, what a packet of a dead neuron is (a gap its joins fill), and the neuron's next packets
-        reach it again once it reads (a restarted twin drains what its queue kept)."""
+        waiting; its packet id (the network's end gives it back with the packet's outputs) and the neurons
+        whose queue is full (``hwm`` packets behind: gone, or stalled), skipped, for the caller to count
+        and report. Waiting would hold the sender (the maintenance worker) as long as such a twin is away;
+        a packet a first-layer neuron misses is, for the layer above, what a packet of a dead neuron is (a
+        gap its joins fill), and the neuron's next packets reach it again once it reads (a restarted twin
+        drains what its queue kept)."""
         meta = {"source": self.source, **({"targets": targets} if learn and targets is not None else {})}
-        frame = encode_forward(INPUT, [next(self._ids)], [np.ascontiguousarray(rows, dtype="<f4")], [learn],
-                               [pack(meta)])
-        return [neuron for neuron, sock in self.starts.items() if not _send_now(sock, frame)]
+        packet = next(self._ids)
+        frame = encode_forward(INPUT, [packet], [np.ascontiguousarray(rows, dtype="<f4")], [learn], [pack(meta)])
+        return packet, [neuron for neuron, sock in self.starts.items() if not _send_now(sock, frame)]
 
     def close(self) -> None:
         for sock in self.starts.values():

@@ -1,5 +1,7 @@
 """Self-reshaping and structural plasticity: the pure policy, and a live network that grows a neuron,
 prunes links and keeps learning, with every change an event."""
+import os
+
 import numpy as np
 import pytest
 import zmq
@@ -10,6 +12,7 @@ from neurox.ext import PRELOAD, digits, network_children
 from neurox.brain import ShapingConfig
 from neurox.neuron import Network, TopologyError, link_rms, load_topology, parse_topology
 from neurox.bench._brain_shaping import learn_for, line_topology, shapes_over_time
+from neurox.bench._plots import plot_brain
 from neurox.brain._shaping import (NeuronView, decide_links, decide_neurons, decide_start, learnt_between, plateaued,
                                   recovered, round_due, round_mark, silent_streaks)
 from neurox.runtime import ControlClient
@@ -49,14 +52,35 @@ def test_rounds_counted_in_samples_come_every_interval_samples_learnt_whatever_t
     assert learnt_between((5_000, 600), (300, 40)) == 300  # restarted: all it computed since
 
 
-def test_the_shape_over_time_follows_the_neurons_added_and_removed_only():
+def test_the_shape_over_time_follows_the_neurons_added_and_removed_and_the_layers_widened():
     changes = [{"ok": True, "op": "add_neuron", "target": ["L3"], "samples": 5000, "at_s": 1.0},
                {"ok": False, "op": "add_neuron", "target": ["L2"], "samples": 10000, "at_s": 2.0},  # refused
                {"ok": True, "op": "add_link", "target": ["L1.n0", "L3.n2"], "samples": 10000, "at_s": 2.0},
-               {"ok": True, "op": "remove_neuron", "target": ["L2.n1"], "samples": 15000, "at_s": 3.0}]
-    assert shapes_over_time([1, 2, 3, 2, 1], ["L0", "L1", "L2", "L3", "L4"], changes) == [
-        {"samples": 0, "at_s": 0.0, "shape": [1, 2, 3, 2, 1]}, {"samples": 5000, "at_s": 1.0, "shape": [1, 2, 3, 3, 1]},
-        {"samples": 15000, "at_s": 3.0, "shape": [1, 2, 2, 3, 1]}]
+               {"ok": True, "op": "remove_neuron", "target": ["L2.n1"], "samples": 15000, "at_s": 3.0},
+               {"ok": True, "op": "widen_layer", "target": ["L0", "32"], "samples": 20000, "at_s": 4.0}]
+    assert shapes_over_time([1, 2, 3, 2, 1], [16, 16, 16, 16, 10], ["L0", "L1", "L2", "L3", "L4"], changes) == [
+        {"samples": 0, "at_s": 0.0, "shape": [1, 2, 3, 2, 1], "units": 138},
+        {"samples": 5000, "at_s": 1.0, "shape": [1, 2, 3, 3, 1], "units": 154},
+        {"samples": 15000, "at_s": 3.0, "shape": [1, 2, 2, 3, 1], "units": 138},
+        {"samples": 20000, "at_s": 4.0, "shape": [1, 2, 2, 3, 1], "units": 154}]
+
+
+def test_the_shapes_over_time_are_drawn_for_each_start_and_for_the_growth(tmp_path):
+    """``bench brain --plot``: the units over time of each start (seconds) and of the growth (samples)."""
+    layers, start, widths = ["L0", "L1", "L2", "L3", "L4"], [1, 1, 1, 1, 1], [16, 16, 16, 16, 10]
+    grow = [{"ok": True, "op": "add_neuron", "target": ["L2"], "samples": 5000, "at_s": 1.5}]
+    steps = shapes_over_time(start, widths, layers, grow)
+    starts = {f"self_reshaping{name}_{key}": value for name in ("", "_small_start", "_large_start")
+              for key, value in (("accuracy", 0.9), ("shape_over_time", steps))}
+    result = {"self_reshaping": {**starts, "learning_s": 3.0, "fixed_diamond_units": 138, "fixed_diamond_accuracy": 0.93},
+              "growth": {"self_reshaping_hard_accuracy": 0.8, "self_reshaping_hard_shape_over_time": steps,
+                         "hard_samples": 10000, "fixed_diamond_hard_units": 138, "fixed_diamond_hard_accuracy": 0.6,
+                         "hard_rows": 3000}}
+    paths = plot_brain(result, str(tmp_path))
+    assert [os.path.basename(p) for p in paths] == ["self_reshaping.png", "growth.png"]
+    for path in paths:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(path) > 10_000
 
 
 def test_a_saturated_layer_grows_on_a_plateau_only_and_up_to_its_limit():

@@ -119,7 +119,9 @@ def measure_self_reshaping(seconds: float = 60.0) -> dict:
             f"self_reshaping{name}_start_widths": widths_of(topology),
             f"self_reshaping{name}_layers": [layer.name for layer in topology.layers],
             f"self_reshaping{name}_units": units_of(final), f"self_reshaping{name}_start_units": units_of(topology),
-            f"self_reshaping{name}_changes": [{k: c.get(k) for k in ("op", "target", "reason", "at_s")} for c in done]})
+            f"self_reshaping{name}_changes": [{k: c.get(k) for k in ("op", "target", "reason", "at_s")} for c in done],
+            f"self_reshaping{name}_shape_over_time": shapes_over_time(
+                shape_of(topology), widths_of(topology), [layer.name for layer in topology.layers], changes)})
     result["self_reshaping_large_start_units_ok"] = (result["self_reshaping_large_start_units"]
                                                      <= result["self_reshaping_large_start_start_units"])
     return result
@@ -134,15 +136,26 @@ def random_patterns(rows: int = HARD_ROWS, seed: int = 0) -> Dataset:
     return Dataset(rng.normal(size=(rows, 64)).astype(np.float32), rng.integers(0, len(classes), rows), classes)
 
 
-def shapes_over_time(start: list[int], layers: list[str], changes: list[dict]) -> list[dict]:
-    """The neurons of each layer after each change of neurons that was made, from ``start``: the samples
-    learnt then, the seconds since the start, and the shape."""
-    shape, seen = dict(zip(layers, start)), [{"samples": 0, "at_s": 0.0, "shape": list(start)}]
+def shapes_over_time(start: list[int], widths: list[int], layers: list[str], changes: list[dict]) -> list[dict]:
+    """The network after each change of its shape that was made (neurons added or removed, a layer
+    widened), from ``start`` (neurons per layer, ``widths`` units each): the samples learnt then, the
+    seconds since the start, the neurons per layer and the units in all."""
+    neurons, units = dict(zip(layers, start)), dict(zip(layers, widths))
+
+    def step(change: dict) -> dict:
+        return {"samples": change.get("samples"), "at_s": change.get("at_s"), "shape": list(neurons.values()),
+                "units": sum(neurons[layer] * units[layer] for layer in layers)}
+
+    seen = [step({"samples": 0, "at_s": 0.0})]
     for change in changes:
-        if change["ok"] and change["op"] in ("add_neuron", "remove_neuron"):
-            layer = change["target"][0].split(".")[0]
-            shape[layer] += 1 if change["op"] == "add_neuron" else -1
-            seen.append({"samples": change.get("samples"), "at_s": change.get("at_s"), "shape": list(shape.values())})
+        if not change["ok"] or change["op"] not in ("add_neuron", "remove_neuron", "widen_layer"):
+            continue
+        layer = change["target"][0].rsplit(".n", 1)[0]  # a layer's name, or a neuron's id (LAYER.nK)
+        if change["op"] == "widen_layer":
+            units[layer] = int(change["target"][1])
+        else:
+            neurons[layer] += 1 if change["op"] == "add_neuron" else -1
+        seen.append(step(change))
     return seen
 
 
@@ -161,7 +174,7 @@ def measure_growth(samples: int = HARD_SAMPLES, rows: int = HARD_ROWS) -> dict:
             "hard_samples": samples, "hard_rows": rows, "interval_samples": GROWTH["interval_samples"],
             "fixed_diamond_hard_units": units_of(diamond),
             "self_reshaping_hard_shape": shape_of(final), "self_reshaping_hard_units": units_of(final),
-            "self_reshaping_hard_shape_over_time": shapes_over_time(shape_of(diamond),
+            "self_reshaping_hard_shape_over_time": shapes_over_time(shape_of(diamond), widths_of(diamond),
                                                                     [layer.name for layer in diamond.layers], changes),
             "self_reshaping_hard_changes": [{k: c.get(k) for k in ("op", "target", "reason", "samples", "at_s")}
                                             for c in changes if c["ok"]],

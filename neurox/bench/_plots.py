@@ -64,39 +64,35 @@ def plot_brain(result: dict, directory: str) -> list[str]:
         figure.savefig(paths[-1], dpi=120)
         plt.close(figure)
     if "self_reshaping" in result:
-        paths.append(_plot_shapes(plt, result["self_reshaping"], directory))
+        figures = result["self_reshaping"]
+        starts = [(f"{name.strip('_').replace('_', ' ') or 'line'}: accuracy {figures[f'self_reshaping{name}_accuracy']}",
+                   figures[f"self_reshaping{name}_shape_over_time"]) for name in ("", "_small_start", "_large_start")]
+        paths.append(_plot_units(plt, starts, "at_s", figures["learning_s"], "seconds of learning",
+                                 (figures["fixed_diamond_units"], figures["fixed_diamond_accuracy"]),
+                                 "Self-reshaping from wrong starts (the digits)", os.path.join(directory, "self_reshaping.png")))
+    if "growth" in result:
+        figures = result["growth"]
+        grown = [(f"self-reshaping: accuracy {figures['self_reshaping_hard_accuracy']}",
+                  figures["self_reshaping_hard_shape_over_time"])]
+        paths.append(_plot_units(plt, grown, "samples", figures["hard_samples"], "samples learnt",
+                                 (figures["fixed_diamond_hard_units"], figures["fixed_diamond_hard_accuracy"]),
+                                 f"Growing on a task too large for the diamond ({figures['hard_rows']:,} random patterns)",
+                                 os.path.join(directory, "growth.png")))
     return paths
 
 
-def _plot_shapes(plt, figures: dict, directory: str) -> str:
-    """Units over time of each self-reshaping start (a step at each change), the diamond's as a line."""
+def _plot_units(plt, series: list[tuple[str, list[dict]]], x: str, end: float, xlabel: str, fixed: tuple[int, float],
+                title: str, path: str) -> str:
+    """Units in all over ``x`` (a step at each change of shape, ``shapes_over_time``'s steps) for each
+    labelled series, up to ``end``; the fixed diamond's (units, accuracy) as a dashed line."""
     figure, axes = plt.subplots(figsize=(6, 4))
-    end = figures["learning_s"]
-    for name in ("", "_small_start", "_large_start"):
-        layers = figures[f"self_reshaping{name}_layers"]
-        neurons = dict(zip(layers, figures[f"self_reshaping{name}_start"]))
-        widths = dict(zip(layers, figures[f"self_reshaping{name}_start_widths"]))
-        times, counts = [0.0], [figures[f"self_reshaping{name}_start_units"]]
-        for change in figures[f"self_reshaping{name}_changes"]:
-            layer = change["target"][0].rsplit(".n", 1)[0]  # a layer's name, or a neuron's id (LAYER.nK)
-            if change["op"] in ("add_neuron", "remove_neuron"):
-                neurons[layer] += 1 if change["op"] == "add_neuron" else -1
-            elif change["op"] == "widen_layer":
-                widths[layer] = int(change["target"][1])
-            else:
-                continue
-            times.append(change["at_s"])
-            counts.append(sum(neurons[k] * widths[k] for k in layers))
-        times.append(max(end, times[-1]))
-        counts.append(counts[-1])
-        label = f"{name.strip('_').replace('_', ' ') or 'line'}: accuracy {figures[f'self_reshaping{name}_accuracy']}"
-        axes.step(times, counts, where="post", label=label)
-    axes.axhline(figures["fixed_diamond_units"], color="black", linestyle="--",
-                 label=f"fixed diamond: accuracy {figures['fixed_diamond_accuracy']}")
-    axes.set(xlabel="seconds of learning", ylabel="units", title="Self-reshaping from wrong starts")
+    for label, steps in series:
+        xs, units = [step[x] or 0 for step in steps], [step["units"] for step in steps]
+        axes.step([*xs, max(end, xs[-1])], [*units, units[-1]], where="post", label=label)
+    axes.axhline(fixed[0], color="black", linestyle="--", label=f"fixed diamond: accuracy {fixed[1]}")
+    axes.set(xlabel=xlabel, ylabel="units", title=title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
-    path = os.path.join(directory, "self_reshaping.png")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

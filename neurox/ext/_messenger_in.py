@@ -73,6 +73,7 @@ def request_key(envelope: list[bytes], message_id) -> tuple:
 class MessengerIn(InputExtension):
     target = MESSENGER_IN_TARGET
     direct = True  # the one origin that pushes into the first layer itself
+    returns_drain = FEED_BUNDLE
 
     def __init__(self, settings: dict, env: dict):
         keep_heap(HEAP_KEPT)
@@ -97,10 +98,7 @@ class MessengerIn(InputExtension):
                                                            "education": lambda r: self.scaling.lesson(r.path)}))
         # The other origins' packets come on the PULL of this origin's own answers: every socket polled costs
         # MessengerIn a few system calls on every wake-up (``_on_inbound`` tells the two apart).
-        self.feed = self.origin.returns
-        self.feed.bind(feed_endpoint(self.run_dir))
-        self.unwatch(self.feed)
-        self.watch(self.feed, self._on_inbound, drain=FEED_BUNDLE)
+        self.origin.returns.bind(feed_endpoint(self.run_dir))
         listen_for_recall(self, self.scaling.recall)  # awake replay: the hippocampus's memory, pushed here
         self.waiting: dict[int, Waiting] = {}
         self.packet_of: dict[tuple, int] = {}
@@ -127,7 +125,7 @@ class MessengerIn(InputExtension):
         return min(flush_in, self.deadlines[0][0] - now) if self.deadlines else flush_in
 
     def _on_inbound(self, messages: list[bytes]) -> None:
-        """What came on the PULL: answers to this origin's requests first, then the other origins' packets
+        """What came on the return socket: answers to this origin's requests first, then the other origins' packets
         (and anything else, which the feed's checks refuse)."""
         answers, others = [], []
         for message in messages:

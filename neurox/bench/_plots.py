@@ -76,7 +76,7 @@ def plot_brain(result: dict, directory: str) -> list[str]:
                   figures["self_reshaping_hard_shape_over_time"])]
         paths.append(_plot_units(plt, grown, "samples", figures["hard_samples"], "samples learnt",
                                  (figures["fixed_diamond_hard_units"], figures["fixed_diamond_hard_accuracy"]),
-                                 f"Growing on a task too large for the diamond ({figures['hard_rows']:,} random patterns)",
+                                 f"Growing past the diamond ({figures['hard_rows']:,} random patterns)",
                                  os.path.join(directory, "growth.png")))
     return paths
 

@@ -16,7 +16,9 @@ One worker under the network's root when the topology has a ``[maintenance]`` ta
   ``replay_per_s``, and each layer takes back what its twins learnt at the end of its turn, while the
   working network keeps answering its clients, untouched. At most ``DREAMS_IN_FLIGHT`` packets of dreams
   are in the pool at a time; one that has not come out of its end by its deadline counts as lost
-  (``DreamsInFlight``) and makes room for the next.
+  (``DreamsInFlight``) and makes room for the next. Every ``RECONCILE_EVERY_S`` it sets up again the
+  twins restarted meanwhile (``Pool.reconcile``): the turn's frozen state, and what their learning is
+  measured from.
 """
 from __future__ import annotations
 
@@ -46,6 +48,9 @@ EXPERIENCES_DRAIN = 256
 RECALL_EVERY_S = 1.0
 RECALL_SHARE = 512
 """Stored samples pushed to MessengerIn at most each time (all of them if it keeps fewer)."""
+RECONCILE_EVERY_S = 1.0
+"""How often the pool's twins are checked for restarts during maintenance (one ``which_children``): a
+restarted twin stays frozen until then."""
 
 
 def recall_endpoint(run_dir: str) -> str:
@@ -180,10 +185,11 @@ class Maintenance(Process):
         self.asked = False
         self.dreams = DreamsInFlight(dream_deadline(topology))
         self.counters = {"dreamt": 0, "replayed": 0, "educated": 0, "turns": 0, "cycles": 0, "given_back": 0,
-                         "shared": 0, "dreams_refused": 0, "dreams_lost": 0, "dreams_late": 0}
+                         "shared": 0, "dreams_refused": 0, "dreams_lost": 0, "dreams_late": 0,
+                         "twins_restarted": 0, "twin_learning_lost": 0}
         self.refusing: set[str] = set()
         """The first twins whose full queue refused a dream in this maintenance (each reported once)."""
-        self.next_dream = 0.0
+        self.next_dream = self.next_reconcile = 0.0
         self.recall = make_socket(self.ctx, zmq.PUSH, connect=recall_endpoint(self.run_dir), hwm=2) if (
             self.config.awake_replay) else None
         self.next_recall = 0.0
@@ -237,6 +243,9 @@ class Maintenance(Process):
         else after ``TICK_S``, to see what came out of the pool."""
         if self.pool.open:
             self._count_dreams(now)
+            if now >= self.next_reconcile:
+                self._reconcile()
+                self.next_reconcile = now + RECONCILE_EVERY_S
         self._tick(now)
         if self.recall is not None and now >= self.next_recall:
             self._share()
@@ -338,9 +347,20 @@ class Maintenance(Process):
             return None
         return rows, list(lesson["targets"])
 
+    def _reconcile(self, training: list[tuple[str, str]] | None = None) -> None:
+        """Set up again the twins restarted since the last look (``Pool.reconcile``) for this turn (or
+        ``training``'s); counted and reported."""
+        records = self.pool.reconcile({n for _, n in (self.group if training is None else training)})
+        if records:
+            self.counters["twins_restarted"] += len(records)
+            self.counters["twin_learning_lost"] += sum(1 for r in records if not r["restored"])
+            self.emit("maintenance_twins_restarted", twins=records, restarted=self.counters["twins_restarted"])
+
     def _give_back(self) -> None:
-        """The group whose turn ends takes back what its twins learnt, and is awake again."""
+        """The group whose turn ends takes back what its twins learnt (those restarted set up first), and
+        is awake again."""
         if self.group:
+            self._reconcile([])
             records = self.pool.give_back([n for _, n in self.group])
             self.counters["given_back"] += sum(1 for r in records if "moved" in r)
             self.emit("maintenance_returned", neurons=records)

@@ -10,6 +10,11 @@ twin learnt (``set_params`` with ``add``: twin minus the copy it started from, a
 working neuron learnt online meanwhile) and the twin is frozen again. After the last turn the twins stop.
 The working network is never stopped, drained or rewired: it keeps answering throughout.
 
+A twin that dies is restarted by its supervisor with the arguments it first had: frozen, and from its own
+DB or a fresh copy of the working neuron. What the turn set and what its learning is measured from the
+worker owns, so the worker re-establishes them (``reconcile``): the turn's frozen state again, and the
+weights it came back with as its copy if it is a fresh one (``twin_baseline``).
+
 Every copy, turn and give-back is a batch of control calls all in flight together (``batch_call``), not
 one call after another: the twins start one by one (their supervisor starts a child at a time), but
 reading what they hold and giving it back costs about one round trip for a thousand neurons.
@@ -27,6 +32,7 @@ from ..neuron import (OUTPUT, OUTPUT_FRAME, FirstLayerFeed, Topology, array_from
                       inbox_endpoint, neuron_spec)
 from ..runtime import ControlError, FrameError, fan_out, make_socket
 from ..supervisor_tree import ChildSpec, SupervisorClient, control_endpoint, supervisor_spec
+from ._sleep import kept_its_learning, own_learning, restarted_twins, twin_baseline
 
 POOL_ID = "maintenance_pool"
 CALL_TIMEOUT_S = 5.0
@@ -54,7 +60,8 @@ def learnt(params: dict, started: tuple[np.ndarray, np.ndarray]) -> tuple[np.nda
 
 def pool_spec(topology: Topology) -> ChildSpec:
     """The pool's supervisor: empty while the network is awake; one_for_one over the twins, each
-    ``transient`` (a twin that crashes is restarted, from its own DB or the working neuron again)."""
+    ``transient`` (a twin that crashes is restarted, from its own DB or the working neuron again, and
+    the worker's ``Pool.reconcile`` sets it up for the turn again)."""
     return supervisor_spec(POOL_ID, [], "one_for_one", int(topology.supervision["intensity"]),
                            float(topology.supervision["period_s"]))
 
@@ -75,6 +82,8 @@ class Pool:
         """Each twin's weights and bias as it started: what it learns is measured from them."""
         self.working: dict[str, str] = {}
         """Each twin's working neuron (its control endpoint)."""
+        self.pids: dict[str, int] = {}
+        """Each twin's process as the worker last set it up: another pid is a twin restarted since."""
         self.feed: FirstLayerFeed | None = None
         self.outputs: zmq.Socket | None = None
         self.losses: list[float] = []
@@ -99,7 +108,7 @@ class Pool:
                     "plane_dir": self.plane_dir, "store_dir": self.store_dir}
             spec = dataclasses.replace(neuron_spec(neuron, self.data_dir), args=args, restart="transient")
             try:
-                self.supervisor.start_child(spec)
+                self.pids[neuron] = self.supervisor.start_child(spec)["pid"]
                 started.append(neuron)
             except ControlError as exc:
                 failures.append((neuron, exc.error))
@@ -107,6 +116,7 @@ class Pool:
         for neuron, params in copies.items():
             if isinstance(params, ControlError):
                 failures.append((neuron, params.error))
+                del self.pids[neuron]
                 continue
             self.copies[neuron] = (array_from_wire(params["weights"]), array_from_wire(params["bias"]))
             self.working[neuron] = neurons[neuron]
@@ -119,22 +129,58 @@ class Pool:
 
     def give_back(self, neurons: list[str]) -> list[dict]:
         """End of their turn: each working neuron adds what its twin learnt; the twin is frozen again.
-        One record per neuron: how far its weights moved in the pool, or why it could not take them."""
+        One record per neuron: how far its weights moved in the pool, or why it could not take them --
+        ``restarted``: its twin came back as a fresh copy after the worker last looked (``own_learning``,
+        from its status read after its weights)."""
         twins = {n: self.twin_control(n) for n in neurons if n in self.copies}
         answers = batch_call(self.ctx, twins, "set_params", frozen=True)
-        answers.update(batch_call(self.ctx, {n: e for n, e in twins.items() if not isinstance(answers[n], ControlError)},
-                                  "get_params"))
+        answers.update(batch_call(self.ctx, self._answering(twins, answers), "get_params"))
+        after = batch_call(self.ctx, self._answering(twins, answers), "status")
+        for neuron, status in after.items():
+            answers[neuron] = status if isinstance(status, ControlError) else (
+                answers[neuron] if own_learning(self.pids[neuron], status) else ControlError("restarted", neuron))
         moves = {n: learnt(answers[n], self.copies[n]) for n in twins if not isinstance(answers[n], ControlError)}
         answers.update(batch_call(self.ctx, {n: self.working[n] for n in moves}, "set_params", add=True, each={
             n: {"weights": array_to_wire(weights), "bias": array_to_wire(bias)} for n, (weights, bias) in moves.items()}))
         records = []
-        for neuron in twins:  # reshaped (wrong_shape) or dead meanwhile: the online weights stay
+        for neuron in twins:  # reshaped (wrong_shape), dead or restarted meanwhile: the online weights stay
             if isinstance(answers[neuron], ControlError):
                 records.append({"id": neuron, "error": answers[neuron].error})
             else:
                 weights, bias = moves[neuron]
                 records.append({"id": neuron, "moved": float(np.sqrt((weights ** 2).sum() + (bias ** 2).sum()))})
         return records
+
+    def reconcile(self, training: set[str]) -> list[dict]:
+        """Set up again the twins restarted since the worker last looked (``restarted_twins``): each
+        frozen unless it is one of ``training`` (the turn's), and measured from the weights it came back
+        with unless it kept its learning (``twin_baseline``). One record per twin set up: ``id``, ``pid``,
+        ``restored`` (it kept its learning up to its last flush; else all it had learnt is lost),
+        ``frozen``. A twin that does not answer, or restarts again meanwhile, is looked at again next time."""
+        try:
+            restarted = restarted_twins(self.pids, self.supervisor.which_children())
+        except ControlError:
+            return []
+        twins = {n: self.twin_control(n) for n in restarted}
+        statuses = batch_call(self.ctx, twins, "status")
+        params = batch_call(self.ctx, self._answering(twins, statuses), "get_params")
+        answers = batch_call(self.ctx, self._answering(twins, params), "set_params",
+                             each={n: {"frozen": n not in training} for n in twins})
+        records = []
+        for neuron, answer in answers.items():  # one process answered all three: the same pid throughout
+            if isinstance(answer, ControlError) or answer["pid"] != statuses[neuron]["pid"]:
+                continue
+            came_back = (array_from_wire(params[neuron]["weights"]), array_from_wire(params[neuron]["bias"]))
+            self.copies[neuron] = twin_baseline(self.copies[neuron], came_back, answer["started"])
+            self.pids[neuron] = answer["pid"]
+            records.append({"id": neuron, "pid": answer["pid"], "restored": kept_its_learning(answer["started"]),
+                            "frozen": answer["frozen"]})
+        return records
+
+    @staticmethod
+    def _answering(endpoints: dict[str, str], answers: dict[str, object]) -> dict[str, str]:
+        """The endpoints whose last answer was not an error."""
+        return {n: e for n, e in endpoints.items() if n in answers and not isinstance(answers[n], ControlError)}
 
     def dream(self, rows: np.ndarray, targets: list) -> tuple[int, list[str]]:
         """One packet of dreams into the first layer's twins, never waiting: its packet id, and the twins
@@ -181,6 +227,7 @@ class Pool:
             self.feed = self.outputs = None
         self.copies.clear()
         self.working.clear()
+        self.pids.clear()
         shutil.rmtree(self.store_dir, ignore_errors=True)
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
-"""Maintenance ("sleep") of a network, decided purely: the schedule, whose turn it is, and which dreams are
-still in flight.
+"""Maintenance ("sleep") of a network, decided purely: the schedule, whose turn it is, which dreams are
+still in flight, and what a twin restarted in the pool still holds of its learning.
 
 A network with a ``[maintenance]`` table alternates between working (``awake_s``, default 40 min)
 and maintenance (``maintenance_s``, default 20 min); a signal or a control request starts a
@@ -178,3 +178,33 @@ class DreamsInFlight:
             return 0
         reported, self.unreported, self.next_report = self.unreported, 0, now + every_s
         return reported
+
+
+def restarted_twins(known: dict[str, int], children: list[dict]) -> dict[str, int]:
+    """The twins the pool supervisor runs under a pid other than the one the worker knows them by
+    (``which_children``): ``{id: pid}``. A twin not running now (restarting, or given up) is not among them
+    until it runs again; a child the worker does not know is not its twin."""
+    return {child["id"]: child["pid"] for child in children
+            if child["id"] in known and type(child["pid"]) is int and child["pid"] != known[child["id"]]}
+
+
+def kept_its_learning(started: dict) -> bool:
+    """Whether a restarted twin came back holding what it had learnt (its status's ``started``): restored
+    from its own DB, its weights are the copy it started from plus what it learnt up to its last flush;
+    else it is a fresh copy of the working neuron (policy ``replace``, or nothing flushed yet): what it
+    had learnt is lost, and the working neuron's own learning since the twin's copy is in its weights."""
+    return "restored" in started
+
+
+def twin_baseline(copy: tuple, came_back: tuple, started: dict) -> tuple:
+    """What a restarted twin's learning is measured from from now on: still the copy it started from if
+    it kept its learning (``kept_its_learning``), else the weights it came back with -- measured from the
+    old copy, the working neuron's online learning since then would be given back to it a second time."""
+    return copy if kept_its_learning(started) else came_back
+
+
+def own_learning(known_pid: int, status: dict) -> bool:
+    """Whether a twin's weights minus its copy are its own learning, given its ``status`` read after its
+    weights: the twin the worker knows (same pid), or one restarted since that kept its learning. A twin
+    restarted since the worker last looked that came back as a copy gives back nothing."""
+    return status["pid"] == known_pid or kept_its_learning(status["started"])

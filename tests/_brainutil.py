@@ -7,8 +7,11 @@ import time
 
 import zmq
 
+import numpy as np
+
+from _extutil import network_with
 from _netutil import neuron_call
-from neurox.ext import PRELOAD, messenger_children
+from neurox.ext import PRELOAD, digits, messenger_children
 from neurox.brain import modulator_children, modulator_id
 from neurox.neuron import Network, Topology
 from neurox.runtime import ControlClient
@@ -25,6 +28,19 @@ def running_modulated_network(topology: Topology, data_dir, resume: bool = False
         yield network
     finally:
         network.stop()
+
+
+@contextlib.contextmanager
+def network_that_sleeps(topology: Topology, tmp_path, **maintenance):
+    """``topology`` with a ``[maintenance]`` table -- an hour awake, a minute asleep, 400 dreams a second
+    from an education of 200 digits (the dreams need no learning before), then ``maintenance`` -- started;
+    stopped on the way out. Its worker is ``root/maintenance``, its twins under ``root/maintenance_pool``."""
+    lesson = tmp_path / "lesson.npz"
+    np.savez(lesson, X=digits().features[:200], y=digits().targets[:200])
+    topology.maintenance = {"awake_s": 3600, "maintenance_s": 60, "capacity": 10, "replay_per_s": 400,
+                            "education": str(lesson), **maintenance}
+    with network_with(tmp_path, [], topology) as network:
+        yield network
 
 
 def modulator_call(network: Network, region: str, op: str, timeout: float = 5.0, **args):

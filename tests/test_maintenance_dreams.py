@@ -2,18 +2,17 @@
 counted lost at their deadline and make room for the next, so the worker keeps dreaming; a first-layer
 twin that stops reading refuses dreams once its queue is full (``dream_queue``), while the others keep
 taking them."""
+import contextlib
 import os
 import signal
 
-import numpy as np
 import pytest
 import zmq
 
-from _brainutil import wait_until
+from _brainutil import network_that_sleeps, wait_until
 from neurox.brain._maintenance import DREAM_BATCH, DREAMS_IN_FLIGHT, dream_deadline
 from neurox.brain._sleep import DREAM_MARGIN_S, DreamsInFlight, SleepConfig, dream_deadline_s
-from neurox.ext import PRELOAD, digits, network_children
-from neurox.neuron import Network, load_topology, parse_topology
+from neurox.neuron import load_topology, parse_topology
 from neurox.runtime import ControlClient
 from neurox.supervisor_tree import SupervisorClient, control_endpoint
 
@@ -75,12 +74,24 @@ def test_the_deadline_adds_up_the_joins_a_dream_may_wait_in():
 
 
 # -- live ------------------------------------------------------------------------------------------
-def _lesson(tmp_path) -> str:
-    """An education file: the dreams need no learning before the maintenance."""
-    data = digits()
-    path = tmp_path / "lesson.npz"
-    np.savez(path, X=data.features[:200], y=data.targets[:200])
-    return str(path)
+@contextlib.contextmanager
+def dreaming(network, watch):
+    """The network's maintenance asked for now, and started: its events, the worker's control client, the
+    pool's supervisor, and a list for the twins the test SIGSTOPs (let go again on the way out)."""
+    events = watch(network.tree)
+    sleeper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/maintenance"), 10)
+    pool = SupervisorClient(control_endpoint(network.run_dir, "root/maintenance_pool"))
+    stopped: list[int] = []
+    try:
+        sleeper.call("sleep_now")
+        events.wait_for("maintenance_started", timeout=30)
+        yield events, sleeper, pool, stopped
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        sleeper.close()
+        pool.close()
 
 
 def _twins(pool: SupervisorClient) -> dict[str, int]:
@@ -93,44 +104,28 @@ def test_dreams_lost_with_a_killed_twin_are_counted_and_the_worker_keeps_dreamin
     crosses the pool in milliseconds: a twin killed at a random moment seldom holds one)."""
     topology = load_topology()
     topology.defaults["join_timeout_ms"] = 100  # a deadline of 0.4 + 1.0 s
-    topology.maintenance = {"awake_s": 3600, "maintenance_s": 60, "capacity": 10, "replay_per_s": 400,
-                            "education": _lesson(tmp_path)}
-    data_dir = str(tmp_path / "data")
-    network = Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD)
-    with network:
-        events = watch(network.tree)
-        sleeper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/maintenance"), 10)
-        pool = SupervisorClient(control_endpoint(network.run_dir, "root/maintenance_pool"))
-        stopped = None
-        try:
-            sleeper.call("sleep_now")
-            events.wait_for("maintenance_started", timeout=30)
-            wait_until(lambda: sleeper.call("status"), lambda s: s["dreamt"] >= 5 * DREAM_BATCH)
-            stopped = _twins(pool)["L4.n0"]
-            os.kill(stopped, signal.SIGSTOP)
-            # nothing comes out: the bound fills, its dreams are counted lost at their deadline, the next fill it
-            status = wait_until(lambda: sleeper.call("status"), lambda s: s["dreams_lost"] >= DREAMS_IN_FLIGHT)
-            os.kill(stopped, signal.SIGKILL)  # and what it holds is lost indeed
-            wait_until(lambda: _twins(pool), lambda now: now.get("L4.n0") not in (None, stopped))
-            stopped = None
-            after = wait_until(lambda: sleeper.call("status"),
-                               lambda s: s["dreamt"] >= status["dreamt"] + 3 * DREAMS_IN_FLIGHT * DREAM_BATCH)
-            assert after["dreams_lost"] >= DREAMS_IN_FLIGHT and after["dream_loss"] is not None, after
-            reported = events.wait_for("maintenance_dream_lost")
-            assert reported[0]["deadline_s"] == pytest.approx(0.4 + 1.0)
-            assert sum(e["new"] for e in reported) == reported[-1]["lost"] <= after["dreams_lost"]
-            times = [e["t"] for e in reported]
-            assert all(b - a >= 0.9 for a, b in zip(times, times[1:])), times  # a second apart at least
-            assert sleeper.call("wake") == {"phase": "awake"}
-            events.wait_for("maintenance_ended")
-            ended = sleeper.call("status")
-            assert sum(e["new"] for e in events.named("maintenance_dream_lost")) == ended["dreams_lost"], (
-                "every loss said, the last ones when the maintenance ends")
-        finally:
-            if stopped is not None:
-                os.kill(stopped, signal.SIGCONT)
-            sleeper.close()
-            pool.close()
+    with network_that_sleeps(topology, tmp_path) as network, \
+            dreaming(network, watch) as (events, sleeper, pool, stopped):
+        wait_until(lambda: sleeper.call("status"), lambda s: s["dreamt"] >= 5 * DREAM_BATCH)
+        stopped.append(_twins(pool)["L4.n0"])
+        os.kill(stopped[0], signal.SIGSTOP)
+        # nothing comes out: the bound fills, its dreams are counted lost at their deadline, the next fill it
+        status = wait_until(lambda: sleeper.call("status"), lambda s: s["dreams_lost"] >= DREAMS_IN_FLIGHT)
+        os.kill(stopped[0], signal.SIGKILL)  # and what it holds is lost indeed
+        wait_until(lambda: _twins(pool), lambda now: now.get("L4.n0") not in (None, stopped[0]))
+        after = wait_until(lambda: sleeper.call("status"),
+                           lambda s: s["dreamt"] >= status["dreamt"] + 3 * DREAMS_IN_FLIGHT * DREAM_BATCH)
+        assert after["dreams_lost"] >= DREAMS_IN_FLIGHT and after["dream_loss"] is not None, after
+        reported = events.wait_for("maintenance_dream_lost")
+        assert reported[0]["deadline_s"] == pytest.approx(0.4 + 1.0)
+        assert sum(e["new"] for e in reported) == reported[-1]["lost"] <= after["dreams_lost"]
+        times = [e["t"] for e in reported]
+        assert all(b - a >= 0.9 for a, b in zip(times, times[1:])), times  # a second apart at least
+        assert sleeper.call("wake") == {"phase": "awake"}
+        events.wait_for("maintenance_ended")
+        ended = sleeper.call("status")
+        assert sum(e["new"] for e in events.named("maintenance_dream_lost")) == ended["dreams_lost"], (
+            "every loss said, the last ones when the maintenance ends")
 
 
 @pytest.mark.timeout(60)
@@ -138,33 +133,18 @@ def test_a_stopped_first_twin_refuses_dreams_once_its_queue_is_full_and_the_othe
         tmp_path, watch, no_stray_processes):
     topology = parse_topology({
         "input_width": 64, "defaults": {"join_timeout_ms": 20},
-        "layer": [{"name": "A", "neurons": 2}, {"name": "B", "neurons": 1, "units": 10, "activation": "softmax"}],
-        "maintenance": {"awake_s": 3600, "maintenance_s": 60, "capacity": 10, "replay_per_s": 400,
-                        "education": _lesson(tmp_path), "dream_queue": 4}})
-    data_dir = str(tmp_path / "data")
-    network = Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD)
-    with network:
-        events = watch(network.tree)
-        sleeper = ControlClient(zmq.Context.instance(), control_endpoint(network.run_dir, "root/maintenance"), 10)
-        pool = SupervisorClient(control_endpoint(network.run_dir, "root/maintenance_pool"))
-        stopped = None
-        try:
-            sleeper.call("sleep_now")
-            events.wait_for("maintenance_started", timeout=30)
-            wait_until(lambda: sleeper.call("status"), lambda s: s["dreamt"] >= 2 * DREAM_BATCH)
-            assert sleeper.call("status")["dreams_refused"] == 0
-            stopped = _twins(pool)["A.n1"]
-            os.kill(stopped, signal.SIGSTOP)  # it reads nothing more: its queue fills
-            refused = events.wait_for("maintenance_dream_refused", timeout=20)[0]
-            assert refused["ids"] == ["A.n1"] and refused["refused"] >= 1, refused
-            status = sleeper.call("status")
-            # A.n0 still takes every dream: they come out of B's join without A.n1's part
-            after = wait_until(lambda: sleeper.call("status"),
-                               lambda s: s["dreamt"] >= status["dreamt"] + 3 * DREAMS_IN_FLIGHT * DREAM_BATCH)
-            assert after["dreams_refused"] - status["dreams_refused"] >= 3 * DREAMS_IN_FLIGHT, (status, after)
-            assert len(events.named("maintenance_dream_refused")) == 1, "reported once a maintenance"
-        finally:
-            if stopped is not None:
-                os.kill(stopped, signal.SIGCONT)
-            sleeper.close()
-            pool.close()
+        "layer": [{"name": "A", "neurons": 2}, {"name": "B", "neurons": 1, "units": 10, "activation": "softmax"}]})
+    with network_that_sleeps(topology, tmp_path, dream_queue=4) as network, \
+            dreaming(network, watch) as (events, sleeper, pool, stopped):
+        wait_until(lambda: sleeper.call("status"), lambda s: s["dreamt"] >= 2 * DREAM_BATCH)
+        assert sleeper.call("status")["dreams_refused"] == 0
+        stopped.append(_twins(pool)["A.n1"])
+        os.kill(stopped[0], signal.SIGSTOP)  # it reads nothing more: its queue fills
+        refused = events.wait_for("maintenance_dream_refused", timeout=20)[0]
+        assert refused["ids"] == ["A.n1"] and refused["refused"] >= 1, refused
+        status = sleeper.call("status")
+        # A.n0 still takes every dream: they come out of B's join without A.n1's part
+        after = wait_until(lambda: sleeper.call("status"),
+                           lambda s: s["dreamt"] >= status["dreamt"] + 3 * DREAMS_IN_FLIGHT * DREAM_BATCH)
+        assert after["dreams_refused"] - status["dreams_refused"] >= 3 * DREAMS_IN_FLIGHT, (status, after)
+        assert len(events.named("maintenance_dream_refused")) == 1, "reported once a maintenance"

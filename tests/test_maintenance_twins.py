@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import zmq
 
-from _brainutil import wait_until
+from _brainutil import network_that_sleeps, wait_until
 from neurox.brain._sleep import kept_its_learning, own_learning, restarted_twins, twin_baseline
-from neurox.ext import PRELOAD, digits, network_children
-from neurox.neuron import Network, array_from_wire, array_to_wire, load_topology, neuron_control
+from neurox.neuron import array_from_wire, array_to_wire, load_topology, neuron_control
 from neurox.runtime import call
 from neurox.supervisor_tree import control_endpoint
 
@@ -53,13 +52,6 @@ def test_what_a_restarted_copy_gives_back_is_its_own_learning_only():
 
 
 # -- live ------------------------------------------------------------------------------------------
-def _lesson(tmp_path) -> str:
-    data = digits()
-    path = tmp_path / "lesson.npz"
-    np.savez(path, X=data.features[:200], y=data.targets[:200])
-    return str(path)
-
-
 def _bias(params: dict) -> np.ndarray:
     return array_from_wire(params["bias"])
 
@@ -72,11 +64,7 @@ def test_a_twin_killed_in_its_turn_learns_again_and_gives_back_only_what_it_lear
     which nothing else changes (no traffic) -- and L2.n0 (policy ``restore``, flushed) from its own DB."""
     topology = load_topology()  # the diamond 1-2-3-2-1, every layer's twins in one turn
     next(layer for layer in topology.layers if layer.name == "L2").settings["policy"] = "restore"
-    topology.maintenance = {"awake_s": 3600, "maintenance_s": 60, "capacity": 10, "replay_per_s": 400,
-                            "education": _lesson(tmp_path)}
-    data_dir = str(tmp_path / "data")
-    network = Network(topology, data_dir, extensions=network_children(topology, data_dir), preload=PRELOAD)
-    with network:
+    with network_that_sleeps(topology, tmp_path) as network:
         events = watch(network.tree)
         paths = {"sleeper": "root/maintenance", "copied": "root/maintenance_pool/L3.n1",
                  "restored": "root/maintenance_pool/L2.n0", "pool": "root/maintenance_pool"}

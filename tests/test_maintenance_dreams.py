@@ -116,6 +116,7 @@ def test_dreams_lost_with_a_killed_twin_are_counted_and_the_worker_keeps_dreamin
         after = wait_until(lambda: sleeper.call("status"),
                            lambda s: s["dreamt"] >= status["dreamt"] + 3 * DREAMS_IN_FLIGHT * DREAM_BATCH)
         assert after["dreams_lost"] >= DREAMS_IN_FLIGHT and after["dream_loss"] is not None, after
+        assert 0 <= after["dreams_in_flight"] <= DREAMS_IN_FLIGHT, after
         reported = events.wait_for("maintenance_dream_lost")
         assert reported[0]["deadline_s"] == pytest.approx(0.4 + 1.0)
         assert sum(e["new"] for e in reported) == reported[-1]["lost"] <= after["dreams_lost"]

@@ -215,7 +215,8 @@ class Maintenance(Process):
     def status(self) -> dict:
         return {"pid": os.getpid(), "phase": self.phase.name, "turn": self.phase.turn,
                 "in_maintenance": [n for _, n in self.group], "in_pool": sorted(self.pool.copies),
-                "dream_loss": float(np.mean(self.pool.losses)) if self.pool.losses else None, "remaining_s": max(0.0, self.phase.ends_at - time.monotonic()),
+                "dream_loss": float(np.mean(self.pool.losses)) if self.pool.losses else None,
+                "remaining_s": max(0.0, self.phase.ends_at - time.monotonic()), "dreams_in_flight": len(self.dreams),
                 "stored": self.hippocampus.size, "seen": self.hippocampus.seen,
                 "stored_per_class": self.hippocampus.classes(), "config": msgspec.structs.asdict(self.config),
                 "bad_frames": self.bad.total, **self.counters}

@@ -13,8 +13,9 @@ from neurox.ext import Origin, digits
 from neurox.brain import ChemistryError
 from neurox.neuron import TopologyError, load_topology, parse_topology, reports_endpoint
 from neurox.neuron._math import backward, forward
-from neurox.brain._neurotransmitters import (DEFAULT_KINETICS, Kinetics, advance, drives, phasic, region_chemistry,
-                                             release_rate, reward_prediction_error, step, unexpected_uncertainty)
+from neurox.brain._neurotransmitters import (DEFAULT_KINETICS, EXPECTED_REWARD_RATE, Expectations, Kinetics, advance,
+                                             drives, expect, phasic, region_chemistry, release_rate, step,
+                                             unbiased_step)
 from neurox.neuron import NEUTRAL, modulation
 from neurox.neuron._plasticity import tempered
 
@@ -72,15 +73,53 @@ def test_piecewise_constant_release_composes_exactly():
 
 def test_rewards_make_dopamine_bursts_and_dips_and_the_expectation_follows():
     k = DEFAULT_KINETICS["dopamine"]
-    expected = 0.0
+    expected = Expectations()
+    delta, _, expected = expect(expected, 0.7)
+    assert delta == 0.7 and expected.reward == 0.7  # the first reward is taken whole: no bias towards 0
     for _ in range(200):
-        delta, expected = reward_prediction_error(expected, 0.7, 0.1)
-    assert expected == pytest.approx(0.7, abs=1e-6) and abs(delta) < 1e-6
+        delta, _, expected = expect(expected, 0.3)
+    assert expected.reward == pytest.approx(0.3, abs=1e-2) and abs(delta) < 1e-2
     assert phasic(1.0, k, +0.5) > 1.0 > phasic(1.0, k, -0.5)
     assert phasic(0.2, k, -5.0) == 0.0  # a dip cannot go below nothing
-    surprise, usual = unexpected_uncertainty(0.1, -0.6, 0.1)
-    assert surprise == pytest.approx(0.5) and usual == pytest.approx(0.15)
-    assert unexpected_uncertainty(0.3, 0.1, 0.1)[0] == 0.0
+
+
+def test_a_running_mean_without_its_starting_bias():
+    """The first value is taken whole, the step falls to the rate: the mean of a constant is exact at once,
+    and the weights of n values are those of an exponential average renormalised."""
+    weight, value = 0.0, 0.0
+    steps = []
+    for x in (5.0, 5.0, 5.0):
+        step_, weight = unbiased_step(weight, 0.1)
+        value += step_ * (x - value)
+        steps.append(step_)
+        assert value == pytest.approx(5.0)
+    assert steps[0] == 1.0 and steps[1] == pytest.approx(0.1 / 0.19) and steps[2] > 0.1
+    for _ in range(500):
+        step_, weight = unbiased_step(weight, 0.1)
+    assert step_ == pytest.approx(0.1) and weight == pytest.approx(1.0)
+
+
+def test_norepinephrine_answers_a_run_of_disappointments_not_single_bad_outcomes():
+    """A steady Bernoulli(0.9) stream (a miss now and then) gives almost no disappointment; the same
+    stream dropping to 0.1 gives it at once and for tens of outcomes; a rise gives none."""
+    rng = np.random.default_rng(0)
+    expected = Expectations()
+    noise = []
+    for _ in range(2000):
+        _, u, expected = expect(expected, float(rng.random() < 0.9))
+        noise.append(u)
+    assert sum(noise[500:]) == 0.0  # its misses (one in ten, each |delta| ~ 0.9) are what it expects
+    dropped = []
+    for _ in range(60):
+        _, u, expected = expect(expected, float(rng.random() < 0.1))
+        dropped.append(u)
+    assert dropped[0] == 0.0 and sum(u > 0.05 for u in dropped[5:30]) >= 20 and sum(dropped) > 3.0
+    risen = Expectations()
+    for _ in range(300):
+        _, _, risen = expect(risen, float(rng.random() < 0.1))
+    for _ in range(30):
+        _, u, risen = expect(risen, float(rng.random() < 0.9))
+        assert u == 0.0
 
 
 def test_drives_are_the_mean_over_reporting_neurons():
@@ -124,7 +163,7 @@ def test_region_overrides_apply_over_network_wide_settings():
     striatum, cortex = region_chemistry(table, "striatum"), region_chemistry(table, "cortex")
     assert striatum.kinetics["dopamine"] == Kinetics(1.0, 2.0, 8.0, 1.0, 3.0)
     assert cortex.kinetics["dopamine"].phasic_per_rpe == 1.0 and cortex.kinetics["dopamine"].reuptake_per_s == 8.0
-    assert striatum.expected_reward_rate == 0.5 and cortex.expected_reward_rate == 0.1
+    assert striatum.expected_reward_rate == 0.5 and cortex.expected_reward_rate == EXPECTED_REWARD_RATE
     assert striatum.publish_interval_s == 0.5
 
 
@@ -214,7 +253,7 @@ def test_the_modulator_refuses_bad_requests_and_reports(tmp_path, no_stray_proce
         push.close()
         wait_until(lambda: modulator_call(network, "chem", "status"),
                    lambda s: set(s["bad_frames_by_kind"]) >= {"malformed", "wrong_type", "bad_report"})
-        assert modulator_call(network, "chem", "reward", reward=1.0) == {"rewards": 1, "expected_reward": 0.1}
+        assert modulator_call(network, "chem", "reward", reward=1.0) == {"rewards": 1, "expected_reward": 1.0}
 
 
 @pytest.mark.timeout(60)
@@ -279,3 +318,19 @@ def test_a_modulated_region_needs_a_name_fit_for_its_sockets():
     with pytest.raises(TopologyError, match="without '/'"):
         parse_topology({"name": "a/b", "input_width": 2, "neurotransmitters": {}, "layer": [{"neurons": 1}]})
     parse_topology({"name": "a/b", "input_width": 2, "layer": [{"neurons": 1}]})  # no modulator: any name
+
+
+def test_kept_expectations_are_read_back_and_an_older_file_keeps_its_state(tmp_path, capsys):
+    from dataclasses import asdict
+
+    from neurox.brain._modulator import read_kept
+    from neurox.runtime import pack
+    kept = Expectations(0.8, 0.99, -0.1, 0.2, 1.0)
+    (tmp_path / "new").write_bytes(pack({"state": "meditative", "expected": asdict(kept)}))
+    assert read_kept(str(tmp_path / "new")) == ("meditative", kept)
+    (tmp_path / "old").write_bytes(pack({"state": "maintenance", "expected_reward": 0.5, "expected_surprise": 0.1}))
+    assert read_kept(str(tmp_path / "old")) == ("maintenance", Expectations())
+    (tmp_path / "bad").write_bytes(b"\xc1")
+    assert read_kept(str(tmp_path / "bad")) == ("awake", Expectations())
+    assert read_kept(str(tmp_path / "none")) == ("awake", Expectations())
+    assert "start afresh" in capsys.readouterr().err

@@ -43,7 +43,6 @@ def bandit_topology(arms: int, learning_rate: float, striatum: tuple[int, int] |
     return parse_topology({
         "name": "bandit", "input_width": width, "seed": 0,
         "defaults": {"plasticity": "three_factor", "learning_rate": learning_rate},
-        "neurotransmitters": {"publish_interval_s": 0.2, "expected_reward_rate": 0.1},
         "layer": [*layers, gate], "output": {"decode": "label"}, "input": {"scale": "none"}})
 
 

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import asdict, fields
 
 import zmq
 
@@ -25,8 +26,8 @@ from ..neuron import (DEFAULT_STATE, LEVELS_TOPIC, TRANSMITTERS, Part, Topology,
                       levels_endpoint, reports_endpoint, topology_path)
 from ..runtime import BadFrames, FrameError, Process, Reply, make_socket, pack, typed_ops, unpack_map
 from ._modulator_ops import MODULATOR_ARGS, Release, Reward, SetState
-from ._neurotransmitters import (ChemistryError, ChemistryTable, advance, drives, phasic, region_chemistry,
-                                 reward_prediction_error, unexpected_uncertainty)
+from ._neurotransmitters import (ChemistryError, ChemistryTable, Expectations, advance, drives, expect, phasic,
+                                 region_chemistry)
 
 MODULATOR_TARGET = "neurox.brain._modulator:run_modulator"
 REPORT_MAX_BYTES = 4096
@@ -70,21 +71,26 @@ def kept_path(data_dir: str, region: str) -> str:
     return os.path.join(data_dir, "modulators", region)
 
 
-def read_kept(path: str) -> dict:
-    """The kept state and expectations, or the defaults if there is nothing usable (said on stderr)."""
-    kept = {"state": DEFAULT_STATE, "expected_reward": 0.0, "expected_surprise": 0.0}
+EXPECTATION_KEYS = tuple(f.name for f in fields(Expectations))
+
+
+def read_kept(path: str) -> tuple[str, Expectations]:
+    """The kept state and expectations, or the defaults for what is not usable (said on stderr): a file
+    from before the expectations' present form keeps its state, and its expectations start afresh."""
     try:
         with open(path, "rb") as f:
             saved = unpack_map(f.read())
         check_state(saved.get("state"))
-        if not all(_number(saved.get(k)) for k in ("expected_reward", "expected_surprise")):
-            raise ValueError("expectations are not numbers")
     except FileNotFoundError:
-        return kept
+        return DEFAULT_STATE, Expectations()
     except (OSError, FrameError, ValueError) as exc:
         print(f"modulator: ignoring {path} ({exc}); starting awake", file=sys.stderr, flush=True)
-        return kept
-    return {k: saved[k] for k in kept}
+        return DEFAULT_STATE, Expectations()
+    expected = saved.get("expected")
+    if isinstance(expected, dict) and all(_number(expected.get(k)) for k in EXPECTATION_KEYS):
+        return saved["state"], Expectations(**{k: float(expected[k]) for k in EXPECTATION_KEYS})
+    print(f"modulator: {path} holds no usable expectations; they start afresh", file=sys.stderr, flush=True)
+    return saved["state"], Expectations()
 
 
 class Modulator(Process):
@@ -99,9 +105,7 @@ class Modulator(Process):
         self.rest = self.chemistry.resting_levels()
         self.levels = dict(self.rest)
         self.kept_path = kept_path(args["data_dir"], self.region)
-        kept = read_kept(self.kept_path)
-        self.state = kept["state"]
-        self.expected_reward, self.expected_surprise = kept["expected_reward"], kept["expected_surprise"]
+        self.state, self.expected = read_kept(self.kept_path)
         self.rewards = 0
         self.pending_rpe, self.pending_rewards = 0.0, 0
         self.activity: dict[str, tuple[str, float, float]] = {}
@@ -150,14 +154,14 @@ class Modulator(Process):
             raise FrameError("bad_report", f"unknown report kind {kind!r}; known: activity, reward")
 
     def _on_reward(self, reward: float) -> None:
-        """A dopamine burst (or dip) by the reward's prediction error and a norepinephrine burst by its
-        unexpected uncertainty, published right away."""
+        """A dopamine burst (or dip) by the reward's prediction error and a norepinephrine burst by the
+        disappointment, published right away."""
         self._advance()
-        rate, kinetics = self.chemistry.expected_reward_rate, self.chemistry.kinetics
-        delta, self.expected_reward = reward_prediction_error(self.expected_reward, reward, rate)
-        surprise, self.expected_surprise = unexpected_uncertainty(self.expected_surprise, delta, rate)
+        kinetics = self.chemistry.kinetics
+        delta, disappointment, self.expected = expect(self.expected, reward, self.chemistry.expected_reward_rate)
         self.levels["dopamine"] = phasic(self.levels["dopamine"], kinetics["dopamine"], delta)
-        self.levels["norepinephrine"] = phasic(self.levels["norepinephrine"], kinetics["norepinephrine"], surprise)
+        self.levels["norepinephrine"] = phasic(self.levels["norepinephrine"], kinetics["norepinephrine"],
+                                               disappointment)
         self.pending_rpe += delta
         self.pending_rewards += 1
         self.rewards += 1
@@ -177,7 +181,7 @@ class Modulator(Process):
         message = {"region": self.region, "seq": self.publishes, "t": time.time(), "state": self.state,
                    "levels": self.levels, "rest": self.rest, "rpe": self.pending_rpe,
                    "rewards": self.pending_rewards, "rewards_total": self.rewards,
-                   "expected_reward": self.expected_reward, "expected_surprise": self.expected_surprise}
+                   **self._expectations()}
         self.pub.send_multipart([LEVELS_TOPIC, pack(message)])
         self.pending_rpe, self.pending_rewards = 0.0, 0
         self.next_publish = time.monotonic() + self.chemistry.publish_interval_s
@@ -188,8 +192,7 @@ class Modulator(Process):
         try:
             os.makedirs(os.path.dirname(self.kept_path), exist_ok=True)
             with open(tmp, "wb") as f:
-                f.write(pack({"state": self.state, "expected_reward": self.expected_reward,
-                              "expected_surprise": self.expected_surprise}))
+                f.write(pack({"state": self.state, "expected": asdict(self.expected)}))
             os.replace(tmp, self.kept_path)
         except OSError as exc:
             print(f"modulator {self.region}: could not keep its state ({exc})", file=sys.stderr, flush=True)
@@ -198,8 +201,7 @@ class Modulator(Process):
     def status(self) -> dict:
         return {"region": self.region, "pid": os.getpid(), "uptime_s": time.time() - self.started_t,
                 "state": self.state, "levels": self.levels, "rest": self.rest,
-                "expected_reward": self.expected_reward, "expected_surprise": self.expected_surprise,
-                "rewards": self.rewards,
+                **self._expectations(), "rewards": self.rewards,
                 "reporters": len(self.activity), "publishes": self.publishes,
                 "publish_interval_s": self.chemistry.publish_interval_s,
                 "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}
@@ -227,7 +229,12 @@ class Modulator(Process):
         if not math.isfinite(request.reward):
             raise Reply("bad_request", f"reward: reward: accepted a finite number, got {request.reward!r}")
         self._on_reward(request.reward)
-        return {"rewards": self.rewards, "expected_reward": self.expected_reward}
+        return {"rewards": self.rewards, "expected_reward": self.expected.reward}
+
+    def _expectations(self) -> dict:
+        """E[r], the recent mean RPE and the recent RMS RPE, as published and in ``status``."""
+        return {"expected_reward": self.expected.reward, "mean_rpe": self.expected.mean_rpe,
+                "expected_surprise": math.sqrt(self.expected.rpe_power)}
 
 
 def _number(value) -> bool:

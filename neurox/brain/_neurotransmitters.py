@@ -13,9 +13,10 @@ advances levels exactly whatever its publishing period. Reuptake (transporters: 
 SERT, NET) and degradation (MAO/COMT for the monoamines) are both first order: Michaelis-Menten
 reuptake ``Vmax C / (Km + C)`` is linear with ``k = Vmax / Km`` while ``C << Km``, which holds near
 resting levels. Rewards add *phasic* release at once: a reward prediction error ``delta`` releases
-(or, negative, withholds) ``phasic_per_rpe * delta`` of dopamine, never below zero; and its
-*unexpected uncertainty* ``max(0, |delta| - E|delta|)`` releases ``phasic_per_rpe`` times that of
-norepinephrine (the locus coeruleus answering surprise).
+(or, negative, withholds) ``phasic_per_rpe * delta`` of dopamine, never below zero; and the
+*disappointment* (:func:`expect`: the recent mean of ``delta`` below minus two of its standard
+errors -- outcomes worse than expected for longer than chance explains) releases ``phasic_per_rpe``
+times that of norepinephrine (the locus coeruleus answering a decline in utility).
 
 What the levels do (see docs/brain.md for why), relative to rest, ``rho = C / rest``:
 
@@ -37,8 +38,13 @@ import msgspec
 
 from ..neuron import PUBLISH_INTERVAL_S, TRANSMITTERS
 
-EXPECTED_REWARD_RATE = 0.1
-"""How fast a region's expected reward follows the rewards (the RPE's baseline)."""
+EXPECTED_REWARD_RATE = 0.03
+"""How fast a region's expected reward follows the rewards (the RPE's baseline): slow enough that a
+lower reward after a change stays a disappointment for tens of outcomes (docs/brain.md, "Reward")."""
+SURPRISE_RATE = 0.1
+"""How fast the recent mean and mean square of the RPE follow it (about the last ten outcomes)."""
+DISAPPOINTMENT_ERRORS = 2.0
+"""The recent mean RPE is a disappointment beyond this many of its standard errors below zero."""
 
 
 class ChemistryError(ValueError):
@@ -73,7 +79,7 @@ DEFAULT_KINETICS = {
     "dopamine": Kinetics(release_per_activity=2.0, reuptake_per_s=4.0, degradation_per_s=1.0, phasic_per_rpe=1.0),
     "serotonin": Kinetics(release_per_activity=1.0, reuptake_per_s=0.5, degradation_per_s=0.2),
     "norepinephrine": Kinetics(release_per_activity=2.0, reuptake_per_s=1.5, degradation_per_s=0.5,
-                               phasic_per_rpe=0.02),
+                               phasic_per_rpe=2.0),
 }
 
 
@@ -125,16 +131,45 @@ def drives(activities: list[tuple[str, float]]) -> dict[str, float]:
     return {name: value / len(activities) for name, value in total.items()}
 
 
-def reward_prediction_error(expected: float, reward: float, rate: float) -> tuple[float, float]:
-    """``(delta, new expected)``: the RPE of one reward, and the expectation moved towards it."""
-    delta = reward - expected
-    return delta, expected + rate * delta
+def unbiased_step(weight: float, rate: float) -> tuple[float, float]:
+    """``(step, new weight)`` of a running mean at a constant ``rate`` without the bias of its start
+    (Sutton & Barto 2018, exercise 2.7): the step is ``rate / weight`` with ``weight`` following 1 at
+    ``rate`` from 0, so the first value is taken whole and the step falls to ``rate`` as values come."""
+    weight += rate * (1.0 - weight)
+    return rate / weight, weight
 
 
-def unexpected_uncertainty(expected_surprise: float, delta: float, rate: float) -> tuple[float, float]:
-    """``(u, new expected |delta|)``: how much more surprising this outcome is than usual (>= 0)."""
-    surprise = abs(delta)
-    return max(0.0, surprise - expected_surprise), expected_surprise + rate * (surprise - expected_surprise)
+@dataclass(frozen=True)
+class Expectations:
+    """What a region's modulator expects of its rewards: ``reward`` E[r]; ``mean_rpe`` and ``rpe_power``
+    the recent mean of delta and of delta^2; each ``*_weight`` the bias correction of its running mean
+    (0 before the first reward)."""
+
+    reward: float = 0.0
+    reward_weight: float = 0.0
+    mean_rpe: float = 0.0
+    rpe_power: float = 0.0
+    power_weight: float = 0.0
+
+
+def expect(now: Expectations, reward: float, rate: float = EXPECTED_REWARD_RATE, surprise_rate: float = SURPRISE_RATE
+           ) -> tuple[float, float, Expectations]:
+    """``(delta, disappointment, new expectations)`` for one reward. ``delta = r - E[r]``, E[r] moving
+    at ``rate`` (bias-corrected: the first reward is taken whole). The disappointment is how far the
+    recent mean of delta lies below ``-DISAPPOINTMENT_ERRORS`` standard errors of such a mean
+    (``sqrt(a / (2 - a) E[delta^2])`` for a running mean at rate ``a`` of independent outcomes), and
+    0 above: single bad outcomes are the noise a learner expects; a run of them means the world got
+    worse than it was -- unexpected uncertainty (Yu & Dayan 2005)."""
+    step, reward_weight = unbiased_step(now.reward_weight, rate)
+    delta = reward - now.reward
+    a = surprise_rate
+    power_step, power_weight = unbiased_step(now.power_weight, a)
+    mean_rpe = now.mean_rpe + a * (delta - now.mean_rpe)
+    rpe_power = now.rpe_power + power_step * (delta * delta - now.rpe_power)
+    standard_error = math.sqrt(a / (2.0 - a) * rpe_power)
+    disappointment = max(0.0, -mean_rpe - DISAPPOINTMENT_ERRORS * standard_error)
+    return delta, disappointment, Expectations(now.reward + step * delta, reward_weight, mean_rpe, rpe_power,
+                                               power_weight)
 
 
 # -- configuration ------------------------------------------------------------------------------

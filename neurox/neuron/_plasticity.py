@@ -32,7 +32,7 @@ LOCAL_RULES = ("oja", "three_factor")
 DEFAULT_PLASTICITY = "backprop"
 ELIGIBILITY_TAU_S = 1.0
 """How long an eligibility tag waits for dopamine (it decays as exp(-t / tau))."""
-SYNAPTIC_DECAY = 0.004
+SYNAPTIC_DECAY = 0.003
 """Per dopamine event, three-factor weights shrink by ``lr * SYNAPTIC_DECAY``."""
 EXPLORATION_NOISE = 0.1
 """Standard deviation of the perturbation of a non-softmax three-factor unit while learning."""

@@ -160,14 +160,14 @@ class InputExtension(Extension):
     direct = False
     """Whether its packets go straight into the first layer (MessengerIn only) or through MessengerIn."""
     returns_drain = DRAIN
-    """Messages read from the return socket at a time (each handed to :meth:`_on_inbound`)."""
+    """Messages read from the return socket at a time (handed to :meth:`_on_returns`)."""
 
     def __init__(self, settings: dict, env: dict):
         super().__init__(settings, env)
         self.width = joined_width(self.settings, self.topology)
         """How many values a row of its samples has."""
         self.origin = Origin(self.ctx, self.run_dir, self.topology, self.name, direct=self.direct)
-        self.watch(self.origin.returns, self._on_inbound, drain=self.returns_drain)
+        self.watch(self.origin.returns, self._on_returns, drain=self.returns_drain)
 
     def submit(self, rows: np.ndarray, targets: list | None = None, block: bool = False, tag=None,
                learn: bool | None = None, meta: dict | None = None) -> int:
@@ -193,11 +193,6 @@ class InputExtension(Extension):
         self.count("submitted", len(packets))
         self.count("bundles")
         return packets
-
-    def _on_inbound(self, messages: list[bytes]) -> None:
-        """What came on the return socket: answers to this origin's packets (MessengerIn's feed takes
-        other origins' packets on it too)."""
-        self._on_returns(messages)
 
     def _on_returns(self, frames: list[bytes]) -> None:
         for frame in frames:

@@ -97,7 +97,7 @@ class MessengerIn(InputExtension):
         self.handlers.update(typed_ops(MESSENGER_IN_ARGS, {"scaling": lambda r: self.scaling.state(),
                                                            "education": lambda r: self.scaling.lesson(r.path)}))
         # The other origins' packets come on the PULL of this origin's own answers: every socket polled costs
-        # MessengerIn a few system calls on every wake-up (``_on_inbound`` tells the two apart).
+        # MessengerIn a few system calls on every wake-up (``_on_returns`` tells the two apart).
         self.origin.returns.bind(feed_endpoint(self.run_dir))
         listen_for_recall(self, self.scaling.recall)  # awake replay: the hippocampus's memory, pushed here
         self.waiting: dict[int, Waiting] = {}
@@ -124,14 +124,14 @@ class MessengerIn(InputExtension):
         flush_in = self.scaling.tick(now)
         return min(flush_in, self.deadlines[0][0] - now) if self.deadlines else flush_in
 
-    def _on_inbound(self, messages: list[bytes]) -> None:
-        """What came on the return socket: answers to this origin's requests first, then the other origins' packets
-        (and anything else, which the feed's checks refuse)."""
+    def _on_returns(self, messages: list[bytes]) -> None:
+        """What came on the return socket: answers to this origin's requests first, then the other origins'
+        packets (and anything else, which the feed's checks refuse)."""
         answers, others = [], []
         for message in messages:
             (answers if is_return(message) else others).append(message)
         if answers:
-            self._on_returns(answers)
+            super()._on_returns(answers)
         if others:
             self._on_feed(others)
 

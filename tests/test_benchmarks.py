@@ -28,6 +28,11 @@ def test_latency_bench_reports_its_floor():
     assert result["requests"] == 200 and result["p50_ratio"] > 0
     # a neuron never waits for a second packet: one that did would hold each request for its join deadline (200 ms)
     assert result["p50_us"] < 100_000, result
+    # the CPU each side spends a request: every neuron and both messengers spend some
+    by_process = result["cpu_us_per_request_by_process"]
+    assert all(by_process.get(name, 0) > 0 for name in ("nx:L0.n0", "nx:L4.n0", "nx:messenger_in")), by_process
+    assert result["cpu_us_per_request"] == pytest.approx(sum(by_process.values()), abs=len(by_process))
+    assert result["floor_cpu_us_per_request"] > 0, result
 
 
 @pytest.mark.timeout(180)

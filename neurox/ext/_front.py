@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import NamedTuple
 
 import numpy as np
 import plyvel
@@ -105,6 +106,19 @@ class ScalingStore:
             self.db = None
 
 
+class Incoming(NamedTuple):
+    """One packet of another origin's forward frame, checked: its id, its rows as they came, a
+    regression's target values (or None), whether it is learnt from, its meta, and the meta's bytes as
+    they came (None if it was not bytes)."""
+
+    packet: int
+    rows: np.ndarray
+    values: np.ndarray | None
+    learn: bool
+    meta: dict
+    packed: bytes | None
+
+
 class Front:
     """The scalers of one network (inputs, and targets if it regresses) and their persistence."""
 
@@ -181,7 +195,7 @@ class Front:
                 refused.append(exc)
         bundle = ([], [], [], [])  # packets, blocks, learn flags, metas
         learnt = []
-        done = [self._apply(block, values, meta.get("targets"), lrn) for _, block, values, lrn, meta, _ in taken] if (
+        done = [self._apply(came.rows, came.values, came.meta.get("targets"), came.learn) for came in taken] if (
             self.regression) else self._scan(taken)
         for (packet, raw, _, lrn, meta, packed), (scaled, targets, extra) in zip(taken, done):
             if targets is not None and self.regression:
@@ -197,9 +211,8 @@ class Front:
         packets, blocks, learn, metas = bundle
         return (encode_forward(INPUT, packets, blocks, learn, metas) if packets else None), learnt, refused
 
-    def _read_frame(self, frame: bytes) -> list[tuple]:
-        """A forward frame's packets as (packet, rows, regression target values, learn, meta, the meta's bytes
-        or None), all checked before any is learnt from (one bad packet refuses the frame)."""
+    def _read_frame(self, frame: bytes) -> list[Incoming]:
+        """A forward frame's packets, all checked before any is learnt from (one bad packet refuses the frame)."""
         _, src, packets, rows, data, learn, metas = decode_frame(frame, (FORWARD,))
         if src != INPUT:
             raise FrameError("unknown_source", f"a forward frame into the network comes from {INPUT!r}, not {src!r}")
@@ -208,22 +221,22 @@ class Front:
         metas = [{} if m is None else unpack_map(m) for m in packed]
         if not self.regression:
             _finite(np.frombuffer(data, dtype="<f4"), "the vector")
-            return [(p, b, None, bool(lrn), m, raw) for p, b, lrn, m, raw in zip(packets, blocks, learn, metas, packed)]
-        return [(p, *self._checked(b, m.get("targets")), bool(lrn), m, raw)
+            return [Incoming(p, b, None, bool(lrn), m, raw) for p, b, lrn, m, raw in zip(packets, blocks, learn, metas, packed)]
+        return [Incoming(p, *self._checked(b, m.get("targets")), bool(lrn), m, raw)
                 for p, b, lrn, m, raw in zip(packets, blocks, learn, metas, packed)]
 
-    def _scan(self, taken: list[tuple]) -> list[tuple]:
+    def _scan(self, taken: list[Incoming]) -> list[tuple]:
         """:meth:`_apply` for every packet of a classifying bundle at once (``Scaler.scan``): each packet
         scaled with the statistics of what came before it and itself, as one after another would be."""
         if not taken:
             return []
-        sizes = [len(block) for _, block, *_ in taken]
-        learns = np.repeat([lrn and meta.get("targets") is not None for *_, lrn, meta, _ in taken], sizes)
-        scaled = self.inputs.scan(np.concatenate([block for _, block, *_ in taken]), learns)
+        sizes = [len(came.rows) for came in taken]
+        learns = np.repeat([came.learn and came.meta.get("targets") is not None for came in taken], sizes)
+        scaled = self.inputs.scan(np.concatenate([came.rows for came in taken]), learns)
         self.dirty = self.dirty or bool(learns.any())
         self.counters["scaled"] += len(learns)
         ends = np.cumsum(sizes).tolist()
-        return [(scaled[end - size:end], meta.get("targets"), {}) for end, size, (*_, meta, _) in zip(ends, sizes, taken)]
+        return [(scaled[end - size:end], came.meta.get("targets"), {}) for end, size, came in zip(ends, sizes, taken)]
 
     def tick(self, now: float) -> float:
         """Write the statistics behind; seconds until the next write is due."""

@@ -6,8 +6,8 @@ docs/protocol.md, "MessengerIn"). What is timed is the network, not a client lib
 reliable ``Client`` adds its own bookkeeping (a monitor socket, a poller, resend timers) to each
 request, which the floor's bare client does not have.
 
-Beside the round trips, the CPU each side spends per request (user and system time of every process
-this command started, every thread, over the timed requests): on a machine with fewer cores than
+Beside the round trips, the CPU each side spends per request (every process this command started,
+every thread, over the timed requests: ``_cpu``): on a machine with fewer cores than
 processes the round trip is bound by it, so it says where a ratio comes from.
 """
 from __future__ import annotations
@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import psutil
 import zmq
 
 from ..ext import PRELOAD, digits, messenger_children
 from ..neuron import Network, load_topology
 from ..runtime import make_socket, pack, unpack_map
+from ._cpu import children_cpu, cpu_per_request
 from ._floor import FloorDiamond
 
 WARM_UP = 200
@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> dict:
     floor = FloorDiamond()
     try:
         floor.latencies(WARM_UP)
-        before = cpu_of_children()
+        before = children_cpu()
         floor_us = floor.latencies(args.requests) * 1e6
-        floor_cpu = cpu_per_request(before, cpu_of_children(), args.requests)
+        floor_cpu = cpu_per_request(before, children_cpu(), args.requests)
     finally:
         floor.close()
     vectors = [vector.tolist() for vector in digits().features]
@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> dict:
                 ask = _asker(sock, vectors)
                 for i in range(WARM_UP):
                     ask(i)
-                before = cpu_of_children()
+                before = children_cpu()
                 us = np.array([ask(WARM_UP + i) for i in range(args.requests)]) * 1e6
-                cpu = cpu_per_request(before, cpu_of_children(), args.requests)
+                cpu = cpu_per_request(before, children_cpu(), args.requests)
             finally:
                 sock.close(linger=0)
                 ctx.term()
@@ -65,29 +65,6 @@ def run(args: argparse.Namespace) -> dict:
             "requests": args.requests, "cpu_us_per_request": round(sum(cpu.values())),
             "floor_cpu_us_per_request": round(sum(floor_cpu.values())),
             "cpu_us_per_request_by_process": {name: round(us) for name, us in sorted(cpu.items())}}
-
-
-def cpu_of_children() -> dict[int, tuple[str, float]]:
-    """Each process this one started (and theirs): its name and CPU seconds so far (user and system, every thread)."""
-    out = {}
-    for child in psutil.Process().children(recursive=True):
-        try:
-            with child.oneshot():
-                times = child.cpu_times()
-                out[child.pid] = (child.name(), times.user + times.system)
-        except psutil.Error:  # gone meanwhile
-            continue
-    return out
-
-
-def cpu_per_request(before: dict, after: dict, requests: int) -> dict[str, float]:
-    """Microseconds of CPU per request between two :func:`cpu_of_children` snapshots, summed by process
-    name (the processes present in both)."""
-    out: dict[str, float] = {}
-    for pid, (name, seconds) in after.items():
-        if pid in before:
-            out[name] = out.get(name, 0.0) + (seconds - before[pid][1]) * 1e6 / requests
-    return out
 
 
 def _asker(sock: zmq.Socket, vectors: list) -> Callable[[int], float]:

@@ -17,6 +17,7 @@ import zmq
 from ..ext import PRELOAD, Dataset, Stream, messenger_children
 from ..neuron import Network, parse_topology
 from ..runtime import LauncherClient, ipc_endpoint, make_socket, notify_ready, run_base, start_launcher
+from ._cpu import process_cpu_s
 
 BARE_TARGET = "neurox.bench._scale:run_bare_child"
 FORK_TARGET = "neurox.bench._scale:run_forked_child"
@@ -83,18 +84,15 @@ def _machine_cpu_s() -> float:
 
 def _tree_cpu_s(launcher_pid: int) -> float:
     """CPU seconds used so far by the launcher and every process it forked that is still running, every
-    thread of each, to the nanosecond (``schedstat``: the clock-tick counts of ``stat`` missed two thirds
-    of the neurons' short bursts)."""
-    total_ns = 0
+    thread of each (``_cpu.process_cpu_s``)."""
     launcher = psutil.Process(launcher_pid)
+    total = 0.0
     for proc in (launcher, *launcher.children()):
         try:
-            for task in os.listdir(f"/proc/{proc.pid}/task"):
-                with open(f"/proc/{proc.pid}/task/{task}/schedstat") as f:
-                    total_ns += int(f.read().split()[0])
+            total += process_cpu_s(proc.pid)
         except (OSError, psutil.Error):
             pass  # gone meanwhile
-    return total_ns / 1e9
+    return total
 
 
 def _names(procs) -> list[tuple[int, str]]:

@@ -70,7 +70,7 @@ def maintenance_children(topology: Topology, data_dir: str, host: str | None = N
 
 def dream_deadline(topology: Topology) -> float:
     """How long a dream may take through the pool's twins, from their layers' join deadlines (``dream_deadline_s``)."""
-    return dream_deadline_s([float({**topology.defaults, **layer.settings}["join_timeout_ms"]) for layer in topology.layers])
+    return dream_deadline_s([float(topology.settings_of(layer.neurons[0])["join_timeout_ms"]) for layer in topology.layers])
 
 
 def check_sleep(topology: Topology) -> None:

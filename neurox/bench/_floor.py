@@ -3,6 +3,11 @@
 The same processes as a network (forked by the same launcher), each joining its inputs by tick,
 summing them and computing ``tanh(acc @ W)`` -- exactly what ``shared/reference/diamond.py`` does.
 The benchmarks run it beside the real network in the same run, so their ratio is meaningful.
+
+The diamond alone is driven by a bare PUSH and PULL: six message hops a request. With ``route``
+it is reached as the network is, through two more bare processes in the places of MessengerIn and
+MessengerOut -- a client's DEALER to a ROUTER, into the diamond, out to a relay, back to the ROUTER,
+back to the client: nine hops, the network's route with nothing done on the way.
 """
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ import zmq
 from ..runtime import LauncherClient, ipc_endpoint, make_socket, notify_ready, start_launcher
 
 FLOOR_TARGET = "neurox.bench._floor:run_floor_node"
+ROUTE_FRONT_TARGET = "neurox.bench._floor:run_route_front"
+ROUTE_BACK_TARGET = "neurox.bench._floor:run_route_back"
 
 
 def _inbox(run_dir: str, layer: int, index: int) -> str:
@@ -58,22 +65,72 @@ def run_floor_node(args: dict, env: dict) -> None:
             sock.send(frame)
 
 
-class FloorDiamond:
-    """Start the floor processes; :meth:`throughput` and :meth:`latencies` drive them."""
+def run_route_front(args: dict, env: dict) -> None:
+    """MessengerIn's place, bare: a request map (``message_hash_id``, ``vector``) from a client's DEALER
+    goes into the diamond as one float32 frame; its answer, from :func:`run_route_back`, goes back to
+    that client as ``{"ok": true, "message_hash_id": ..., "output": [...]}``."""
+    run_dir = args["run_dir"]
+    ctx = zmq.Context()
+    clients = make_socket(ctx, zmq.ROUTER, bind=ipc_endpoint(run_dir, "route_front"))
+    answers = make_socket(ctx, zmq.PULL, bind=ipc_endpoint(run_dir, "route_answers"))
+    first = make_socket(ctx, zmq.PUSH, connect=_inbox(run_dir, 0, 0))
+    poller = zmq.Poller()
+    poller.register(clients, zmq.POLLIN)
+    poller.register(answers, zmq.POLLIN)
+    waiting: dict = {}
+    tick = 0
+    notify_ready({})
+    while True:
+        for sock, _ in poller.poll():
+            if sock is clients:
+                identity, _, body = clients.recv_multipart()
+                request = msgpack.unpackb(body)
+                waiting[tick] = (identity, request["message_hash_id"])
+                first.send(msgpack.packb([tick, np.asarray(request["vector"], dtype=np.float32).tobytes()]))
+                tick += 1
+            else:
+                done, data = msgpack.unpackb(answers.recv())
+                if done < 0:  # the stop tick, through the diamond
+                    continue
+                identity, message_id = waiting.pop(done)
+                output = np.frombuffer(data, dtype=np.float32).tolist()
+                clients.send_multipart([identity, b"", msgpack.packb({"ok": True, "message_hash_id": message_id,
+                                                                     "output": output})])
 
-    def __init__(self, shape=(1, 2, 3, 2, 1), width: int = 16):
+
+def run_route_back(args: dict, env: dict) -> None:
+    """MessengerOut's place, bare: every answer of the diamond's last layer on to the route's front."""
+    ctx = zmq.Context()
+    last = make_socket(ctx, zmq.PULL, bind=ipc_endpoint(args["run_dir"], "floor_out"))
+    front = make_socket(ctx, zmq.PUSH, connect=ipc_endpoint(args["run_dir"], "route_answers"))
+    notify_ready({})
+    while True:
+        front.send(last.recv())
+
+
+class FloorDiamond:
+    """Start the floor processes; :meth:`throughput` and :meth:`latencies` drive them. With ``route``, the
+    diamond is reached through the route's front (:attr:`front`, a ROUTER speaking the request map of
+    MessengerIn) and answers through its relay, as the network is."""
+
+    def __init__(self, shape=(1, 2, 3, 2, 1), width: int = 16, route: bool = False):
         self.shape, self.width = list(shape), width
         self.run_dir = tempfile.mkdtemp(prefix="nx-floor-", dir="/tmp")
         self.launcher = start_launcher(os.path.join(self.run_dir, "launcher.sock"), ("neurox.bench._floor",))
         self.client = LauncherClient(os.path.join(self.run_dir, "launcher.sock"))
         self.ctx = zmq.Context()
-        self.out = make_socket(self.ctx, zmq.PULL, bind=ipc_endpoint(self.run_dir, "floor_out"), hwm=100000)
-        for layer, count in enumerate(self.shape):
-            for index in range(count):
-                self.client.spawn(FLOOR_TARGET, {"shape": self.shape, "layer": layer, "index": index,
-                                                 "width": width, "run_dir": self.run_dir}, {"name": "nx:floor"})
+        self.front = ipc_endpoint(self.run_dir, "route_front") if route else None
+        self.out = None if route else make_socket(self.ctx, zmq.PULL, bind=ipc_endpoint(self.run_dir, "floor_out"),
+                                                  hwm=100000)
+        children = [(FLOOR_TARGET, {"shape": self.shape, "layer": layer, "index": index, "width": width,
+                                    "run_dir": self.run_dir}) for layer, count in enumerate(self.shape)
+                    for index in range(count)]
+        if route:
+            children += [(ROUTE_FRONT_TARGET, {"run_dir": self.run_dir}), (ROUTE_BACK_TARGET, {"run_dir": self.run_dir})]
+        for target, args in children:
+            self.client.spawn(target, args, {"name": "nx:floor"})
         ready = 0
-        while ready < sum(self.shape):
+        while ready < len(children):
             ready += sum(1 for n in self.client.events(10.0) if n["ev"] == "ready")
         self.inp = make_socket(self.ctx, zmq.PUSH, connect=_inbox(self.run_dir, 0, 0), hwm=100000)
         self.x = np.random.rand(1, width).astype(np.float32).tobytes()
@@ -91,15 +148,13 @@ class FloorDiamond:
         self.tick += samples
         return samples / (time.perf_counter() - started)
 
-    def latencies(self, samples: int) -> np.ndarray:
-        out = []
-        for _ in range(samples):
-            started = time.perf_counter()
-            self.inp.send(msgpack.packb([self.tick, self.x]))
-            self.out.recv()
-            out.append(time.perf_counter() - started)
-            self.tick += 1
-        return np.array(out)
+    def round_trip(self, _request: int = 0) -> float:
+        """One sample through the diamond alone and back; the seconds it took."""
+        started = time.perf_counter()
+        self.inp.send(msgpack.packb([self.tick, self.x]))
+        self.out.recv()
+        self.tick += 1
+        return time.perf_counter() - started
 
     def close(self) -> None:
         self.inp.send(msgpack.packb([-1, b""]))
@@ -107,6 +162,7 @@ class FloorDiamond:
         self.launcher.terminate()
         self.launcher.wait(10)
         self.inp.close(linger=0)
-        self.out.close(linger=0)
+        if self.out is not None:
+            self.out.close(linger=0)
         self.ctx.term()
         shutil.rmtree(self.run_dir, ignore_errors=True)

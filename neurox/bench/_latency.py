@@ -1,10 +1,13 @@
-"""MessengerIn -> MessengerOut round trips on an idle network, beside the floor diamond's.
+"""MessengerIn -> MessengerOut round trips on an idle network, beside two floors' (``_floor``).
 
-Both sides are driven by a bare socket, one request at a time: the floor by a PUSH and a PULL, the
-network by a DEALER speaking MessengerIn's protocol (an empty delimiter frame, then the request map;
-docs/protocol.md, "MessengerIn"). What is timed is the network, not a client library: neurox's
+Every side is driven by a bare socket, one request at a time: the floor diamond by a PUSH and a PULL
+(six message hops), the route floor -- the diamond behind bare processes in MessengerIn's and
+MessengerOut's places, nine hops as the network has -- and the network by a DEALER speaking
+MessengerIn's protocol (an empty delimiter frame, then the request map; docs/protocol.md,
+"MessengerIn"). ``p50_ratio`` is against the diamond alone, ``route_p50_ratio`` against the route: what
+the network's hops cost beyond bare ones. What is timed is the network, not a client library: neurox's
 reliable ``Client`` adds its own bookkeeping (a monitor socket, a poller, resend timers) to each
-request, which the floor's bare client does not have.
+request, which the floors' bare clients do not have.
 
 Beside the round trips, the CPU each side spends per request (every process this command started,
 every thread, over the timed requests: ``_cpu``): on a machine with fewer cores than
@@ -15,7 +18,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import zmq
@@ -36,35 +40,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
+    vectors = [vector.tolist() for vector in digits().features]
     floor = FloorDiamond()
     try:
-        floor.latencies(WARM_UP)
-        before = children_cpu()
-        floor_us = floor.latencies(args.requests) * 1e6
-        floor_cpu = cpu_per_request(before, children_cpu(), args.requests)
+        floor_us, floor_cpu = _timed(floor.round_trip, args.requests)
     finally:
         floor.close()
-    vectors = [vector.tolist() for vector in digits().features]
+    route = FloorDiamond(route=True)
+    try:
+        with _dealer(route.front) as sock:
+            route_us, route_cpu = _timed(_asker(sock, vectors), args.requests)
+    finally:
+        route.close()
     with tempfile.TemporaryDirectory() as data_dir:
         with Network(load_topology(), data_dir, extensions=messenger_children(data_dir), preload=PRELOAD) as network:
-            ctx = zmq.Context()
-            sock = make_socket(ctx, zmq.DEALER, connect=network.messenger_in, linger_ms=0)
-            try:
-                ask = _asker(sock, vectors)
-                for i in range(WARM_UP):
-                    ask(i)
-                before = children_cpu()
-                us = np.array([ask(WARM_UP + i) for i in range(args.requests)]) * 1e6
-                cpu = cpu_per_request(before, children_cpu(), args.requests)
-            finally:
-                sock.close(linger=0)
-                ctx.term()
-    p50, floor_p50 = float(np.percentile(us, 50)), float(np.percentile(floor_us, 50))
+            with _dealer(network.messenger_in) as sock:
+                us, cpu = _timed(_asker(sock, vectors), args.requests)
+    p50 = float(np.percentile(us, 50))
+    floor_p50, route_p50 = float(np.percentile(floor_us, 50)), float(np.percentile(route_us, 50))
     return {"p50_us": round(p50), "p99_us": round(float(np.percentile(us, 99))), "floor_p50_us": round(floor_p50),
             "floor_p99_us": round(float(np.percentile(floor_us, 99))), "p50_ratio": round(p50 / floor_p50, 3),
-            "requests": args.requests, "cpu_us_per_request": round(sum(cpu.values())),
+            "route_floor_p50_us": round(route_p50), "route_floor_p99_us": round(float(np.percentile(route_us, 99))),
+            "route_p50_ratio": round(p50 / route_p50, 3), "requests": args.requests,
+            "cpu_us_per_request": round(sum(cpu.values())),
             "floor_cpu_us_per_request": round(sum(floor_cpu.values())),
+            "route_floor_cpu_us_per_request": round(sum(route_cpu.values())),
             "cpu_us_per_request_by_process": {name: round(us) for name, us in sorted(cpu.items())}}
+
+
+def _timed(ask: Callable[[int], float], requests: int) -> tuple[np.ndarray, dict[str, float]]:
+    """``requests`` round trips (microseconds) after the warm-up, and the CPU each process spent a request."""
+    for i in range(WARM_UP):
+        ask(i)
+    before = children_cpu()
+    us = np.array([ask(WARM_UP + i) for i in range(requests)]) * 1e6
+    return us, cpu_per_request(before, children_cpu(), requests)
+
+
+@contextmanager
+def _dealer(endpoint: str) -> Iterator[zmq.Socket]:
+    ctx = zmq.Context()
+    sock = make_socket(ctx, zmq.DEALER, connect=endpoint, linger_ms=0)
+    try:
+        yield sock
+    finally:
+        sock.close(linger=0)
+        ctx.term()
 
 
 def _asker(sock: zmq.Socket, vectors: list) -> Callable[[int], float]:

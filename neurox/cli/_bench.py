@@ -14,7 +14,7 @@ BENCHMARKS = {
     "restart": ("neurox.bench._restart", "SIGKILL -> replacement answering, launcher fork vs exec"),
     "throughput": ("neurox.bench._throughput", "diamond learning samples/s beside the forward-only floor"),
     "learn": ("neurox.bench._learn", "prequential accuracy on the digits beside a one-process numpy MLP"),
-    "latency": ("neurox.bench._latency", "MessengerIn -> MessengerOut round trips on an idle network"),
+    "latency": ("neurox.bench._latency", "MessengerIn -> MessengerOut round trips on an idle network, beside the floor and the route floor"),
     "scale": ("neurox.bench._scale", "a thousand neuron processes on one host: start, PSS, learning, stop"),
     "pool": ("neurox.bench._pool_copies", "the maintenance pool's copies and give-backs of 1,000 neurons, batched "
                                           "beside one call after another"),

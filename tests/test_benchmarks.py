@@ -33,7 +33,7 @@ def test_latency_bench_reports_its_floor():
     assert all(by_process.get(name, 0) > 0 for name in ("nx:L0.n0", "nx:L4.n0", "nx:messenger_in")), by_process
     assert result["cpu_us_per_request"] == pytest.approx(sum(by_process.values()), abs=len(by_process))
     assert result["floor_cpu_us_per_request"] > 0, result
-    # the route floor: the diamond behind bare processes in the messengers' places (nine hops, not six)
+    # the route floor: the diamond with bare processes in the messengers' places (eight hops, not six)
     assert 0 < result["route_floor_p50_us"] <= result["route_floor_p99_us"], result
     assert result["route_p50_ratio"] == pytest.approx(result["p50_us"] / result["route_floor_p50_us"], rel=0.01)
     assert result["route_floor_cpu_us_per_request"] > 0, result

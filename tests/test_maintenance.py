@@ -15,7 +15,8 @@ from neurox.ext import PRELOAD, Dataset, Client, Origin, digits, network_childre
 from neurox.neuron import Network, TopologyError, load_topology
 from neurox.brain._sleep import Phase, SleepConfig, advance, balanced_victim, start, turn_groups
 from neurox.brain._maintenance import Hippocampus
-from neurox.ext._recall import Recall, forget_recalled
+from neurox.ext._recall import Recall
+from neurox.neuron import forget_recalled
 from neurox.runtime import ControlClient, ControlError, FrameError, pack
 from neurox.supervisor_tree import SupervisorClient, control_endpoint
 

@@ -214,3 +214,26 @@ def test_two_clients_using_the_same_ids_each_get_their_own_answers(tmp_path):
             (reply,) = outs[c][message_id]
             assert reply["ok"], reply
             np.testing.assert_allclose(reply["output"], expected[f"e{c * 150 + i}"][0]["output"], atol=1e-5)
+
+
+@pytest.mark.timeout(60)
+def test_answers_go_from_the_end_neuron_straight_to_their_origin_while_messenger_out_is_stopped(tmp_path):
+    """The end neuron returns each answer to its origin itself: with MessengerOut stopped (SIGSTOP), every
+    request through MessengerIn is still answered, and the end neuron counts them returned."""
+    data = digits()
+    with running_network(load_topology(), tmp_path) as network:
+        end = network.topology.layers[-1].neurons[0]
+        before = neuron_call(network, end, "metrics")["returned"]
+        messenger_out = _root_child_pid(network, "messenger_out")
+        os.kill(messenger_out, signal.SIGSTOP)
+        try:
+            out: dict = {}
+            _ask_all(network.messenger_in, [f"s{i}" for i in range(100)], data.features[:100], out)
+            metrics = neuron_call(network, end, "metrics")
+        finally:
+            os.kill(messenger_out, signal.SIGCONT)
+    out.pop("stats")
+    assert sorted(out) == sorted(f"s{i}" for i in range(100))
+    assert all(len(replies) == 1 and replies[0]["ok"] and replies[0]["label"] == int(np.argmax(replies[0]["output"]))
+               for replies in out.values()), [r for r in out.values() if not r[0]["ok"]][:3]
+    assert metrics["returned"] - before == 100 and metrics["dropped_returns"] == 0, metrics

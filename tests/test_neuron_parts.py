@@ -9,6 +9,7 @@ import zmq
 
 from neurox.neuron import _frames as frames
 from neurox.neuron._activity import FOLD, SAMPLED_ROWS, SATURATED, SMOOTHING, Activity
+from neurox.neuron._answers import answers_of
 from neurox.neuron._joins import Joins, Run
 from neurox.neuron._learning_rule import MAX_GRAD_NORM, Backprop, Oja, ThreeFactor, make_rule
 from neurox.neuron._links import Links, relayout
@@ -18,9 +19,10 @@ from neurox.neuron._persistence import Persistence, start_plan
 from neurox.neuron._pipeline import Pipeline
 from neurox.neuron._plasticity import oja_update
 from neurox.neuron._receptors import Receptors
+from neurox.neuron._returns import MAX_ORIGINS, Returns
 from neurox.neuron._ops import NEURON_ARGS
 from neurox.neuron._requests import checked_set_params, checked_vector
-from neurox.runtime import BadFrames, FrameError, Reply, arguments, pack
+from neurox.runtime import BadFrames, FrameError, Reply, arguments, pack, unpack
 
 pytestmark = pytest.mark.timeout(30)
 RNG = np.random.default_rng(7)
@@ -759,3 +761,54 @@ def test_a_frame_from_a_neighbour_unlinked_lately_is_late_and_one_never_linked_i
     assert c["late"] == 2 and pipeline.bad.by_kind == {"unknown_source": 1}
     (frame,) = links.output("L3.n0").socket.sent
     assert frames.decode(frame)[2] == [4], "the frame from the input it has is computed"
+
+
+# -- Returns: each packet's answer to its origin ---------------------------------------------------------
+def test_each_packet_is_answered_in_the_units_and_labels_its_meta_and_the_topology_say():
+    outputs = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6], [0.5, 0.4, 0.1], [3.0, 1.0, 2.0]],
+                       dtype=np.float32)
+    metas = [pack({"origin": "ipc:///a", "targets": [1, 0, 0]}), b"not msgpack \xc1",
+             pack({"origin": "ipc:///b", "units": {"offset": [1, 1, 1], "factor": [2, 2, 2]}}),
+             pack({"origin": "ipc:///a", "targets": [1, 2], "recalled": 1})]
+    # packet 10: two rows, the second recalled by awake replay (taken off, its loss recomputed on the first)
+    answers = answers_of([7, 8, 9, 10], [1, 1, 1, 2], outputs, metas, [0.5, None, None, 9.9], "softmax",
+                         {"decode": "label", "labels": ["a", "b"]})
+    assert [a.result["packet"] for a in answers] == [7, 8, 9, 10]
+    assert answers[0].result["label"] == [1] and answers[0].result["text"] == ["b"] and answers[0].result["loss"] == 0.5
+    assert answers[1].meta == {} and answers[1].result["label"] == [0]  # a meta that is not a map: no origin
+    assert np.frombuffer(answers[2].result["output"], "<f4").tolist() == pytest.approx([1.4, 1.4, 2.2])
+    assert answers[2].result["text"] == ["2"]  # a class the topology does not name: its index
+    tenth = answers[3]
+    assert tenth.result["rows"] == 1 and tenth.outputs.shape == (1, 3) and tenth.meta["targets"] == [1]
+    assert tenth.result["loss"] == pytest.approx(-np.log(0.4), rel=1e-4) and tenth.result["width"] == 3
+    assert "label" not in answers_of([1], [1], outputs[:1], [b""], [None], "tanh", {"decode": "vector"})[0].result
+
+
+@pytest.mark.timeout(30)
+def test_returns_send_one_message_per_origin_and_count_what_they_could_not_send(tmp_path):
+    ctx = zmq.Context()
+    pulls = {name: ctx.socket(zmq.PULL) for name in ("a", "b")}
+    try:
+        for name, sock in pulls.items():
+            sock.bind(f"ipc://{tmp_path}/{name}.ret")
+        count, bad = dict.fromkeys(("returned", "dropped_returns", "no_origin"), 0), BadFrames("t")
+        returns = Returns(ctx, count, bad)
+        metas = [pack({"origin": f"ipc://{tmp_path}/a.ret"}), pack({"origin": f"ipc://{tmp_path}/b.ret"}),
+                 pack({"origin": f"ipc://{tmp_path}/a.ret"}), pack({"source": "dreams"}), pack({"origin": "nowhere"})]
+        outputs = np.eye(5, 3, dtype=np.float32)
+        returns.send(answers_of([1, 2, 3, 4, 5], [1] * 5, outputs, metas, [None] * 5, "softmax", {}))
+        assert pulls["a"].poll(5000) and pulls["b"].poll(5000)
+        assert [r["packet"] for r in unpack(pulls["a"].recv())] == [1, 3]  # one message for both of a's
+        assert [r["packet"] for r in unpack(pulls["b"].recv())] == [2]
+        assert not pulls["a"].poll(100)
+        assert count == {"returned": 3, "dropped_returns": 1, "no_origin": 1}, count
+        assert bad.by_kind == {"bad_origin": 1}
+        # past MAX_ORIGINS, the least recently used socket is closed: a returning origin gets a new one
+        for i in range(MAX_ORIGINS + 1):
+            returns.send(answers_of([i], [1], outputs[:1], [pack({"origin": f"ipc://{tmp_path}/o{i}.ret"})],
+                                    [None], "softmax", {}))
+        assert len(returns.origins) == MAX_ORIGINS and f"ipc://{tmp_path}/a.ret" not in returns.origins
+    finally:
+        for sock in pulls.values():
+            sock.close(linger=0)
+        ctx.destroy(linger=0)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from neurox.ext import InputError, ScaleConfig, Scaler, ScalingError, scale_config
-from neurox.ext._front import Front, to_user_units
+from neurox.ext._front import Front
+from neurox.neuron import to_user_units
 from neurox.neuron import FORWARD, INPUT, decode_frame, encode_forward, load_topology, split_rows
 from neurox.runtime import FrameError, pack, unpack_map
 

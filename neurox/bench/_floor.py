@@ -5,9 +5,10 @@ summing them and computing ``tanh(acc @ W)`` -- exactly what ``shared/reference/
 The benchmarks run it beside the real network in the same run, so their ratio is meaningful.
 
 The diamond alone is driven by a bare PUSH and PULL: six message hops a request. With ``route``
-it is reached as the network is, through two more bare processes in the places of MessengerIn and
-MessengerOut -- a client's DEALER to a ROUTER, into the diamond, out to a relay, back to the ROUTER,
-back to the client: nine hops, the network's route with nothing done on the way.
+it is reached as the network is, with two more bare processes in the places of MessengerIn and
+MessengerOut: a client's DEALER to a ROUTER, into the diamond, from its last layer back to the ROUTER
+(and to a sink in MessengerOut's place, off the answer's path, as the end neuron sends MessengerOut
+every output), back to the client: eight hops, the network's route with nothing done on the way.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ..runtime import LauncherClient, ipc_endpoint, make_socket, notify_ready, s
 
 FLOOR_TARGET = "neurox.bench._floor:run_floor_node"
 ROUTE_FRONT_TARGET = "neurox.bench._floor:run_route_front"
-ROUTE_BACK_TARGET = "neurox.bench._floor:run_route_back"
+ROUTE_SINK_TARGET = "neurox.bench._floor:run_route_sink"
 
 
 def _inbox(run_dir: str, layer: int, index: int) -> str:
@@ -38,7 +39,7 @@ def run_floor_node(args: dict, env: dict) -> None:
     if layer + 1 < len(shape):
         outs = [make_socket(ctx, zmq.PUSH, connect=_inbox(run_dir, layer + 1, j)) for j in range(shape[layer + 1])]
     else:
-        outs = [make_socket(ctx, zmq.PUSH, connect=ipc_endpoint(run_dir, "floor_out"))]
+        outs = [make_socket(ctx, zmq.PUSH, connect=ipc_endpoint(run_dir, end)) for end in args["ends"]]
     fan_in = 1 if layer == 0 else shape[layer - 1]
     pending: dict = {}
     weights = np.random.rand(width, width).astype(np.float32) * 0.1
@@ -67,7 +68,7 @@ def run_floor_node(args: dict, env: dict) -> None:
 
 def run_route_front(args: dict, env: dict) -> None:
     """MessengerIn's place, bare: a request map (``message_hash_id``, ``vector``) from a client's DEALER
-    goes into the diamond as one float32 frame; its answer, from :func:`run_route_back`, goes back to
+    goes into the diamond as one float32 frame; its answer, from the diamond's last layer, goes back to
     that client as ``{"ok": true, "message_hash_id": ..., "output": [...]}``."""
     run_dir = args["run_dir"]
     ctx = zmq.Context()
@@ -98,14 +99,12 @@ def run_route_front(args: dict, env: dict) -> None:
                                                                      "output": output})])
 
 
-def run_route_back(args: dict, env: dict) -> None:
-    """MessengerOut's place, bare: every answer of the diamond's last layer on to the route's front."""
-    ctx = zmq.Context()
-    last = make_socket(ctx, zmq.PULL, bind=ipc_endpoint(args["run_dir"], "floor_out"))
-    front = make_socket(ctx, zmq.PUSH, connect=ipc_endpoint(args["run_dir"], "route_answers"))
+def run_route_sink(args: dict, env: dict) -> None:
+    """MessengerOut's place, bare: takes every output of the diamond's last layer, and does nothing."""
+    last = make_socket(zmq.Context(), zmq.PULL, bind=ipc_endpoint(args["run_dir"], "floor_out"))
     notify_ready({})
     while True:
-        front.send(last.recv())
+        last.recv()
 
 
 class FloorDiamond:
@@ -122,11 +121,12 @@ class FloorDiamond:
         self.front = ipc_endpoint(self.run_dir, "route_front") if route else None
         self.out = None if route else make_socket(self.ctx, zmq.PULL, bind=ipc_endpoint(self.run_dir, "floor_out"),
                                                   hwm=100000)
+        ends = ["route_answers", "floor_out"] if route else ["floor_out"]
         children = [(FLOOR_TARGET, {"shape": self.shape, "layer": layer, "index": index, "width": width,
-                                    "run_dir": self.run_dir}) for layer, count in enumerate(self.shape)
+                                    "run_dir": self.run_dir, "ends": ends}) for layer, count in enumerate(self.shape)
                     for index in range(count)]
         if route:
-            children += [(ROUTE_FRONT_TARGET, {"run_dir": self.run_dir}), (ROUTE_BACK_TARGET, {"run_dir": self.run_dir})]
+            children += [(ROUTE_FRONT_TARGET, {"run_dir": self.run_dir}), (ROUTE_SINK_TARGET, {"run_dir": self.run_dir})]
         for target, args in children:
             self.client.spawn(target, args, {"name": "nx:floor"})
         ready = 0

@@ -1,8 +1,8 @@
 """MessengerIn -> MessengerOut round trips on an idle network, beside two floors' (``_floor``).
 
 Every side is driven by a bare socket, one request at a time: the floor diamond by a PUSH and a PULL
-(six message hops), the route floor -- the diamond behind bare processes in MessengerIn's and
-MessengerOut's places, nine hops as the network has -- and the network by a DEALER speaking
+(six message hops), the route floor -- the diamond with bare processes in MessengerIn's and
+MessengerOut's places, eight hops as the network has -- and the network by a DEALER speaking
 MessengerIn's protocol (an empty delimiter frame, then the request map; docs/protocol.md,
 "MessengerIn"). ``p50_ratio`` is against the diamond alone, ``route_p50_ratio`` against the route: what
 the network's hops cost beyond bare ones. What is timed is the network, not a client library: neurox's

@@ -1,7 +1,7 @@
 """Extensions at the edges of a network: MessengerIn/Out, the built-in inputs and outputs, streams to
 learn from, datasets. How to write one:
 docs/extensions.md."""
-from ..neuron import Topology
+from ..neuron import Topology, decode_outputs as decode_outputs
 from ..supervisor_tree import ChildSpec
 from ._api import (BUILT_IN as BUILT_IN, Extension as Extension,
                    InputExtension as InputExtension, OutputExtension as OutputExtension,
@@ -12,7 +12,7 @@ from ._client import Client as Client
 from ._datasets import (MISSING as MISSING, TASKS as TASKS, Dataset as Dataset, DatasetError as DatasetError,
                         check_learnable as check_learnable, digits as digits, load_dataset as load_dataset)
 from ._messenger_in import MessengerIn as MessengerIn
-from ._messenger_out import MessengerOut as MessengerOut, decode_outputs as decode_outputs
+from ._messenger_out import MessengerOut as MessengerOut
 from ._origin import Origin as Origin
 from ._parts import (EXTENSIONS as EXTENSIONS, MESSENGERS as MESSENGERS, extension_children as extension_children,
                      messenger_children as messenger_children, network_children as network_children)

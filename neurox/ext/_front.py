@@ -4,8 +4,8 @@ Every origin -- MessengerIn's own clients, the stream, the webhook, the eye, ``n
 third-party origins -- sends its forward frames through MessengerIn (to :func:`feed_endpoint`, or as a
 request), so one :class:`Front` scales them all with one set of statistics (see ``_scaling``): the
 inputs, and for a regression network the targets too. A regression packet's meta gets ``units``, the
-targets' scale *before* this packet was learnt, with which MessengerOut turns the answer back into the
-user's units (:func:`to_user_units`), and ``user_targets``, its targets as they came (the neurons learn
+targets' scale *before* this packet was learnt, with which the end neuron turns the answer back into the
+user's units (``neuron.to_user_units``), and ``user_targets``, its targets as they came (the neurons learn
 from ``targets``, scaled). Non-finite values are refused (``non_finite``).
 
 The statistics live in the network's data directory, ``scaling/`` (a LevelDB: keys ``inputs`` and
@@ -38,20 +38,6 @@ STATE_DIR = "scaling"
 def feed_endpoint(run_dir: str) -> str:
     """The PULL on which MessengerIn takes every other origin's forward frames."""
     return ipc_endpoint(run_dir, "messenger.feed")
-
-
-def to_user_units(outputs: np.ndarray, meta: dict) -> np.ndarray:
-    """A regression answer in the user's units, with the scale its packet's meta carries (as it is
-    without one: a classification answer, or a packet that did not pass a Front)."""
-    units = meta.get("units")
-    if not isinstance(units, dict):
-        return outputs
-    try:
-        offset = np.asarray(units["offset"], dtype=np.float64)
-        factor = np.asarray(units["factor"], dtype=np.float64)
-        return (outputs * factor + offset).astype(np.float32)
-    except (KeyError, TypeError, ValueError):
-        return outputs
 
 
 def _finite(values: np.ndarray, what: str) -> None:

@@ -1,46 +1,31 @@
-"""MessengerOut: the end node's output extension. It decodes answers and returns each to its origin.
+"""MessengerOut: the end node's output extension. It scores the answers and publishes them.
 
-The end neuron pushes output frames here. Each packet's ``meta`` names the origin's return endpoint
-(MessengerIn, a stream, any input extension); MessengerOut decodes the outputs as the topology's
-``[output]`` table says (arg-max label and its name, or the raw vector), pushes the results to their
-origins, and publishes every answer on the outputs bus (``outputs.pub``, topic ``result``) for the
-output extensions. It never answers clients itself: each origin keeps the books of who is waiting.
-The bus is an XPUB, so MessengerOut knows whether anyone subscribes to the answers (:class:`Listeners`)
-and, while no one does, spends nothing on publishing them (a PUB would drop them after their encoding).
+The end neuron pushes its output frames here, after it has returned each packet's answer to the
+packet's origin itself (``neuron._returns``: one hop, off MessengerOut's path). MessengerOut decodes
+the outputs as the end neuron does (``answers_of``: the topology's ``[output]`` table says how: arg-max
+label and its name, or the raw vector), keeps the prequential score of what was learnt from, and
+publishes every answer on the outputs bus (``outputs.pub``, topic ``result``) for the output
+extensions. It never answers clients: each origin keeps the books of who is waiting. The bus is an
+XPUB, so MessengerOut knows whether anyone subscribes to the answers (:class:`Listeners`) and, while
+no one does, spends nothing on publishing them (a PUB would drop them after their encoding).
 """
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 
 import numpy as np
 import zmq
 
-from ..neuron import OUTPUT, OUTPUT_FRAME, decode_frame, inbox_endpoint, split_rows
-from ..runtime import EVENT_HWM, FrameError, make_socket, pack, unpack_map
+from ..neuron import OUTPUT, OUTPUT_FRAME, answers_of, decode_frame, inbox_endpoint, rows_block
+from ..runtime import EVENT_HWM, FrameError, make_socket, pack
 from ._api import DRAIN, Extension, outputs_endpoint
-from ._front import to_user_units
-from ._recall import forget_recalled
 
 RECENT_SCORES = 1000
 """The answers over which MessengerOut's rolling accuracy is computed."""
-MAX_ORIGINS = 64
-"""Return sockets kept open at once; the least recently used beyond this are closed."""
 MESSENGER_OUT_TARGET = "neurox.ext._messenger_out:run_messenger_out"
 TOPIC = b"result"
 _EVENTS, _POLLIN, _NOBLOCK, _MORE = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.NOBLOCK), int(zmq.SNDMORE)
 """As plain ints: pyzmq's enum flags cost a Python-level ``Flag.__or__`` a use."""
-
-
-def decode_outputs(outputs: np.ndarray, output_config: dict) -> dict:
-    """The answer map for rows of end-node outputs: labels (and names), or nothing beyond the vectors."""
-    if output_config.get("decode", "label") != "label":
-        return {}
-    labels = outputs.argmax(axis=1).tolist()
-    answer = {"label": labels}
-    names = output_config.get("labels")
-    if names:
-        answer["text"] = [names[i] if i < len(names) else str(i) for i in labels]
-    return answer
 
 
 class Listeners:
@@ -79,8 +64,7 @@ class MessengerOut(Extension):
         self.inbox = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.run_dir, OUTPUT))
         self.publish = make_socket(self.ctx, zmq.XPUB, bind=outputs_endpoint(self.run_dir), hwm=EVENT_HWM)
         self.listeners = Listeners(self.publish, TOPIC)
-        self.origins: OrderedDict[str, zmq.Socket] = OrderedDict()
-        self.counters.update(outputs=0, returned=0, dropped_returns=0)
+        self.counters.update(outputs=0)
         self.recent: deque[int] = deque(maxlen=RECENT_SCORES)
         self.watch(self.inbox, self._on_frames, drain=DRAIN)
 
@@ -96,34 +80,15 @@ class MessengerOut(Extension):
                 self.bad.note(exc.kind, exc.detail)
 
     def _on_output(self, frame: bytes, listened: bool = True) -> None:
-        """Each packet's answer back to its origin first (one message per origin: the origin's next packets
-        wait for it), then scored and, if anyone listens, on the outputs bus."""
+        """Each packet's answer scored and, if anyone listens, on the outputs bus."""
         _, _src, packets, rows, data, metas, losses = decode_frame(frame, (OUTPUT_FRAME,))
-        by_origin: dict[str, list[dict]] = {}
-        answered = []
-        for packet, outputs, meta, loss in zip(packets, split_rows(data, rows, self.width), metas, losses):
-            meta = unpack_map(meta) if isinstance(meta, bytes) else {}
-            outputs, meta, loss = forget_recalled(outputs, meta, loss, self.activation)  # awake replay's rows
-            outputs = to_user_units(outputs, meta)  # a regression answer in the user's units
-            origin = meta.get("origin")
-            result = {"packet": packet, "rows": outputs.shape[0], "output": outputs.tobytes(), "width": self.width,
-                      "loss": loss, **decode_outputs(outputs, self.topology.output)}
-            answered.append((result, outputs, meta))
-            if isinstance(origin, str):
-                by_origin.setdefault(origin, []).append(result)
-            else:
-                self.count("no_origin")
-        for origin, results in by_origin.items():
-            try:
-                self._origin(origin).send(pack(results), _NOBLOCK)
-                self.counters["returned"] += len(results)
-            except zmq.Again:
-                self.count("dropped_returns", len(results))
-        self.counters["outputs"] += len(answered)
-        for result, outputs, meta in answered:
+        answers = answers_of(packets, rows, rows_block(data, rows, self.width), metas, losses, self.activation,
+                             self.topology.output)
+        self.counters["outputs"] += len(answers)
+        for result, own, meta in answers:
             self._score(result.get("label"), meta.get("targets"))
             if listened:
-                self._publish(result, outputs, meta)
+                self._publish(result, own, meta)
 
     def _score(self, labels, targets) -> None:
         """Prequential accuracy of everything learnt from: answered before the network learnt from it."""
@@ -145,15 +110,6 @@ class MessengerOut(Extension):
                 answer[name] = meta[key]
         self.publish.send(TOPIC, _MORE)
         self.publish.send(pack(answer))
-
-    def _origin(self, endpoint: str) -> zmq.Socket:
-        sock = self.origins.pop(endpoint, None)
-        if sock is None:
-            sock = make_socket(self.ctx, zmq.PUSH, connect=endpoint)
-            while len(self.origins) >= MAX_ORIGINS:
-                self.origins.popitem(last=False)[1].close(linger=0)
-        self.origins[endpoint] = sock
-        return sock
 
 
 run_messenger_out = MessengerOut.main

@@ -5,9 +5,10 @@ came before scaling) to MessengerIn every ``RECALL_EVERY_S`` (``recall_endpoint`
 "Recall"); MessengerIn's :class:`~neurox.ext._front.Front` appends ``awake_replay`` of those rows (and
 their targets) per new row to every packet it passes on to learn from, as experience replay does
 (scaled with the statistics of now where the row as it came is known), and marks the packet's meta
-with ``recalled``, the count of rows appended at its end. The neurons learn from every row; MessengerOut
-takes the recalled rows off again (:func:`forget_recalled`) before anything is answered, scored or
-published, so they never reach a client, a prequential score or the hippocampus as new experience.
+with ``recalled``, the count of rows appended at its end. The neurons learn from every row; the end
+neuron and MessengerOut take the recalled rows off again (``neuron.forget_recalled``) before anything
+is answered, scored or published, so they never reach a client, a prequential score or the
+hippocampus as new experience.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import zmq
 
 from ..brain import SleepConfig, recall_endpoint
-from ..neuron import Topology, output_gradient
+from ..neuron import Topology
 from ..runtime import FrameError, make_socket, unpack_map
 
 RECALL_DRAIN = 8
@@ -103,24 +104,3 @@ def listen_for_recall(extension, recall: Recall) -> None:
             extension.bad.note(exc.kind, exc.detail)
 
     extension.watch(sock, on_memory, drain=RECALL_DRAIN)
-
-
-def forget_recalled(outputs: np.ndarray, meta: dict, loss, activation: str) -> tuple[np.ndarray, dict, float | None]:
-    """A packet's answer without its recalled rows: the outputs, the meta (its targets as the origin sent
-    them) and the loss of the origin's rows alone (as the end neuron computes it). Unchanged for a packet
-    with none."""
-    recalled = meta.get("recalled")
-    if not isinstance(recalled, int) or isinstance(recalled, bool) or not 0 < recalled < len(outputs):
-        return outputs, meta, loss
-    own = len(outputs) - recalled
-    targets = meta.get("targets")
-    if not isinstance(targets, list) or len(targets) != len(outputs):
-        return outputs[:own], meta, loss
-    outputs, targets = outputs[:own], targets[:own]
-    if loss is not None:
-        try:
-            loss = output_gradient(outputs, targets, activation)[1]  # the end neuron's loss, its rows only
-        except (TypeError, ValueError, IndexError):
-            loss = None
-    return outputs, {**meta, "targets": targets}, loss
-

@@ -3,7 +3,9 @@ from ._endpoints import (inbox_endpoint as inbox_endpoint, messenger_in_endpoint
                          neuron_control as neuron_control, topology_path as topology_path)
 from ._frames import (FORWARD as FORWARD, GRADIENT as GRADIENT, OUTPUT as OUTPUT_FRAME, array_from_wire as array_from_wire,
                       array_to_wire as array_to_wire, decode as decode_frame, encode_forward as encode_forward,
-                      split_rows as split_rows)
+                      rows_block as rows_block, split_rows as split_rows)
+from ._answers import (Answer as Answer, answers_of as answers_of, decode_outputs as decode_outputs,
+                       forget_recalled as forget_recalled, to_user_units as to_user_units)
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._data_dir import (MARKER as DATA_DIR_MARKER, OWNED as DATA_DIR_ENTRIES, DataDirError as DataDirError,
                         ensure_usable as ensure_usable_data_dir, wipe as wipe_data_dir)

@@ -5,7 +5,8 @@ in one drain of the inbox, or at its join deadline -- is computed in one matrix 
 the receptors sense, and sent on in one frame per output link (a *bundle*). A learning packet's
 pass is kept by the ``LearningRule``; its gradients, joined over the output links, come back later:
 the rule learns and returns dLoss/dx, sent upstream in one frame per input link. The end neuron
-makes the first gradient from the packet's targets and sends its outputs to MessengerOut.
+makes the first gradient from the packet's targets, answers each packet's origin (``_returns``) and
+sends its outputs to MessengerOut.
 
 Non-finite values never enter: a forward part holding ``nan`` or ``inf`` is refused and counted
 (``non_finite_inputs``; its packet misses that part, as if it had not come), and the rule refuses
@@ -23,11 +24,13 @@ from ..runtime import BadFrames, FrameError, Histogram, unpack_map
 from . import _frames as frames
 from ._frames import FORWARD as FORWARD_FRAME, decode, finite_rows_block
 from ._activity import Activity
+from ._answers import answers_of
 from ._joins import RECENT_DONE, Joins, Run, stacked_runs
 from ._learning_rule import Learnt, LearningRule, stacked_learnt
 from ._links import FORMER_LINK, Links
 from ._math import forward, held_outputs
 from ._receptors import Receptors
+from ._returns import Returns
 
 FORWARD, BACKWARD = "F", "B"
 MAX_JOURNAL = 200_000
@@ -36,12 +39,16 @@ MAX_JOURNAL = 200_000
 
 class Pipeline:
     """The data plane of neuron ``owner`` (``units`` outputs) over its parts. ``settings`` is the neuron's
-    (read live: activation, learning_rate, join_timeout_ms); ``context`` its leaky output memory."""
+    (read live: activation, learning_rate, join_timeout_ms); ``context`` its leaky output memory. At the
+    end of the network, ``returns`` takes each packet's answer to its origin (decoded as ``output_config``,
+    the topology's ``[output]``, says); without it, answers go no further than MessengerOut."""
 
     def __init__(self, owner: str, units: int, links: Links, rule: LearningRule, receptors: Receptors,
-                 settings: dict, counters: dict, bad: BadFrames, context: float = 0.0):
+                 settings: dict, counters: dict, bad: BadFrames, context: float = 0.0,
+                 returns: Returns | None = None, output_config: dict | None = None):
         self.owner, self.units, self.links, self.rule, self.receptors = owner, units, links, rule, receptors
         self.settings, self.counters, self.bad = settings, counters, bad
+        self.returns, self.output_config = returns, output_config or {}
         self.context, self.held = context, None
         self.learning, self.frozen = True, False
         """``learning``: learn from packets marked so; ``frozen``: gradients still pass upstream, the weights stay."""
@@ -121,6 +128,8 @@ class Pipeline:
         links = self.links
         if links.is_end:
             losses = self._learn_at_end(packets, rows, x_all, y_all, learn, metas)
+            if self.returns is not None:  # the answers first: their origins wait for them, MessengerOut does not
+                self.returns.send(answers_of(packets, rows, y_all, metas, losses, activation, self.output_config))
             self._send_gradients()
             links.send(links.outputs[0], frames.encode_output(self.owner, packets, rows, y_all, metas, losses))
             return computed

@@ -33,6 +33,7 @@ from ._joins import Run
 from ._pipeline import Pipeline
 from ._plasticity import DEFAULT_PLASTICITY
 from ._receptors import open_receptors
+from ._returns import Returns
 from ._requests import SETTABLE, checked_set_params, checked_vector
 from ._staleness import DEFAULT_GROUP, DEFAULT_RULE as DEFAULT_STALENESS
 from ._state import params_checksum
@@ -42,7 +43,7 @@ from ._topology import Topology
 
 COUNTERS = ("forwards", "samples", "backwards", "updates", "missed_inputs", "missed_gradients", "late", "expired",
             "dropped_sends", "flush_errors", "refused_updates", "clipped_updates", "non_finite_inputs",
-            "forward_bundles", "backward_bundles")
+            "forward_bundles", "backward_bundles", "returned", "dropped_returns", "no_origin")
 HEAP_KEPT = 8 << 20
 """Freed heap (bytes) a neuron keeps for its next bundle instead of giving it back to the kernel: a batched
 bundle's temporaries are 128 KiB and more, and mapping them afresh each time costs page faults
@@ -104,7 +105,8 @@ class Neuron(Process):
         self.rule = make_rule(self.plasticity, weights, bias, self.counters, self.rng, self._refused, **staleness)
         self.receptors = open_receptors(self.ctx, self.run_dir, topology, self.id, self.transmitter, self.twin_of is None)
         self.pipeline = Pipeline(self.id, self.units, self.links, self.rule, self.receptors, self.settings, self.counters,
-                                 self.bad, float(settings.get("context", 0.0)))
+                                 self.bad, float(settings.get("context", 0.0)), None if self.twin_of else Returns(self.ctx, self.counters, self.bad),
+                                 topology.output)  # a twin's answers (to dreams) go to its pool, not to origins
         self.pipeline.frozen = bool(args.get("frozen", False))
         self.inbox = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.plane_dir, self.id))
         if self.receptors.socket is not None:  # levels first: dopamine for earlier passes before new tags

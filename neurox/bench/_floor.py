@@ -110,7 +110,7 @@ def run_route_sink(args: dict, env: dict) -> None:
 class FloorDiamond:
     """Start the floor processes; :meth:`throughput` and :meth:`latencies` drive them. With ``route``, the
     diamond is reached through the route's front (:attr:`front`, a ROUTER speaking the request map of
-    MessengerIn) and answers through its relay, as the network is."""
+    MessengerIn), which its last layer answers, as the network is."""
 
     def __init__(self, shape=(1, 2, 3, 2, 1), width: int = 16, route: bool = False):
         self.shape, self.width = list(shape), width

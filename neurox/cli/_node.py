@@ -52,7 +52,6 @@ import os
 import re
 import signal
 import threading
-from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
@@ -79,8 +78,8 @@ EXIT_CONFIG = 2
 EXIT_TREE_FAILED = 1
 
 
-class NodeDoc(msgspec.Struct, forbid_unknown_fields=True):
-    """The schema of a node config file (see the module's docstring); ``[service]`` is ServiceConfig's."""
+class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A node config file (see the module's docstring), its own schema; ``[service]`` is ServiceConfig's."""
 
     name: str
     data_dir: str
@@ -91,21 +90,7 @@ class NodeDoc(msgspec.Struct, forbid_unknown_fields=True):
     keys_dir: str | None = None
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] | None = None
     metrics_address: str = "127.0.0.1"
-    service: dict | None = None
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    name: str
-    data_dir: str
-    topology: str | None = None
-    run_dir: str | None = None
-    status_interval_s: float = 5.0
-    host: str | None = None
-    keys_dir: str | None = None
-    metrics_port: int | None = None
-    metrics_address: str = "127.0.0.1"
-    service: ServiceConfig = ServiceConfig()
+    service: ServiceConfig = msgspec.field(default_factory=ServiceConfig)
 
     @property
     def label(self) -> str:
@@ -115,21 +100,16 @@ class NodeConfig:
     @classmethod
     def load(cls, path: str) -> "NodeConfig":
         """Read and check a node config (see the module's docstring for its keys)."""
-        doc = read_toml(path)
-        typed(NodeDoc, doc, path)
-        if not NAME_PATTERN.fullmatch(doc["name"]):
-            raise ConfigError(f"{path}: name must match {NAME_PATTERN.pattern}, got {doc['name']!r}")
-        if ("host" in doc) != ("keys_dir" in doc):
+        config = typed(cls, read_toml(path), path)
+        if not NAME_PATTERN.fullmatch(config.name):
+            raise ConfigError(f"{path}: name must match {NAME_PATTERN.pattern}, got {config.name!r}")
+        if (config.host is None) != (config.keys_dir is None):
             raise ConfigError(f"{path}: host and keys_dir go together (a host talks to its peers only with CURVE keys)")
-        try:
-            service = ServiceConfig.from_mapping(doc.get("service", {}), f"{path}: [service]")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if "metrics_port" in doc and not service.enabled:
+        if config.metrics_port is not None and not config.service.enabled:
             raise ConfigError(f"{path}: metrics_port reads the Supervisor service; [service] enabled must be true")
         base = os.path.dirname(os.path.abspath(path))
-        paths = {k: os.path.join(base, doc[k]) for k in ("data_dir", "topology", "run_dir", "keys_dir") if k in doc}
-        return cls(**{**doc, **paths, "service": service})
+        return msgspec.structs.replace(config, **{k: os.path.join(base, getattr(config, k)) for k in (
+            "data_dir", "topology", "run_dir", "keys_dir") if getattr(config, k) is not None})
 
 
 def starting_topology(config: NodeConfig) -> Topology:

@@ -24,7 +24,6 @@ import os
 import socket
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Annotated
 
@@ -61,9 +60,9 @@ def service_endpoint(run_dir: str) -> str:
     return control_endpoint(run_dir, f"root/{SERVICE_ID}")
 
 
-@dataclass(frozen=True)
-class Peer:
-    """Another host of the network: its bus's PUB, and optionally its root's and its bus's control sockets."""
+class Peer(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Another host of the network (a ``[[service.peers]]`` table): its bus's PUB, and optionally its root's
+    and its bus's control sockets."""
 
     name: str
     events: str
@@ -71,28 +70,8 @@ class Peer:
     events_control: str | None = None
 
 
-class PeerDoc(msgspec.Struct, forbid_unknown_fields=True):
-    """The schema of a ``[[service.peers]]`` table (see Peer)."""
-
-    name: str
-    events: str
-    control: str | None = None
-    events_control: str | None = None
-
-
-class ServiceDoc(msgspec.Struct, forbid_unknown_fields=True):
-    """The schema of a ``[service]`` table (see ServiceConfig)."""
-
-    enabled: bool = True
-    host: str | None = None
-    bind: list[str] = []
-    history: Annotated[int, msgspec.Meta(ge=1)] = HISTORY
-    peers: list[PeerDoc] = []
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """How a node (or ``neurox run``) starts its Supervisor service.
+class ServiceConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How a node (or ``neurox run``) starts its Supervisor service; its own schema.
 
     In a node's TOML config, the optional ``[service]`` table::
 
@@ -111,20 +90,20 @@ class ServiceConfig:
     enabled: bool = True
     host: str | None = None
     bind: tuple[str, ...] = ()
-    history: int = HISTORY
-    peers: tuple[Peer, ...] = field(default_factory=tuple)
+    history: Annotated[int, msgspec.Meta(ge=1)] = HISTORY
+    peers: tuple[Peer, ...] = ()
+
+    def __post_init__(self):
+        if not all("://" in b for b in self.bind):
+            raise ValueError("bind is a list of endpoints such as 'tcp://0.0.0.0:7110'")
+        names = [p.name for p in self.peers] + [self.host]
+        if len(set(names)) != len(names):
+            raise ValueError("host and peer names must be unique")
 
     @classmethod
     def from_mapping(cls, doc: dict, where: str = "[service]") -> "ServiceConfig":
-        """Check a ``[service]`` table; ValueError names the key and what was wrong."""
-        typed(ServiceDoc, doc, where)
-        if not all("://" in b for b in doc.get("bind", [])):
-            raise ValueError(f"{where}: bind is a list of endpoints such as 'tcp://0.0.0.0:7110'")
-        peers = [Peer(**peer) for peer in doc.get("peers", [])]
-        names = [p.name for p in peers] + [doc.get("host")]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{where}: host and peer names must be unique, got {names}")
-        return cls(**{**doc, "bind": tuple(doc.get("bind", ())), "peers": tuple(peers)})
+        """Check a ``[service]`` table; ConfigError (a ValueError) names the key and what was wrong."""
+        return typed(cls, doc, where)
 
     def on_host(self, topology, host: str | None) -> "ServiceConfig":
         """This config for a node agent that runs ``host``'s part of ``topology`` (None: all of it).
@@ -136,12 +115,12 @@ class ServiceConfig:
         peers = self.peers or tuple(Peer(other, events_tcp(topology, other)[0], control_tcp(topology, other),
                                          events_tcp(topology, other)[1])
                                     for other in topology.hosts if other != host)
-        return replace(self, host=self.host or host, peers=peers)
+        return msgspec.structs.replace(self, host=self.host or host, peers=peers)
 
     def spec(self, data_dir: str) -> ChildSpec:
         """The service as a child of a network's root (after the layers and the extensions)."""
         args = {"data_dir": data_dir, "host": self.host or socket.gethostname(), "bind": list(self.bind),
-                "history": self.history, "peers": [asdict(p) for p in self.peers]}
+                "history": self.history, "peers": [msgspec.structs.asdict(p) for p in self.peers]}
         return ChildSpec(SERVICE_ID, SERVICE_TARGET, args, "permanent", 5000, "worker", ("neurox.ops._service",))
 
 

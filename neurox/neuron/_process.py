@@ -104,9 +104,9 @@ class Neuron(Process):
                      "group": settings.get("staleness_group", DEFAULT_GROUP)} if self.plasticity == "backprop" else {}
         self.rule = make_rule(self.plasticity, weights, bias, self.counters, self.rng, self._refused, **staleness)
         self.receptors = open_receptors(self.ctx, self.run_dir, topology, self.id, self.transmitter, self.twin_of is None)
+        returns = None if self.twin_of else Returns(self.ctx, self.counters, self.bad)  # a twin's answers: its pool's
         self.pipeline = Pipeline(self.id, self.units, self.links, self.rule, self.receptors, self.settings, self.counters,
-                                 self.bad, float(settings.get("context", 0.0)), None if self.twin_of else Returns(self.ctx, self.counters, self.bad),
-                                 topology.output)  # a twin's answers (to dreams) go to its pool, not to origins
+                                 self.bad, float(settings.get("context", 0.0)), returns, topology.output)
         self.pipeline.frozen = bool(args.get("frozen", False))
         self.inbox = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.plane_dir, self.id))
         if self.receptors.socket is not None:  # levels first: dopamine for earlier passes before new tags

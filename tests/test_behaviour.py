@@ -48,6 +48,9 @@ def test_calls_are_answered_and_bad_requests_counted(tmp_path):
         assert b"malformed" in sock.recv_multipart()[-1]
         sock.close()
         assert call(ctx, endpoint, "ping") == "pong", "a bad request costs the process nothing"
+        # every process answers metrics: a kind without counters of its own, with its bad frames
+        assert call(ctx, endpoint, "metrics") == {"bad_frames": 2, "bad_frames_by_kind": {
+            "control:unknown_op": 1, "control:malformed": 1}}
 
 
 def test_frames_are_drained_by_count_in_order(tmp_path, watch):

@@ -8,7 +8,7 @@ import zmq
 from _netutil import learn, running_network
 from neurox.ext import Client, digits
 from neurox.neuron import Reshaping, load_topology, parse_topology
-from neurox.runtime import ControlError
+from neurox.runtime import ControlError, call
 
 
 def stream_requests(endpoint: str, stop: threading.Event, outcome: dict) -> None:
@@ -52,6 +52,7 @@ def test_reshape_to_1_3_4_3_1_and_back_while_requests_stream(tmp_path):
             assert info.value.error == "fixed_layer"
             exported = reshaping.export()
             live = reshaping.topology()
+            metrics = call(zmq.Context.instance(), network.reshaper, "metrics")
         finally:
             reshaping.close()
             stop.set()
@@ -65,3 +66,4 @@ def test_reshape_to_1_3_4_3_1_and_back_while_requests_stream(tmp_path):
     reparsed = parse_topology(tomllib.loads(exported))
     assert [layer.neurons for layer in reparsed.layers] == [layer["neurons"] for layer in live["layers"]]
     assert set(reparsed.links) == {tuple(link) for link in live["links"]}, "the export matches the live shape"
+    assert metrics["changes"] == {"add_neuron": 3, "remove_neuron": 3} and metrics["refused"] == {"fixed_layer": 1}, metrics

@@ -66,6 +66,15 @@ def test_the_service_keeps_the_picture_of_a_live_network(tmp_path, no_stray_proc
         assert not [e for e in events if e["event"] == "neuron_report"]  # reports are state, not history
         assert status["neurons"] == 9 and status["reports"] > 0 and status["hosts"][0]["walk_error"] is None
 
+        # every worker the service polls answers its metrics, the reshaper too (it used to refuse the op: a bad
+        # frame on the first screen of every `neurox run`)
+        def reshaper_metrics():
+            with service_of(network) as service:
+                row = next(r for r in service.tree(detail=True)["rows"] if r["path"] == "root/reshaper")
+            return row["status"].get("metrics")
+        metrics = wait_until(reshaper_metrics, what="the reshaper's metrics in the picture")
+        assert metrics["changes"] == {} and metrics["bad_frames"] == 0, metrics
+
 
 @pytest.mark.timeout(120)
 def test_a_killed_neuron_is_seen_down_restarted_and_counted(tmp_path, no_stray_processes):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 
 import msgspec
 import numpy as np
@@ -50,7 +51,7 @@ from ._widening import rows_of, widened_columns, widened_rows
 DRAIN_TIMEOUT_S = 5.0
 CALL_TIMEOUT_S = 30.0
 LIVE_SETTINGS = ("activation", "learning_rate", "flush_interval_s", "join_timeout_ms")
-READ_ONLY_OPS = ("status", "topology", "export")
+READ_ONLY_OPS = ("status", "metrics", "topology", "export")
 ONE_HOST_OPS = ("add_layer", "remove_layer", "widen_layer")
 """What a network spread over hosts is not reshaped by: a layer's host is placement, not a live change
 (and a widened neuron restarts through its own host's supervisor and disk)."""
@@ -67,9 +68,15 @@ class Reshaper(Process):
         self.topology = Topology.load(topology_path(self.data_dir))
         self.hosts = Hosts(self.ctx, self.run_dir, CALL_TIMEOUT_S) if len(self.topology.hosts) > 1 else None
         self.started_t = time.time()
+        self.changes: Counter[str] = Counter()
+        """Changes made, per op."""
+        self.refused: Counter[str] = Counter()
+        """Changes refused, per error (``bad_topology``, ``failed``, ``spread_over_hosts``)."""
         handlers = {
             "status": lambda r: {"pid": os.getpid(), "uptime_s": time.time() - self.started_t,
                                  "shape": [len(layer.neurons) for layer in self.topology.layers]},
+            "metrics": lambda r: {"changes": dict(self.changes), "refused": dict(self.refused),
+                                  "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)},
             "topology": lambda r: self.topology.to_dict(),
             "export": lambda r: tomli_w.dumps(self.topology.to_toml_dict()),
             "add_neuron": self.add_neuron, "remove_neuron": self.remove_neuron,
@@ -81,21 +88,30 @@ class Reshaper(Process):
         return {"neurons": len(self.topology.neurons())}
 
     def _guarded(self, op: str, handler):
-        """The handler with topology errors turned into error replies and its successes recorded."""
+        """The handler with topology errors turned into error replies, and its changes and refusals counted
+        (``metrics``) and its changes recorded."""
         def run(request: dict):
-            if self.hosts is not None and op in ONE_HOST_OPS:
-                raise Reply("spread_over_hosts", f"this network spans hosts: {op} places a layer on a host; push a "
-                                                 "new topology instead (ansible/reshape.yml)")
             try:
-                result = handler(request)
-            except TopologyError as exc:
-                raise Reply("bad_topology", str(exc)) from None
-            except ControlError as exc:
-                raise Reply("failed", f"a process did not go along: {exc}") from None
+                result = self._run(op, handler, request)
+            except Reply as reply:
+                self.refused[reply.error] += 1
+                raise
             if op not in READ_ONLY_OPS:
+                self.changes[op] += 1
                 self._record(op, request, result)
             return result
         return run
+
+    def _run(self, op: str, handler, request: dict):
+        if self.hosts is not None and op in ONE_HOST_OPS:
+            raise Reply("spread_over_hosts", f"this network spans hosts: {op} places a layer on a host; push a "
+                                             "new topology instead (ansible/reshape.yml)")
+        try:
+            return handler(request)
+        except TopologyError as exc:
+            raise Reply("bad_topology", str(exc)) from None
+        except ControlError as exc:
+            raise Reply("failed", f"a process did not go along: {exc}") from None
 
     def _record(self, op: str, request: dict, result) -> None:
         entry = {"t": time.time(), "op": op, **msgspec.to_builtins(request)}

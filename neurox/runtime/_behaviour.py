@@ -22,7 +22,8 @@ The callbacks, in the order a process meets them::
     terminate(reason)                     the last word (OTP: terminate/2); reason is an ExitReason
 
 ``handle_call`` defaults to a lookup in :attr:`Process.handlers` (op -> ``handler(request)``, ``ping``
-already there), so most kinds only add to that map in ``init`` (an op with arguments through
+and ``metrics`` already there -- every process answers ``metrics``, by default with its bad-frame
+counts, which a kind with counters of its own replaces), so most kinds only add to that map in ``init`` (an op with arguments through
 ``_args.typed``: its handler takes them as a Struct). Any callback may raise :class:`Stop`
 to end the process with a reason; another exception is a crash: ``terminate`` is still called (with
 reason ``crash``), then the exception goes on to the launcher, which prints it and exits with 1.
@@ -201,7 +202,9 @@ class Process:
         """The behaviour's part of the set-up: context, control socket, events, signals, systemd.
         (``run`` calls it before ``init``; a class with a constructor of its own may call it first thing.)"""
         self.env = env
-        self.handlers: dict[str, Callable[[dict], object]] = {"ping": lambda request: "pong"}
+        self.handlers: dict[str, Callable[[dict], object]] = {
+            "ping": lambda request: "pong",
+            "metrics": lambda request: {"bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}}
         self.bad = BadFrames(env.get("path") or type(self).__name__)
         self._stop_reason: ExitReason | None = None
         self._poller = zmq.Poller()

@@ -187,7 +187,7 @@ class Observer:
             return {}
         try:
             status = await self.call(child["control"], op)
-            if child["type"] == "worker" and child["id"] != "reshaper":  # neurons and extensions: counters too
+            if child["type"] == "worker":  # every worker answers metrics too
                 status = {**status, "metrics": await self.call(child["control"], "metrics")}
             return status
         except ObserverError as exc:

@@ -13,7 +13,7 @@ from zmq.utils import z85
 from neurox.cli import main
 from neurox.neuron import Topology, TopologyError, parse_topology
 from neurox.neuron._placement import front_host, layers_on, maintenance_host, parse_address, tcp_exports, tcp_routes
-from neurox.runtime import CurveKeys, KeysError, Route, create_keys, make_socket, write_tcp_plan
+from neurox.runtime import CurveKeys, KeysError, Route, create_keys, make_socket, nothing_listens, write_tcp_plan
 from neurox.runtime._curve import connect_curve, zap_reply
 
 pytestmark = pytest.mark.timeout(20)
@@ -151,6 +151,9 @@ def test_an_exported_ipc_endpoint_gets_a_curve_twin_and_a_routed_one_is_reached_
         while inbox.poll(1500):
             got.add(inbox.recv())
         assert got == {b"local", b"routed"}
+        # who can tell that nobody listens (a probe, before it waits for an answer): not of a routed endpoint
+        assert not nothing_listens(f"ipc://{client_run}/x.in") and not nothing_listens(f"ipc://{server_run}/x.in")
+        assert nothing_listens(f"ipc://{client_run}/y.in") and not nothing_listens(twin)
     finally:
         for sock in sockets:
             sock.close(linger=0)

@@ -80,9 +80,14 @@ def test_a_dead_address_gives_a_clear_error_and_exit_code_3(name, tmp_path):
     args = [name, "--endpoint", f"ipc://{tmp_path}/nobody.ctl", "--timeout", "0.5"]
     if name == "metrics":
         args.insert(1, "L0.n0")
+    # no socket there at all: said at once, without waiting for an answer that cannot come
+    done = probe(*args)
+    assert done.returncode == 3 and f"nothing listens at ipc://{tmp_path}/nobody.ctl" in done.stdout, done.stdout
+    # a socket file that nobody serves (its process died): asked, and silence after the timeout
+    (tmp_path / "nobody.ctl").write_text("")
     started = time.monotonic()
     done = probe(*args)
-    assert done.returncode == 3 and "did not answer within 0.5 s" in done.stdout
+    assert done.returncode == 3 and "did not answer within 0.5 s" in done.stdout, done.stdout
     assert time.monotonic() - started < 15
 
 

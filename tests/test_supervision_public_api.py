@@ -10,7 +10,7 @@ pytestmark = pytest.mark.timeout(10)
 RUNTIME = {
     "BadFrames", "CONTROL_MAX_BYTES", "ControlClient", "ControlError", "EVENT_HWM", "EXIT_SHUTDOWN",
     "EXIT_START_FAILED", "EventPublisher", "ExitReason", "FrameError", "LauncherClient", "LauncherError",
-    "MAX_FRAME_BYTES", "Reply", "SPARE_NAME", "answer", "call", "handle_request", "ipc_endpoint", "make_socket",
+    "MAX_FRAME_BYTES", "Reply", "SPARE_NAME", "answer", "call", "handle_request", "ipc_endpoint", "make_socket", "nothing_listens",
     "new_context", "notify_ready", "pack", "reason_from_status", "reason_from_wait_status", "run_base",
     "run_event_bus", "serve_one", "start_early",
     "set_parent_death_signal", "set_process_name", "start_launcher", "unpack", "unpack_map", "vector_bytes",

@@ -22,7 +22,8 @@ import time
 
 import zmq
 
-from ..runtime import ControlClient, ControlError, KeysError, ipc_endpoint, make_socket, rss_bytes, unpack, unpack_map
+from ..runtime import (ControlClient, ControlError, KeysError, ipc_endpoint, make_socket, nothing_listens, rss_bytes,
+                       unpack, unpack_map)
 from ..supervisor_tree import control_endpoint
 from ._discovery import add_remote_arguments, add_target_arguments, find_network, remote_of
 
@@ -101,6 +102,9 @@ def _network(args: argparse.Namespace) -> dict:
 
 def _call(ctx: zmq.Context, endpoint, op: str, timeout: float, **request):
     """One request to an ipc/tcp endpoint, or to a ``RemotePath`` through its host's gateway."""
+    if isinstance(endpoint, str) and nothing_listens(endpoint):
+        raise ProbeError(f"nothing listens at {endpoint}: no such process, or it is down (`neurox probe tree` "
+                         "lists the network's)")
     client = endpoint.remote.client(ctx, endpoint.path, timeout) if hasattr(endpoint, "remote") else \
         ControlClient(ctx, endpoint, timeout)
     try:

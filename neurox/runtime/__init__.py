@@ -23,7 +23,8 @@ from ._fork import (SPARE_NAME as SPARE_NAME, new_context as new_context, notify
                     start_early as start_early)
 from ._launcher_client import (LauncherClient as LauncherClient, LauncherError as LauncherError,
                                run_base as run_base, start_launcher as start_launcher)
-from ._sockets import EVENT_HWM as EVENT_HWM, ipc_endpoint as ipc_endpoint, make_socket as make_socket
+from ._sockets import (EVENT_HWM as EVENT_HWM, ipc_endpoint as ipc_endpoint, make_socket as make_socket,
+                       nothing_listens as nothing_listens)
 from ._sd_notify import Notifier as Notifier
 from ._tcp import TCP_FILE as TCP_FILE, Route as Route, tcp_plan as tcp_plan, write_tcp_plan as write_tcp_plan
 from ._wire import (MAX_FRAME_BYTES as MAX_FRAME_BYTES, FrameError as FrameError, pack as pack,

@@ -80,6 +80,15 @@ def _connect_routed(sock: zmq.Socket, endpoint: str) -> None:
     sock.connect(route.endpoint)
 
 
+def nothing_listens(endpoint: str) -> bool:
+    """Whether ``endpoint`` is an ipc one that no process serves: no socket file on this machine, and not
+    routed to another host over TCP. (A TCP endpoint, or a socket file left by a dead process, can only
+    be told by asking.)"""
+    plan, name = _plan_of(endpoint)
+    return (endpoint.startswith("ipc://") and not os.path.exists(endpoint[len("ipc://"):])
+            and (plan is None or name not in plan.routes))
+
+
 def _plan_of(endpoint: str):
     """(the tcp plan of an ipc endpoint's directory or None, the endpoint's name)."""
     if not endpoint.startswith("ipc://"):

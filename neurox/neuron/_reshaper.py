@@ -71,7 +71,7 @@ class Reshaper(Process):
         self.changes: Counter[str] = Counter()
         """Changes made, per op."""
         self.refused: Counter[str] = Counter()
-        """Changes refused, per error (``bad_topology``, ``failed``, ``spread_over_hosts``)."""
+        """Changes refused, per error (``bad_topology``, ``fixed_layer``, ``not_found``, ``failed``, ...)."""
         handlers = {
             "status": lambda r: {"pid": os.getpid(), "uptime_s": time.time() - self.started_t,
                                  "shape": [len(layer.neurons) for layer in self.topology.layers]},
@@ -103,6 +103,7 @@ class Reshaper(Process):
         return run
 
     def _run(self, op: str, handler, request: dict):
+        """What ``handler`` answers ``request``; a refusal raised as a Reply."""
         if self.hosts is not None and op in ONE_HOST_OPS:
             raise Reply("spread_over_hosts", f"this network spans hosts: {op} places a layer on a host; push a "
                                              "new topology instead (ansible/reshape.yml)")

@@ -72,6 +72,8 @@ def test_every_probe_against_a_live_network(tmp_path):
         assert follower.returncode == 0 and json.loads(out)["event"].startswith("child_")
         done = probe("ping", "nobody", *target)
         assert done.returncode != 0 and "unknown neuron" in (done.stdout + done.stderr)
+        done = probe("state", "root/modulator.cortex", *target)  # the diamond has no [neurotransmitters]
+        assert done.returncode == 3 and "[neurotransmitters]" in done.stdout, done.stdout
 
 
 @pytest.mark.timeout(60)

@@ -380,6 +380,9 @@ def state(args, ctx) -> int:
         print(json.dumps({"target": "scaling", **scaling}))
         return 0
     endpoint = _resolve(args, args.target)
+    if args.target.startswith("root/modulator.") and isinstance(endpoint, str) and nothing_listens(endpoint):
+        raise ProbeError(f"no {args.target} runs: a region's modulator runs when the topology has a "
+                         "[neurotransmitters] table (docs/brain.md; `neurox probe tree` lists the processes)")
     if args.state:
         _call(ctx, endpoint, "set_state", args.timeout, state=args.state)
     current = _call(ctx, endpoint, "status", args.timeout)

@@ -241,8 +241,12 @@ def node(args: argparse.Namespace) -> int:
     front = config.host is None or config.host == front_host(topology)
     edges = network_children(topology, config.data_dir, config.host)  # each part knows on which host it runs
     service = service_children(config.data_dir, config.service.on_host(topology, config.host))
-    network = Network(topology, config.data_dir, run_dir=config.run_dir, preload=PRELOAD + OPS_PRELOAD,
-                      extensions=edges + service, host=config.host, keys_dir=config.keys_dir)
+    try:
+        network = Network(topology, config.data_dir, run_dir=config.run_dir, preload=PRELOAD + OPS_PRELOAD,
+                          extensions=edges + service, host=config.host, keys_dir=config.keys_dir)
+    except DataDirError as exc:
+        print(f"neurox node: {exc}", flush=True)
+        return EXIT_CONFIG
     try:
         metrics = _serve_metrics(config, network)
     except OSError as exc:

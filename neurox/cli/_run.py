@@ -133,7 +133,11 @@ def run(args: argparse.Namespace) -> int:
     except (DataDirError, OSError) as exc:
         print(f"neurox run: {exc if isinstance(exc, DataDirError) else f'{data_dir}: {exc.strerror}'}")
         return 2
-    network = Network(topology, data_dir, extensions=extensions, preload=PRELOAD + OPS_PRELOAD)
+    try:
+        network = Network(topology, data_dir, extensions=extensions, preload=PRELOAD + OPS_PRELOAD)
+    except DataDirError as exc:
+        print(f"neurox run: {exc}")
+        return 2
     metrics = None
     if args.metrics_port is not None:
         try:

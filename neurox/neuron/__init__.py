@@ -7,7 +7,8 @@ from ._frames import (FORWARD as FORWARD, GRADIENT as GRADIENT, OUTPUT as OUTPUT
 from ._answers import (Answer as Answer, answers_of as answers_of, decode_outputs as decode_outputs,
                        forget_recalled as forget_recalled, to_user_units as to_user_units)
 from ._activations import ACTIVATIONS as ACTIVATIONS
-from ._data_dir import (MARKER as DATA_DIR_MARKER, OWNED as DATA_DIR_ENTRIES, DataDirError as DataDirError,
+from ._data_dir import (LOCK as DATA_DIR_LOCK, MARKER as DATA_DIR_MARKER, OWNED as DATA_DIR_ENTRIES,
+                        DataDirError as DataDirError,
                         ensure_usable as ensure_usable_data_dir, wipe as wipe_data_dir)
 from ._network import Network as Network, live_topology as live_topology
 from ._tree_specs import layer_spec as layer_spec, neuron_spec as neuron_spec

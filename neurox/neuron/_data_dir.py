@@ -5,9 +5,15 @@ the modulators' and extensions' files. Users keep other things beside them (note
 fresh start must not delete the directory: it removes the entries NeuroX writes (:data:`OWNED`, one
 list for the whole package: a new kind of state is named here) and nothing else. A marker file says a
 directory is NeuroX's; a fresh start refuses a non-empty directory without one, deleting nothing.
+
+One network at a time runs from a data directory: the process that runs it holds the directory's lock
+(:class:`Hold`, an ``flock``, which goes with its process however that ends), so a second ``neurox run``
+on the same directory is refused instead of starting neurons that cannot open their stores and a live
+topology and run file that overwrite the first network's.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 
@@ -15,6 +21,8 @@ MIN_FREE_BYTES = 16 * 1024 * 1024
 """Free space a network needs to start: its LevelDBs' first logs and tables (a few MiB for the diamond)."""
 MARKER = ".neurox"
 """Present in every data directory NeuroX has used."""
+LOCK = ".neurox.lock"
+"""Locked by the process that runs a network from the directory; holds its pid, for the message."""
 OWNED = ("neurons", "pool", "extensions", "modulators", "scaling", "topology.json", "reshape.log", "run.json",
          "exported-topology.toml", "node-topology.sha256")
 """Top-level entries NeuroX writes in a data directory; nothing else there is ever deleted."""
@@ -22,6 +30,29 @@ OWNED = ("neurons", "pool", "extensions", "modulators", "scaling", "topology.jso
 
 class DataDirError(Exception):
     """The directory cannot be used as asked; nothing in it was changed."""
+
+
+class Hold:
+    """The lock of ``data_dir`` for a network about to run from it, until :meth:`release`; DataDirError,
+    naming the process that holds it, if a network runs from there already."""
+
+    def __init__(self, data_dir: str):
+        os.makedirs(data_dir, exist_ok=True)
+        self.fd: int | None = os.open(os.path.join(data_dir, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            self.release()
+            raise DataDirError(f"{data_dir} is in use: a network runs from it (process {holder}); stop it first, "
+                               f"or give another data directory") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def is_neurox_dir(data_dir: str) -> bool:
@@ -56,8 +87,8 @@ def ensure_usable(data_dir: str, min_free: int = MIN_FREE_BYTES) -> None:
 def wipe(data_dir: str) -> list[str]:
     """Remove what NeuroX made in ``data_dir`` (a fresh start); returns the entries removed.
 
-    Raises :class:`DataDirError`, deleting nothing, for a path that is not a directory, or a non-empty
-    directory NeuroX has not used.
+    Raises :class:`DataDirError`, deleting nothing, for a path that is not a directory, a non-empty
+    directory NeuroX has not used, or one a network runs from.
     """
     if not os.path.exists(data_dir):
         return []
@@ -67,11 +98,15 @@ def wipe(data_dir: str) -> list[str]:
     if entries and not is_neurox_dir(data_dir):
         raise DataDirError(f"{data_dir} is not a NeuroX data directory (no {MARKER} marker, no topology.json) "
                            f"and holds {len(entries)} entries; refusing to start fresh there, nothing deleted")
-    removed = sorted(entries & set(OWNED))
-    for name in removed:
-        path = os.path.join(data_dir, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
+    hold = Hold(data_dir)  # not while a network runs from it (DataDirError, nothing deleted), nor one starts
+    try:
+        removed = sorted(entries & set(OWNED))
+        for name in removed:
+            path = os.path.join(data_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+    finally:
+        hold.release()
     return removed

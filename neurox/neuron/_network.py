@@ -16,7 +16,7 @@ import os
 
 from ..runtime import write_tcp_plan
 from ..supervisor_tree import ChildSpec, Tree, control_endpoint, root_args
-from ._data_dir import claim
+from ._data_dir import Hold, claim
 from ._endpoints import messenger_in_endpoint, topology_path
 from ._placement import front_host, layers_on, tcp_exports, tcp_routes
 from ._reshaper import Reshaper
@@ -35,12 +35,22 @@ def live_topology(topology: Topology, data_dir: str, resume: bool) -> Topology:
 
 
 class Network:
-    """A running network on this host. ``resume=True`` keeps the shape already in ``data_dir``."""
+    """A running network on this host. ``resume=True`` keeps the shape already in ``data_dir``. It holds
+    the data directory from here until :meth:`stop` (DataDirError if another network runs from it)."""
 
     def __init__(self, topology: Topology, data_dir: str, extensions: list[ChildSpec | dict] = (),
                  run_dir: str | None = None, resume: bool = False, preload: tuple[str, ...] = (),
                  host: str | None = None, keys_dir: str | None = None):
         self.data_dir = os.path.abspath(data_dir)
+        self.hold = Hold(self.data_dir)
+        try:
+            self._build(topology, extensions, run_dir, resume, preload, host, keys_dir)
+        except BaseException:
+            self.hold.release()
+            raise
+
+    def _build(self, topology: Topology, extensions, run_dir: str | None, resume: bool, preload: tuple[str, ...],
+               host: str | None, keys_dir: str | None) -> None:
         topology = live_topology(topology, self.data_dir, resume)
         topology.save(topology_path(self.data_dir))
         self.topology = topology
@@ -60,7 +70,10 @@ class Network:
         return self
 
     def stop(self):
-        return self.tree.stop()
+        try:
+            return self.tree.stop()
+        finally:
+            self.hold.release()
 
     def __enter__(self) -> "Network":
         return self.start()

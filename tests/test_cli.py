@@ -67,3 +67,17 @@ def test_no_environment_is_needed_for_help():
     done = subprocess.run([sys.executable, "-m", "neurox.cli", "probe", "--help"], capture_output=True, text=True,
                           timeout=60, env={k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "HOME")})
     assert done.returncode == 0 and "tap" in done.stdout and "inject" in done.stdout
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("argv, data_dir, remote", [
+    (["reshape", "add-neuron", "L2"], "neurox-data", None),
+    (["reshape", "--data-dir", "d1", "add-neuron", "L2"], "d1", None),
+    (["reshape", "add-neuron", "L2", "--data-dir", "d2"], "d2", None),  # as `neurox probe` takes them
+    (["reshape", "--data-dir", "d1", "pause", "--data-dir", "d2"], "d2", None),
+    (["reshape", "widen", "L2", "24", "--remote", "tcp://10.0.0.1:7605", "--server", "h1"], "neurox-data",
+     "tcp://10.0.0.1:7605"),
+])
+def test_the_networks_options_go_before_or_after_a_reshape_op(argv, data_dir, remote):
+    args = parser_for(argv).parse_args(argv)
+    assert (args.data_dir, args.endpoint, args.remote, args.key_name) == (data_dir, None, remote, "admin")

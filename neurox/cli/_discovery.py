@@ -10,21 +10,27 @@ DEFAULT_DATA_DIR = "neurox-data"
 RUN_FILE = "run.json"
 
 
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
-                        help="the running network's data directory, to find it (default: %(default)s)")
-    parser.add_argument("--endpoint", help="talk to this endpoint instead of finding it through --data-dir")
+def add_target_arguments(parser: argparse.ArgumentParser, again: bool = False) -> None:
+    """``--data-dir`` and ``--endpoint``. ``again``: on a subcommand of a parser that has them already, so that
+    they may come before or after it (given after, they win; not given, they leave the parser's be)."""
+    parser.add_argument("--data-dir", default=argparse.SUPPRESS if again else DEFAULT_DATA_DIR,
+                        help=f"the running network's data directory, to find it (default: {DEFAULT_DATA_DIR})")
+    parser.add_argument("--endpoint", default=argparse.SUPPRESS if again else None,
+                        help="talk to this endpoint instead of finding it through --data-dir")
 
 
-def add_remote_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--remote``: a host of a network spread over hosts, through its control gateway (docs/deployment.md)."""
+def add_remote_arguments(parser: argparse.ArgumentParser, again: bool = False) -> None:
+    """``--remote``: a host of a network spread over hosts, through its control gateway (docs/deployment.md);
+    ``again`` as for :func:`add_target_arguments`."""
+    unset = {"default": argparse.SUPPRESS} if again else {}
     group = parser.add_argument_group("a remote host, through its control gateway (CURVE)")
-    group.add_argument("--remote", metavar="TCP_ENDPOINT", help="the host's gateway, tcp://ADDRESS:BASE+5")
+    group.add_argument("--remote", metavar="TCP_ENDPOINT", help="the host's gateway, tcp://ADDRESS:BASE+5", **unset)
     group.add_argument("--keys", metavar="DIR", help="with --remote: the directory of this client's key pair "
-                                                     "and of allowed/HOST.key")
-    group.add_argument("--key-name", default="admin", help="with --remote: the client's pair, NAME.key_secret "
-                                                           "(default: %(default)s)")
-    group.add_argument("--server", metavar="HOST", help="with --remote: the host's name (its allowed/HOST.key)")
+                                                     "and of allowed/HOST.key", **unset)
+    group.add_argument("--key-name", help="with --remote: the client's pair, NAME.key_secret (default: admin)",
+                       **({"default": "admin"} if not again else unset))
+    group.add_argument("--server", metavar="HOST", help="with --remote: the host's name (its allowed/HOST.key)",
+                       **unset)
 
 
 def remote_of(args: argparse.Namespace):

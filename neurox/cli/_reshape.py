@@ -16,31 +16,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_target_arguments(parser)
     add_remote_arguments(parser)
     ops = parser.add_subparsers(dest="op", required=True)
-    p = ops.add_parser("add-neuron", help="add a neuron to an inner layer (seeded from its siblings)")
+    p = _op(ops, "add-neuron", "add a neuron to an inner layer (seeded from its siblings)")
     p.add_argument("layer")
-    p = ops.add_parser("remove-neuron", help="drain and remove a neuron")
+    p = _op(ops, "remove-neuron", "drain and remove a neuron")
     p.add_argument("id")
     for name, text in (("add-link", "link two neurons (forward only)"), ("remove-link", "unlink two neurons")):
-        p = ops.add_parser(name, help=text)
+        p = _op(ops, name, text)
         p.add_argument("src")
         p.add_argument("dst")
-    p = ops.add_parser("add-layer", help="insert a layer after another, fully connected to its neighbours")
+    p = _op(ops, "add-layer", "insert a layer after another, fully connected to its neighbours")
     p.add_argument("name")
     p.add_argument("--after", required=True)
     p.add_argument("--neurons", type=int, default=1)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a layer setting (repeatable)")
-    p = ops.add_parser("remove-layer", help="remove an inner layer, bridging its neighbours")
+    p = _op(ops, "remove-layer", "remove an inner layer, bridging its neighbours")
     p.add_argument("name")
-    p = ops.add_parser("widen", help="give every neuron of a layer more units, the network's answers unchanged")
+    p = _op(ops, "widen", "give every neuron of a layer more units, the network's answers unchanged")
     p.add_argument("layer")
     p.add_argument("units", type=int)
-    p = ops.add_parser("set", help="change settings of a layer or a neuron (learning_rate, activation, ...)")
+    p = _op(ops, "set", "change settings of a layer or a neuron (learning_rate, activation, ...)")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--layer")
     target.add_argument("--neuron")
     p.add_argument("settings", nargs="+", metavar="KEY=VALUE")
-    ops.add_parser("pause", help="stop learning (answers go on)")
-    ops.add_parser("resume", help="learn again")
+    _op(ops, "pause", "stop learning (answers go on)")
+    _op(ops, "resume", "learn again")
     parser.set_defaults(handler=reshape)
 
     topology = sub.add_parser("topology", help="the live topology of a running network")
@@ -49,6 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     topology.add_argument("action", choices=["export", "show"], help="export: TOML; show: JSON")
     topology.add_argument("--output", "-o", help="write to this file instead of stdout")
     topology.set_defaults(handler=show_topology)
+
+
+def _op(ops: argparse._SubParsersAction, name: str, text: str) -> argparse.ArgumentParser:
+    """One op of ``neurox reshape``, which takes the network's options after it as well as before."""
+    op = ops.add_parser(name, help=text)
+    add_target_arguments(op, again=True)
+    add_remote_arguments(op, again=True)
+    return op
 
 
 def _settings(pairs: list[str]) -> dict:

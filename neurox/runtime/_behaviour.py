@@ -24,9 +24,10 @@ The callbacks, in the order a process meets them::
 ``handle_call`` defaults to a lookup in :attr:`Process.handlers` (op -> ``handler(request)``, ``ping``
 and ``metrics`` already there -- every process answers ``metrics``, by default with its bad-frame
 counts, which a kind with counters of its own replaces), so most kinds only add to that map in
-``init`` (an op with arguments through ``_args.typed``: its handler takes them as a Struct). Any callback may raise :class:`Stop`
-to end the process with a reason; another exception is a crash: ``terminate`` is still called (with
-reason ``crash``), then the exception goes on to the launcher, which prints it and exits with 1.
+``init`` (an op with arguments through ``_args.typed``: its handler takes them as a Struct). Any
+callback may raise :class:`Stop` to end the process with a reason; another exception is a crash:
+``terminate`` is still called (with reason ``crash``), then the exception goes on to the launcher,
+which prints it and exits with 1.
 An exception in ``init`` is a failed start: ``terminate`` is not called, as in OTP.
 
 A kind says how a supervisor starts it (as an Elixir module does with ``child_spec/1``): set

@@ -792,11 +792,11 @@ def test_returns_send_one_message_per_origin_and_count_what_they_could_not_send(
         for name, sock in pulls.items():
             sock.bind(f"ipc://{tmp_path}/{name}.ret")
         count, bad = dict.fromkeys(("returned", "dropped_returns", "no_origin"), 0), BadFrames("t")
-        returns = Returns(ctx, count, bad)
+        returns = Returns(ctx, count, bad, {})
         metas = [pack({"origin": f"ipc://{tmp_path}/a.ret"}), pack({"origin": f"ipc://{tmp_path}/b.ret"}),
                  pack({"origin": f"ipc://{tmp_path}/a.ret"}), pack({"source": "dreams"}), pack({"origin": "nowhere"})]
         outputs = np.eye(5, 3, dtype=np.float32)
-        returns.send(answers_of([1, 2, 3, 4, 5], [1] * 5, outputs, metas, [None] * 5, "softmax", {}))
+        returns.send([1, 2, 3, 4, 5], [1] * 5, outputs, metas, [None] * 5, "softmax")
         assert pulls["a"].poll(5000) and pulls["b"].poll(5000)
         assert [r["packet"] for r in unpack(pulls["a"].recv())] == [1, 3]  # one message for both of a's
         assert [r["packet"] for r in unpack(pulls["b"].recv())] == [2]
@@ -805,8 +805,7 @@ def test_returns_send_one_message_per_origin_and_count_what_they_could_not_send(
         assert bad.by_kind == {"bad_origin": 1}
         # past MAX_ORIGINS, the least recently used socket is closed: a returning origin gets a new one
         for i in range(MAX_ORIGINS + 1):
-            returns.send(answers_of([i], [1], outputs[:1], [pack({"origin": f"ipc://{tmp_path}/o{i}.ret"})],
-                                    [None], "softmax", {}))
+            returns.send([i], [1], outputs[:1], [pack({"origin": f"ipc://{tmp_path}/o{i}.ret"})], [None], "softmax")
         assert len(returns.origins) == MAX_ORIGINS and f"ipc://{tmp_path}/a.ret" not in returns.origins
     finally:
         for sock in pulls.values():

@@ -148,7 +148,7 @@ class FloorDiamond:
         self.tick += samples
         return samples / (time.perf_counter() - started)
 
-    def round_trip(self, _request: int = 0) -> float:
+    def round_trip(self) -> float:
         """One sample through the diamond alone and back; the seconds it took."""
         started = time.perf_counter()
         self.inp.send(msgpack.packb([self.tick, self.x]))

@@ -204,7 +204,7 @@ class Modulator(Process):
                 **self._expectations(), "rewards": self.rewards,
                 "reporters": len(self.activity), "publishes": self.publishes,
                 "publish_interval_s": self.chemistry.publish_interval_s,
-                "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}
+                **self.bad.counts()}
 
     def set_state(self, request: SetState) -> dict:
         state = request.state

@@ -130,7 +130,7 @@ class Extension(Process):
 
     def metrics(self) -> dict:
         """Numbers only (counters, gauges), for dashboards."""
-        return {**self.counters, "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}
+        return {**self.counters, **self.bad.counts()}
 
     def status(self) -> dict:
         return {"name": self.name, "kind": self.kind, "pid": os.getpid(), "uptime_s": time.time() - self.started_t,

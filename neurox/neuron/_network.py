@@ -44,26 +44,23 @@ class Network:
         self.data_dir = os.path.abspath(data_dir)
         self.hold = Hold(self.data_dir)
         try:
-            self._build(topology, extensions, run_dir, resume, preload, host, keys_dir)
+            topology = live_topology(topology, self.data_dir, resume)
+            topology.save(topology_path(self.data_dir))
+            self.topology = topology
+            self.host = host
+            children = layer_children(topology, layers_on(topology, host), self.data_dir)
+            if host is None or host == front_host(topology):
+                children.append(Reshaper.child_spec("reshaper", {"data_dir": self.data_dir}))
+            # The layers, the reshaper and the extensions do not depend on one another to start (links are
+            # connected lazily), so they are all started at once; they still stop in reverse order.
+            self.tree = Tree(root_args([*children, *extensions], start_concurrently=True), run_dir=run_dir,
+                             preload=(*PRELOAD, *preload))
+            if host is not None:
+                write_tcp_plan(self.tree.run_dir, host, keys_dir, tcp_exports(topology, host),
+                               tcp_routes(topology, host))
         except BaseException:
             self.hold.release()
             raise
-
-    def _build(self, topology: Topology, extensions, run_dir: str | None, resume: bool, preload: tuple[str, ...],
-               host: str | None, keys_dir: str | None) -> None:
-        topology = live_topology(topology, self.data_dir, resume)
-        topology.save(topology_path(self.data_dir))
-        self.topology = topology
-        self.host = host
-        children = layer_children(topology, layers_on(topology, host), self.data_dir)
-        if host is None or host == front_host(topology):
-            children.append(Reshaper.child_spec("reshaper", {"data_dir": self.data_dir}))
-        # The layers, the reshaper and the extensions do not depend on one another to start (links are
-        # connected lazily), so they are all started at once; they still stop in reverse order.
-        self.tree = Tree(root_args([*children, *extensions], start_concurrently=True), run_dir=run_dir,
-                         preload=(*PRELOAD, *preload))
-        if host is not None:
-            write_tcp_plan(self.tree.run_dir, host, keys_dir, tcp_exports(topology, host), tcp_routes(topology, host))
 
     def start(self) -> "Network":
         self.tree.start()

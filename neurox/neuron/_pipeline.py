@@ -24,7 +24,6 @@ from ..runtime import BadFrames, FrameError, Histogram, unpack_map
 from . import _frames as frames
 from ._frames import FORWARD as FORWARD_FRAME, decode, finite_rows_block
 from ._activity import Activity
-from ._answers import answers_of
 from ._joins import RECENT_DONE, Joins, Run, stacked_runs
 from ._learning_rule import Learnt, LearningRule, stacked_learnt
 from ._links import FORMER_LINK, Links
@@ -40,15 +39,14 @@ MAX_JOURNAL = 200_000
 class Pipeline:
     """The data plane of neuron ``owner`` (``units`` outputs) over its parts. ``settings`` is the neuron's
     (read live: activation, learning_rate, join_timeout_ms); ``context`` its leaky output memory. At the
-    end of the network, ``returns`` takes each packet's answer to its origin (decoded as ``output_config``,
-    the topology's ``[output]``, says); without it, answers go no further than MessengerOut."""
+    end of the network, ``returns`` takes each packet's answer to its origin; without it, answers go no
+    further than MessengerOut."""
 
     def __init__(self, owner: str, units: int, links: Links, rule: LearningRule, receptors: Receptors,
-                 settings: dict, counters: dict, bad: BadFrames, context: float = 0.0,
-                 returns: Returns | None = None, output_config: dict | None = None):
+                 settings: dict, counters: dict, bad: BadFrames, context: float = 0.0, returns: Returns | None = None):
         self.owner, self.units, self.links, self.rule, self.receptors = owner, units, links, rule, receptors
         self.settings, self.counters, self.bad = settings, counters, bad
-        self.returns, self.output_config = returns, output_config or {}
+        self.returns = returns
         self.context, self.held = context, None
         self.learning, self.frozen = True, False
         """``learning``: learn from packets marked so; ``frozen``: gradients still pass upstream, the weights stay."""
@@ -129,7 +127,7 @@ class Pipeline:
         if links.is_end:
             losses = self._learn_at_end(packets, rows, x_all, y_all, learn, metas)
             if self.returns is not None:  # the answers first: their origins wait for them, MessengerOut does not
-                self.returns.send(answers_of(packets, rows, y_all, metas, losses, activation, self.output_config))
+                self.returns.send(packets, rows, y_all, metas, losses, activation)
             self._send_gradients()
             links.send(links.outputs[0], frames.encode_output(self.owner, packets, rows, y_all, metas, losses))
             return computed

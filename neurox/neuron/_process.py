@@ -104,9 +104,10 @@ class Neuron(Process):
                      "group": settings.get("staleness_group", DEFAULT_GROUP)} if self.plasticity == "backprop" else {}
         self.rule = make_rule(self.plasticity, weights, bias, self.counters, self.rng, self._refused, **staleness)
         self.receptors = open_receptors(self.ctx, self.run_dir, topology, self.id, self.transmitter, self.twin_of is None)
-        returns = None if self.twin_of else Returns(self.ctx, self.counters, self.bad)  # a twin's answers: its pool's
+        # a twin's answers (to dreams) go to its pool, not to origins
+        returns = None if self.twin_of else Returns(self.ctx, self.counters, self.bad, topology.output)
         self.pipeline = Pipeline(self.id, self.units, self.links, self.rule, self.receptors, self.settings, self.counters,
-                                 self.bad, float(settings.get("context", 0.0)), returns, topology.output)
+                                 self.bad, float(settings.get("context", 0.0)), returns)
         self.pipeline.frozen = bool(args.get("frozen", False))
         self.inbox = make_socket(self.ctx, zmq.PULL, bind=inbox_endpoint(self.plane_dir, self.id))
         if self.receptors.socket is not None:  # levels first: dopamine for earlier passes before new tags
@@ -156,7 +157,7 @@ class Neuron(Process):
 
     def call_metrics(self, _request=None) -> dict:
         pipeline = self.pipeline
-        return {**self.counters, "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind),
+        return {**self.counters, **self.bad.counts(),
                 "pending_joins": len(pipeline.joins), "pending_gradients": len(pipeline.grads), "kept": self.rule.kept,
                 "rss_bytes": rss_bytes(), "state": self.receptors.state, "neuromodulators": self.receptors.chemistry(),
                 "activity": pipeline.activity.snapshot(), "persistence": self.persistence.status()["persistence"],

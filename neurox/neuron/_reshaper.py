@@ -75,8 +75,7 @@ class Reshaper(Process):
         handlers = {
             "status": lambda r: {"pid": os.getpid(), "uptime_s": time.time() - self.started_t,
                                  "shape": [len(layer.neurons) for layer in self.topology.layers]},
-            "metrics": lambda r: {"changes": dict(self.changes), "refused": dict(self.refused),
-                                  "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)},
+            "metrics": lambda r: {"changes": dict(self.changes), "refused": dict(self.refused), **self.bad.counts()},
             "topology": lambda r: self.topology.to_dict(),
             "export": lambda r: tomli_w.dumps(self.topology.to_toml_dict()),
             "add_neuron": self.add_neuron, "remove_neuron": self.remove_neuron,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
 import zmq
 
 from ..runtime import BadFrames, make_socket, pack
-from ._answers import Answer
+from ._answers import answers_of
 
 MAX_ORIGINS = 64
 """Return sockets kept open at once."""
@@ -22,18 +23,20 @@ _NOBLOCK = int(zmq.NOBLOCK)
 
 
 class Returns:
-    """Return sockets of the end neuron, one per origin endpoint; ``counters`` (the neuron's) count what
-    was ``returned``, what was dropped (``dropped_returns``: a full or unusable endpoint) and the answers
-    to packets that named no origin (``no_origin``: dreams, an ``inject`` without one)."""
+    """Return sockets of the end neuron, one per origin endpoint; answers decoded as ``output_config`` (the
+    topology's ``[output]``) says. ``counters`` (the neuron's) count what was ``returned``, what was dropped
+    (``dropped_returns``: a full or unusable endpoint) and the answers to packets that named no origin
+    (``no_origin``: dreams, an ``inject`` without one)."""
 
-    def __init__(self, ctx: zmq.Context, counters: dict, bad: BadFrames):
-        self.ctx, self.counters, self.bad = ctx, counters, bad
+    def __init__(self, ctx: zmq.Context, counters: dict, bad: BadFrames, output_config: dict):
+        self.ctx, self.counters, self.bad, self.output_config = ctx, counters, bad, output_config
         self.origins: OrderedDict[str, zmq.Socket] = OrderedDict()
 
-    def send(self, answers: list[Answer]) -> None:
-        """Each answer to its origin: one message per origin, without waiting."""
+    def send(self, packets: list, rows: list, outputs: np.ndarray, metas: list, losses: list, activation: str) -> None:
+        """Each packet's answer (an output bundle's, ``rows`` each stacked in ``outputs``) to its origin: one
+        message per origin, without waiting."""
         by_origin: dict[str, list[dict]] = {}
-        for answer in answers:
+        for answer in answers_of(packets, rows, outputs, metas, losses, activation, self.output_config):
             origin = answer.meta.get("origin")
             if isinstance(origin, str):
                 by_origin.setdefault(origin, []).append(answer.result)

@@ -14,6 +14,10 @@ class BadFrames:
     def total(self) -> int:
         return sum(self.by_kind.values())
 
+    def counts(self) -> dict:
+        """``bad_frames`` (the total) and ``bad_frames_by_kind``, as every process's counters carry them."""
+        return {"bad_frames": self.total, "bad_frames_by_kind": dict(self.by_kind)}
+
     def note(self, kind: str, detail: str) -> None:
         seen = self.by_kind.get(kind, 0)
         self.by_kind[kind] = seen + 1

@@ -205,7 +205,7 @@ class Process:
         self.env = env
         self.handlers: dict[str, Callable[[dict], object]] = {
             "ping": lambda request: "pong",
-            "metrics": lambda request: {"bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}}
+            "metrics": lambda request: self.bad.counts()}
         self.bad = BadFrames(env.get("path") or type(self).__name__)
         self._stop_reason: ExitReason | None = None
         self._poller = zmq.Poller()

@@ -45,7 +45,7 @@ class EventBus(Process):
         self.bad = BadFrames("event bus")
         self.watch(self.sink, drain=EVENTS_DRAIN)
         self.handlers.update(typed(BUS_ARGS, {"recent_events": self.recent, "status": lambda r: {
-            "events": len(self.history), "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind)}}))
+            "events": len(self.history), **self.bad.counts()}}))
         return {"publish": args["publish"]}
 
     def handle_frame(self, source, frames: list[bytes]) -> None:

@@ -437,7 +437,7 @@ class Supervisor(Process):
         return {"path": self.path, "pid": os.getpid(), "strategy": self.strategy,
                 "intensity": self.intensity, "period": self.period,
                 "restarts_in_period": sum(1 for t in self.restarts if t > now - self.period),
-                "bad_frames": self.bad.total, "bad_frames_by_kind": dict(self.bad.by_kind),
+                **self.bad.counts(),
                 "children": self.which_children()}
 
 
